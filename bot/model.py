@@ -1,0 +1,134 @@
+"""The values that flow between modbot's stages.
+
+Every stage hands the next one frozen dataclasses; none of them holds a database row,
+an HTTP response or any other live object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Literal
+
+HashType = Literal["sha256", "md5", "pdq", "phash"]
+HASH_TYPES: tuple[HashType, ...] = ("sha256", "md5", "pdq", "phash")
+# Hex length of each hash type, used to validate list entries and user input.
+HASH_HEX_LENGTH: dict[str, int] = {"sha256": 64, "md5": 32, "pdq": 64, "phash": 16}
+PERCEPTUAL: frozenset[str] = frozenset({"pdq", "phash"})
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    """A reference to a piece of media found in an event."""
+
+    mxc: str  # mxc://server/media_id, validated
+    server: str
+    media_id: str
+    # Where in the event the reference was found, e.g. "content.url",
+    # "content.info.thumbnail_url", "content.formatted_body", "content.m.new_content.url".
+    source: str
+    mimetype: str | None = None
+    # End-to-end encrypted attachments (content.file.url) cannot be scanned by a server.
+    encrypted: bool = False
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    refs: tuple[MediaRef, ...]
+    # Human-readable reasons for references that were present but invalid (bad mxc URI...).
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Hashes:
+    """Everything modbot keeps about a piece of media: hashes and metadata, never bytes."""
+
+    sha256: str
+    md5: str
+    size: int
+    pdq: str | None = None  # 64 hex chars, of the image as decoded (no trimming or rotation)
+    pdq_quality: int | None = None
+    phash: str | None = None  # 16 hex chars (imagehash.phash, 8x8)
+    width: int | None = None
+    height: int | None = None
+    image_format: str | None = None  # Pillow's format name: "JPEG", "PNG"...
+    # PDQ hashes tried when matching: the 8 rotations/flips of the image, and of the image
+    # with uniform borders trimmed. Includes `pdq` itself. Empty when not an image.
+    pdq_queries: tuple[str, ...] = ()
+    # Why perceptual hashes are missing, if they are (not an image, decode failed, bomb...).
+    perceptual_error: str | None = None
+
+
+class MatchKind(str, Enum):
+    EXACT = "exact"
+    NEAR = "near"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One classifier's finding that a piece of media matches something known."""
+
+    classifier: str  # e.g. "hashlist"
+    label: str  # e.g. "csam"
+    kind: MatchKind
+    list_name: str | None = None
+    hash_type: str | None = None
+    distance: int | None = None  # Hamming distance for near matches, 0 for exact
+    matched_hash: str | None = None  # the list entry that matched
+    details: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Classification:
+    """What one classifier said of one piece of media: verdicts, or an error."""
+
+    classifier: str
+    verdicts: tuple[Verdict, ...] = ()
+    error: str | None = None
+
+
+class ActionKind(str, Enum):
+    QUARANTINE = "quarantine"
+    REDACT = "redact"
+    BAN = "ban"
+    NOTIFY = "notify"
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    kind: ActionKind
+    # For ban: "room" (the room of the event) or "all" (every protected room).
+    scope: Literal["room", "all"] = "room"
+
+
+@dataclass(frozen=True)
+class EventContext:
+    """What the policy needs to know about where and by whom media was posted."""
+
+    event_id: str
+    room_id: str
+    sender: str
+    sender_power: int
+    origin_server_ts: int | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The policy's answer for one event: which rule fired and what to do."""
+
+    rule: str | None  # None when no rule matched
+    actions: tuple[PlannedAction, ...] = ()
+    dry_run: bool = False
+    exempt_reason: str | None = None  # set when the sender is exempt and nothing is done
+    verdicts: tuple[Verdict, ...] = ()  # the verdicts that made the rule fire
+
+    @property
+    def acts(self) -> bool:
+        return bool(self.actions) and self.exempt_reason is None
+
+
+class Outcome(str, Enum):
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # already done, or not applicable
+    DRY_RUN = "dry_run"
