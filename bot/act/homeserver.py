@@ -1,0 +1,251 @@
+"""The homeserver as modbot uses it: client API calls and Synapse's admin API, with retries.
+
+Every call goes through mautrix's HTTPAPI (one HTTP session for the process) as the bot
+user. Permission checks are left to the server: we send the request and read the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from mautrix.api import HTTPAPI, Method
+from mautrix.errors import MatrixConnectionError, MatrixRequestError
+
+log = logging.getLogger("modbot.homeserver")
+T = TypeVar("T")
+
+# Power level stood in for "infinite": in room version 12 the creators outrank everyone.
+CREATOR_POWER = 2**53
+
+
+class HomeserverError(Exception):
+    """A homeserver call failed for good (after retries, or with a permanent error)."""
+
+    def __init__(self, message: str, *, status: int | None = None, errcode: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.errcode = errcode
+
+
+@dataclass(frozen=True)
+class RoomPower:
+    """What modbot needs from a room's power levels and create event."""
+
+    users: dict[str, int]
+    users_default: int
+    ban: int
+    redact: int
+    kick: int
+    creators: frozenset[str]  # room version 12+: unlimited power, cannot be banned
+
+    def of(self, user_id: str) -> int:
+        if user_id in self.creators:
+            return CREATOR_POWER
+        return self.users.get(user_id, self.users_default)
+
+
+def _q(value: str) -> str:
+    return quote(value, safe="")
+
+
+class Homeserver:
+    def __init__(
+        self,
+        api: HTTPAPI,
+        bot_user_id: str,
+        *,
+        retries: int = 4,
+        base_delay: float = 0.5,
+        max_delay: float = 30.0,
+    ) -> None:
+        self.api = api
+        self.bot_user_id = bot_user_id
+        self._retries = retries
+        self._base_delay = base_delay
+        self._max_delay = max_delay
+
+    async def _call(
+        self,
+        method: Method,
+        path: str,
+        content: Any = None,
+        query: dict[str, str] | None = None,
+    ) -> Any:
+        return await self._with_retries(
+            lambda: self.api.request(method, path, content=content, query_params=query)
+        )
+
+    async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Retry what a homeserver may answer differently in a moment: 429, 5xx, no connection."""
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except MatrixRequestError as e:
+                status = getattr(e, "http_status", 0)
+                errcode = getattr(e, "errcode", None)
+                transient = status == 429 or status >= 500
+                if not transient or attempt >= self._retries:
+                    message = getattr(e, "message", None) or str(e)
+                    raise HomeserverError(
+                        f"HTTP {status} {errcode or ''}: {message}".strip(), status=status, errcode=errcode
+                    ) from e
+                delay = self._delay(attempt, retry_after_ms=_retry_after_ms(e))
+            except (MatrixConnectionError, asyncio.TimeoutError, OSError) as e:
+                if attempt >= self._retries:
+                    raise HomeserverError(f"homeserver unreachable: {e}") from e
+                delay = self._delay(attempt)
+            attempt += 1
+            log.warning("homeserver call failed, retry %d/%d in %.1fs", attempt, self._retries, delay)
+            await asyncio.sleep(delay)
+
+    def _delay(self, attempt: int, retry_after_ms: int | None = None) -> float:
+        if retry_after_ms is not None:
+            return min(retry_after_ms / 1000, self._max_delay)
+        return min(self._base_delay * 2**attempt, self._max_delay) * random.uniform(0.8, 1.2)
+
+    # --- client API ------------------------------------------------------------------------
+
+    async def versions(self) -> dict[str, Any]:
+        return await self._call(Method.GET, "/_matrix/client/versions")
+
+    async def whoami(self) -> str:
+        return (await self._call(Method.GET, "/_matrix/client/v3/account/whoami"))["user_id"]
+
+    async def register_bot(self, localpart: str) -> None:
+        """Register the bot user through the appservice; fine if it exists already."""
+        try:
+            await self._call(
+                Method.POST,
+                "/_matrix/client/v3/register",
+                {"type": "m.login.application_service", "username": localpart, "inhibit_login": True},
+            )
+        except HomeserverError as e:
+            if e.errcode != "M_USER_IN_USE":
+                raise
+
+    async def set_displayname(self, name: str) -> None:
+        await self._call(
+            Method.PUT, f"/_matrix/client/v3/profile/{_q(self.bot_user_id)}/displayname", {"displayname": name}
+        )
+
+    async def resolve_room(self, room: str) -> str:
+        if room.startswith("!"):
+            return room
+        answer = await self._call(Method.GET, f"/_matrix/client/v3/directory/room/{_q(room)}")
+        return answer["room_id"]
+
+    async def join(self, room: str) -> str:
+        return (await self._call(Method.POST, f"/_matrix/client/v3/join/{_q(room)}"))["room_id"]
+
+    async def joined_rooms(self) -> list[str]:
+        return (await self._call(Method.GET, "/_matrix/client/v3/joined_rooms"))["joined_rooms"]
+
+    async def state_event(self, room_id: str, event_type: str, state_key: str = "") -> dict[str, Any]:
+        return await self._call(
+            Method.GET, f"/_matrix/client/v3/rooms/{_q(room_id)}/state/{_q(event_type)}/{_q(state_key)}"
+        )
+
+    async def room_power(self, room_id: str) -> RoomPower:
+        levels = await self.state_event(room_id, "m.room.power_levels")
+        # format=event gives the whole create event: since room v11 its sender, not its
+        # content, names the creator.
+        create = await self._call(
+            Method.GET,
+            f"/_matrix/client/v3/rooms/{_q(room_id)}/state/m.room.create/",
+            query={"format": "event"},
+        )
+        content = create.get("content", create)
+        return room_power(levels, content, creator=create.get("sender") or content.get("creator"))
+
+    async def redact(self, room_id: str, event_id: str, reason: str, txn_id: str) -> str | None:
+        # Sent straight to the server (not through intent.redact, whose client-side check
+        # uses the wrong power-level key); the txn id makes a retry a no-op on the server.
+        answer = await self._call(
+            Method.PUT,
+            f"/_matrix/client/v3/rooms/{_q(room_id)}/redact/{_q(event_id)}/{_q(txn_id)}",
+            {"reason": reason},
+        )
+        return answer.get("event_id")
+
+    async def ban(self, room_id: str, user_id: str, reason: str) -> None:
+        await self._call(
+            Method.POST, f"/_matrix/client/v3/rooms/{_q(room_id)}/ban", {"user_id": user_id, "reason": reason}
+        )
+
+    async def membership(self, room_id: str, user_id: str) -> str | None:
+        try:
+            content = await self.state_event(room_id, "m.room.member", user_id)
+        except HomeserverError as e:
+            if e.status == 404:
+                return None
+            raise
+        return content.get("membership")
+
+    async def send_notice(self, room_id: str, body: str, html: str, txn_id: str) -> str:
+        content = {"msgtype": "m.notice", "body": body, "format": "org.matrix.custom.html", "formatted_body": html}
+        answer = await self._call(
+            Method.PUT, f"/_matrix/client/v3/rooms/{_q(room_id)}/send/m.room.message/{_q(txn_id)}", content
+        )
+        return answer["event_id"]
+
+    async def ping(self, appservice_id: str) -> None:
+        await self._call(Method.POST, f"/_matrix/client/v1/appservice/{_q(appservice_id)}/ping", {})
+
+    # --- Synapse admin API -------------------------------------------------------------------
+
+    async def is_server_admin(self) -> bool:
+        try:
+            answer = await self._call(Method.GET, f"/_synapse/admin/v1/users/{_q(self.bot_user_id)}/admin")
+        except HomeserverError as e:
+            if e.status in (401, 403):
+                return False
+            raise
+        return bool(answer.get("admin"))
+
+    async def quarantine(self, server: str, media_id: str) -> None:
+        await self._call(Method.POST, f"/_synapse/admin/v1/media/quarantine/{_q(server)}/{_q(media_id)}", {})
+
+    async def unquarantine(self, server: str, media_id: str) -> None:
+        await self._call(Method.POST, f"/_synapse/admin/v1/media/unquarantine/{_q(server)}/{_q(media_id)}", {})
+
+
+def room_power(levels: dict[str, Any], create: dict[str, Any], creator: str | None) -> RoomPower:
+    def level(value: Any, default: int) -> int:
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return default
+
+    users = {u: level(p, 0) for u, p in (levels.get("users") or {}).items()}
+    creators: set[str] = set()
+    if _creators_have_infinite_power(str(create.get("room_version", "1"))):
+        if creator:
+            creators.add(creator)
+        creators.update(u for u in create.get("additional_creators") or [] if isinstance(u, str))
+    return RoomPower(
+        users=users,
+        users_default=level(levels.get("users_default"), 0),
+        ban=level(levels.get("ban"), 50),
+        redact=level(levels.get("redact"), 50),
+        kick=level(levels.get("kick"), 50),
+        creators=frozenset(creators),
+    )
+
+
+def _creators_have_infinite_power(room_version: str) -> bool:
+    try:
+        return int(room_version) >= 12
+    except ValueError:
+        return "hydra" in room_version
+
+
+def _retry_after_ms(e: MatrixRequestError) -> int | None:
+    value = getattr(e, "retry_after_ms", None)
+    return value if isinstance(value, int) else None

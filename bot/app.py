@@ -1,0 +1,222 @@
+"""Composition root: build every part from the config, start them in order, stop them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .act.executor import Executor
+from .act.homeserver import Homeserver, HomeserverError
+from .classify.hashlist import HashListClassifier, build_lists
+from .config import Config
+from .extract import extract_media_refs
+from .fetch import MediaFetcher
+from .intake.endpoint import DurableAppService
+from .intake.queue import WorkQueue
+from .metrics import Metrics
+from .pipeline import Pipeline, PowerCache, RetryLater
+from .policy import Policy
+from .record.db import create_engine, migrate
+from .record.store import Store
+
+log = logging.getLogger("modbot")
+
+
+def wants_processing(event: dict[str, Any]) -> bool:
+    """Whether an event needs the pipeline: it references media, or tried to and failed."""
+    extracted = extract_media_refs(event)
+    return bool(extracted.refs or extracted.problems)
+
+
+class ModBot:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.engine = create_engine(config.database.url)
+        self.store = Store(self.engine)
+        self.policy: Policy = config.policy
+        self.protected: set[str] = set()
+        self.management_room: str | None = None
+        self.started_at = time.time()
+        lists, self.list_reports = build_lists(config.hash_lists, base_dir=Path.cwd())
+        self.classifiers = [HashListClassifier(lists, pdq_min_quality=config.hashlist.pdq_min_quality)]
+        as_cfg = config.appservice
+        self.appservice = DurableAppService(
+            server=str(config.homeserver.url).rstrip("/"),
+            domain=config.homeserver.domain,
+            as_token=as_cfg.as_token,
+            hs_token=as_cfg.hs_token,
+            bot_localpart=as_cfg.bot_localpart,
+            id=as_cfg.id,
+            on_transaction=self._on_transaction,
+        )
+        self.bot_user_id = f"@{as_cfg.bot_localpart}:{config.homeserver.domain}"
+        self.appservice.app.router.add_get("/health", self._health)
+        if config.metrics.enabled:
+            self.appservice.app.router.add_get("/metrics", self._metrics)
+        self.queue: WorkQueue | None = None
+        self.pipeline: Pipeline | None = None
+        self.homeserver: Homeserver | None = None
+        self.powers: PowerCache | None = None
+
+    async def start(self) -> None:
+        cfg = self.config
+        await migrate(self.engine)
+        for report in self.list_reports:
+            msg = f"hash list {report.name}: {report.entries} entries from {report.path}"
+            if report.errors:
+                msg += f", {len(report.errors)} lines rejected (first: line {report.errors[0][0]}: {report.errors[0][1]})"
+            log.info(msg)
+            if report.errors:
+                await self.store.audit("lists", "rejected_lines", msg)
+
+        # The queue exists before the endpoint opens, so no transaction finds it missing;
+        # its workers start only once everything they call is ready.
+        self.queue = WorkQueue(
+            self.store,
+            self._process,
+            self.metrics,
+            concurrency=cfg.processing.concurrency,
+            max_attempts=cfg.processing.max_attempts,
+            retry_exceptions=(RetryLater,),
+        )
+        await self.appservice.start(cfg.appservice.bind_address, cfg.appservice.port)
+        self.homeserver = Homeserver(
+            self.appservice.intent.api, self.bot_user_id, retries=cfg.processing.action_retries
+        )
+        await self._prepare_bot()
+        self.powers = PowerCache(self.homeserver)
+        fetcher = MediaFetcher(
+            self.appservice.http_session,
+            homeserver_url=str(cfg.homeserver.url),
+            as_token=cfg.appservice.as_token,
+            user_id=self.bot_user_id,
+            max_bytes=cfg.processing.max_media_bytes,
+            timeout=cfg.processing.download_timeout,
+        )
+        executor = Executor(
+            self.homeserver,
+            self.store,
+            self.metrics,
+            protected_rooms=lambda: sorted(self.protected),
+            management_room=lambda: self.management_room,
+        )
+        self.pipeline = Pipeline(
+            store=self.store,
+            fetcher=fetcher,
+            classifiers=self.classifiers,
+            executor=executor,
+            powers=self.powers,
+            metrics=self.metrics,
+            policy=lambda: self.policy,
+            is_protected=lambda room_id: room_id in self.protected,
+            bot_user_id=self.bot_user_id,
+            max_image_pixels=cfg.processing.max_image_pixels,
+        )
+        if cfg.processing.enabled:
+            resumed = await self.queue.start()
+            if resumed:
+                log.info("resuming %d events left pending", resumed)
+        else:
+            log.warning("processing is disabled: events are stored but not scanned")
+        try:
+            # The ping makes Synapse retry at once the transactions it was holding back.
+            await self.homeserver.ping(cfg.appservice.id)
+        except HomeserverError as e:
+            log.warning("appservice ping failed (is the registration installed?): %s", e)
+        self.appservice.ready = True
+        log.info("modbot ready as %s, protecting %d rooms", self.bot_user_id, len(self.protected))
+
+    async def _prepare_bot(self) -> None:
+        hs = self.homeserver
+        assert hs is not None
+        cfg = self.config
+        await hs.register_bot(cfg.appservice.bot_localpart)
+        try:
+            await hs.set_displayname(cfg.appservice.bot_displayname)
+        except HomeserverError as e:
+            log.warning("could not set display name: %s", e)
+        if not await hs.is_server_admin():
+            log.warning(
+                "%s is not a server admin: quarantine will fail. Run `modbot check` for how to fix it.",
+                self.bot_user_id,
+            )
+        for room in cfg.rooms.protected:
+            room_id = await self._join(room)
+            if room_id:
+                self.protected.add(room_id)
+        if cfg.rooms.management_room:
+            self.management_room = await self._join(cfg.rooms.management_room)
+
+    async def _join(self, room: str) -> str | None:
+        assert self.homeserver is not None
+        try:
+            return await self.homeserver.join(room)
+        except HomeserverError as e:
+            log.error("could not join %s (invite %s first): %s", room, self.bot_user_id, e)
+            await self.store.audit("rooms", "failed", f"could not join {room}: {e}", room_id=room)
+            return None
+
+    async def _on_transaction(self, txn_id: str, events: list[Any]) -> None:
+        result = await self.store.store_transaction(txn_id, events, wanted=wants_processing)
+        self.metrics.transactions.labels("new" if result.new else "repeated").inc()
+        if not result.new:
+            return
+        self.metrics.events_received.labels("yes").inc(len(result.queued))
+        self.metrics.events_received.labels("no").inc(len(events) - len(result.queued))
+        for raw in events:
+            if isinstance(raw, dict) and raw.get("type") in ("m.room.power_levels", "m.room.create"):
+                if self.powers is not None and isinstance(raw.get("room_id"), str):
+                    self.powers.invalidate(raw["room_id"])
+        if self.queue is not None and self.config.processing.enabled:
+            self.queue.submit(result.queued)
+
+    async def _process(self, event: Any) -> None:
+        assert self.pipeline is not None
+        await self.pipeline.process(event)
+
+    async def _health(self, _request: web.Request) -> web.Response:
+        try:
+            counts = await self.store.events_by_status()
+            db_ok = True
+        except Exception as e:  # health must answer even when the database does not
+            counts, db_ok = {"error": str(e)}, False
+        body = {
+            "status": "ok" if db_ok and self.appservice.ready else "starting" if db_ok else "degraded",
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "queue_depth": self.queue.depth if self.queue else 0,
+            "events": counts,
+            "protected_rooms": len(self.protected),
+        }
+        return web.json_response(body, status=200 if db_ok else 503)
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        if self.queue is not None:
+            self.metrics.queue_depth.set(self.queue.depth)
+        return web.Response(body=self.metrics.render(), content_type="text/plain", charset="utf-8")
+
+    async def stop(self) -> None:
+        if self.queue is not None:
+            await self.queue.stop()
+        await self.appservice.stop()
+        await self.engine.dispose()
+
+
+async def run(config: Config) -> None:
+    bot = ModBot(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await bot.start()
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        await bot.stop()

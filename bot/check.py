@@ -1,0 +1,116 @@
+"""`modbot check`: can the bot do its job? Says what is missing and how to fix it."""
+
+from __future__ import annotations
+
+import aiohttp
+from mautrix.api import HTTPAPI
+
+from .act.homeserver import Homeserver, HomeserverError
+from .classify.hashlist import build_lists
+from .config import Config
+
+
+def homeserver_for(config: Config, session: aiohttp.ClientSession) -> Homeserver:
+    bot = f"@{config.appservice.bot_localpart}:{config.homeserver.domain}"
+    api = HTTPAPI(
+        base_url=str(config.homeserver.url).rstrip("/"),
+        token=config.appservice.as_token,
+        client_session=session,
+        as_user_id=bot,
+    )
+    return Homeserver(api, bot, retries=1)
+
+
+async def check(config: Config) -> int:
+    """Print one line per check; returns 0 when the bot has everything it needs."""
+    problems = 0
+
+    def ok(msg: str) -> None:
+        print(f"  ok    {msg}")
+
+    def bad(msg: str, fix: str) -> None:
+        nonlocal problems
+        problems += 1
+        print(f"  FAIL  {msg}\n        fix: {fix}")
+
+    from pathlib import Path
+
+    _, reports = build_lists(config.hash_lists, base_dir=Path.cwd())
+    for r in reports:
+        if r.errors:
+            bad(f"hash list {r.name}: {len(r.errors)} lines rejected (line {r.errors[0][0]}: {r.errors[0][1]})",
+                f"correct {r.path}")
+        else:
+            ok(f"hash list {r.name}: {r.entries} entries" + ("" if r.enabled else " (disabled)"))
+    ok(f"policy: {len(config.policy.rules)} rules, dry_run={config.policy.dry_run}")
+
+    async with aiohttp.ClientSession() as session:
+        hs = homeserver_for(config, session)
+        try:
+            await hs.versions()
+            ok(f"homeserver reachable at {config.homeserver.url}")
+        except HomeserverError as e:
+            bad(f"homeserver not reachable: {e}", "check homeserver.url")
+            return 1
+        try:
+            me = await hs.whoami()
+            ok(f"appservice token accepted, bot is {me}")
+        except HomeserverError as e:
+            bad(
+                f"the homeserver refuses the appservice token ({e})",
+                "add the registration file to app_service_config_files in homeserver.yaml and restart Synapse",
+            )
+            return 1
+        if await hs.is_server_admin():
+            ok("bot is a server admin (can quarantine media)")
+        else:
+            bad(
+                f"{hs.bot_user_id} is not a server admin, so it cannot quarantine media",
+                "an appservice token gives no admin rights; as an existing admin run:\n"
+                f"        curl -X PUT -H 'Authorization: Bearer <admin token>' -d '{{\"admin\": true}}' "
+                f"{config.homeserver.url}/_synapse/admin/v2/users/{hs.bot_user_id}",
+            )
+        rooms = [(r, "protected") for r in config.rooms.protected]
+        if config.rooms.management_room:
+            rooms.append((config.rooms.management_room, "management"))
+        else:
+            bad("no management room configured: nobody is told what modbot does", "set rooms.management_room")
+        for room, role in rooms:
+            problems += await _check_room(hs, room, role, ok, bad)
+    print("all checks passed" if problems == 0 else f"{problems} problem(s) found")
+    return 0 if problems == 0 else 1
+
+
+async def _check_room(hs: Homeserver, room: str, role: str, ok, bad) -> int:
+    before = 0
+    try:
+        room_id = await hs.resolve_room(room)
+    except HomeserverError as e:
+        bad(f"{role} room {room}: cannot resolve ({e})", "check the alias or use the room ID")
+        return 1
+    membership = await hs.membership(room_id, hs.bot_user_id) if await _can_see(hs, room_id) else None
+    if membership != "join":
+        bad(f"{role} room {room}: bot is not joined (membership: {membership})",
+            f"invite {hs.bot_user_id}; modbot joins invited rooms it is configured for at start")
+        return 1
+    power = await hs.room_power(room_id)
+    mine = power.of(hs.bot_user_id)
+    if role == "management":
+        ok(f"management room {room}: joined")
+        return before
+    missing = [name for name, need in (("ban", power.ban), ("redact", power.redact)) if mine < need]
+    if missing:
+        bad(
+            f"protected room {room}: bot has power {mine}, needs {max(power.ban, power.redact)} for {' and '.join(missing)}",
+            f"give {hs.bot_user_id} power level {max(power.ban, power.redact)} or more in {room}",
+        )
+        return 1
+    ok(f"protected room {room}: joined, power {mine} (ban {power.ban}, redact {power.redact})")
+    return before
+
+
+async def _can_see(hs: Homeserver, room_id: str) -> bool:
+    try:
+        return room_id in await hs.joined_rooms()
+    except HomeserverError:
+        return False

@@ -1,0 +1,180 @@
+"""The `modbot` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import Config, ConfigError, default_config_text, load_config
+
+
+def _load(path: str, **kwargs: Any) -> Config:
+    try:
+        return load_config(path, **kwargs)
+    except ConfigError as e:
+        print(f"modbot: the configuration is not valid:\n{e}", file=sys.stderr)
+        raise SystemExit(2) from e
+    except FileNotFoundError as e:
+        print(f"modbot: {e}", file=sys.stderr)
+        raise SystemExit(2) from e
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # mautrix logs every request at INFO/DEBUG; the bot's own log says what matters.
+    logging.getLogger("mau").setLevel(max(logging.WARNING, logging.getLogger().level))
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .app import run
+
+    config = _load(args.config)
+    _setup_logging(config.logging.level)
+    asyncio.run(run(config))
+    return 0
+
+
+def cmd_generate_registration(args: argparse.Namespace) -> int:
+    from .registration import new_token, set_tokens, write_registration
+
+    path = Path(args.config)
+    if not path.exists():
+        path.write_text(default_config_text())
+        print(f"wrote an example config to {path}; edit homeserver.url and homeserver.domain")
+    text = set_tokens(path.read_text(), new_token(), new_token())
+    path.write_text(text)
+    config = _load(str(path))
+    out = Path(args.registration)
+    write_registration(config, out)
+    print(f"wrote {out} with fresh tokens and updated {path}")
+    print("Next: add the registration to app_service_config_files in homeserver.yaml, restart Synapse,")
+    print(f"then run `modbot check -c {path}`.")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .check import check
+
+    config = _load(args.config)
+    print(f"config {args.config}: valid")
+    return asyncio.run(check(config))
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from .scan import scan_files
+
+    config = _load(args.config) if args.config else None
+    results = scan_files([Path(f) for f in args.files], config)
+    failed = 0
+    for result in results:
+        failed += bool(result.get("error"))
+        if args.json:
+            print(json.dumps(result, sort_keys=True))
+        else:
+            print(_describe_scan(result))
+    return 1 if failed else 0
+
+
+def _describe_scan(result: dict[str, Any]) -> str:
+    if result.get("error"):
+        return f"{result['file']}: error: {result['error']}"
+    verdicts = result["verdicts"]
+    head = f"{result['file']}: sha256 {result['hashes']['sha256']}"
+    if result["hashes"].get("perceptual_error"):
+        head += f" (no perceptual hash: {result['hashes']['perceptual_error']})"
+    if not verdicts:
+        return head + "\n  no match"
+    lines = [head]
+    for v in verdicts:
+        where = v.get("list") or v["classifier"]
+        lines.append(f"  match: {where} label {v['label']} {v['kind']} {v.get('hash_type') or ''} distance {v.get('distance')}")
+    decision = result["decision"]
+    lines.append(f"  rule {decision['rule']}: would {', '.join(decision['actions']) or 'do nothing'}"
+                 + (" [dry run]" if decision["dry_run"] else ""))
+    return "\n".join(lines)
+
+
+def cmd_hashes_add_image(args: argparse.Namespace) -> int:
+    from .scan import add_images
+
+    config = _load(args.config)
+    try:
+        added, path = add_images([Path(p) for p in args.images], config, args.list, args.label)
+    except (KeyError, OSError) as e:
+        print(f"modbot: {e}", file=sys.stderr)
+        return 2
+    print(f"added {added} hashes to list {args.list} ({path})")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import demo
+
+    return asyncio.run(demo(Path(args.workdir) if args.workdir else None, keep=args.keep))
+
+
+def cmd_version(_args: argparse.Namespace) -> int:
+    print(f"modbot {__version__}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modbot", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"modbot {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the appservice")
+    p.add_argument("-c", "--config", required=True)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("generate-registration", help="write a registration file with fresh tokens and update the config")
+    p.add_argument("-c", "--config", required=True)
+    p.add_argument("-r", "--registration", default="registration.yaml")
+    p.set_defaults(func=cmd_generate_registration)
+
+    p = sub.add_parser("check", help="validate the config and policy, reach the homeserver, report missing privileges")
+    p.add_argument("-c", "--config", required=True)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("scan", help="run the classifiers and policy on local files (no homeserver)")
+    p.add_argument("files", nargs="+")
+    p.add_argument("-c", "--config", help="config with hash lists and policy (default: none, nothing matches)")
+    p.add_argument("--json", action="store_true", help="one JSON object per file")
+    p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("hashes", help="manage hash lists")
+    hsub = p.add_subparsers(dest="hashes_command", required=True)
+    h = hsub.add_parser("add-image", help="hash local images into a configured list")
+    h.add_argument("images", nargs="+")
+    h.add_argument("-c", "--config", required=True)
+    h.add_argument("--list", required=True, help="name of a list in the config's hash_lists")
+    h.add_argument("--label", help="label for the entries (default: the list's label)")
+    h.set_defaults(func=cmd_hashes_add_image)
+
+    p = sub.add_parser("demo", help="boot a throwaway Synapse and show modbot at work")
+    p.add_argument("--workdir", help="keep the demo's files here (default: a temporary directory)")
+    p.add_argument("--keep", action="store_true", help="keep Synapse and modbot running until Ctrl-C")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

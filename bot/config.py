@@ -1,0 +1,375 @@
+"""modbot's configuration: one typed, validated model loaded from YAML.
+
+`load_config` reports every problem at once as `file:line: path: what is wrong`, resolves
+relative paths against the config file's directory and loads the policy (inline or from
+`policy_file`). `EXAMPLE_CONFIG` is the documented example, kept identical to
+config.example.yaml at the repository root (a unit test checks it).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from bot.policy import DEFAULT_POLICY, Policy, load_policy_file
+from bot.yamlload import ConfigError, LocatedValueError, load_yaml, located, validate
+
+__all__ = [
+    "EXAMPLE_CONFIG",
+    "AppserviceConfig",
+    "Config",
+    "ConfigError",
+    "DatabaseConfig",
+    "HashListConfig",
+    "HashlistSettings",
+    "HomeserverConfig",
+    "LoggingConfig",
+    "MetricsConfig",
+    "ProcessingConfig",
+    "RoomsConfig",
+    "ThresholdsConfig",
+    "default_config_text",
+    "load_config",
+]
+
+_SERVER_NAME = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?$|^\[[0-9A-Fa-f:.]+\](:[0-9]+)?$")
+
+
+def _context(info: ValidationInfo) -> dict[str, Any]:
+    return info.context or {}
+
+
+def _resolve(path: Path, info: ValidationInfo) -> Path:
+    """Relative paths are relative to the config file's directory (when loaded from a file)."""
+    path = path.expanduser()
+    base = _context(info).get("base_dir")
+    return base / path if base is not None and not path.is_absolute() else path
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _server_name(value: str) -> str:
+    if not _SERVER_NAME.match(value):
+        raise ValueError(f"expected a server name like example.org, got {value!r}")
+    return value
+
+
+def _room_ref(value: str) -> str:
+    # Room IDs of room version 12 have no server part (!opaque); aliases always do.
+    room_id = value[:1] == "!" and len(value) > 1 and not any(c.isspace() for c in value)
+    alias = value[:1] == "#" and ":" in value[2:]
+    if not (room_id or alias):
+        raise ValueError(f"expected a room ID (!id or !id:server) or alias (#alias:server), got {value!r}")
+    return value
+
+
+BaseUrl = Annotated[str, AfterValidator(_http_url)]
+RoomRef = Annotated[str, AfterValidator(_room_ref)]
+ResolvedPath = Annotated[Path, AfterValidator(_resolve)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HomeserverConfig(_Section):
+    url: BaseUrl  # client-server API base URL
+    domain: Annotated[str, AfterValidator(_server_name)]  # server_name, the part after ":" in user IDs
+
+
+class AppserviceConfig(_Section):
+    id: str = Field(default="modbot", min_length=1)
+    bind_address: str = "127.0.0.1"
+    port: int = Field(default=29330, ge=1, le=65535)
+    public_url: BaseUrl  # defaults to http://<bind_address>:<port>
+    # validate_default: a missing token gets the same advice as a placeholder.
+    as_token: str = Field(default="", validate_default=True, repr=False)
+    hs_token: str = Field(default="", validate_default=True, repr=False)
+    bot_localpart: str = Field(default="modbot", min_length=1)
+    bot_displayname: str = "modbot"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_public_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("public_url") is None:
+            host = str(data.get("bind_address", "127.0.0.1"))
+            host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+            host = f"[{host}]" if ":" in host else host
+            data = {**data, "public_url": f"http://{host}:{data.get('port', 29330)}"}
+        return data
+
+    @field_validator("as_token", "hs_token")
+    @classmethod
+    def _not_placeholder(cls, token: str, info: ValidationInfo) -> str:
+        # Forbidden default: the example's tokens would let anyone who read it talk to the bot.
+        if not token or token.startswith("CHANGE"):
+            config = _context(info).get("source", "FILE")
+            raise ValueError(
+                f"{'not set' if not token else 'still the placeholder ' + repr(token)}; "
+                f"run `modbot generate-registration -c {config}` to generate tokens"
+            )
+        return token
+
+
+class DatabaseConfig(_Section):
+    # SQLAlchemy URL; a relative SQLite path is resolved against the config's directory.
+    url: str = "sqlite+aiosqlite:///modbot.db"
+
+    @field_validator("url")
+    @classmethod
+    def _resolve_sqlite_path(cls, url: str, info: ValidationInfo) -> str:
+        scheme, sep, rest = url.partition(":///")
+        if not url.startswith("sqlite") or not sep:
+            if "://" not in url:
+                raise ValueError(f"expected an SQLAlchemy URL like sqlite+aiosqlite:///modbot.db, got {url!r}")
+            return url
+        file, query_sep, query = rest.partition("?")
+        if not file or file.startswith((":memory:", "file:")):
+            return url
+        return f"{scheme}:///{_resolve(Path(file), info)}{query_sep}{query}"
+
+
+class RoomsConfig(_Section):
+    management_room: RoomRef | None = None
+    protected: tuple[RoomRef, ...] = ()
+
+
+class ProcessingConfig(_Section):
+    enabled: bool = True  # false: queue events durably, process nothing
+    concurrency: int = Field(default=4, ge=1)
+    max_media_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    download_timeout: float = Field(default=30, gt=0)  # seconds
+    max_image_pixels: int = Field(default=64_000_000, ge=1)
+    max_attempts: int = Field(default=5, ge=1)
+    action_retries: int = Field(default=4, ge=0)
+
+
+class HashlistSettings(_Section):
+    pdq_min_quality: int = Field(default=50, ge=0, le=100)
+
+
+class ThresholdsConfig(_Section):
+    """Greatest Hamming distance counted as a near match, per perceptual hash type."""
+
+    pdq: int = Field(default=31, ge=0, le=256)
+    phash: int = Field(default=8, ge=0, le=64)
+
+
+class HashListConfig(_Section):
+    name: str = Field(min_length=1)
+    path: ResolvedPath
+    label: str = Field(min_length=1)  # for entries without a label; defaults to the name
+    enabled: bool = True
+    thresholds: ThresholdsConfig = ThresholdsConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_label(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("label") is None and "name" in data:
+            data = {**data, "label": data["name"]}
+        return data
+
+
+def _unique_list_names(lists: tuple[HashListConfig, ...]) -> tuple[HashListConfig, ...]:
+    seen: set[str] = set()
+    for index, hash_list in enumerate(lists):
+        if hash_list.name in seen:
+            raise LocatedValueError(f"duplicate hash list name {hash_list.name!r}", (index, "name"))
+        seen.add(hash_list.name)
+    return lists
+
+
+class MetricsConfig(_Section):
+    enabled: bool = True
+
+
+class LoggingConfig(_Section):
+    level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        BeforeValidator(lambda level: level.upper() if isinstance(level, str) else level),
+    ] = "INFO"
+
+
+class Config(_Section):
+    homeserver: HomeserverConfig
+    appservice: AppserviceConfig
+    database: DatabaseConfig = DatabaseConfig()
+    rooms: RoomsConfig = RoomsConfig()
+    processing: ProcessingConfig = ProcessingConfig()
+    hashlist: HashlistSettings = HashlistSettings()
+    hash_lists: Annotated[tuple[HashListConfig, ...], AfterValidator(_unique_list_names)] = ()
+    metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
+    # A separate policy file, or the policy inline; neither: the default policy.
+    # load_config reads policy_file into `policy`.
+    policy_file: ResolvedPath | None = None
+    policy: Policy = DEFAULT_POLICY
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_policy_is_absent(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "policy" in data and data["policy"] is None:
+            data = {key: value for key, value in data.items() if key != "policy"}
+        return data
+
+    @model_validator(mode="after")
+    def _one_policy_source(self) -> Config:
+        if self.policy_file is not None and "policy" in self.model_fields_set:
+            raise LocatedValueError("give either policy_file or an inline policy, not both", ("policy_file",))
+        return self
+
+
+def load_config(path: str | Path) -> Config:
+    """Load and validate a config file, and the policy it names. Raises ConfigError."""
+    path = Path(path)
+    doc = load_yaml(path)
+    context = {"base_dir": path.absolute().parent, "source": str(path)}
+    config = validate(Config, doc.data, source=doc.source, lines=doc.lines, context=context)
+    if config.policy_file is None:
+        return config
+    if not config.policy_file.is_file():
+        raise ConfigError(located(doc.source, doc.lines, ("policy_file",), f"no such file: {config.policy_file}"))
+    return config.model_copy(update={"policy": load_policy_file(config.policy_file)})
+
+
+def default_config_text() -> str:
+    """The documented example configuration (config.example.yaml)."""
+    return EXAMPLE_CONFIG
+
+
+EXAMPLE_CONFIG = """\
+# modbot configuration. Every option is listed with its default; only homeserver.url,
+# homeserver.domain and the two appservice tokens have no default.
+# Relative paths are resolved against the directory of this file.
+
+homeserver:
+  # Client-server API base URL the bot uses to reach the homeserver.
+  url: http://127.0.0.1:8008
+  # The homeserver's server_name: the part after the colon in user IDs.
+  domain: example.org
+
+appservice:
+  # Application service ID, unique on the homeserver; goes into the registration file.
+  id: modbot
+  # Address and port the bot listens on for the homeserver's transactions (and /metrics).
+  bind_address: 127.0.0.1
+  # 1-65535.
+  port: 29330
+  # How the homeserver reaches the bot; goes into the registration file.
+  # Default: http://<bind_address>:<port> (127.0.0.1 when bound to every address).
+  public_url: http://127.0.0.1:29330
+  # Secrets shared with the homeserver. `modbot generate-registration -c FILE` replaces
+  # these placeholders with random tokens; modbot refuses to start while they remain.
+  # The bot's token towards the homeserver (no comment after it: the command rewrites the line).
+  as_token: CHANGE_ME
+  # The homeserver's token towards the bot.
+  hs_token: CHANGE_ME
+  # The bot's Matrix user: @<bot_localpart>:<domain>.
+  bot_localpart: modbot
+  # The bot's display name.
+  bot_displayname: modbot
+
+database:
+  # SQLAlchemy URL. A relative SQLite path is resolved against this file's directory.
+  # For production use PostgreSQL: postgresql+asyncpg://user:password@host/modbot
+  url: sqlite+aiosqlite:///modbot.db
+
+rooms:
+  # Room ID or alias where the bot posts notices and accepts commands; null: none.
+  management_room: null
+  # Room IDs or aliases whose media is scanned.
+  protected: []
+
+processing:
+  # false: keep queueing events durably but don't process them (maintenance).
+  enabled: true
+  # Events processed at once.
+  concurrency: 4
+  # Largest download accepted, in bytes (50 MiB).
+  max_media_bytes: 52428800
+  # Seconds allowed for one download.
+  download_timeout: 30
+  # Images with more pixels than this are not decoded (decompression bombs).
+  max_image_pixels: 64000000
+  # Attempts per event before it is marked failed.
+  max_attempts: 5
+  # Retries, with exponential backoff, of actions the homeserver answered with an error.
+  action_retries: 4
+
+hashlist:
+  # PDQ hashes of uploaded images below this quality (0-100) are not used for near matches.
+  pdq_min_quality: 50
+
+# Lists of known hashes to match media against.
+hash_lists: []
+#  - name: csam                 # unique; shown in verdicts and notices
+#    path: lists/csam.csv       # resolved against this file's directory
+#    label: csam                # label of entries that have none (default: the name)
+#    enabled: true              # false: don't match against this list
+#    thresholds:                # greatest Hamming distance counted as a near match
+#      pdq: 31                  # 0-256
+#      phash: 8                 # 0-64
+
+metrics:
+  # Serve Prometheus metrics at /metrics on the appservice port.
+  enabled: true
+
+logging:
+  # DEBUG, INFO, WARNING, ERROR or CRITICAL.
+  level: INFO
+
+# The moderation policy: give it in a separate file (resolved against this file's
+# directory), or inline under `policy:`, or neither for the default policy: any match
+# quarantines the media, redacts the event, bans the sender from the room and notifies
+# the management room; senders with power level 100 are exempt.
+policy_file: null
+#policy:
+#  # Only notify; record the other actions as dry-run.
+#  dry_run: false
+#  exempt:
+#    # Users the bot never acts against.
+#    users: ["@trusted:example.org"]
+#    # Senders with this power level or more are exempt; null: nobody is exempt by power.
+#    power_level: 100
+#  # Ordered: the first rule that matches any verdict wins.
+#  rules:
+#    - name: known-csam         # unique; named in notices and the audit log
+#      # Every field given must match; omitted fields match anything. Each field takes
+#      # one value or a list (any of).
+#      match:
+#        classifier: hashlist     # classifier names
+#        lists: [csam]            # hash list names
+#        labels: [csam]           # labels
+#        kind: [exact, near]      # match kinds: exact, near
+#        max_distance: 31         # near matches farther than this don't match the rule
+#      # quarantine, redact, ban (or {ban: room}) in the event's room, {ban: all} in every
+#      # protected room, notify. Each action at most once per rule.
+#      actions: [quarantine, redact, {ban: all}, notify]
+#    # A rule without `match` matches every verdict.
+#    - name: other-known-media
+#      actions: [quarantine, redact, notify]   # no ban for weaker matches
+#  # Per-room overrides, keyed by room ID: each key given replaces the global one.
+#  rooms:
+#    "!abc:example.org":
+#      dry_run: true                          # only notify in this room
+#      exempt: {users: [], power_level: 50}   # moderators are exempt here too
+#      rules:
+#        - name: report-only    # this room gets its own rules
+#          actions: [notify]    # notices only
+"""

@@ -1,0 +1,104 @@
+"""Authenticated media download, in memory only, with a size cap and a timeout.
+
+The bytes live in a bytearray for as long as the caller hashes them; nothing here writes
+to disk, and nothing hands the bytes to anything but the hashing stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import aiohttp
+
+from .model import MediaRef
+
+CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Fetched:
+    data: bytes | None
+    mimetype: str | None = None
+    error: str | None = None
+    # A retryable error (timeout, 5xx, connection) is worth trying again later;
+    # a permanent one (404, over the size cap) is not.
+    retryable: bool = False
+
+    def __repr__(self) -> str:  # never print the bytes, even in a traceback
+        size = None if self.data is None else len(self.data)
+        return f"Fetched(size={size}, mimetype={self.mimetype!r}, error={self.error!r})"
+
+
+class MediaFetcher:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        homeserver_url: str,
+        as_token: str,
+        user_id: str,
+        max_bytes: int,
+        timeout: float,
+    ) -> None:
+        self._session = session
+        self._base = homeserver_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {as_token}"}
+        self._user_id = user_id
+        self.max_bytes = max_bytes
+        self._timeout = timeout
+
+    def url(self, ref: MediaRef) -> str:
+        return (
+            f"{self._base}/_matrix/client/v1/media/download/"
+            f"{quote(ref.server, safe=':[]')}/{quote(ref.media_id, safe='')}"
+        )
+
+    async def fetch(self, ref: MediaRef) -> Fetched:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._download(ref)
+        except TimeoutError:
+            return Fetched(None, error=f"download timed out after {self._timeout:g} s", retryable=True)
+        except aiohttp.ClientError as e:
+            return Fetched(None, error=f"download failed: {type(e).__name__}: {e}", retryable=True)
+
+    async def _download(self, ref: MediaRef) -> Fetched:
+        params = {"user_id": self._user_id, "allow_redirect": "true"}
+        async with self._session.get(self.url(ref), headers=self._headers, params=params) as resp:
+            if resp.status != 200:
+                return _http_error(resp.status, await _errcode(resp))
+            mimetype = resp.headers.get("Content-Type", "").split(";")[0].strip() or None
+            declared = resp.content_length
+            if declared is not None and declared > self.max_bytes:
+                return Fetched(None, mimetype, error=self._too_large(declared))
+            buf = bytearray()
+            async for chunk in resp.content.iter_chunked(CHUNK):
+                buf += chunk
+                if len(buf) > self.max_bytes:
+                    # Stop reading at once: a lying or missing Content-Length must not
+                    # make us hold more than the cap.
+                    return Fetched(None, mimetype, error=self._too_large(None))
+            return Fetched(bytes(buf), mimetype)
+
+    def _too_large(self, size: int | None) -> str:
+        actual = f"{size} bytes" if size is not None else "more bytes"
+        return f"file over the size cap ({actual} > {self.max_bytes} bytes), not scanned"
+
+
+async def _errcode(resp: aiohttp.ClientResponse) -> str:
+    try:
+        body = await resp.json(content_type=None)
+        return str(body.get("errcode") or "")
+    except (ValueError, aiohttp.ClientError, AttributeError):
+        return ""
+
+
+def _http_error(status: int, errcode: str) -> Fetched:
+    code = f" {errcode}" if errcode else ""
+    if status == 404:
+        return Fetched(None, error=f"media not found on the homeserver (404{code}): deleted or quarantined")
+    if status == 429 or status >= 500:
+        return Fetched(None, error=f"homeserver error {status}{code} while downloading", retryable=True)
+    return Fetched(None, error=f"download refused: HTTP {status}{code}")

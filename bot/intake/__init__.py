@@ -1,0 +1,1 @@
+"""Intake: the appservice endpoint and the durable work queue behind it."""

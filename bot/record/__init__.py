@@ -1,0 +1,1 @@
+"""Storage: the durable event queue, media hashes, verdicts, actions and the audit log."""

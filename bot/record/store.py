@@ -1,0 +1,452 @@
+"""Small repositories over the schema; they hand plain dataclasses back, never ORM rows."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from ..model import Hashes, MediaRef, Verdict
+from .db import session_factory
+from .tables import (
+    ActionRow,
+    AuditRow,
+    EventMediaRow,
+    EventRow,
+    MediaRow,
+    TransactionRow,
+    VerdictRow,
+)
+
+
+@dataclass(frozen=True)
+class TransactionResult:
+    new: bool  # False when the transaction id had been stored before
+    queued: tuple[str, ...]  # event ids newly queued for processing
+    duplicates: int  # events already seen in an earlier transaction
+    rejected: tuple[str, ...]  # why malformed events were not stored
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    event_id: str
+    room_id: str
+    sender: str
+    type: str
+    event: dict[str, Any]
+    status: str
+    attempts: int
+    received_at: float
+
+
+@dataclass(frozen=True)
+class StoredMedia:
+    mxc: str
+    status: str
+    hashes: Hashes | None
+    mimetype: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    key: str
+    kind: str
+    target: str
+    status: str
+    attempts: int
+    event_id: str | None
+    room_id: str | None
+    decided_by: str | None
+    detail: str | None
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    ts: float
+    category: str
+    outcome: str
+    message: str
+    event_id: str | None
+    room_id: str | None
+    sender: str | None
+    mxc: str | None
+
+
+@dataclass(frozen=True)
+class VerdictRecord:
+    event_id: str
+    mxc: str
+    classifier: str
+    kind: str
+    list_name: str
+    label: str
+    hash_type: str | None
+    distance: int | None
+
+
+class Store:
+    """All reads and writes of modbot's state go through here."""
+
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
+        self._clock = clock
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    # --- intake -------------------------------------------------------------------------
+
+    async def store_transaction(
+        self, txn_id: str, events: Sequence[Any], wanted: Callable[[dict[str, Any]], bool]
+    ) -> TransactionResult:
+        """Store a transaction's events in one database transaction, before it is acknowledged.
+
+        `wanted` says which events need processing; the rest are only counted, so that the
+        database does not fill up with the text of every message on the server.
+        """
+        now = self._clock()
+        rejected: list[str] = []
+        rows: dict[str, dict[str, Any]] = {}
+        for raw in events:
+            problem = _malformed(raw)
+            if problem:
+                rejected.append(problem)
+                continue
+            if raw["event_id"] in rows or not wanted(raw):
+                continue
+            rows[raw["event_id"]] = {
+                "event_id": raw["event_id"],
+                "room_id": raw["room_id"],
+                "sender": raw["sender"],
+                "type": raw["type"],
+                "event_json": json.dumps(raw, separators=(",", ":")),
+                "txn_id": txn_id,
+                "status": "pending",
+                "attempts": 0,
+                "received_at": now,
+            }
+        async with self.sessions.begin() as session:
+            inserted_txn = await session.execute(
+                self._insert(TransactionRow)
+                .values(txn_id=txn_id, received_at=now, event_count=len(events))
+                .on_conflict_do_nothing(index_elements=["txn_id"])
+                .returning(TransactionRow.txn_id)
+            )
+            if inserted_txn.scalar_one_or_none() is None:
+                return TransactionResult(False, (), 0, ())
+            queued: list[str] = []
+            if rows:
+                result = await session.execute(
+                    self._insert(EventRow)
+                    .values(list(rows.values()))
+                    .on_conflict_do_nothing(index_elements=["event_id"])
+                    .returning(EventRow.event_id)
+                )
+                queued = list(result.scalars())
+            for reason in rejected:
+                session.add(_audit_row(now, "intake", "rejected", reason))
+        return TransactionResult(True, tuple(queued), len(rows) - len(queued), tuple(rejected))
+
+    async def pending_event_ids(self) -> list[str]:
+        async with self.sessions() as session:
+            result = await session.execute(
+                select(EventRow.event_id)
+                .where(EventRow.status == "pending")
+                .order_by(EventRow.received_at)
+            )
+            return list(result.scalars())
+
+    async def load_event(self, event_id: str) -> StoredEvent | None:
+        async with self.sessions() as session:
+            row = await session.get(EventRow, event_id)
+            if row is None:
+                return None
+            return StoredEvent(
+                event_id=row.event_id,
+                room_id=row.room_id,
+                sender=row.sender,
+                type=row.type,
+                event=json.loads(row.event_json),
+                status=row.status,
+                attempts=row.attempts,
+                received_at=row.received_at,
+            )
+
+    async def finish_event(self, event_id: str, status: str, error: str | None = None) -> None:
+        async with self.sessions.begin() as session:
+            await session.execute(
+                update(EventRow)
+                .where(EventRow.event_id == event_id)
+                .values(status=status, processed_at=self._clock(), error=error)
+            )
+
+    async def count_attempt(self, event_id: str, error: str | None) -> int:
+        """Count a processing attempt; returns the number of attempts so far."""
+        async with self.sessions.begin() as session:
+            row = await session.get(EventRow, event_id, with_for_update=True)
+            if row is None:
+                return 0
+            row.attempts += 1
+            row.error = error
+            return row.attempts
+
+    async def events_by_status(self) -> dict[str, int]:
+        async with self.sessions() as session:
+            result = await session.execute(
+                select(EventRow.status, func.count()).group_by(EventRow.status)
+            )
+            return {status: count for status, count in result.all()}
+
+    # --- media and verdicts ------------------------------------------------------------
+
+    async def get_media(self, mxc: str) -> StoredMedia | None:
+        async with self.sessions() as session:
+            row = await session.get(MediaRow, mxc)
+            return _media(row) if row else None
+
+    async def record_media(
+        self,
+        ref: MediaRef,
+        *,
+        status: str,
+        hashes: Hashes | None = None,
+        mimetype: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        now = self._clock()
+        values: dict[str, Any] = {"status": status, "mimetype": mimetype, "error": error}
+        if hashes is not None:
+            values.update(
+                sha256=hashes.sha256,
+                md5=hashes.md5,
+                pdq=hashes.pdq,
+                pdq_quality=hashes.pdq_quality,
+                phash=hashes.phash,
+                pdq_queries=",".join(hashes.pdq_queries) or None,
+                size=hashes.size,
+                width=hashes.width,
+                height=hashes.height,
+            )
+        stmt = self._insert(MediaRow).values(
+            mxc=ref.mxc, first_seen=now, last_scanned=now, **values
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["mxc"], set_={"last_scanned": now, **values}
+        )
+        async with self.sessions.begin() as session:
+            await session.execute(stmt)
+
+    async def link_event_media(self, event_id: str, refs: Iterable[MediaRef]) -> None:
+        rows = [{"event_id": event_id, "mxc": r.mxc, "source": r.source} for r in refs]
+        if not rows:
+            return
+        async with self.sessions.begin() as session:
+            await session.execute(
+                self._insert(EventMediaRow).values(rows).on_conflict_do_nothing()
+            )
+
+    async def record_verdicts(
+        self, event_id: str, mxc: str, classifier: str, verdicts: Sequence[Verdict]
+    ) -> None:
+        """Record what a classifier found; an empty `verdicts` is recorded as "no match"."""
+        now = self._clock()
+        rows = [
+            {
+                "event_id": event_id,
+                "mxc": mxc,
+                "classifier": classifier,
+                "kind": v.kind.value,
+                "list_name": v.list_name or "",
+                "label": v.label,
+                "hash_type": v.hash_type,
+                "distance": v.distance,
+                "matched_hash": v.matched_hash,
+                "created_at": now,
+            }
+            for v in verdicts
+        ] or [
+            {
+                "event_id": event_id,
+                "mxc": mxc,
+                "classifier": classifier,
+                "kind": "no_match",
+                "list_name": "",
+                "label": "",
+                "created_at": now,
+            }
+        ]
+        async with self.sessions.begin() as session:
+            await session.execute(self._insert(VerdictRow).values(rows).on_conflict_do_nothing())
+
+    async def verdicts_for(self, *, event_id: str | None = None, mxc: str | None = None) -> list[VerdictRecord]:
+        query = select(VerdictRow).order_by(VerdictRow.id)
+        if event_id is not None:
+            query = query.where(VerdictRow.event_id == event_id)
+        if mxc is not None:
+            query = query.where(VerdictRow.mxc == mxc)
+        async with self.sessions() as session:
+            return [
+                VerdictRecord(
+                    r.event_id, r.mxc, r.classifier, r.kind, r.list_name, r.label, r.hash_type, r.distance
+                )
+                for r in (await session.execute(query)).scalars()
+            ]
+
+    # --- actions -------------------------------------------------------------------------
+
+    async def claim_action(
+        self,
+        key: str,
+        *,
+        kind: str,
+        target: str,
+        event_id: str | None,
+        room_id: str | None,
+        decided_by: str | None,
+    ) -> ActionRecord:
+        """Create the action's row if it is new; return the row as it stands.
+
+        A caller carries the action out only when the returned status is "pending" or
+        "failed": the unique key is what makes a replayed event harmless.
+        """
+        now = self._clock()
+        async with self.sessions.begin() as session:
+            await session.execute(
+                self._insert(ActionRow)
+                .values(
+                    key=key,
+                    kind=kind,
+                    target=target,
+                    event_id=event_id,
+                    room_id=room_id,
+                    decided_by=decided_by,
+                    status="pending",
+                    attempts=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=["key"])
+            )
+            row = (await session.execute(select(ActionRow).where(ActionRow.key == key))).scalar_one()
+            return _action(row)
+
+    async def finish_action(self, key: str, status: str, attempts: int, detail: str | None) -> None:
+        async with self.sessions.begin() as session:
+            await session.execute(
+                update(ActionRow)
+                .where(ActionRow.key == key)
+                .values(status=status, attempts=ActionRow.attempts + attempts, detail=detail, updated_at=self._clock())
+            )
+
+    async def actions(self, *, event_id: str | None = None, limit: int = 100) -> list[ActionRecord]:
+        query = select(ActionRow).order_by(ActionRow.id.desc()).limit(limit)
+        if event_id is not None:
+            query = query.where(ActionRow.event_id == event_id)
+        async with self.sessions() as session:
+            return [_action(r) for r in (await session.execute(query)).scalars()]
+
+    # --- audit -----------------------------------------------------------------------------
+
+    async def audit(
+        self,
+        category: str,
+        outcome: str,
+        message: str,
+        *,
+        event_id: str | None = None,
+        room_id: str | None = None,
+        sender: str | None = None,
+        mxc: str | None = None,
+    ) -> None:
+        async with self.sessions.begin() as session:
+            session.add(
+                _audit_row(self._clock(), category, outcome, message, event_id, room_id, sender, mxc)
+            )
+
+    async def audit_log(
+        self, *, event_id: str | None = None, category: str | None = None, limit: int = 200
+    ) -> list[AuditEntry]:
+        query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
+        if event_id is not None:
+            query = query.where(AuditRow.event_id == event_id)
+        if category is not None:
+            query = query.where(AuditRow.category == category)
+        async with self.sessions() as session:
+            return [
+                AuditEntry(
+                    r.id, r.ts, r.category, r.outcome, r.message, r.event_id, r.room_id, r.sender, r.mxc
+                )
+                for r in (await session.execute(query)).scalars()
+            ]
+
+
+def _malformed(raw: Any) -> str | None:
+    if not isinstance(raw, dict):
+        return f"event is not an object ({type(raw).__name__})"
+    for key in ("event_id", "room_id", "sender", "type"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            ident = raw.get("event_id") if isinstance(raw.get("event_id"), str) else "<no event_id>"
+            return f"event {ident}: missing or invalid {key!r}"
+    return None
+
+
+def _audit_row(
+    ts: float,
+    category: str,
+    outcome: str,
+    message: str,
+    event_id: str | None = None,
+    room_id: str | None = None,
+    sender: str | None = None,
+    mxc: str | None = None,
+) -> AuditRow:
+    return AuditRow(
+        ts=ts,
+        category=category,
+        outcome=outcome,
+        message=message,
+        event_id=event_id,
+        room_id=room_id,
+        sender=sender,
+        mxc=mxc,
+    )
+
+
+def _media(row: MediaRow) -> StoredMedia:
+    hashes = None
+    if row.sha256 and row.md5 and row.size is not None:
+        hashes = Hashes(
+            sha256=row.sha256,
+            md5=row.md5,
+            size=row.size,
+            pdq=row.pdq,
+            pdq_quality=row.pdq_quality,
+            phash=row.phash,
+            pdq_queries=tuple(row.pdq_queries.split(",")) if row.pdq_queries else (),
+            width=row.width,
+            height=row.height,
+        )
+    return StoredMedia(row.mxc, row.status, hashes, row.mimetype, row.error)
+
+
+def _action(row: ActionRow) -> ActionRecord:
+    return ActionRecord(
+        key=row.key,
+        kind=row.kind,
+        target=row.target,
+        status=row.status,
+        attempts=row.attempts,
+        event_id=row.event_id,
+        room_id=row.room_id,
+        decided_by=row.decided_by,
+        detail=row.detail,
+        updated_at=row.updated_at,
+    )

@@ -1,0 +1,121 @@
+"""The database schema. Hashes and metadata only: there is deliberately no column for media bytes."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class TransactionRow(Base):
+    """Appservice transactions already stored: a repeated transaction id is acknowledged, not re-stored."""
+
+    __tablename__ = "transactions"
+    txn_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    received_at: Mapped[float] = mapped_column(Float)
+    event_count: Mapped[int] = mapped_column(Integer)
+
+
+class EventRow(Base):
+    """Every event received, with its processing state; the durable work queue."""
+
+    __tablename__ = "events"
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    room_id: Mapped[str] = mapped_column(String(255), index=True)
+    sender: Mapped[str] = mapped_column(String(255), index=True)
+    type: Mapped[str] = mapped_column(String(255))
+    # The event JSON as received, so that work can resume after a restart. Events carry
+    # mxc references, never the media itself.
+    event_json: Mapped[str] = mapped_column(Text)
+    txn_id: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending | done | failed | ignored
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    received_at: Mapped[float] = mapped_column(Float)
+    processed_at: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class MediaRow(Base):
+    """What modbot remembers of a piece of media: hashes and metadata, never content."""
+
+    __tablename__ = "media"
+    mxc: Mapped[str] = mapped_column(String(512), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))  # hashed | not_scanned | encrypted
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    md5: Mapped[str | None] = mapped_column(String(32), index=True)
+    pdq: Mapped[str | None] = mapped_column(String(64))
+    pdq_quality: Mapped[int | None] = mapped_column(Integer)
+    phash: Mapped[str | None] = mapped_column(String(16))
+    # The rotated/flipped/trimmed PDQ variants, comma-separated, so that a re-post of the
+    # same mxc (which may already be quarantined and undownloadable) can be matched again.
+    pdq_queries: Mapped[str | None] = mapped_column(Text)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    mimetype: Mapped[str | None] = mapped_column(String(255))
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    first_seen: Mapped[float] = mapped_column(Float)
+    last_scanned: Mapped[float] = mapped_column(Float)
+
+
+class EventMediaRow(Base):
+    __tablename__ = "event_media"
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.event_id"), primary_key=True)
+    mxc: Mapped[str] = mapped_column(String(512), primary_key=True)
+    source: Mapped[str] = mapped_column(String(255))
+
+
+class VerdictRow(Base):
+    __tablename__ = "verdicts"
+    __table_args__ = (
+        UniqueConstraint("event_id", "mxc", "classifier", "list_name", "label", name="uq_verdict"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(255), index=True)
+    mxc: Mapped[str] = mapped_column(String(512), index=True)
+    classifier: Mapped[str] = mapped_column(String(64))
+    # "no_match" rows record that a scan found nothing; "exact"/"near" are matches.
+    kind: Mapped[str] = mapped_column(String(16))
+    list_name: Mapped[str] = mapped_column(String(255), default="")
+    label: Mapped[str] = mapped_column(String(255), default="")
+    hash_type: Mapped[str | None] = mapped_column(String(16))
+    distance: Mapped[int | None] = mapped_column(Integer)
+    matched_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class ActionRow(Base):
+    """One row per action, keyed so that the same action is never carried out twice."""
+
+    __tablename__ = "actions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(1024), unique=True)
+    event_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    room_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(16))  # pending | ok | failed | dry_run | skipped
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class AuditRow(Base):
+    """Append-only log of everything modbot decided and did, and of what it could not scan."""
+
+    __tablename__ = "audit"
+    __table_args__ = (Index("ix_audit_ts", "ts"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ts: Mapped[float] = mapped_column(Float)
+    category: Mapped[str] = mapped_column(String(32))  # intake | scan | verdict | decision | action
+    outcome: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    room_id: Mapped[str | None] = mapped_column(String(255))
+    sender: Mapped[str | None] = mapped_column(String(255))
+    mxc: Mapped[str | None] = mapped_column(String(512))
+    message: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,87 @@
+"""Offline use of the pipeline's pure core: `modbot scan` and `modbot hashes add-image`."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .classify.base import MediaInput
+from .classify.hashlist import HashListClassifier, build_lists
+from .config import Config
+from .hashing import compute_hashes
+from .hashlists import HashEntry, append_entries
+from .model import EventContext, Verdict
+from .policy import DEFAULT_POLICY, decide
+
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+def _verdict_json(v: Verdict) -> dict[str, Any]:
+    return {
+        "classifier": v.classifier,
+        "list": v.list_name,
+        "label": v.label,
+        "kind": v.kind.value,
+        "hash_type": v.hash_type,
+        "distance": v.distance,
+        "matched_hash": v.matched_hash,
+    }
+
+
+def scan_files(files: list[Path], config: Config | None) -> list[dict[str, Any]]:
+    """Hash, classify and decide for each file as if an ordinary user had posted it."""
+    lists = build_lists(config.hash_lists, base_dir=Path.cwd())[0] if config else ()
+    classifier = HashListClassifier(lists, pdq_min_quality=config.hashlist.pdq_min_quality if config else 50)
+    policy = config.policy if config else DEFAULT_POLICY
+    max_pixels = config.processing.max_image_pixels if config else DEFAULT_MAX_PIXELS
+    max_bytes = config.processing.max_media_bytes if config else 50 * 1024 * 1024
+    ctx = EventContext(event_id="$local", room_id="!local:localhost", sender="@someone:localhost", sender_power=0)
+    results = []
+    for path in files:
+        entry: dict[str, Any] = {"file": str(path)}
+        try:
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise ValueError(f"file over the size cap ({size} > {max_bytes} bytes), not scanned")
+            data = path.read_bytes()
+        except (OSError, ValueError) as e:
+            entry["error"] = str(e)
+            results.append(entry)
+            continue
+        hashes = compute_hashes(data, max_pixels=max_pixels)
+        del data
+        classification = asyncio.run(classifier.classify(MediaInput(hashes=hashes)))
+        decision = decide(classification.verdicts, ctx, policy)
+        entry["hashes"] = {k: v for k, v in asdict(hashes).items() if k != "pdq_queries"}
+        entry["verdicts"] = [_verdict_json(v) for v in classification.verdicts]
+        entry["decision"] = {
+            "rule": decision.rule,
+            "actions": [a.kind.value + (":all" if a.scope == "all" else "") for a in decision.actions],
+            "dry_run": decision.dry_run,
+        }
+        if classification.error:
+            entry["error"] = classification.error
+        results.append(entry)
+    return results
+
+
+def add_images(images: list[Path], config: Config, list_name: str, label: str | None) -> tuple[int, Path]:
+    """Hash local images into a configured list file; returns (entries added, file)."""
+    lists = {lst.name: lst for lst in config.hash_lists}
+    if list_name not in lists:
+        raise KeyError(f"no hash list named {list_name!r} in the config (have: {', '.join(lists) or 'none'})")
+    target = lists[list_name]
+    label = label or target.label
+    entries: list[HashEntry] = []
+    for image in images:
+        hashes = compute_hashes(image.read_bytes(), max_pixels=config.processing.max_image_pixels)
+        entries.append(HashEntry("sha256", hashes.sha256, label))
+        entries.append(HashEntry("md5", hashes.md5, label))
+        if hashes.pdq:
+            entries.append(HashEntry("pdq", hashes.pdq, label))
+        if hashes.phash:
+            entries.append(HashEntry("phash", hashes.phash, label))
+    added = append_entries(target.path, entries)
+    return added, Path(target.path)
