@@ -94,6 +94,9 @@ def parse_yaml(text: str, source: str) -> YamlDocument:
         if problems:
             raise ConfigError(problems)
         data = loader.construct_document(node)
+        lines: dict[YamlPath, int] = {(): node.start_mark.line + 1}
+        # construct_document has flattened merge keys (<<) in place: the walk sees merged entries.
+        _record_lines(loader, node, (), lines, set())
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -103,9 +106,6 @@ def parse_yaml(text: str, source: str) -> YamlDocument:
         raise ConfigError(f"{source}: YAML syntax error: {e}") from None
     finally:
         loader.dispose()
-    lines: dict[YamlPath, int] = {(): node.start_mark.line + 1}
-    # construct_document has flattened merge keys (<<) in place, so the walk sees merged entries.
-    _record_lines(loader, node, (), lines)
     return YamlDocument(source, data, LineMap(lines))
 
 
@@ -119,8 +119,12 @@ def load_yaml(path: str | Path) -> YamlDocument:
 
 
 def _record_lines(
-    loader: yaml.SafeLoader, node: yaml.Node, path: YamlPath, lines: dict[YamlPath, int]
+    loader: yaml.SafeLoader, node: yaml.Node, path: YamlPath, lines: dict[YamlPath, int], seen: set[int]
 ) -> None:
+    # An aliased node is walked once, under its anchor; elsewhere its entries get the alias's line.
+    if id(node) in seen:
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
@@ -128,12 +132,13 @@ def _record_lines(
                 continue
             child = (*path, key)
             # A key's line, not its value's: for a nested mapping that is the "key:" line.
-            lines.setdefault(child, key_node.start_mark.line + 1)
-            _record_lines(loader, value_node, child, lines)
+            # Merged entries come first, so a key given locally ends with the local line.
+            lines[child] = key_node.start_mark.line + 1
+            _record_lines(loader, value_node, child, lines, seen)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[(*path, index)] = item.start_mark.line + 1
-            _record_lines(loader, item, (*path, index), lines)
+            _record_lines(loader, item, (*path, index), lines, seen)
 
 
 def _duplicate_keys(node: yaml.Node, source: str, seen_nodes: set[int] | None = None) -> Iterable[str]:
