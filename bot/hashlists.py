@@ -1,0 +1,169 @@
+"""The hash list file format: reading, validating and appending.
+
+Two forms, told apart by the first line that is neither blank nor a `#` comment:
+
+    type,hash,label                 # CSV: this header, then one row per hash;
+    sha256,9f86d0...,csam           #   label optional (empty -> the list's default)
+    pdq,f8f8f0cee0f4...,            #
+                                    #
+    sha256:9f86d0...                # plain: `type:hex` per line, all with the default label
+
+Types are sha256, md5, pdq and phash; hex is case-insensitive and stored lower-case.
+A bad line never aborts loading and is never dropped silently: it is returned in
+`ParsedList.errors` with its 1-based line number (0 for problems with the file as a whole).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, cast
+
+from bot.model import HASH_HEX_LENGTH, HASH_TYPES, HashType
+
+CSV_HEADER = ("type", "hash", "label")
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class HashEntry:
+    type: HashType
+    hash: str  # lower-case hex
+    label: str
+
+
+@dataclass(frozen=True)
+class ParsedList:
+    entries: tuple[HashEntry, ...]
+    errors: tuple[tuple[int, str], ...] = ()  # (line number, reason)
+
+
+def parse_hash_list(text: str, default_label: str) -> ParsedList:
+    """Parse a list file's text; see the module docstring for the format."""
+    entries: list[HashEntry] = []
+    errors: list[tuple[int, str]] = []
+    is_csv: bool | None = None  # decided by the first meaningful line
+    for line_no, raw in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if is_csv is None:
+            is_csv = _is_csv_header(line)
+            if is_csv:
+                continue
+        try:
+            entry = _csv_row(line, default_label) if is_csv else _plain_line(line, default_label)
+        except ValueError as e:
+            errors.append((line_no, str(e)))
+        else:
+            entries.append(entry)
+    return ParsedList(entries=tuple(entries), errors=tuple(errors))
+
+
+def read_hash_list(path: str | os.PathLike[str], default_label: str) -> ParsedList:
+    """Read and parse a list file; an unreadable file is an empty list with one error."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return ParsedList(entries=(), errors=((0, f"file not found: {path}"),))
+    except OSError as e:
+        return ParsedList(entries=(), errors=((0, f"cannot read {path}: {e.strerror or e}"),))
+    return parse_hash_list(text, default_label)
+
+
+def append_entries(
+    path: str | os.PathLike[str],
+    entries: Iterable[HashEntry],
+    *,
+    default_label: str | None = None,
+) -> int:
+    """Append the entries whose (type, hash) the file does not hold yet; return how many.
+
+    A missing file is created as CSV with its header. Rows are written in the file's own
+    form. A plain-form file cannot record labels, so its entries take the list's default
+    label: pass `default_label` to refuse (ValueError, nothing written) entries that would
+    lose theirs.
+    """
+    path = Path(path)
+    existing = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    present = {(e.type, e.hash) for e in parse_hash_list(existing, "").entries}
+    new: list[HashEntry] = []
+    for entry in entries:
+        key = _check_hash(entry.type.lower(), entry.hash.lower())
+        if any(c in entry.label for c in "\r\n"):
+            raise ValueError(f"label {entry.label!r} spans lines")
+        if key not in present:
+            present.add(key)
+            new.append(HashEntry(type=key[0], hash=key[1], label=entry.label))
+    if not new:
+        return 0
+
+    is_csv = _detect_csv(existing)
+    if not is_csv and default_label is not None:
+        lost = sorted({e.label for e in new if e.label != default_label})
+        if lost:
+            raise ValueError(f"{path} is a plain `type:hex` list and cannot record labels {lost}")
+    out = io.StringIO()
+    if existing and not existing.endswith("\n"):
+        out.write("\n")
+    if is_csv:
+        writer = csv.writer(out, lineterminator="\n")
+        if _first_meaningful_line(existing) is None:
+            writer.writerow(CSV_HEADER)
+        writer.writerows((e.type, e.hash, e.label) for e in new)
+    else:
+        out.writelines(f"{e.type}:{e.hash}\n" for e in new)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(out.getvalue())
+    return len(new)
+
+
+def _first_meaningful_line(text: str) -> str | None:
+    for raw in text.removeprefix("\ufeff").splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            return line
+    return None
+
+
+def _detect_csv(text: str) -> bool:
+    first = _first_meaningful_line(text)
+    return first is None or _is_csv_header(first)
+
+
+def _is_csv_header(line: str) -> bool:
+    columns = tuple(c.strip().lower() for c in line.split(","))
+    return columns in (CSV_HEADER, CSV_HEADER[:2])
+
+
+def _csv_row(line: str, default_label: str) -> HashEntry:
+    row = next(csv.reader([line]))
+    if len(row) not in (2, 3):
+        raise ValueError(f"expected 2 or 3 columns (type,hash,label), got {len(row)}")
+    hash_type, hex_hash = _check_hash(row[0].strip().lower(), row[1].strip().lower())
+    label = row[2].strip() if len(row) == 3 else ""
+    return HashEntry(type=hash_type, hash=hex_hash, label=label or default_label)
+
+
+def _plain_line(line: str, default_label: str) -> HashEntry:
+    hash_type, colon, hex_hash = line.partition(":")
+    if not colon or "," in line or any(c.isspace() for c in line):
+        hint = " (a CSV list needs the header 'type,hash,label')" if "," in line else ""
+        raise ValueError(f"expected 'type:hex'{hint}")
+    hash_type, hex_hash = _check_hash(hash_type.lower(), hex_hash.lower())
+    return HashEntry(type=hash_type, hash=hex_hash, label=default_label)
+
+
+def _check_hash(hash_type: str, hex_hash: str) -> tuple[HashType, str]:
+    """Validate a lower-cased (type, hex) pair; raise ValueError with the reason."""
+    if hash_type not in HASH_TYPES:
+        raise ValueError(f"unknown hash type {hash_type!r} (expected {', '.join(HASH_TYPES)})")
+    expected = HASH_HEX_LENGTH[hash_type]
+    if len(hex_hash) != expected:
+        raise ValueError(f"{hash_type} hash must be {expected} hex digits, got {len(hex_hash)}")
+    if not _HEX_DIGITS.issuperset(hex_hash):
+        raise ValueError(f"{hash_type} hash is not hexadecimal")
+    return cast(HashType, hash_type), hex_hash
