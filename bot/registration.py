@@ -40,7 +40,8 @@ def registration(config: Config) -> dict[str, Any]:
 def set_tokens(config_text: str, as_token: str, hs_token: str) -> str:
     """Replace the token values in the config's text, keeping its comments and layout."""
     for key, value in (("as_token", as_token), ("hs_token", hs_token)):
-        pattern = re.compile(rf"^(\s*{key}:)[^\n#]*", re.MULTILINE)
+        # Only the value is replaced: a comment after it stays, separated as it was.
+        pattern = re.compile(rf"^([ \t]*{key}:)[ \t]*[^\s#]*", re.MULTILINE)
         if not pattern.search(config_text):
             raise ValueError(f"the config has no {key} line under appservice:")
         config_text = pattern.sub(lambda m: f"{m.group(1)} {value}", config_text, count=1)

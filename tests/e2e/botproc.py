@@ -1,0 +1,97 @@
+"""modbot as a real process, for the end-to-end tests: start, kill, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bot.devserver import wait_for
+from bot.record.db import create_engine
+from bot.record.store import Store
+
+
+class BotProcess:
+    def __init__(self, config_path: Path, port: int, workdir: Path) -> None:
+        self.config_path = config_path
+        self.port = port
+        self.workdir = workdir  # the process's working directory: nothing but the log may appear here
+        self.log_path = workdir.parent / "modbot.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "run", "-c", str(self.config_path)],
+            cwd=self.workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+        try:
+            await wait_for(self._ready, timeout=60, description="modbot to become ready")
+        except TimeoutError:
+            raise RuntimeError(f"modbot did not start:\n{self.log_tail()}") from None
+
+    async def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"modbot exited with {self.proc.returncode}:\n{self.log_tail()}")
+        health = await self.health()
+        return health is not None and health.get("status") == "ok"
+
+    async def health(self) -> dict[str, Any] | None:
+        try:
+            async with aiohttp.ClientSession() as s, s.get(f"{self.url}/health") as r:
+                return await r.json()
+        except aiohttp.ClientError:
+            return None
+
+    async def metrics(self) -> str:
+        async with aiohttp.ClientSession() as s, s.get(f"{self.url}/metrics") as r:
+            return await r.text()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    async def kill(self) -> None:
+        """SIGKILL: no chance to finish anything, as in a crash."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(self.proc.wait)
+
+    async def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                await asyncio.to_thread(self.proc.wait, 15)
+            except subprocess.TimeoutExpired:
+                await self.kill()
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class StoreReader:
+    """Reads the bot's database from the test process, as an operator would."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url)
+        self.store = Store(self.engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
