@@ -110,7 +110,11 @@ def cmd_hashes_add_image(args: argparse.Namespace) -> int:
     config = _load(args.config)
     try:
         added, path = add_images([Path(p) for p in args.images], config, args.list, args.label)
-    except (KeyError, OSError) as e:
+    except KeyError as e:
+        # str() of a KeyError is the repr of its argument: quotes around the message.
+        print(f"modbot: {e.args[0]}", file=sys.stderr)
+        return 2
+    except OSError as e:
         print(f"modbot: {e}", file=sys.stderr)
         return 2
     print(f"added {added} hashes to list {args.list} ({path})")

@@ -1,0 +1,376 @@
+"""Store: the durable intake queue, media and verdict records, idempotent actions, the audit log.
+
+Every test runs against SQLite and a real PostgreSQL, each migrated from empty.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.hashing import compute_hashes
+from bot.model import MatchKind, MediaRef, Verdict
+from bot.record.db import create_engine, migrate
+from bot.record.store import Store
+from bot.record.tables import EventRow, VerdictRow
+from bot.samples import encode, make_photo
+
+ROOM = "!room:example.org"
+OTHER_ROOM = "!other:example.org"
+
+
+class StepClock:
+    """A clock that moves one second each time it is read, so timestamps are distinct."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'modbot.db'}"
+    # Through the fixture, so that a missing PostgreSQL is a loud skip, not a pass.
+    return str(request.getfixturevalue("fresh_postgres_url"))
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    engine = create_engine(database_url)
+    await migrate(engine)
+    try:
+        yield Store(engine, clock=StepClock())
+    finally:
+        await engine.dispose()
+
+
+def event(n: int, *, room: str = ROOM, event_type: str = "m.room.message", **extra: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"$event{n}",
+        "room_id": room,
+        "sender": "@alice:example.org",
+        "type": event_type,
+        "origin_server_ts": 1_700_000_000_000 + n,
+        "content": {
+            "msgtype": "m.image",
+            "body": f"photo {n} — ünïcödé ☃",
+            "url": f"mxc://example.org/media{n}",
+            "info": {"mimetype": "image/png", "w": 800, "h": 600},
+        },
+        "unsigned": {"age": 12},
+        **extra,
+    }
+
+
+def everything(_event: dict[str, Any]) -> bool:
+    return True
+
+
+def ref(media_id: str) -> MediaRef:
+    return MediaRef(f"mxc://example.org/{media_id}", "example.org", media_id, "content.url")
+
+
+# --- intake ------------------------------------------------------------------------------
+
+
+async def test_a_new_transaction_stores_its_wanted_events(store: Store) -> None:
+    result = await store.store_transaction("txn1", [event(1), event(2)], everything)
+    assert result.new is True
+    assert result.queued == ("$event1", "$event2")
+    assert result.duplicates == 0
+    assert result.rejected == ()
+    assert await store.pending_event_ids() == ["$event1", "$event2"]
+
+
+async def test_a_repeated_transaction_id_is_acknowledged_and_nothing_is_requeued(store: Store) -> None:
+    await store.store_transaction("txn1", [event(1)], everything)
+    await store.finish_event("$event1", "done")
+    # Synapse resends a transaction it got no answer for; even with other events in it
+    # (which the spec forbids), the id is what identifies it.
+    again = await store.store_transaction("txn1", [event(1), event(2)], everything)
+    assert (again.new, again.queued, again.duplicates, again.rejected) == (False, (), 0, ())
+    assert await store.pending_event_ids() == []
+    assert await store.load_event("$event2") is None
+    loaded = await store.load_event("$event1")
+    assert loaded is not None and loaded.status == "done"
+
+
+async def test_an_event_stored_by_an_earlier_transaction_is_not_queued_again(store: Store) -> None:
+    await store.store_transaction("txn1", [event(1)], everything)
+    await store.finish_event("$event1", "done")
+    result = await store.store_transaction("txn2", [event(1), event(2)], everything)
+    assert result.new is True
+    assert result.queued == ("$event2",)
+    assert result.duplicates == 1
+    assert await store.pending_event_ids() == ["$event2"]
+    first = await store.load_event("$event1")
+    assert first is not None and first.status == "done"
+
+
+async def test_an_event_listed_twice_in_one_transaction_is_queued_once(store: Store) -> None:
+    result = await store.store_transaction("txn1", [event(1), event(1)], everything)
+    assert result.queued == ("$event1",)
+    assert await store.pending_event_ids() == ["$event1"]
+
+
+MALFORMED: list[tuple[str, Any, str]] = [
+    ("a string", "not an event", "not an object (str)"),
+    ("null", None, "not an object (NoneType)"),
+    ("a list", [event(90)], "not an object (list)"),
+    ("no event_id", {k: v for k, v in event(91).items() if k != "event_id"}, "'event_id'"),
+    ("numeric event_id", {**event(92), "event_id": 92}, "'event_id'"),
+    ("no room_id", {k: v for k, v in event(93).items() if k != "room_id"}, "$event93: missing or invalid 'room_id'"),
+    ("empty sender", {**event(94), "sender": ""}, "$event94: missing or invalid 'sender'"),
+    ("no type", {k: v for k, v in event(95).items() if k != "type"}, "$event95: missing or invalid 'type'"),
+    ("room_id not a string", {**event(96), "room_id": ["!a:b"]}, "$event96: missing or invalid 'room_id'"),
+]
+
+
+async def test_malformed_events_are_rejected_with_a_reason_and_audited(store: Store) -> None:
+    raws = [raw for _, raw, _ in MALFORMED]
+    # Malformed events among good ones: the good ones are stored all the same.
+    result = await store.store_transaction("txn1", [event(1), *raws, event(2)], everything)
+    assert result.new is True
+    assert result.queued == ("$event1", "$event2")
+    assert len(result.rejected) == len(MALFORMED)
+    for (name, _, reason), rejected in zip(MALFORMED, result.rejected, strict=True):
+        assert reason in rejected, name
+    audit = await store.audit_log(category="intake")
+    assert [(a.outcome, a.message) for a in reversed(audit)] == [("rejected", r) for r in result.rejected]
+    assert await store.pending_event_ids() == ["$event1", "$event2"]
+
+
+async def test_a_transaction_of_only_malformed_events_is_still_recorded(store: Store) -> None:
+    result = await store.store_transaction("txn1", ["x", {"type": "m.room.message"}], everything)
+    assert result.new is True and result.queued == () and len(result.rejected) == 2
+    assert len(await store.audit_log(category="intake")) == 2
+    # A resend is recognised and not audited twice.
+    assert (await store.store_transaction("txn1", ["x"], everything)).new is False
+    assert len(await store.audit_log(category="intake")) == 2
+
+
+async def test_unwanted_events_are_not_stored(store: Store) -> None:
+    text = {**event(2), "content": {"msgtype": "m.text", "body": "hello"}}
+    wanted_ids = {"$event1"}
+    result = await store.store_transaction("txn1", [event(1), text], lambda e: e["event_id"] in wanted_ids)
+    assert result.queued == ("$event1",)
+    assert await store.load_event("$event2") is None
+
+    nothing = await store.store_transaction("txn2", [event(3)], lambda e: False)
+    assert nothing.new is True and nothing.queued == () and nothing.duplicates == 0
+    assert await store.load_event("$event3") is None
+    assert await store.events_by_status() == {"pending": 1}
+
+
+async def test_pending_events_come_in_arrival_order(store: Store) -> None:
+    # Synapse sends up to 100 events per transaction: order within one counts too.
+    first = [event(n) for n in range(20, 0, -1)]
+    await store.store_transaction("txn1", first, everything)
+    await store.store_transaction("txn2", [event(50), event(40)], everything)
+    await store.finish_event("$event3", "done")
+    # Retried events keep their place in the queue.
+    for n in (20, 17, 11, 5, 1, 40):
+        await store.count_attempt(f"$event{n}", "homeserver unreachable")
+    expected = [e["event_id"] for e in first if e["event_id"] != "$event3"] + ["$event50", "$event40"]
+    assert await store.pending_event_ids() == expected
+
+
+async def test_load_event_round_trips_the_event_json(store: Store) -> None:
+    original = event(1, event_type="m.sticker", redacts=None)
+    original["content"]["nested"] = {"list": [1, 2.5, True, None, "ş"], "empty": {}}
+    await store.store_transaction("txn1", [original], everything)
+    loaded = await store.load_event("$event1")
+    assert loaded is not None
+    assert loaded.event == original
+    assert (loaded.event_id, loaded.room_id, loaded.sender, loaded.type) == (
+        "$event1", ROOM, "@alice:example.org", "m.sticker",
+    )
+    assert (loaded.status, loaded.attempts) == ("pending", 0)
+    assert await store.load_event("$missing") is None
+
+
+async def test_finish_event_and_count_attempt(store: Store) -> None:
+    await store.store_transaction("txn1", [event(1), event(2), event(3)], everything)
+    assert await store.count_attempt("$event1", "timeout") == 1
+    assert await store.count_attempt("$event1", "timeout again") == 2
+    assert await store.count_attempt("$missing", "whatever") == 0
+    loaded = await store.load_event("$event1")
+    assert loaded is not None and (loaded.status, loaded.attempts) == ("pending", 2)
+
+    await store.finish_event("$event1", "failed", "gave up after 2 attempts")
+    await store.finish_event("$event2", "done")
+    await store.finish_event("$missing", "done")  # a no-op, not an error
+    assert await store.pending_event_ids() == ["$event3"]
+    assert await store.events_by_status() == {"failed": 1, "done": 1, "pending": 1}
+
+
+async def test_events_by_status_of_an_empty_queue(store: Store) -> None:
+    assert await store.events_by_status() == {}
+
+
+# --- media and verdicts ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def image_hashes() -> Any:
+    return compute_hashes(encode(make_photo(7, (96, 64)), "PNG"))
+
+
+async def test_record_media_upserts_and_hashes_round_trip(store: Store, image_hashes: Any) -> None:
+    media = ref("abc")
+    assert await store.get_media(media.mxc) is None
+
+    await store.record_media(media, status="not_scanned", mimetype="image/png", error="download timed out")
+    first = await store.get_media(media.mxc)
+    assert first is not None
+    assert (first.status, first.hashes, first.mimetype, first.error) == (
+        "not_scanned", None, "image/png", "download timed out",
+    )
+
+    assert image_hashes.pdq and len(image_hashes.pdq_queries) > 1
+    await store.record_media(media, status="hashed", hashes=image_hashes, mimetype="image/png")
+    second = await store.get_media(media.mxc)
+    assert second is not None
+    assert (second.status, second.error) == ("hashed", None)
+    # Everything but the format and the perceptual error (not kept) comes back.
+    assert second.hashes == replace(image_hashes, image_format=None, perceptual_error=None)
+    assert second.hashes.pdq_queries == image_hashes.pdq_queries
+
+    # Re-recorded without hashes (quarantined, no longer downloadable): the hashes stay.
+    await store.record_media(media, status="not_scanned", error="404")
+    third = await store.get_media(media.mxc)
+    assert third is not None
+    assert (third.status, third.error, third.hashes) == ("not_scanned", "404", second.hashes)
+
+
+async def test_record_media_of_a_non_image(store: Store) -> None:
+    hashes = compute_hashes(b"%PDF-1.4 not an image")
+    await store.record_media(ref("doc"), status="hashed", hashes=hashes, mimetype="application/pdf")
+    stored = await store.get_media("mxc://example.org/doc")
+    assert stored is not None and stored.hashes is not None
+    assert stored.hashes.pdq is None and stored.hashes.pdq_queries == ()
+    assert (stored.hashes.sha256, stored.hashes.md5, stored.hashes.size) == (hashes.sha256, hashes.md5, hashes.size)
+
+
+async def _verdict_rows(store: Store) -> int:
+    async with store.sessions() as session:
+        return int((await session.execute(select(func.count()).select_from(VerdictRow))).scalar_one())
+
+
+def verdict(label: str, kind: MatchKind = MatchKind.EXACT, hash_type: str = "sha256", distance: int = 0) -> Verdict:
+    return Verdict(
+        classifier="hashlist",
+        label=label,
+        kind=kind,
+        list_name="known",
+        hash_type=hash_type,
+        distance=distance,
+        matched_hash="ab" * 32,
+    )
+
+
+async def test_no_verdicts_are_recorded_as_no_match_once(store: Store) -> None:
+    mxc = "mxc://example.org/clean"
+    await store.record_verdicts("$event1", mxc, "hashlist", [])
+    await store.record_verdicts("$event1", mxc, "hashlist", [])  # a replayed event
+    records = await store.verdicts_for(event_id="$event1")
+    assert [(r.mxc, r.classifier, r.kind, r.list_name, r.label) for r in records] == [
+        (mxc, "hashlist", "no_match", "", ""),
+    ]
+
+
+async def test_replayed_verdicts_are_not_duplicated(store: Store) -> None:
+    mxc = "mxc://example.org/known"
+    found = [verdict("csam"), verdict("other", MatchKind.NEAR, "pdq", 12)]
+    await store.record_verdicts("$event1", mxc, "hashlist", found)
+    await store.record_verdicts("$event1", mxc, "hashlist", found)
+    await store.record_verdicts("$event2", mxc, "hashlist", found[:1])  # a re-post
+    assert await _verdict_rows(store) == 3
+
+    by_event = await store.verdicts_for(event_id="$event1")
+    assert [(r.label, r.kind, r.hash_type, r.distance) for r in by_event] == [
+        ("csam", "exact", "sha256", 0),
+        ("other", "near", "pdq", 12),
+    ]
+    by_mxc = await store.verdicts_for(mxc=mxc)
+    assert [(r.event_id, r.label) for r in by_mxc] == [("$event1", "csam"), ("$event1", "other"), ("$event2", "csam")]
+    assert await store.verdicts_for(event_id="$event1", mxc="mxc://example.org/elsewhere") == []
+
+
+# --- actions -------------------------------------------------------------------------------
+
+
+async def test_claim_action_is_idempotent(store: Store) -> None:
+    key = "$event1/redact"
+    claim = {"kind": "redact", "target": "$event1", "event_id": "$event1", "room_id": ROOM, "decided_by": "known-csam"}
+    first = await store.claim_action(key, **claim)
+    assert (first.key, first.kind, first.target, first.status, first.attempts) == (key, "redact", "$event1", "pending", 0)
+    assert (first.event_id, first.room_id, first.decided_by, first.detail) == ("$event1", ROOM, "known-csam", None)
+
+    await store.finish_action(key, "ok", 2, "redacted as $redaction")
+    second = await store.claim_action(key, **claim)
+    assert (second.status, second.attempts, second.detail) == ("ok", 2, "redacted as $redaction")
+    assert second.updated_at > first.updated_at
+
+    # A failed action is retried by the caller; its attempts add up.
+    await store.finish_action(key, "failed", 1, "M_FORBIDDEN")
+    third = await store.claim_action(key, **claim)
+    assert (third.status, third.attempts, third.detail) == ("failed", 3, "M_FORBIDDEN")
+    assert [a.key for a in await store.actions()] == [key]
+
+
+async def test_actions_are_listed_newest_first_and_filtered_by_event(store: Store) -> None:
+    for n, kind in [(1, "redact"), (1, "ban"), (2, "redact")]:
+        await store.claim_action(
+            f"$event{n}/{kind}", kind=kind, target=f"$event{n}", event_id=f"$event{n}", room_id=ROOM, decided_by=None
+        )
+    assert [a.key for a in await store.actions()] == ["$event2/redact", "$event1/ban", "$event1/redact"]
+    assert [a.key for a in await store.actions(event_id="$event1")] == ["$event1/ban", "$event1/redact"]
+    assert [a.key for a in await store.actions(limit=1)] == ["$event2/redact"]
+
+
+# --- audit ---------------------------------------------------------------------------------
+
+
+async def test_audit_log_is_newest_first_and_filters(store: Store) -> None:
+    await store.audit("scan", "hashed", "hashed mxc://example.org/a", event_id="$event1", room_id=ROOM,
+                      sender="@alice:example.org", mxc="mxc://example.org/a")
+    await store.audit("verdict", "exact", "matched list known", event_id="$event1")
+    await store.audit("scan", "not_scanned", "encrypted", event_id="$event2", room_id=OTHER_ROOM)
+    await store.audit("action", "ok", "banned @alice:example.org", event_id="$event1")
+
+    entries = await store.audit_log()
+    assert [e.message for e in entries] == [
+        "banned @alice:example.org", "encrypted", "matched list known", "hashed mxc://example.org/a",
+    ]
+    assert [e.ts for e in entries] == sorted((e.ts for e in entries), reverse=True)
+    oldest = entries[-1]
+    assert (oldest.category, oldest.outcome, oldest.event_id, oldest.room_id, oldest.sender, oldest.mxc) == (
+        "scan", "hashed", "$event1", ROOM, "@alice:example.org", "mxc://example.org/a",
+    )
+
+    assert [e.category for e in await store.audit_log(event_id="$event1")] == ["action", "verdict", "scan"]
+    assert [e.event_id for e in await store.audit_log(category="scan")] == ["$event2", "$event1"]
+    assert [e.outcome for e in await store.audit_log(event_id="$event1", category="scan")] == ["hashed"]
+    assert [e.message for e in await store.audit_log(limit=2)] == ["banned @alice:example.org", "encrypted"]
+    assert await store.audit_log(event_id="$nobody") == []
+
+
+async def test_the_queue_keeps_the_event_json_and_its_transaction(store: Store) -> None:
+    # The queue keeps the event as JSON text, so that a restart can resume the work.
+    await store.store_transaction("txn1", [event(1)], everything)
+    async with store.sessions() as session:
+        row = await session.get(EventRow, "$event1")
+        assert row is not None
+        assert json.loads(row.event_json) == event(1)
+        assert row.txn_id == "txn1"
