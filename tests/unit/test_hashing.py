@@ -1,0 +1,351 @@
+"""bot.hashing: what a hash of media bytes promises.
+
+Every image here is generated (tests/images.py); "the known image" stands for an entry of
+a hash list, and its altered copies for what someone might post instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import resource
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import fields
+from functools import cache
+
+import numpy as np
+import pdqhash
+import pytest
+from PIL import Image, ImageOps
+
+# tests/ is on sys.path because tests/conftest.py lives there.
+from images import encode, make_photo, make_png_bomb, truncated
+
+from bot.hashing import compute_hashes, hamming, trim_uniform_border
+from bot.model import Hashes
+
+PDQ_MATCH = 31  # the distance at which PDQ hashes are taken to show the same image
+
+Transform = Callable[[Image.Image], bytes]
+
+
+@cache
+def photo(seed: int, size: tuple[int, int] = (800, 600)) -> Image.Image:
+    return make_photo(seed, size)
+
+
+@cache
+def known() -> Hashes:
+    return compute_hashes(encode(photo(1), "PNG"))
+
+
+def with_border(img: Image.Image, fraction: float, colour: str) -> Image.Image:
+    w, h = img.size
+    dw, dh = round(w * fraction), round(h * fraction)
+    out = Image.new("RGB", (w + 2 * dw, h + 2 * dh), colour)
+    out.paste(img, (dw, dh))
+    return out
+
+
+def nearest(query: Hashes, listed: str) -> int:
+    return min(hamming(listed, q) for q in query.pdq_queries)
+
+
+# --- altered copies of the known image are found -------------------------------------
+
+COPIES: dict[str, Transform] = {
+    "JPEG quality 50": lambda im: encode(im, "JPEG", quality=50),
+    "half size": lambda im: encode(im.resize((400, 300), Image.Resampling.LANCZOS), "PNG"),
+    "mirrored": lambda im: encode(ImageOps.mirror(im), "PNG"),
+    "flipped upside down": lambda im: encode(ImageOps.flip(im), "JPEG", quality=85),
+    "rotated 90 degrees": lambda im: encode(im.rotate(90, expand=True), "JPEG", quality=85),
+    "10% white border": lambda im: encode(with_border(im, 0.1, "white"), "JPEG", quality=80),
+    "20% black border": lambda im: encode(with_border(im, 0.2, "black"), "PNG"),
+    "mirrored with white border": lambda im: encode(
+        with_border(ImageOps.mirror(im), 0.1, "white"), "JPEG", quality=80
+    ),
+    "greyscale": lambda im: encode(im.convert("L"), "JPEG", quality=80),
+    "WebP": lambda im: encode(im, "WEBP", quality=75),
+    "GIF (256 colours)": lambda im: encode(im, "GIF"),
+}
+
+
+@pytest.mark.parametrize("name", COPIES)
+def test_altered_copy_matches_the_known_image(name: str) -> None:
+    copy = compute_hashes(COPIES[name](photo(1)))
+
+    assert copy.perceptual_error is None
+    assert nearest(copy, known().pdq) <= PDQ_MATCH
+
+
+@pytest.mark.parametrize("name", ["mirrored", "rotated 90 degrees", "10% white border"])
+def test_copies_that_only_the_extra_queries_find(name: str) -> None:
+    # Why pdq_queries exist: the plain hash of these copies is far from the original's.
+    copy = compute_hashes(COPIES[name](photo(1)))
+
+    assert hamming(copy.pdq, known().pdq) > PDQ_MATCH
+    assert nearest(copy, known().pdq) <= PDQ_MATCH
+
+
+@pytest.mark.parametrize("seed", [2, 3, 4, 5, 6, 7])
+def test_unrelated_images_do_not_match(seed: int) -> None:
+    img = photo(seed, (400, 300))
+    for data in (encode(img, "JPEG", quality=85), encode(with_border(img, 0.1, "white"), "PNG")):
+        other = compute_hashes(data)
+        assert other.pdq_quality is not None and other.pdq_quality >= 50
+        assert nearest(other, known().pdq) > PDQ_MATCH
+
+
+def test_reduced_decode_stays_close_to_the_full_resolution_hash() -> None:
+    # Hash lists are built by other tools from full-size images.
+    img = photo(8, (1280, 960))
+    bits, _ = pdqhash.compute(np.asarray(img))
+    full = np.packbits(bits.astype(np.uint8)).tobytes().hex()
+
+    for data in (encode(img, "JPEG", quality=90), encode(img, "PNG", compress_level=1)):
+        assert hamming(compute_hashes(data).pdq, full) <= 12
+
+
+# --- what is returned -----------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"hello", bytes(range(256)) * 10, encode(Image.new("RGB", (64, 48), "red"), "PNG")],
+    ids=["empty", "text", "binary", "png"],
+)
+def test_cryptographic_hashes_are_of_the_whole_bytes(data: bytes) -> None:
+    hashes = compute_hashes(data)
+
+    assert hashes.sha256 == hashlib.sha256(data).hexdigest()
+    assert hashes.md5 == hashlib.md5(data).hexdigest()
+    assert hashes.size == len(data)
+
+
+def test_an_image_gets_every_hash_and_its_header_size() -> None:
+    img = photo(9, (1152, 864))  # 1 MP, decoded at half size
+    hashes = compute_hashes(encode(img, "JPEG", quality=90))
+
+    assert (hashes.width, hashes.height, hashes.image_format) == (1152, 864, "JPEG")
+    assert hashes.perceptual_error is None
+    assert hashes.pdq is not None and len(hashes.pdq) == 64
+    assert hashes.pdq_quality is not None and hashes.pdq_quality >= 50
+    assert hashes.phash is not None and len(hashes.phash) == 16
+    assert hashes.pdq_queries[0] == hashes.pdq  # the plain hash comes first
+    assert len(set(hashes.pdq_queries)) == len(hashes.pdq_queries) == 8  # no border: 8 transforms
+    assert all(len(q) == 64 and int(q, 16) >= 0 for q in hashes.pdq_queries)
+
+
+def test_a_bordered_image_also_queries_the_trimmed_transforms() -> None:
+    hashes = compute_hashes(COPIES["10% white border"](photo(1)))
+
+    assert 8 < len(hashes.pdq_queries) <= 16
+    assert len(set(hashes.pdq_queries)) == len(hashes.pdq_queries)
+
+
+def test_hashes_hold_no_image_bytes() -> None:
+    hashes = compute_hashes(encode(photo(9, (1152, 864)), "JPEG", quality=90))
+
+    for f in fields(hashes):
+        value = getattr(hashes, f.name)
+        assert value is None or isinstance(value, (str, int, tuple)), f.name
+        items = value if isinstance(value, tuple) else (value,)
+        assert all(isinstance(v, (str, int)) and len(str(v)) <= 200 for v in items if v is not None)
+    assert len(repr(hashes)) < 2000
+
+
+def test_a_flat_image_keeps_its_low_quality_hash() -> None:
+    hashes = compute_hashes(encode(Image.new("RGB", (300, 200), (40, 90, 200)), "PNG"))
+
+    assert hashes.pdq is not None
+    assert hashes.pdq_quality is not None and hashes.pdq_quality < 50
+
+
+def test_an_animation_is_hashed_by_its_first_frame() -> None:
+    frames = [photo(1).resize((240, 180)), photo(2, (240, 180)), photo(3, (240, 180))]
+    for fmt in ("GIF", "WEBP", "PNG"):
+        data = encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=100)
+        assert nearest(compute_hashes(data), known().pdq) <= PDQ_MATCH, fmt
+
+
+def test_exif_orientation_is_applied() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display"
+    stored = photo(1).transpose(Image.Transpose.ROTATE_90)
+
+    hashes = compute_hashes(encode(stored, "JPEG", quality=90, exif=exif))
+
+    assert (hashes.width, hashes.height) == (600, 800)  # as stored in the header
+    assert hamming(hashes.pdq, known().pdq) <= PDQ_MATCH  # the plain hash, upright
+
+
+def test_transparent_pixels_are_hashed_as_seen_not_as_stored() -> None:
+    # Random colours under fully transparent pixels are invisible; hash the visible image.
+    rgba = np.asarray(photo(1).convert("RGBA")).copy()
+    rgba[:, :400, :3] = np.random.default_rng(0).integers(0, 256, (600, 400, 3))
+    rgba[:, :400, 3] = 0
+    seen = np.asarray(photo(1)).copy()
+    seen[:, :400] = 255
+
+    hashes = compute_hashes(encode(Image.fromarray(rgba, "RGBA"), "PNG"))
+
+    assert hashes.pdq == compute_hashes(encode(Image.fromarray(seen), "PNG")).pdq
+
+
+def test_16_bit_greyscale_is_scaled_not_clipped() -> None:
+    grey = np.asarray(photo(1).convert("L")).astype(np.uint16) * 257
+    hashes = compute_hashes(encode(Image.fromarray(grey), "PNG"))
+
+    assert hamming(hashes.pdq, known().pdq) <= PDQ_MATCH
+
+
+# --- hostile or broken input: reasons, never exceptions --------------------------------
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"hello", "not an image (unrecognised format)"),
+        (b"", "not an image (unrecognised format)"),
+        (b"%PDF-1.4\n" + bytes(200), "not an image (unrecognised format)"),
+        (truncated(encode(photo(1), "PNG")), "truncated or corrupt image: "),
+        (truncated(encode(photo(1), "JPEG")), "truncated or corrupt image: "),
+        (encode(photo(1), "JPEG")[:300], "truncated or corrupt image: "),
+        (b"\x89PNG\r\n\x1a\n", "truncated or corrupt image: "),
+        (b"GIF89a" + bytes(range(256)) * 4, "truncated or corrupt image: "),
+        (encode(Image.new("RGB", (8, 8)), "EPS"), "unsupported image format EPS"),
+    ],
+    ids=["text", "empty", "pdf", "half-png", "half-jpeg", "jpeg-header", "png-signature",
+         "gif-garbage", "eps"],
+)
+def test_bytes_without_perceptual_hashes_say_why(data: bytes, reason: str) -> None:
+    hashes = compute_hashes(data)
+
+    assert hashes.perceptual_error is not None and hashes.perceptual_error.startswith(reason)
+    perceptual = (hashes.pdq, hashes.pdq_quality, hashes.phash, hashes.pdq_queries)
+    assert perceptual == (None, None, None, ())
+    assert hashes.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_random_bytes_never_raise() -> None:
+    rng = np.random.default_rng(0)
+    valid = encode(photo(1, (800, 600)).resize((160, 120)), "PNG")
+    for i in range(200):
+        data = bytearray(valid)
+        for pos in rng.integers(8, len(data), int(rng.integers(1, 20))):
+            data[pos] = int(rng.integers(0, 256))
+        hashes = compute_hashes(bytes(data))
+        assert (hashes.pdq is None) == (hashes.perceptual_error is not None), i
+
+
+def test_a_decompression_bomb_is_refused_from_its_header() -> None:
+    bomb = make_png_bomb(50_000, 50_000)
+    assert len(bomb) < 1_000_000
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+    started = time.perf_counter()
+    hashes = compute_hashes(bomb)
+    elapsed = time.perf_counter() - started
+
+    assert hashes.perceptual_error == (
+        "decompression bomb: 50000x50000 = 2500000000 pixels exceeds the limit of 64000000"
+    )
+    assert (hashes.width, hashes.height, hashes.image_format) == (50_000, 50_000, "PNG")
+    assert hashes.pdq is None
+    assert elapsed < 2  # header only: decoding would take minutes, or fail for memory
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
+    assert grown_kib < 100 * 1024
+
+
+@pytest.mark.parametrize(
+    ("max_pixels", "refused"), [(640 * 480 - 1, True), (640 * 480, False)]
+)
+def test_the_pixel_limit_is_the_callers(max_pixels: int, refused: bool) -> None:
+    data = encode(Image.new("L", (640, 480), 128), "PNG")
+
+    hashes = compute_hashes(data, max_pixels=max_pixels)
+
+    assert (hashes.perceptual_error is not None) == refused
+    assert (hashes.pdq is None) == refused
+
+
+def test_formats_decoded_in_python_get_a_smaller_limit() -> None:
+    # QOI is decoded by Pillow in pure Python, ~1-2 s per megapixel.
+    small = compute_hashes(encode(photo(1).resize((240, 180)), "QOI"))
+    # The header is all the check reads: 1200x900, 3 channels, then the end marker.
+    large = compute_hashes(b"qoif" + struct.pack(">IIBB", 1200, 900, 3, 0) + bytes(7) + b"\x01")
+
+    assert nearest(small, known().pdq) <= PDQ_MATCH
+    assert large.perceptual_error is not None
+    assert large.perceptual_error.startswith("image too large for its slow decoder (qoi)")
+
+
+# --- hamming --------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("a", "b", "distance"),
+    [
+        ("00", "00", 0),
+        ("00", "01", 1),
+        ("0f", "f0", 8),
+        ("0" * 64, "f" * 64, 256),
+        ("ABCD", "abcd", 0),
+    ],
+)
+def test_hamming_counts_differing_bits(a: str, b: str, distance: int) -> None:
+    assert hamming(a, b) == distance
+
+
+@pytest.mark.parametrize(("a", "b"), [("00", "000"), ("zz", "00")])
+def test_hamming_rejects_mismatched_or_non_hex(a: str, b: str) -> None:
+    with pytest.raises(ValueError):
+        hamming(a, b)
+
+
+# --- border trimming ------------------------------------------------------------------
+
+def _jpeg_roundtrip(img: Image.Image) -> Image.Image:
+    return Image.open(io.BytesIO(encode(img, "JPEG", quality=70))).convert("RGB")
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "expected_size"),
+    [
+        ("10% white border", lambda: with_border(photo(1), 0.1, "white"), (800, 600)),
+        ("black letterbox", lambda: _letterbox(photo(1), 100), (800, 600)),
+        (
+            "grey border through JPEG",
+            lambda: _jpeg_roundtrip(with_border(photo(1), 0.1, "#808080")),
+            (800, 600),
+        ),
+    ],
+)
+def test_uniform_borders_are_trimmed(
+    name: str, make: Callable[[], Image.Image], expected_size: tuple[int, int]
+) -> None:
+    trimmed = trim_uniform_border(make())
+
+    assert abs(trimmed.width - expected_size[0]) <= 4, name
+    assert abs(trimmed.height - expected_size[1]) <= 4, name
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("photo without border", lambda: photo(1)),
+        ("flat colour", lambda: Image.new("RGB", (300, 200), "white")),
+        ("small picture on a wide border", lambda: with_border(photo(1, (200, 150)), 0.6, "white")),
+        ("1-pixel frame", lambda: with_border(photo(1), 1 / 800, "white")),
+    ],
+)
+def test_images_without_a_trimmable_border_are_returned_as_is(
+    name: str, make: Callable[[], Image.Image]
+) -> None:
+    img = make()
+    assert trim_uniform_border(img) is img, name
+
+
+def _letterbox(img: Image.Image, band: int) -> Image.Image:
+    out = Image.new("RGB", (img.width, img.height + 2 * band), "black")
+    out.paste(img, (0, band))
+    return out
