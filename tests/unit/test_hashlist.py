@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import random
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -326,25 +325,19 @@ def test_thresholds_out_of_range(bad: dict[str, int]) -> None:
         Thresholds(**bad)
 
 
-# --- speed -----------------------------------------------------------------------------------
+# --- at scale ----------------------------------------------------------------------------------
 
 
-def test_100k_pdq_entries_are_searched_in_a_few_milliseconds() -> None:
+def test_a_planted_neighbour_is_found_among_100k_pdq_entries() -> None:
+    # Speed is measured in bench/, not asserted here; this checks that the two-pass search
+    # (prefix bound, then full distance) loses nothing on a list of realistic size.
     entries = [HashEntry("pdq", random_hex(64), "csam") for _ in range(100_000)]
     target = entries[77_777].hash
     classifier = HashListClassifier([LoadedList.from_entries("big", entries, label="csam")])
     # 16 queries: 8 rotations/flips of the image and 8 of the image with borders trimmed.
     queries = tuple(random_hex(64) for _ in range(15)) + (flip_bits(target, 30),)
-    m = media(pdq=queries[0], pdq_queries=queries)
-    classifier.match(m.hashes)  # warm up
-    timings = []
-    for _ in range(5):
-        start = time.perf_counter()
-        result = classifier.match(m.hashes)
-        timings.append(time.perf_counter() - start)
+    result = classifier.match(media(pdq=queries[0], pdq_queries=queries).hashes)
     assert [(v.distance, v.matched_hash) for v in result.verdicts] == [(30, target)]
-    # Typically ~5 ms for 16 queries on a 2-core machine; generous for loaded CI hosts.
-    assert min(timings) < 0.1
 
 
 # --- with real hashes ------------------------------------------------------------------------
