@@ -48,7 +48,7 @@ def make_jpeg(seed: int, size: tuple[int, int]) -> bytes:
     import numpy as np
     from PIL import Image
 
-    from tests.images import encode, make_photo
+    from bot.samples import encode, make_photo
 
     w, h = size
     shrink = 4 if w * h > 4_000_000 else 2
