@@ -157,3 +157,12 @@ def test_new_tokens_are_long_random_and_url_safe() -> None:
     tokens = {new_token() for _ in range(20)}
     assert len(tokens) == 20
     assert all(re.fullmatch(r"[A-Za-z0-9_-]{40,}", t) for t in tokens)
+
+
+def test_the_example_registration_is_what_the_example_config_generates(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text((repo / "config.example.yaml").read_text().replace("CHANGE_ME", "token-xyz"))
+    generated = registration(load_config(config_file))
+    generated["as_token"] = generated["hs_token"] = "CHANGE_ME"
+    assert yaml.safe_load((repo / "registration.yaml").read_text()) == generated
