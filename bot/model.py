@@ -92,6 +92,8 @@ class ActionKind(str, Enum):
     REDACT = "redact"
     BAN = "ban"
     NOTIFY = "notify"
+    # Hold the media for a moderator's decision (the review queue) instead of acting outright.
+    REVIEW = "review"
 
 
 @dataclass(frozen=True)

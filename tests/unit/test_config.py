@@ -285,7 +285,7 @@ ERROR_CASES = [
         MINIMAL + "policy:\n  rules:\n    - name: r\n      actions: [quarantine, bann]\n",
         [
             "{path}:10: policy.rules[0].actions[1]: "
-            "unknown action 'bann' (expected one of quarantine, redact, ban, notify)"
+            "unknown action 'bann' (expected one of quarantine, redact, ban, notify, review)"
         ],
     ),
     (

@@ -231,12 +231,12 @@ ERROR_CASES = [
               - quarantine
               - bann
         """,
-        ["policy.yaml:5: rules[0].actions[1]: unknown action 'bann' (expected one of quarantine, redact, ban, notify)"],
+        ["policy.yaml:5: rules[0].actions[1]: unknown action 'bann' (expected one of quarantine, redact, ban, notify, review)"],
     ),
     (
         "unknown action in a flow list",
         "rules:\n  - name: r\n    actions: [quarantine, bann]\n",
-        ["policy.yaml:3: rules[0].actions[1]: unknown action 'bann' (expected one of quarantine, redact, ban, notify)"],
+        ["policy.yaml:3: rules[0].actions[1]: unknown action 'bann' (expected one of quarantine, redact, ban, notify, review)"],
     ),
     (
         "bad ban scope",
@@ -309,7 +309,7 @@ ERROR_CASES = [
         'rooms:\n  "!ok:example.org":\n    rules:\n      - name: r\n        actions: [bann]\n',
         [
             "policy.yaml:5: rooms['!ok:example.org'].rules[0].actions[0]: "
-            "unknown action 'bann' (expected one of quarantine, redact, ban, notify)"
+            "unknown action 'bann' (expected one of quarantine, redact, ban, notify, review)"
         ],
     ),
     (
@@ -327,7 +327,7 @@ ERROR_CASES = [
         "dry_run: maybe\nrules:\n  - name: r\n    actions: [bann]\n",
         [
             "policy.yaml:1: dry_run: Input should be a valid boolean, unable to interpret input (got 'maybe')",
-            "policy.yaml:4: rules[0].actions[0]: unknown action 'bann' (expected one of quarantine, redact, ban, notify)",
+            "policy.yaml:4: rules[0].actions[0]: unknown action 'bann' (expected one of quarantine, redact, ban, notify, review)",
         ],
     ),
 ]
