@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -119,3 +119,67 @@ class AuditRow(Base):
     sender: Mapped[str | None] = mapped_column(String(255))
     mxc: Mapped[str | None] = mapped_column(String(512))
     message: Mapped[str] = mapped_column(Text)
+
+
+class ProtectedRoomRow(Base):
+    """Rooms protected or unprotected by command; overrides rooms.protected of the config."""
+
+    __tablename__ = "protected_rooms"
+    room_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    protected: Mapped[bool] = mapped_column(Boolean)
+    changed_by: Mapped[str] = mapped_column(String(255))
+    changed_at: Mapped[float] = mapped_column(Float)
+
+
+class SettingRow(Base):
+    """Runtime settings changed by command (dry run per room or global), kept across restarts."""
+
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    changed_by: Mapped[str] = mapped_column(String(255))
+    changed_at: Mapped[float] = mapped_column(Float)
+
+
+class AllowRow(Base):
+    """Known false positives: media with these hashes is never acted on."""
+
+    __tablename__ = "allowlist"
+    __table_args__ = (UniqueConstraint("hash_type", "hash", name="uq_allow_hash"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    hash_type: Mapped[str] = mapped_column(String(16))  # sha256 | pdq
+    hash: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    added_by: Mapped[str] = mapped_column(String(255))
+    added_at: Mapped[float] = mapped_column(Float)
+
+
+class ReviewRow(Base):
+    """A match held for a moderator's decision."""
+
+    __tablename__ = "reviews"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(255), unique=True)
+    room_id: Mapped[str] = mapped_column(String(255))
+    sender: Mapped[str] = mapped_column(String(255))
+    rule: Mapped[str] = mapped_column(String(255))
+    # The match as JSON: media refs, their hashes and verdicts, and the deferred actions.
+    detail_json: Mapped[str] = mapped_column(Text)
+    held: Mapped[bool] = mapped_column(Boolean)  # quarantined and redacted while open
+    status: Mapped[str] = mapped_column(String(16), index=True)  # open | approved | rejected
+    created_at: Mapped[float] = mapped_column(Float)
+    resolved_by: Mapped[str | None] = mapped_column(String(255))
+    resolved_at: Mapped[float | None] = mapped_column(Float)
+    card_event_id: Mapped[str | None] = mapped_column(String(255))
+
+
+class IncidentRow(Base):
+    """A confirmed match. Append-only; each row's hash covers the previous row's hash."""
+
+    __tablename__ = "incidents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(255), unique=True)
+    record_json: Mapped[str] = mapped_column(Text)  # the incident, canonical JSON
+    created_at: Mapped[float] = mapped_column(Float, index=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    row_hash: Mapped[str] = mapped_column(String(64))
