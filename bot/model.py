@@ -100,7 +100,8 @@ class ActionKind(str, Enum):
 class PlannedAction:
     kind: ActionKind
     # For ban: "room" (the room of the event) or "all" (every protected room).
-    scope: Literal["room", "all"] = "room"
+    # For review: "hold" (quarantine and redact until decided) or "flag".
+    scope: str = "room"
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,12 @@ from bot.yamlload import ConfigError, LineMap, LocatedValueError, load_yaml, val
 # Room version 12 IDs have no server part: "!opaque" as well as "!local:server".
 _ROOM_ID = re.compile(r"^![^:\s]+(:\S+)?$")
 _USER_ID = re.compile(r"^@[^:\s]+:\S+$")
-_BAN_SCOPES = ("room", "all")
+# The options an action takes, the default first. A review holds the media (quarantined,
+# event redacted) until a moderator decides, or only flags it.
+_SCOPES: dict[ActionKind, tuple[str, ...]] = {
+    ActionKind.BAN: ("room", "all"),
+    ActionKind.REVIEW: ("hold", "flag"),
+}
 
 
 def _names(values: Sequence[Any]) -> str:
@@ -49,7 +54,7 @@ def _names(values: Sequence[Any]) -> str:
 
 
 def _parse_action(value: Any) -> PlannedAction:
-    """`quarantine`, `ban`, `{ban: room}` or `{ban: all}` -> PlannedAction."""
+    """`quarantine`, `ban`, `{ban: room}`, `{ban: all}`, `review`, `{review: flag}` -> PlannedAction."""
     if isinstance(value, PlannedAction):
         return value
     scope: Any = None
@@ -63,19 +68,22 @@ def _parse_action(value: Any) -> PlannedAction:
         kind = ActionKind(value)
     except ValueError:
         raise ValueError(f"unknown action {value!r} (expected one of {_names(ActionKind)})") from None
-    if kind is not ActionKind.BAN:
+    scopes = _SCOPES.get(kind)
+    if scopes is None:
         if scope is not None:
             raise ValueError(f"action {value!r} takes no options")
         return PlannedAction(kind)
-    scope = "room" if scope is None else scope
-    if scope not in _BAN_SCOPES:
-        raise ValueError(f"unknown ban scope {scope!r} (expected one of {_names(_BAN_SCOPES)})")
+    scope = scopes[0] if scope is None else scope
+    if scope not in scopes:
+        what = "scope" if kind is ActionKind.BAN else "mode"
+        raise ValueError(f"unknown {kind.value} {what} {scope!r} (expected one of {_names(scopes)})")
     return PlannedAction(kind, scope)
 
 
 def _action_yaml(action: PlannedAction) -> str | dict[str, str]:
     """The inverse of _parse_action, so a dumped policy is a valid policy document."""
-    if action.kind is ActionKind.BAN and action.scope != "room":
+    scopes = _SCOPES.get(action.kind)
+    if scopes and action.scope != scopes[0]:
         return {action.kind.value: action.scope}
     return action.kind.value
 
