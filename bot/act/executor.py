@@ -55,6 +55,8 @@ class Executor:
         # Two events processed at once may plan the same action (two posts, one ban):
         # the database row says whether it was done, the lock makes the check-then-act atomic.
         self._locks: dict[str, asyncio.Lock] = {}
+        # How many callers hold or wait for each lock: it is dropped only when none do.
+        self._lock_users: dict[str, int] = {}
 
     async def carry_out(
         self, decision: Decision, ctx: EventContext, matched: Sequence[MatchedMedia]
@@ -141,11 +143,16 @@ class Executor:
         if dry:
             key = f"dryrun:{key}"
         lock = self._locks.setdefault(key, asyncio.Lock())
+        self._lock_users[key] = self._lock_users.get(key, 0) + 1
         try:
             async with lock:
                 return await self._once_locked(key, kind, target, room_id, ctx, decision, do, dry)
         finally:
-            if not lock.locked() and self._locks.get(key) is lock:
+            # Not lock.locked(): a released lock whose waiter has not woken yet is unlocked,
+            # and dropping it then would let a newcomer run beside that waiter.
+            self._lock_users[key] -= 1
+            if not self._lock_users[key]:
+                del self._lock_users[key]
                 del self._locks[key]
 
     async def _once_locked(

@@ -1,0 +1,269 @@
+"""MediaFetcher against a real local HTTP server standing in for the homeserver's media repo.
+
+Nothing leaves loopback. Handlers that must "hang" wait on an event the test releases at
+teardown, so no test depends on how long anything takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from bot.devserver import free_port
+from bot.fetch import Fetched, MediaFetcher
+from bot.model import MediaRef
+
+AS_TOKEN = "as-token-for-tests"
+BOT = "@modbot:example.org"
+CAP = 64 * 1024
+REF = MediaRef("mxc://example.org/abcDEF123", "example.org", "abcDEF123", "content.url")
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class MediaRepo:
+    """The test server: one catch-all route dispatching to the handler the test sets."""
+
+    server: TestServer
+    handler: Handler | None = None
+    requests: list[web.Request] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)  # lets hanging handlers end
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def repo() -> AsyncIterator[MediaRepo]:
+    app = web.Application()
+    holder: list[MediaRepo] = []
+
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        r = holder[0]
+        r.requests.append(request)
+        assert r.handler is not None, "test forgot to set a handler"
+        return await r.handler(request)
+
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    server = TestServer(app, host="127.0.0.1", port=free_port())
+    await server.start_server()
+    r = MediaRepo(server)
+    holder.append(r)
+    try:
+        yield r
+    finally:
+        r.release.set()
+        await server.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+def fetcher(session: aiohttp.ClientSession, url: str, *, max_bytes: int = CAP, timeout: float = 5.0) -> MediaFetcher:
+    return MediaFetcher(
+        session, homeserver_url=url + "/", as_token=AS_TOKEN, user_id=BOT, max_bytes=max_bytes, timeout=timeout
+    )
+
+
+def matrix_error(status: int, errcode: str, error: str) -> Handler:
+    async def handler(_request: web.Request) -> web.StreamResponse:
+        return web.json_response({"errcode": errcode, "error": error}, status=status)
+
+    return handler
+
+
+# --- success -------------------------------------------------------------------------------
+
+
+async def test_download_is_authenticated_as_the_bot_and_returns_bytes_and_mimetype(
+    repo: MediaRepo, session: aiohttp.ClientSession
+) -> None:
+    async def handler(_request: web.Request) -> web.StreamResponse:
+        return web.Response(body=PNG, content_type="image/png", charset="binary")
+
+    repo.handler = handler
+    got = await fetcher(session, repo.url).fetch(REF)
+
+    assert got.error is None
+    assert got.data == PNG
+    assert got.mimetype == "image/png"  # parameters after ";" dropped
+    [request] = repo.requests
+    assert request.method == "GET"
+    assert request.path == "/_matrix/client/v1/media/download/example.org/abcDEF123"
+    assert request.headers["Authorization"] == f"Bearer {AS_TOKEN}"
+    assert request.query["user_id"] == BOT
+
+
+async def test_a_body_exactly_at_the_cap_is_accepted(repo: MediaRepo, session: aiohttp.ClientSession) -> None:
+    body = b"x" * CAP
+
+    async def handler(_request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, content_type="application/octet-stream")
+
+    repo.handler = handler
+    got = await fetcher(session, repo.url).fetch(REF)
+    assert got.error is None and got.data == body
+
+
+async def test_media_ids_are_escaped_in_the_path(repo: MediaRepo, session: aiohttp.ClientSession) -> None:
+    async def handler(_request: web.Request) -> web.StreamResponse:
+        return web.Response(body=b"ok")
+
+    repo.handler = handler
+    ref = MediaRef("mxc://[::1]:8448/a%2Fb", "[::1]:8448", "a/b", "content.url")
+    await fetcher(session, repo.url).fetch(ref)
+    [request] = repo.requests
+    *prefix, server, media_id = request.raw_path.split("?")[0].split("/")
+    assert "/".join(prefix) == "/_matrix/client/v1/media/download"
+    assert unquote(server) == "[::1]:8448"
+    assert media_id == "a%2Fb"  # the slash in the media id stays inside its segment
+
+
+# --- the size cap --------------------------------------------------------------------------
+
+
+async def test_declared_length_over_the_cap_is_refused_before_reading_the_body(
+    repo: MediaRepo, session: aiohttp.ClientSession
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "image/png"})
+        resp.content_length = CAP * 100
+        await resp.prepare(request)
+        # The body never comes until teardown: a client that tried to read it would
+        # time out instead of answering "size cap".
+        await repo.release.wait()
+        return resp
+
+    repo.handler = handler
+    got = await fetcher(session, repo.url, timeout=2).fetch(REF)
+
+    assert got.data is None
+    assert got.error is not None and "size cap" in got.error
+    assert str(CAP * 100) in got.error
+    assert not got.retryable
+    assert got.mimetype == "image/png"
+
+
+async def test_chunked_body_without_length_stops_as_soon_as_it_passes_the_cap(
+    repo: MediaRepo, session: aiohttp.ClientSession
+) -> None:
+    total = 64 * 1024 * 1024
+    chunk = b"\0" * (16 * 1024)
+    sent = 0
+    interrupted = False
+    finished = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        nonlocal sent, interrupted
+        resp = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        try:
+            while sent < total:
+                await resp.write(chunk)
+                sent += len(chunk)
+            await resp.write_eof()
+        except (ConnectionError, aiohttp.ClientConnectionResetError):
+            interrupted = True
+        except asyncio.CancelledError:
+            # aiohttp cancels a handler whose client has gone away.
+            interrupted = True
+            raise
+        finally:
+            finished.set()
+        return resp
+
+    repo.handler = handler
+    got = await fetcher(session, repo.url).fetch(REF)
+
+    assert got.data is None
+    assert got.error is not None and "size cap" in got.error
+    assert not got.retryable
+    # The client hung up: the server's write loop broke off far short of the whole body
+    # (what it got out is only what the socket buffers could hold).
+    await asyncio.wait_for(finished.wait(), timeout=10)
+    assert interrupted
+    assert sent < total // 4
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+async def test_404_is_permanent(repo: MediaRepo, session: aiohttp.ClientSession) -> None:
+    repo.handler = matrix_error(404, "M_NOT_FOUND", "Not found")
+    got = await fetcher(session, repo.url).fetch(REF)
+    assert got.data is None
+    assert got.error is not None and "404" in got.error and "M_NOT_FOUND" in got.error
+    assert not got.retryable
+
+
+async def test_403_is_permanent(repo: MediaRepo, session: aiohttp.ClientSession) -> None:
+    repo.handler = matrix_error(403, "M_FORBIDDEN", "nope")
+    got = await fetcher(session, repo.url).fetch(REF)
+    assert got.error is not None and "403" in got.error and "M_FORBIDDEN" in got.error
+    assert not got.retryable
+
+
+@pytest.mark.parametrize(("status", "errcode"), [(500, "M_UNKNOWN"), (502, ""), (429, "M_LIMIT_EXCEEDED")])
+async def test_server_errors_and_rate_limits_are_retryable(
+    repo: MediaRepo, session: aiohttp.ClientSession, status: int, errcode: str
+) -> None:
+    if errcode:
+        repo.handler = matrix_error(status, errcode, "try later")
+    else:
+
+        async def bare(_request: web.Request) -> web.StreamResponse:
+            return web.Response(status=status, text="<html>Bad Gateway</html>", content_type="text/html")
+
+        repo.handler = bare
+    got = await fetcher(session, repo.url).fetch(REF)
+    assert got.data is None
+    assert got.error is not None and str(status) in got.error
+    assert got.retryable
+
+
+async def test_a_server_slower_than_the_timeout_is_retryable(
+    repo: MediaRepo, session: aiohttp.ClientSession
+) -> None:
+    async def handler(_request: web.Request) -> web.StreamResponse:
+        await repo.release.wait()  # past any timeout: released only at teardown
+        return web.Response(body=b"too late")
+
+    repo.handler = handler
+    got = await fetcher(session, repo.url, timeout=0.05).fetch(REF)
+    assert got.data is None
+    assert got.error is not None and "timed out" in got.error
+    assert got.retryable
+
+
+async def test_connection_refused_is_retryable(session: aiohttp.ClientSession) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    got = await fetcher(session, closed).fetch(REF)
+    assert got.data is None
+    assert got.error is not None and got.error.startswith("download failed")
+    assert got.retryable
+
+
+# --- repr ----------------------------------------------------------------------------------
+
+
+def test_fetched_repr_never_shows_the_bytes() -> None:
+    data = b"SECRET-MEDIA-BYTES" * 10
+    f = Fetched(data, "image/png")
+    for text in (repr(f), str(f), f"{f}", repr([f])):
+        assert "SECRET" not in text
+        assert "size=180" in text
+    assert "size=None" in repr(Fetched(None, error="x"))
