@@ -76,15 +76,23 @@ class Verdict:
     distance: int | None = None  # Hamming distance for near matches, 0 for exact
     matched_hash: str | None = None  # the list entry that matched
     details: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # A confidence a service reported (0..1 by convention), for classifiers that give one.
+    score: float | None = None
 
 
 @dataclass(frozen=True)
 class Classification:
-    """What one classifier said of one piece of media: verdicts, or an error."""
+    """What one classifier said of one piece of media: verdicts, or an error.
+
+    `error` means the scan failed (the policy's `on_failure` decides what that means);
+    `skipped` means the classifier had nothing to check, e.g. a PDQ-only service given a
+    file that is not an image. A skipped scan is not a failure.
+    """
 
     classifier: str
     verdicts: tuple[Verdict, ...] = ()
     error: str | None = None
+    skipped: str | None = None
 
 
 class ActionKind(str, Enum):
@@ -102,6 +110,14 @@ class PlannedAction:
     # For ban: "room" (the room of the event) or "all" (every protected room).
     # For review: "hold" (quarantine and redact until decided) or "flag".
     scope: str = "room"
+
+
+class FailureMode(str, Enum):
+    """What a failed scan means, per policy rule (`on_failure`)."""
+
+    FAIL_OPEN = "fail_open"  # let the media through; the failure is audited
+    FAIL_CLOSED = "fail_closed"  # hold it (quarantine, redact) until a scan succeeds
+    REVIEW = "review"  # hand it to a moderator (the review queue)
 
 
 @dataclass(frozen=True)
@@ -124,10 +140,19 @@ class Decision:
     dry_run: bool = False
     exempt_reason: str | None = None  # set when the sender is exempt and nothing is done
     verdicts: tuple[Verdict, ...] = ()  # the verdicts that made the rule fire
+    # Classifiers whose scan failed, and what the policy made of it (the strictest mode
+    # among the failures); None when every scan succeeded.
+    failures: tuple[Classification, ...] = ()
+    on_failure: FailureMode | None = None
 
     @property
     def acts(self) -> bool:
         return bool(self.actions) and self.exempt_reason is None
+
+    @property
+    def holds(self) -> bool:
+        """Whether the media is held until a scan succeeds (fail_closed, not exempt)."""
+        return self.on_failure is FailureMode.FAIL_CLOSED and self.exempt_reason is None
 
 
 class Outcome(str, Enum):

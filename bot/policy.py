@@ -15,6 +15,17 @@ or the logs.
         actions: [quarantine, redact, {ban: all}, notify]
     rooms:                          # per-room overrides; each key given replaces the global one
       "!abc:example.org": {dry_run: true}
+    on_failure: fail_open           # what a failed scan means when no rule says
+
+A failed scan (a classifier that answered with an error: a service down, a timeout, a
+refused login) is matched to rules by classifier only, since it has no verdict to compare
+with the other fields: the first rule, in order, that sets `on_failure` and whose
+`match.classifier` is absent or names the failed classifier decides; if none does, the
+policy's (or the room's) `on_failure` does. `fail_open` lets the media through (the
+failure is audited), `review` flags it for a moderator (the media stays up), and
+`fail_closed` holds it: the media is quarantined and the event redacted until a later
+scan succeeds. When several classifiers fail, the strictest answer wins
+(fail_closed > review > fail_open), and a hold adds to whatever a matching rule does.
 """
 
 from __future__ import annotations
@@ -35,7 +46,16 @@ from pydantic import (
     field_validator,
 )
 
-from bot.model import ActionKind, Decision, EventContext, MatchKind, PlannedAction, Verdict
+from bot.model import (
+    ActionKind,
+    Classification,
+    Decision,
+    EventContext,
+    FailureMode,
+    MatchKind,
+    PlannedAction,
+    Verdict,
+)
 from bot.yamlload import ConfigError, LineMap, LocatedValueError, load_yaml, validate
 
 # Room version 12 IDs have no server part: "!opaque" as well as "!local:server".
@@ -95,6 +115,15 @@ def _parse_kind(value: Any) -> MatchKind:
         raise ValueError(f"unknown match kind {value!r} (expected one of {_names(MatchKind)})") from None
 
 
+def _parse_failure_mode(value: Any) -> FailureMode:
+    try:
+        return FailureMode(value)
+    except ValueError:
+        raise ValueError(
+            f"unknown on_failure {value!r} (expected one of {_names(FailureMode)})"
+        ) from None
+
+
 def _one_or_many(value: Any) -> Any:
     """`classifier: hashlist` is short for `classifier: [hashlist]`."""
     return [value] if isinstance(value, str | MatchKind) else value
@@ -120,6 +149,7 @@ def _room_id(value: str) -> str:
 
 Action = Annotated[PlannedAction, BeforeValidator(_parse_action), PlainSerializer(_action_yaml)]
 Kind = Annotated[MatchKind, BeforeValidator(_parse_kind)]
+OnFailure = Annotated[FailureMode, BeforeValidator(_parse_failure_mode)]
 Names = Annotated[tuple[str, ...] | None, BeforeValidator(_one_or_many), AfterValidator(_nonempty)]
 Kinds = Annotated[tuple[Kind, ...] | None, BeforeValidator(_one_or_many), AfterValidator(_nonempty)]
 
@@ -153,6 +183,9 @@ class Match(_Model):
     # Near matches farther than this (Hamming distance) don't match; exact matches always do.
     # A near match of unknown distance doesn't satisfy a given bound.
     max_distance: int | None = Field(default=None, ge=0)
+    # Verdicts that carry a score below this don't match; verdicts without one are not held
+    # to it (hash matches have no score).
+    min_score: float | None = None
 
     def matches(self, verdict: Verdict) -> bool:
         if self.classifier is not None and verdict.classifier not in self.classifier:
@@ -163,15 +196,24 @@ class Match(_Model):
             return False
         if self.kind is not None and verdict.kind not in self.kind:
             return False
+        if self.min_score is not None and verdict.score is not None and verdict.score < self.min_score:
+            return False
         if self.max_distance is not None and verdict.kind is MatchKind.NEAR:
             return verdict.distance is not None and verdict.distance <= self.max_distance
         return True
+
+    def covers_failure_of(self, classifier: str) -> bool:
+        """Whether a failed scan by `classifier` falls under this match (by classifier only)."""
+        return self.classifier is None or classifier in self.classifier
 
 
 class Rule(_Model):
     name: str = Field(min_length=1)
     match: Match = Match()
     actions: tuple[Action, ...]
+    # What a failed scan by a classifier this rule covers means; None: this rule says
+    # nothing about failures (the next rule, or the policy's on_failure, decides).
+    on_failure: OnFailure | None = None
 
     @field_validator("actions")
     @classmethod
@@ -220,6 +262,7 @@ class RoomPolicy(_Model):
     dry_run: bool | None = None
     exempt: Exempt | None = None
     rules: Rules | None = None
+    on_failure: OnFailure | None = None
 
 
 @dataclass(frozen=True)
@@ -229,6 +272,14 @@ class EffectivePolicy:
     dry_run: bool
     exempt: Exempt
     rules: tuple[Rule, ...]
+    on_failure: FailureMode = FailureMode.FAIL_OPEN
+
+    def failure_mode(self, classifier: str) -> tuple[FailureMode, str]:
+        """What a failed scan by `classifier` means, and the rule that says so."""
+        for rule in self.rules:
+            if rule.on_failure is not None and rule.match.covers_failure_of(classifier):
+                return rule.on_failure, rule.name
+        return self.on_failure, FAILURE_DEFAULT_RULE
 
 
 class Policy(_Model):
@@ -236,6 +287,8 @@ class Policy(_Model):
     exempt: Exempt = Exempt()
     rules: Rules = DEFAULT_RULES
     rooms: dict[Annotated[str, AfterValidator(_room_id)], RoomPolicy] = {}
+    # What a failed scan means when no rule with `on_failure` covers the failed classifier.
+    on_failure: OnFailure = FailureMode.FAIL_OPEN
 
     def for_room(self, room_id: str) -> EffectivePolicy:
         room = self.rooms.get(room_id, RoomPolicy())
@@ -243,6 +296,7 @@ class Policy(_Model):
             dry_run=self.dry_run if room.dry_run is None else room.dry_run,
             exempt=self.exempt if room.exempt is None else room.exempt,
             rules=self.rules if room.rules is None else room.rules,
+            on_failure=self.on_failure if room.on_failure is None else room.on_failure,
         )
 
 
@@ -265,30 +319,73 @@ def load_policy_file(path: str | Path) -> Policy:
     return parse_policy(doc.data, source=doc.source, lines=doc.lines)
 
 
-def decide(verdicts: Sequence[Verdict], ctx: EventContext, policy: Policy) -> Decision:
+# The rule name a decision carries when the policy's own `on_failure` applied.
+FAILURE_DEFAULT_RULE = "on_failure"
+# What each failure mode does. A review of a failed scan only flags the media: holding it
+# until a scan succeeds is what fail_closed is for.
+FAILURE_ACTIONS: dict[FailureMode, tuple[PlannedAction, ...]] = {
+    FailureMode.FAIL_OPEN: (),
+    FailureMode.REVIEW: (PlannedAction(ActionKind.REVIEW, "flag"),),
+    FailureMode.FAIL_CLOSED: (
+        PlannedAction(ActionKind.QUARANTINE),
+        PlannedAction(ActionKind.REDACT),
+        PlannedAction(ActionKind.NOTIFY),
+    ),
+}
+_STRICTNESS = (FailureMode.FAIL_OPEN, FailureMode.REVIEW, FailureMode.FAIL_CLOSED)
+
+
+def decide(
+    verdicts: Sequence[Verdict],
+    ctx: EventContext,
+    policy: Policy,
+    failures: Sequence[Classification] = (),
+) -> Decision:
     """What to do about one event: the first rule (in order) matching any verdict fires.
 
-    An exempt sender gets the rule that would have fired, with no actions and the reason.
+    `failures` are classifications that ended in an error; each gets the `on_failure` of
+    the first rule covering its classifier (see the module docstring), the strictest wins,
+    and its actions are added to the fired rule's. An exempt sender gets the rule that
+    would have fired, with no actions and the reason.
     """
     effective = policy.for_room(ctx.room_id)
+    fired: Rule | None = None
+    matching: tuple[Verdict, ...] = ()
     for rule in effective.rules:
         matching = tuple(verdict for verdict in verdicts if rule.match.matches(verdict))
-        if not matching:
-            continue
-        exempt_reason = effective.exempt.reason(ctx)
-        return Decision(
-            rule=rule.name,
-            actions=() if exempt_reason else rule.actions,
-            dry_run=effective.dry_run,
-            exempt_reason=exempt_reason,
-            verdicts=matching,
-        )
-    return Decision(rule=None)
+        if matching:
+            fired = rule
+            break
+    failed = tuple(f for f in failures if f.error)
+    mode: FailureMode | None = None
+    failure_rule = None
+    for failure in failed:
+        this_mode, this_rule = effective.failure_mode(failure.classifier)
+        if mode is None or _STRICTNESS.index(this_mode) > _STRICTNESS.index(mode):
+            mode, failure_rule = this_mode, this_rule
+    if fired is None and mode is None:
+        return Decision(rule=None)
+    actions = fired.actions if fired is not None else ()
+    if mode is not None:
+        kinds = {action.kind for action in actions}
+        actions += tuple(a for a in FAILURE_ACTIONS[mode] if a.kind not in kinds)
+    exempt_reason = effective.exempt.reason(ctx)
+    return Decision(
+        rule=fired.name if fired is not None else failure_rule,
+        actions=() if exempt_reason else actions,
+        dry_run=effective.dry_run,
+        exempt_reason=exempt_reason,
+        verdicts=matching if fired is not None else (),
+        failures=failed,
+        on_failure=mode,
+    )
 
 
 __all__ = [
     "DEFAULT_POLICY",
     "DEFAULT_RULES",
+    "FAILURE_ACTIONS",
+    "FAILURE_DEFAULT_RULE",
     "ConfigError",
     "EffectivePolicy",
     "Exempt",
