@@ -121,6 +121,36 @@ def append_entries(
     return len(new)
 
 
+def remove_entries(path: str | os.PathLike[str], hashes: Iterable[str]) -> int:
+    """Drop the entries whose hash is in `hashes`; return how many. Comments, the header and
+    lines that don't parse are kept as they are. The file is replaced atomically, so a
+    reader (the running bot) sees the old list or the new one, never half of it."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    wanted = {h.lower() for h in hashes}
+    text = path.read_text(encoding="utf-8", errors="replace")
+    is_csv = _detect_csv(text)
+    kept: list[str] = []
+    removed = 0
+    for raw in text.splitlines(keepends=True):
+        line = raw.strip()
+        if line and not line.startswith("#") and not (is_csv and _is_csv_header(line)):
+            try:
+                entry = _csv_row(line, "") if is_csv else _plain_line(line, "")
+            except ValueError:
+                entry = None
+            if entry is not None and entry.hash in wanted:
+                removed += 1
+                continue
+        kept.append(raw)
+    if removed:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        os.replace(tmp, path)
+    return removed
+
+
 def _first_meaningful_line(text: str) -> str | None:
     for raw in text.removeprefix("\ufeff").splitlines():
         line = raw.strip()
