@@ -29,6 +29,8 @@ from bot.yamlload import ConfigError, LocatedValueError, load_yaml, located, val
 __all__ = [
     "EXAMPLE_CONFIG",
     "AppserviceConfig",
+    "CommandsConfig",
+    "IncidentsConfig",
     "Config",
     "ConfigError",
     "DatabaseConfig",
@@ -195,6 +197,18 @@ def _unique_list_names(lists: tuple[HashListConfig, ...]) -> tuple[HashListConfi
     return lists
 
 
+class CommandsConfig(_Section):
+    prefix: str = Field(default="!mod", min_length=1)  # or mention the bot
+    # Members of the management room at or above this power level may run every command.
+    management_power: int = 50
+
+
+class IncidentsConfig(_Section):
+    # Incidents older than this many days are purged (the hash chain stays verifiable);
+    # null keeps them for ever.
+    retention_days: int | None = Field(default=None, ge=1)
+
+
 class MetricsConfig(_Section):
     enabled: bool = True
 
@@ -214,6 +228,8 @@ class Config(_Section):
     processing: ProcessingConfig = ProcessingConfig()
     hashlist: HashlistSettings = HashlistSettings()
     hash_lists: Annotated[tuple[HashListConfig, ...], AfterValidator(_unique_list_names)] = ()
+    commands: CommandsConfig = CommandsConfig()
+    incidents: IncidentsConfig = IncidentsConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     # A separate policy file, or the policy inline; neither: the default policy.
@@ -325,6 +341,17 @@ hash_lists: []
 #    thresholds:                # greatest Hamming distance counted as a near match
 #      pdq: 31                  # 0-256
 #      phash: 8                 # 0-64
+
+commands:
+  # Commands start with this prefix, or with a mention of the bot.
+  prefix: "!mod"
+  # Management room members with at least this power level may run every command.
+  # In a protected room, users with the room's ban level may run that room's commands.
+  management_power: 50
+
+incidents:
+  # Days to keep incident records (the hash chain stays verifiable); null: for ever.
+  retention_days: null
 
 metrics:
   # Serve Prometheus metrics at /metrics on the appservice port.

@@ -31,7 +31,7 @@ scan succeeds. When several classifiers fail, the strictest answer wins
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -335,6 +335,16 @@ FAILURE_ACTIONS: dict[FailureMode, tuple[PlannedAction, ...]] = {
 _STRICTNESS = (FailureMode.FAIL_OPEN, FailureMode.REVIEW, FailureMode.FAIL_CLOSED)
 
 
+def with_dry_run(policy: Policy, overrides: Mapping[str | None, bool]) -> Policy:
+    """The policy with dry-run switched by moderators: key None for everywhere, else a room ID."""
+    rooms = dict(policy.rooms)
+    for room, on in overrides.items():
+        if room is not None:
+            rooms[room] = rooms.get(room, RoomPolicy()).model_copy(update={"dry_run": on})
+    dry_run = overrides.get(None, policy.dry_run)
+    return policy.model_copy(update={"dry_run": dry_run, "rooms": rooms})
+
+
 def decide(
     verdicts: Sequence[Verdict],
     ctx: EventContext,
@@ -396,4 +406,5 @@ __all__ = [
     "decide",
     "load_policy_file",
     "parse_policy",
+    "with_dry_run",
 ]
