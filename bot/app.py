@@ -12,17 +12,22 @@ from typing import Any
 from aiohttp import web
 
 from .act.executor import Executor
+from .allowlist import Allowlist
 from .act.homeserver import Homeserver, HomeserverError
 from .classify.hashlist import HashListClassifier, build_lists
-from .config import Config
+from .commands.handlers import build_commands
+from .commands.runner import CommandRunner
+from .config import Config, ConfigError, load_config
+from .enforce import Enforcer
 from .extract import extract_media_refs
 from .fetch import MediaFetcher
 from .intake.endpoint import DurableAppService
 from .intake.queue import WorkQueue
 from .metrics import Metrics
 from .pipeline import Pipeline, PowerCache, RetryLater
-from .policy import Policy
+from .policy import Policy, with_dry_run
 from .record.db import create_engine, migrate
+from .record.moderation import ModerationStore
 from .record.store import Store
 
 log = logging.getLogger("modbot")
@@ -35,17 +40,26 @@ def wants_processing(event: dict[str, Any]) -> bool:
 
 
 class ModBot:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, config_path: str | Path | None = None) -> None:
         self.config = config
+        self.config_path = Path(config_path) if config_path else None
         self.metrics = Metrics()
         self.engine = create_engine(config.database.url)
         self.store = Store(self.engine)
+        self.moderation = ModerationStore(self.engine)
+        self.base_policy: Policy = config.policy
         self.policy: Policy = config.policy
+        self.dry_run_overrides: dict[str | None, bool] = {}
+        self.allowlist = Allowlist()
+        self.commands = CommandRunner(
+            self, build_commands(), prefix=config.commands.prefix, management_power=config.commands.management_power
+        )
         self.protected: set[str] = set()
         self.management_room: str | None = None
         self.started_at = time.time()
         lists, self.list_reports = build_lists(config.hash_lists, base_dir=Path.cwd())
-        self.classifiers = [HashListClassifier(lists, pdq_min_quality=config.hashlist.pdq_min_quality)]
+        self.hashlist = HashListClassifier(lists, pdq_min_quality=config.hashlist.pdq_min_quality)
+        self.classifiers = [self.hashlist]
         as_cfg = config.appservice
         self.appservice = DurableAppService(
             server=str(config.homeserver.url).rstrip("/"),
@@ -61,13 +75,18 @@ class ModBot:
         if config.metrics.enabled:
             self.appservice.app.router.add_get("/metrics", self._metrics)
         self.queue: WorkQueue | None = None
-        self.pipeline: Pipeline | None = None
-        self.homeserver: Homeserver | None = None
-        self.powers: PowerCache | None = None
+        # Set in start(); typed as present because nothing uses them before.
+        self.pipeline: Pipeline = None  # type: ignore[assignment]
+        self.homeserver: Homeserver = None  # type: ignore[assignment]
+        self.powers: PowerCache = None  # type: ignore[assignment]
+        self.executor: Executor = None  # type: ignore[assignment]
+        self.enforcer: Enforcer = None  # type: ignore[assignment]
 
     async def start(self) -> None:
         cfg = self.config
         await migrate(self.engine)
+        await self.refresh_allowlist()
+        await self._load_overrides()
         for report in self.list_reports:
             msg = f"hash list {report.name}: {report.entries} entries from {report.path}"
             if report.errors:
@@ -100,21 +119,29 @@ class ModBot:
             max_bytes=cfg.processing.max_media_bytes,
             timeout=cfg.processing.download_timeout,
         )
-        executor = Executor(
+        self.executor = executor = Executor(
             self.homeserver,
             self.store,
             self.metrics,
             protected_rooms=lambda: sorted(self.protected),
             management_room=lambda: self.management_room,
         )
+        self.enforcer = Enforcer(
+            executor,
+            self.store,
+            self.moderation,
+            homeserver_name=cfg.homeserver.domain,
+            management_room=lambda: self.management_room,
+        )
         self.pipeline = Pipeline(
             store=self.store,
             fetcher=fetcher,
             classifiers=self.classifiers,
-            executor=executor,
+            enforcer=self.enforcer,
             powers=self.powers,
             metrics=self.metrics,
             policy=lambda: self.policy,
+            allowlist=lambda: self.allowlist,
             is_protected=lambda room_id: room_id in self.protected,
             bot_user_id=self.bot_user_id,
             max_image_pixels=cfg.processing.max_image_pixels,
@@ -147,9 +174,12 @@ class ModBot:
                 "%s is not a server admin: quarantine will fail. Run `modbot check` for how to fix it.",
                 self.bot_user_id,
             )
-        for room in cfg.rooms.protected:
+        overrides = await self.moderation.protection_overrides()
+        rooms = [r for r in cfg.rooms.protected if overrides.get(r, True)]
+        rooms += [r for r, on in overrides.items() if on and r not in rooms]
+        for room in rooms:
             room_id = await self._join(room)
-            if room_id:
+            if room_id and overrides.get(room_id, True):
                 self.protected.add(room_id)
         if cfg.rooms.management_room:
             self.management_room = await self._join(cfg.rooms.management_room)
@@ -164,7 +194,7 @@ class ModBot:
             return None
 
     async def _on_transaction(self, txn_id: str, events: list[Any]) -> None:
-        result = await self.store.store_transaction(txn_id, events, wanted=wants_processing)
+        result = await self.store.store_transaction(txn_id, events, wanted=self._wanted)
         self.metrics.transactions.labels("new" if result.new else "repeated").inc()
         if not result.new:
             return
@@ -177,9 +207,69 @@ class ModBot:
         if self.queue is not None and self.config.processing.enabled:
             self.queue.submit(result.queued)
 
+    def _wanted(self, event: dict[str, Any]) -> bool:
+        return wants_processing(event) or self.commands.is_command(event)
+
     async def _process(self, event: Any) -> None:
-        assert self.pipeline is not None
+        if self.commands.is_command(event.event):
+            await self.commands.handle(event)
+            await self.store.finish_event(event.event_id, "done")
+            return
         await self.pipeline.process(event)
+
+    # --- what moderators change at run time -------------------------------------------------
+
+    async def refresh_allowlist(self) -> None:
+        self.allowlist = Allowlist.of((a.hash_type, a.hash) for a in await self.moderation.allowlist())
+
+    async def _load_overrides(self) -> None:
+        settings = await self.moderation.settings("dry_run")
+        self.dry_run_overrides = {(None if k == "dry_run" else k.split(":", 1)[1]): bool(v) for k, v in settings.items()}
+        self.policy = with_dry_run(self.base_policy, self.dry_run_overrides)
+
+    async def set_dry_run(self, on: bool, room_id: str | None, *, by: str) -> None:
+        await self.moderation.set_setting("dry_run" if room_id is None else f"dry_run:{room_id}", on, by)
+        await self.store.audit("policy", "dry_run", f"{by}: dry run {'on' if on else 'off'} {room_id or 'everywhere'}", room_id=room_id, sender=by)
+        await self._load_overrides()
+
+    async def reload_policy(self, *, by: str) -> tuple[bool, str]:
+        """Re-read the policy from the config; an invalid one is refused and the old one kept."""
+        if self.config_path is None:
+            return False, "modbot was not started from a config file; nothing to reload"
+        try:
+            config = await asyncio.to_thread(load_config, self.config_path)
+        except ConfigError as e:
+            await self.store.audit("policy", "rejected", f"{by}: reload refused: {e}", sender=by)
+            return False, f"The policy was not reloaded; the old one stays in force:\n{e}"
+        self.base_policy = config.policy
+        self.policy = with_dry_run(self.base_policy, self.dry_run_overrides)
+        await self.store.audit("policy", "reloaded", f"{by}: policy reloaded ({len(config.policy.rules)} rules)", sender=by)
+        return True, f"Policy reloaded: {len(config.policy.rules)} rules."
+
+    async def reload_lists(self) -> None:
+        lists, reports = await asyncio.to_thread(build_lists, self.config.hash_lists, Path.cwd())
+        # One assignment: a scan in progress sees the old lists or the new ones, never a mix.
+        self.hashlist.lists = tuple(lists)
+        self.list_reports = reports
+
+    async def protect_room(self, room: str, *, by: str) -> str:
+        from .commands.runner import CommandError
+
+        try:
+            room_id = await self.homeserver.join(room)
+        except HomeserverError as e:
+            raise CommandError(f"cannot join {room} (invite {self.bot_user_id} first): {e}") from e
+        await self.moderation.set_protected(room_id, True, by)
+        self.protected.add(room_id)
+        await self.store.audit("rooms", "protected", f"{by}: protect {room_id}", room_id=room_id, sender=by)
+        return room_id
+
+    async def unprotect_room(self, room: str, *, by: str) -> str:
+        room_id = await self.homeserver.resolve_room(room)
+        await self.moderation.set_protected(room_id, False, by)
+        self.protected.discard(room_id)
+        await self.store.audit("rooms", "unprotected", f"{by}: unprotect {room_id}", room_id=room_id, sender=by)
+        return room_id
 
     async def _health(self, _request: web.Request) -> web.Response:
         try:
@@ -208,8 +298,8 @@ class ModBot:
         await self.engine.dispose()
 
 
-async def run(config: Config) -> None:
-    bot = ModBot(config)
+async def run(config: Config, config_path: str | Path | None = None) -> None:
+    bot = ModBot(config, config_path=config_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

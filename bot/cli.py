@@ -40,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     _setup_logging(config.logging.level)
-    asyncio.run(run(config))
+    asyncio.run(run(config, args.config))
     return 0
 
 

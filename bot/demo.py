@@ -48,7 +48,7 @@ async def _demo(workdir: Path, keep: bool) -> int:
         _say(f"2. put a generated image on the hash list '{KNOWN_LIST}' ({added} hashes: sha256, md5, pdq, phash)")
         known_path.unlink()  # like every benign stand-in here, it is not kept on disk
 
-        bot = ModBot(load_config(stage.config_path))
+        bot = ModBot(load_config(stage.config_path), config_path=stage.config_path)
         await bot.start()
         _say(f"3. modbot running on {bot.config.appservice.public_url}, protecting {len(bot.protected)} room(s)")
 

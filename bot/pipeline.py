@@ -12,9 +12,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .act.executor import Executor, MatchedMedia, describe_verdict
+from .act.executor import MatchedMedia, describe_verdict
 from .act.homeserver import Homeserver, HomeserverError, RoomPower
+from .allowlist import Allowlist
 from .classify.base import Classifier, MediaInput
+from .enforce import Enforcer
 from .extract import extract_media_refs
 from .fetch import MediaFetcher
 from .hashing import compute_hashes
@@ -66,10 +68,11 @@ class Pipeline:
         store: Store,
         fetcher: MediaFetcher,
         classifiers: Sequence[Classifier],
-        executor: Executor,
+        enforcer: Enforcer,
         powers: PowerCache,
         metrics: Metrics,
         policy: Callable[[], Policy],
+        allowlist: Callable[[], Allowlist],
         is_protected: Callable[[str], bool],
         bot_user_id: str,
         max_image_pixels: int,
@@ -77,10 +80,11 @@ class Pipeline:
         self.store = store
         self.fetcher = fetcher
         self.classifiers = list(classifiers)
-        self.executor = executor
+        self.enforcer = enforcer
         self.powers = powers
         self.metrics = metrics
         self._policy = policy
+        self._allowlist = allowlist
         self._is_protected = is_protected
         self.bot_user_id = bot_user_id
         self.max_image_pixels = max_image_pixels
@@ -100,7 +104,7 @@ class Pipeline:
         if transient:
             raise RetryLater("; ".join(s.error or "" for s in transient))
 
-        matched = [MatchedMedia(s.ref, s.verdicts) for s in scans if s.verdicts]
+        matched = [MatchedMedia(s.ref, s.verdicts, s.hashes) for s in scans if s.verdicts]
         if matched:
             await self._act(event, matched)
         await self.store.finish_event(event.event_id, "done")
@@ -129,7 +133,7 @@ class Pipeline:
         # Only media that the firing rule's verdicts point at is acted on.
         fired = set(decision.verdicts)
         acting_on = [m for m in matched if fired.intersection(m.verdicts)]
-        await self.executor.carry_out(decision, ctx, acting_on)
+        await self.enforcer.enforce(decision, ctx, acting_on)
 
     async def _scan(self, event: StoredEvent, ref: MediaRef) -> ScanResult:
         started = time.monotonic()
@@ -139,7 +143,7 @@ class Pipeline:
             self.metrics.media_scanned.labels("encrypted").inc()
             return ScanResult(ref, None, (), error="encrypted")
 
-        hashes, error, retryable = await self._hashes(event, ref)
+        hashes, error, retryable = await self.hashes_for(ref, event)
         if hashes is None:
             self.metrics.media_scanned.labels("error").inc()
             return ScanResult(ref, None, (), error=error, retryable=retryable)
@@ -153,6 +157,14 @@ class Pipeline:
             else:
                 await self.store.record_verdicts(event.event_id, ref.mxc, classifier.name, result.verdicts)
             verdicts.extend(result.verdicts)
+        allowed = self._allowlist().reason(hashes) if verdicts else None
+        if allowed:
+            await self._audit(
+                event, "verdict", "allowlisted",
+                f"{'; '.join(describe_verdict(v) for v in verdicts)} ignored: {allowed}", ref,
+            )
+            self.metrics.media_scanned.labels("allowlisted").inc()
+            return ScanResult(ref, hashes, ())
         for v in verdicts:
             self.metrics.matches.labels(v.list_name or v.classifier, v.label, v.kind.value).inc()
         outcome = "match" if verdicts else "no_match"
@@ -165,7 +177,22 @@ class Pipeline:
         self.metrics.scan_seconds.observe(time.monotonic() - started)
         return ScanResult(ref, hashes, tuple(verdicts))
 
-    async def _hashes(self, event: StoredEvent, ref: MediaRef) -> tuple[Hashes | None, str | None, bool]:
+    async def classify_hashes(self, hashes: Hashes) -> tuple[list[Verdict], list[str]]:
+        """What the hash-only classifiers say of some hashes, recording nothing (for `scan`)."""
+        verdicts: list[Verdict] = []
+        errors: list[str] = []
+        for classifier in self.classifiers:
+            if classifier.needs_data:
+                continue
+            result = await classifier.classify(MediaInput(hashes=hashes))
+            verdicts.extend(result.verdicts)
+            if result.error:
+                errors.append(f"{classifier.name}: {result.error}")
+        return verdicts, errors
+
+    async def hashes_for(
+        self, ref: MediaRef, event: StoredEvent | None = None
+    ) -> tuple[Hashes | None, str | None, bool]:
         """Hashes of the media: remembered ones for an mxc seen before, else download and hash.
 
         An mxc's content never changes, so its hashes are reused; this also lets a re-post of
@@ -200,11 +227,13 @@ class Pipeline:
         return hashes, None, False
 
     async def _audit(
-        self, event: StoredEvent, category: str, outcome: str, message: str, ref: MediaRef | None = None
+        self, event: StoredEvent | None, category: str, outcome: str, message: str, ref: MediaRef | None = None
     ) -> None:
         await self.store.audit(
             category, outcome, message,
-            event_id=event.event_id, room_id=event.room_id, sender=event.sender,
+            event_id=event.event_id if event else None,
+            room_id=event.room_id if event else None,
+            sender=event.sender if event else None,
             mxc=ref.mxc if ref else None,
         )
 

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from ..metrics import Metrics
-from ..model import ActionKind, Decision, EventContext, MatchKind, MediaRef, Outcome, Verdict
+from ..model import ActionKind, Decision, EventContext, Hashes, MatchKind, MediaRef, Outcome, PlannedAction, Verdict
 from ..record.store import Store
 from .homeserver import Homeserver, HomeserverError
 
@@ -21,6 +21,7 @@ log = logging.getLogger("modbot.act")
 class MatchedMedia:
     ref: MediaRef
     verdicts: tuple[Verdict, ...]
+    hashes: Hashes | None = None
 
 
 @dataclass(frozen=True)
@@ -59,14 +60,21 @@ class Executor:
         self._lock_users: dict[str, int] = {}
 
     async def carry_out(
-        self, decision: Decision, ctx: EventContext, matched: Sequence[MatchedMedia]
+        self,
+        decision: Decision,
+        ctx: EventContext,
+        matched: Sequence[MatchedMedia],
+        *,
+        actions: Sequence[PlannedAction] | None = None,
     ) -> list[ActionResult]:
+        """Carry out the decision's actions (or the given subset of them, for reviews)."""
         if not decision.acts:
             return []
+        planned = decision.actions if actions is None else tuple(actions)
         results: list[ActionResult] = []
-        kinds = [a.kind for a in decision.actions]
+        kinds = [a.kind for a in planned]
         # Notify goes last whatever its place in the rule, so the notice can say what was done.
-        for action in decision.actions:
+        for action in planned:
             if action.kind is ActionKind.QUARANTINE:
                 for m in matched:
                     results.append(await self._quarantine(m.ref, ctx, decision))
@@ -127,6 +135,29 @@ class Executor:
 
         # A notice is sent in dry-run mode too: telling the moderators is what dry run is for.
         return await self._once(key, "notify", room, room, ctx, decision, do, dry_run=False)
+
+    async def manual(
+        self,
+        kind: str,
+        target: str,
+        room_id: str | None,
+        *,
+        by: str,
+        command_event_id: str,
+        do: Callable[[], Awaitable[str]],
+    ) -> ActionResult:
+        """An action a moderator asked for: audited like the bot's own, once per command."""
+        ctx = EventContext(event_id=command_event_id, room_id=room_id or "", sender=by, sender_power=0)
+        decision = Decision(rule=f"command by {by}")
+        key = f"cmd:{command_event_id}:{kind}:{room_id or '-'}:{target}"
+        return await self._once(key, kind, target, room_id, ctx, decision, do, dry_run=False)
+
+    async def unquarantine(self, ref: MediaRef, *, by: str, reason_event_id: str) -> ActionResult:
+        async def do() -> str:
+            await self.hs.unquarantine(ref.server, ref.media_id)
+            return f"unquarantined {ref.mxc}"
+
+        return await self.manual("unquarantine", ref.mxc, None, by=by, command_event_id=reason_event_id, do=do)
 
     async def _once(
         self,

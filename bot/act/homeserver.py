@@ -195,6 +195,35 @@ class Homeserver:
         )
         return answer["event_id"]
 
+    async def unban(self, room_id: str, user_id: str, reason: str) -> None:
+        await self._call(
+            Method.POST, f"/_matrix/client/v3/rooms/{_q(room_id)}/unban", {"user_id": user_id, "reason": reason}
+        )
+
+    async def kick(self, room_id: str, user_id: str, reason: str) -> None:
+        await self._call(
+            Method.POST, f"/_matrix/client/v3/rooms/{_q(room_id)}/kick", {"user_id": user_id, "reason": reason}
+        )
+
+    async def get_event(self, room_id: str, event_id: str) -> dict[str, Any]:
+        return await self._call(Method.GET, f"/_matrix/client/v3/rooms/{_q(room_id)}/event/{_q(event_id)}")
+
+    async def joined_members(self, room_id: str) -> set[str]:
+        answer = await self._call(Method.GET, f"/_matrix/client/v3/rooms/{_q(room_id)}/joined_members")
+        return set((answer.get("joined") or {}).keys())
+
+    async def messages(self, room_id: str, *, limit: int = 100, from_token: str | None = None) -> dict[str, Any]:
+        query = {"dir": "b", "limit": str(limit)}
+        if from_token:
+            query["from"] = from_token
+        return await self._call(Method.GET, f"/_matrix/client/v3/rooms/{_q(room_id)}/messages", query=query)
+
+    async def send_message(self, room_id: str, content: dict[str, Any], txn_id: str, event_type: str = "m.room.message") -> str:
+        answer = await self._call(
+            Method.PUT, f"/_matrix/client/v3/rooms/{_q(room_id)}/send/{_q(event_type)}/{_q(txn_id)}", content
+        )
+        return answer["event_id"]
+
     async def ping(self, appservice_id: str) -> None:
         await self._call(Method.POST, f"/_matrix/client/v1/appservice/{_q(appservice_id)}/ping", {})
 
@@ -211,6 +240,25 @@ class Homeserver:
 
     async def quarantine(self, server: str, media_id: str) -> None:
         await self._call(Method.POST, f"/_synapse/admin/v1/media/quarantine/{_q(server)}/{_q(media_id)}", {})
+
+    async def quarantine_user_media(self, user_id: str) -> int:
+        answer = await self._call(Method.POST, f"/_synapse/admin/v1/user/{_q(user_id)}/media/quarantine", {})
+        return int(answer.get("num_quarantined", 0))
+
+    async def quarantine_room_media(self, room_id: str) -> int:
+        answer = await self._call(Method.POST, f"/_synapse/admin/v1/room/{_q(room_id)}/media/quarantine", {})
+        return int(answer.get("num_quarantined", 0))
+
+    async def redact_user_events(self, user_id: str, rooms: list[str], reason: str, limit: int | None) -> str:
+        """Synapse's admin redact-user API; returns the id of the background job."""
+        body: dict[str, Any] = {"rooms": rooms, "reason": reason}
+        if limit is not None:
+            body["limit"] = limit
+        answer = await self._call(Method.POST, f"/_synapse/admin/v1/user/{_q(user_id)}/redact", body)
+        return answer["redact_id"]
+
+    async def redact_status(self, redact_id: str) -> dict[str, Any]:
+        return await self._call(Method.GET, f"/_synapse/admin/v1/user/redact_status/{_q(redact_id)}")
 
     async def unquarantine(self, server: str, media_id: str) -> None:
         await self._call(Method.POST, f"/_synapse/admin/v1/media/unquarantine/{_q(server)}/{_q(media_id)}", {})

@@ -255,6 +255,11 @@ class Store:
                 self._insert(EventMediaRow).values(rows).on_conflict_do_nothing()
             )
 
+    async def media_of_event(self, event_id: str) -> list[str]:
+        async with self.sessions() as session:
+            result = await session.execute(select(EventMediaRow.mxc).where(EventMediaRow.event_id == event_id))
+            return list(result.scalars())
+
     async def record_verdicts(
         self, event_id: str, mxc: str, classifier: str, verdicts: Sequence[Verdict]
     ) -> None:
