@@ -29,6 +29,8 @@ from bot.yamlload import ConfigError, LocatedValueError, load_yaml, located, val
 __all__ = [
     "EXAMPLE_CONFIG",
     "AppserviceConfig",
+    "CircuitBreakerConfig",
+    "ClassifierConfig",
     "CommandsConfig",
     "IncidentsConfig",
     "Config",
@@ -160,6 +162,12 @@ class ProcessingConfig(_Section):
     max_image_pixels: int = Field(default=64_000_000, ge=1)
     max_attempts: int = Field(default=5, ge=1)
     action_retries: int = Field(default=4, ge=0)
+    # Media held because a scan failed (on_failure: fail_closed) is scanned again after
+    # rescan_delay seconds, doubling up to rescan_max_delay, until a scan succeeds or
+    # rescan_give_up_after seconds have passed (the media then stays held).
+    rescan_delay: float = Field(default=60, gt=0)
+    rescan_max_delay: float = Field(default=3600, gt=0)
+    rescan_give_up_after: float = Field(default=7 * 24 * 3600, gt=0)
 
 
 class HashlistSettings(_Section):
@@ -197,6 +205,60 @@ def _unique_list_names(lists: tuple[HashListConfig, ...]) -> tuple[HashListConfi
     return lists
 
 
+class CircuitBreakerConfig(_Section):
+    failures: int = Field(default=5, ge=1)  # failures in a row that open the circuit
+    reset_after: float = Field(default=60, gt=0)  # seconds before a probe is let through
+
+
+_CLASSIFIER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class ClassifierConfig(_Section):
+    """One classifier: a registered type, its own `settings:`, and how to treat its service."""
+
+    # Unique; verdicts, policy rules (match.classifier), the audit and notices use it.
+    name: str = Field(min_length=1, max_length=64)
+    # A type registered in the `modbot.classifiers` entry point group; default: the name.
+    type: str = Field(min_length=1)
+    enabled: bool = True
+    timeout: float = Field(default=10, gt=0)  # seconds per request
+    retries: int = Field(default=2, ge=0, le=10)  # of timeouts, 429 and 5xx
+    backoff: float = Field(default=0.5, ge=0)  # first retry delay; doubles, with jitter
+    max_backoff: float = Field(default=30, ge=0)  # longest wait between retries
+    concurrency: int = Field(default=4, ge=1)  # requests in flight at once
+    rate_limit: float | None = Field(default=None, gt=0)  # requests a second; null: no limit
+    circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
+    # Seconds a verdict is reused for the same file (SHA-256); 0: never. Default: a day
+    # for services, none for the hash-list classifier.
+    cache_ttl: float | None = Field(default=None, ge=0)
+    settings: dict[str, Any] = {}  # validated by the type's own settings model
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_type(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("type") is None and "name" in data:
+            data = {**data, "type": data["name"]}
+        if isinstance(data, dict) and data.get("settings") is None and "settings" in data:
+            data = {**data, "settings": {}}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if not _CLASSIFIER_NAME.match(name):
+            raise ValueError(f"use letters, digits, '.', '_' and '-' only, got {name!r}")
+        return name
+
+
+def _unique_classifier_names(classifiers: tuple[ClassifierConfig, ...]) -> tuple[ClassifierConfig, ...]:
+    seen: set[str] = set()
+    for index, classifier in enumerate(classifiers):
+        if classifier.name in seen:
+            raise LocatedValueError(f"duplicate classifier name {classifier.name!r}", (index, "name"))
+        seen.add(classifier.name)
+    return classifiers
+
+
 class CommandsConfig(_Section):
     prefix: str = Field(default="!mod", min_length=1)  # or mention the bot
     # Members of the management room at or above this power level may run every command.
@@ -228,6 +290,8 @@ class Config(_Section):
     processing: ProcessingConfig = ProcessingConfig()
     hashlist: HashlistSettings = HashlistSettings()
     hash_lists: Annotated[tuple[HashListConfig, ...], AfterValidator(_unique_list_names)] = ()
+    # Classifiers besides (or configuring) the hash lists: see docs/classifiers.md.
+    classifiers: Annotated[tuple[ClassifierConfig, ...], AfterValidator(_unique_classifier_names)] = ()
     commands: CommandsConfig = CommandsConfig()
     incidents: IncidentsConfig = IncidentsConfig()
     metrics: MetricsConfig = MetricsConfig()
@@ -257,6 +321,13 @@ def load_config(path: str | Path) -> Config:
     doc = load_yaml(path)
     context = {"base_dir": path.absolute().parent, "source": str(path)}
     config = validate(Config, doc.data, source=doc.source, lines=doc.lines, context=context)
+    if config.classifiers:
+        # Each type's settings model comes from its plugin: checked once the types are known.
+        from bot.classify.registry import ClassifierRegistry, check_classifier_settings
+
+        problems = check_classifier_settings(config.classifiers, ClassifierRegistry.discover(), doc.source, doc.lines)
+        if problems:
+            raise ConfigError(problems)
     if config.policy_file is None:
         return config
     if not config.policy_file.is_file():
@@ -327,6 +398,14 @@ processing:
   max_attempts: 5
   # Retries, with exponential backoff, of actions the homeserver answered with an error.
   action_retries: 4
+  # Media held because a scan failed (a policy rule's on_failure: fail_closed) is scanned
+  # again after rescan_delay seconds, doubling up to rescan_max_delay, until a scan
+  # succeeds or rescan_give_up_after seconds have passed (the media then stays held).
+  rescan_delay: 60
+  # Longest wait between two re-scans of held media, in seconds.
+  rescan_max_delay: 3600
+  # Seconds after which held media is no longer re-scanned (a week).
+  rescan_give_up_after: 604800
 
 hashlist:
   # PDQ hashes of uploaded images below this quality (0-100) are not used for near matches.
@@ -341,6 +420,27 @@ hash_lists: []
 #    thresholds:                # greatest Hamming distance counted as a near match
 #      pdq: 31                  # 0-256
 #      phash: 8                 # 0-64
+
+# Classifiers: scanning services and plugins, besides the hash lists (which get an
+# implicit `hashlist` classifier). docs/classifiers.md describes each type's settings.
+classifiers: []
+#  - name: arachnid             # unique; policy rules name it in match.classifier
+#    type: arachnid             # a registered type: hashlist, arachnid, hma, http, or a plugin's
+#    enabled: true              # false: not built, not called
+#    timeout: 10                # seconds per request
+#    retries: 2                 # retries of timeouts, 429 and 5xx, with jittered backoff
+#    backoff: 0.5               # first retry delay in seconds, doubling; Retry-After is honoured
+#    max_backoff: 30            # longest wait between retries, in seconds
+#    concurrency: 4             # requests in flight at once
+#    rate_limit: null           # requests per second; null: no limit
+#    circuit_breaker:
+#      failures: 5              # failures in a row that stop calls to the service
+#      reset_after: 60          # seconds before one probe request is let through
+#    cache_ttl: null            # seconds a verdict is reused for the same file; default: a day
+#    settings:                  # the type's own settings (a mapping)
+#      mode: pdq                # pdq: only PDQ hashes leave the server; media: the file is sent
+#      username: my-account     # the account's user name (HTTP Basic)
+#      password_env: ARACHNID_PASSWORD   # secrets: inline (password:) or from the environment
 
 commands:
   # Commands start with this prefix, or with a mention of the bot.
@@ -388,9 +488,16 @@ policy_file: null
 #      # quarantine, redact, ban (or {ban: room}) in the event's room, {ban: all} in every
 #      # protected room, notify. Each action at most once per rule.
 #      actions: [quarantine, redact, {ban: all}, notify]
+#      # What a failed scan by a classifier this rule covers (by match.classifier only)
+#      # means: fail_open (let it through, audited), review (flag it for a moderator) or
+#      # fail_closed (quarantine and redact until a scan succeeds). Unset: the next rule
+#      # that sets it, or the policy's on_failure, decides.
+#      on_failure: fail_closed
 #    # A rule without `match` matches every verdict.
 #    - name: other-known-media
 #      actions: [quarantine, redact, notify]   # no ban for weaker matches
+#  # What a failed scan means when no rule with on_failure covers the classifier.
+#  on_failure: fail_open
 #  # Per-room overrides, keyed by room ID: each key given replaces the global one.
 #  rooms:
 #    "!abc:example.org":

@@ -183,3 +183,31 @@ class IncidentRow(Base):
     created_at: Mapped[float] = mapped_column(Float, index=True)
     prev_hash: Mapped[str] = mapped_column(String(64))
     row_hash: Mapped[str] = mapped_column(String(64))
+
+
+class VerdictCacheRow(Base):
+    """What a classifier said of a file, by SHA-256, so that the same file is not sent twice.
+
+    `fingerprint` is a digest of the classifier's type and settings: a changed setup misses.
+    """
+
+    __tablename__ = "classifier_verdict_cache"
+    classifier: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    verdicts_json: Mapped[str] = mapped_column(Text)  # a JSON list of verdicts; [] is "no match"
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class ScanHoldRow(Base):
+    """An event held (fail_closed) because a scan failed: re-scanned until one succeeds."""
+
+    __tablename__ = "scan_holds"
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    room_id: Mapped[str] = mapped_column(String(255))
+    mxcs_json: Mapped[str] = mapped_column(Text)  # the media quarantined for the hold
+    reason: Mapped[str] = mapped_column(Text)  # the last failure
+    attempts: Mapped[int] = mapped_column(Integer)  # scans that failed so far
+    held_at: Mapped[float] = mapped_column(Float)
+    due_at: Mapped[float] = mapped_column(Float, index=True)  # the next re-scan

@@ -67,7 +67,7 @@ def test_the_example_loads_once_tokens_are_set_and_gives_the_defaults(tmp_path: 
 def test_the_examples_commented_hash_list_and_policy_are_valid(tmp_path: Path) -> None:
     # Uncomment the example hash list and inline policy ("#  ..." and "#policy:" lines).
     text = re.sub(r"(?m)^#(?=policy:|  )", "", with_real_tokens(EXAMPLE_CONFIG))
-    text = text.replace("hash_lists: []", "hash_lists:")
+    text = text.replace("hash_lists: []", "hash_lists:").replace("classifiers: []", "classifiers:")
     config = load_config(write(tmp_path, text))
 
     (csam,) = config.hash_lists
@@ -81,6 +81,8 @@ def test_the_examples_commented_hash_list_and_policy_are_valid(tmp_path: Path) -
         PlannedAction(ActionKind.NOTIFY),
     )
     assert config.policy.for_room("!abc:example.org").dry_run is True
+    (arachnid,) = config.classifiers
+    assert (arachnid.name, arachnid.type, arachnid.settings["password_env"]) == ("arachnid", "arachnid", "ARACHNID_PASSWORD")
 
 
 def test_every_option_in_the_example_has_a_comment() -> None:
