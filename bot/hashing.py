@@ -74,6 +74,7 @@ def compute_hashes(data: bytes, *, max_pixels: int = 64_000_000) -> Hashes:
     hashes = Hashes(
         sha256=hashlib.sha256(data).hexdigest(),
         md5=hashlib.md5(data).hexdigest(),
+        sha1=hashlib.sha1(data).hexdigest(),
         size=len(data),
     )
     try:

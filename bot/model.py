@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
 
-HashType = Literal["sha256", "md5", "pdq", "phash"]
-HASH_TYPES: tuple[HashType, ...] = ("sha256", "md5", "pdq", "phash")
+HashType = Literal["sha256", "md5", "sha1", "pdq", "phash"]
+# sha1 is what NCMEC-style lists carry besides md5.
+HASH_TYPES: tuple[HashType, ...] = ("sha256", "md5", "sha1", "pdq", "phash")
 # Hex length of each hash type, used to validate list entries and user input.
-HASH_HEX_LENGTH: dict[str, int] = {"sha256": 64, "md5": 32, "pdq": 64, "phash": 16}
+HASH_HEX_LENGTH: dict[str, int] = {"sha256": 64, "md5": 32, "sha1": 40, "pdq": 64, "phash": 16}
 PERCEPTUAL: frozenset[str] = frozenset({"pdq", "phash"})
+CRYPTOGRAPHIC: tuple[HashType, ...] = ("sha256", "md5", "sha1")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class Hashes:
     pdq_queries: tuple[str, ...] = ()
     # Why perceptual hashes are missing, if they are (not an image, decode failed, bomb...).
     perceptual_error: str | None = None
+    # Matched against NCMEC-style lists; None for media hashed before modbot computed it.
+    sha1: str | None = None
 
 
 class MatchKind(str, Enum):

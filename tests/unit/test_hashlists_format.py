@@ -57,7 +57,7 @@ pdq:{PDQ}
 def test_bad_csv_rows_are_reported_with_line_numbers_and_the_rest_loaded() -> None:
     text = f"""\
 type,hash,label
-sha1,{SHA256[:40]},csam
+sha512,{SHA256},csam
 sha256,{SHA256[:-1]},csam
 md5,{MD5[:-1]}z,csam
 pdq,{PDQ},csam,extra
@@ -67,7 +67,7 @@ phash,{PHASH}0
     parsed = parse_hash_list(text, "default")
     assert parsed.entries == (HashEntry("sha256", SHA256, "csam"),)
     assert parsed.errors == (
-        (2, "unknown hash type 'sha1' (expected sha256, md5, pdq, phash)"),
+        (2, "unknown hash type 'sha512' (expected sha256, md5, sha1, pdq, phash)"),
         (3, "sha256 hash must be 64 hex digits, got 63"),
         (4, "md5 hash is not hexadecimal"),
         (5, "expected 2 or 3 columns (type,hash,label), got 4"),
@@ -200,7 +200,7 @@ def test_append_refuses_labels_a_plain_file_cannot_hold(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "entry",
     [
-        HashEntry("sha1", "a" * 40, "csam"),  # type: ignore[arg-type]
+        HashEntry("sha512", "a" * 128, "csam"),  # type: ignore[arg-type]
         HashEntry("md5", "z" * 32, "csam"),
         HashEntry("md5", MD5, "two\nlines"),
     ],
