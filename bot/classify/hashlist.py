@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
-from bot.classify.base import Classifier, MediaInput
+from bot.classify.base import Classifier, ClassifierContext, ClassifierSetupError, MediaInput
 from bot.hashlists import HashEntry
 from bot.index import (
     BruteForceIndex,
@@ -325,6 +326,15 @@ class _Queries:
     original: bool  # whether hexes[0] is the hash of the media exactly as decoded
 
 
+class HashListSettings(BaseModel):
+    """Settings of a `type: hashlist` classifier; by default it matches every `hash_lists:` entry."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lists: tuple[str, ...] | None = Field(default=None, min_length=1)  # names from hash_lists
+    pdq_min_quality: int | None = Field(default=None, ge=0, le=100)  # default: hashlist.pdq_min_quality
+
+
 class HashListClassifier(Classifier):
     """Matches media hashes against hash lists.
 
@@ -339,6 +349,8 @@ class HashListClassifier(Classifier):
     at distance 0, since different images can hash alike. Each (list, label) gives at most
     one verdict: the best, exact before near, then the nearest.
     """
+
+    Settings = HashListSettings
 
     def __init__(
         self,
@@ -378,6 +390,23 @@ class HashListClassifier(Classifier):
         if allowlist is not None and not hasattr(allowlist, "reason"):
             allowlist = allowlist()  # the current one, from whoever keeps it up to date
         return allowlist.reason(hashes) if allowlist is not None else None
+
+    @classmethod
+    def from_settings(cls, settings: HashListSettings, context: ClassifierContext) -> HashListClassifier:
+        lists = context.hash_lists
+        if settings.lists is not None:
+            known = {lst.name: lst for lst in lists}
+            missing = [name for name in settings.lists if name not in known]
+            if missing:
+                raise ClassifierSetupError(
+                    f"lists: no hash list named {', '.join(map(repr, missing))} in hash_lists"
+                    f" (have: {', '.join(known) or 'none'})"
+                )
+            lists = tuple(known[name] for name in settings.lists)
+        quality = settings.pdq_min_quality
+        instance = cls(lists, pdq_min_quality=context.pdq_min_quality if quality is None else quality)
+        instance.name = context.name
+        return instance
 
     async def classify(self, media: MediaInput) -> Classification:
         lists = self.lists
