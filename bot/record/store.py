@@ -19,7 +19,9 @@ from .tables import (
     AuditRow,
     EventMediaRow,
     EventRow,
+    HashListSeenRow,
     MediaRow,
+    RetroRunRow,
     TransactionRow,
     VerdictRow,
 )
@@ -91,6 +93,33 @@ class VerdictRecord:
     label: str
     hash_type: str | None
     distance: int | None
+
+
+@dataclass(frozen=True)
+class MediaEvent:
+    """An event that carried a piece of media, as retroactive matching needs it."""
+
+    mxc: str
+    source: str  # where in the event: "content.url", "content.info.thumbnail_url"...
+    event_id: str
+    room_id: str
+    sender: str
+    origin_server_ts: int | None
+    status: str  # the event's processing status
+
+
+@dataclass(frozen=True)
+class RetroRun:
+    id: int
+    list_name: str
+    started_at: float
+    finished_at: float | None
+    status: str
+    new_entries: int
+    media_checked: int
+    media_matched: int
+    events_acted: int
+    detail: str | None
 
 
 class Store:
@@ -229,6 +258,7 @@ class Store:
             values.update(
                 sha256=hashes.sha256,
                 md5=hashes.md5,
+                sha1=hashes.sha1,
                 pdq=hashes.pdq,
                 pdq_quality=hashes.pdq_quality,
                 phash=hashes.phash,
@@ -303,6 +333,116 @@ class Store:
             return [
                 VerdictRecord(
                     r.event_id, r.mxc, r.classifier, r.kind, r.list_name, r.label, r.hash_type, r.distance
+                )
+                for r in (await session.execute(query)).scalars()
+            ]
+
+    # --- media history, for retroactive matching ----------------------------------------
+
+    async def count_hashed_media(self) -> int:
+        async with self.sessions() as session:
+            return int((await session.execute(select(func.count()).select_from(MediaRow).where(MediaRow.sha256.is_not(None)))).scalar_one())
+
+    async def hashed_media_page(self, after: str | None, limit: int) -> list[StoredMedia]:
+        """Media with hashes, in mxc order, after the mxc `after`: the history, page by page."""
+        query = select(MediaRow).where(MediaRow.sha256.is_not(None)).order_by(MediaRow.mxc).limit(limit)
+        if after is not None:
+            query = query.where(MediaRow.mxc > after)
+        async with self.sessions() as session:
+            return [_media(r) for r in (await session.execute(query)).scalars()]
+
+    async def media_with_hashes(self, hash_type: str, values: Sequence[str]) -> list[StoredMedia]:
+        """Media whose `hash_type` (sha256, md5 or sha1) is one of `values` (lower-case hex)."""
+        column = {"sha256": MediaRow.sha256, "md5": MediaRow.md5, "sha1": MediaRow.sha1}[hash_type]
+        found: list[StoredMedia] = []
+        async with self.sessions() as session:
+            for start in range(0, len(values), 500):
+                query = select(MediaRow).where(column.in_(values[start : start + 500]))
+                found.extend(_media(r) for r in (await session.execute(query)).scalars())
+        return found
+
+    async def events_with_media(self, mxcs: Sequence[str]) -> list[MediaEvent]:
+        """The events that carried any of `mxcs`, oldest first."""
+        found: list[MediaEvent] = []
+        async with self.sessions() as session:
+            for start in range(0, len(mxcs), 500):
+                query = (
+                    select(EventMediaRow.mxc, EventMediaRow.source, EventRow)
+                    .join(EventRow, EventRow.event_id == EventMediaRow.event_id)
+                    .where(EventMediaRow.mxc.in_(mxcs[start : start + 500]))
+                    .order_by(EventRow.received_at)
+                )
+                for mxc, source, row in (await session.execute(query)).all():
+                    ts = json.loads(row.event_json).get("origin_server_ts")
+                    found.append(
+                        MediaEvent(mxc, source, row.event_id, row.room_id, row.sender, ts if isinstance(ts, int) else None, row.status)
+                    )
+        return found
+
+    async def matched_verdicts(self, event_ids: Sequence[str]) -> set[tuple[str, str, str, str, str]]:
+        """(event_id, mxc, classifier, list_name, label) of the matches recorded for these events."""
+        found: set[tuple[str, str, str, str, str]] = set()
+        async with self.sessions() as session:
+            for start in range(0, len(event_ids), 500):
+                query = select(
+                    VerdictRow.event_id, VerdictRow.mxc, VerdictRow.classifier, VerdictRow.list_name, VerdictRow.label
+                ).where(VerdictRow.event_id.in_(event_ids[start : start + 500]), VerdictRow.kind != "no_match")
+                found.update(tuple(r) for r in (await session.execute(query)).all())
+        return found
+
+    # --- hash list history ------------------------------------------------------------------
+
+    async def seen_list_digests(self, list_name: str) -> list[str] | None:
+        """The digest chunks recorded for a list, in order; None if it was never recorded."""
+        query = select(HashListSeenRow.digests).where(HashListSeenRow.list_name == list_name).order_by(HashListSeenRow.chunk)
+        async with self.sessions() as session:
+            chunks = list((await session.execute(query)).scalars())
+        return chunks or None
+
+    async def replace_list_digests(self, list_name: str, chunks: Sequence[tuple[str, int]]) -> None:
+        """Record a list's digest chunks ((hex, entries) each), replacing the previous ones.
+
+        An empty list is recorded as one empty chunk, so that it reads back as seen.
+        """
+        now = self._clock()
+        rows = [
+            {"list_name": list_name, "chunk": i, "digests": digests, "entries": entries, "updated_at": now}
+            for i, (digests, entries) in enumerate(chunks or [("", 0)])
+        ]
+        async with self.sessions.begin() as session:
+            await session.execute(HashListSeenRow.__table__.delete().where(HashListSeenRow.list_name == list_name))
+            await session.execute(self._insert(HashListSeenRow).values(rows))
+
+    async def start_retro_run(self, list_name: str, new_entries: int) -> int:
+        async with self.sessions.begin() as session:
+            row = RetroRunRow(
+                list_name=list_name, started_at=self._clock(), status="running", new_entries=new_entries,
+                media_checked=0, media_matched=0, events_acted=0,
+            )
+            session.add(row)
+            await session.flush()
+            return row.id
+
+    async def finish_retro_run(
+        self, run_id: int, *, status: str, media_checked: int, media_matched: int, events_acted: int, detail: str | None = None
+    ) -> None:
+        async with self.sessions.begin() as session:
+            await session.execute(
+                update(RetroRunRow)
+                .where(RetroRunRow.id == run_id)
+                .values(
+                    status=status, finished_at=self._clock(), media_checked=media_checked,
+                    media_matched=media_matched, events_acted=events_acted, detail=detail,
+                )
+            )
+
+    async def retro_runs(self, limit: int = 20) -> list[RetroRun]:
+        query = select(RetroRunRow).order_by(RetroRunRow.id.desc()).limit(limit)
+        async with self.sessions() as session:
+            return [
+                RetroRun(
+                    r.id, r.list_name, r.started_at, r.finished_at, r.status, r.new_entries,
+                    r.media_checked, r.media_matched, r.events_acted, r.detail,
                 )
                 for r in (await session.execute(query)).scalars()
             ]
@@ -433,6 +573,7 @@ def _media(row: MediaRow) -> StoredMedia:
         hashes = Hashes(
             sha256=row.sha256,
             md5=row.md5,
+            sha1=row.sha1,
             size=row.size,
             pdq=row.pdq,
             pdq_quality=row.pdq_quality,

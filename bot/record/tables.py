@@ -46,6 +46,8 @@ class MediaRow(Base):
     status: Mapped[str] = mapped_column(String(16))  # hashed | not_scanned | encrypted
     sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     md5: Mapped[str | None] = mapped_column(String(32), index=True)
+    # Computed since migration 0004 (NCMEC-style lists); NULL for media hashed before.
+    sha1: Mapped[str | None] = mapped_column(String(40), index=True)
     pdq: Mapped[str | None] = mapped_column(String(64))
     pdq_quality: Mapped[int | None] = mapped_column(Integer)
     phash: Mapped[str | None] = mapped_column(String(16))
@@ -211,3 +213,35 @@ class ScanHoldRow(Base):
     attempts: Mapped[int] = mapped_column(Integer)  # scans that failed so far
     held_at: Mapped[float] = mapped_column(Float)
     due_at: Mapped[float] = mapped_column(Float, index=True)  # the next re-scan
+
+
+class HashListSeenRow(Base):
+    """Which entries of a hash list modbot has already matched its media history against.
+
+    Each entry (type, hash, label) is kept as a 64-bit digest, 16 hex digits, sorted and
+    cut into chunks of up to 100,000 per row: ten million entries are 100 rows. Entries
+    missing from here are new, and retroactive matching looks for them in the history.
+    """
+
+    __tablename__ = "hash_list_seen"
+    list_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    chunk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digests: Mapped[str] = mapped_column(Text)
+    entries: Mapped[int] = mapped_column(Integer)  # in this chunk
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class RetroRunRow(Base):
+    """One retroactive matching run: new entries of a list against the media history."""
+
+    __tablename__ = "retro_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    list_name: Mapped[str] = mapped_column(String(255), index=True)
+    started_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))  # running | done | failed
+    new_entries: Mapped[int] = mapped_column(Integer)
+    media_checked: Mapped[int] = mapped_column(Integer, default=0)
+    media_matched: Mapped[int] = mapped_column(Integer, default=0)
+    events_acted: Mapped[int] = mapped_column(Integer, default=0)
+    detail: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,349 @@
+"""Retroactive matching: when a list gains entries, find them in the media already scanned.
+
+modbot keeps the hashes of every piece of media it scanned (never the bytes). After a list
+loads with entries it has not matched the history against — new lines in its file, a new
+label on a known hash, or a list seen for the first time — `RetroMatcher.run_list`:
+
+1. takes the new entries as a list of their own (`bot.lists.new_entries`), with the list's
+   name, labels and thresholds;
+2. finds them in the history: cryptographic hashes through the media table's indexes,
+   perceptual ones by matching every hashed piece of media, page by page, in a thread;
+3. for each event that carried matching media and was not already matched for that
+   (list, label) when it was scanned, builds the event's context (the sender's power now),
+   lets the policy decide and hands the decision to the same action path as the pipeline:
+   quarantine, redaction, ban, notice, incident. Actions are idempotent by key, and the
+   verdicts are recorded after acting, so a run interrupted and run again does each
+   thing once;
+4. only then records the list's entries as seen (table hash_list_seen), so a crash before
+   that point means the run is repeated, not lost.
+
+Every audit row it writes says "retroactive".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .act.executor import MatchedMedia, describe_verdict
+from .act.homeserver import HomeserverError
+from .classify.hashlist import HashListClassifier, LoadedList
+from .extract import parse_mxc
+from .index import code_to_hex
+from .lists import ListSnapshot, ReloadResult, entry_fingerprints, new_entries
+from .model import CRYPTOGRAPHIC, HASH_HEX_LENGTH, Decision, EventContext, MediaRef, Verdict
+from .policy import Policy, decide
+from .record.store import MediaEvent, Store, StoredMedia
+
+log = logging.getLogger("modbot.retro")
+
+RETRO = "retroactive"
+# Digests per row of hash_list_seen.
+_CHUNK = 100_000
+_PAGE = 2_000
+
+Act = Callable[[Decision, EventContext, Sequence[MatchedMedia]], Awaitable[Any]]
+Power = Callable[[str, str], Awaitable[int]]  # (room_id, user_id) -> power level now
+Progress = Callable[[str, int, int], None]  # (list name, media checked, media in all)
+
+
+@dataclass(frozen=True)
+class RetroHit:
+    """One event found to have carried media that a new entry matches."""
+
+    event_id: str
+    room_id: str
+    sender: str
+    mxcs: tuple[str, ...]
+    verdicts: tuple[Verdict, ...]
+    outcome: str  # act | dry_run | exempt | no_rule | skipped
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RetroReport:
+    list_name: str
+    new_entries: int
+    media_checked: int = 0
+    media_matched: int = 0
+    hits: tuple[RetroHit, ...] = ()
+    error: str | None = None
+    complete: bool = True  # False: some events could not be decided; the run repeats
+
+    @property
+    def events_acted(self) -> int:
+        return sum(h.outcome in ("act", "dry_run") for h in self.hits)
+
+    def describe(self) -> str:
+        if self.error:
+            return f"retroactive matching of list {self.list_name} failed: {self.error}"
+        if not self.new_entries:
+            return f"list {self.list_name}: no new entries"
+        return (
+            f"retroactive matching of list {self.list_name}: {self.new_entries} new entries, "
+            f"{self.media_checked} media checked, {self.media_matched} matched, "
+            f"{self.events_acted} events acted on" + ("" if self.complete else " (incomplete: will run again)")
+        )
+
+
+class RetroactiveAudit(Store):
+    """A Store whose audit rows say "retroactive": give it to the executor retro acts through."""
+
+    async def audit(self, category: str, outcome: str, message: str, **where: Any) -> None:
+        if RETRO not in message:
+            message = f"{RETRO}: {message}"
+        await super().audit(category, outcome, message, **where)
+
+
+def encode_digests(digests: np.ndarray) -> list[tuple[str, int]]:
+    """Sorted uint64 digests -> chunks of 16-hex-digit text, as table hash_list_seen holds them."""
+    big = digests.astype(">u8")
+    return [(big[i : i + _CHUNK].tobytes().hex(), len(big[i : i + _CHUNK])) for i in range(0, len(big), _CHUNK)]
+
+
+def decode_digests(chunks: Iterable[str]) -> np.ndarray:
+    raw = b"".join(bytes.fromhex(c) for c in chunks)
+    return np.frombuffer(raw, dtype=">u8").astype(np.uint64)
+
+
+class RetroMatcher:
+    """Matches new list entries against the media history and acts on what it finds."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        policy: Callable[[], Policy],
+        power: Power,
+        act: Act,
+        is_protected: Callable[[str], bool],
+        bot_user_id: str,
+        pdq_min_quality: int = 50,
+        allowlist: Any = None,
+        classifier_name: str = "hashlist",
+        progress: Progress | None = None,
+        page_size: int = _PAGE,
+    ) -> None:
+        self.store = store
+        self._policy = policy
+        self._power = power
+        self._act = act
+        self._is_protected = is_protected
+        self.bot_user_id = bot_user_id
+        self.pdq_min_quality = pdq_min_quality
+        self._allowlist = allowlist
+        self.classifier_name = classifier_name
+        self.progress = progress
+        self.page_size = page_size
+        self._lock = asyncio.Lock()
+
+    async def after_reload(self, result: ReloadResult | ListSnapshot, names: Sequence[str] | None = None) -> list[RetroReport]:
+        """Run for the lists a reload (re)loaded, or for `names`, or for every enabled list."""
+        snapshot = result.snapshot if isinstance(result, ReloadResult) else result
+        if names is None and isinstance(result, ReloadResult):
+            names = result.reloaded
+        reports = []
+        for state in snapshot.states:
+            if state.loaded.enabled and (names is None or state.name in names):
+                reports.append(await self.run_list(state.loaded))
+        return reports
+
+    async def run_list(self, lst: LoadedList) -> RetroReport:
+        """Match the entries of `lst` not matched against the history before; see the module doc."""
+        async with self._lock:  # one run at a time: two would race on hash_list_seen
+            try:
+                return await self._run_list(lst)
+            except Exception as e:  # a failed run is logged and audited, and repeats next time
+                log.exception("retroactive matching of list %s failed", lst.name)
+                report = RetroReport(lst.name, 0, error=f"{type(e).__name__}: {e}")
+                await self.store.audit("retro", "failed", f"{RETRO}: {report.describe()}")
+                return report
+
+    async def _run_list(self, lst: LoadedList) -> RetroReport:
+        chunks = await self.store.seen_list_digests(lst.name)
+        known = decode_digests(chunks) if chunks is not None else None
+        current = await asyncio.to_thread(entry_fingerprints, lst)
+        delta = await asyncio.to_thread(new_entries, lst, known)
+        count = sum(delta.index.counts.values())
+        if not count:
+            if known is None or not np.array_equal(known, current):
+                # Entries were removed: forget them, so that re-adding one counts as new.
+                await self.store.replace_list_digests(lst.name, encode_digests(current))
+            return RetroReport(lst.name, 0)
+
+        run_id = await self.store.start_retro_run(lst.name, count)
+        await self.store.audit(
+            "retro", "started", f"{RETRO} matching: list {lst.name} has {count} new entries; matching them against the media history"
+        )
+        started = time.monotonic()
+        try:
+            checked, matched = await self._match_history(delta)
+            hits, complete = await self._act_on(matched)
+        except Exception as e:
+            await self.store.finish_retro_run(run_id, status="failed", media_checked=0, media_matched=0, events_acted=0, detail=str(e))
+            raise
+        report = RetroReport(lst.name, count, checked, len(matched), tuple(hits), complete=complete)
+        if complete:
+            await self.store.replace_list_digests(lst.name, encode_digests(current))
+        await self.store.finish_retro_run(
+            run_id,
+            status="done" if complete else "incomplete",
+            media_checked=checked,
+            media_matched=len(matched),
+            events_acted=report.events_acted,
+        )
+        await self.store.audit("retro", "finished", f"{report.describe()} in {time.monotonic() - started:.1f} s")
+        log.info("%s", report.describe())
+        return report
+
+    # --- finding the new entries in the history -----------------------------------------------
+
+    async def _match_history(self, delta: LoadedList) -> tuple[int, dict[str, tuple[StoredMedia, tuple[Verdict, ...]]]]:
+        classifier = HashListClassifier([delta], self.pdq_min_quality, allowlist=self._allowlist)
+        classifier.name = self.classifier_name
+        matched: dict[str, tuple[StoredMedia, tuple[Verdict, ...]]] = {}
+
+        def keep(media: Iterable[StoredMedia]) -> None:
+            for m in media:
+                if m.hashes is None or m.mxc in matched:
+                    continue
+                verdicts = classifier.match(m.hashes).verdicts
+                if verdicts:
+                    matched[m.mxc] = (m, verdicts)
+
+        # Exact entries: the media table's hash indexes find them without reading it all.
+        for hash_type in CRYPTOGRAPHIC:
+            exact = delta.index.exact.get(hash_type)
+            if exact is None or not len(exact):
+                continue
+            values = [code_to_hex(code, HASH_HEX_LENGTH[hash_type]) for code in exact.index.codes]
+            keep(await self.store.media_with_hashes(hash_type, values))
+
+        checked = 0
+        if any(len(i) for i in delta.index.near.values()):
+            total = await self.store.count_hashed_media()
+            after: str | None = None
+            last_report = time.monotonic()
+            while True:
+                page = await self.store.hashed_media_page(after, self.page_size)
+                if not page:
+                    break
+                await asyncio.to_thread(keep, page)
+                checked += len(page)
+                after = page[-1].mxc
+                if self.progress is not None:
+                    self.progress(delta.name, checked, total)
+                if time.monotonic() - last_report > 10:
+                    last_report = time.monotonic()
+                    log.info("%s matching of list %s: %d/%d media checked, %d matched", RETRO, delta.name, checked, total, len(matched))
+        else:
+            checked = len(matched)
+        return checked, matched
+
+    # --- acting on what was found ---------------------------------------------------------------
+
+    async def _act_on(self, matched: dict[str, tuple[StoredMedia, tuple[Verdict, ...]]]) -> tuple[list[RetroHit], bool]:
+        if not matched:
+            return [], True
+        events = await self.store.events_with_media(list(matched))
+        already = await self.store.matched_verdicts(sorted({e.event_id for e in events}))
+        by_event: dict[str, list[MediaEvent]] = {}
+        for e in events:
+            by_event.setdefault(e.event_id, []).append(e)
+        hits: list[RetroHit] = []
+        complete = True
+        for event_id, carried in by_event.items():
+            first = carried[0]
+            found: list[tuple[MediaEvent, StoredMedia, tuple[Verdict, ...]]] = []
+            for e in carried:
+                media, verdicts = matched[e.mxc]
+                fresh = tuple(
+                    v for v in verdicts
+                    if (e.event_id, e.mxc, v.classifier, v.list_name or "", v.label) not in already
+                )
+                if fresh:
+                    found.append((e, media, fresh))
+            if not found:
+                continue  # matched for these entries when it was scanned
+            hit = await self._act_on_event(first, found)
+            if hit is None:
+                complete = False
+                continue
+            hits.append(hit)
+        return hits, complete
+
+    async def _act_on_event(
+        self, event: MediaEvent, found: list[tuple[MediaEvent, StoredMedia, tuple[Verdict, ...]]]
+    ) -> RetroHit | None:
+        """Decide and act for one event; None when it could not be decided (retry later)."""
+        mxcs = tuple(e.mxc for e, _, _ in found)
+        verdicts = tuple(v for _, _, vs in found for v in vs)
+
+        async def audit(category: str, outcome: str, message: str, mxc: str | None = None) -> None:
+            await self.store.audit(
+                category, outcome, f"{RETRO}: {message}",
+                event_id=event.event_id, room_id=event.room_id, sender=event.sender, mxc=mxc,
+            )
+
+        def skipped(why: str) -> RetroHit:
+            return RetroHit(event.event_id, event.room_id, event.sender, mxcs, verdicts, "skipped", why)
+
+        for e, _, vs in found:
+            await audit("verdict", "match", "; ".join(describe_verdict(v) for v in vs), e.mxc)
+        if event.sender == self.bot_user_id:
+            return skipped("sent by the bot")
+        if not self._is_protected(event.room_id):
+            await audit("retro", "skipped", f"room {event.room_id} is no longer protected; nothing done")
+            await self._record(found)
+            return skipped("room not protected")
+        try:
+            power = await self._power(event.room_id, event.sender)
+        except HomeserverError as e:
+            # Exemptions depend on power: guessing could punish a moderator. Next run retries.
+            await audit("retro", "retry", f"could not read power levels of {event.room_id}: {e}")
+            return None
+        ctx = EventContext(event.event_id, event.room_id, event.sender, power, event.origin_server_ts)
+        decision = decide(verdicts, ctx, self._policy())
+        outcome = _outcome(decision)
+        await audit("decision", outcome, _describe(decision))
+        if decision.acts:
+            fired = set(decision.verdicts)
+            acting_on = [
+                MatchedMedia(_ref(e, media), vs, media.hashes) for e, media, vs in found if fired.intersection(vs)
+            ]
+            await self._act(decision, ctx, acting_on)
+        # After acting: a run interrupted before this line acts again (idempotently) next time.
+        await self._record(found)
+        return RetroHit(event.event_id, event.room_id, event.sender, mxcs, verdicts, outcome, decision.rule or "")
+
+    async def _record(self, found: list[tuple[MediaEvent, StoredMedia, tuple[Verdict, ...]]]) -> None:
+        for e, _, vs in found:
+            await self.store.record_verdicts(e.event_id, e.mxc, self.classifier_name, vs)
+
+
+def _ref(event: MediaEvent, media: StoredMedia) -> MediaRef:
+    server, media_id = parse_mxc(event.mxc) or ("", "")
+    return MediaRef(event.mxc, server, media_id, event.source, media.mimetype)
+
+
+def _outcome(d: Decision) -> str:
+    if d.rule is None:
+        return "no_rule"
+    if d.exempt_reason:
+        return "exempt"
+    return "dry_run" if d.dry_run else "act"
+
+
+def _describe(d: Decision) -> str:
+    if d.rule is None:
+        return "matches found but no policy rule applies"
+    if d.exempt_reason:
+        return f"rule {d.rule} matched but the sender is exempt: {d.exempt_reason}"
+    actions = ", ".join(a.kind.value + (f" ({a.scope})" if a.kind.value == "ban" else "") for a in d.actions)
+    return f"rule {d.rule}{' [dry run]' if d.dry_run else ''}: {actions}"

@@ -1,0 +1,331 @@
+"""Retroactive matching: new list entries against the media history, acted on once.
+
+The store is real (SQLite, migrated) and so is the executor; the homeserver is a fake that
+records what the bot asked of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.act.executor import Executor, MatchedMedia
+from bot.act.homeserver import HomeserverError
+from bot.classify.hashlist import LoadedList, Thresholds
+from bot.hashlists import HashEntry
+from bot.metrics import Metrics
+from bot.model import Decision, EventContext, Hashes, MediaRef
+from bot.policy import parse_policy
+from bot.record.db import create_engine, migrate
+from bot.record.store import Store
+from bot.retro import RetroactiveAudit, RetroMatcher, decode_digests, encode_digests
+
+RNG = random.Random(4242)
+BOT = "@modbot:example.org"
+ROOM = "!room:example.org"
+UNPROTECTED = "!gone:example.org"
+MOD = "@mod:example.org"
+
+
+def hexdigits(n: int) -> str:
+    return f"{RNG.getrandbits(n * 4):0{n}x}"
+
+
+def flip(hex_hash: str, bits: int) -> str:
+    mask = sum(1 << b for b in RNG.sample(range(len(hex_hash) * 4), bits))
+    return f"{int(hex_hash, 16) ^ mask:0{len(hex_hash)}x}"
+
+
+def random_hashes(**fields: Any) -> Hashes:
+    pdq = fields.pop("pdq", hexdigits(64))
+    values: dict[str, Any] = dict(
+        sha256=hexdigits(64), md5=hexdigits(32), sha1=hexdigits(40), size=100, pdq=pdq,
+        pdq_quality=90, phash=hexdigits(16), pdq_queries=(pdq,),
+    )
+    values.update(fields)
+    return Hashes(**values)
+
+
+class FakeHomeserver:
+    bot_user_id = BOT
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def quarantine(self, server: str, media_id: str) -> None:
+        self.calls.append(("quarantine", f"mxc://{server}/{media_id}"))
+
+    async def redact(self, room_id: str, event_id: str, reason: str, txn_id: str) -> str:
+        self.calls.append(("redact", event_id))
+        return "$redaction"
+
+    async def ban(self, room_id: str, user_id: str, reason: str) -> None:
+        self.calls.append(("ban", room_id, user_id))
+
+    async def send_notice(self, room_id: str, body: str, html: str, txn_id: str) -> str:
+        self.calls.append(("notify", body))
+        return "$notice"
+
+
+@dataclass
+class World:
+    store: Store
+    hs: FakeHomeserver
+    powers: dict[str, int] = field(default_factory=dict)
+    power_fails: bool = False
+    protected: set[str] = field(default_factory=lambda: {ROOM})
+    acted: list[tuple[Decision, EventContext, Sequence[MatchedMedia]]] = field(default_factory=list)
+    allowed: set[str] = field(default_factory=set)
+    posted: int = 0
+
+    def matcher(self) -> RetroMatcher:
+        executor = Executor(
+            self.hs,  # type: ignore[arg-type]
+            RetroactiveAudit(self.store.engine),
+            Metrics(),
+            protected_rooms=lambda: sorted(self.protected),
+            management_room=lambda: "!mods:example.org",
+        )
+
+        async def act(decision: Decision, ctx: EventContext, matched: Sequence[MatchedMedia]) -> Any:
+            self.acted.append((decision, ctx, matched))
+            return await executor.carry_out(decision, ctx, matched)
+
+        async def power(room_id: str, user_id: str) -> int:
+            if self.power_fails:
+                raise HomeserverError("power levels unavailable")
+            return self.powers.get(user_id, 0)
+
+        world = self
+
+        class Allow:
+            def reason(self, hashes: Hashes) -> str | None:
+                return "allowlisted" if hashes.sha256 in world.allowed else None
+
+        return RetroMatcher(
+            store=self.store,
+            policy=lambda: POLICY,
+            power=power,
+            act=act,
+            is_protected=lambda room: room in self.protected,
+            bot_user_id=BOT,
+            allowlist=Allow(),
+            page_size=3,  # several pages even for a small history
+        )
+
+    async def post(self, hashes: Hashes | None, *, room: str = ROOM, sender: str = "@user:example.org", scanned_match: tuple[str, str] | None = None) -> tuple[str, str]:
+        """An event with one image, scanned before (hashes kept, no match unless told)."""
+        self.posted += 1
+        event_id, mxc = f"$e{self.posted}", f"mxc://example.org/m{self.posted}"
+        event = {"event_id": event_id, "room_id": room, "sender": sender, "type": "m.room.message",
+                 "origin_server_ts": 1_700_000_000_000 + self.posted,
+                 "content": {"msgtype": "m.image", "url": mxc, "body": "x"}}
+        await self.store.store_transaction(f"t{self.posted}", [event], lambda e: True)
+        ref = MediaRef(mxc, "example.org", f"m{self.posted}", "content.url", "image/png")
+        await self.store.link_event_media(event_id, [ref])
+        await self.store.record_media(ref, status="hashed" if hashes else "encrypted", hashes=hashes, mimetype="image/png")
+        if scanned_match:
+            from bot.model import MatchKind, Verdict
+
+            v = Verdict("hashlist", scanned_match[1], MatchKind.EXACT, list_name=scanned_match[0], hash_type="sha256", distance=0)
+            await self.store.record_verdicts(event_id, mxc, "hashlist", [v])
+        else:
+            await self.store.record_verdicts(event_id, mxc, "hashlist", [])
+        await self.store.finish_event(event_id, "done")
+        return event_id, mxc
+
+
+POLICY = parse_policy(
+    {
+        "exempt": {"power_level": 100},
+        "rules": [{"name": "known", "actions": ["quarantine", "redact", "ban", "notify"]}],
+    }
+)
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'modbot.db'}")
+    await migrate(engine)
+    try:
+        yield World(Store(engine), FakeHomeserver())
+    finally:
+        await engine.dispose()
+
+
+def listed(*entries: tuple[str, str], label: str = "csam", **kw: Any) -> LoadedList:
+    return LoadedList.from_entries("known", [HashEntry(t, h, label) for t, h in entries], label=label, **kw)  # type: ignore[arg-type]
+
+
+async def test_media_seen_before_its_hash_was_listed_is_acted_on_once(world: World) -> None:
+    old = random_hashes()
+    exact_event, exact_mxc = await world.post(old)
+    near = random_hashes()
+    near_event, near_mxc = await world.post(near)
+    unrelated_event, _ = await world.post(random_hashes())
+    await world.post(None)  # media never hashed (encrypted) is simply not in the history
+    matcher = world.matcher()
+
+    first = await matcher.run_list(listed(("md5", hexdigits(32))))  # the list as first seen
+    assert (first.new_entries, first.media_matched, first.hits) == (1, 0, ())
+
+    grown = listed(("md5", hexdigits(32)), ("sha256", old.sha256), ("pdq", flip(near.pdq or "", 20)))
+    report = await matcher.run_list(grown)
+
+    assert report.new_entries == 3  # the md5 above is another random one: new as well
+    assert report.media_matched == 2 and report.media_checked == 4 - 1
+    assert {h.event_id for h in report.hits} == {exact_event, near_event}
+    assert all(h.outcome == "act" for h in report.hits)
+    assert ("quarantine", exact_mxc) in world.hs.calls and ("quarantine", near_mxc) in world.hs.calls
+    assert ("redact", exact_event) in world.hs.calls and ("redact", near_event) in world.hs.calls
+    assert ("ban", ROOM, "@user:example.org") in world.hs.calls
+    assert not any(unrelated_event in str(c) for c in world.hs.calls)
+
+    # Verdicts are recorded; every audit row of the run says it was retroactive.
+    verdicts = await world.store.verdicts_for(event_id=near_event)
+    assert {(v.kind, v.list_name, v.hash_type) for v in verdicts} >= {("near", "known", "pdq")}
+    rows = [a for a in await world.store.audit_log(limit=500) if a.event_id in (exact_event, near_event)]
+    assert rows and all("retroactive" in a.message for a in rows)
+    assert {a.category for a in rows} >= {"verdict", "decision", "action"}
+    (run, *_) = await world.store.retro_runs()
+    assert (run.list_name, run.status, run.new_entries, run.media_matched) == ("known", "done", 3, 2)
+
+    # The same list again, or after a restart (a new matcher, the same database): nothing new.
+    calls = len(world.hs.calls)
+    again = await world.matcher().run_list(grown)
+    assert (again.new_entries, again.hits) == (0, ())
+    assert len(world.hs.calls) == calls
+
+
+async def test_a_run_repeated_after_an_interruption_does_nothing_twice(world: World) -> None:
+    h = random_hashes()
+    event_id, _ = await world.post(h)
+    matcher = world.matcher()
+    lst = listed(("sha256", h.sha256))
+    await matcher.run_list(lst)
+    # As if the bot died after acting but before recording the list as seen.
+    await world.store.replace_list_digests("known", [])
+    calls = list(world.hs.calls)
+    report = await world.matcher().run_list(lst)
+    assert report.new_entries == 1 and report.hits == ()  # already matched for this list and label
+    assert world.hs.calls == calls
+
+
+async def test_an_event_matched_when_scanned_is_not_acted_on_again(world: World) -> None:
+    h = random_hashes()
+    await world.post(h, scanned_match=("known", "csam"))
+    report = await world.matcher().run_list(listed(("sha256", h.sha256)))
+    assert report.media_matched == 1 and report.hits == () and world.hs.calls == []
+
+
+async def test_a_new_label_on_a_listed_hash_is_new_to_the_policy(world: World) -> None:
+    h = random_hashes()
+    event_id, _ = await world.post(h, scanned_match=("known", "spam"))
+    matcher = world.matcher()
+    await matcher.run_list(listed(("sha256", h.sha256), label="spam"))
+    report = await matcher.run_list(
+        LoadedList.from_entries(
+            "known", [HashEntry("sha256", h.sha256, "spam"), HashEntry("sha256", h.sha256, "csam")], label="spam"
+        )
+    )
+    assert [(hit.event_id, [v.label for v in hit.verdicts]) for hit in report.hits] == [(event_id, ["csam"])]
+
+
+async def test_sha1_md5_and_phash_entries_are_found_too(world: World) -> None:
+    by_sha1, by_md5, by_phash = random_hashes(), random_hashes(), random_hashes()
+    events = [(await world.post(h))[0] for h in (by_sha1, by_md5, by_phash)]
+    report = await world.matcher().run_list(
+        listed(("sha1", by_sha1.sha1 or ""), ("md5", by_md5.md5), ("phash", flip(by_phash.phash or "", 5)),
+               thresholds=Thresholds(phash=8))
+    )
+    assert sorted(h.event_id for h in report.hits) == sorted(events)
+
+
+async def test_low_quality_pdq_is_not_matched_retroactively_either(world: World) -> None:
+    h = random_hashes(pdq_quality=20)
+    await world.post(h)
+    report = await world.matcher().run_list(listed(("pdq", h.pdq or "")))
+    assert report.media_matched == 0
+
+
+async def test_exempt_senders_unprotected_rooms_and_allowlisted_media(world: World) -> None:
+    mod_media, gone_media, allowed_media = random_hashes(), random_hashes(), random_hashes()
+    world.powers[MOD] = 100
+    mod_event, _ = await world.post(mod_media, sender=MOD)
+    gone_event, _ = await world.post(gone_media, room=UNPROTECTED)
+    await world.post(allowed_media)
+    world.allowed.add(allowed_media.sha256)
+    report = await world.matcher().run_list(
+        listed(("sha256", mod_media.sha256), ("sha256", gone_media.sha256), ("sha256", allowed_media.sha256))
+    )
+    outcomes = {h.event_id: h.outcome for h in report.hits}
+    assert outcomes == {mod_event: "exempt", gone_event: "skipped"}
+    assert world.acted == [] and world.hs.calls == []
+    assert report.complete
+
+
+async def test_when_power_levels_cannot_be_read_nothing_is_guessed_and_the_run_repeats(world: World) -> None:
+    h = random_hashes()
+    event_id, _ = await world.post(h)
+    world.power_fails = True
+    matcher = world.matcher()
+    lst = listed(("sha256", h.sha256))
+    report = await matcher.run_list(lst)
+    assert not report.complete and world.hs.calls == []
+    (run, *_) = await world.store.retro_runs()
+    assert run.status == "incomplete"
+    world.power_fails = False
+    report = await matcher.run_list(lst)
+    assert [hit.event_id for hit in report.hits] == [event_id] and report.complete
+    assert ("redact", event_id) in world.hs.calls
+
+
+async def test_a_failing_run_is_reported_and_repeats(world: World) -> None:
+    h = random_hashes()
+    await world.post(h)
+    matcher = world.matcher()
+
+    async def broken(*args: Any) -> Any:
+        raise RuntimeError("homeserver on fire")
+
+    matcher._act = broken
+    report = await matcher.run_list(listed(("sha256", h.sha256)))
+    assert report.error == "RuntimeError: homeserver on fire"
+    assert any(a.category == "retro" and a.outcome == "failed" for a in await world.store.audit_log())
+    assert await world.store.seen_list_digests("known") is None  # not recorded as seen
+    report = await world.matcher().run_list(listed(("sha256", h.sha256)))
+    assert len(report.hits) == 1
+
+
+def test_digests_round_trip_through_text_chunks() -> None:
+    import numpy as np
+
+    digests = np.sort(np.random.default_rng(1).integers(0, 2**64 - 1, size=250_001, dtype=np.uint64))
+    chunks = encode_digests(digests)
+    assert len(chunks) == 3 and sum(n for _, n in chunks) == len(digests)
+    assert np.array_equal(decode_digests(c for c, _ in chunks), digests)
+
+
+async def test_progress_is_reported_page_by_page(world: World) -> None:
+    for _ in range(7):
+        await world.post(random_hashes())
+    seen: list[tuple[int, int]] = []
+    matcher = world.matcher()
+    matcher.progress = lambda name, done, total: seen.append((done, total))
+    await matcher.run_list(listed(("pdq", hexdigits(64))))
+    assert seen == [(3, 7), (6, 7), (7, 7)]
+
+
+async def test_runs_do_not_overlap(world: World) -> None:
+    h = random_hashes()
+    await world.post(h)
+    matcher = world.matcher()
+    lst = listed(("sha256", h.sha256))
+    reports = await asyncio.gather(matcher.run_list(lst), matcher.run_list(lst))
+    assert sorted(len(r.hits) for r in reports) == [0, 1]
