@@ -126,12 +126,17 @@ class HmaClassifier(RemoteClassifier):
         queries, skipped_pdq = self._queries(hashes)
         if not queries:
             return Classification(self.name, skipped=skipped_pdq or "no hash type configured")
+        # Every lookup runs to its end before an error is raised: none is left in flight.
         answers = await asyncio.gather(
             *(
                 self.client.request("GET", "/m/lookup", params=self._params(hashes, signal_type=signal_type, signal=value))
                 for _, signal_type, value in queries
-            )
+            ),
+            return_exceptions=True,
         )
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                raise answer
         original_pdq = hashes.pdq.lower() if hashes.pdq else None
         verdicts: list[Verdict] = []
         for (hash_type, signal_type, value), answer in zip(queries, answers, strict=True):

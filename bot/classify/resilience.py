@@ -123,7 +123,8 @@ class BreakerState(str, Enum):
 
 class CircuitBreaker:
     """Stops calling a service after `failures` unhealthy failures in a row, then lets one
-    probe through every `reset_after` seconds until one succeeds."""
+    probe through every `reset_after` seconds until one succeeds. Calls made while a probe
+    is under way wait for its outcome rather than failing (or probing) alongside it."""
 
     def __init__(self, name: str, *, failures: int = 5, reset_after: float = 60.0, clock: Clock = time.monotonic) -> None:
         self.name = name
@@ -134,6 +135,7 @@ class CircuitBreaker:
         self._failures = 0
         self._open_until = 0.0
         self._probing = False
+        self._probe_done = asyncio.Event()
 
     @property
     def state(self) -> BreakerState:
@@ -141,42 +143,53 @@ class CircuitBreaker:
             return BreakerState.HALF_OPEN
         return self._state
 
-    def before_call(self) -> None:
-        """Raise CircuitOpen unless a call may go through now."""
-        state = self.state
-        if state is BreakerState.CLOSED:
-            return
-        if state is BreakerState.HALF_OPEN and not self._probing:
-            self._state = BreakerState.HALF_OPEN
-            self._probing = True
-            log.info("%s: probing the service after the circuit was open", self.name)
-            return
-        wait = max(0.0, self._open_until - self._clock())
-        what = "a probe is under way" if self._probing else f"next probe in {wait:.0f} s"
-        raise CircuitOpen(f"circuit open after repeated failures, service not called ({what})")
+    async def admit(self) -> None:
+        """Return when a call may go through; raise CircuitOpen if none may now."""
+        while True:
+            state = self.state
+            if state is BreakerState.CLOSED:
+                return
+            if self._probing:
+                await self._probe_done.wait()
+                continue
+            if state is BreakerState.HALF_OPEN:
+                self._state = BreakerState.HALF_OPEN
+                self._probing = True
+                self._probe_done = asyncio.Event()
+                log.info("%s: probing the service after the circuit was open", self.name)
+                return
+            wait = max(0.0, self._open_until - self._clock())
+            raise CircuitOpen(f"circuit open after repeated failures, service not called (next probe in {wait:.0f} s)")
+
+    def _end_probe(self) -> None:
+        if self._probing:
+            self._probing = False
+            self._probe_done.set()
 
     def record_success(self) -> None:
         if self._state is not BreakerState.CLOSED:
             log.warning("%s: the service answers again; circuit closed", self.name)
         self._state = BreakerState.CLOSED
         self._failures = 0
-        self._probing = False
+        self._end_probe()
 
     def record_failure(self, hold_for: float | None = None) -> None:
         """An unhealthy failure; `hold_for` (a long Retry-After) opens the circuit that long."""
         self._failures += 1
         probe_failed = self._probing
-        self._probing = False
         if probe_failed or self._failures >= self.threshold or hold_for is not None:
             wait = max(self.reset_after, hold_for or 0.0)
             if self._state is BreakerState.CLOSED:
                 log.warning("%s: %d failures in a row; circuit open for %.0f s", self.name, self._failures, wait)
             self._state = BreakerState.OPEN
             self._open_until = self._clock() + wait
+        self._end_probe()
 
     def release_probe(self) -> None:
         """The probe ended without saying anything about the service (e.g. cancelled)."""
-        self._probing = False
+        if self._probing:
+            self._state = BreakerState.OPEN  # still due: the next call probes again
+        self._end_probe()
 
 
 class RateLimiter:
@@ -241,7 +254,7 @@ class ServiceGuard:
         number = 0
         while True:
             try:
-                self.breaker.before_call()
+                await self.breaker.admit()
             except CircuitOpen:
                 # The breaker opened while we were retrying: the real error says more.
                 if last is not None:
