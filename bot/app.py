@@ -14,7 +14,7 @@ from aiohttp import web
 from .act.executor import Executor
 from .allowlist import Allowlist
 from .act.homeserver import Homeserver, HomeserverError
-from .classify.hashlist import HashListClassifier, build_lists
+from .classify.hashlist import HashListClassifier, ListLoadReport
 from .commands.handlers import build_commands
 from .commands.runner import CommandRunner
 from .config import Config, ConfigError, load_config
@@ -23,12 +23,14 @@ from .extract import extract_media_refs
 from .fetch import MediaFetcher
 from .intake.endpoint import DurableAppService
 from .intake.queue import WorkQueue
+from .lists import ListRegistry, ReloadResult
 from .metrics import Metrics
 from .pipeline import Pipeline, PowerCache, RetryLater
 from .policy import Policy, with_dry_run
 from .record.db import create_engine, migrate
 from .record.moderation import ModerationStore
 from .record.store import Store
+from .retro import RetroactiveAudit, RetroMatcher
 
 log = logging.getLogger("modbot")
 
@@ -57,8 +59,13 @@ class ModBot:
         self.protected: set[str] = set()
         self.management_room: str | None = None
         self.started_at = time.time()
-        lists, self.list_reports = build_lists(config.hash_lists, base_dir=Path.cwd())
-        self.hashlist = HashListClassifier(lists, pdq_min_quality=config.hashlist.pdq_min_quality)
+        # Loaded now, reloaded without a restart when a file changes (bot/lists.py); matching
+        # whose lists gain entries runs against the media history (bot/retro.py).
+        self.lists = ListRegistry(config.hash_lists, Path.cwd(), on_reload=self._lists_reloaded)
+        self.lists.load()
+        self.retro: RetroMatcher | None = None
+        self._retro_runs: set[asyncio.Task[object]] = set()
+        self.hashlist = HashListClassifier(self.lists, pdq_min_quality=config.hashlist.pdq_min_quality)
         self.classifiers = [self.hashlist]
         as_cfg = config.appservice
         self.appservice = DurableAppService(
@@ -81,6 +88,7 @@ class ModBot:
         self.powers: PowerCache = None  # type: ignore[assignment]
         self.executor: Executor = None  # type: ignore[assignment]
         self.enforcer: Enforcer = None  # type: ignore[assignment]
+        self._retention: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -157,6 +165,9 @@ class ModBot:
             await self.homeserver.ping(cfg.appservice.id)
         except HomeserverError as e:
             log.warning("appservice ping failed (is the registration installed?): %s", e)
+        if cfg.incidents.retention_days:
+            self._retention = asyncio.create_task(self._retention_loop(cfg.incidents.retention_days))
+        self._start_retro()
         self.appservice.ready = True
         log.info("modbot ready as %s, protecting %d rooms", self.bot_user_id, len(self.protected))
 
@@ -246,11 +257,60 @@ class ModBot:
         await self.store.audit("policy", "reloaded", f"{by}: policy reloaded ({len(config.policy.rules)} rules)", sender=by)
         return True, f"Policy reloaded: {len(config.policy.rules)} rules."
 
-    async def reload_lists(self) -> None:
-        lists, reports = await asyncio.to_thread(build_lists, self.config.hash_lists, Path.cwd())
-        # One assignment: a scan in progress sees the old lists or the new ones, never a mix.
-        self.hashlist.lists = tuple(lists)
-        self.list_reports = reports
+    async def reload_lists(self) -> ReloadResult:
+        """Reload the lists whose file changed; a list that fails to load keeps its old version."""
+        return await self.lists.reload()
+
+    @property
+    def list_reports(self) -> tuple[ListLoadReport, ...]:
+        return self.lists.reports
+
+    # --- retroactive matching --------------------------------------------------------------
+
+    def _start_retro(self) -> None:
+        cfg = self.config
+        # Its own executor, whose audit rows say "retroactive"; same action keys, so an
+        # action the pipeline already took is not taken again.
+        executor = Executor(
+            self.homeserver,
+            RetroactiveAudit(self.engine),
+            self.metrics,
+            protected_rooms=lambda: sorted(self.protected),
+            management_room=lambda: self.management_room,
+        )
+        enforcer = Enforcer(
+            executor, self.store, self.moderation,
+            homeserver_name=cfg.homeserver.domain, management_room=lambda: self.management_room,
+        )
+
+        async def power(room_id: str, user_id: str) -> int:
+            return (await self.powers.get(room_id)).of(user_id)
+
+        self.retro = RetroMatcher(
+            store=self.store,
+            policy=lambda: self.policy,
+            power=power,
+            act=lambda decision, ctx, matched: enforcer.enforce(decision, ctx, matched, retroactive=True),
+            is_protected=lambda room_id: room_id in self.protected,
+            bot_user_id=self.bot_user_id,
+            pdq_min_quality=cfg.hashlist.pdq_min_quality,
+            allowlist=lambda: self.allowlist,
+            classifier_name=self.hashlist.name,
+        )
+        # Lists may have gained entries while the bot was down.
+        self._spawn_retro(self.retro.after_reload(self.lists.snapshot))
+        self.lists.start_watching(getattr(cfg.hashlist, "reload_interval", 5.0))
+
+    async def _lists_reloaded(self, result: ReloadResult) -> None:
+        for change in result.changes:
+            await self.store.audit("lists", "kept" if change.outcome == "kept" else "reloaded", change.describe())
+        if self.retro is not None and result.reloaded:
+            self._spawn_retro(self.retro.after_reload(result))
+
+    def _spawn_retro(self, run: Any) -> None:
+        task = asyncio.create_task(run, name="retroactive-matching")
+        self._retro_runs.add(task)
+        task.add_done_callback(self._retro_runs.discard)
 
     async def protect_room(self, room: str, *, by: str) -> str:
         from .commands.runner import CommandError
@@ -270,6 +330,16 @@ class ModBot:
         self.protected.discard(room_id)
         await self.store.audit("rooms", "unprotected", f"{by}: unprotect {room_id}", room_id=room_id, sender=by)
         return room_id
+
+    async def _retention_loop(self, days: int) -> None:
+        while True:
+            try:
+                purged = await self.moderation.purge_incidents_before(time.time() - days * 86400)
+                if purged:
+                    await self.store.audit("incident", "purged", f"retention: {purged} incidents older than {days} days removed")
+            except Exception:
+                log.exception("incident retention run failed")
+            await asyncio.sleep(86400)
 
     async def _health(self, _request: web.Request) -> web.Response:
         try:
@@ -292,6 +362,11 @@ class ModBot:
         return web.Response(body=self.metrics.render(), content_type="text/plain", charset="utf-8")
 
     async def stop(self) -> None:
+        await self.lists.stop_watching()
+        for task in list(self._retro_runs):
+            task.cancel()
+        if self._retention is not None:
+            self._retention.cancel()
         if self.queue is not None:
             await self.queue.stop()
         await self.appservice.stop()

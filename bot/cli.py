@@ -127,6 +127,48 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(demo(Path(args.workdir) if args.workdir else None, keep=args.keep))
 
 
+async def _with_moderation(config: Config, work):  # type: ignore[no-untyped-def]
+    from .record.db import create_engine, migrate
+    from .record.moderation import ModerationStore
+
+    engine = create_engine(config.database.url)
+    try:
+        await migrate(engine)
+        return await work(ModerationStore(engine))
+    finally:
+        await engine.dispose()
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    report = asyncio.run(_with_moderation(config, lambda m: m.verify_chain()))
+    print(report.message)
+    return 0 if report.ok else 1
+
+
+def cmd_report_export(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from .incidents import export
+
+    config = _load(args.config)
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since).replace(tzinfo=timezone.utc).timestamp()
+        except ValueError:
+            print(f"modbot: --since: expected a date like 2026-01-31, got {args.since!r}", file=sys.stderr)
+            return 2
+    incidents = asyncio.run(_with_moderation(config, lambda m: m.incidents(since=since)))
+    text = export([(i.id, i.record, i.row_hash) for i in incidents], args.format)
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {len(incidents)} incidents to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
 def cmd_version(_args: argparse.Namespace) -> int:
     print(f"modbot {__version__}")
     return 0
@@ -164,6 +206,21 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--list", required=True, help="name of a list in the config's hash_lists")
     h.add_argument("--label", help="label for the entries (default: the list's label)")
     h.set_defaults(func=cmd_hashes_add_image)
+
+    p = sub.add_parser("audit", help="the audit trail")
+    asub = p.add_subparsers(dest="audit_command", required=True)
+    a = asub.add_parser("verify", help="check the incident log's hash chain; exit 1 if a row was edited or removed")
+    a.add_argument("-c", "--config", required=True)
+    a.set_defaults(func=cmd_audit_verify)
+
+    p = sub.add_parser("report", help="incident reports")
+    rsub = p.add_subparsers(dest="report_command", required=True)
+    r = rsub.add_parser("export", help="export incidents with the fields a CyberTipline-style report needs (no media)")
+    r.add_argument("-c", "--config", required=True)
+    r.add_argument("--since", help="only incidents recorded on or after this date (YYYY-MM-DD, UTC)")
+    r.add_argument("--format", choices=("json", "csv"), default="json")
+    r.add_argument("-o", "--output", help="write to this file instead of standard output")
+    r.set_defaults(func=cmd_report_export)
 
     p = sub.add_parser("demo", help="boot a throwaway Synapse and show modbot at work")
     p.add_argument("--workdir", help="keep the demo's files here (default: a temporary directory)")

@@ -25,6 +25,7 @@ class Fetched:
     # A retryable error (timeout, 5xx, connection) is worth trying again later;
     # a permanent one (404, over the size cap) is not.
     retryable: bool = False
+    status: int | None = None  # the homeserver's HTTP status, when it answered with an error
 
     def __repr__(self) -> str:  # never print the bytes, even in a traceback
         size = None if self.data is None else len(self.data)
@@ -98,7 +99,7 @@ async def _errcode(resp: aiohttp.ClientResponse) -> str:
 def _http_error(status: int, errcode: str) -> Fetched:
     code = f" {errcode}" if errcode else ""
     if status == 404:
-        return Fetched(None, error=f"media not found on the homeserver (404{code}): deleted or quarantined")
+        return Fetched(None, error=f"media not found on the homeserver (404{code}): deleted or quarantined", status=404)
     if status == 429 or status >= 500:
-        return Fetched(None, error=f"homeserver error {status}{code} while downloading", retryable=True)
-    return Fetched(None, error=f"download refused: HTTP {status}{code}")
+        return Fetched(None, error=f"homeserver error {status}{code} while downloading", retryable=True, status=status)
+    return Fetched(None, error=f"download refused: HTTP {status}{code}", status=status)

@@ -46,7 +46,8 @@ class Hashes:
     """Everything modbot keeps about a piece of media: hashes and metadata, never bytes."""
 
     sha256: str
-    md5: str
+    # None when only the homeserver's own record of the file (its SHA-256) could be had.
+    md5: str | None
     size: int
     pdq: str | None = None  # 64 hex chars, of the image as decoded (no trimming or rotation)
     pdq_quality: int | None = None

@@ -45,7 +45,7 @@ class PowerCache:
     """Room power levels, fetched on demand and dropped when the room's levels change."""
 
     def __init__(self, homeserver: Homeserver, ttl: float = 60.0) -> None:
-        self._hs = homeserver
+        self.homeserver = homeserver
         self._ttl = ttl
         self._cache: dict[str, tuple[float, RoomPower]] = {}
 
@@ -53,7 +53,7 @@ class PowerCache:
         hit = self._cache.get(room_id)
         if hit and time.monotonic() - hit[0] < self._ttl:
             return hit[1]
-        power = await self._hs.room_power(room_id)
+        power = await self.homeserver.room_power(room_id)
         self._cache[room_id] = (time.monotonic(), power)
         return power
 
@@ -207,6 +207,10 @@ class Pipeline:
             if fetched.retryable:
                 await self._audit(event, "scan", "retry", f"not scanned yet: {reason}", ref)
                 return None, reason, True
+            if fetched.status == 404:
+                recorded = await self._homeserver_record(event, ref)
+                if recorded is not None:
+                    return recorded, None, False
             await self.store.record_media(ref, status="not_scanned", mimetype=fetched.mimetype, error=reason)
             await self._audit(event, "scan", "not_scanned", reason, ref)
             return None, reason, False
@@ -225,6 +229,28 @@ class Pipeline:
                 f"exact hashes only, no perceptual scan: {hashes.perceptual_error}", ref,
             )
         return hashes, None, False
+
+    async def _homeserver_record(self, event: StoredEvent | None, ref: MediaRef) -> Hashes | None:
+        """The SHA-256 Synapse keeps of a file it no longer serves.
+
+        Since Synapse 1.128, quarantining a file also quarantines every later upload with
+        the same content, so a re-upload of known media answers 404 before modbot can read
+        it; Synapse's own record of its SHA-256 still lets modbot match it and act on the
+        event and its sender.
+        """
+        try:
+            info = await self.powers.homeserver.media_info(ref.server, ref.media_id)
+        except HomeserverError:
+            return None
+        if not info or not info.get("quarantined_by") or not info.get("sha256"):
+            return None
+        hashes = Hashes(sha256=str(info["sha256"]), md5=None, size=int(info.get("media_length") or 0))
+        await self.store.record_media(ref, status="hashed", hashes=hashes, mimetype=info.get("media_type"))
+        await self._audit(
+            event, "scan", "partial",
+            "already quarantined on the homeserver: matched by the SHA-256 Synapse recorded", ref,
+        )
+        return hashes
 
     async def _audit(
         self, event: StoredEvent | None, category: str, outcome: str, message: str, ref: MediaRef | None = None

@@ -260,6 +260,16 @@ class Homeserver:
     async def redact_status(self, redact_id: str) -> dict[str, Any]:
         return await self._call(Method.GET, f"/_synapse/admin/v1/user/redact_status/{_q(redact_id)}")
 
+    async def media_info(self, server: str, media_id: str) -> dict[str, Any] | None:
+        """Synapse's record of a file (type, length, sha256, quarantined_by); None if unknown."""
+        try:
+            answer = await self._call(Method.GET, f"/_synapse/admin/v1/media/{_q(server)}/{_q(media_id)}")
+        except HomeserverError as e:
+            if e.status == 404:
+                return None
+            raise
+        return answer.get("media_info")
+
     async def unquarantine(self, server: str, media_id: str) -> None:
         await self._call(Method.POST, f"/_synapse/admin/v1/media/unquarantine/{_q(server)}/{_q(media_id)}", {})
 

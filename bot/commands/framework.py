@@ -37,7 +37,9 @@ class Arg:
             text = "<room|all>"
         if self.kind == "text":
             text = f"<{self.name}...>"
-        return f"[{text}]" if self.optional or self.from_reply else text
+        if self.from_reply:
+            return text[:-1] + "|reply>"
+        return f"[{text}]" if self.optional else text
 
 
 Handler = Callable[..., Awaitable[Any]]

@@ -123,7 +123,9 @@ def build_commands() -> CommandSet:
         added = 0
         for ref in await ctx.media_or_reply(None):
             hashes = await ctx.hashes_of(ref)
-            entries = [HashEntry("sha256", hashes.sha256, label), HashEntry("md5", hashes.md5, label)]
+            entries = [HashEntry("sha256", hashes.sha256, label)]
+            if hashes.md5:
+                entries.append(HashEntry("md5", hashes.md5, label))
             if hashes.pdq:
                 entries.append(HashEntry("pdq", hashes.pdq, label))
             added += await asyncio.to_thread(append_entries, config.path, entries)
@@ -139,7 +141,7 @@ def build_commands() -> CommandSet:
             values = set()
             for ref in await ctx.media_or_reply(None):
                 h = await ctx.hashes_of(ref)
-                values |= {h.sha256, h.md5} | ({h.pdq} if h.pdq else set())
+                values |= {x for x in (h.sha256, h.md5, h.pdq) if x}
         removed = await asyncio.to_thread(remove_entries, config.path, values)
         await ctx.bot.reload_lists()
         return Reply([f"Removed {removed} entries from list {list}."])

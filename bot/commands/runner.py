@@ -181,9 +181,13 @@ class CommandRunner:
         if sender == self.bot.bot_user_id:
             return None
         try:
-            if room_id == self.bot.management_room:
-                power = await self.bot.powers.get(room_id)
-                return "management" if power.of(sender) >= self.management_power else None
+            mgmt = self.bot.management_room
+            # The safety team may run every command, in the management room or in a
+            # protected room (e.g. replying to the message in question).
+            if mgmt and (room_id == mgmt or room_id in self.bot.protected):
+                power = await self.bot.powers.get(mgmt)
+                if power.of(sender) >= self.management_power and sender in await self.bot.homeserver.joined_members(mgmt):
+                    return "management"
             if room_id in self.bot.protected:
                 power = await self.bot.powers.get(room_id)
                 return "room" if power.of(sender) >= power.ban else None

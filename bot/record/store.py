@@ -569,7 +569,7 @@ def _audit_row(
 
 def _media(row: MediaRow) -> StoredMedia:
     hashes = None
-    if row.sha256 and row.md5 and row.size is not None:
+    if row.sha256 and row.size is not None:
         hashes = Hashes(
             sha256=row.sha256,
             md5=row.md5,
