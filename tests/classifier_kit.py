@@ -7,6 +7,7 @@ import asyncio
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bot.classify.base import MediaInput
@@ -128,3 +129,24 @@ async def start_case(case_id: str) -> AdapterCase:
         case_id, scanner, "http", {"url": url + "/scan", "mode": mode, "token_env": "SCANNER_TOKEN"},
         {"SCANNER_TOKEN": scanner.token}, scanner.token, MatchKind.EXACT, mode == "media",
     )  # fmt: skip
+
+
+PLUGINS_DIR = Path(__file__).parent / "plugins"
+
+
+def install_example_plugin(site: Path, *, type_name: str = "dimensions", target: str = "modbot_example_plugin:DimensionsClassifier") -> Path:
+    """Make tests/plugins/modbot_example_plugin an installed distribution, without pip.
+
+    importlib.metadata finds distributions by scanning sys.path entries for
+    `<name>-<version>.dist-info` directories, and reads entry points from their
+    `entry_points.txt`: a directory written here and put on sys.path (or PYTHONPATH, for
+    a child process) is an installed distribution as far as entry points are concerned,
+    exactly what `pip install` would leave, in milliseconds instead of seconds.
+    Returns `site`; the plugin's code is imported from PLUGINS_DIR, which must be on the
+    path too.
+    """
+    dist = site / "modbot_example_plugin-1.0.dist-info"
+    dist.mkdir(parents=True, exist_ok=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: modbot-example-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[modbot.classifiers]\n{type_name} = {target}\n")
+    return site
