@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from .act.executor import ActionResult, Executor, MatchedMedia, describe_verdict
+from .act.executor import ActionResult, Executor, MatchedMedia, media_lines, notice_text
 from .act.homeserver import HomeserverError
 from .extract import parse_mxc
 from .incidents import build_record
@@ -142,18 +142,15 @@ class Enforcer:
             f"Room: {ctx.room_id}",
             f"Event: {ctx.event_id} (sent {when})",
             f"Rule: {item.rule}",
+            *media_lines(matched),
         ]
-        for m in matched:
-            lines.append(f"Media {m.ref.mxc}: " + "; ".join(describe_verdict(v) for v in m.verdicts))
         if hold:
             lines.append("Held: " + "; ".join(f"{r.kind} {r.outcome.value}" for r in results))
         else:
             lines.append("Flagged only: nothing was done yet")
         deferred = ", ".join(d["kind"] for d in item.detail["deferred"]) or "nothing more"
         lines.append(f"Approve to {deferred}: `review approve {item.id}`; reject (false match): `review reject {item.id}`")
-        title = f"modbot review #{item.id}: a match needs a moderator"
-        body = title + "\n" + "\n".join(lines)
-        formatted = f"<b>{html.escape(title)}</b><br>" + "<br>".join(html.escape(line) for line in lines)
+        body, formatted = notice_text(f"modbot review #{item.id}: a match needs a moderator", lines)
         try:
             return await self.executor.hs.send_notice(room, body, formatted, f"modbot.review.{item.id}")
         except HomeserverError as e:

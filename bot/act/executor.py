@@ -126,7 +126,8 @@ class Executor:
         room = self._management_room()
         if room is None:
             return await self._skip("notify", "-", None, ctx, "no management room configured")
-        key = f"notify:{ctx.event_id}"
+        # A hold for a failed scan has its own notice: the one for a later match must still go.
+        key = f"notify:{ctx.event_id}" if decision.verdicts or not decision.failures else f"notify-hold:{ctx.event_id}"
         body, formatted = compose_notice(ctx, decision, matched, results)
 
         async def do() -> str:
@@ -259,19 +260,36 @@ def compose_notice(
     results: Sequence[ActionResult],
 ) -> tuple[str, str]:
     """The management-room notice: who, where, what matched and what was done. Never the media."""
-    title = "modbot [DRY RUN]: known media detected" if decision.dry_run else "modbot: known media detected"
+    what = "known media detected" if decision.verdicts or not decision.failures else "media held: a scan failed"
+    title = f"modbot [DRY RUN]: {what}" if decision.dry_run else f"modbot: {what}"
     lines = [
         f"Room: {ctx.room_id}",
         f"Event: {ctx.event_id}",
         f"Sender: {ctx.sender}",
         f"Rule: {decision.rule}",
+        *media_lines([m for m in matched if m.verdicts]),
     ]
-    for m in matched:
-        lines.append(f"Media {m.ref.mxc} ({m.ref.source}): " + "; ".join(describe_verdict(v) for v in m.verdicts))
+    if decision.failures:
+        # Classifier errors are credential-free by contract (see bot.classify.base).
+        failed = "; ".join(f"{f.classifier}: {f.error}" for f in decision.failures)
+        mode = decision.on_failure.value if decision.on_failure else "fail_open"
+        lines.append(f"Scan failed ({mode}): {failed}")
+        if decision.holds:
+            lines.append("Held until a scan succeeds: the media is quarantined and the event redacted.")
     if results:
         lines.append("Actions: " + "; ".join(f"{r.kind} {r.target}: {r.outcome.value}" for r in results))
     else:
         lines.append("Actions: none")
+    return notice_text(title, lines)
+
+
+def media_lines(matched: Sequence[MatchedMedia]) -> list[str]:
+    """One line per matched media: its mxc (as text, never the media) and what it matched."""
+    return [f"Media {m.ref.mxc} ({m.ref.source}): " + "; ".join(describe_verdict(v) for v in m.verdicts) for m in matched]
+
+
+def notice_text(title: str, lines: Sequence[str]) -> tuple[str, str]:
+    """A notice's plain body and its HTML: the title in bold, one line each."""
     body = title + "\n" + "\n".join(lines)
     formatted = f"<b>{html.escape(title)}</b><br>" + "<br>".join(html.escape(line) for line in lines)
     return body, formatted
