@@ -40,7 +40,31 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     _setup_logging(config.logging.level)
-    asyncio.run(run(config, args.config))
+    try:
+        asyncio.run(run(config, args.config))
+    except ConfigError as e:  # e.g. a classifier whose secret is missing from the environment
+        print(f"modbot: cannot start:\n{e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_cache_flush(args: argparse.Namespace) -> int:
+    from .classify.cache import VerdictCache
+    from .record.db import create_engine, migrate
+    from .record.scanning import VerdictCacheRepo
+
+    config = _load(args.config)
+
+    async def flush() -> int:
+        engine = create_engine(config.database.url)
+        try:
+            await migrate(engine)
+            return await VerdictCache(VerdictCacheRepo(engine)).flush(classifier=args.classifier, sha256=args.sha256)
+        finally:
+            await engine.dispose()
+
+    flushed = asyncio.run(flush())
+    print(f"flushed {flushed} cached verdict{'s' if flushed != 1 else ''}")
     return 0
 
 
@@ -206,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--list", required=True, help="name of a list in the config's hash_lists")
     h.add_argument("--label", help="label for the entries (default: the list's label)")
     h.set_defaults(func=cmd_hashes_add_image)
+    from .hashes_cli import add_commands as add_hashes_commands
+
+    add_hashes_commands(hsub)
 
     p = sub.add_parser("audit", help="the audit trail")
     asub = p.add_subparsers(dest="audit_command", required=True)
@@ -221,6 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--format", choices=("json", "csv"), default="json")
     r.add_argument("-o", "--output", help="write to this file instead of standard output")
     r.set_defaults(func=cmd_report_export)
+
+    p = sub.add_parser("cache", help="the classifiers' verdict cache")
+    csub = p.add_subparsers(dest="cache_command", required=True)
+    f = csub.add_parser("flush", help="forget cached verdicts, so that files are sent to the services again")
+    f.add_argument("-c", "--config", required=True)
+    f.add_argument("--classifier", help="only this classifier's verdicts (its configured name)")
+    f.add_argument("--sha256", help="only this file's verdicts")
+    f.set_defaults(func=cmd_cache_flush)
 
     p = sub.add_parser("demo", help="boot a throwaway Synapse and show modbot at work")
     p.add_argument("--workdir", help="keep the demo's files here (default: a temporary directory)")
