@@ -14,7 +14,11 @@ from aiohttp import web
 from .act.executor import Executor
 from .allowlist import Allowlist
 from .act.homeserver import Homeserver, HomeserverError
+from .classify.base import ClassifierSetupError
+from .classify.cache import VerdictCache
 from .classify.hashlist import HashListClassifier, ListLoadReport
+from .classify.registry import ClassifierRegistry, build_classifiers, effective_classifier_configs
+from .classify.runner import ClassifierRunner
 from .commands.handlers import build_commands
 from .commands.runner import CommandRunner
 from .config import Config, ConfigError, load_config
@@ -29,7 +33,9 @@ from .pipeline import Pipeline, PowerCache, RetryLater
 from .policy import Policy, with_dry_run
 from .record.db import create_engine, migrate
 from .record.moderation import ModerationStore
+from .record.scanning import HoldRepo, VerdictCacheRepo
 from .record.store import Store
+from .rescan import Rescanner
 from .retro import RetroactiveAudit, RetroMatcher
 
 log = logging.getLogger("modbot")
@@ -65,8 +71,30 @@ class ModBot:
         self.lists.load()
         self.retro: RetroMatcher | None = None
         self._retro_runs: set[asyncio.Task[object]] = set()
-        self.hashlist = HashListClassifier(self.lists, pdq_min_quality=config.hashlist.pdq_min_quality)
-        self.classifiers = [self.hashlist]
+        # The configured classifiers (docs/classifiers.md), the hash lists' among them.
+        try:
+            self.classifier_slots = build_classifiers(
+                effective_classifier_configs(config),
+                ClassifierRegistry.discover(),
+                list_source=self.lists,
+                pdq_min_quality=config.hashlist.pdq_min_quality,
+                base_dir=Path.cwd(),
+            )
+        except ClassifierSetupError as e:
+            raise ConfigError(f"{config_path or 'config'}: {e}") from None
+        self.classifiers = [slot.classifier for slot in self.classifier_slots]
+        self.hashlist = next((c for c in self.classifiers if isinstance(c, HashListClassifier)), None) or (
+            HashListClassifier(self.lists, pdq_min_quality=config.hashlist.pdq_min_quality)
+        )
+        self.verdict_cache = VerdictCache(VerdictCacheRepo(self.engine))
+        self.classifier_runner = ClassifierRunner(self.classifier_slots, self.verdict_cache)
+        self.rescanner = Rescanner(
+            HoldRepo(self.engine),
+            self.store,
+            delay=config.processing.rescan_delay,
+            max_delay=config.processing.rescan_max_delay,
+            give_up_after=config.processing.rescan_give_up_after,
+        )
         as_cfg = config.appservice
         self.appservice = DurableAppService(
             server=str(config.homeserver.url).rstrip("/"),
@@ -141,10 +169,12 @@ class ModBot:
             homeserver_name=cfg.homeserver.domain,
             management_room=lambda: self.management_room,
         )
+        await self.classifier_runner.start()
         self.pipeline = Pipeline(
             store=self.store,
             fetcher=fetcher,
-            classifiers=self.classifiers,
+            classifiers=self.classifier_runner,
+            rescanner=self.rescanner,
             enforcer=self.enforcer,
             powers=self.powers,
             metrics=self.metrics,
@@ -158,6 +188,7 @@ class ModBot:
             resumed = await self.queue.start()
             if resumed:
                 log.info("resuming %d events left pending", resumed)
+            self.rescanner.start(self.queue.submit)
         else:
             log.warning("processing is disabled: events are stored but not scanned")
         try:
@@ -367,8 +398,10 @@ class ModBot:
             task.cancel()
         if self._retention is not None:
             self._retention.cancel()
+        await self.rescanner.stop()
         if self.queue is not None:
             await self.queue.stop()
+        await self.classifier_runner.close()
         await self.appservice.stop()
         await self.engine.dispose()
 

@@ -7,23 +7,26 @@ I/O around them and writes every step to the audit log.
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .act.executor import MatchedMedia, describe_verdict
+from .act.executor import MatchedMedia, describe_verdict, txn_id_for
 from .act.homeserver import Homeserver, HomeserverError, RoomPower
 from .allowlist import Allowlist
 from .classify.base import Classifier, MediaInput
+from .classify.runner import ClassifierRunner
 from .enforce import Enforcer
 from .extract import extract_media_refs
 from .fetch import MediaFetcher
 from .hashing import compute_hashes
 from .metrics import Metrics
-from .model import Decision, EventContext, Hashes, MediaRef, Verdict
+from .model import ActionKind, Classification, Decision, EventContext, FailureMode, Hashes, MediaRef, Verdict
 from .policy import Policy, decide
 from .record.store import StoredEvent, Store
+from .rescan import Rescanner
 
 log = logging.getLogger("modbot.pipeline")
 
@@ -39,6 +42,7 @@ class ScanResult:
     verdicts: tuple[Verdict, ...]
     error: str | None = None
     retryable: bool = False
+    failures: tuple[Classification, ...] = ()  # classifiers whose scan failed
 
 
 class PowerCache:
@@ -67,7 +71,7 @@ class Pipeline:
         *,
         store: Store,
         fetcher: MediaFetcher,
-        classifiers: Sequence[Classifier],
+        classifiers: Sequence[Classifier] | ClassifierRunner,
         enforcer: Enforcer,
         powers: PowerCache,
         metrics: Metrics,
@@ -76,10 +80,15 @@ class Pipeline:
         is_protected: Callable[[str], bool],
         bot_user_id: str,
         max_image_pixels: int,
+        rescanner: Rescanner | None = None,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
-        self.classifiers = list(classifiers)
+        # The runner feeds the classifiers (bytes only to those that need them), answers
+        # from the verdict cache and contains their failures.
+        self.runner = classifiers if isinstance(classifiers, ClassifierRunner) else ClassifierRunner(classifiers)
+        self.classifiers = self.runner.classifiers
+        self.rescanner = rescanner
         self.enforcer = enforcer
         self.powers = powers
         self.metrics = metrics
@@ -99,21 +108,33 @@ class Pipeline:
             await self._audit(event, "scan", "not_scanned", f"malformed event content: {problem}")
         await self.store.link_event_media(event.event_id, extracted.refs)
 
-        scans = [await self._scan(event, ref) for ref in extracted.refs]
+        hold = await self.rescanner.held(event.event_id) if self.rescanner else None
+        scans = [await self._scan(event, ref, held=hold is not None) for ref in extracted.refs]
         transient = [s for s in scans if s.retryable]
         if transient:
             raise RetryLater("; ".join(s.error or "" for s in transient))
 
         matched = [MatchedMedia(s.ref, s.verdicts, s.hashes) for s in scans if s.verdicts]
-        if matched:
-            await self._act(event, matched)
+        failed = [s for s in scans if s.failures]
+        decision = await self._act(event, matched, failed) if matched or failed else None
+        if decision is not None and decision.holds and self.rescanner is not None:
+            reason = "; ".join(f"{f.classifier}: {f.error}" for f in decision.failures)
+            again = await self.rescanner.hold(event.event_id, event.room_id, [s.ref.mxc for s in failed], reason)
+            await self._audit(
+                event, "scan", "held",
+                f"held until a scan succeeds (attempt {again.attempts}; next in {again.due_at - time.time():.0f} s): {reason}",
+            )
+            await self.store.finish_event(event.event_id, "held")
+            return
+        if hold is not None:
+            await self._end_hold(event, hold.mxcs, released=decision is None or not decision.verdicts)
         await self.store.finish_event(event.event_id, "done")
         if event.event.get("origin_server_ts"):
             self.metrics.end_to_end_seconds.observe(
                 max(0.0, time.time() - event.event["origin_server_ts"] / 1000)
             )
 
-    async def _act(self, event: StoredEvent, matched: list[MatchedMedia]) -> None:
+    async def _act(self, event: StoredEvent, matched: list[MatchedMedia], failed: Sequence[ScanResult] = ()) -> Decision:
         try:
             power = (await self.powers.get(event.room_id)).of(event.sender)
         except HomeserverError as e:
@@ -128,14 +149,64 @@ class Pipeline:
             origin_server_ts=event.event.get("origin_server_ts"),
         )
         verdicts = [v for m in matched for v in m.verdicts]
-        decision = decide(verdicts, ctx, self._policy())
+        failures = [f for s in failed for f in s.failures]
+        decision = decide(verdicts, ctx, self._policy(), failures)
         await self._audit(event, "decision", _decision_outcome(decision), _describe_decision(decision))
-        # Only media that the firing rule's verdicts point at is acted on.
+        # Only media that the firing rule's verdicts point at is acted on, and media whose
+        # scan failed when the failure holds it or hands it to a moderator.
         fired = set(decision.verdicts)
         acting_on = [m for m in matched if fired.intersection(m.verdicts)]
-        await self.enforcer.enforce(decision, ctx, acting_on)
+        if decision.on_failure in (FailureMode.FAIL_CLOSED, FailureMode.REVIEW):
+            acting_on += [MatchedMedia(s.ref, (), s.hashes) for s in failed if s.ref not in {m.ref for m in acting_on}]
+        if decision.verdicts or decision.on_failure is FailureMode.REVIEW:
+            await self.enforcer.enforce(decision, ctx, acting_on)
+        elif decision.acts:
+            # A hold for a failed scan: no match was found, so no incident is recorded.
+            await self.enforcer.executor.carry_out(decision, ctx, acting_on)
+        return decision
 
-    async def _scan(self, event: StoredEvent, ref: MediaRef) -> ScanResult:
+    async def _end_hold(self, event: StoredEvent, mxcs: Sequence[str], *, released: bool) -> None:
+        """A held event's scan succeeded. Without a match its media is released; with one, the
+        rule that fired has acted and the media stays quarantined."""
+        assert self.rescanner is not None
+        if released:
+            refs = {r.mxc: r for r in extract_media_refs(event.event).refs}
+            for mxc in mxcs:
+                # Media another event matched stays quarantined whatever this scan says.
+                if any(v.kind != "no_match" for v in await self.store.verdicts_for(mxc=mxc)):
+                    await self._audit(event, "scan", "kept", "scan succeeded, but this media matched elsewhere: kept quarantined")
+                    continue
+                if mxc in refs:
+                    await self.enforcer.executor.unquarantine(
+                        refs[mxc], by="modbot (a re-scan found no match)", reason_event_id=event.event_id
+                    )
+            message = (
+                "scan succeeded with no match: media unquarantined. The event's redaction cannot be undone;"
+                " the sender may post it again."
+            )
+            await self._audit(event, "scan", "released", message)
+            await self._notify_release(event, message)
+        else:
+            await self._audit(event, "scan", "hold_ended", "scan succeeded and matched: the policy's rule acted")
+        await self.rescanner.release(event.event_id)
+
+    async def _notify_release(self, event: StoredEvent, message: str) -> None:
+        executor = self.enforcer.executor
+        room = executor._management_room()
+        if room is None:
+            return
+        lines = [f"Room: {event.room_id}", f"Event: {event.event_id}", f"Sender: {event.sender}", message]
+        body = "modbot: held media released\n" + "\n".join(lines)
+        formatted = "<b>modbot: held media released</b><br>" + "<br>".join(html.escape(line) for line in lines)
+        key = f"release:{event.event_id}"
+
+        async def send() -> str:
+            notice = await executor.hs.send_notice(room, body, formatted, txn_id_for(key))
+            return f"notice {notice} in {room}"
+
+        await executor.manual("notify", room, room, by="modbot", command_event_id=key, do=send)
+
+    async def _scan(self, event: StoredEvent, ref: MediaRef, *, held: bool = False) -> ScanResult:
         started = time.monotonic()
         if ref.encrypted:
             await self.store.record_media(ref, status="encrypted", mimetype=ref.mimetype)
@@ -143,19 +214,26 @@ class Pipeline:
             self.metrics.media_scanned.labels("encrypted").inc()
             return ScanResult(ref, None, (), error="encrypted")
 
-        hashes, error, retryable = await self.hashes_for(ref, event)
+        hashes, data, error, retryable = await self._media(ref, event, held=held)
         if hashes is None:
             self.metrics.media_scanned.labels("error").inc()
             return ScanResult(ref, None, (), error=error, retryable=retryable)
 
         verdicts: list[Verdict] = []
-        media = MediaInput(hashes=hashes, mimetype=ref.mimetype)
-        for classifier in self.classifiers:
-            result = await classifier.classify(media)
+        failures: list[Classification] = []
+        results = await self.runner.run(MediaInput(hashes=hashes, data=data, mimetype=ref.mimetype))
+        del data  # the bytes went to the classifiers that needed them, and go no further
+        for run in results:
+            result = run.classification
             if result.error:
-                await self._audit(event, "scan", "classifier_error", f"{classifier.name}: {result.error}", ref)
+                failures.append(result)
+                await self._audit(event, "scan", "classifier_error", f"{result.classifier}: {result.error}", ref)
+            elif result.skipped:
+                await self._audit(event, "scan", "skipped", f"{result.classifier}: {result.skipped}", ref)
             else:
-                await self.store.record_verdicts(event.event_id, ref.mxc, classifier.name, result.verdicts)
+                await self.store.record_verdicts(event.event_id, ref.mxc, result.classifier, result.verdicts)
+                if run.cached:
+                    await self._audit(event, "scan", "cached", f"{result.classifier}: answered from the verdict cache", ref)
             verdicts.extend(result.verdicts)
         allowed = self._allowlist().reason(hashes) if verdicts else None
         if allowed:
@@ -175,7 +253,7 @@ class Pipeline:
         )
         self.metrics.media_scanned.labels(outcome).inc()
         self.metrics.scan_seconds.observe(time.monotonic() - started)
-        return ScanResult(ref, hashes, tuple(verdicts))
+        return ScanResult(ref, hashes, tuple(verdicts), failures=tuple(failures))
 
     async def classify_hashes(self, hashes: Hashes) -> tuple[list[Verdict], list[str]]:
         """What the hash-only classifiers say of some hashes, recording nothing (for `scan`)."""
@@ -198,27 +276,48 @@ class Pipeline:
         An mxc's content never changes, so its hashes are reused; this also lets a re-post of
         media that is already quarantined (and so undownloadable) be matched again.
         """
+        hashes, _data, error, retryable = await self._media(ref, event, keep_data=False)
+        return hashes, error, retryable
+
+    async def _media(
+        self, ref: MediaRef, event: StoredEvent | None, *, keep_data: bool = True, held: bool = False
+    ) -> tuple[Hashes | None, bytes | None, str | None, bool]:
+        """Hashes, and the bytes when a classifier that needs them has no cached answer.
+
+        The bytes are held in memory only, for the classifiers that declared `needs_data`;
+        the caller drops them once those have run. Media the bot quarantined itself while a
+        scan was failing is read with the admin's quarantine bypass, to be scanned again.
+        """
         known = await self.store.get_media(ref.mxc)
         if known is not None and known.hashes is not None:
-            return known.hashes, None, False
-        fetched = await self.fetcher.fetch(ref)
+            if not keep_data or not await self.runner.wants_data(known.hashes.sha256):
+                return known.hashes, None, None, False
+            fetched = await self.fetcher.fetch(ref, bypass_quarantine=held)
+            if fetched.data is None and fetched.retryable:
+                reason = fetched.error or "download failed"
+                await self._audit(event, "scan", "retry", f"not scanned yet: {reason}", ref)
+                return None, None, reason, True
+            # Without the bytes, the classifiers that need them report a failed scan.
+            return known.hashes, fetched.data, None, False
+        fetched = await self.fetcher.fetch(ref, bypass_quarantine=held)
         if fetched.data is None:
             reason = fetched.error or "download failed"
             if fetched.retryable:
                 await self._audit(event, "scan", "retry", f"not scanned yet: {reason}", ref)
-                return None, reason, True
+                return None, None, reason, True
             if fetched.status == 404:
                 recorded = await self._homeserver_record(event, ref)
                 if recorded is not None:
-                    return recorded, None, False
+                    return recorded, None, None, False
             await self.store.record_media(ref, status="not_scanned", mimetype=fetched.mimetype, error=reason)
             await self._audit(event, "scan", "not_scanned", reason, ref)
-            return None, reason, False
+            return None, None, reason, False
         data = fetched.data
         del fetched
         # Hashing is CPU-bound; a thread keeps the intake answering meanwhile.
         hashes = await asyncio.to_thread(compute_hashes, data, max_pixels=self.max_image_pixels)
-        del data  # the bytes go no further than this line
+        if not keep_data or not await self.runner.wants_data(hashes.sha256):
+            data = None  # no classifier needs the bytes: they go no further than this line
         mimetype = ref.mimetype
         await self.store.record_media(
             ref, status="hashed", hashes=hashes, mimetype=mimetype, error=hashes.perceptual_error
@@ -228,7 +327,7 @@ class Pipeline:
                 event, "scan", "partial",
                 f"exact hashes only, no perceptual scan: {hashes.perceptual_error}", ref,
             )
-        return hashes, None, False
+        return hashes, data, None, False
 
     async def _homeserver_record(self, event: StoredEvent | None, ref: MediaRef) -> Hashes | None:
         """The SHA-256 Synapse keeps of a file it no longer serves.
@@ -269,13 +368,23 @@ def _decision_outcome(d: Decision) -> str:
         return "no_rule"
     if d.exempt_reason:
         return "exempt"
+    if not d.verdicts and d.on_failure is not None:
+        return "dry_run" if d.dry_run and d.acts else d.on_failure.value
     return "dry_run" if d.dry_run else "act"
 
 
 def _describe_decision(d: Decision) -> str:
+    failed = ""
+    if d.failures:
+        mode = d.on_failure.value if d.on_failure else ""
+        failed = f"; scan failed ({mode}): " + "; ".join(f"{f.classifier}: {f.error}" for f in d.failures)
     if d.rule is None:
         return "matches found but no policy rule applies"
     if d.exempt_reason:
-        return f"rule {d.rule} matched but the sender is exempt: {d.exempt_reason}"
-    actions = ", ".join(a.kind.value + (f" ({a.scope})" if a.kind.value == "ban" else "") for a in d.actions)
-    return f"rule {d.rule}{' [dry run]' if d.dry_run else ''}: {actions}"
+        return f"rule {d.rule} matched but the sender is exempt: {d.exempt_reason}{failed}"
+    if not d.actions:
+        return f"rule {d.rule}: nothing to do, the media is let through{failed}"
+    actions = ", ".join(
+        a.kind.value + (f" ({a.scope})" if a.kind in (ActionKind.BAN, ActionKind.REVIEW) else "") for a in d.actions
+    )
+    return f"rule {d.rule}{' [dry run]' if d.dry_run else ''}: {actions}{failed}"

@@ -393,18 +393,22 @@ class HashListClassifier(Classifier):
 
     @classmethod
     def from_settings(cls, settings: HashListSettings, context: ClassifierContext) -> HashListClassifier:
-        lists = context.hash_lists
+        source = context.list_source if context.list_source is not None else _FixedLists(tuple(context.hash_lists))
         if settings.lists is not None:
-            known = {lst.name: lst for lst in lists}
+            known = [lst.name for lst in source.lists]
             missing = [name for name in settings.lists if name not in known]
             if missing:
                 raise ClassifierSetupError(
                     f"lists: no hash list named {', '.join(map(repr, missing))} in hash_lists"
                     f" (have: {', '.join(known) or 'none'})"
                 )
-            lists = tuple(known[name] for name in settings.lists)
         quality = settings.pdq_min_quality
-        instance = cls(lists, pdq_min_quality=context.pdq_min_quality if quality is None else quality)
+        instance = cls(
+            source,
+            pdq_min_quality=context.pdq_min_quality if quality is None else quality,
+            names=settings.lists,
+            allowlist=context.allowlist,
+        )
         instance.name = context.name
         return instance
 

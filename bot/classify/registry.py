@@ -144,6 +144,8 @@ def build_classifiers(
     environ: Mapping[str, str] | None = None,
     base_dir: Path = Path("."),
     guard_factory: Callable[[Any], ServiceGuard] | None = None,
+    list_source: Any = None,
+    allowlist: Any = None,
 ) -> list[ClassifierSlot]:
     """Build the enabled classifiers. Raises ClassifierSetupError naming the config entry."""
     slots: list[ClassifierSlot] = []
@@ -169,6 +171,8 @@ def build_classifiers(
                 base_dir=base_dir,
                 hash_lists=tuple(hash_lists),
                 pdq_min_quality=pdq_min_quality,
+                list_source=list_source,
+                allowlist=allowlist,
             )
             classifier = cls.from_settings(settings, context)
         except ClassifierSetupError as e:

@@ -216,6 +216,11 @@ class RemoteClassifier(Classifier):
     async def close(self) -> None:
         await self.client.close()
 
+    def health(self) -> str:
+        """The state of the service as the circuit breaker sees it (for `status`)."""
+        state = self.client.guard.breaker.state.value.replace("_", "-")
+        return f"{self.client.base_url}, circuit {state}"
+
     async def classify(self, media: MediaInput) -> Classification:
         try:
             return await self.scan(media)

@@ -86,12 +86,10 @@ class ClassifierRunner:
 
     async def _run_one(self, slot: ClassifierSlot, media: MediaInput) -> RunResult:
         sha256 = media.hashes.sha256
-        cached = await self._cached(slot, sha256)
-        if cached is not None:
-            return RunResult(cached, cached=True)
         if self.cache is None or slot.cache_ttl <= 0:
             return await self._call(slot, media)
-        # One call per file at a time: a second scan of the same file waits for the first.
+        # One call per file at a time: a second scan of the same file waits for the first,
+        # and one that comes after it finds its answer in the cache.
         key = (slot.name, sha256)
         running = self._in_flight.get(key)
         if running is not None:
@@ -100,6 +98,11 @@ class ClassifierRunner:
         future: asyncio.Future[RunResult] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
+            cached = await self._cached(slot, sha256)
+            if cached is not None:
+                hit = RunResult(cached, cached=True)
+                future.set_result(hit)
+                return hit
             result = await self._call(slot, media)
             if not result.failed and not result.classification.skipped:
                 try:

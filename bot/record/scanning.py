@@ -120,7 +120,8 @@ class HoldRepo(_Repo):
         async with self.sessions.begin() as session:
             result = await session.execute(
                 update(EventRow)
-                .where(EventRow.event_id == event_id, EventRow.status == "held")
+                # "failed": the queue gave up on a re-scan's transient errors; the hold goes on.
+                .where(EventRow.event_id == event_id, EventRow.status.in_(("held", "failed")))
                 .values(status="pending", attempts=0, error=None)
             )
             return bool(result.rowcount)
