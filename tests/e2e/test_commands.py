@@ -23,6 +23,7 @@ import pytest
 import pytest_asyncio
 import yaml
 
+from bot.commands.handlers import build_commands
 from bot.devserver import MatrixUser, wait_for
 from bot.scan import add_images
 from bot.stage import Stage, build_stage
@@ -167,6 +168,15 @@ async def test_users_without_power_are_not_permitted_and_the_attempt_is_audited(
     denied = [a for a in await team.db.store.audit_log(category="command") if a.outcome == "denied"]
     assert {a.event_id for a in denied} >= {event}
     await team.mod.kick(team.mgmt, nobody.user_id)
+
+
+@pytest.mark.parametrize("name", sorted(build_commands().commands))
+async def test_every_command_is_refused_to_a_user_without_power(team: Team, name: str) -> None:
+    outsider = await team.stage.new_user("outsider", join=team.room_a)
+    event = await command(outsider, team.room_a, f"!mod {name} @someone:localhost")
+    assert "not permitted" in await answer(team, team.room_a, event)
+    denied = [a for a in await team.db.store.audit_log(event_id=event, category="command")]
+    assert [a.outcome for a in denied] == ["denied"]
 
 
 async def test_a_room_moderator_runs_room_commands_in_their_room_only(team: Team) -> None:
