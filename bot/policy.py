@@ -336,8 +336,15 @@ _STRICTNESS = (FailureMode.FAIL_OPEN, FailureMode.REVIEW, FailureMode.FAIL_CLOSE
 
 
 def with_dry_run(policy: Policy, overrides: Mapping[str | None, bool]) -> Policy:
-    """The policy with dry-run switched by moderators: key None for everywhere, else a room ID."""
+    """The policy with dry-run switched by moderators: key None for everywhere, else a room ID.
+
+    Dry run switched on everywhere (the emergency stop) also covers rooms whose config says
+    `dry_run: false`; switched off everywhere, rooms configured to dry-run keep doing so. A
+    switch for one room beats the one for everywhere.
+    """
     rooms = dict(policy.rooms)
+    if overrides.get(None) is True:
+        rooms = {room: room_policy.model_copy(update={"dry_run": None}) for room, room_policy in rooms.items()}
     for room, on in overrides.items():
         if room is not None:
             rooms[room] = rooms.get(room, RoomPolicy()).model_copy(update={"dry_run": on})

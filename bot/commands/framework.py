@@ -109,13 +109,21 @@ def bind(command: Command, tokens: Sequence[str], *, reply_available: bool) -> d
         if arg.kind == "text":
             values[arg.name] = " ".join(rest) or None
             rest = []
+            if values[arg.name] is None and not arg.optional:
+                raise UsageError(f"missing {arg.name}. Usage: {command.usage()}")
             continue
         if arg.keyword:
-            if len(rest) >= 2 and rest[0].lower() == arg.keyword:
-                values[arg.name] = _convert(arg, rest[1])
+            if rest and rest[0].lower() == arg.keyword:
+                # A bad value is an error, never ignored: `limit ten` must not mean "no limit".
+                value = _convert(arg, rest[1]) if len(rest) >= 2 else None
+                if value is None:
+                    raise UsageError(f"{arg.keyword} needs {_describe(arg)}. Usage: {command.usage()}")
+                values[arg.name] = value
                 rest = rest[2:]
-            else:
+            elif arg.optional:
                 values[arg.name] = None
+            else:
+                raise UsageError(f"missing {arg.name}. Usage: {command.usage()}")
             continue
         value = _convert(arg, rest[0]) if rest else None
         if value is not None:
@@ -151,7 +159,7 @@ def _convert(arg: Arg, token: str) -> Any:
     if kind in ("word",):
         return token
     if kind == "int":
-        return int(token) if token.isdigit() else None
+        return int(token) if token.isascii() and token.isdigit() else None  # not "²"
     if kind == "onoff":
         return token.lower() if token.lower() in ("on", "off") else None
     if kind == "hash":

@@ -16,7 +16,8 @@ TargetKind = Literal["user", "room", "alias", "event", "mxc"]
 _USER = re.compile(r"^@[^:\s]+:\S+$")
 _ROOM = re.compile(r"^![^\s/]+$")
 _ALIAS = re.compile(r"^#[^:\s]+:\S+$")
-_EVENT = re.compile(r"^\$[^\s/]+$")
+# Room v1-v3 event IDs are standard base64 and may hold "/" (a permalink percent-encodes it).
+_EVENT = re.compile(r"^\$\S+$")
 _MATRIX_TO = re.compile(r"^https?://matrix\.to/#/(?P<path>[^?\s]+)(\?\S*)?$")
 
 
@@ -70,7 +71,8 @@ def command_tokens(
     A command starts with the prefix (`!mod ban @x:y`) or a mention of the bot
     (`modbot: ban @x:y`, `@modbot:example.org ban ...`, or a pill).
     """
-    if not isinstance(content, dict) or content.get("msgtype") not in ("m.text", "m.notice"):
+    # Never m.notice: the spec forbids answering notices automatically, so bots cannot loop.
+    if not isinstance(content, dict) or content.get("msgtype") != "m.text":
         return None
     body = content.get("body")
     if not isinstance(body, str):
@@ -99,6 +101,8 @@ def replied_event_id(content: Any) -> str | None:
     relates = content.get("m.relates_to") if isinstance(content, dict) else None
     if not isinstance(relates, dict):
         return None
+    if relates.get("rel_type") == "m.thread" and relates.get("is_falling_back") is True:
+        return None  # a plain thread message: m.in_reply_to is a fallback, not a reply
     reply = relates.get("m.in_reply_to")
     if isinstance(reply, dict) and isinstance(reply.get("event_id"), str):
         return reply["event_id"]

@@ -116,7 +116,7 @@ class ModerationStore:
 
     async def settings(self, prefix: str = "") -> dict[str, Any]:
         async with self.sessions() as s:
-            rows = (await s.execute(select(SettingRow).where(SettingRow.key.startswith(prefix)))).scalars()
+            rows = (await s.execute(select(SettingRow).where(SettingRow.key.startswith(prefix, autoescape=True)))).scalars()
             return {r.key: json.loads(r.value) for r in rows}
 
     # --- allowlist -------------------------------------------------------------------------------
@@ -139,7 +139,9 @@ class ModerationStore:
 
     async def remove_allowed(self, key: str) -> int:
         """Remove by id or by hash; returns how many entries were removed."""
-        cond = AllowRow.id == int(key) if key.isdigit() else AllowRow.hash == key.lower()
+        # An id fits an INTEGER column; 64 hex digits (even if all decimal) are a hash.
+        is_id = key.isascii() and key.isdigit() and len(key) <= 9
+        cond = AllowRow.id == int(key) if is_id else AllowRow.hash == key.lower()
         async with self.sessions.begin() as s:
             return (await s.execute(delete(AllowRow).where(cond))).rowcount or 0
 
