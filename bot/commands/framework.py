@@ -35,6 +35,8 @@ class Arg:
         text = f"{self.keyword} <{self.name}>" if self.keyword else f"<{self.name}>"
         if self.kind == "scope":
             text = "<room|all>"
+        if self.kind == "onoff":
+            text = "<on|off>"
         if self.kind == "text":
             text = f"<{self.name}...>"
         if self.from_reply:
