@@ -95,6 +95,9 @@ class FakeService:
     def __init__(self) -> None:
         self.app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
         self.requests: list[Seen] = []
+        self.json_bodies: list[Any] = []  # the JSON requests' bodies (hashes, never media)
+        # When set, answers every request in place of the service (odd answers, lies).
+        self.override: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None
         self._next: list[Fault] = []
         self._always: Fault | None = None
         self.in_flight = 0
@@ -152,6 +155,8 @@ class FakeService:
                 hashlib.sha256(body).hexdigest() if body else None,
             )
         )
+        if body and request.content_type == "application/json":
+            self.json_bodies.append(json.loads(body))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -168,6 +173,8 @@ class FakeService:
                     if fault.echo_auth:
                         detail += f" (Authorization: {request.headers.get('Authorization')})"
                     return self.error(fault.status, detail, fault.headers)
+            if self.override is not None:
+                return await self.override(request)
             return await handler(request)
         finally:
             self.in_flight -= 1

@@ -132,7 +132,7 @@ class HttpScannerClassifier(RemoteClassifier):
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
-            raise BadResponse(f"unexpected answer: {where}: {first['msg']}") from None
+            raise BadResponse(f"unexpected answer: {where + ': ' if where else ''}{first['msg']}") from None
         verdicts = tuple(
             Verdict(
                 classifier=self.name,
