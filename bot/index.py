@@ -121,19 +121,19 @@ class BruteForceIndex:
 
     def __init__(self, codes: np.ndarray, bits: int) -> None:
         self.bits = bits
-        self.codes = np.ascontiguousarray(codes, dtype=np.uint64)
-        # Word-major, so each pass streams one contiguous array.
-        self._columns = np.ascontiguousarray(self.codes.T)
+        # Word-major, so each pass streams one contiguous array; rows are a view of it.
+        self._columns = np.ascontiguousarray(np.asarray(codes, dtype=np.uint64).T)
+        self.codes = self._columns.T
 
     def __len__(self) -> int:
-        return len(self.codes)
+        return self._columns.shape[1]
 
     @property
     def nbytes(self) -> int:
-        return self.codes.nbytes + self._columns.nbytes
+        return self._columns.nbytes
 
     def search(self, queries: np.ndarray, threshold: int) -> Matches:
-        n = len(self.codes)
+        n = len(self)
         if n == 0 or len(queries) == 0:
             return Matches.empty()
         prefix = min(_PREFIX_WORDS, self._columns.shape[0])
