@@ -193,3 +193,29 @@ async def test_verdicts_carry_the_configured_name() -> None:
     (result,) = await ClassifierRunner([careless]).run(media(KNOWN))
     assert result.classification.classifier == "configured-name"
     assert [v.classifier for v in result.classification.verdicts] == ["configured-name"]
+
+
+def test_an_operator_flushes_the_cache_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.cli import main
+
+    db = tmp_path / "modbot.db"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "homeserver: {url: 'http://127.0.0.1:8008', domain: example.org}\n"
+        "appservice: {as_token: secret-as, hs_token: secret-hs}\n"
+        f"database: {{url: 'sqlite+aiosqlite:///{db}'}}\n"
+    )
+
+    async def fill() -> None:
+        engine = create_engine(f"sqlite+aiosqlite:///{db}")
+        await migrate(engine)
+        cache = VerdictCache(VerdictCacheRepo(engine))
+        for name in ("arachnid", "hma"):
+            await cache.put(name, "f", "ab" * 32, Classification(name), ttl=60)
+        await engine.dispose()
+
+    asyncio.run(fill())
+    assert main(["cache", "flush", "-c", str(config), "--classifier", "arachnid"]) == 0
+    assert capsys.readouterr().out == "flushed 1 cached verdict\n"
+    assert main(["cache", "flush", "-c", str(config)]) == 0
+    assert capsys.readouterr().out == "flushed 1 cached verdict\n"
