@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from bot.hashlists import HashEntry, _csv_row, _is_csv_header, _plain_line
-from bot.index import bytes_to_codes, code_to_hex, hex_to_codes, words_for
-from bot.model import HASH_HEX_LENGTH, HASH_TYPES, HashType
+from bot.index import bytes_to_codes, code_to_hex, hex_to_codes
+from bot.model import HASH_HEX_LENGTH, HASH_TYPES
 
 # Lines handled per numpy pass: bounds the temporary arrays (~100 bytes a line).
 _BLOCK_LINES = 1 << 20
@@ -319,10 +319,6 @@ def _labels(gather: Gather, label_starts: np.ndarray, label_ends: np.ndarray, bu
     return taken, ids
 
 
-def words_of(hash_type: str) -> int:
-    return words_for(HASH_HEX_LENGTH[hash_type])
-
-
 __all__ = [
     "HashColumns",
     "TypedHashes",
@@ -330,4 +326,3 @@ __all__ = [
     "parse_hash_columns",
     "read_hash_columns",
 ]
-_ = HashType  # re-exported name kept for type checkers

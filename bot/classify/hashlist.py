@@ -36,7 +36,6 @@ from bot.listcolumns import HashColumns, Progress, read_hash_columns
 from bot.model import (
     CRYPTOGRAPHIC,
     HASH_HEX_LENGTH,
-    HASH_TYPES,
     Classification,
     Hashes,
     MatchKind,
