@@ -330,7 +330,7 @@ class ModBot:
         )
         # Lists may have gained entries while the bot was down.
         self._spawn_retro(self.retro.after_reload(self.lists.snapshot))
-        self.lists.start_watching(getattr(cfg.hashlist, "reload_interval", 5.0))
+        self.lists.start_watching(cfg.hashlist.reload_interval)
 
     async def _lists_reloaded(self, result: ReloadResult) -> None:
         for change in result.changes:

@@ -172,6 +172,8 @@ class ProcessingConfig(_Section):
 
 class HashlistSettings(_Section):
     pdq_min_quality: int = Field(default=50, ge=0, le=100)
+    # Seconds between checks of the list files for changes (reloaded without a restart).
+    reload_interval: float = Field(default=5.0, gt=0)
 
 
 class ThresholdsConfig(_Section):
@@ -410,6 +412,9 @@ processing:
 hashlist:
   # PDQ hashes of uploaded images below this quality (0-100) are not used for near matches.
   pdq_min_quality: 50
+  # Seconds between checks of the list files for changes; a changed list is reloaded
+  # atomically and its new entries are matched against the media seen before.
+  reload_interval: 5
 
 # Lists of known hashes to match media against.
 hash_lists: []
