@@ -24,13 +24,12 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from bot.classify.base import ClassifierContext, ClassifierSetupError, MediaInput, resolve_secret
-from bot.classify.remote import DEFAULT_MAX_RESPONSE_BYTES, RemoteClassifier, ServiceClient, expect
+from bot.classify.remote import DEFAULT_MAX_RESPONSE_BYTES, RemoteClassifier, ServiceClient, expect, media_type
 from bot.classify.resilience import BadResponse
 from bot.model import Classification, Hashes, MatchKind, Verdict
 
 NO_MATCH = "no-known-match"
 DEFAULT_URL = "https://shield.projectarachnid.com"
-_FORMAT_MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp", "BMP": "image/bmp"}
 _NEAR_DETAILS_KEPT = 5
 
 
@@ -96,7 +95,7 @@ class ArachnidClassifier(RemoteClassifier):
     # --- media upload ----------------------------------------------------------------------
 
     async def _scan_media(self, media: MediaInput) -> Classification:
-        mimetype = media.mimetype or _FORMAT_MIME.get(media.hashes.image_format or "")
+        mimetype = media_type(media)
         if not mimetype or not mimetype.startswith(self.settings.mimetypes):
             return Classification(self.name, skipped=f"{mimetype or 'unknown type'} is not sent to Arachnid Shield")
         if media.data is None:

@@ -26,7 +26,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from bot.classify.base import ClassifierContext, MediaInput, resolve_secret
-from bot.classify.remote import DEFAULT_MAX_RESPONSE_BYTES, RemoteClassifier, ServiceClient, expect
+from bot.classify.remote import DEFAULT_MAX_RESPONSE_BYTES, RemoteClassifier, ServiceClient, expect, media_type
 from bot.model import Classification, Hashes, MatchKind, Verdict
 
 ExactType = Literal["md5", "sha256"]
@@ -147,7 +147,7 @@ class HmaClassifier(RemoteClassifier):
     # --- media -------------------------------------------------------------------------------
 
     async def _scan_media(self, media: MediaInput) -> Classification:
-        mimetype = media.mimetype or ""
+        mimetype = media_type(media) or ""
         content_type = next((ct for prefix, ct in self.settings.content_types.items() if mimetype.startswith(prefix)), None)
         if content_type is None:
             return Classification(self.name, skipped=f"{mimetype or 'unknown type'} is not sent to HMA")

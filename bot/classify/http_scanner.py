@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from bot.classify.base import ClassifierContext, MediaInput, resolve_secret
-from bot.classify.remote import DEFAULT_MAX_RESPONSE_BYTES, RemoteClassifier, ServiceClient
+from bot.classify.remote import DEFAULT_MAX_RESPONSE_BYTES, RemoteClassifier, ServiceClient, media_type
 from bot.classify.resilience import BadResponse
 from bot.model import Classification, MatchKind, Verdict
 
@@ -108,7 +108,7 @@ class HttpScannerClassifier(RemoteClassifier):
     async def scan(self, media: MediaInput) -> Classification:
         hashes = media.hashes
         if self.settings.mode == "media":
-            mimetype = media.mimetype or ""
+            mimetype = media_type(media) or ""
             if not mimetype.startswith(self.settings.mimetypes):
                 return Classification(self.name, skipped=f"{mimetype or 'unknown type'} is not sent to the scanner")
             if media.data is None:

@@ -232,6 +232,22 @@ class RemoteClassifier(Classifier):
         """Ask the service about `media`; raise ServiceError when it cannot answer."""
 
 
+# Pillow's format names for the image types services accept.
+_FORMAT_MIME = {
+    "JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp",
+    "BMP": "image/bmp", "TIFF": "image/tiff", "AVIF": "image/avif", "HEIF": "image/heif",
+}  # fmt: skip
+
+
+def media_type(media: MediaInput) -> str | None:
+    """The MIME type to send: the decoded image's own format first, since the type in the
+    event is whatever the sender said (an image labelled application/pdf must not slip by)."""
+    detected = media.hashes.image_format
+    if detected:
+        return _FORMAT_MIME.get(detected.upper(), f"image/{detected.lower()}")
+    return media.mimetype
+
+
 def expect(condition: bool, what: str) -> None:
     """Shape checks of a service's answer: a failed one is a BadResponse, never an assert."""
     if not condition:

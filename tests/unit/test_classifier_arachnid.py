@@ -136,3 +136,11 @@ async def test_wrong_credentials_are_a_401_from_the_service(shield: FakeArachnid
     slot = build("arachnid", {"url": shield.url, "username": shield.username, "password": "not-the-password"})
     result = await scan(slot, KNOWN)
     assert result.error == "POST /v1/media/: HTTP 401: Invalid username/password."
+
+
+async def test_an_image_sent_under_another_type_is_still_sent_as_the_image_it_is(shield: FakeArachnid) -> None:
+    # The type in the event is the sender's word; the decoded format is the file's.
+    shield.known.append(KnownMedia.of(KNOWN, "csam"))
+    result = await scan(make(shield), KNOWN, "application/pdf")
+    assert shield.requests[0].content_type == "image/png"
+    assert result.verdicts and result.verdicts[0].label == "csam"
