@@ -26,6 +26,12 @@ class Metrics:
         self.actions = Counter(
             "modbot_actions", "Actions by kind and outcome", ["kind", "outcome"], registry=r
         )
+        self.classifier_scans = Counter(
+            "modbot_classifier_scans",
+            "Scans by classifier and outcome (match, no_match, error, skipped, cached)",
+            ["classifier", "outcome"],
+            registry=r,
+        )
         self.queue_depth = Gauge("modbot_queue_depth", "Events waiting to be processed", registry=r)
         self.scan_seconds = Histogram(
             "modbot_scan_seconds", "Download, hash and classify one media item", buckets=LATENCY_BUCKETS, registry=r

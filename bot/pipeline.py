@@ -225,6 +225,10 @@ class Pipeline:
         del data  # the bytes went to the classifiers that needed them, and go no further
         for run in results:
             result = run.classification
+            scan_outcome = "error" if result.error else "skipped" if result.skipped else "cached" if run.cached else (
+                "match" if result.verdicts else "no_match"
+            )
+            self.metrics.classifier_scans.labels(result.classifier, scan_outcome).inc()
             if result.error:
                 failures.append(result)
                 await self._audit(event, "scan", "classifier_error", f"{result.classifier}: {result.error}", ref)

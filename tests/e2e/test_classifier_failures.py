@@ -257,6 +257,7 @@ async def test_the_same_file_is_sent_to_the_service_once(world: World) -> None:
     sha = (await world.db.store.get_media(first_mxc)).hashes.sha256  # type: ignore[union-attr]
     assert sum(1 for r in world.arachnid.requests if r.body_sha256 == sha) == 1
     assert any(o == "cached" for _, o, _ in await audit(world, second, "scan"))
+    assert 'modbot_classifier_scans_total{classifier="arachnid",outcome="cached"}' in await world.bot.metrics()
 
 
 async def test_credentials_never_reach_the_audit_the_notices_or_the_log(world: World) -> None:
