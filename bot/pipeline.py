@@ -117,7 +117,8 @@ class Pipeline:
         matched = [MatchedMedia(s.ref, s.verdicts, s.hashes) for s in scans if s.verdicts]
         failed = [s for s in scans if s.failures]
         decision = await self._act(event, matched, failed) if matched or failed else None
-        if decision is not None and decision.holds and self.rescanner is not None:
+        # A dry run only says it would hold: nothing is quarantined, so nothing is re-scanned.
+        if decision is not None and decision.holds and not decision.dry_run and self.rescanner is not None:
             reason = "; ".join(f"{f.classifier}: {f.error}" for f in decision.failures)
             again = await self.rescanner.hold(event.event_id, event.room_id, [s.ref.mxc for s in failed], reason)
             await self._audit(
