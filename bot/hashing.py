@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Sequence
 from dataclasses import replace
 
 import imagehash
@@ -84,27 +85,57 @@ def compute_hashes(data: bytes, *, max_pixels: int = 64_000_000) -> Hashes:
     width, height = img.size
     hashes = replace(hashes, width=width, height=height, image_format=img.format)
     try:
-        if width <= 0 or height <= 0:
-            raise _Unhashable(f"corrupt image: size {width}x{height}")
-        if width * height > max_pixels:
-            raise _Unhashable(
-                f"decompression bomb: {width}x{height} = {width * height} pixels "
-                f"exceeds the limit of {max_pixels}"
-            )
-        slow = _python_decoder(img)
-        if slow is not None and width * height > min(max_pixels, SLOW_DECODER_MAX_PIXELS):
-            raise _Unhashable(
-                f"image too large for its slow decoder ({slow}): {width}x{height} = "
-                f"{width * height} pixels exceeds the limit of "
-                f"{min(max_pixels, SLOW_DECODER_MAX_PIXELS)}"
-            )
-        return _add_perceptual(hashes, _reduced_rgb(img))
+        return _add_perceptual(hashes, _decode(img, max_pixels))
     except _Unhashable as e:
         return replace(hashes, perceptual_error=str(e))
     except MemoryError:
         return replace(hashes, perceptual_error="out of memory while decoding the image")
     except Exception as e:  # hostile input can make any decoder raise anything
         return replace(hashes, perceptual_error=f"truncated or corrupt image: {_describe(e)}")
+    finally:
+        img.close()
+
+
+def crop_hashes(
+    data: bytes,
+    fractions: Sequence[float],
+    *,
+    max_pixels: int = 64_000_000,
+    min_quality: int = 50,
+) -> tuple[str, ...]:
+    """PDQ hashes of central crops of the image in `data`, one per usable fraction, in order.
+
+    For a fraction f the crop keeps the centred f x width by f x height region (f = 0.95
+    drops 2.5% of the length at each end of each side) of the image decoded exactly as
+    `compute_hashes` decodes it. PDQ does not survive cropping: a list that also holds
+    these finds copies cropped by about as much, evenly at both ends, and their rotations
+    and flips through the queries' transforms. PDQ moves by ~25 bits when the content
+    shifts by ~1% of a side, so a crop taken mostly off one end is still missed.
+    Crops whose PDQ quality is below `min_quality` (flat centres) are left out, as are
+    duplicates. Empty when `data` has no perceptual hash (see `compute_hashes`); never
+    raises on hostile input. ValueError if a fraction is not within (0, 1].
+    """
+    for f in fractions:
+        if not 0 < f <= 1:
+            raise ValueError(f"crop fractions must be within (0, 1], got {f}")
+    try:
+        img = _open(data)
+    except _Unhashable:
+        return ()
+    try:
+        rgb = _decode(img, max_pixels)
+        w, h = rgb.size
+        found: list[str] = []
+        for f in fractions:
+            cw, ch = max(1, round(w * f)), max(1, round(h * f))
+            left, top = (w - cw) // 2, (h - ch) // 2
+            crop = rgb.crop((left, top, left + cw, top + ch))
+            bits, quality = pdqhash.compute(np.ascontiguousarray(np.asarray(crop, dtype=np.uint8)))
+            if quality >= min_quality:
+                found.append(_bits_to_hex(bits))
+        return tuple(dict.fromkeys(found))
+    except Exception:  # refused, out of memory, or whatever a decoder raises on hostile input
+        return ()
     finally:
         img.close()
 
@@ -166,6 +197,26 @@ def _open(data: bytes) -> ImageFile.ImageFile:
     if failure is not None:
         raise _Unhashable(f"truncated or corrupt image: {failure}")
     raise _Unhashable("not an image (unrecognised format)")
+
+
+def _decode(img: ImageFile.ImageFile, max_pixels: int) -> Image.Image:
+    """The reduced RGB image perceptual hashes are computed from; _Unhashable if refused."""
+    width, height = img.size
+    if width <= 0 or height <= 0:
+        raise _Unhashable(f"corrupt image: size {width}x{height}")
+    if width * height > max_pixels:
+        raise _Unhashable(
+            f"decompression bomb: {width}x{height} = {width * height} pixels "
+            f"exceeds the limit of {max_pixels}"
+        )
+    slow = _python_decoder(img)
+    if slow is not None and width * height > min(max_pixels, SLOW_DECODER_MAX_PIXELS):
+        raise _Unhashable(
+            f"image too large for its slow decoder ({slow}): {width}x{height} = "
+            f"{width * height} pixels exceeds the limit of "
+            f"{min(max_pixels, SLOW_DECODER_MAX_PIXELS)}"
+        )
+    return _reduced_rgb(img)
 
 
 def _python_decoder(img: ImageFile.ImageFile) -> str | None:

@@ -10,12 +10,16 @@ from typing import Any
 from .classify.base import MediaInput
 from .classify.hashlist import HashListClassifier, build_lists
 from .config import Config
-from .hashing import compute_hashes
+from .hashing import compute_hashes, crop_hashes
 from .hashlists import HashEntry, append_entries
 from .model import EventContext, Verdict
 from .policy import DEFAULT_POLICY, decide
 
 DEFAULT_MAX_PIXELS = 64_000_000
+# Central crops (fraction of each side kept) whose PDQ add-image also lists. A copy cropped
+# by 2.5-10%, evenly at both ends, stays within 20 bits of one of them; in steps of 5% (0.95,
+# 0.9) 10% of 7.5% crops are missed (bench/bench_robustness.py --sweep).
+ADD_IMAGE_CROPS = (0.975, 0.95, 0.925, 0.9)
 
 
 def _verdict_json(v: Verdict) -> dict[str, Any]:
@@ -76,12 +80,18 @@ def add_images(images: list[Path], config: Config, list_name: str, label: str | 
     label = label or target.label
     entries: list[HashEntry] = []
     for image in images:
-        hashes = compute_hashes(image.read_bytes(), max_pixels=config.processing.max_image_pixels)
+        data = image.read_bytes()
+        hashes = compute_hashes(data, max_pixels=config.processing.max_image_pixels)
         entries.append(HashEntry("sha256", hashes.sha256, label))
-        entries.append(HashEntry("md5", hashes.md5, label))
+        if hashes.md5:
+            entries.append(HashEntry("md5", hashes.md5, label))
         if hashes.pdq:
             entries.append(HashEntry("pdq", hashes.pdq, label))
         if hashes.phash:
             entries.append(HashEntry("phash", hashes.phash, label))
+        if hashes.pdq:
+            # PDQ does not survive cropping; the crops' hashes find copies trimmed about as much.
+            crops = crop_hashes(data, ADD_IMAGE_CROPS, max_pixels=config.processing.max_image_pixels)
+            entries.extend(HashEntry("pdq", crop, label) for crop in crops)
     added = append_entries(target.path, entries)
     return added, Path(target.path)

@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 # tests/ is on sys.path because tests/conftest.py lives there.
 from images import encode, make_photo, make_png_bomb, truncated
 
-from bot.hashing import compute_hashes, hamming, trim_uniform_border
+from bot.hashing import compute_hashes, crop_hashes, hamming, trim_uniform_border
 from bot.model import Hashes
 
 PDQ_MATCH = 31  # the distance at which PDQ hashes are taken to show the same image
@@ -278,6 +278,79 @@ def test_formats_decoded_in_python_get_a_smaller_limit() -> None:
     assert nearest(small, known().pdq) <= PDQ_MATCH
     assert large.perceptual_error is not None
     assert large.perceptual_error.startswith("image too large for its slow decoder (qoi)")
+
+
+# --- central crops -------------------------------------------------------------------
+
+def centre_crop(img: Image.Image, fraction: float) -> Image.Image:
+    """The centred `fraction` x width by `fraction` x height region of `img`."""
+    w, h = img.size
+    cw, ch = round(w * fraction), round(h * fraction)
+    left, top = (w - cw) // 2, (h - ch) // 2
+    return img.crop((left, top, left + cw, top + ch))
+
+
+def test_crop_hashes_gives_one_hash_per_fraction_in_order() -> None:
+    data = encode(photo(1), "PNG")
+
+    crops = crop_hashes(data, (1.0, 0.95, 0.9))
+
+    assert len(crops) == 3 and all(len(c) == 64 for c in crops)
+    assert crops[0] == compute_hashes(data).pdq  # the whole image, decoded the same way
+    assert crop_hashes(data, (0.9, 0.95)) == (crops[2], crops[1])
+    assert crop_hashes(data, ()) == ()
+
+
+def test_a_cropped_copy_is_near_the_hash_of_the_same_crop_and_far_from_the_whole() -> None:
+    # Why the crops are worth listing: PDQ of the whole image does not survive a 5% crop.
+    for seed in (1, 2, 3):
+        data = encode(photo(seed), "PNG")
+        [whole, crop] = crop_hashes(data, (1.0, 0.95))
+        copy = compute_hashes(encode(centre_crop(photo(seed), 0.95), "JPEG", quality=85))
+
+        assert nearest(copy, crop) <= 16, seed
+        assert nearest(copy, whole) > PDQ_MATCH, seed
+
+
+def test_crop_hashes_of_a_transformed_copy_are_reached_through_its_queries() -> None:
+    # One hash per crop is enough: the posted copy's queries undo rotations and flips.
+    [crop] = crop_hashes(encode(photo(1), "PNG"), (0.95,))
+    copy = ImageOps.mirror(centre_crop(photo(1), 0.95)).rotate(90, expand=True)
+
+    assert nearest(compute_hashes(encode(copy, "JPEG", quality=85)), crop) <= PDQ_MATCH
+
+
+def test_crops_of_low_quality_are_left_out() -> None:
+    # A flat centre says nothing about the image; its hash would match other flat images.
+    framed = with_border(Image.new("RGB", (400, 300), (90, 140, 60)), 0.02, "black")
+    data = encode(framed, "PNG")
+
+    assert crop_hashes(data, (0.9,)) == ()
+    assert crop_hashes(data, (0.9,), min_quality=0) != ()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"hello", truncated(encode(photo(1), "PNG")), make_png_bomb(50_000, 50_000)],
+    ids=["empty", "text", "truncated", "bomb"],
+)
+def test_crop_hashes_of_bytes_without_a_perceptual_hash_is_empty(data: bytes) -> None:
+    started = time.perf_counter()
+    assert crop_hashes(data, (0.95, 0.9)) == ()
+    assert time.perf_counter() - started < 2
+
+
+def test_crop_hashes_respects_the_pixel_limit() -> None:
+    data = encode(photo(1, (400, 300)), "PNG")
+
+    assert crop_hashes(data, (0.95,), max_pixels=400 * 300 - 1) == ()
+    assert len(crop_hashes(data, (0.95,), max_pixels=400 * 300)) == 1
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.5, 1.01])
+def test_crop_fractions_outside_0_1_are_refused(fraction: float) -> None:
+    with pytest.raises(ValueError):
+        crop_hashes(encode(photo(1), "PNG"), (0.95, fraction))
 
 
 # --- hamming --------------------------------------------------------------------------

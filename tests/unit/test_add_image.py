@@ -1,0 +1,103 @@
+"""bot.scan.add_images: what `modbot hashes add-image` writes to a list, and what that finds.
+
+Every image is generated (bot.samples); "the added image" stands for one an operator put on
+a list, its altered copies for what someone might post instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from bot.classify.hashlist import HashListClassifier, LoadedList
+from bot.config import Config
+from bot.hashing import compute_hashes, crop_hashes
+from bot.hashlists import HashEntry, read_hash_list
+from bot.model import Hashes
+from bot.samples import encode, make_photo
+from bot.scan import ADD_IMAGE_CROPS, add_images
+
+
+def make_config(tmp_path: Path) -> Config:
+    return Config.model_validate(
+        {
+            "homeserver": {"url": "http://127.0.0.1:8008", "domain": "example.org"},
+            "appservice": {"as_token": "secret-as", "hs_token": "secret-hs"},
+            "hash_lists": [{"name": "known", "path": "known.csv", "label": "csam"}],
+        },
+        context={"base_dir": tmp_path},
+    )
+
+
+def centre_crop(img: Image.Image, fraction: float) -> Image.Image:
+    w, h = img.size
+    cw, ch = round(w * fraction), round(h * fraction)
+    left, top = (w - cw) // 2, (h - ch) // 2
+    return img.crop((left, top, left + cw, top + ch))
+
+
+def matched_labels(entries: list[HashEntry], hashes: Hashes) -> set[str]:
+    classifier = HashListClassifier([LoadedList.from_entries("known", entries, label="csam")])
+    return {v.label for v in classifier.match(hashes).verdicts}
+
+
+@pytest.fixture
+def added(tmp_path: Path) -> tuple[Path, list[HashEntry]]:
+    """An image added to the list `known`: its file and the entries written."""
+    image = tmp_path / "photo.png"
+    image.write_bytes(encode(make_photo(21), "PNG"))
+    count, path = add_images([image], make_config(tmp_path), "known", None)
+    entries = list(read_hash_list(path, "csam").entries)
+    assert count == len(entries)
+    return image, entries
+
+
+def test_add_image_lists_the_central_crops_pdq_too(added: tuple[Path, list[HashEntry]]) -> None:
+    image, entries = added
+    data = image.read_bytes()
+    hashes = compute_hashes(data)
+    crops = crop_hashes(data, ADD_IMAGE_CROPS)
+
+    assert len(crops) == len(ADD_IMAGE_CROPS)  # a photo: no crop is left out for low quality
+    assert [(e.type, e.hash) for e in entries] == [
+        ("sha256", hashes.sha256),
+        ("md5", hashes.md5),
+        ("pdq", hashes.pdq),
+        ("phash", hashes.phash),
+        *(("pdq", crop) for crop in crops),
+    ]
+    assert {e.label for e in entries} == {"csam"}
+
+
+def test_adding_the_same_image_again_adds_nothing(tmp_path: Path, added: tuple[Path, list[HashEntry]]) -> None:
+    image, _ = added
+    listed = (tmp_path / "known.csv").read_text()
+
+    assert add_images([image], make_config(tmp_path), "known", None) == (0, tmp_path / "known.csv")
+    assert (tmp_path / "known.csv").read_text() == listed
+
+
+def test_a_non_image_adds_only_its_cryptographic_hashes(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+
+    count, path = add_images([notes], make_config(tmp_path), "known", "spam")
+
+    assert count == 2
+    assert [e.type for e in read_hash_list(path, "csam").entries] == ["sha256", "md5"]
+
+
+@pytest.mark.parametrize("seed", [21, 23, 24])
+def test_a_5_percent_crop_matches_only_through_the_crop_hashes(tmp_path: Path, seed: int) -> None:
+    # The benchmark finds the original's PDQ alone matching ~3% of such crops; not these.
+    image = tmp_path / "photo.png"
+    image.write_bytes(encode(make_photo(seed), "PNG"))
+    add_images([image], make_config(tmp_path), "known", None)
+    pdq = [e for e in read_hash_list(tmp_path / "known.csv", "csam").entries if e.type == "pdq"]
+    # 5% of each side's length cut off, half at each end, and re-encoded.
+    copy = compute_hashes(encode(centre_crop(make_photo(seed), 0.95), "JPEG", quality=85))
+
+    assert matched_labels(pdq, copy) == {"csam"}
+    assert matched_labels(pdq[:1], copy) == set()  # the original's PDQ, as a provider lists it
