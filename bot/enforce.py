@@ -112,6 +112,8 @@ class Enforcer:
             "ctx": asdict(ctx),
             "matched": [_matched_json(m) for m in matched],
             "deferred": [{"kind": a.kind.value, "scope": a.scope} for a in deferred],
+            # A review opened because a scan failed (on_failure: review) says which and why.
+            "failures": [f"{c.classifier}: {c.error}" for c in decision.failures if c.error],
             "detected_at": self._clock(),
         }
         item = await self.moderation.open_review(
@@ -143,6 +145,7 @@ class Enforcer:
             f"Event: {ctx.event_id} (sent {when})",
             f"Rule: {item.rule}",
             *media_lines(matched),
+            *(f"Scan failed: {failure}" for failure in item.detail.get("failures", [])),
         ]
         if hold:
             lines.append("Held: " + "; ".join(f"{r.kind} {r.outcome.value}" for r in results))

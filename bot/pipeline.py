@@ -7,13 +7,12 @@ I/O around them and writes every step to the audit log.
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .act.executor import MatchedMedia, describe_verdict, txn_id_for
+from .act.executor import MatchedMedia, describe_verdict, notice_text, txn_id_for
 from .act.homeserver import Homeserver, HomeserverError, RoomPower
 from .allowlist import Allowlist
 from .classify.base import Classifier, MediaInput
@@ -193,12 +192,11 @@ class Pipeline:
 
     async def _notify_release(self, event: StoredEvent, message: str) -> None:
         executor = self.enforcer.executor
-        room = executor._management_room()
+        room = executor.management_room
         if room is None:
             return
         lines = [f"Room: {event.room_id}", f"Event: {event.event_id}", f"Sender: {event.sender}", message]
-        body = "modbot: held media released\n" + "\n".join(lines)
-        formatted = "<b>modbot: held media released</b><br>" + "<br>".join(html.escape(line) for line in lines)
+        body, formatted = notice_text("modbot: held media released", lines)
         key = f"release:{event.event_id}"
 
         async def send() -> str:

@@ -59,6 +59,10 @@ class Executor:
         # How many callers hold or wait for each lock: it is dropped only when none do.
         self._lock_users: dict[str, int] = {}
 
+    @property
+    def management_room(self) -> str | None:
+        return self._management_room()
+
     async def carry_out(
         self,
         decision: Decision,

@@ -20,6 +20,10 @@ from bot.cli import main
 from bot.config import EXAMPLE_CONFIG, load_config
 from bot.policy import DEFAULT_POLICY
 from bot.samples import encode, make_photo
+from bot.scan import ADD_IMAGE_CROPS
+
+# What add-image writes for a photo: sha256, md5, pdq, phash and one PDQ per central crop.
+PHOTO_HASHES = 4 + len(ADD_IMAGE_CROPS)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -237,7 +241,7 @@ def test_scan_matches_images_added_to_a_hash_list(
     monkeypatch.chdir(elsewhere)
     code, out, _ = run(capsys, "hashes", "add-image", str(photo_png), "--list", "known", "-c", str(config))
     assert code == 0
-    assert "added 4 hashes to list known" in out
+    assert f"added {PHOTO_HASHES} hashes to list known" in out
     assert (tmp_path / "lists" / "known.csv").exists()
 
     code, out, _ = run(capsys, "scan", str(photo_png), str(mirrored_jpeg), "--json", "-c", str(config))
@@ -308,7 +312,7 @@ def test_adding_the_same_image_twice_adds_nothing_the_second_time(
     capsys: pytest.CaptureFixture[str], config: Path, photo_png: Path, mirrored_jpeg: Path
 ) -> None:
     argv = ["hashes", "add-image", str(photo_png), "--list", "other", "-c", str(config)]
-    assert run(capsys, *argv) == (0, f"added 4 hashes to list other ({config.parent / 'lists' / 'other.csv'})\n", "")
+    assert run(capsys, *argv) == (0, f"added {PHOTO_HASHES} hashes to list other ({config.parent / 'lists' / 'other.csv'})\n", "")
     listed = (config.parent / "lists" / "other.csv").read_text()
     assert listed.splitlines()[0] == "type,hash,label"
     assert {line.split(",")[0] for line in listed.splitlines()[1:]} == {"sha256", "md5", "pdq", "phash"}
@@ -320,7 +324,7 @@ def test_adding_the_same_image_twice_adds_nothing_the_second_time(
     # The same picture in other bytes is new to the list.
     code, out, _ = run(capsys, "hashes", "add-image", str(mirrored_jpeg), "--list", "other", "--label", "x",
                        "-c", str(config))
-    assert code == 0 and "added 4 hashes" in out
+    assert code == 0 and f"added {PHOTO_HASHES} hashes" in out
 
 
 def test_add_image_of_a_missing_file_exits_2_and_writes_nothing(
