@@ -21,10 +21,10 @@ import base64
 from typing import Any, Literal
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from bot.classify.base import ClassifierContext, ClassifierSetupError, MediaInput, resolve_secret
-from bot.classify.remote import DEFAULT_MAX_RESPONSE_BYTES, RemoteClassifier, ServiceClient, expect, media_type
+from bot.classify.remote import RemoteClassifier, RemoteSettings, expect, media_type
 from bot.classify.resilience import BadResponse
 from bot.model import Classification, Hashes, MatchKind, Verdict
 
@@ -33,9 +33,7 @@ DEFAULT_URL = "https://shield.projectarachnid.com"
 _NEAR_DETAILS_KEPT = 5
 
 
-class ArachnidSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class ArachnidSettings(RemoteSettings):
     url: str = DEFAULT_URL
     mode: Literal["media", "pdq"] = "media"
     username: str = Field(min_length=1)
@@ -49,25 +47,18 @@ class ArachnidSettings(BaseModel):
     pdq_min_quality: int = Field(default=50, ge=0, le=100)
     # Arachnid classification -> verdict label, for those you want renamed.
     labels: dict[str, str] = {}
-    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1024)
 
     @field_validator("url")
     @classmethod
-    def _http_url(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
-        return url.rstrip("/")
+    def _no_trailing_slash(cls, url: str) -> str:
+        return url.rstrip("/")  # paths are appended
 
 
 class ArachnidClassifier(RemoteClassifier):
     """Asks Arachnid Shield about media (upload) or its PDQ hashes (hash-only)."""
 
     Settings = ArachnidSettings
-
-    def __init__(self, settings: ArachnidSettings, client: ServiceClient) -> None:
-        self.settings = settings
-        self.client = client
-        self.needs_data = settings.mode == "media"
+    settings: ArachnidSettings
 
     @classmethod
     def from_settings(cls, settings: ArachnidSettings, context: ClassifierContext) -> ArachnidClassifier:
@@ -75,17 +66,8 @@ class ArachnidClassifier(RemoteClassifier):
         if not password:
             raise ClassifierSetupError("password or password_env is required")
         basic = aiohttp.BasicAuth(settings.username, password).encode()
-        client = ServiceClient(
-            context.name,
-            settings.url,
-            context.guard,
-            headers={"Authorization": basic, "Accept": "application/json"},
-            secrets=[password],
-            max_response_bytes=settings.max_response_bytes,
-        )
-        instance = cls(settings, client)
-        instance.name = context.name
-        return instance
+        headers = {"Authorization": basic, "Accept": "application/json"}
+        return cls.connect(settings, context, headers=headers, secrets=[password])
 
     async def scan(self, media: MediaInput) -> Classification:
         if self.settings.mode == "pdq":

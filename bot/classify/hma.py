@@ -23,20 +23,17 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from bot.classify.base import ClassifierContext, MediaInput, resolve_secret
-from bot.classify.remote import DEFAULT_MAX_RESPONSE_BYTES, RemoteClassifier, ServiceClient, expect, media_type
+from bot.classify.remote import RemoteClassifier, RemoteSettings, expect, media_type
 from bot.model import Classification, Hashes, MatchKind, Verdict
 
 ExactType = Literal["md5", "sha256"]
 _EXACT_SIGNALS = ("md5", "sha256")
 
 
-class HmaSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    url: str
+class HmaSettings(RemoteSettings):
     mode: Literal["hashes", "media"] = "hashes"
     # modbot hash type -> HMA signal type looked up, in `hashes` mode.
     signal_types: dict[Literal["pdq", "md5", "sha256"], str] = {"pdq": "pdq", "md5": "video_md5"}
@@ -53,25 +50,18 @@ class HmaSettings(BaseModel):
     content_types: dict[str, str] = {"image/": "photo", "video/": "video"}
     token: SecretStr | None = None
     token_env: str | None = None
-    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1024)
 
     @field_validator("url")
     @classmethod
-    def _http_url(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
-        return url.rstrip("/")
+    def _no_trailing_slash(cls, url: str) -> str:
+        return url.rstrip("/")  # paths are appended
 
 
 class HmaClassifier(RemoteClassifier):
     """Looks media (or its hashes) up in an HMA instance's banks."""
 
     Settings = HmaSettings
-
-    def __init__(self, settings: HmaSettings, client: ServiceClient) -> None:
-        self.settings = settings
-        self.client = client
-        self.needs_data = settings.mode == "media"
+    settings: HmaSettings
 
     @classmethod
     def from_settings(cls, settings: HmaSettings, context: ClassifierContext) -> HmaClassifier:
@@ -79,17 +69,7 @@ class HmaClassifier(RemoteClassifier):
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        client = ServiceClient(
-            context.name,
-            settings.url,
-            context.guard,
-            headers=headers,
-            secrets=[token],
-            max_response_bytes=settings.max_response_bytes,
-        )
-        instance = cls(settings, client)
-        instance.name = context.name
-        return instance
+        return cls.connect(settings, context, headers=headers, secrets=[token])
 
     def _params(self, hashes: Hashes, **extra: str) -> dict[str, str]:
         params = {**extra, "seed": hashes.sha256}

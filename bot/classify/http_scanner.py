@@ -22,18 +22,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from bot.classify.base import ClassifierContext, MediaInput, resolve_secret
-from bot.classify.remote import DEFAULT_MAX_RESPONSE_BYTES, RemoteClassifier, ServiceClient, media_type
+from bot.classify.remote import RemoteClassifier, RemoteSettings, media_type
 from bot.classify.resilience import BadResponse
 from bot.model import Classification, MatchKind, Verdict
 
 
-class HttpScannerSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    url: str
+class HttpScannerSettings(RemoteSettings):
+    # The URL is called as given (no path is appended to it).
     mode: Literal["hashes", "media"] = "hashes"
     # media mode: MIME type prefixes that are sent; other files are skipped.
     mimetypes: tuple[str, ...] = ("image/", "video/")
@@ -43,14 +41,6 @@ class HttpScannerSettings(BaseModel):
     auth_header: str = "Authorization"
     auth_scheme: str = "Bearer"
     headers: dict[str, str] = {}  # extra headers (not secret: they are not scrubbed from errors)
-    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1024)
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
-        return url
 
 
 class ScannerVerdict(BaseModel):
@@ -81,10 +71,7 @@ class HttpScannerClassifier(RemoteClassifier):
     name = "http"
     Settings = HttpScannerSettings
 
-    def __init__(self, settings: HttpScannerSettings, client: ServiceClient) -> None:
-        self.settings = settings
-        self.client = client
-        self.needs_data = settings.mode == "media"
+    settings: HttpScannerSettings
 
     @classmethod
     def from_settings(cls, settings: HttpScannerSettings, context: ClassifierContext) -> HttpScannerClassifier:
@@ -93,17 +80,7 @@ class HttpScannerClassifier(RemoteClassifier):
         if token:
             headers[settings.auth_header] = f"{settings.auth_scheme} {token}".strip()
         # The URL is called as given: the client's base is the URL and the path is empty.
-        client = ServiceClient(
-            context.name,
-            settings.url,
-            context.guard,
-            headers=headers,
-            secrets=[token],
-            max_response_bytes=settings.max_response_bytes,
-        )
-        instance = cls(settings, client)
-        instance.name = context.name
-        return instance
+        return cls.connect(settings, context, headers=headers, secrets=[token])
 
     async def scan(self, media: MediaInput) -> Classification:
         hashes = media.hashes

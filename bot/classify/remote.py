@@ -14,12 +14,13 @@ import json
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bot.classify.base import Classifier, MediaInput
+from bot.classify.base import Classifier, ClassifierContext, MediaInput
 from bot.classify.resilience import (
     AuthFailed,
     BadResponse,
@@ -203,12 +204,51 @@ class ServiceClient:
         return Rejected(message, status=status)
 
 
+class RemoteSettings(BaseModel):
+    """What every service's settings have: where it is, what is sent, how much answer is read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    mode: str  # each service narrows this; "media" sends the bytes
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1024)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
+        return url
+
+
 class RemoteClassifier(Classifier):
     """A classifier that asks a service. Subclasses implement `scan`, which may raise
     ServiceError; `classify` turns it into a Classification error."""
 
     default_cache_ttl: ClassVar[float] = 24 * 3600
     client: ServiceClient
+
+    def __init__(self, settings: RemoteSettings, client: ServiceClient) -> None:
+        self.settings = settings
+        self.client = client
+        self.needs_data = settings.mode == "media"
+
+    @classmethod
+    def connect(
+        cls, settings: RemoteSettings, context: ClassifierContext, *, headers: Mapping[str, str], secrets: Iterable[str | None]
+    ) -> Self:
+        """The classifier with its client, named as configured."""
+        client = ServiceClient(
+            context.name,
+            settings.url,
+            context.guard,
+            headers=headers,
+            secrets=secrets,
+            max_response_bytes=settings.max_response_bytes,
+        )
+        instance = cls(settings, client)
+        instance.name = context.name
+        return instance
 
     async def start(self) -> None:
         await self.client.start()
