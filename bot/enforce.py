@@ -14,7 +14,7 @@ from .act.executor import ActionResult, Executor, MatchedMedia, media_lines, not
 from .act.homeserver import HomeserverError
 from .extract import parse_mxc
 from .incidents import build_record
-from .model import ActionKind, Decision, EventContext, Hashes, MatchKind, MediaRef, Outcome, PlannedAction, Verdict
+from .model import ActionKind, Decision, EventContext, Hashes, MatchKind, MediaRef, Outcome, PlannedAction, Verdict, verdict_json
 from .record.moderation import Incident, ModerationStore, ReviewItem
 from .record.store import Store
 
@@ -79,7 +79,7 @@ class Enforcer:
             if m.hashes is not None:
                 entry.update(sha256=m.hashes.sha256, md5=m.hashes.md5, pdq=m.hashes.pdq, size=m.hashes.size)
             media.append(entry)
-        matches = [_verdict_json(v) for m in matched for v in m.verdicts]
+        matches = [verdict_json(v) for m in matched for v in m.verdicts]
         record = build_record(
             event_id=ctx.event_id,
             room_id=ctx.room_id,
@@ -206,22 +206,10 @@ class Enforcer:
         return await self.moderation.review(review_id), results
 
 
-def _verdict_json(v: Verdict) -> dict[str, Any]:
-    return {
-        "classifier": v.classifier,
-        "list": v.list_name,
-        "label": v.label,
-        "kind": v.kind.value,
-        "hash_type": v.hash_type,
-        "distance": v.distance,
-        "matched_hash": v.matched_hash,
-    }
-
-
 def _matched_json(m: MatchedMedia) -> dict[str, Any]:
     return {
         "ref": asdict(m.ref),
-        "verdicts": [_verdict_json(v) for v in m.verdicts],
+        "verdicts": [verdict_json(v) for v in m.verdicts],
         "hashes": None if m.hashes is None else {k: v for k, v in asdict(m.hashes).items() if k != "pdq_queries"},
     }
 

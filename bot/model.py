@@ -85,6 +85,19 @@ class Verdict:
     score: float | None = None
 
 
+def verdict_json(v: Verdict) -> dict[str, Any]:
+    """A verdict as it is written to JSON (scan output, review items, incidents)."""
+    return {
+        "classifier": v.classifier,
+        "list": v.list_name,
+        "label": v.label,
+        "kind": v.kind.value,
+        "hash_type": v.hash_type,
+        "distance": v.distance,
+        "matched_hash": v.matched_hash,
+    }
+
+
 @dataclass(frozen=True)
 class Classification:
     """What one classifier said of one piece of media: verdicts, or an error.

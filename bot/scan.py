@@ -12,7 +12,7 @@ from .classify.hashlist import HashListClassifier, build_lists
 from .config import Config
 from .hashing import compute_hashes, crop_hashes
 from .hashlists import HashEntry, append_entries
-from .model import EventContext, Verdict
+from .model import EventContext, verdict_json
 from .policy import DEFAULT_POLICY, decide
 
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -20,18 +20,6 @@ DEFAULT_MAX_PIXELS = 64_000_000
 # by 2.5-10%, evenly at both ends, stays within 20 bits of one of them; in steps of 5% (0.95,
 # 0.9) 10% of 7.5% crops are missed (bench/bench_robustness.py --sweep).
 ADD_IMAGE_CROPS = (0.975, 0.95, 0.925, 0.9)
-
-
-def _verdict_json(v: Verdict) -> dict[str, Any]:
-    return {
-        "classifier": v.classifier,
-        "list": v.list_name,
-        "label": v.label,
-        "kind": v.kind.value,
-        "hash_type": v.hash_type,
-        "distance": v.distance,
-        "matched_hash": v.matched_hash,
-    }
 
 
 def scan_files(files: list[Path], config: Config | None) -> list[dict[str, Any]]:
@@ -59,7 +47,7 @@ def scan_files(files: list[Path], config: Config | None) -> list[dict[str, Any]]
         classification = asyncio.run(classifier.classify(MediaInput(hashes=hashes)))
         decision = decide(classification.verdicts, ctx, policy)
         entry["hashes"] = {k: v for k, v in asdict(hashes).items() if k != "pdq_queries"}
-        entry["verdicts"] = [_verdict_json(v) for v in classification.verdicts]
+        entry["verdicts"] = [verdict_json(v) for v in classification.verdicts]
         entry["decision"] = {
             "rule": decision.rule,
             "actions": [a.kind.value + (":all" if a.scope == "all" else "") for a in decision.actions],
