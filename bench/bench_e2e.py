@@ -1,0 +1,780 @@
+"""End-to-end benchmark: modbot against a local Synapse, next to a do-nothing appservice.
+
+    python bench/bench_e2e.py [--events 200] [--rate R] [--known-share 0.5] [--senders 8]
+
+One throwaway Synapse (the stage of `bot/stage.py`) runs with two appservices registered:
+modbot, a separate `python -m bot run` process, and a do-nothing appservice (this file run
+with --serve-baseline, also a separate process) that answers every transaction with {} and
+notes when each event arrived. Both phases run in the same protected room, with the same
+members, so Synapse does the same work to accept a post:
+
+  A  the do-nothing appservice's bot is in the room, modbot is not running (its bot is only
+     invited, and Synapse pushes a room only to appservices with a joined user).
+     events/s from the first send to the last event's arrival; latency send -> arrival.
+  B  the do-nothing bot has left; modbot runs and has joined. events/s from the first send
+     until modbot has processed every event (its /health counts; the exact time from its
+     database); latency send -> redaction for known posts (the redaction's origin_server_ts),
+     and send -> processed for all posts. Peak RSS is modbot's VmHWM.
+
+The same posts (distinct generated ~1 MP JPEGs, uploaded before the clock starts) are sent
+the same way in both phases: m.image events from several users over parallel lanes, as fast
+as they go or paced at --rate. Known posts each come from a fresh user, because modbot bans
+the sender of known media. Redactions are read once after phase B (the moderator's
+/messages), so neither phase carries an observer's load on Synapse. Everything is on
+loopback; every process is stopped at the end, on error too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import numpy as np
+import yaml
+from aiohttp import web
+from PIL import Image
+
+import bot
+from bot.devserver import MatrixUser, free_port, register_appservice_user, wait_for
+from bot.registration import new_token
+from bot.samples import encode, make_photo
+from bot.scan import add_images
+from bot.stage import KNOWN_LIST, Stage, build_stage
+
+MB = 1024 * 1024
+# Where the `bot` package comes from (PYTHONPATH may point at another checkout): modbot and
+# the baseline run from there too, so every process runs the same code.
+REPO = Path(bot.__file__).resolve().parent.parent
+BASELINE_LOCALPART = "baseline"
+HEALTH_POLL = 0.05  # seconds between polls of modbot's /health and the baseline's count
+SETUP_PARALLEL = 8  # concurrent requests while registering users and uploading media
+
+
+# -- the do-nothing appservice (runs in its own process) ------------------------------------
+
+
+def serve_baseline(port: int) -> None:
+    """Answer every transaction with {} and remember when each message event arrived."""
+    arrivals: dict[str, float] = {}
+
+    async def transaction(request: web.Request) -> web.Response:
+        now = time.time()
+        body = await request.json()
+        for event in body.get("events", []):
+            if event.get("type") == "m.room.message":
+                arrivals.setdefault(event["event_id"], now)
+        return web.json_response({})
+
+    async def count(_request: web.Request) -> web.Response:
+        return web.json_response({"count": len(arrivals)})
+
+    async def report(_request: web.Request) -> web.Response:
+        return web.json_response(arrivals)
+
+    app = web.Application()
+    app.router.add_put("/_matrix/app/v1/transactions/{txn}", transaction)
+    app.router.add_get("/bench/count", count)
+    app.router.add_get("/bench/arrivals", report)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+# -- media ------------------------------------------------------------------------------------
+
+
+def make_jpeg(seed: int, width: int) -> bytes:
+    """A distinct photo-like JPEG, width x 3/4 width pixels (runs in a worker process).
+
+    make_photo at 1 MP costs ~0.35 s; drawn at half size, upscaled and given fresh noise (so
+    it compresses like a photo) it costs ~0.09 s and is still unrelated to every other seed.
+    """
+    height = width * 3 // 4
+    img = make_photo(seed, (width // 2, height // 2)).resize((width, height), Image.BICUBIC)
+    noise = np.random.default_rng(seed).integers(-6, 7, (height, width, 3), dtype=np.int16)
+    pixels = np.clip(np.asarray(img, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
+    return encode(Image.fromarray(pixels, "RGB"), "JPEG", quality=85)
+
+
+# -- processes --------------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """Runs in a child before exec: an interrupted benchmark leaves no process behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux: best effort only
+        pass
+
+
+def proc_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    if pid is None:
+        return 0.0
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_peak_rss(pid: int | None) -> int | None:
+    """The process's peak resident set size (VmHWM) in bytes."""
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+class Child:
+    """A helper process of the benchmark, logging to a file."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def check_alive(self) -> None:
+        if self.proc is not None and self.proc.returncode is not None:
+            raise RuntimeError(f"{self.name} exited with code {self.proc.returncode}:\n{self.log_tail()}")
+
+    async def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv,
+                cwd=str(REPO),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                preexec_fn=_die_with_parent,
+            )
+
+    async def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def count_in_log(self, *needles: str) -> int:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return 0
+        return sum(1 for line in text.splitlines() if any(n in line for n in needles))
+
+
+async def get_json(session: aiohttp.ClientSession, url: str) -> Any | None:
+    try:
+        async with session.get(url) as resp:
+            if resp.status != 200:
+                return None
+            return await resp.json()
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return None
+
+
+# -- posts, sends, observation ----------------------------------------------------------------
+
+
+@dataclass
+class Post:
+    seed: int
+    known: bool
+    sender: MatrixUser
+    mxc: str = ""
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class Sent:
+    event_id: str
+    at: float  # wall clock just before the send request
+    known: bool
+
+
+async def send_posts(room: str, posts: list[Post], *, lanes: int, rate: float | None, width: int) -> list[Sent]:
+    """Send every post as an m.image event; `lanes` requests in flight, paced at `rate`/s if given."""
+    sent: list[Sent | None] = [None] * len(posts)
+    order = iter(range(len(posts)))  # shared by the lanes: each takes the next post
+    start = time.time()
+
+    async def lane() -> None:
+        for i in order:
+            if rate:
+                await asyncio.sleep(max(0.0, start + i / rate - time.time()))
+            post = posts[i]
+            at = time.time()
+            event_id = await post.sender.send_image(
+                room, post.mxc, body=f"photo{post.seed}.jpg", mimetype="image/jpeg",
+                size=post.size, w=width, h=width * 3 // 4,
+            )
+            sent[i] = Sent(event_id, at, post.known)
+
+    await asyncio.gather(*(lane() for _ in range(lanes)))
+    return [s for s in sent if s is not None]
+
+
+async def redactions(user: MatrixUser, room: str) -> dict[str, float]:
+    """Every redaction in `room`: redacted event id -> the redaction's origin_server_ts (s).
+
+    Read once, after a phase, with /messages filtered to redactions: the timestamps are the
+    homeserver's, so nothing has to watch live, and neither phase carries an observer's load.
+    """
+    found: dict[str, float] = {}
+    params = {"dir": "b", "limit": "1000", "filter": json.dumps({"types": ["m.room.redaction"]})}
+    while True:
+        resp = await user.request("GET", f"/_matrix/client/v3/rooms/{quote(room, safe='')}/messages", params=params)
+        for event in resp.get("chunk", []):
+            target = event.get("redacts") or event.get("content", {}).get("redacts")
+            if target:  # the top-level key up to room version 10, in content from 11 on
+                found.setdefault(target, event["origin_server_ts"] / 1000)
+        if not resp.get("chunk") or not resp.get("end"):
+            return found
+        params["from"] = resp["end"]
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    events: int
+    known: int
+    seconds: float
+    send_seconds: float
+    latency_what: str
+    latencies: list[float]
+    peak_rss: int | None
+    cpu: dict[str, float]
+    extra_latency: tuple[str, list[float]] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else float("nan")
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile; nan for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine has spent busy (all cores, kernel included), from /proc/stat."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    # guest and guest_nice (fields 8, 9) are already counted in user and nice.
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds each process spends between start() and stop(), and the rest of the
+    machine's (other processes, the kernel's network work): a noisy neighbour shows there."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = pids
+        self._start: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        now = {name: proc_cpu_seconds(pid) for name, pid in self.pids.items()}
+        now["bench"] = time.process_time()
+        now["machine"] = machine_busy_seconds()
+        return now
+
+    def start(self) -> None:
+        self._start = self._now()
+
+    def stop(self) -> dict[str, float]:
+        spent = {name: value - self._start[name] for name, value in self._now().items()}
+        machine = spent.pop("machine")
+        spent["rest"] = max(0.0, machine - sum(spent.values()))
+        return spent
+
+
+# -- the benchmark ----------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self._stage: Stage | None = None
+        self.modbot: Child | None = None
+        self.baseline: Child | None = None
+        self.baseline_port = 0
+        self.baseline_bot: MatrixUser | None = None  # with the do-nothing appservice's token
+        self.posts: list[Post] = []
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        self.setup_seconds = 0.0
+
+    @property
+    def stage(self) -> Stage:
+        if self._stage is None:
+            raise RuntimeError("the stage is not built yet")
+        return self._stage
+
+    @property
+    def modbot_url(self) -> str:
+        return f"http://127.0.0.1:{self.stage.config_data['appservice']['port']}"
+
+    @property
+    def baseline_url(self) -> str:
+        return f"http://127.0.0.1:{self.baseline_port}"
+
+    def synapse_pid(self) -> int | None:
+        """Synapse's process: the one whose command line names this stage's homeserver.yaml."""
+        wanted = str(self.stage.synapse.config_path).encode()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if wanted in (entry / "cmdline").read_bytes().split(b"\0"):
+                        return int(entry.name)
+                except OSError:
+                    continue
+        return None
+
+    async def close(self) -> None:
+        for child in (self.modbot, self.baseline):
+            if child is not None:
+                await child.stop()
+        if self.baseline_bot is not None:
+            await self.baseline_bot.close()
+        if self._stage is not None:
+            await self._stage.stop()
+        await self.http.close()
+
+    # -- setup ----------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        args = self.args
+        started = time.monotonic()
+        n_known = round(args.events * args.known_share)
+        rng = random.Random(args.seed)
+        known_flags = [True] * n_known + [False] * (args.events - n_known)
+        rng.shuffle(known_flags)
+        seeds = [1000 + i for i in range(args.events)]
+
+        # Image generation is CPU-bound: two worker processes draw while Synapse boots.
+        loop = asyncio.get_running_loop()
+        pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+        images = asyncio.gather(*(loop.run_in_executor(pool, make_jpeg, s, args.width) for s in seeds))
+        # After a failed or cancelled setup nobody awaits the drawings: mark their end as seen.
+        images.add_done_callback(lambda f: f.cancelled() or f.exception())
+        try:
+            say(f"setup: booting Synapse, drawing {args.events} images of {args.width}x{args.width * 3 // 4} ...")
+            self._stage = await build_stage(self.workdir / "stage", log_level=args.synapse_log_level)
+            await self._add_baseline()
+            jpegs = await images
+        finally:
+            images.cancel()  # a no-op once done
+            pool.shutdown(wait=False, cancel_futures=True)
+        await self._write_known_list([j for j, known in zip(jpegs, known_flags) if known])
+
+        say(f"setup: {time.monotonic() - started:.0f} s; registering {args.senders} posters and "
+            f"{n_known} one-post known senders, uploading ...")
+        limit = asyncio.Semaphore(SETUP_PARALLEL)
+
+        async def enrol(prefix: str) -> MatrixUser:
+            async with limit:
+                user = await self.stage.new_user(prefix)
+                await user.join(self.stage.room)  # public (see _add_baseline): no invite needed
+                return user
+
+        posters = await asyncio.gather(*(enrol("poster") for _ in range(args.senders)))
+        known_senders = iter(await asyncio.gather(*(enrol("known") for _ in range(n_known))))
+        unknown = 0
+        for seed, known in zip(seeds, known_flags):
+            if known:
+                sender = next(known_senders)
+            else:
+                sender, unknown = posters[unknown % len(posters)], unknown + 1
+            self.posts.append(Post(seed, known, sender))
+
+        async def upload(post: Post, data: bytes) -> None:
+            async with limit:
+                post.mxc = await post.sender.upload(data, "image/jpeg", f"photo{post.seed}.jpg")
+                post.size = len(data)
+
+        await asyncio.gather(*(upload(p, j) for p, j in zip(self.posts, jpegs)))
+        del jpegs
+        self.setup_seconds = time.monotonic() - started
+        say(f"setup: done in {self.setup_seconds:.0f} s")
+
+    async def _add_baseline(self) -> None:
+        """Register the do-nothing appservice beside modbot (a Synapse restart) and seat its bot
+        in the protected room, where phase A runs before modbot has joined.
+
+        One room for both phases: the same members, the same state, the same fan-out; and a
+        room is only pushed to an appservice with a user joined to it (modbot's bot is only
+        invited until modbot starts), so phase A reaches the do-nothing appservice alone.
+        """
+        stage = self.stage
+        self.baseline_port = free_port()
+        as_token = new_token()
+        user_id = f"@{BASELINE_LOCALPART}:{stage.synapse.server_name}"
+        registration = self.workdir / "baseline-registration.yaml"
+        registration.write_text(yaml.safe_dump({
+            "id": "bench-baseline",
+            "url": self.baseline_url,
+            "as_token": as_token,
+            "hs_token": new_token(),
+            "sender_localpart": BASELINE_LOCALPART,
+            "rate_limited": False,  # as modbot's registration
+            "namespaces": {"users": [{"exclusive": True, "regex": f"^@{BASELINE_LOCALPART}:.*$"}],
+                           "aliases": [], "rooms": []},
+        }))
+        # Up before Synapse pushes it anything: a failed push would put it in back-off.
+        self.baseline = Child(
+            "baseline appservice",
+            [sys.executable, str(Path(__file__).resolve()), "--serve-baseline", str(self.baseline_port)],
+            self.workdir / "baseline.log",
+        )
+        await self.baseline.start()
+        await wait_for(lambda: get_json(self.http, f"{self.baseline_url}/bench/count"), timeout=30,
+                       interval=HEALTH_POLL, description="the baseline appservice to answer")
+
+        await stage.synapse.stop()
+        stage.synapse.appservice_files.append(registration.resolve())
+        await stage.synapse.start()
+        bot = await register_appservice_user(stage.synapse.base_url, as_token, BASELINE_LOCALPART)
+        assert bot == user_id, bot
+        # Public: users join without an invite, which halves the membership events to set up.
+        await stage.moderator.send_state(stage.room, "m.room.join_rules", "", {"join_rule": "public"})
+        self.baseline_bot = MatrixUser(stage.synapse.base_url, bot, as_token)
+        await self.baseline_bot.join(stage.room)
+
+    async def start_modbot(self) -> None:
+        """Between the phases: the do-nothing appservice leaves the room, modbot starts and joins."""
+        assert self.baseline_bot is not None
+        await self.baseline_bot.leave(self.stage.room)
+        self.stage.write_config(
+            processing={
+                "concurrency": self.args.concurrency,
+                "max_media_bytes": self.args.size_cap_mb * MB,
+                "download_timeout": 30,
+            },
+            logging={"level": "INFO"},
+        )
+        self.modbot = Child(
+            "modbot", [sys.executable, "-m", "bot", "run", "-c", str(self.stage.config_path)],
+            self.workdir / "modbot.log",
+        )
+        await self.modbot.start()
+        await wait_for(self._modbot_ready, timeout=60, interval=HEALTH_POLL, description="modbot to become ready")
+        await asyncio.sleep(1)  # let Synapse deliver what it held back while modbot was down
+        health = await get_json(self.http, f"{self.modbot_url}/health") or {}
+        if sum(health.get("events", {}).values()):
+            raise RuntimeError(f"modbot received media events before phase B: {health.get('events')}")
+
+    async def _write_known_list(self, known_jpegs: list[bytes]) -> None:
+        folder = self.workdir / "known-images"
+        folder.mkdir()
+        paths = []
+        for i, data in enumerate(known_jpegs):
+            path = folder / f"known{i}.jpg"
+            path.write_bytes(data)
+            paths.append(path)
+        add_images(paths, self.stage.config(), KNOWN_LIST, None)
+        shutil.rmtree(folder)  # like every benign stand-in here, it is not kept on disk
+
+    async def _modbot_ready(self) -> bool:
+        assert self.modbot is not None
+        self.modbot.check_alive()
+        health = await get_json(self.http, f"{self.modbot_url}/health")
+        return bool(health) and health.get("status") == "ok"
+
+    # -- phases ---------------------------------------------------------------------------
+
+    def _meter(self) -> CpuMeter:
+        return CpuMeter({
+            "synapse": self.synapse_pid(),
+            "modbot": self.modbot.pid if self.modbot else None,
+            "baseline AS": self.baseline.pid if self.baseline else None,
+        })
+
+    async def _send(self, room: str) -> tuple[list[Sent], float]:
+        started = time.time()
+        sent = await send_posts(room, self.posts, lanes=self.args.senders, rate=self.args.rate, width=self.args.width)
+        return sent, time.time() - started
+
+    async def phase_baseline(self) -> PhaseResult:
+        assert self.baseline is not None
+        baseline = self.baseline
+        n = len(self.posts)
+        meter = self._meter()
+        meter.start()
+        sent, send_seconds = await self._send(self.stage.room)
+
+        async def all_arrived() -> bool:
+            baseline.check_alive()
+            counted = await get_json(self.http, f"{self.baseline_url}/bench/count")
+            return bool(counted) and counted["count"] >= n
+
+        await wait_for(all_arrived, timeout=self.args.timeout, interval=HEALTH_POLL,
+                       description=f"{n} events to reach the do-nothing appservice")
+        cpu = meter.stop()
+        arrivals = await get_json(self.http, f"{self.baseline_url}/bench/arrivals") or {}
+        missing = [s.event_id for s in sent if s.event_id not in arrivals]
+        if missing:
+            raise RuntimeError(f"{len(missing)} sent events never reached the do-nothing appservice")
+        first = min(s.at for s in sent)
+        return PhaseResult(
+            name="A: do-nothing appservice",
+            events=n,
+            known=sum(p.known for p in self.posts),
+            seconds=max(arrivals[s.event_id] for s in sent) - first,
+            send_seconds=send_seconds,
+            latency_what="send -> delivered to the appservice (all)",
+            latencies=[arrivals[s.event_id] - s.at for s in sent],
+            peak_rss=None,  # only modbot's memory is in question here
+            cpu=cpu,
+        )
+
+    async def phase_modbot(self) -> PhaseResult:
+        assert self.modbot is not None
+        modbot = self.modbot
+        n = len(self.posts)
+        before = (await get_json(self.http, f"{self.modbot_url}/health") or {}).get("events", {})
+        meter = self._meter()
+        meter.start()
+        sent, send_seconds = await self._send(self.stage.room)
+        health: dict[str, Any] = {}
+
+        async def all_processed() -> bool:
+            nonlocal health
+            modbot.check_alive()
+            health = await get_json(self.http, f"{self.modbot_url}/health") or {}
+            events = health.get("events", {})
+            finished = sum(v - before.get(k, 0) for k, v in events.items() if k != "pending")
+            return finished >= n and not events.get("pending") and health.get("queue_depth") == 0
+
+        await wait_for(all_processed, timeout=self.args.timeout, interval=HEALTH_POLL,
+                       description=f"modbot to process {n} events")
+        done_polled = time.time()
+        cpu = meter.stop()
+
+        at = {s.event_id: s.at for s in sent}
+        known_ids = {s.event_id for s in sent if s.known}
+        redacted = await redactions(self.stage.moderator, self.stage.room)
+        processed = self._processed_times()
+        if processed and all(e in processed for e in at):
+            end = max(processed[e] for e in at)
+            extra = ("send -> processed (all, modbot's database)", [processed[e] - at[e] for e in at])
+        else:  # no readable database: the /health poll that saw the last event finished
+            end, extra = done_polled, None
+        notes = []
+        failed = health.get("events", {}).get("failed", 0) - before.get("failed", 0)
+        if failed:
+            notes.append(f"{failed} events failed in modbot")
+        if known_ids - redacted.keys():
+            notes.append(f"{len(known_ids - redacted.keys())} known posts were not redacted")
+        if redacted.keys() - known_ids:
+            notes.append(f"{len(redacted.keys() - known_ids)} unknown posts were redacted (false positives)")
+        return PhaseResult(
+            name="B: modbot",
+            events=n,
+            known=len(known_ids),
+            seconds=end - min(at.values()),
+            send_seconds=send_seconds,
+            latency_what="send -> redaction (known)",
+            latencies=[redacted[e] - at[e] for e in known_ids if e in redacted],
+            peak_rss=proc_peak_rss(modbot.pid),
+            cpu=cpu,
+            extra_latency=extra,
+            notes=notes,
+        )
+
+    def _processed_times(self) -> dict[str, float]:
+        """event id -> processed_at from modbot's SQLite database (read only), {} if unreadable.
+
+        Tied to the `events` table of bot/record/tables.py; the bench falls back to its
+        /health poll if that changes.
+        """
+        url = self.stage.config_data["database"]["url"]
+        prefix = "sqlite+aiosqlite:///"
+        if not url.startswith(prefix):
+            return {}
+        try:
+            db = sqlite3.connect(f"file:{url[len(prefix):]}?mode=ro", uri=True)
+            try:
+                rows = db.execute("SELECT event_id, processed_at FROM events WHERE processed_at IS NOT NULL")
+                return {event_id: at for event_id, at in rows}
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return {}
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def say(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def _ms(seconds: float) -> str:
+    return "-" if math.isnan(seconds) else f"{seconds * 1000:,.0f}"
+
+
+def _mb(size: int | None) -> str:
+    return "-" if size is None else f"{size / MB:,.0f} MB"
+
+
+def report(bench: Bench, a: PhaseResult, b: PhaseResult) -> None:
+    args = bench.args
+    sizes = [p.size for p in bench.posts]
+    bound = args.concurrency * args.size_cap_mb * MB + 200 * MB
+    rate = f"{args.rate:g}/s offered" if args.rate else "unpaced (as fast as the lanes go)"
+    say()
+    say(f"Settings: {a.events} events ({a.known} known = {args.known_share:.0%}, each from a fresh user; "
+        f"the rest from {args.senders} posters), {args.senders} parallel send lanes, {rate}; "
+        f"JPEG {args.width}x{args.width * 3 // 4}, {sum(sizes) / len(sizes) / 1024:,.0f} KiB average; "
+        f"modbot concurrency {args.concurrency}, size cap {args.size_cap_mb} MB; "
+        f"{os.cpu_count()} CPUs; setup {bench.setup_seconds:.0f} s.")
+    say()
+    say("| phase | events | s | events/s | sends/s | latency | p50 ms | p99 ms | bot peak RSS |")
+    say("|---|---:|---:|---:|---:|---|---:|---:|---:|")
+    for r in (a, b):
+        say(f"| {r.name} | {r.events} | {r.seconds:.1f} | {r.rate:.1f} | {r.events / r.send_seconds:.1f} "
+            f"| {r.latency_what} | {_ms(percentile(r.latencies, 50))} | {_ms(percentile(r.latencies, 99))} "
+            f"| {_mb(r.peak_rss)} |")
+        if r.extra_latency:
+            what, values = r.extra_latency
+            say(f"| | | | | | {what} | {_ms(percentile(values, 50))} | {_ms(percentile(values, 99))} | |")
+    say()
+    ratio = b.rate / a.rate
+    say(f"modbot / baseline: {ratio:.2f} ({'meets' if ratio >= 0.8 else 'misses'} the goal of 0.80)")
+    within = b.peak_rss is not None and b.peak_rss <= bound
+    say(f"modbot peak RSS {_mb(b.peak_rss)} vs bound concurrency x size cap + 200 MB = {_mb(bound)}: "
+        f"{'within' if within else 'OVER'}")
+    say()
+    names = list(a.cpu)
+    say(f"CPU seconds spent during each phase ({os.cpu_count()} cores: up to {os.cpu_count()} s per wall second; "
+        "rest = other processes and the kernel):")
+    say("| phase | wall s | " + " | ".join(names) + " |")
+    say("|---|---:|" + "---:|" * len(names))
+    for r in (a, b):
+        say(f"| {r.name} | {r.seconds:.1f} | " + " | ".join(f"{r.cpu.get(n, 0):.1f}" for n in names) + " |")
+    notes = [*a.notes, *b.notes]
+    if bench.modbot is not None:
+        errors = bench.modbot.count_in_log(" ERROR ", "Traceback")
+        if errors:
+            notes.append(f"modbot log: {errors} ERROR/Traceback lines ({bench.modbot.log_path})")
+    for note in notes:
+        say(f"note: {note}")
+
+
+# -- entry point ------------------------------------------------------------------------------
+
+
+async def main(args: argparse.Namespace) -> int:
+    if args.workdir:
+        workdir = Path(args.workdir).resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix="modbot-bench-"))
+    bench = Bench(args, workdir)
+    # SIGTERM, like Ctrl-C, cancels the run, so that the finally below stops every process.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+    try:
+        await bench.setup()
+        say(f"phase A: {args.events} events to the do-nothing appservice ...")
+        a = await bench.phase_baseline()
+        say("starting modbot ...")
+        await bench.start_modbot()
+        say(f"phase B: {args.events} events to modbot ...")
+        b = await bench.phase_modbot()
+        report(bench, a, b)
+        return 0
+    except Exception:
+        for child in (bench.modbot, bench.baseline):
+            if child is not None:
+                say(f"--- tail of {child.log_path} ---\n{child.log_tail()}")
+        raise
+    finally:
+        await bench.close()
+        if args.workdir or args.keep:
+            say(f"files kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=200, help="media events per phase (default 200)")
+    p.add_argument("--rate", type=float, default=None, help="offered events/s (default: as fast as the lanes go)")
+    p.add_argument("--known-share", type=float, default=0.5, help="share of posts with known media (default 0.5)")
+    p.add_argument("--senders", type=int, default=8, help="parallel send lanes and poster users (default 8)")
+    p.add_argument("--concurrency", type=int, default=4, help="modbot's processing.concurrency (default 4)")
+    p.add_argument("--size-cap-mb", type=int, default=50, help="modbot's processing.max_media_bytes in MB")
+    p.add_argument("--width", type=int, default=1152, help="image width; height is 3/4 of it (default 1152: ~1 MP)")
+    p.add_argument("--timeout", type=float, default=120, help="seconds a phase may take to settle (default 120)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the known/unknown order")
+    p.add_argument("--synapse-log-level", default="WARNING",
+                   help="INFO logs each request's time to synapse.log (costs Synapse CPU; use with --workdir)")
+    p.add_argument("--workdir", help="keep all files here (default: a temporary directory, removed)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.serve_baseline is None:
+        if args.events < 1 or not 0 <= args.known_share <= 1 or args.senders < 1:
+            p.error("need --events >= 1, --senders >= 1 and 0 <= --known-share <= 1")
+    return args
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    if arguments.serve_baseline is not None:
+        serve_baseline(arguments.serve_baseline)
+    else:
+        try:
+            raise SystemExit(asyncio.run(main(arguments)))
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            print("interrupted; every process was stopped", file=sys.stderr)
+            raise SystemExit(130) from None
