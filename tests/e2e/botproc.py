@@ -15,6 +15,7 @@ import aiohttp
 from bot.devserver import wait_for
 from bot.record.db import create_engine
 from bot.record.store import Store
+from bot.stage import Stage
 
 
 class BotProcess:
@@ -24,6 +25,11 @@ class BotProcess:
         self.workdir = workdir  # the process's working directory: nothing but the log may appear here
         self.log_path = workdir.parent / "modbot.log"
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def for_stage(cls, stage: Stage) -> BotProcess:
+        """modbot for a stage: its config and port, working in the stage's `botcwd`."""
+        return cls(stage.config_path, stage.config_data["appservice"]["port"], stage.workdir / "botcwd")
 
     @property
     def url(self) -> str:
@@ -92,6 +98,10 @@ class StoreReader:
     def __init__(self, url: str) -> None:
         self.engine = create_engine(url)
         self.store = Store(self.engine)
+
+    @classmethod
+    def for_stage(cls, stage: Stage) -> StoreReader:
+        return cls(stage.config_data["database"]["url"])
 
     async def close(self) -> None:
         await self.engine.dispose()

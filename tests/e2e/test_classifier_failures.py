@@ -99,9 +99,9 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
                 },
             },
         )
-        bot = BotProcess(stage.config_path, stage.config_data["appservice"]["port"], workdir / "botcwd")
+        bot = BotProcess.for_stage(stage)
         await bot.start()
-        db = StoreReader(stage.config_data["database"]["url"])
+        db = StoreReader.for_stage(stage)
         yield World(stage, bot, db, arachnid)
     finally:
         if bot is not None:

@@ -86,12 +86,12 @@ async def team(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Team]:
         add_images([known], stage.config(), "known", None)
         known.unlink()
         policy_path = workdir / "policy.yaml"
-        t = Team(stage, BotProcess(stage.config_path, stage.config_data["appservice"]["port"], workdir / "botcwd"), None, roommod, peer, policy_path)  # type: ignore[arg-type]
+        t = Team(stage, BotProcess.for_stage(stage), None, roommod, peer, policy_path)  # type: ignore[arg-type]
         t.write_policy()
         stage.write_config(policy_file=str(policy_path))
         bot = t.bot
         await bot.start()
-        db = StoreReader(stage.config_data["database"]["url"])
+        db = StoreReader.for_stage(stage)
         t.db = db
         yield t
     finally:

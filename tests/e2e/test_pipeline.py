@@ -8,14 +8,12 @@ its own offender, since a matched offender is banned.
 from __future__ import annotations
 
 import asyncio
-import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from PIL import Image, ImageOps
+from PIL import ImageOps
 
 from bot.devserver import MatrixUser, wait_for
 from bot.scan import add_images
@@ -71,11 +69,11 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         known_file.write_bytes(KNOWN_PNG)
         add_images([known_file], stage.config(), "known", None)
         known_file.unlink()
-        w = World(stage, BotProcess(stage.config_path, stage.config_data["appservice"]["port"], workdir / "botcwd"), None, trusted)  # type: ignore[arg-type]
+        w = World(stage, BotProcess.for_stage(stage), None, trusted)  # type: ignore[arg-type]
         w.write_config()
         bot = w.bot
         await bot.start()
-        db = StoreReader(stage.config_data["database"]["url"])
+        db = StoreReader.for_stage(stage)
         w.db = db
         yield w
     finally:

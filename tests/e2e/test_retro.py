@@ -44,9 +44,9 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         stage.write_config(
             policy={"rules": [{"name": "known-media", "actions": ["quarantine", "redact", "ban", "notify"]}]}
         )
-        bot = BotProcess(stage.config_path, stage.config_data["appservice"]["port"], workdir / "botcwd")
+        bot = BotProcess.for_stage(stage)
         await bot.start()
-        db = StoreReader(stage.config_data["database"]["url"])
+        db = StoreReader.for_stage(stage)
         yield World(stage, bot, db)
     finally:
         if bot is not None:
