@@ -8,11 +8,16 @@ its own offender, since a matched offender is banned.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import pytest_asyncio
+import yaml
 from PIL import ImageOps
 
 from bot.devserver import MatrixUser, wait_for
@@ -374,3 +379,41 @@ async def test_events_sent_while_modbot_is_down_are_delivered_and_processed(worl
     await asyncio.sleep(0.5)  # Synapse tries, fails, and backs off
     await world.bot.start()  # the start-up ping makes Synapse retry at once
     await assert_moderated(world, offender, world.room, event_id, mxc)
+
+
+def _modbot_check(config_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "check", "-c", str(config_path)], capture_output=True, text=True, timeout=60
+    )
+
+
+async def test_check_reports_what_the_bot_has_and_what_it_lacks(world: World, tmp_path: Path) -> None:
+    good = await asyncio.to_thread(_modbot_check, world.stage.config_path)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "bot is a server admin" in good.stdout and "all checks passed" in good.stdout
+
+    # A room where the bot was invited with no power, and the bot no longer a server admin.
+    weak_room = await world.stage.moderator.create_room("no power", invite=[world.stage.bot_user_id])
+    unjoined_room = await world.stage.moderator.create_room("not joined")
+    as_token = world.stage.config_data["appservice"]["as_token"]
+    bot = MatrixUser(world.stage.synapse.base_url, world.stage.bot_user_id, as_token)
+    try:
+        await bot.request("POST", f"/_matrix/client/v3/join/{quote(weak_room)}", json_body={})
+    finally:
+        await bot.close()
+    data = yaml.safe_load(world.stage.config_path.read_text())
+    data["rooms"]["protected"] = [*data["rooms"]["protected"], weak_room, unjoined_room]
+    data["database"]["url"] = f"sqlite+aiosqlite:///{tmp_path / 'check.db'}"
+    weak_config = tmp_path / "config.yaml"
+    weak_config.write_text(yaml.safe_dump(data))
+    await world.stage.admin.request(
+        "PUT", f"/_synapse/admin/v2/users/{world.stage.bot_user_id}", json_body={"admin": False}
+    )
+    try:
+        bad = await asyncio.to_thread(_modbot_check, weak_config)
+    finally:
+        await world.stage.admin.make_admin(world.stage.bot_user_id)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "is not a server admin" in bad.stdout and "_synapse/admin/v2/users/" in bad.stdout
+    assert f"protected room {weak_room}: bot has power 0, needs 50" in bad.stdout
+    assert f"protected room {unjoined_room}: bot is not joined" in bad.stdout
