@@ -262,13 +262,10 @@ class Pipeline:
         """What the hash-only classifiers say of some hashes, recording nothing (for `scan`)."""
         verdicts: list[Verdict] = []
         errors: list[str] = []
-        for classifier in self.classifiers:
-            if classifier.needs_data:
-                continue
-            result = await classifier.classify(MediaInput(hashes=hashes))
-            verdicts.extend(result.verdicts)
-            if result.error:
-                errors.append(f"{classifier.name}: {result.error}")
+        for run in await self.runner.run(MediaInput(hashes=hashes), hash_only=True):
+            verdicts.extend(run.classification.verdicts)
+            if run.classification.error:
+                errors.append(f"{run.classification.classifier}: {run.classification.error}")
         return verdicts, errors
 
     async def hashes_for(

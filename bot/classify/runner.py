@@ -66,12 +66,14 @@ class ClassifierRunner:
                 return True
         return False
 
-    async def run(self, media: MediaInput) -> list[RunResult]:
-        """Every classifier's answer for `media`, in configuration order."""
+    async def run(self, media: MediaInput, *, hash_only: bool = False) -> list[RunResult]:
+        """Every classifier's answer for `media`, in configuration order; with `hash_only`,
+        only the classifiers that work from hashes (when no bytes are at hand)."""
         hashes_only = dataclasses.replace(media, data=None)
+        slots = [s for s in self.slots if not (hash_only and s.classifier.needs_data)]
         return list(
             await asyncio.gather(
-                *(self._run_one(slot, media if slot.classifier.needs_data else hashes_only) for slot in self.slots)
+                *(self._run_one(slot, media if slot.classifier.needs_data else hashes_only) for slot in slots)
             )
         )
 

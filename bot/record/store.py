@@ -183,7 +183,7 @@ class Store:
                 )
                 queued = list(result.scalars())
             for reason in rejected:
-                session.add(_audit_row(now, "intake", "rejected", reason))
+                session.add(AuditRow(ts=now, category="intake", outcome="rejected", message=reason))
         return TransactionResult(True, tuple(queued), len(rows) - len(queued), tuple(rejected))
 
     async def pending_event_ids(self) -> list[str]:
@@ -515,7 +515,10 @@ class Store:
     ) -> None:
         async with self.sessions.begin() as session:
             session.add(
-                _audit_row(self._clock(), category, outcome, message, event_id, room_id, sender, mxc)
+                AuditRow(
+                    ts=self._clock(), category=category, outcome=outcome, message=message,
+                    event_id=event_id, room_id=room_id, sender=sender, mxc=mxc,
+                )
             )
 
     async def audit_log(
@@ -543,28 +546,6 @@ def _malformed(raw: Any) -> str | None:
             ident = raw.get("event_id") if isinstance(raw.get("event_id"), str) else "<no event_id>"
             return f"event {ident}: missing or invalid {key!r}"
     return None
-
-
-def _audit_row(
-    ts: float,
-    category: str,
-    outcome: str,
-    message: str,
-    event_id: str | None = None,
-    room_id: str | None = None,
-    sender: str | None = None,
-    mxc: str | None = None,
-) -> AuditRow:
-    return AuditRow(
-        ts=ts,
-        category=category,
-        outcome=outcome,
-        message=message,
-        event_id=event_id,
-        room_id=room_id,
-        sender=sender,
-        mxc=mxc,
-    )
 
 
 def _media(row: MediaRow) -> StoredMedia:
