@@ -2,9 +2,17 @@
 
     python bench/bench_hashing.py [--seconds N]
 
-Generates benign photo-like JPEGs (1 MP and 12 MP, quality 90) in memory, then times each
-(mode, size) in its own single-core subprocess — the images reach it through a pipe — so
-that each peak RSS figure belongs to one mode. Modes:
+Generates benign photo-like JPEGs (quality 90) in memory, then times each (mode, kind) in
+its own single-core subprocess — the images reach it through a pipe — so
+that each peak RSS figure belongs to one mode. Kinds:
+
+- 1 MP 1152x864, camera-like: drawn at half size, upscaled, sensor-like noise added
+- 12 MP 4000x3000, camera-like: drawn at 1/4 size, upscaled, sensor-like noise added (the
+  noise makes the file as large as a camera's, ~3.4 MB, and its entropy decode slow)
+- 12 MP 4000x3000, smooth: the same drawing upscaled without added noise (a smaller file,
+  as from a phone's denoising or a re-encoded picture): the entropy decode costs less
+
+Modes:
 
 - modbot: bot.hashing.compute_hashes (sha256, md5, PDQ with 8 dihedral transforms, of the
   trimmed image too when it has a border, pHash; reduced decode)
@@ -37,14 +45,20 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SIZES = {"1 MP 1152x864": (1152, 864), "12 MP 4000x3000": (4000, 3000)}
-IMAGES_PER_SIZE = 4
+# label -> (size, sensor-like noise added)
+KINDS = {
+    "1 MP 1152x864": ((1152, 864), True),
+    "12 MP 4000x3000 camera-like": ((4000, 3000), True),
+    "12 MP 4000x3000 smooth": ((4000, 3000), False),
+}
+IMAGES_PER_KIND = 4
 MODES = ("modbot", "naive", "decode")
 
 
-def make_jpeg(seed: int, size: tuple[int, int]) -> bytes:
+def make_jpeg(seed: int, size: tuple[int, int], noise: bool = True) -> bytes:
     """A photo-like JPEG: detail drawn at 1/4 (12 MP) or 1/2 (1 MP) scale, upscaled, then
-    sensor-like noise at full size so the file is as large as a camera's (quality 90)."""
+    (with `noise`) sensor-like noise at full size so the file is as large as a camera's
+    (quality 90)."""
     import numpy as np
     from PIL import Image
 
@@ -53,6 +67,8 @@ def make_jpeg(seed: int, size: tuple[int, int]) -> bytes:
     w, h = size
     shrink = 4 if w * h > 4_000_000 else 2
     img = make_photo(seed, (w // shrink, h // shrink)).resize(size, Image.Resampling.BICUBIC)
+    if not noise:
+        return encode(img, "JPEG", quality=90)
     rng = np.random.default_rng(seed)
     noise = rng.standard_normal((h, w, 1), dtype=np.float32) * 5
     pixels = np.clip(np.asarray(img, dtype=np.float32) + noise, 0, 255).astype(np.uint8)
@@ -143,8 +159,8 @@ def main() -> None:
     from bot.hashing import compute_hashes, hamming
 
     rows, distances = [], []
-    for label, size in SIZES.items():
-        images = [make_jpeg(seed, size) for seed in range(IMAGES_PER_SIZE)]
+    for label, (size, noise) in KINDS.items():
+        images = [make_jpeg(seed, size, noise) for seed in range(IMAGES_PER_KIND)]
         mean_mb = sum(map(len, images)) / len(images) / 1e6
         for mode in MODES:
             r = measure(mode, images, args.seconds)
