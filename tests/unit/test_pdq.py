@@ -1,0 +1,196 @@
+"""bot.pdq: PDQ computed with numpy is the reference PDQ, but for rare rounding.
+
+The reference is pdqhash, the Python binding of Facebook's C++ implementation. Every image
+here is generated: photo-like drawings at many sizes and aspect ratios, random noise,
+two-dimensional gradients, and images too small to hash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+
+import numpy as np
+import pdqhash
+import pytest
+from PIL import Image
+
+# tests/ is on sys.path because tests/conftest.py lives there.
+from images import make_photo
+
+from bot.hashing import hamming
+from bot.pdq import DIHEDRAL, dihedral_hashes, downsample, luma, pdq_hash
+
+ZERO_HASH = "0" * 64
+
+
+def reference(rgb: np.ndarray) -> tuple[list[str], int]:
+    """pdqhash's eight dihedral hashes of `rgb` in its hex form, and its quality."""
+    bits, quality = pdqhash.compute_dihedral(np.ascontiguousarray(rgb, dtype=np.uint8))
+    return [np.packbits(b.astype(np.uint8)).tobytes().hex() for b in bits], int(quality)
+
+
+def noise(seed: int, size: tuple[int, int]) -> np.ndarray:
+    w, h = size
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def gradient(seed: int, size: tuple[int, int]) -> np.ndarray:
+    """A smooth two-dimensional ramp between random colours, with a random bump."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w] / max(w, h)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = xx * np.cos(angle) + yy * np.sin(angle)
+    cx, cy = rng.uniform(0, 1, 2)
+    bump = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) * 20)
+    t = (ramp + bump)[..., None]
+    t = (t - t.min()) / max(float(t.max() - t.min()), 1e-9)
+    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    return (c0 * (1 - t) + c1 * t).astype(np.uint8)
+
+
+def photo(seed: int, size: tuple[int, int]) -> np.ndarray:
+    return np.asarray(make_photo(seed, size))
+
+
+# width x height: square, landscape, portrait, panoramas, strips, odd and prime sides,
+# sizes around the 128-pixel steps of the blur window, and the reduced decodes' sizes.
+SIZES = [
+    (5, 5), (7, 300), (300, 7), (64, 64), (65, 1000), (1000, 65), (100, 100), (127, 129),
+    (128, 128), (129, 257), (211, 97), (320, 240), (240, 320), (384, 288), (500, 375),
+    (576, 432), (432, 576), (512, 512), (640, 360), (767, 511), (800, 200), (999, 1001),
+    (1280, 720),
+]
+GENERATORS: dict[str, Callable[[int, tuple[int, int]], np.ndarray]] = {
+    "photo": photo,
+    "noise": noise,
+    "gradient": gradient,
+}
+
+
+@cache
+def corpus() -> list[tuple[str, np.ndarray]]:
+    return [
+        (f"{kind} {w}x{h} seed {seed}", make(seed, (w, h)))
+        for kind, make in GENERATORS.items()
+        for i, (w, h) in enumerate(SIZES)
+        for seed in (i, i + 100)
+    ]
+
+
+@cache
+def comparison() -> list[tuple[str, list[int], int, int]]:
+    """Per image: name, the bits each dihedral hash differs by, both qualities."""
+    rows = []
+    for name, rgb in corpus():
+        expected, expected_quality = reference(rgb)
+        hashes, quality = dihedral_hashes(luma(rgb))
+        rows.append((name, [hamming(a, b) for a, b in zip(expected, hashes)],
+                     expected_quality, quality))
+    return rows
+
+
+def test_nearly_every_hash_is_the_references_bit_for_bit() -> None:
+    distances = [d for _, ds, _, _ in comparison() for d in ds]
+
+    assert len(distances) == 8 * len(corpus())
+    assert sum(d == 0 for d in distances) / len(distances) >= 0.98
+
+
+def test_a_hash_that_differs_differs_by_a_rounding_bit_or_two() -> None:
+    # A coefficient within rounding of the median lands on the other side of it.
+    for name, distances, _, _ in comparison():
+        assert max(distances) <= 2, name
+
+
+def test_the_quality_is_the_references_within_1() -> None:
+    for name, _, expected, quality in comparison():
+        assert abs(quality - expected) <= 1, name
+
+
+def test_the_single_hash_is_the_first_dihedral_one() -> None:
+    for name, rgb in corpus()[::7]:
+        hashes, quality = dihedral_hashes(luma(rgb))
+        assert pdq_hash(luma(rgb)) == (hashes[0], quality), name
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 7), (4, 4), (4, 100), (100, 4)])
+def test_an_image_under_5_pixels_on_a_side_gets_the_zero_hash_and_quality_0(
+    size: tuple[int, int]
+) -> None:
+    rgb = noise(0, size)
+
+    assert dihedral_hashes(luma(rgb)) == ((ZERO_HASH,) * 8, 0)
+    assert pdq_hash(luma(rgb)) == (ZERO_HASH, 0)
+    assert reference(rgb) == ([ZERO_HASH] * 8, 0)
+
+
+def test_a_flat_image_has_quality_0_and_the_zero_hash() -> None:
+    # Every DCT coefficient is 0, so no bit is above the median. The reference's running
+    # sums leave rounding noise in the coefficients instead, and its bits follow that
+    # noise: only the quality is comparable. Quality 0 keeps such hashes from matching.
+    for colour in (0, 37, 128, 255):
+        rgb = np.full((300, 200, 3), colour, np.uint8)
+        assert dihedral_hashes(luma(rgb)) == ((ZERO_HASH,) * 8, 0)
+        assert reference(rgb)[1] == 0
+
+
+TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "original": lambda a: a,
+    "rotate90": lambda a: np.rot90(a, 1),  # a quarter turn anticlockwise
+    "rotate180": lambda a: np.rot90(a, 2),
+    "rotate270": lambda a: np.rot90(a, -1),
+    "flip_x": np.flipud,
+    "flip_y": np.fliplr,
+    "flip_plus1": lambda a: a.transpose(1, 0, 2),
+    "flip_minus1": lambda a: np.rot90(a, 2).transpose(1, 0, 2),
+}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_each_dihedral_hash_is_the_hash_of_the_image_so_transformed(seed: int) -> None:
+    # Exactly so at 64x64, where PDQ neither blurs nor resamples.
+    rgb = photo(seed, (64, 64))
+    hashes, _ = dihedral_hashes(luma(rgb))
+
+    assert list(TRANSFORMS) == list(DIHEDRAL)
+    for name, transform in TRANSFORMS.items():
+        turned = np.ascontiguousarray(transform(rgb))
+        assert pdq_hash(luma(turned))[0] == hashes[DIHEDRAL.index(name)], name
+
+
+def test_a_larger_transformed_image_is_a_few_bits_from_its_dihedral_hash() -> None:
+    rgb = photo(4, (640, 480))
+    hashes, _ = dihedral_hashes(luma(rgb))
+
+    for name, transform in TRANSFORMS.items():
+        turned = np.ascontiguousarray(transform(rgb))
+        assert hamming(pdq_hash(luma(turned))[0], hashes[DIHEDRAL.index(name)]) <= 16, name
+
+
+def test_luma_is_pillows_float_conversion_for_every_colour() -> None:
+    # bot.hashing takes PDQ's luma from Pillow's "F" conversion: it must be pdqhash's.
+    green, blue = np.mgrid[0:256, 0:256].astype(np.uint8)
+    for red in range(256):
+        rgb = np.stack([np.full_like(green, red), green, blue], axis=-1)
+        pillow = np.asarray(Image.fromarray(rgb, "RGB").convert("F"))
+        assert np.array_equal(pillow, luma(rgb)), red
+
+
+def test_the_64x64_buffer_is_the_blurred_image_sampled_at_pixel_centres() -> None:
+    # One bright pixel at the centre of a 640-pixel side (window 5) spreads over the
+    # 9-pixel tent of two box passes: only the samples that fall inside it see it.
+    image = np.zeros((640, 640), np.float32)
+    image[325, 325] = 1.0  # sample 32 is pixel int(32.5 * 10) = 325
+
+    small = downsample(image)
+
+    assert small.shape == (64, 64)
+    assert small[32, 32] == pytest.approx((5 / 25) ** 2)  # the tent's peak, both ways
+    assert np.count_nonzero(small) == 1
+
+
+def test_luma_must_be_two_dimensional() -> None:
+    with pytest.raises(ValueError):
+        dihedral_hashes(np.zeros((10, 10, 3), np.float32))
