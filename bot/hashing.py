@@ -18,9 +18,9 @@ from dataclasses import replace
 
 import imagehash
 import numpy as np
-import pdqhash
 from PIL import Image, ImageFile
 
+from bot import pdq
 from bot.model import Hashes
 
 # Long side, in pixels, of the image that perceptual hashes are computed from.
@@ -40,6 +40,8 @@ _BAND_TOLERANCE = 12
 _BAND_FRACTION = 0.9
 _MIN_KEPT = 0.5  # never trim a side to less than half its length
 _MIN_BAND = 0.01  # bands thinner than 1% of the side (or 2 px) are ignored
+
+_PHASH_SIDE = 32  # imagehash.phash's defaults: hash_size 8 x highfreq_factor 4
 
 # Modes Image.reduce handles (it averages alpha correctly); others are converted first.
 _REDUCIBLE_MODES = frozenset({"L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "I", "F"})
@@ -130,9 +132,9 @@ def crop_hashes(
             cw, ch = max(1, round(w * f)), max(1, round(h * f))
             left, top = (w - cw) // 2, (h - ch) // 2
             crop = rgb.crop((left, top, left + cw, top + ch))
-            bits, quality = pdqhash.compute(np.ascontiguousarray(np.asarray(crop, dtype=np.uint8)))
+            pdq_hash, quality = pdq.pdq_hash(_luma(crop))
             if quality >= min_quality:
-                found.append(_bits_to_hex(bits))
+                found.append(pdq_hash)
         return tuple(dict.fromkeys(found))
     except Exception:  # refused, out of memory, or whatever a decoder raises on hostile input
         return ()
@@ -153,6 +155,12 @@ def trim_uniform_border(img: Image.Image) -> Image.Image:
     Returns `img` itself when there is nothing to trim, or when trimming would keep less
     than half of a side (a mostly flat image is not a border around a small picture).
     """
+    box = _trim_box(img)
+    return img if box == (0, 0, *img.size) else img.crop(box)
+
+
+def _trim_box(img: Image.Image) -> tuple[int, int, int, int]:
+    """The (left, top, right, bottom) box `trim_uniform_border` crops `img` to."""
     rgb = img if img.mode == "RGB" else img.convert("RGB")
     arr = np.asarray(rgb)
     h, w = arr.shape[:2]
@@ -161,9 +169,7 @@ def trim_uniform_border(img: Image.Image) -> Image.Image:
     if (left or right) and not (top or bottom):
         # Side bands found; the top/bottom ones may only show once the sides are gone.
         top, bottom = _bands(arr[:, left : w - right])
-    if not (top or bottom or left or right):
-        return img
-    return img.crop((left, top, w - right, h - bottom))
+    return left, top, w - right, h - bottom
 
 
 def _open(data: bytes) -> ImageFile.ImageFile:
@@ -288,26 +294,35 @@ def _exif_orientation(img: Image.Image) -> int:
 
 
 def _add_perceptual(hashes: Hashes, rgb: Image.Image) -> Hashes:
-    arr = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
-    dihedral, quality = pdqhash.compute_dihedral(arr)
-    queries = [_bits_to_hex(bits) for bits in dihedral]
-    trimmed = trim_uniform_border(rgb)
-    if trimmed is not rgb:
+    luma = _luma(rgb)
+    queries, quality = pdq.dihedral_hashes(luma)
+    left, top, right, bottom = _trim_box(rgb)
+    if (left, top, right, bottom) != (0, 0, *rgb.size):
         # Only when trimming removed something: a second dihedral doubles the PDQ cost.
-        trimmed_arr = np.ascontiguousarray(np.asarray(trimmed, dtype=np.uint8))
-        queries += [_bits_to_hex(bits) for bits in pdqhash.compute_dihedral(trimmed_arr)[0]]
+        # The luma of the trimmed image is the trimmed luma.
+        queries += pdq.dihedral_hashes(luma[top:bottom, left:right])[0]
     return replace(
         hashes,
         pdq=queries[0],  # the untransformed image
-        pdq_quality=int(quality),
-        phash=str(imagehash.phash(rgb)),
+        pdq_quality=quality,
+        phash=str(imagehash.phash(_phash_input(rgb))),
         pdq_queries=tuple(dict.fromkeys(queries)),
     )
 
 
-def _bits_to_hex(bits: np.ndarray) -> str:
-    # pdqhash gives the bits most significant first, as in PDQ's reference hex form.
-    return np.packbits(bits.astype(np.uint8)).tobytes().hex()
+def _luma(rgb: Image.Image) -> np.ndarray:
+    """PDQ's luma of an RGB image, float32: Pillow's "F" conversion computes the same
+    0.299 R + 0.587 G + 0.114 B as pdqhash, bit for bit (tests/unit/test_pdq.py)."""
+    return np.asarray(rgb.convert("F"))
+
+
+def _phash_input(rgb: Image.Image) -> Image.Image:
+    """What imagehash.phash reduces an image to before its DCT: greyscale, 32x32, Lanczos.
+
+    Done here with the same calls, phash's own convert and resize become copies of a
+    32x32 image instead of a pass over the whole one.
+    """
+    return rgb.convert("L").resize((_PHASH_SIDE, _PHASH_SIDE), Image.Resampling.LANCZOS)
 
 
 def _bands(lines: np.ndarray) -> tuple[int, int]:
