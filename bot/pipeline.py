@@ -24,6 +24,7 @@ from .hashing import compute_hashes
 from .metrics import Metrics
 from .model import ActionKind, Classification, Decision, EventContext, FailureMode, Hashes, MediaRef, Verdict
 from .policy import Policy, decide
+from .record.journal import EventJournal
 from .record.store import StoredEvent, Store
 from .rescan import Rescanner
 
@@ -98,37 +99,50 @@ class Pipeline:
         self.max_image_pixels = max_image_pixels
 
     async def process(self, event: StoredEvent) -> None:
-        """Handle one stored event. Raises RetryLater when it should be tried again."""
+        """Handle one stored event. Raises RetryLater when it should be tried again.
+
+        What the scan finds is written to the database together with the event's new status
+        (one transaction, see bot/record/journal.py), or before acting, so that the audit log
+        lists the finding before what was done about it.
+        """
+        journal = self.store.journal(event)
         if event.sender == self.bot_user_id or not self._is_protected(event.room_id):
-            await self.store.finish_event(event.event_id, "ignored")
+            await self.store.commit(journal, finish="ignored")
             return
         extracted = extract_media_refs(event.event)
         for problem in extracted.problems:
-            await self._audit(event, "scan", "not_scanned", f"malformed event content: {problem}")
-        await self.store.link_event_media(event.event_id, extracted.refs)
+            journal.audit("scan", "not_scanned", f"malformed event content: {problem}")
+        journal.link(extracted.refs)
 
-        hold = await self.rescanner.held(event.event_id) if self.rescanner else None
-        scans = [await self._scan(event, ref, held=hold is not None) for ref in extracted.refs]
+        hold = None
+        if self.rescanner is not None and not event.from_intake:
+            hold = await self.rescanner.held(event.event_id)
+        scans = [await self._scan(journal, ref, held=hold is not None) for ref in extracted.refs]
         transient = [s for s in scans if s.retryable]
         if transient:
+            await self.store.commit(journal)  # the audit says what failed; the event stays pending
             raise RetryLater("; ".join(s.error or "" for s in transient))
 
         matched = [MatchedMedia(s.ref, s.verdicts, s.hashes) for s in scans if s.verdicts]
         failed = [s for s in scans if s.failures]
-        decision = await self._act(event, matched, failed) if matched or failed else None
+        decision = None
+        if matched or failed:
+            await self.store.commit(journal)
+            decision = await self._act(event, matched, failed)
         # A dry run only says it would hold: nothing is quarantined, so nothing is re-scanned.
         if decision is not None and decision.holds and not decision.dry_run and self.rescanner is not None:
             reason = "; ".join(f"{f.classifier}: {f.error}" for f in decision.failures)
             again = await self.rescanner.hold(event.event_id, event.room_id, [s.ref.mxc for s in failed], reason)
-            await self._audit(
-                event, "scan", "held",
+            journal.audit(
+                "scan", "held",
                 f"held until a scan succeeds (attempt {again.attempts}; next in {again.due_at - time.time():.0f} s): {reason}",
             )
-            await self.store.finish_event(event.event_id, "held")
+            await self.store.commit(journal, finish="held")
             return
         if hold is not None:
+            await self.store.commit(journal)
             await self._end_hold(event, hold.mxcs, released=decision is None or not decision.verdicts)
-        await self.store.finish_event(event.event_id, "done")
+        await self.store.commit(journal, finish="done")
         if event.event.get("origin_server_ts"):
             self.metrics.end_to_end_seconds.observe(
                 max(0.0, time.time() - event.event["origin_server_ts"] / 1000)
@@ -205,15 +219,15 @@ class Pipeline:
 
         await executor.manual("notify", room, room, by="modbot", command_event_id=key, do=send)
 
-    async def _scan(self, event: StoredEvent, ref: MediaRef, *, held: bool = False) -> ScanResult:
+    async def _scan(self, journal: EventJournal, ref: MediaRef, *, held: bool = False) -> ScanResult:
         started = time.monotonic()
         if ref.encrypted:
-            await self.store.record_media(ref, status="encrypted", mimetype=ref.mimetype)
-            await self._audit(event, "scan", "not_scanned", "encrypted attachment, not scanned", ref)
+            journal.record_media(ref, status="encrypted", mimetype=ref.mimetype)
+            journal.audit("scan", "not_scanned", "encrypted attachment, not scanned", mxc=ref.mxc)
             self.metrics.media_scanned.labels("encrypted").inc()
             return ScanResult(ref, None, (), error="encrypted")
 
-        hashes, data, error, retryable = await self._media(ref, event, held=held)
+        hashes, data, error, retryable = await self._media(ref, journal, held=held)
         if hashes is None:
             self.metrics.media_scanned.labels("error").inc()
             return ScanResult(ref, None, (), error=error, retryable=retryable)
@@ -230,29 +244,29 @@ class Pipeline:
             self.metrics.classifier_scans.labels(result.classifier, scan_outcome).inc()
             if result.error:
                 failures.append(result)
-                await self._audit(event, "scan", "classifier_error", f"{result.classifier}: {result.error}", ref)
+                journal.audit("scan", "classifier_error", f"{result.classifier}: {result.error}", mxc=ref.mxc)
             elif result.skipped:
-                await self._audit(event, "scan", "skipped", f"{result.classifier}: {result.skipped}", ref)
+                journal.audit("scan", "skipped", f"{result.classifier}: {result.skipped}", mxc=ref.mxc)
             else:
-                await self.store.record_verdicts(event.event_id, ref.mxc, result.classifier, result.verdicts)
+                journal.record_verdicts(ref.mxc, result.classifier, result.verdicts)
                 if run.cached:
-                    await self._audit(event, "scan", "cached", f"{result.classifier}: answered from the verdict cache", ref)
+                    journal.audit("scan", "cached", f"{result.classifier}: answered from the verdict cache", mxc=ref.mxc)
             verdicts.extend(result.verdicts)
         allowed = self._allowlist().reason(hashes) if verdicts else None
         if allowed:
-            await self._audit(
-                event, "verdict", "allowlisted",
-                f"{'; '.join(describe_verdict(v) for v in verdicts)} ignored: {allowed}", ref,
+            journal.audit(
+                "verdict", "allowlisted",
+                f"{'; '.join(describe_verdict(v) for v in verdicts)} ignored: {allowed}", mxc=ref.mxc,
             )
             self.metrics.media_scanned.labels("allowlisted").inc()
             return ScanResult(ref, hashes, ())
         for v in verdicts:
             self.metrics.matches.labels(v.list_name or v.classifier, v.label, v.kind.value).inc()
         outcome = "match" if verdicts else "no_match"
-        await self._audit(
-            event, "verdict", outcome,
+        journal.audit(
+            "verdict", outcome,
             "; ".join(describe_verdict(v) for v in verdicts) if verdicts else f"no match (sha256 {hashes.sha256})",
-            ref,
+            mxc=ref.mxc,
         )
         self.metrics.media_scanned.labels(outcome).inc()
         self.metrics.scan_seconds.observe(time.monotonic() - started)
@@ -268,19 +282,21 @@ class Pipeline:
                 errors.append(f"{run.classification.classifier}: {run.classification.error}")
         return verdicts, errors
 
-    async def hashes_for(
-        self, ref: MediaRef, event: StoredEvent | None = None
-    ) -> tuple[Hashes | None, str | None, bool]:
+    async def hashes_for(self, ref: MediaRef) -> tuple[Hashes | None, str | None, bool]:
         """Hashes of the media: remembered ones for an mxc seen before, else download and hash.
 
         An mxc's content never changes, so its hashes are reused; this also lets a re-post of
         media that is already quarantined (and so undownloadable) be matched again.
         """
-        hashes, _data, error, retryable = await self._media(ref, event, keep_data=False)
+        journal = self.store.journal()
+        try:
+            hashes, _data, error, retryable = await self._media(ref, journal, keep_data=False)
+        finally:
+            await self.store.commit(journal)
         return hashes, error, retryable
 
     async def _media(
-        self, ref: MediaRef, event: StoredEvent | None, *, keep_data: bool = True, held: bool = False
+        self, ref: MediaRef, journal: EventJournal, *, keep_data: bool = True, held: bool = False
     ) -> tuple[Hashes | None, bytes | None, str | None, bool]:
         """Hashes, and the bytes when a classifier that needs them has no cached answer.
 
@@ -288,29 +304,32 @@ class Pipeline:
         the caller drops them once those have run. Media the bot quarantined itself while a
         scan was failing is read with the admin's quarantine bypass, to be scanned again.
         """
-        known = await self.store.get_media(ref.mxc)
-        if known is not None and known.hashes is not None:
-            if not keep_data or not await self.runner.wants_data(known.hashes.sha256):
-                return known.hashes, None, None, False
+        known_hashes = journal.pending_hashes(ref.mxc)
+        if known_hashes is None:
+            known = await self.store.get_media(ref.mxc)
+            known_hashes = known.hashes if known is not None else None
+        if known_hashes is not None:
+            if not keep_data or not await self.runner.wants_data(known_hashes.sha256):
+                return known_hashes, None, None, False
             fetched = await self.fetcher.fetch(ref, bypass_quarantine=held)
             if fetched.data is None and fetched.retryable:
                 reason = fetched.error or "download failed"
-                await self._audit(event, "scan", "retry", f"not scanned yet: {reason}", ref)
+                journal.audit("scan", "retry", f"not scanned yet: {reason}", mxc=ref.mxc)
                 return None, None, reason, True
             # Without the bytes, the classifiers that need them report a failed scan.
-            return known.hashes, fetched.data, None, False
+            return known_hashes, fetched.data, None, False
         fetched = await self.fetcher.fetch(ref, bypass_quarantine=held)
         if fetched.data is None:
             reason = fetched.error or "download failed"
             if fetched.retryable:
-                await self._audit(event, "scan", "retry", f"not scanned yet: {reason}", ref)
+                journal.audit("scan", "retry", f"not scanned yet: {reason}", mxc=ref.mxc)
                 return None, None, reason, True
             if fetched.status == 404:
-                recorded = await self._homeserver_record(event, ref)
+                recorded = await self._homeserver_record(journal, ref)
                 if recorded is not None:
                     return recorded, None, None, False
-            await self.store.record_media(ref, status="not_scanned", mimetype=fetched.mimetype, error=reason)
-            await self._audit(event, "scan", "not_scanned", reason, ref)
+            journal.record_media(ref, status="not_scanned", mimetype=fetched.mimetype, error=reason)
+            journal.audit("scan", "not_scanned", reason, mxc=ref.mxc)
             return None, None, reason, False
         data = fetched.data
         del fetched
@@ -318,18 +337,14 @@ class Pipeline:
         hashes = await asyncio.to_thread(compute_hashes, data, max_pixels=self.max_image_pixels)
         if not keep_data or not await self.runner.wants_data(hashes.sha256):
             data = None  # no classifier needs the bytes: they go no further than this line
-        mimetype = ref.mimetype
-        await self.store.record_media(
-            ref, status="hashed", hashes=hashes, mimetype=mimetype, error=hashes.perceptual_error
-        )
+        journal.record_media(ref, status="hashed", hashes=hashes, mimetype=ref.mimetype, error=hashes.perceptual_error)
         if hashes.perceptual_error:
-            await self._audit(
-                event, "scan", "partial",
-                f"exact hashes only, no perceptual scan: {hashes.perceptual_error}", ref,
+            journal.audit(
+                "scan", "partial", f"exact hashes only, no perceptual scan: {hashes.perceptual_error}", mxc=ref.mxc
             )
         return hashes, data, None, False
 
-    async def _homeserver_record(self, event: StoredEvent | None, ref: MediaRef) -> Hashes | None:
+    async def _homeserver_record(self, journal: EventJournal, ref: MediaRef) -> Hashes | None:
         """The SHA-256 Synapse keeps of a file it no longer serves.
 
         Since Synapse 1.128, quarantining a file also quarantines every later upload with
@@ -344,10 +359,10 @@ class Pipeline:
         if not info or not info.get("quarantined_by") or not info.get("sha256"):
             return None
         hashes = Hashes(sha256=str(info["sha256"]), md5=None, size=int(info.get("media_length") or 0))
-        await self.store.record_media(ref, status="hashed", hashes=hashes, mimetype=info.get("media_type"))
-        await self._audit(
-            event, "scan", "partial",
-            "already quarantined on the homeserver: matched by the SHA-256 Synapse recorded", ref,
+        journal.record_media(ref, status="hashed", hashes=hashes, mimetype=info.get("media_type"))
+        journal.audit(
+            "scan", "partial", "already quarantined on the homeserver: matched by the SHA-256 Synapse recorded",
+            mxc=ref.mxc,
         )
         return hashes
 

@@ -1,7 +1,10 @@
 """The work queue: event ids in memory, the events themselves in the database.
 
 On start every event still pending in the database is queued again, so work survives a
-crash or a restart; bounded concurrency keeps memory under concurrency x size cap.
+crash or a restart; bounded concurrency keeps memory under concurrency x size cap. Events
+the intake has just stored are handed over with their content, which saves reading back
+what was written a moment ago; anything else (a resumed or re-queued event) is read from
+the database when its turn comes.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ from ..metrics import Metrics
 from ..record.store import Store, StoredEvent
 
 log = logging.getLogger("modbot.queue")
+
+# Events kept in memory with their content at most; beyond, a backlog is read back from the
+# database one by one, so that a flood does not grow the bot's memory.
+MAX_HANDED = 5000
 
 
 
@@ -40,6 +47,7 @@ class WorkQueue:
         self._max_delay = max_delay
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
+        self._handed: dict[str, StoredEvent] = {}  # queued with their content by the intake
         self._workers: list[asyncio.Task[None]] = []
         self._timers: set[asyncio.Task[None]] = set()
         self.last_errors: list[str] = []
@@ -48,10 +56,14 @@ class WorkQueue:
     def depth(self) -> int:
         return len(self._queued)
 
-    def submit(self, event_ids: Iterable[str]) -> None:
-        for event_id in event_ids:
+    def submit(self, items: Iterable[str | StoredEvent]) -> None:
+        """Queue events by id, or as the intake stored them."""
+        for item in items:
+            event_id = item if isinstance(item, str) else item.event_id
             if event_id not in self._queued:
                 self._queued.add(event_id)
+                if not isinstance(item, str) and len(self._handed) < MAX_HANDED:
+                    self._handed[event_id] = item
                 self._queue.put_nowait(event_id)
         self._metrics.queue_depth.set(self.depth)
 
@@ -81,11 +93,12 @@ class WorkQueue:
                 await self._run(event_id)
             finally:
                 self._queued.discard(event_id)
+                self._handed.pop(event_id, None)
                 self._metrics.queue_depth.set(self.depth)
 
     async def _run(self, event_id: str) -> None:
         try:
-            event = await self.store.load_event(event_id)
+            event = self._handed.pop(event_id, None) or await self.store.load_event(event_id)
             if event is None or event.status != "pending":
                 return
             await self._handler(event)

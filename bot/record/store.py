@@ -8,12 +8,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from ..model import Hashes, MediaRef, Verdict
 from .db import session_factory
+from .journal import EventJournal, media_hash_columns, verdict_rows
 from .tables import (
     ActionRow,
     AuditRow,
@@ -30,9 +31,13 @@ from .tables import (
 @dataclass(frozen=True)
 class TransactionResult:
     new: bool  # False when the transaction id had been stored before
-    queued: tuple[str, ...]  # event ids newly queued for processing
+    queued: tuple[StoredEvent, ...]  # events newly stored for processing, in arrival order
     duplicates: int  # events already seen in an earlier transaction
     rejected: tuple[str, ...]  # why malformed events were not stored
+
+    @property
+    def queued_ids(self) -> tuple[str, ...]:
+        return tuple(e.event_id for e in self.queued)
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,9 @@ class StoredEvent:
     status: str
     attempts: int
     received_at: float
+    # Handed over by the intake of this process, not read back from the database: it has
+    # never been processed, so it cannot be held for a re-scan.
+    from_intake: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,6 +138,7 @@ class Store:
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
         self._clock = clock
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._sql = _Statements(self._insert)
 
     # --- intake -------------------------------------------------------------------------
 
@@ -144,6 +153,7 @@ class Store:
         now = self._clock()
         rejected: list[str] = []
         rows: dict[str, dict[str, Any]] = {}
+        raws: dict[str, dict[str, Any]] = {}
         for raw in events:
             problem = _malformed(raw)
             if problem:
@@ -151,6 +161,7 @@ class Store:
                 continue
             if raw["event_id"] in rows or not wanted(raw):
                 continue
+            raws[raw["event_id"]] = raw
             rows[raw["event_id"]] = {
                 "event_id": raw["event_id"],
                 "room_id": raw["room_id"],
@@ -164,27 +175,74 @@ class Store:
                 # order within a transaction: ties on received_at come back in any order.
                 "received_at": now + len(rows) * 1e-6,
             }
-        async with self.sessions.begin() as session:
-            inserted_txn = await session.execute(
-                self._insert(TransactionRow)
-                .values(txn_id=txn_id, received_at=now, event_count=len(events))
-                .on_conflict_do_nothing(index_elements=["txn_id"])
-                .returning(TransactionRow.txn_id)
+        async with self.engine.begin() as conn:
+            inserted_txn = await conn.execute(
+                self._sql.new_transaction, {"txn_id": txn_id, "received_at": now, "event_count": len(events)}
             )
             if inserted_txn.scalar_one_or_none() is None:
                 return TransactionResult(False, (), 0, ())
-            queued: list[str] = []
+            stored: set[str] = set()
             if rows:
-                result = await session.execute(
-                    self._insert(EventRow)
-                    .values(list(rows.values()))
+                # One statement, so that RETURNING says which events are new.
+                result = await conn.execute(
+                    self._insert(EventRow).values(list(rows.values()))
                     .on_conflict_do_nothing(index_elements=["event_id"])
                     .returning(EventRow.event_id)
                 )
-                queued = list(result.scalars())
-            for reason in rejected:
-                session.add(AuditRow(ts=now, category="intake", outcome="rejected", message=reason))
-        return TransactionResult(True, tuple(queued), len(rows) - len(queued), tuple(rejected))
+                stored = set(result.scalars())
+            if rejected:
+                await conn.execute(self._sql.audit, [
+                    _audit_row(now, "intake", "rejected", reason) for reason in rejected
+                ])
+        queued = tuple(
+            StoredEvent(
+                event_id=row["event_id"], room_id=row["room_id"], sender=row["sender"], type=row["type"],
+                event=raws[event_id], status="pending", attempts=0, received_at=row["received_at"],
+                from_intake=True,
+            )
+            for event_id, row in rows.items()
+            if event_id in stored
+        )
+        return TransactionResult(True, queued, len(rows) - len(queued), tuple(rejected))
+
+    # --- an event's writes, together -----------------------------------------------------
+
+    def journal(self, event: StoredEvent | None = None) -> EventJournal:
+        """A journal for what processing `event` writes; `commit` writes it."""
+        if event is None:
+            return EventJournal(clock=self._clock)
+        return EventJournal(event.event_id, event.room_id, event.sender, clock=self._clock)
+
+    async def commit(
+        self, journal: EventJournal, *, finish: str | None = None, error: str | None = None
+    ) -> None:
+        """Write what `journal` holds in one transaction and empty it; with `finish`, set
+        the event's status too, in the same transaction."""
+        if not journal and finish is None:
+            return
+        async with self.engine.begin() as conn:
+            await self._write(conn, journal)
+            if finish is not None:
+                assert journal.event_id is not None
+                await conn.execute(
+                    self._sql.finish_event,
+                    {"b_event_id": journal.event_id, "b_status": finish, "b_at": self._clock(), "b_error": error},
+                )
+        journal.clear()
+
+    async def _write(self, conn: AsyncConnection, journal: EventJournal) -> None:
+        if journal.links:
+            await conn.execute(self._sql.link, journal.links)
+        hashed = [row for row in journal.media.values() if "sha256" in row]
+        unhashed = [row for row in journal.media.values() if "sha256" not in row]
+        if hashed:
+            await conn.execute(self._sql.media_hashed, hashed)
+        if unhashed:
+            await conn.execute(self._sql.media_unhashed, unhashed)
+        if journal.verdicts:
+            await conn.execute(self._sql.verdicts, journal.verdicts)
+        if journal.audits:
+            await conn.execute(self._sql.audit, journal.audits)
 
     async def pending_event_ids(self) -> list[str]:
         async with self.sessions() as session:
@@ -212,11 +270,10 @@ class Store:
             )
 
     async def finish_event(self, event_id: str, status: str, error: str | None = None) -> None:
-        async with self.sessions.begin() as session:
-            await session.execute(
-                update(EventRow)
-                .where(EventRow.event_id == event_id)
-                .values(status=status, processed_at=self._clock(), error=error)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                self._sql.finish_event,
+                {"b_event_id": event_id, "b_status": status, "b_at": self._clock(), "b_error": error},
             )
 
     async def count_attempt(self, event_id: str, error: str | None) -> int:
@@ -239,8 +296,8 @@ class Store:
     # --- media and verdicts ------------------------------------------------------------
 
     async def get_media(self, mxc: str) -> StoredMedia | None:
-        async with self.sessions() as session:
-            row = await session.get(MediaRow, mxc)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(self._sql.media_by_mxc, {"b_mxc": mxc})).first()
             return _media(row) if row else None
 
     async def record_media(
@@ -252,38 +309,14 @@ class Store:
         mimetype: str | None = None,
         error: str | None = None,
     ) -> None:
-        now = self._clock()
-        values: dict[str, Any] = {"status": status, "mimetype": mimetype, "error": error}
-        if hashes is not None:
-            values.update(
-                sha256=hashes.sha256,
-                md5=hashes.md5,
-                sha1=hashes.sha1,
-                pdq=hashes.pdq,
-                pdq_quality=hashes.pdq_quality,
-                phash=hashes.phash,
-                pdq_queries=",".join(hashes.pdq_queries) or None,
-                size=hashes.size,
-                width=hashes.width,
-                height=hashes.height,
-            )
-        stmt = self._insert(MediaRow).values(
-            mxc=ref.mxc, first_seen=now, last_scanned=now, **values
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["mxc"], set_={"last_scanned": now, **values}
-        )
-        async with self.sessions.begin() as session:
-            await session.execute(stmt)
+        journal = self.journal()
+        journal.record_media(ref, status=status, hashes=hashes, mimetype=mimetype, error=error)
+        await self.commit(journal)
 
     async def link_event_media(self, event_id: str, refs: Iterable[MediaRef]) -> None:
-        rows = [{"event_id": event_id, "mxc": r.mxc, "source": r.source} for r in refs]
-        if not rows:
-            return
-        async with self.sessions.begin() as session:
-            await session.execute(
-                self._insert(EventMediaRow).values(rows).on_conflict_do_nothing()
-            )
+        journal = EventJournal(event_id, clock=self._clock)
+        journal.link(refs)
+        await self.commit(journal)
 
     async def media_of_event(self, event_id: str) -> list[str]:
         async with self.sessions() as session:
@@ -294,34 +327,8 @@ class Store:
         self, event_id: str, mxc: str, classifier: str, verdicts: Sequence[Verdict]
     ) -> None:
         """Record what a classifier found; an empty `verdicts` is recorded as "no match"."""
-        now = self._clock()
-        rows = [
-            {
-                "event_id": event_id,
-                "mxc": mxc,
-                "classifier": classifier,
-                "kind": v.kind.value,
-                "list_name": v.list_name or "",
-                "label": v.label,
-                "hash_type": v.hash_type,
-                "distance": v.distance,
-                "matched_hash": v.matched_hash,
-                "created_at": now,
-            }
-            for v in verdicts
-        ] or [
-            {
-                "event_id": event_id,
-                "mxc": mxc,
-                "classifier": classifier,
-                "kind": "no_match",
-                "list_name": "",
-                "label": "",
-                "created_at": now,
-            }
-        ]
-        async with self.sessions.begin() as session:
-            await session.execute(self._insert(VerdictRow).values(rows).on_conflict_do_nothing())
+        async with self.engine.begin() as conn:
+            await conn.execute(self._sql.verdicts, verdict_rows(event_id, mxc, classifier, verdicts, self._clock()))
 
     async def verdicts_for(self, *, event_id: str | None = None, mxc: str | None = None) -> list[VerdictRecord]:
         query = select(VerdictRow).order_by(VerdictRow.id)
@@ -513,12 +520,10 @@ class Store:
         sender: str | None = None,
         mxc: str | None = None,
     ) -> None:
-        async with self.sessions.begin() as session:
-            session.add(
-                AuditRow(
-                    ts=self._clock(), category=category, outcome=outcome, message=message,
-                    event_id=event_id, room_id=room_id, sender=sender, mxc=mxc,
-                )
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                self._sql.audit,
+                _audit_row(self._clock(), category, outcome, message, event_id, room_id, sender, mxc),
             )
 
     async def audit_log(
@@ -538,6 +543,54 @@ class Store:
             ]
 
 
+class _Statements:
+    """The hot path's statements, built once per dialect so that SQLAlchemy compiles each
+    once and then only binds parameters (the ORM compiled them again on every call)."""
+
+    def __init__(self, dialect_insert: Any) -> None:
+        media = MediaRow.__table__
+        events = EventRow.__table__
+        self.new_transaction = (
+            dialect_insert(TransactionRow.__table__)
+            .on_conflict_do_nothing(index_elements=["txn_id"])
+            .returning(TransactionRow.__table__.c.txn_id)
+        )
+        self.link = dialect_insert(EventMediaRow.__table__).on_conflict_do_nothing()
+        self.verdicts = dialect_insert(VerdictRow.__table__).on_conflict_do_nothing()
+        self.audit = insert(AuditRow.__table__)
+        status_columns = ("status", "mimetype", "error", "last_scanned")
+        hash_columns = tuple(media_hash_columns(Hashes(sha256="", md5=None, size=0)))
+        upsert = dialect_insert(media)
+        self.media_unhashed = upsert.on_conflict_do_update(
+            index_elements=["mxc"], set_={c: upsert.excluded[c] for c in status_columns}
+        )
+        self.media_hashed = upsert.on_conflict_do_update(
+            index_elements=["mxc"], set_={c: upsert.excluded[c] for c in status_columns + hash_columns}
+        )
+        self.media_by_mxc = select(media).where(media.c.mxc == bindparam("b_mxc"))
+        self.finish_event = (
+            update(events)
+            .where(events.c.event_id == bindparam("b_event_id"))
+            .values(status=bindparam("b_status"), processed_at=bindparam("b_at"), error=bindparam("b_error"))
+        )
+
+
+def _audit_row(
+    ts: float,
+    category: str,
+    outcome: str,
+    message: str,
+    event_id: str | None = None,
+    room_id: str | None = None,
+    sender: str | None = None,
+    mxc: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "ts": ts, "category": category, "outcome": outcome, "message": message,
+        "event_id": event_id, "room_id": room_id, "sender": sender, "mxc": mxc,
+    }
+
+
 def _malformed(raw: Any) -> str | None:
     if not isinstance(raw, dict):
         return f"event is not an object ({type(raw).__name__})"
@@ -548,7 +601,7 @@ def _malformed(raw: Any) -> str | None:
     return None
 
 
-def _media(row: MediaRow) -> StoredMedia:
+def _media(row: Any) -> StoredMedia:  # a MediaRow, or a Core row of the media table
     hashes = None
     if row.sha256 and row.size is not None:
         hashes = Hashes(

@@ -86,7 +86,7 @@ def ref(media_id: str) -> MediaRef:
 async def test_a_new_transaction_stores_its_wanted_events(store: Store) -> None:
     result = await store.store_transaction("txn1", [event(1), event(2)], everything)
     assert result.new is True
-    assert result.queued == ("$event1", "$event2")
+    assert result.queued_ids == ("$event1", "$event2")
     assert result.duplicates == 0
     assert result.rejected == ()
     assert await store.pending_event_ids() == ["$event1", "$event2"]
@@ -98,7 +98,7 @@ async def test_a_repeated_transaction_id_is_acknowledged_and_nothing_is_requeued
     # Synapse resends a transaction it got no answer for; even with other events in it
     # (which the spec forbids), the id is what identifies it.
     again = await store.store_transaction("txn1", [event(1), event(2)], everything)
-    assert (again.new, again.queued, again.duplicates, again.rejected) == (False, (), 0, ())
+    assert (again.new, again.queued_ids, again.duplicates, again.rejected) == (False, (), 0, ())
     assert await store.pending_event_ids() == []
     assert await store.load_event("$event2") is None
     loaded = await store.load_event("$event1")
@@ -110,7 +110,7 @@ async def test_an_event_stored_by_an_earlier_transaction_is_not_queued_again(sto
     await store.finish_event("$event1", "done")
     result = await store.store_transaction("txn2", [event(1), event(2)], everything)
     assert result.new is True
-    assert result.queued == ("$event2",)
+    assert result.queued_ids == ("$event2",)
     assert result.duplicates == 1
     assert await store.pending_event_ids() == ["$event2"]
     first = await store.load_event("$event1")
@@ -119,7 +119,7 @@ async def test_an_event_stored_by_an_earlier_transaction_is_not_queued_again(sto
 
 async def test_an_event_listed_twice_in_one_transaction_is_queued_once(store: Store) -> None:
     result = await store.store_transaction("txn1", [event(1), event(1)], everything)
-    assert result.queued == ("$event1",)
+    assert result.queued_ids == ("$event1",)
     assert await store.pending_event_ids() == ["$event1"]
 
 
@@ -141,7 +141,7 @@ async def test_malformed_events_are_rejected_with_a_reason_and_audited(store: St
     # Malformed events among good ones: the good ones are stored all the same.
     result = await store.store_transaction("txn1", [event(1), *raws, event(2)], everything)
     assert result.new is True
-    assert result.queued == ("$event1", "$event2")
+    assert result.queued_ids == ("$event1", "$event2")
     assert len(result.rejected) == len(MALFORMED)
     for (name, _, reason), rejected in zip(MALFORMED, result.rejected, strict=True):
         assert reason in rejected, name
@@ -152,7 +152,7 @@ async def test_malformed_events_are_rejected_with_a_reason_and_audited(store: St
 
 async def test_a_transaction_of_only_malformed_events_is_still_recorded(store: Store) -> None:
     result = await store.store_transaction("txn1", ["x", {"type": "m.room.message"}], everything)
-    assert result.new is True and result.queued == () and len(result.rejected) == 2
+    assert result.new is True and result.queued_ids == () and len(result.rejected) == 2
     assert len(await store.audit_log(category="intake")) == 2
     # A resend is recognised and not audited twice.
     assert (await store.store_transaction("txn1", ["x"], everything)).new is False
@@ -163,7 +163,7 @@ async def test_unwanted_events_are_not_stored(store: Store) -> None:
     text = {**event(2), "content": {"msgtype": "m.text", "body": "hello"}}
     wanted_ids = {"$event1"}
     result = await store.store_transaction("txn1", [event(1), text], lambda e: e["event_id"] in wanted_ids)
-    assert result.queued == ("$event1",)
+    assert result.queued_ids == ("$event1",)
     assert await store.load_event("$event2") is None
 
     nothing = await store.store_transaction("txn2", [event(3)], lambda e: False)
@@ -305,6 +305,96 @@ async def test_replayed_verdicts_are_not_duplicated(store: Store) -> None:
     by_mxc = await store.verdicts_for(mxc=mxc)
     assert [(r.event_id, r.label) for r in by_mxc] == [("$event1", "csam"), ("$event1", "other"), ("$event2", "csam")]
     assert await store.verdicts_for(event_id="$event1", mxc="mxc://example.org/elsewhere") == []
+
+
+# --- an event's writes, committed together ---------------------------------------------------
+
+
+async def test_the_intake_hands_over_the_events_it_stored_as_they_were_received(store: Store) -> None:
+    result = await store.store_transaction("txn1", [event(1), event(2), event(1)], everything)
+    assert [e.event_id for e in result.queued] == ["$event1", "$event2"]
+    handed = result.queued[0]
+    assert handed.event == event(1) and handed.from_intake
+    assert (handed.room_id, handed.sender, handed.type, handed.status, handed.attempts) == (
+        ROOM, "@alice:example.org", "m.room.message", "pending", 0,
+    )
+    loaded = await store.load_event("$event1")
+    assert loaded is not None and not loaded.from_intake  # read back: it may have been processed before
+    assert replace(handed, from_intake=False) == loaded
+
+
+async def test_a_journal_is_written_in_one_go_with_the_events_new_status(store: Store, image_hashes: Any) -> None:
+    await store.store_transaction("txn1", [event(1)], everything)
+    stored = await store.load_event("$event1")
+    assert stored is not None
+    journal = store.journal(stored)
+    media = ref("media1")
+    journal.link([media])
+    journal.record_media(media, status="hashed", hashes=image_hashes, mimetype="image/png")
+    journal.record_verdicts(media.mxc, "hashlist", [])
+    journal.audit("verdict", "no_match", "no match", mxc=media.mxc)
+    assert journal.pending_hashes(media.mxc) == replace(image_hashes, image_format=None, perceptual_error=None)
+    # Nothing is written before the commit: a crash now leaves the event pending, untouched.
+    assert await store.get_media(media.mxc) is None
+    assert await store.audit_log(event_id="$event1") == []
+    assert await store.pending_event_ids() == ["$event1"]
+
+    await store.commit(journal, finish="done")
+    assert not journal  # emptied by the commit
+    assert await store.pending_event_ids() == []
+    assert await store.events_by_status() == {"done": 1}
+    assert await store.media_of_event("$event1") == [media.mxc]
+    saved = await store.get_media(media.mxc)
+    assert saved is not None and saved.hashes == replace(image_hashes, image_format=None, perceptual_error=None)
+    assert [(v.kind, v.classifier) for v in await store.verdicts_for(event_id="$event1")] == [("no_match", "hashlist")]
+    [entry] = await store.audit_log(event_id="$event1")
+    assert (entry.category, entry.outcome, entry.room_id, entry.sender, entry.mxc) == (
+        "verdict", "no_match", ROOM, "@alice:example.org", media.mxc,
+    )
+
+
+async def test_a_journal_keeps_audit_order_and_the_latest_state_of_each_media(store: Store, image_hashes: Any) -> None:
+    await store.store_transaction("txn1", [event(1)], everything)
+    stored = await store.load_event("$event1")
+    assert stored is not None
+    journal = store.journal(stored)
+    broken, fine = ref("broken"), ref("fine")
+    journal.record_media(broken, status="not_scanned", error="download timed out")
+    journal.record_media(fine, status="hashed", hashes=image_hashes)
+    journal.record_media(broken, status="not_scanned", error="404")  # the later state wins
+    for n in range(5):
+        journal.audit("scan", "step", f"step {n}")
+    await store.commit(journal)  # without a status: the event stays pending
+    assert await store.pending_event_ids() == ["$event1"]
+    assert [e.message for e in reversed(await store.audit_log(event_id="$event1"))] == [f"step {n}" for n in range(5)]
+    stored_broken = await store.get_media(broken.mxc)
+    assert stored_broken is not None and (stored_broken.status, stored_broken.error) == ("not_scanned", "404")
+    stored_fine = await store.get_media(fine.mxc)
+    assert stored_fine is not None and stored_fine.hashes is not None
+
+    # Re-processed later (a replay): links and verdicts are not duplicated, hashes are kept.
+    again = store.journal(stored)
+    again.link([fine])
+    again.link([fine])
+    again.record_media(fine, status="not_scanned", error="404")
+    again.record_verdicts(fine.mxc, "hashlist", [verdict("csam")])
+    again.record_verdicts(fine.mxc, "hashlist", [verdict("csam")])
+    await store.commit(again, finish="failed", error="gave up")
+    assert await store.media_of_event("$event1") == [fine.mxc]
+    assert len(await store.verdicts_for(event_id="$event1")) == 1
+    kept = await store.get_media(fine.mxc)
+    assert kept is not None and kept.hashes == stored_fine.hashes and kept.status == "not_scanned"
+    assert await store.events_by_status() == {"failed": 1}
+
+
+async def test_an_empty_journal_writes_nothing_but_can_still_finish_the_event(store: Store) -> None:
+    await store.store_transaction("txn1", [event(1)], everything)
+    stored = await store.load_event("$event1")
+    assert stored is not None
+    await store.commit(store.journal(stored))
+    assert await store.pending_event_ids() == ["$event1"]
+    await store.commit(store.journal(stored), finish="ignored")
+    assert await store.events_by_status() == {"ignored": 1}
 
 
 # --- actions -------------------------------------------------------------------------------

@@ -1,0 +1,127 @@
+"""What processing one event writes, gathered and committed in one database transaction.
+
+A media event that matches nothing used to cost eight round trips to the database, five
+of them commits (its links, its media row, its verdicts, its audit row, its status); at
+tens of events a second that was a quarter of the bot's CPU. The pipeline now notes
+those writes here and the Store commits them together, with the event's new status, as
+Core statements compiled once. Before the bot acts on a match the journal is committed,
+so the audit log still reads in order: what was found, then what was done about it.
+
+A crash before the commit loses nothing: the event is still pending, and is processed
+again from the start.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..model import Hashes, MediaRef, Verdict
+
+
+@dataclass
+class EventJournal:
+    """Rows waiting to be written for one event (or for a command's lookup, `event_id` None)."""
+
+    event_id: str | None = None
+    room_id: str | None = None
+    sender: str | None = None
+    clock: Callable[[], float] = time.time
+    links: list[dict[str, Any]] = field(default_factory=list)
+    media: dict[str, dict[str, Any]] = field(default_factory=dict)  # by mxc: the latest row wins
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    audits: list[dict[str, Any]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.links or self.media or self.verdicts or self.audits)
+
+    def link(self, refs: Iterable[MediaRef]) -> None:
+        """The event carried these media."""
+        assert self.event_id is not None, "only an event has media links"
+        self.links.extend({"event_id": self.event_id, "mxc": r.mxc, "source": r.source} for r in refs)
+
+    def record_media(
+        self,
+        ref: MediaRef,
+        *,
+        status: str,
+        hashes: Hashes | None = None,
+        mimetype: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        now = self.clock()
+        row: dict[str, Any] = {
+            "mxc": ref.mxc, "status": status, "mimetype": mimetype, "error": error,
+            "first_seen": now, "last_scanned": now,
+        }
+        if hashes is not None:
+            row.update(media_hash_columns(hashes))
+        self.media[ref.mxc] = row
+
+    def pending_hashes(self, mxc: str) -> Hashes | None:
+        """Hashes noted for `mxc` and not yet committed (media seen twice in one event)."""
+        row = self.media.get(mxc)
+        if row is None or row.get("sha256") is None:
+            return None
+        return Hashes(
+            sha256=row["sha256"], md5=row["md5"], sha1=row["sha1"], size=row["size"],
+            pdq=row["pdq"], pdq_quality=row["pdq_quality"], phash=row["phash"],
+            pdq_queries=tuple(row["pdq_queries"].split(",")) if row["pdq_queries"] else (),
+            width=row["width"], height=row["height"],
+        )
+
+    def record_verdicts(self, mxc: str, classifier: str, verdicts: Sequence[Verdict]) -> None:
+        """What a classifier found; an empty `verdicts` is recorded as "no match"."""
+        assert self.event_id is not None, "verdicts belong to an event"
+        self.verdicts.extend(verdict_rows(self.event_id, mxc, classifier, verdicts, self.clock()))
+
+    def audit(self, category: str, outcome: str, message: str, *, mxc: str | None = None) -> None:
+        self.audits.append({
+            "ts": self.clock(), "category": category, "outcome": outcome, "message": message,
+            "event_id": self.event_id, "room_id": self.room_id, "sender": self.sender, "mxc": mxc,
+        })
+
+    def clear(self) -> None:
+        self.links.clear()
+        self.media.clear()
+        self.verdicts.clear()
+        self.audits.clear()
+
+
+def media_hash_columns(hashes: Hashes) -> dict[str, Any]:
+    return {
+        "sha256": hashes.sha256,
+        "md5": hashes.md5,
+        "sha1": hashes.sha1,
+        "pdq": hashes.pdq,
+        "pdq_quality": hashes.pdq_quality,
+        "phash": hashes.phash,
+        "pdq_queries": ",".join(hashes.pdq_queries) or None,
+        "size": hashes.size,
+        "width": hashes.width,
+        "height": hashes.height,
+    }
+
+
+def verdict_rows(
+    event_id: str, mxc: str, classifier: str, verdicts: Sequence[Verdict], now: float
+) -> list[dict[str, Any]]:
+    """The verdict table's rows for what a classifier found; "no_match" when it found nothing.
+
+    Every row has every column, so that a list of them is one executemany.
+    """
+    rows = [
+        {
+            "event_id": event_id, "mxc": mxc, "classifier": classifier, "kind": v.kind.value,
+            "list_name": v.list_name or "", "label": v.label, "hash_type": v.hash_type,
+            "distance": v.distance, "matched_hash": v.matched_hash, "created_at": now,
+        }
+        for v in verdicts
+    ]
+    return rows or [{
+        "event_id": event_id, "mxc": mxc, "classifier": classifier, "kind": "no_match",
+        "list_name": "", "label": "", "hash_type": None, "distance": None, "matched_hash": None,
+        "created_at": now,
+    }]
