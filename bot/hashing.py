@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import imagehash
@@ -162,13 +162,12 @@ def trim_uniform_border(img: Image.Image) -> Image.Image:
 def _trim_box(img: Image.Image) -> tuple[int, int, int, int]:
     """The (left, top, right, bottom) box `trim_uniform_border` crops `img` to."""
     rgb = img if img.mode == "RGB" else img.convert("RGB")
-    arr = np.asarray(rgb)
-    h, w = arr.shape[:2]
-    top, bottom = _bands(arr)  # rows
-    left, right = _bands(arr[top : h - bottom].transpose(1, 0, 2))
+    w, h = rgb.size
+    top, bottom = _bands(rgb, (0, 0, w, h), columns=False)
+    left, right = _bands(rgb, (0, top, w, h - bottom), columns=True)
     if (left or right) and not (top or bottom):
         # Side bands found; the top/bottom ones may only show once the sides are gone.
-        top, bottom = _bands(arr[:, left : w - right])
+        top, bottom = _bands(rgb, (left, 0, w - right, h), columns=False)
     return left, top, w - right, h - bottom
 
 
@@ -325,33 +324,72 @@ def _phash_input(rgb: Image.Image) -> Image.Image:
     return rgb.convert("L").resize((_PHASH_SIDE, _PHASH_SIDE), Image.Resampling.LANCZOS)
 
 
-def _bands(lines: np.ndarray) -> tuple[int, int]:
-    """Widths of the uniform bands at both ends of `lines` (lines x pixels x 3, uint8)."""
-    n = lines.shape[0]
-    if n < 4 or lines.shape[1] == 0:
+def _bands(rgb: Image.Image, box: tuple[int, int, int, int], columns: bool) -> tuple[int, int]:
+    """Widths of the uniform bands at both ends of the rows (or columns) of `box` in `rgb`.
+
+    Only the lines looked at are read out of the image, a few at a time: most images have
+    no border, and their first few lines at each end settle it.
+    """
+    x0, y0, x1, y1 = box
+    n, length = (x1 - x0, y1 - y0) if columns else (y1 - y0, x1 - x0)
+    if n < 4 or length <= 0:
         return 0, 0
+
+    def read(first: int, stop: int, from_end: bool) -> np.ndarray:
+        """Lines first..stop-1 counted from the start (or end), as lines x pixels x 3."""
+        lo, hi = (n - stop, n - first) if from_end else (first, stop)
+        region = (x0 + lo, y0, x0 + hi, y1) if columns else (x0, y0 + lo, x1, y0 + hi)
+        lines = np.asarray(rgb.crop(region))
+        if columns:
+            lines = lines.transpose(1, 0, 2)
+        return lines[::-1] if from_end else lines
+
     most = n - int(np.ceil(_MIN_KEPT * n))  # the most both bands together may remove
-    start = _band_width(lines, most + 1)
-    end = _band_width(lines[::-1], most + 1)
+    start = _band_width(lambda a, b: read(a, b, False), most + 1)
+    end = _band_width(lambda a, b: read(a, b, True), most + 1)
     if start + end > most:
         return 0, 0
     thinnest = max(2, round(_MIN_BAND * n))
     return (start if start >= thinnest else 0), (end if end >= thinnest else 0)
 
 
-def _band_width(lines: np.ndarray, limit: int) -> int:
-    """How many leading lines (at most `limit`) are mostly the colour of the first one."""
-    colour = np.median(lines[0], axis=0).round().astype(np.int16)
+def _band_width(read: Callable[[int, int], np.ndarray], limit: int) -> int:
+    """How many leading lines (at most `limit`) are mostly the colour of the first one.
+
+    `read(a, b)` gives lines a..b-1. A line is uniform when at least _BAND_FRACTION of its
+    pixels are within _BAND_TOLERANCE of the colour in every channel.
+    """
     width, step = 0, 4  # most images have no border: look at a few lines first
+    low = span = None
     while width < limit:
-        chunk = lines[width : min(limit, width + step)].astype(np.int16)
-        deviation = np.abs(chunk - colour).max(axis=2)
-        uniform = (deviation <= _BAND_TOLERANCE).mean(axis=1) >= _BAND_FRACTION
+        chunk = read(width, min(limit, width + step))
+        lines, pixels = chunk.shape[:2]
+        if low is None or span is None:
+            colour = _median_colour(chunk[0])
+            bottom = np.maximum(colour - _BAND_TOLERANCE, 0)
+            top = np.minimum(colour + _BAND_TOLERANCE, 255)
+            # Repeated along a whole line: numpy is slow over a trailing axis of 3.
+            low = np.tile(bottom.astype(np.uint8), pixels)
+            span = np.tile((top - bottom).astype(np.uint8), pixels)
+        # low <= value <= low + span in one uint8 subtraction: values below low wrap round.
+        within = ((chunk.reshape(lines, pixels * 3) - low) <= span).reshape(lines, pixels, 3)
+        near = within[..., 0] & within[..., 1] & within[..., 2]
+        uniform = np.count_nonzero(near, axis=1) / pixels >= _BAND_FRACTION
         if not uniform.all():
             return width + int(np.argmin(uniform))
         width += len(chunk)
         step *= 2
     return width
+
+
+def _median_colour(line: np.ndarray) -> np.ndarray:
+    """Per channel, the median of `line` (pixels x 3, uint8) rounded half to even, as
+    numpy.median(line, axis=0).round() gives it (the mean of the middle two when even)."""
+    ordered = np.sort(line, axis=0)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle].astype(np.float64)
+    return np.round((ordered[middle - 1].astype(np.float64) + ordered[middle]) / 2)
 
 
 def _describe(e: BaseException) -> str:
