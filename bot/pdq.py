@@ -59,7 +59,7 @@ def pdq_hash(luma: np.ndarray) -> tuple[str, int]:
     coefficients, quality = _dct16(luma)
     if coefficients is None:
         return _ZERO_HASH, 0
-    return _to_hex(coefficients), quality
+    return _to_hex(coefficients)[0], quality
 
 
 def dihedral_hashes(luma: np.ndarray) -> tuple[tuple[str, ...], int]:
@@ -89,7 +89,7 @@ def dihedral_hashes(luma: np.ndarray) -> tuple[tuple[str, ...], int]:
         c.T,  # flip_plus1: transposed
         both.T,  # flip_minus1: transposed about the other diagonal
     )
-    return tuple(_to_hex(v) for v in variants), quality
+    return _to_hex(np.stack(variants)), quality
 
 
 def _dct16(luma: np.ndarray) -> tuple[np.ndarray | None, int]:
@@ -106,12 +106,38 @@ def _dct16(luma: np.ndarray) -> tuple[np.ndarray | None, int]:
 
 
 def downsample(luma: np.ndarray) -> np.ndarray:
-    """The 64x64 float32 image PDQ hashes: `luma` blurred (Jarosz filter) and decimated."""
+    """The 64x64 float32 image PDQ hashes: `luma` blurred (Jarosz filter) and decimated.
+
+    That is `_downsampling_matrix(rows) @ luma @ _downsampling_matrix(cols).T`. Each row
+    of the left matrix is non-zero only over about rows / 64 neighbouring pixels, so the
+    first product is done band by band: 64 weighted sums of that many rows of `luma`.
+    """
     rows, cols = luma.shape
-    along_cols = _downsampling_matrix(rows)  # mixes rows: applied on the left
-    along_rows = _downsampling_matrix(cols)
+    indices, weights = _band(rows)
     pixels = np.asarray(luma, dtype=np.float32)
-    return along_cols @ pixels @ along_rows.T
+    mixed = np.matmul(weights[:, None, :], pixels[indices])[:, 0, :]  # 64 x cols
+    return mixed @ _downsampling_matrix(cols).T
+
+
+@functools.lru_cache(maxsize=256)
+def _band(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """_downsampling_matrix(n) as bands: indices and weights, each 64 x k.
+
+    Row r of the matrix is `weights[r]` at columns `indices[r]` and zero elsewhere; rows
+    whose band is narrower than k are padded with weight 0 (at an index inside 0..n-1).
+    """
+    matrix = _downsampling_matrix(n)
+    nonzero = matrix != 0
+    first = nonzero.argmax(axis=1)
+    last = n - 1 - nonzero[:, ::-1].argmax(axis=1)
+    width = int((last - first).max()) + 1
+    indices = first[:, None] + np.arange(width)[None, :]
+    inside = indices <= last[:, None]
+    indices = np.minimum(indices, n - 1)
+    weights = np.where(inside, np.take_along_axis(matrix, indices, axis=1), 0).astype(np.float32)
+    indices.setflags(write=False)
+    weights.setflags(write=False)
+    return indices, weights
 
 
 @functools.lru_cache(maxsize=256)
@@ -170,10 +196,13 @@ def _quality(small: np.ndarray) -> int:
     return min(100, total // 90)
 
 
-def _to_hex(coefficients: np.ndarray) -> str:
-    """Bit 16i + j (counted from the least significant) is set when coefficient [i, j] is
-    above the median; the reference's median of 256 values is the 128th smallest."""
-    flat = np.ascontiguousarray(coefficients, dtype=np.float64).reshape(-1)
-    median = np.partition(flat, _BITS // 2 - 1)[_BITS // 2 - 1]
-    bits = flat[::-1] > median  # most significant bit first
-    return np.packbits(bits).tobytes().hex()
+def _to_hex(coefficients: np.ndarray) -> tuple[str, ...]:
+    """One hash per 16x16 block of `coefficients` (... x 16 x 16).
+
+    Bit 16i + j, counted from the least significant, is set when coefficient [i, j] is
+    above the block's median; the reference's median of 256 values is the 128th smallest.
+    """
+    flat = coefficients.reshape(-1, _BITS)
+    median = np.partition(flat, _BITS // 2 - 1, axis=1)[:, _BITS // 2 - 1 : _BITS // 2]
+    bits = flat[:, ::-1] > median  # most significant bit first
+    return tuple(row.tobytes().hex() for row in np.packbits(bits, axis=1))
