@@ -10,10 +10,13 @@ import hashlib
 import io
 import resource
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import fields
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pdqhash
@@ -351,6 +354,26 @@ def test_crop_hashes_respects_the_pixel_limit() -> None:
 def test_crop_fractions_outside_0_1_are_refused(fraction: float) -> None:
     with pytest.raises(ValueError):
         crop_hashes(encode(photo(1), "PNG"), (0.95, fraction))
+
+
+# --- warm_up -------------------------------------------------------------------------
+
+def test_warm_up_does_the_first_hashs_imports_at_start() -> None:
+    # imagehash imports scipy on its first pHash: that ~0.8 s should not land on an event.
+    # A fresh interpreter: this one has hashed images already.
+    script = (
+        "import sys\n"
+        "from bot.hashing import warm_up\n"
+        "before = 'scipy.fftpack' in sys.modules\n"
+        "warm_up()\n"
+        "print(before, 'scipy.fftpack' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True, text=True, check=True, timeout=60, cwd=Path(__file__).parents[2],
+    )
+
+    assert result.stdout.split() == ["False", "True"]
 
 
 # --- hamming --------------------------------------------------------------------------
