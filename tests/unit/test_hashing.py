@@ -409,6 +409,12 @@ def _jpeg_roundtrip(img: Image.Image) -> Image.Image:
     [
         ("10% white border", lambda: with_border(photo(1), 0.1, "white"), (800, 600)),
         ("black letterbox", lambda: _letterbox(photo(1), 100), (800, 600)),
+        ("black band on the left only", lambda: _pillarbox_left(photo(1), 120), (800, 600)),
+        (
+            "white frame wider at the bottom",
+            lambda: _framed(photo(2), (30, 20, 30, 90), "white"),
+            (800, 600),
+        ),
         (
             "grey border through JPEG",
             lambda: _jpeg_roundtrip(with_border(photo(1), 0.1, "#808080")),
@@ -444,4 +450,17 @@ def test_images_without_a_trimmable_border_are_returned_as_is(
 def _letterbox(img: Image.Image, band: int) -> Image.Image:
     out = Image.new("RGB", (img.width, img.height + 2 * band), "black")
     out.paste(img, (0, band))
+    return out
+
+
+def _pillarbox_left(img: Image.Image, band: int) -> Image.Image:
+    out = Image.new("RGB", (img.width + band, img.height), "black")
+    out.paste(img, (band, 0))
+    return out
+
+
+def _framed(img: Image.Image, widths: tuple[int, int, int, int], colour: str) -> Image.Image:
+    left, top, right, bottom = widths
+    out = Image.new("RGB", (img.width + left + right, img.height + top + bottom), colour)
+    out.paste(img, (left, top))
     return out
