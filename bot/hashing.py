@@ -126,13 +126,13 @@ def crop_hashes(
         return ()
     try:
         rgb = _decode(img, max_pixels)
+        luma = _luma(rgb)  # a crop's luma is the luma's crop
         w, h = rgb.size
         found: list[str] = []
         for f in fractions:
             cw, ch = max(1, round(w * f)), max(1, round(h * f))
             left, top = (w - cw) // 2, (h - ch) // 2
-            crop = rgb.crop((left, top, left + cw, top + ch))
-            pdq_hash, quality = pdq.pdq_hash(_luma(crop))
+            pdq_hash, quality = pdq.pdq_hash(luma[top : top + ch, left : left + cw])
             if quality >= min_quality:
                 found.append(pdq_hash)
         return tuple(dict.fromkeys(found))
