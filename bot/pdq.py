@@ -109,14 +109,21 @@ def downsample(luma: np.ndarray) -> np.ndarray:
     """The 64x64 float32 image PDQ hashes: `luma` blurred (Jarosz filter) and decimated.
 
     That is `_downsampling_matrix(rows) @ luma @ _downsampling_matrix(cols).T`. Each row
-    of the left matrix is non-zero only over about rows / 64 neighbouring pixels, so the
-    first product is done band by band: 64 weighted sums of that many rows of `luma`.
+    of those matrices is non-zero only over about n / 64 neighbouring pixels, so each
+    product is done band by band: 64 weighted sums of that many rows (then columns). No
+    single product is large enough for OpenBLAS to hand it to its own threads, which
+    would spin beside the bot's hashing threads when BLAS threading is left on.
     """
     rows, cols = luma.shape
-    indices, weights = _band(rows)
     pixels = np.asarray(luma, dtype=np.float32)
-    mixed = np.matmul(weights[:, None, :], pixels[indices])[:, 0, :]  # 64 x cols
-    return mixed @ _downsampling_matrix(cols).T
+    mixed = _weighted_rows(_band(rows), pixels)  # 64 x cols
+    return _weighted_rows(_band(cols), mixed.T).T
+
+
+def _weighted_rows(band: tuple[np.ndarray, np.ndarray], array: np.ndarray) -> np.ndarray:
+    """`matrix @ array` for the 64 x n matrix given as `band` (see _band)."""
+    indices, weights = band
+    return np.matmul(weights[:, None, :], array[indices])[:, 0, :]
 
 
 @functools.lru_cache(maxsize=256)
