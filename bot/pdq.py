@@ -7,11 +7,12 @@ variants (rotations and flips) come from the same DCT by sign changes and transp
 as in the reference.
 
 What differs is how the blur is computed: blur and decimation are linear, so the 64x64
-buffer is `A_rows @ luma @ A_cols.T` with one 64 x n matrix per image dimension (cached).
-That runs in BLAS, outside the GIL, instead of C++ loops over every pixel inside it. The
-results equal the reference's but for floating point rounding: once in a while a DCT
-coefficient lying within rounding of the median lands on the other side, and one bit of
-the hash differs.
+buffer is `A_rows @ luma @ A_cols.T` with one 64 x n matrix per image dimension (cached),
+each non-zero over a band of ~n/64 pixels per row. Those products run as numpy batches of
+small weighted sums, outside the GIL, instead of pdqhash's C++ passes over every pixel
+inside it. The results equal the reference's but for floating point rounding: once in a
+while a DCT coefficient lying within rounding of the median lands on the other side of it,
+and two bits of the hash differ (it and the coefficient that takes its place).
 
 Pure: numpy in, hex strings and integers out.
 """
