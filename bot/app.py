@@ -25,6 +25,7 @@ from .config import Config, ConfigError, load_config
 from .enforce import Enforcer
 from .extract import extract_media_refs
 from .fetch import MediaFetcher
+from .hashing import warm_up
 from .intake.endpoint import DurableAppService
 from .intake.queue import WorkQueue
 from .lists import ListRegistry, ReloadResult
@@ -121,6 +122,8 @@ class ModBot:
     async def start(self) -> None:
         cfg = self.config
         await migrate(self.engine)
+        # What the first hash would pay for (lazy imports, ~1 s) is paid before the first event.
+        await asyncio.to_thread(warm_up)
         await self.refresh_allowlist()
         await self._load_overrides()
         for report in self.list_reports:
