@@ -7,10 +7,10 @@ variants (rotations and flips) come from the same DCT by sign changes and transp
 as in the reference.
 
 What differs is how the blur is computed: blur and decimation are linear, so the 64x64
-buffer is `A_rows @ luma @ A_cols.T` with one 64 x n matrix per image dimension (cached),
-each non-zero over a band of ~n/64 pixels per row. Those products run as numpy batches of
-small weighted sums, outside the GIL, instead of pdqhash's C++ passes over every pixel
-inside it. The results equal the reference's but for floating point rounding: once in a
+buffer is `A_rows @ luma @ A_cols.T` with one 64 x n matrix per image dimension, each
+non-zero over a band of ~n/64 pixels per row (the bands are cached). Those products run
+as numpy batches of small weighted sums, outside the GIL, instead of pdqhash's C++ passes
+over every pixel inside it. The results equal the reference's but for floating point rounding: once in a
 while a DCT coefficient lying within rounding of the median lands on the other side of it,
 and two bits of the hash differ (it and the coefficient that takes its place).
 
@@ -148,9 +148,11 @@ def _band(n: int) -> tuple[np.ndarray, np.ndarray]:
     return indices, weights
 
 
-@functools.lru_cache(maxsize=256)
 def _downsampling_matrix(n: int) -> np.ndarray:
     """64 x n float32: two box-filter passes along a side of n pixels, then decimation.
+
+    Not cached itself (64 x 768 float32 is 192 KiB; 256 of them would stay in memory):
+    its bands are, in a few KiB.
 
     The reference's box filter (downscaling.cpp, box1DFloat) has a window of w pixels,
     w = ceil(n / 128), with `half` = (w + 2) // 2 of them at and after the output pixel and
