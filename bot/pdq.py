@@ -109,8 +109,8 @@ def _dct16(luma: np.ndarray) -> tuple[np.ndarray | None, int]:
 def downsample(luma: np.ndarray) -> np.ndarray:
     """The 64x64 float32 image PDQ hashes: `luma` blurred (Jarosz filter) and decimated.
 
-    That is `_downsampling_matrix(rows) @ luma @ _downsampling_matrix(cols).T`. Each row
-    of those matrices is non-zero only over about n / 64 neighbouring pixels, so each
+    That is `A_rows @ luma @ A_cols.T` with a 64 x n matrix per side (see _band). Each
+    row of those matrices is non-zero only over about n / 64 neighbouring pixels, so each
     product is done band by band: 64 weighted sums of that many rows (then columns). No
     single product is large enough for OpenBLAS to hand it to its own threads, which
     would spin beside the bot's hashing threads when BLAS threading is left on.
@@ -129,56 +129,42 @@ def _weighted_rows(band: tuple[np.ndarray, np.ndarray], array: np.ndarray) -> np
 
 @functools.lru_cache(maxsize=256)
 def _band(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """_downsampling_matrix(n) as bands: indices and weights, each 64 x k.
-
-    Row r of the matrix is `weights[r]` at columns `indices[r]` and zero elsewhere; rows
-    whose band is narrower than k are padded with weight 0 (at an index inside 0..n-1).
-    """
-    matrix = _downsampling_matrix(n)
-    nonzero = matrix != 0
-    first = nonzero.argmax(axis=1)
-    last = n - 1 - nonzero[:, ::-1].argmax(axis=1)
-    width = int((last - first).max()) + 1
-    indices = first[:, None] + np.arange(width)[None, :]
-    inside = indices <= last[:, None]
-    indices = np.minimum(indices, n - 1)
-    weights = np.where(inside, np.take_along_axis(matrix, indices, axis=1), 0).astype(np.float32)
-    indices.setflags(write=False)
-    weights.setflags(write=False)
-    return indices, weights
-
-
-def _downsampling_matrix(n: int) -> np.ndarray:
-    """64 x n float32: two box-filter passes along a side of n pixels, then decimation.
-
-    Not cached itself (64 x 768 float32 is 192 KiB; 256 of them would stay in memory):
-    its bands are, in a few KiB.
+    """The 64 x n blur-and-decimate matrix for a side of n pixels, as bands: row r is
+    `weights[r]` at pixels `indices[r]` (each 64 x k) and zero elsewhere.
 
     The reference's box filter (downscaling.cpp, box1DFloat) has a window of w pixels,
     w = ceil(n / 128), with `half` = (w + 2) // 2 of them at and after the output pixel and
     w - half before it; at the ends the window shrinks to what is inside the image:
-        out[i] = mean(in[max(0, i - (w - half)) .. min(n - 1, i + half - 1)])
-    Decimation keeps pixel int((k + 0.5) * n / 64) for output pixel k.
+        box(in)[i] = mean(in[first(i) .. last(i)]),
+        first(i) = max(0, i - (w - half)),  last(i) = min(n - 1, i + half - 1)
+    Two passes, then decimation keeps pixel p = int((r + 0.5) * n / 64) for output r:
+        out[r] = mean over m in first(p)..last(p) of mean(in[first(m) .. last(m)])
+    so row r spans pixels first(first(p)) .. last(last(p)), at most 2w - 1 of them.
     """
     window = (n + 2 * _SIDE - 1) // (2 * _SIDE)
-    half = (window + 2) // 2
-    first = np.maximum(0, np.arange(n) - (window - half))
-    last = np.minimum(n - 1, np.arange(n) + half - 1)
+    before, after = window - (window + 2) // 2, (window + 2) // 2 - 1
 
-    def box_rows(indices: np.ndarray) -> np.ndarray:
-        """Rows `indices` of the n x n matrix of one box-filter pass."""
-        k = np.arange(n)
-        lo, hi = first[indices, None], last[indices, None]
-        return ((k >= lo) & (k <= hi)) / (hi - lo + 1.0)
+    def first(i: np.ndarray) -> np.ndarray:
+        return np.maximum(0, i - before)
+
+    def last(i: np.ndarray) -> np.ndarray:
+        return np.minimum(n - 1, i + after)
 
     picked = ((np.arange(_SIDE) + 0.5) * n / _SIDE).astype(np.int64)
-    matrix = np.empty((_SIDE, n))
-    for out, i in enumerate(picked):
-        # Row i of (box @ box): the mean of the box rows that row i of box averages.
-        matrix[out] = box_rows(np.arange(first[i], last[i] + 1)).mean(axis=0)
-    single = matrix.astype(np.float32)
-    single.setflags(write=False)
-    return single
+    # The pixels m the second pass averages for each output (padding marked invalid).
+    m = first(picked)[:, None] + np.arange(window)[None, :]  # 64 x w
+    valid = m <= last(picked)[:, None]
+    m = np.minimum(m, n - 1)
+    # The pixels j the first pass averaged for each m.
+    j = first(m[:, :1]) + np.arange(2 * window - 1)[None, :]  # 64 x (2w - 1)
+    covers = (first(m)[:, :, None] <= j[:, None, :]) & (j[:, None, :] <= last(m)[:, :, None])
+    shares = (covers & valid[:, :, None]) / (last(m) - first(m) + 1.0)[:, :, None]
+    weights = shares.sum(axis=1) / valid.sum(axis=1)[:, None]
+    indices = np.minimum(j, n - 1)  # past the end the weight is 0
+    weights = weights.astype(np.float32)
+    indices.setflags(write=False)
+    weights.setflags(write=False)
+    return indices, weights
 
 
 @functools.cache

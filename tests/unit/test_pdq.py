@@ -191,6 +191,49 @@ def test_the_64x64_buffer_is_the_blurred_image_sampled_at_pixel_centres() -> Non
     assert np.count_nonzero(small) == 1
 
 
+def box_pass_like_the_reference(vectors: np.ndarray, window: int) -> np.ndarray:
+    """box1DFloat (downscaling.cpp) along axis 0, its four phases as the C++ has them."""
+    half = (window + 2) // 2
+    out = np.empty_like(vectors)
+    total, size, right, left, at = np.zeros_like(vectors[0]), 0, 0, 0, 0
+    for _ in range(half - 1):  # accumulate, no output yet
+        total, size, right = total + vectors[right], size + 1, right + 1
+    for _ in range(window - half + 1):  # growing window
+        total, size, right = total + vectors[right], size + 1, right + 1
+        out[at], at = total / size, at + 1
+    for _ in range(len(vectors) - window):  # full window
+        total, right, left = total + vectors[right] - vectors[left], right + 1, left + 1
+        out[at], at = total / size, at + 1
+    for _ in range(half - 1):  # shrinking window
+        total, size, left = total - vectors[left], size - 1, left + 1
+        out[at], at = total / size, at + 1
+    return out
+
+
+def downsample_like_the_reference(image: np.ndarray) -> np.ndarray:
+    """jaroszFilterFloat (two passes along rows, then columns) and decimateFloat."""
+    rows, cols = image.shape
+    blurred = image.astype(np.float64)
+    for _ in range(2):
+        blurred = box_pass_like_the_reference(blurred.T, (cols + 127) // 128).T
+        blurred = box_pass_like_the_reference(blurred, (rows + 127) // 128)
+    picked_rows = [int((i + 0.5) * rows / 64) for i in range(64)]
+    picked_cols = [int((j + 0.5) * cols / 64) for j in range(64)]
+    return blurred[np.ix_(picked_rows, picked_cols)]
+
+
+@pytest.mark.parametrize(
+    "size", [(5, 5), (64, 64), (65, 300), (129, 257), (300, 7), (391, 400), (1100, 130)]
+)
+def test_the_64x64_buffer_is_the_references_blur_and_decimation(size: tuple[int, int]) -> None:
+    rows, cols = size
+    image = np.random.default_rng(rows).uniform(0, 255, size).astype(np.float32)
+
+    np.testing.assert_allclose(
+        downsample(image), downsample_like_the_reference(image), rtol=1e-5, atol=1e-3
+    )
+
+
 def test_luma_must_be_two_dimensional() -> None:
     with pytest.raises(ValueError):
         dihedral_hashes(np.zeros((10, 10, 3), np.float32))
