@@ -41,8 +41,6 @@ _BAND_FRACTION = 0.9
 _MIN_KEPT = 0.5  # never trim a side to less than half its length
 _MIN_BAND = 0.01  # bands thinner than 1% of the side (or 2 px) are ignored
 
-_PHASH_SIDE = 32  # imagehash.phash's defaults: hash_size 8 x highfreq_factor 4
-
 # Modes Image.reduce handles (it averages alpha correctly); others are converted first.
 _REDUCIBLE_MODES = frozenset({"L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "I", "F"})
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "PA"})
@@ -315,7 +313,7 @@ def _add_perceptual(hashes: Hashes, rgb: Image.Image) -> Hashes:
         hashes,
         pdq=queries[0],  # the untransformed image
         pdq_quality=quality,
-        phash=str(imagehash.phash(_phash_input(rgb))),
+        phash=str(imagehash.phash(rgb)),
         pdq_queries=tuple(dict.fromkeys(queries)),
     )
 
@@ -324,15 +322,6 @@ def _luma(rgb: Image.Image) -> np.ndarray:
     """PDQ's luma of an RGB image, float32: Pillow's "F" conversion computes the same
     0.299 R + 0.587 G + 0.114 B as pdqhash, bit for bit (tests/unit/test_pdq.py)."""
     return np.asarray(rgb.convert("F"))
-
-
-def _phash_input(rgb: Image.Image) -> Image.Image:
-    """What imagehash.phash reduces an image to before its DCT: greyscale, 32x32, Lanczos.
-
-    Done here with the same calls, phash's own convert and resize become copies of a
-    32x32 image instead of a pass over the whole one.
-    """
-    return rgb.convert("L").resize((_PHASH_SIDE, _PHASH_SIDE), Image.Resampling.LANCZOS)
 
 
 def _bands(rgb: Image.Image, box: tuple[int, int, int, int], columns: bool) -> tuple[int, int]:
