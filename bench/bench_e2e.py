@@ -300,20 +300,24 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def machine_busy_seconds() -> float:
-    """CPU time the whole machine has spent busy (all cores, kernel included), from /proc/stat."""
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, stolen): CPU time the whole machine has spent busy (all cores, kernel included)
+    and the time a virtual machine's host gave its cores to others, from /proc/stat."""
     try:
         fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     except (OSError, ValueError, IndexError):
-        return 0.0
+        return 0.0, 0.0
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    steal = fields[7] if len(fields) > 7 else 0
     # guest and guest_nice (fields 8, 9) are already counted in user and nice.
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields[:7]) - idle) / tick, steal / tick
 
 
 class CpuMeter:
-    """CPU seconds each process spends between start() and stop(), and the rest of the
-    machine's (other processes, the kernel's network work): a noisy neighbour shows there."""
+    """CPU seconds each process spends between start() and stop(), the rest of the
+    machine's (other processes, the kernel's network work) and what the host of a virtual
+    machine stole: a noisy neighbour shows in the last two."""
 
     def __init__(self, pids: dict[str, int | None]) -> None:
         self.pids = pids
@@ -322,7 +326,7 @@ class CpuMeter:
     def _now(self) -> dict[str, float]:
         now = {name: proc_cpu_seconds(pid) for name, pid in self.pids.items()}
         now["bench"] = time.process_time()
-        now["machine"] = machine_busy_seconds()
+        now["machine"], now["stolen"] = machine_cpu_seconds()
         return now
 
     def start(self) -> None:
@@ -330,8 +334,9 @@ class CpuMeter:
 
     def stop(self) -> dict[str, float]:
         spent = {name: value - self._start[name] for name, value in self._now().items()}
-        machine = spent.pop("machine")
+        machine, stolen = spent.pop("machine"), spent.pop("stolen")
         spent["rest"] = max(0.0, machine - sum(spent.values()))
+        spent["stolen"] = stolen  # by the host of a virtual machine: a noisy neighbour
         return spent
 
 
@@ -694,7 +699,8 @@ def report(bench: Bench, a: PhaseResult, b: PhaseResult) -> None:
     say()
     names = list(a.cpu)
     say(f"CPU seconds spent during each phase ({os.cpu_count()} cores: up to {os.cpu_count()} s per wall second; "
-        "rest = other processes and the kernel):")
+        "rest = other processes and the kernel; stolen = taken by the host of this virtual machine, "
+        "a noisy neighbour that makes the run unrepresentative):")
     say("| phase | wall s | " + " | ".join(names) + " |")
     say("|---|---:|" + "---:|" * len(names))
     for r in (a, b):

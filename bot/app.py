@@ -26,6 +26,7 @@ from .enforce import Enforcer
 from .extract import extract_media_refs
 from .fetch import MediaFetcher
 from .hashing import warm_up
+from .hashpool import hash_pool
 from .intake.endpoint import DurableAppService
 from .intake.queue import WorkQueue
 from .lists import ListRegistry, ReloadResult
@@ -111,6 +112,7 @@ class ModBot:
         if config.metrics.enabled:
             self.appservice.app.router.add_get("/metrics", self._metrics)
         self.queue: WorkQueue | None = None
+        self.hash_executor = hash_pool(config.processing.concurrency, config.processing.hash_nice)
         # Set in start(); typed as present because nothing uses them before.
         self.pipeline: Pipeline = None  # type: ignore[assignment]
         self.homeserver: Homeserver = None  # type: ignore[assignment]
@@ -123,7 +125,7 @@ class ModBot:
         cfg = self.config
         await migrate(self.engine)
         # What the first hash would pay for (lazy imports, ~1 s) is paid before the first event.
-        await asyncio.to_thread(warm_up)
+        await asyncio.get_running_loop().run_in_executor(self.hash_executor, warm_up)
         await self.refresh_allowlist()
         await self._load_overrides()
         for report in self.list_reports:
@@ -186,6 +188,7 @@ class ModBot:
             is_protected=lambda room_id: room_id in self.protected,
             bot_user_id=self.bot_user_id,
             max_image_pixels=cfg.processing.max_image_pixels,
+            hash_executor=self.hash_executor,
         )
         if cfg.processing.enabled:
             resumed = await self.queue.start()
@@ -406,6 +409,7 @@ class ModBot:
             await self.queue.stop()
         await self.classifier_runner.close()
         await self.appservice.stop()
+        self.hash_executor.shutdown(wait=False, cancel_futures=True)
         await self.engine.dispose()
 
 

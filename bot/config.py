@@ -162,6 +162,9 @@ class ProcessingConfig(_Section):
     max_image_pixels: int = Field(default=64_000_000, ge=1)
     max_attempts: int = Field(default=5, ge=1)
     action_retries: int = Field(default=4, ge=0)
+    # Niceness (0-19) of the threads that hash media: on a machine shared with the
+    # homeserver, a flood of media slows modbot's scanning, not the homeserver.
+    hash_nice: int = Field(default=10, ge=0, le=19)
     # Media held because a scan failed (on_failure: fail_closed) is scanned again after
     # rescan_delay seconds, doubling up to rescan_max_delay, until a scan succeeds or
     # rescan_give_up_after seconds have passed (the media then stays held).
@@ -400,6 +403,10 @@ processing:
   max_attempts: 5
   # Retries, with exponential backoff, of actions the homeserver answered with an error.
   action_retries: 4
+  # Niceness (0-19, as nice(1)) of the threads that decode and hash media. On a machine
+  # shared with the homeserver, a flood of media then slows modbot's scanning rather than
+  # the homeserver itself; 0 hashes at the bot's own priority.
+  hash_nice: 10
   # Media held because a scan failed (a policy rule's on_failure: fail_closed) is scanned
   # again after rescan_delay seconds, doubling up to rescan_max_delay, until a scan
   # succeeds or rescan_give_up_after seconds have passed (the media then stays held).
