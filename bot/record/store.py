@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ..model import Hashes, MediaRef, Verdict
 from .db import session_factory
@@ -220,29 +221,30 @@ class Store:
         the event's status too, in the same transaction."""
         if not journal and finish is None:
             return
+        finished = None
+        if finish is not None:
+            if journal.event_id is None:
+                raise ValueError("only an event's journal has a status to set")
+            finished = {"b_event_id": journal.event_id, "b_status": finish, "b_at": self._clock(), "b_error": error}
         async with self.engine.begin() as conn:
-            await self._write(conn, journal)
-            if finish is not None:
-                assert journal.event_id is not None
-                await conn.execute(
-                    self._sql.finish_event,
-                    {"b_event_id": journal.event_id, "b_status": finish, "b_at": self._clock(), "b_error": error},
-                )
+            # One greenlet for all the statements, not one per statement.
+            await conn.run_sync(self._write, journal, finished)
         journal.clear()
 
-    async def _write(self, conn: AsyncConnection, journal: EventJournal) -> None:
-        if journal.links:
-            await conn.execute(self._sql.link, journal.links)
+    def _write(self, conn: Connection, journal: EventJournal, finished: dict[str, Any] | None) -> None:
         hashed = [row for row in journal.media.values() if "sha256" in row]
         unhashed = [row for row in journal.media.values() if "sha256" not in row]
-        if hashed:
-            await conn.execute(self._sql.media_hashed, hashed)
-        if unhashed:
-            await conn.execute(self._sql.media_unhashed, unhashed)
-        if journal.verdicts:
-            await conn.execute(self._sql.verdicts, journal.verdicts)
-        if journal.audits:
-            await conn.execute(self._sql.audit, journal.audits)
+        for statement, rows in (
+            (self._sql.link, journal.links),
+            (self._sql.media_hashed, hashed),
+            (self._sql.media_unhashed, unhashed),
+            (self._sql.verdicts, journal.verdicts),
+            (self._sql.audit, journal.audits),
+        ):
+            if rows:
+                conn.execute(statement, rows)
+        if finished is not None:
+            conn.execute(self._sql.finish_event, finished)
 
     async def pending_event_ids(self) -> list[str]:
         async with self.sessions() as session:
