@@ -63,14 +63,7 @@ class EventJournal:
     def pending_hashes(self, mxc: str) -> Hashes | None:
         """Hashes noted for `mxc` and not yet committed (media seen twice in one event)."""
         row = self.media.get(mxc)
-        if row is None or row.get("sha256") is None:
-            return None
-        return Hashes(
-            sha256=row["sha256"], md5=row["md5"], sha1=row["sha1"], size=row["size"],
-            pdq=row["pdq"], pdq_quality=row["pdq_quality"], phash=row["phash"],
-            pdq_queries=tuple(row["pdq_queries"].split(",")) if row["pdq_queries"] else (),
-            width=row["width"], height=row["height"],
-        )
+        return hashes_from_columns(row.get) if row is not None else None
 
     def record_verdicts(self, mxc: str, classifier: str, verdicts: Sequence[Verdict]) -> None:
         """What a classifier found; an empty `verdicts` is recorded as "no match"."""
@@ -103,6 +96,26 @@ def media_hash_columns(hashes: Hashes) -> dict[str, Any]:
         "width": hashes.width,
         "height": hashes.height,
     }
+
+
+def hashes_from_columns(column: Callable[[str], Any]) -> Hashes | None:
+    """The inverse of media_hash_columns, reading each column through `column`; None when
+    the media was never hashed."""
+    if not column("sha256") or column("size") is None:
+        return None
+    queries = column("pdq_queries")
+    return Hashes(
+        sha256=column("sha256"),
+        md5=column("md5"),
+        sha1=column("sha1"),
+        size=column("size"),
+        pdq=column("pdq"),
+        pdq_quality=column("pdq_quality"),
+        phash=column("phash"),
+        pdq_queries=tuple(queries.split(",")) if queries else (),
+        width=column("width"),
+        height=column("height"),
+    )
 
 
 def verdict_rows(

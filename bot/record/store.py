@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ..model import Hashes, MediaRef, Verdict
 from .db import session_factory
-from .journal import EventJournal, media_hash_columns, verdict_rows
+from .journal import EventJournal, hashes_from_columns, media_hash_columns, verdict_rows
 from .tables import (
     ActionRow,
     AuditRow,
@@ -604,20 +604,7 @@ def _malformed(raw: Any) -> str | None:
 
 
 def _media(row: Any) -> StoredMedia:  # a MediaRow, or a Core row of the media table
-    hashes = None
-    if row.sha256 and row.size is not None:
-        hashes = Hashes(
-            sha256=row.sha256,
-            md5=row.md5,
-            sha1=row.sha1,
-            size=row.size,
-            pdq=row.pdq,
-            pdq_quality=row.pdq_quality,
-            phash=row.phash,
-            pdq_queries=tuple(row.pdq_queries.split(",")) if row.pdq_queries else (),
-            width=row.width,
-            height=row.height,
-        )
+    hashes = hashes_from_columns(lambda column: getattr(row, column))
     return StoredMedia(row.mxc, row.status, hashes, row.mimetype, row.error)
 
 
