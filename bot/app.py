@@ -124,8 +124,9 @@ class ModBot:
     async def start(self) -> None:
         cfg = self.config
         await migrate(self.engine)
-        # What the first hash would pay for (lazy imports, ~1 s) is paid before the first event.
-        await asyncio.get_running_loop().run_in_executor(self.hash_executor, warm_up)
+        # What the first hash would pay for (lazy imports, ~1 s) is paid before the first
+        # event, beside the rest of the start-up: the endpoint must not open later for it.
+        warming = asyncio.get_running_loop().run_in_executor(self.hash_executor, warm_up)
         await self.refresh_allowlist()
         await self._load_overrides()
         for report in self.list_reports:
@@ -190,6 +191,7 @@ class ModBot:
             max_image_pixels=cfg.processing.max_image_pixels,
             hash_executor=self.hash_executor,
         )
+        await warming
         if cfg.processing.enabled:
             resumed = await self.queue.start()
             if resumed:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,33 @@ class BotProcess:
             await wait_for(self._ready, timeout=60, description="modbot to become ready")
         except TimeoutError:
             raise RuntimeError(f"modbot did not start:\n{self.log_tail()}") from None
+        await self._settled()
+
+    async def _settled(self, quiet: float = 1.0, timeout: float = 10.0) -> None:
+        """Wait until Synapse has replayed what it held back while modbot was down.
+
+        After modbot's start-up ping, Synapse's recoverer sends the backlog and marks the
+        appservice up only once it finds nothing left to send; a transaction created in
+        between is left unsent until some later push fails (a race in Synapse's
+        appservice/scheduler.py, seen here once: a command sent right after start was
+        never delivered). People don't post within 100 ms of a restart, tests do: they
+        wait until no transaction has arrived for `quiet` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        seen, since = await self.transactions_received(), time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - since < quiet:
+            await asyncio.sleep(0.1)
+            now = await self.transactions_received()
+            if now != seen:
+                seen, since = now, time.monotonic()
+
+    async def transactions_received(self) -> float:
+        """Appservice transactions modbot has answered, from its /metrics."""
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in (await self.metrics()).splitlines()
+            if line.startswith("modbot_transactions_total")
+        )
 
     async def _ready(self) -> bool:
         assert self.proc is not None
