@@ -71,16 +71,32 @@ class EventJournal:
         self.verdicts.extend(verdict_rows(self.event_id, mxc, classifier, verdicts, self.clock()))
 
     def audit(self, category: str, outcome: str, message: str, *, mxc: str | None = None) -> None:
-        self.audits.append({
-            "ts": self.clock(), "category": category, "outcome": outcome, "message": message,
-            "event_id": self.event_id, "room_id": self.room_id, "sender": self.sender, "mxc": mxc,
-        })
+        self.audits.append(
+            audit_row(self.clock(), category, outcome, message, self.event_id, self.room_id, self.sender, mxc)
+        )
 
     def clear(self) -> None:
         self.links.clear()
         self.media.clear()
         self.verdicts.clear()
         self.audits.clear()
+
+
+def audit_row(
+    ts: float,
+    category: str,
+    outcome: str,
+    message: str,
+    event_id: str | None = None,
+    room_id: str | None = None,
+    sender: str | None = None,
+    mxc: str | None = None,
+) -> dict[str, Any]:
+    """A row of the audit table, as the journal and the store's own writes insert it."""
+    return {
+        "ts": ts, "category": category, "outcome": outcome, "message": message,
+        "event_id": event_id, "room_id": room_id, "sender": sender, "mxc": mxc,
+    }
 
 
 def media_hash_columns(hashes: Hashes) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ..model import Hashes, MediaRef, Verdict
 from .db import session_factory
-from .journal import EventJournal, hashes_from_columns, media_hash_columns, verdict_rows
+from .journal import EventJournal, audit_row, hashes_from_columns, media_hash_columns, verdict_rows
 from .tables import (
     ActionRow,
     AuditRow,
@@ -193,7 +193,7 @@ class Store:
                 stored = set(result.scalars())
             if rejected:
                 await conn.execute(self._sql.audit, [
-                    _audit_row(now, "intake", "rejected", reason) for reason in rejected
+                    audit_row(now, "intake", "rejected", reason) for reason in rejected
                 ])
         queued = tuple(
             StoredEvent(
@@ -272,11 +272,7 @@ class Store:
             )
 
     async def finish_event(self, event_id: str, status: str, error: str | None = None) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                self._sql.finish_event,
-                {"b_event_id": event_id, "b_status": status, "b_at": self._clock(), "b_error": error},
-            )
+        await self.commit(EventJournal(event_id, clock=self._clock), finish=status, error=error)
 
     async def count_attempt(self, event_id: str, error: str | None) -> int:
         """Count a processing attempt; returns the number of attempts so far."""
@@ -525,7 +521,7 @@ class Store:
         async with self.engine.begin() as conn:
             await conn.execute(
                 self._sql.audit,
-                _audit_row(self._clock(), category, outcome, message, event_id, room_id, sender, mxc),
+                audit_row(self._clock(), category, outcome, message, event_id, room_id, sender, mxc),
             )
 
     async def audit_log(
@@ -575,22 +571,6 @@ class _Statements:
             .where(events.c.event_id == bindparam("b_event_id"))
             .values(status=bindparam("b_status"), processed_at=bindparam("b_at"), error=bindparam("b_error"))
         )
-
-
-def _audit_row(
-    ts: float,
-    category: str,
-    outcome: str,
-    message: str,
-    event_id: str | None = None,
-    room_id: str | None = None,
-    sender: str | None = None,
-    mxc: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "ts": ts, "category": category, "outcome": outcome, "message": message,
-        "event_id": event_id, "room_id": room_id, "sender": sender, "mxc": mxc,
-    }
 
 
 def _malformed(raw: Any) -> str | None:
