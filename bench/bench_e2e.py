@@ -1,27 +1,29 @@
 """End-to-end benchmark: modbot against a local Synapse, next to a do-nothing appservice.
 
-    python bench/bench_e2e.py [--events 200] [--rate R] [--known-share 0.5] [--senders 8]
+    python bench/bench_e2e.py [--events 200] [--rounds 2] [--rate R] [--known-share 0.5] [--senders 8]
 
-One throwaway Synapse (the stage of `bot/stage.py`) runs with two appservices registered:
-modbot, a separate `python -m bot run` process, and a do-nothing appservice (this file run
-with --serve-baseline, also a separate process) that answers every transaction with {} and
-notes when each event arrived. Both phases run in the same protected room, with the same
-members, so Synapse does the same work to accept a post:
+One throwaway Synapse (the stage of `bot/stage.py`) runs with two appservices registered and
+running throughout: modbot, a separate `python -m bot run` process, and a do-nothing
+appservice (this file run with --serve-baseline, also a separate process) that answers every
+transaction with {} and notes when each event arrived. There are two rooms alike (same
+creator, settings and members): modbot's bot has joined the protected one, the do-nothing
+bot the other, and Synapse pushes a room only to an appservice with a joined user.
 
-  A  the do-nothing appservice's bot is in the room, modbot is not running (its bot is only
-     invited, and Synapse pushes a room only to appservices with a joined user).
-     events/s from the first send to the last event's arrival; latency send -> arrival.
-  B  the do-nothing bot has left; modbot runs and has joined. events/s from the first send
-     until modbot has processed every event (its /health counts; the exact time from its
-     database); latency send -> redaction for known posts (the redaction's origin_server_ts),
-     and send -> processed for all posts. Peak RSS is modbot's VmHWM.
+  A  posts to the do-nothing appservice's room. events/s from the first send to the last
+     event's arrival; latency send -> arrival.
+  B  the same posts to modbot's protected room. events/s from the first send until modbot
+     has processed every event (its /health counts; the exact time from its database);
+     latency send -> redaction for known posts (the redaction's origin_server_ts), and
+     send -> processed for all posts. Peak RSS is modbot's VmHWM.
 
-The same posts (distinct generated ~1 MP JPEGs, uploaded before the clock starts) are sent
-the same way in both phases: m.image events from several users over parallel lanes, as fast
-as they go or paced at --rate. Known posts each come from a fresh user, because modbot bans
-the sender of known media. Redactions are read once after phase B (the moderator's
-/messages), so neither phase carries an observer's load on Synapse. Everything is on
-loopback; every process is stopped at the end, on error too.
+The posts (distinct generated ~1 MP JPEGs, uploaded before the clock starts) are split into
+--rounds chunks, and the phases alternate A B, B A, A B, ... chunk by chunk: on a shared
+machine whose speed drifts, both phases see the same conditions on average. Each phase's
+rate is its events over its summed time. Posts are m.image events from several users over
+parallel lanes, as fast as they go or paced at --rate. Known posts each come from a fresh
+user, because modbot bans the sender of known media. Redactions are read once at the end
+(the moderator's /messages), so no phase carries an observer's load on Synapse. Everything
+is on loopback; every process is stopped at the end, on error too.
 """
 
 from __future__ import annotations
@@ -291,6 +293,27 @@ class PhaseResult:
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else float("nan")
 
+    @classmethod
+    def combine(cls, parts: list[PhaseResult]) -> PhaseResult:
+        """One phase's chunks as one result: counts and times summed, latencies pooled."""
+        first = parts[0]
+        extra = None
+        if all(p.extra_latency for p in parts):
+            extra = (first.extra_latency[0], [v for p in parts for v in p.extra_latency[1]])  # type: ignore[index]
+        return cls(
+            name=first.name,
+            events=sum(p.events for p in parts),
+            known=sum(p.known for p in parts),
+            seconds=sum(p.seconds for p in parts),
+            send_seconds=sum(p.send_seconds for p in parts),
+            latency_what=first.latency_what,
+            latencies=[v for p in parts for v in p.latencies],
+            peak_rss=max((p.peak_rss for p in parts if p.peak_rss is not None), default=None),
+            cpu={k: sum(p.cpu.get(k, 0.0) for p in parts) for k in first.cpu},
+            extra_latency=extra,
+            notes=[n for p in parts for n in p.notes],
+        )
+
 
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile; nan for no values."""
@@ -352,6 +375,7 @@ class Bench:
         self.baseline: Child | None = None
         self.baseline_port = 0
         self.baseline_bot: MatrixUser | None = None  # with the do-nothing appservice's token
+        self.baseline_room = ""  # phase A's room; phase B's is the stage's protected room
         self.posts: list[Post] = []
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         self.setup_seconds = 0.0
@@ -426,7 +450,8 @@ class Bench:
         async def enrol(prefix: str) -> MatrixUser:
             async with limit:
                 user = await self.stage.new_user(prefix)
-                await user.join(self.stage.room)  # public (see _add_baseline): no invite needed
+                for room in (self.baseline_room, self.stage.room):  # public: no invite needed
+                    await user.join(room)
                 return user
 
         posters = await asyncio.gather(*(enrol("poster") for _ in range(args.senders)))
@@ -451,11 +476,9 @@ class Bench:
 
     async def _add_baseline(self) -> None:
         """Register the do-nothing appservice beside modbot (a Synapse restart) and seat its bot
-        in the protected room, where phase A runs before modbot has joined.
-
-        One room for both phases: the same members, the same state, the same fan-out; and a
-        room is only pushed to an appservice with a user joined to it (modbot's bot is only
-        invited until modbot starts), so phase A reaches the do-nothing appservice alone.
+        in a room of its own, made like the protected room: the same creator, power levels and
+        join rule, and later the same members. Synapse pushes a room only to an appservice
+        with a user joined to it, so each room's posts reach one appservice alone.
         """
         stage = self.stage
         self.baseline_port = free_port()
@@ -487,15 +510,17 @@ class Bench:
         await stage.synapse.start()
         bot = await register_appservice_user(stage.synapse.base_url, as_token, BASELINE_LOCALPART)
         assert bot == user_id, bot
+        self.baseline_room = await stage.moderator.create_room(
+            "baseline", invite=[bot], power_level_content_override={"users": {stage.bot_user_id: 100}}
+        )
         # Public: users join without an invite, which halves the membership events to set up.
-        await stage.moderator.send_state(stage.room, "m.room.join_rules", "", {"join_rule": "public"})
+        for room in (self.baseline_room, stage.room):
+            await stage.moderator.send_state(room, "m.room.join_rules", "", {"join_rule": "public"})
         self.baseline_bot = MatrixUser(stage.synapse.base_url, bot, as_token)
-        await self.baseline_bot.join(stage.room)
+        await self.baseline_bot.join(self.baseline_room)
 
     async def start_modbot(self) -> None:
-        """Between the phases: the do-nothing appservice leaves the room, modbot starts and joins."""
-        assert self.baseline_bot is not None
-        await self.baseline_bot.leave(self.stage.room)
+        """Before the first phase: modbot starts, joins the protected room and settles."""
         self.stage.write_config(
             processing={
                 "concurrency": self.args.concurrency,
@@ -513,7 +538,7 @@ class Bench:
         await asyncio.sleep(1)  # let Synapse deliver what it held back while modbot was down
         health = await get_json(self.http, f"{self.modbot_url}/health") or {}
         if sum(health.get("events", {}).values()):
-            raise RuntimeError(f"modbot received media events before phase B: {health.get('events')}")
+            raise RuntimeError(f"modbot received media events before any was sent: {health.get('events')}")
 
     async def _write_known_list(self, known_jpegs: list[bytes]) -> None:
         folder = self.workdir / "known-images"
@@ -541,23 +566,25 @@ class Bench:
             "baseline AS": self.baseline.pid if self.baseline else None,
         })
 
-    async def _send(self, room: str) -> tuple[list[Sent], float]:
+    async def _send(self, room: str, posts: list[Post]) -> tuple[list[Sent], float]:
         started = time.time()
-        sent = await send_posts(room, self.posts, lanes=self.args.senders, rate=self.args.rate, width=self.args.width)
+        sent = await send_posts(room, posts, lanes=self.args.senders, rate=self.args.rate, width=self.args.width)
         return sent, time.time() - started
 
-    async def phase_baseline(self) -> PhaseResult:
+    async def phase_baseline(self, posts: list[Post]) -> PhaseResult:
+        """Send `posts` to the do-nothing appservice's room; done when all have arrived there."""
         assert self.baseline is not None
         baseline = self.baseline
-        n = len(self.posts)
+        n = len(posts)
+        before = (await get_json(self.http, f"{self.baseline_url}/bench/count") or {}).get("count", 0)
         meter = self._meter()
         meter.start()
-        sent, send_seconds = await self._send(self.stage.room)
+        sent, send_seconds = await self._send(self.baseline_room, posts)
 
         async def all_arrived() -> bool:
             baseline.check_alive()
             counted = await get_json(self.http, f"{self.baseline_url}/bench/count")
-            return bool(counted) and counted["count"] >= n
+            return bool(counted) and counted["count"] >= before + n
 
         await wait_for(all_arrived, timeout=self.args.timeout, interval=HEALTH_POLL,
                        description=f"{n} events to reach the do-nothing appservice")
@@ -570,7 +597,7 @@ class Bench:
         return PhaseResult(
             name="A: do-nothing appservice",
             events=n,
-            known=sum(p.known for p in self.posts),
+            known=sum(p.known for p in posts),
             seconds=max(arrivals[s.event_id] for s in sent) - first,
             send_seconds=send_seconds,
             latency_what="send -> delivered to the appservice (all)",
@@ -579,14 +606,18 @@ class Bench:
             cpu=cpu,
         )
 
-    async def phase_modbot(self) -> PhaseResult:
+    async def phase_modbot(self, posts: list[Post]) -> tuple[PhaseResult, list[Sent]]:
+        """Send `posts` to the protected room; done when modbot has processed them all.
+
+        Known posts' redaction latencies are filled in by `finish_modbot`, after every round.
+        """
         assert self.modbot is not None
         modbot = self.modbot
-        n = len(self.posts)
+        n = len(posts)
         before = (await get_json(self.http, f"{self.modbot_url}/health") or {}).get("events", {})
         meter = self._meter()
         meter.start()
-        sent, send_seconds = await self._send(self.stage.room)
+        sent, send_seconds = await self._send(self.stage.room, posts)
         health: dict[str, Any] = {}
 
         async def all_processed() -> bool:
@@ -603,8 +634,6 @@ class Bench:
         cpu = meter.stop()
 
         at = {s.event_id: s.at for s in sent}
-        known_ids = {s.event_id for s in sent if s.known}
-        redacted = await redactions(self.stage.moderator, self.stage.room)
         processed = self._processed_times()
         if processed and all(e in processed for e in at):
             end = max(processed[e] for e in at)
@@ -615,23 +644,34 @@ class Bench:
         failed = health.get("events", {}).get("failed", 0) - before.get("failed", 0)
         if failed:
             notes.append(f"{failed} events failed in modbot")
-        if known_ids - redacted.keys():
-            notes.append(f"{len(known_ids - redacted.keys())} known posts were not redacted")
-        if redacted.keys() - known_ids:
-            notes.append(f"{len(redacted.keys() - known_ids)} unknown posts were redacted (false positives)")
-        return PhaseResult(
+        result = PhaseResult(
             name="B: modbot",
             events=n,
-            known=len(known_ids),
+            known=sum(s.known for s in sent),
             seconds=end - min(at.values()),
             send_seconds=send_seconds,
             latency_what="send -> redaction (known)",
-            latencies=[redacted[e] - at[e] for e in known_ids if e in redacted],
-            peak_rss=proc_peak_rss(modbot.pid),
+            latencies=[],
+            peak_rss=None,
             cpu=cpu,
             extra_latency=extra,
             notes=notes,
         )
+        return result, sent
+
+    async def finish_modbot(self, result: PhaseResult, sent: list[Sent]) -> PhaseResult:
+        """Phase B's redaction latencies and checks, read once from the room, and peak RSS."""
+        assert self.modbot is not None
+        known_ids = {s.event_id for s in sent if s.known}
+        at = {s.event_id: s.at for s in sent}
+        redacted = await redactions(self.stage.moderator, self.stage.room)
+        if known_ids - redacted.keys():
+            result.notes.append(f"{len(known_ids - redacted.keys())} known posts were not redacted")
+        if redacted.keys() - known_ids:
+            result.notes.append(f"{len(redacted.keys() - known_ids)} unknown posts were redacted (false positives)")
+        result.latencies = [redacted[e] - at[e] for e in known_ids if e in redacted]
+        result.peak_rss = proc_peak_rss(self.modbot.pid)
+        return result
 
     def _processed_times(self) -> dict[str, float]:
         """event id -> processed_at from modbot's SQLite database (read only), {} if unreadable.
@@ -669,7 +709,7 @@ def _mb(size: int | None) -> str:
     return "-" if size is None else f"{size / MB:,.0f} MB"
 
 
-def report(bench: Bench, a: PhaseResult, b: PhaseResult) -> None:
+def report(bench: Bench, a: PhaseResult, b: PhaseResult, rounds: list[tuple[PhaseResult, PhaseResult]]) -> None:
     args = bench.args
     sizes = [p.size for p in bench.posts]
     bound = args.concurrency * args.size_cap_mb * MB + 200 * MB
@@ -679,7 +719,7 @@ def report(bench: Bench, a: PhaseResult, b: PhaseResult) -> None:
         f"the rest from {args.senders} posters), {args.senders} parallel send lanes, {rate}; "
         f"JPEG {args.width}x{args.width * 3 // 4}, {sum(sizes) / len(sizes) / 1024:,.0f} KiB average; "
         f"modbot concurrency {args.concurrency}, size cap {args.size_cap_mb} MB; "
-        f"{os.cpu_count()} CPUs; setup {bench.setup_seconds:.0f} s.")
+        f"{len(rounds)} rounds (A B, B A, ...); {os.cpu_count()} CPUs; setup {bench.setup_seconds:.0f} s.")
     say()
     say("| phase | events | s | events/s | sends/s | latency | p50 ms | p99 ms | bot peak RSS |")
     say("|---|---:|---:|---:|---:|---|---:|---:|---:|")
@@ -690,6 +730,13 @@ def report(bench: Bench, a: PhaseResult, b: PhaseResult) -> None:
         if r.extra_latency:
             what, values = r.extra_latency
             say(f"| | | | | | {what} | {_ms(percentile(values, 50))} | {_ms(percentile(values, 99))} | |")
+    if len(rounds) > 1:
+        say()
+        say("| round | A events/s | B events/s | B / A | stolen s (A, B) |")
+        say("|---:|---:|---:|---:|---|")
+        for i, (ra, rb) in enumerate(rounds, 1):
+            say(f"| {i} | {ra.rate:.1f} | {rb.rate:.1f} | {rb.rate / ra.rate:.2f} "
+                f"| {ra.cpu.get('stolen', 0):.1f}, {rb.cpu.get('stolen', 0):.1f} |")
     say()
     ratio = b.rate / a.rate
     say(f"modbot / baseline: {ratio:.2f} ({'meets' if ratio >= 0.8 else 'misses'} the goal of 0.80)")
@@ -730,13 +777,27 @@ async def main(args: argparse.Namespace) -> int:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     try:
         await bench.setup()
-        say(f"phase A: {args.events} events to the do-nothing appservice ...")
-        a = await bench.phase_baseline()
         say("starting modbot ...")
         await bench.start_modbot()
-        say(f"phase B: {args.events} events to modbot ...")
-        b = await bench.phase_modbot()
-        report(bench, a, b)
+        rounds = min(args.rounds, len(bench.posts))
+        chunks = [bench.posts[i::rounds] for i in range(rounds)]
+        a_parts: list[PhaseResult] = []
+        b_parts: list[PhaseResult] = []
+        b_sent: list[Sent] = []
+        for i, chunk in enumerate(chunks):
+            # A B, then B A, ...: a drift in the machine's speed weighs on both phases alike.
+            for phase in ("AB" if i % 2 == 0 else "BA"):
+                if phase == "A":
+                    say(f"round {i + 1}/{rounds}, phase A: {len(chunk)} events to the do-nothing appservice ...")
+                    a_parts.append(await bench.phase_baseline(chunk))
+                else:
+                    say(f"round {i + 1}/{rounds}, phase B: {len(chunk)} events to modbot ...")
+                    part, sent = await bench.phase_modbot(chunk)
+                    b_parts.append(part)
+                    b_sent += sent
+        a = PhaseResult.combine(a_parts)
+        b = await bench.finish_modbot(PhaseResult.combine(b_parts), b_sent)
+        report(bench, a, b, list(zip(a_parts, b_parts)))
         return 0
     except Exception:
         for child in (bench.modbot, bench.baseline):
@@ -754,6 +815,8 @@ async def main(args: argparse.Namespace) -> int:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--events", type=int, default=200, help="media events per phase (default 200)")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="chunks the posts are sent in, phases alternating A B, B A, ... (default 2)")
     p.add_argument("--rate", type=float, default=None, help="offered events/s (default: as fast as the lanes go)")
     p.add_argument("--known-share", type=float, default=0.5, help="share of posts with known media (default 0.5)")
     p.add_argument("--senders", type=int, default=8, help="parallel send lanes and poster users (default 8)")
@@ -769,8 +832,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve_baseline is None:
-        if args.events < 1 or not 0 <= args.known_share <= 1 or args.senders < 1:
-            p.error("need --events >= 1, --senders >= 1 and 0 <= --known-share <= 1")
+        if args.events < 1 or not 0 <= args.known_share <= 1 or args.senders < 1 or args.rounds < 1:
+            p.error("need --events >= 1, --senders >= 1, --rounds >= 1 and 0 <= --known-share <= 1")
     return args
 
 
