@@ -1,9 +1,9 @@
 """End-to-end benchmark: modbot against a local Synapse, next to a do-nothing appservice.
 
-    python bench/bench_e2e.py [--events 200] [--rounds 2] [--rate R] [--known-share 0.5] [--senders 8]
+    python bench/bench_e2e.py [--events 200] [--rounds 2] [--ideal] [--rate R] [--known-share 0.5] [--senders 8]
 
-One throwaway Synapse (the stage of `bot/stage.py`) runs with two appservices registered and
-running throughout: modbot, a separate `python -m bot run` process, and a do-nothing
+One throwaway Synapse (the stage of `bot/stage.py`) runs with two (with --ideal three)
+appservices registered and running throughout: modbot, a separate `python -m bot run` process, and a do-nothing
 appservice (this file run with --serve-baseline, also a separate process) that answers every
 transaction with {} and notes when each event arrived. There are two rooms alike (same
 creator, settings and members): modbot's bot has joined the protected one, the do-nothing
@@ -15,10 +15,17 @@ bot the other, and Synapse pushes a room only to an appservice with a joined use
      has processed every event (its /health counts; the exact time from its database);
      latency send -> redaction for known posts (the redaction's origin_server_ts), and
      send -> processed for all posts. Peak RSS is modbot's VmHWM.
+  C  with --ideal, the same posts to a third room like the others, whose appservice makes
+     exactly modbot's requests to Synapse and nothing else: it downloads every media and, for
+     the media it is told are known, quarantines it, redacts the event, bans the sender and
+     posts a notice. It scans nothing and keeps nothing, so its rate is the most any scanner
+     asking the same of Synapse can reach on this machine; modbot / ideal is modbot's own
+     overhead. Its known posts use a copy of the known media with other bytes, because
+     Synapse quarantines every file with the same SHA-256 together.
 
 The posts (distinct generated ~1 MP JPEGs, uploaded before the clock starts) are split into
---rounds chunks, and the phases alternate A B, B A, A B, ... chunk by chunk: on a shared
-machine whose speed drifts, both phases see the same conditions on average. Each phase's
+--rounds chunks, and the phases alternate A B (C), (C) B A, ... chunk by chunk: on a shared
+machine whose speed drifts, every phase sees the same conditions on average. Each phase's
 rate is its events over its summed time. Posts are m.image events from several users over
 parallel lanes, as fast as they go or paced at --rate. Known posts each come from a fresh
 user, because modbot bans the sender of known media. Redactions are read once at the end
@@ -65,6 +72,7 @@ MB = 1024 * 1024
 # the baseline run from there too, so every process runs the same code.
 REPO = Path(bot.__file__).resolve().parent.parent
 BASELINE_LOCALPART = "baseline"
+IDEAL_LOCALPART = "ideal"
 HEALTH_POLL = 0.05  # seconds between polls of modbot's /health and the baseline's count
 SETUP_PARALLEL = 8  # concurrent requests while registering users and uploading media
 
@@ -92,6 +100,71 @@ def serve_baseline(port: int) -> None:
 
     app = web.Application()
     app.router.add_put("/_matrix/app/v1/transactions/{txn}", transaction)
+    app.router.add_get("/bench/count", count)
+    app.router.add_get("/bench/arrivals", report)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def serve_ideal(port: int) -> None:
+    """An appservice that asks of Synapse exactly what modbot asks, and nothing more.
+
+    It downloads every posted media, and for media it was told are known it quarantines the
+    media, redacts the event, bans the sender and posts a notice in its management room,
+    with as many events in flight as modbot. It scans nothing, keeps nothing on disk, and
+    answers transactions at once: its rate is the most any scanner could reach on this
+    Synapse and machine, and modbot's distance from it is modbot's own overhead.
+    """
+    setup: dict[str, Any] = {}
+    processed: dict[str, float] = {}
+    failures: list[str] = []
+    pending: set[asyncio.Task[None]] = set()
+
+    async def handle(event: dict[str, Any]) -> None:
+        user: MatrixUser = setup["user"]
+        url, room, event_id = event["content"]["url"], event["room_id"], event["event_id"]
+        async with setup["limit"]:
+            try:
+                await user.download(url)
+                if url in setup["known"]:
+                    await user.quarantine_media(url)
+                    await user.redact(room, event_id, "known media")
+                    await user.ban(room, event["sender"], "known media")
+                    await user.send_message(setup["management_room"], {
+                        "msgtype": "m.notice",
+                        "body": f"known media from {event['sender']} in {room}: {event_id} redacted, sender banned",
+                    })
+            except Exception as e:  # noted and reported; the event still counts as handled
+                failures.append(f"{event_id}: {e!r}")
+            processed[event_id] = time.time()
+
+    async def transaction(request: web.Request) -> web.Response:
+        body = await request.json()
+        for event in body.get("events", []):
+            if event.get("type") == "m.room.message" and isinstance(event.get("content", {}).get("url"), str):
+                task = asyncio.ensure_future(handle(event))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+        return web.json_response({})
+
+    async def configure(request: web.Request) -> web.Response:
+        body = await request.json()
+        setup.update(
+            user=MatrixUser(body["base_url"], body["user_id"], body["as_token"]),
+            known=set(body["known"]),
+            management_room=body["management_room"],
+            limit=asyncio.Semaphore(body["concurrency"]),
+        )
+        return web.json_response({})
+
+    async def count(_request: web.Request) -> web.Response:
+        return web.json_response({"count": len(processed), "failures": failures})
+
+    async def report(_request: web.Request) -> web.Response:
+        return web.json_response(processed)
+
+    app = web.Application()
+    app.router.add_put("/_matrix/app/v1/transactions/{txn}", transaction)
+    app.router.add_post("/bench/setup", configure)
     app.router.add_get("/bench/count", count)
     app.router.add_get("/bench/arrivals", report)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
@@ -225,6 +298,10 @@ class Post:
     sender: MatrixUser
     mxc: str = ""
     size: int = 0
+    ideal_mxc: str = ""  # known posts: a second upload, which the ideal appservice quarantines
+
+    def mxc_for(self, phase: str) -> str:
+        return self.ideal_mxc if phase == "C" and self.ideal_mxc else self.mxc
 
 
 @dataclass(frozen=True)
@@ -234,7 +311,9 @@ class Sent:
     known: bool
 
 
-async def send_posts(room: str, posts: list[Post], *, lanes: int, rate: float | None, width: int) -> list[Sent]:
+async def send_posts(
+    room: str, posts: list[Post], *, lanes: int, rate: float | None, width: int, phase: str
+) -> list[Sent]:
     """Send every post as an m.image event; `lanes` requests in flight, paced at `rate`/s if given."""
     sent: list[Sent | None] = [None] * len(posts)
     order = iter(range(len(posts)))  # shared by the lanes: each takes the next post
@@ -247,7 +326,7 @@ async def send_posts(room: str, posts: list[Post], *, lanes: int, rate: float | 
             post = posts[i]
             at = time.time()
             event_id = await post.sender.send_image(
-                room, post.mxc, body=f"photo{post.seed}.jpg", mimetype="image/jpeg",
+                room, post.mxc_for(phase), body=f"photo{post.seed}.jpg", mimetype="image/jpeg",
                 size=post.size, w=width, h=width * 3 // 4,
             )
             sent[i] = Sent(event_id, at, post.known)
@@ -376,6 +455,12 @@ class Bench:
         self.baseline_port = 0
         self.baseline_bot: MatrixUser | None = None  # with the do-nothing appservice's token
         self.baseline_room = ""  # phase A's room; phase B's is the stage's protected room
+        self.ideal: Child | None = None
+        self.ideal_port = 0
+        self.ideal_bot: MatrixUser | None = None
+        self.ideal_room = ""
+        self.ideal_management = ""
+        self._ideal_failures_seen = 0
         self.posts: list[Post] = []
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         self.setup_seconds = 0.0
@@ -394,6 +479,14 @@ class Bench:
     def baseline_url(self) -> str:
         return f"http://127.0.0.1:{self.baseline_port}"
 
+    @property
+    def ideal_url(self) -> str:
+        return f"http://127.0.0.1:{self.ideal_port}"
+
+    @property
+    def rooms(self) -> list[str]:
+        return [r for r in (self.baseline_room, self.stage.room, self.ideal_room) if r]
+
     def synapse_pid(self) -> int | None:
         """Synapse's process: the one whose command line names this stage's homeserver.yaml."""
         wanted = str(self.stage.synapse.config_path).encode()
@@ -407,11 +500,12 @@ class Bench:
         return None
 
     async def close(self) -> None:
-        for child in (self.modbot, self.baseline):
+        for child in (self.modbot, self.baseline, self.ideal):
             if child is not None:
                 await child.stop()
-        if self.baseline_bot is not None:
-            await self.baseline_bot.close()
+        for user in (self.baseline_bot, self.ideal_bot):
+            if user is not None:
+                await user.close()
         if self._stage is not None:
             await self._stage.stop()
         await self.http.close()
@@ -436,7 +530,7 @@ class Bench:
         try:
             say(f"setup: booting Synapse, drawing {args.events} images of {args.width}x{args.width * 3 // 4} ...")
             self._stage = await build_stage(self.workdir / "stage", log_level=args.synapse_log_level)
-            await self._add_baseline()
+            await self._add_appservices()
             jpegs = await images
         finally:
             images.cancel()  # a no-op once done
@@ -450,7 +544,7 @@ class Bench:
         async def enrol(prefix: str) -> MatrixUser:
             async with limit:
                 user = await self.stage.new_user(prefix)
-                for room in (self.baseline_room, self.stage.room):  # public: no invite needed
+                for room in self.rooms:  # public: no invite needed
                     await user.join(room)
                 return user
 
@@ -468,55 +562,87 @@ class Bench:
             async with limit:
                 post.mxc = await post.sender.upload(data, "image/jpeg", f"photo{post.seed}.jpg")
                 post.size = len(data)
+                if post.known and self.ideal is not None:
+                    # Other bytes (a trailing zero, which JPEG decoders ignore): Synapse
+                    # quarantines every copy with the same SHA-256 along with the one named.
+                    post.ideal_mxc = await post.sender.upload(data + b"\0", "image/jpeg", f"photo{post.seed}.jpg")
 
         await asyncio.gather(*(upload(p, j) for p, j in zip(self.posts, jpegs)))
         del jpegs
+        if self.ideal is not None and self.ideal_bot is not None:
+            async with self.http.post(f"{self.ideal_url}/bench/setup", json={
+                "base_url": self.stage.synapse.base_url,
+                "user_id": self.ideal_bot.user_id,
+                "as_token": self.ideal_bot.access_token,
+                "management_room": self.ideal_management,
+                "known": [p.ideal_mxc for p in self.posts if p.known],
+                "concurrency": args.concurrency,
+            }) as resp:
+                resp.raise_for_status()
         self.setup_seconds = time.monotonic() - started
         say(f"setup: done in {self.setup_seconds:.0f} s")
 
-    async def _add_baseline(self) -> None:
-        """Register the do-nothing appservice beside modbot (a Synapse restart) and seat its bot
-        in a room of its own, made like the protected room: the same creator, power levels and
-        join rule, and later the same members. Synapse pushes a room only to an appservice
-        with a user joined to it, so each room's posts reach one appservice alone.
-        """
-        stage = self.stage
-        self.baseline_port = free_port()
+    async def _helper_appservice(self, localpart: str, flag: str, name: str) -> tuple[Child, int, str, Path]:
+        """Start a benchmark appservice (this file with `flag`) and write its registration."""
+        port = free_port()
         as_token = new_token()
-        user_id = f"@{BASELINE_LOCALPART}:{stage.synapse.server_name}"
-        registration = self.workdir / "baseline-registration.yaml"
+        registration = self.workdir / f"{localpart}-registration.yaml"
         registration.write_text(yaml.safe_dump({
-            "id": "bench-baseline",
-            "url": self.baseline_url,
+            "id": f"bench-{localpart}",
+            "url": f"http://127.0.0.1:{port}",
             "as_token": as_token,
             "hs_token": new_token(),
-            "sender_localpart": BASELINE_LOCALPART,
+            "sender_localpart": localpart,
             "rate_limited": False,  # as modbot's registration
-            "namespaces": {"users": [{"exclusive": True, "regex": f"^@{BASELINE_LOCALPART}:.*$"}],
-                           "aliases": [], "rooms": []},
+            "namespaces": {"users": [{"exclusive": True, "regex": f"^@{localpart}:.*$"}], "aliases": [], "rooms": []},
         }))
+        child = Child(name, [sys.executable, str(Path(__file__).resolve()), flag, str(port)], self.workdir / f"{localpart}.log")
         # Up before Synapse pushes it anything: a failed push would put it in back-off.
-        self.baseline = Child(
-            "baseline appservice",
-            [sys.executable, str(Path(__file__).resolve()), "--serve-baseline", str(self.baseline_port)],
-            self.workdir / "baseline.log",
-        )
-        await self.baseline.start()
-        await wait_for(lambda: get_json(self.http, f"{self.baseline_url}/bench/count"), timeout=30,
-                       interval=HEALTH_POLL, description="the baseline appservice to answer")
+        await child.start()
+        await wait_for(lambda: get_json(self.http, f"http://127.0.0.1:{port}/bench/count"), timeout=30,
+                       interval=HEALTH_POLL, description=f"the {name} to answer")
+        return child, port, as_token, registration
 
+    async def _add_appservices(self) -> None:
+        """Register the do-nothing appservice (and with --ideal the ideal one) beside modbot (a
+        Synapse restart) and seat each bot in a room of its own, made like the protected room:
+        the same creator, power levels and join rule, and later the same members. Synapse
+        pushes a room only to an appservice with a user joined to it, so each room's posts
+        reach one appservice alone.
+        """
+        stage = self.stage
+        self.baseline, self.baseline_port, baseline_token, registration = await self._helper_appservice(
+            BASELINE_LOCALPART, "--serve-baseline", "baseline appservice"
+        )
+        registrations = [registration]
+        if self.args.ideal:
+            self.ideal, self.ideal_port, ideal_token, registration = await self._helper_appservice(
+                IDEAL_LOCALPART, "--serve-ideal", "ideal appservice"
+            )
+            registrations.append(registration)
         await stage.synapse.stop()
-        stage.synapse.appservice_files.append(registration.resolve())
+        stage.synapse.appservice_files.extend(r.resolve() for r in registrations)
         await stage.synapse.start()
-        bot = await register_appservice_user(stage.synapse.base_url, as_token, BASELINE_LOCALPART)
-        assert bot == user_id, bot
+
+        bot = await register_appservice_user(stage.synapse.base_url, baseline_token, BASELINE_LOCALPART)
         self.baseline_room = await stage.moderator.create_room(
             "baseline", invite=[bot], power_level_content_override={"users": {stage.bot_user_id: 100}}
         )
+        self.baseline_bot = MatrixUser(stage.synapse.base_url, bot, baseline_token)
+        if self.ideal is not None:
+            bot = await register_appservice_user(stage.synapse.base_url, ideal_token, IDEAL_LOCALPART)
+            await stage.admin.make_admin(bot)  # to quarantine, as modbot
+            power = {"users": {bot: 100}}
+            self.ideal_room = await stage.moderator.create_room("ideal", invite=[bot], power_level_content_override=power)
+            self.ideal_management = await stage.moderator.create_room(
+                "ideal management", invite=[bot], power_level_content_override=power
+            )
+            self.ideal_bot = MatrixUser(stage.synapse.base_url, bot, ideal_token)
+            for room in (self.ideal_room, self.ideal_management):
+                await self.ideal_bot.join(room)
         # Public: users join without an invite, which halves the membership events to set up.
-        for room in (self.baseline_room, stage.room):
+        for room in self.rooms:
             await stage.moderator.send_state(room, "m.room.join_rules", "", {"join_rule": "public"})
-        self.baseline_bot = MatrixUser(stage.synapse.base_url, bot, as_token)
         await self.baseline_bot.join(self.baseline_room)
 
     async def start_modbot(self) -> None:
@@ -564,11 +690,14 @@ class Bench:
             "synapse": self.synapse_pid(),
             "modbot": self.modbot.pid if self.modbot else None,
             "baseline AS": self.baseline.pid if self.baseline else None,
+            **({"ideal AS": self.ideal.pid} if self.ideal else {}),
         })
 
-    async def _send(self, room: str, posts: list[Post]) -> tuple[list[Sent], float]:
+    async def _send(self, room: str, posts: list[Post], phase: str) -> tuple[list[Sent], float]:
         started = time.time()
-        sent = await send_posts(room, posts, lanes=self.args.senders, rate=self.args.rate, width=self.args.width)
+        sent = await send_posts(
+            room, posts, lanes=self.args.senders, rate=self.args.rate, width=self.args.width, phase=phase
+        )
         return sent, time.time() - started
 
     async def phase_baseline(self, posts: list[Post]) -> PhaseResult:
@@ -579,7 +708,7 @@ class Bench:
         before = (await get_json(self.http, f"{self.baseline_url}/bench/count") or {}).get("count", 0)
         meter = self._meter()
         meter.start()
-        sent, send_seconds = await self._send(self.baseline_room, posts)
+        sent, send_seconds = await self._send(self.baseline_room, posts, "A")
 
         async def all_arrived() -> bool:
             baseline.check_alive()
@@ -606,6 +735,44 @@ class Bench:
             cpu=cpu,
         )
 
+    async def phase_ideal(self, posts: list[Post]) -> PhaseResult:
+        """Send `posts` to the ideal appservice's room; done when it has handled them all."""
+        assert self.ideal is not None
+        ideal = self.ideal
+        n = len(posts)
+        before = (await get_json(self.http, f"{self.ideal_url}/bench/count") or {}).get("count", 0)
+        meter = self._meter()
+        meter.start()
+        sent, send_seconds = await self._send(self.ideal_room, posts, "C")
+        counted: dict[str, Any] = {}
+
+        async def all_handled() -> bool:
+            nonlocal counted
+            ideal.check_alive()
+            counted = await get_json(self.http, f"{self.ideal_url}/bench/count") or {}
+            return counted.get("count", 0) >= before + n
+
+        await wait_for(all_handled, timeout=self.args.timeout, interval=HEALTH_POLL,
+                       description=f"the ideal appservice to handle {n} events")
+        cpu = meter.stop()
+        handled = await get_json(self.http, f"{self.ideal_url}/bench/arrivals") or {}
+        failures = counted.get("failures", [])[self._ideal_failures_seen:]
+        self._ideal_failures_seen += len(failures)
+        if any(s.event_id not in handled for s in sent):
+            raise RuntimeError("the ideal appservice never saw some of the events sent to it")
+        return PhaseResult(
+            name="C: ideal appservice (modbot's requests, no scanning)",
+            events=n,
+            known=sum(p.known for p in posts),
+            seconds=max(handled[s.event_id] for s in sent) - min(s.at for s in sent),
+            send_seconds=send_seconds,
+            latency_what="send -> handled (all)",
+            latencies=[handled[s.event_id] - s.at for s in sent],
+            peak_rss=None,
+            cpu=cpu,
+            notes=[f"ideal appservice: {f}" for f in failures[:3]],
+        )
+
     async def phase_modbot(self, posts: list[Post]) -> tuple[PhaseResult, list[Sent]]:
         """Send `posts` to the protected room; done when modbot has processed them all.
 
@@ -617,7 +784,7 @@ class Bench:
         before = (await get_json(self.http, f"{self.modbot_url}/health") or {}).get("events", {})
         meter = self._meter()
         meter.start()
-        sent, send_seconds = await self._send(self.stage.room, posts)
+        sent, send_seconds = await self._send(self.stage.room, posts, "B")
         health: dict[str, Any] = {}
 
         async def all_processed() -> bool:
@@ -709,37 +876,50 @@ def _mb(size: int | None) -> str:
     return "-" if size is None else f"{size / MB:,.0f} MB"
 
 
-def report(bench: Bench, a: PhaseResult, b: PhaseResult, rounds: list[tuple[PhaseResult, PhaseResult]]) -> None:
+def report(
+    bench: Bench, a: PhaseResult, b: PhaseResult, c: PhaseResult | None, parts: dict[str, list[PhaseResult]]
+) -> None:
     args = bench.args
     sizes = [p.size for p in bench.posts]
     bound = args.concurrency * args.size_cap_mb * MB + 200 * MB
     rate = f"{args.rate:g}/s offered" if args.rate else "unpaced (as fast as the lanes go)"
+    phases = [r for r in (a, b, c) if r is not None]
+    order = "A B C, C B A" if c else "A B, B A"
+    rounds = len(parts["A"])
     say()
     say(f"Settings: {a.events} events ({a.known} known = {args.known_share:.0%}, each from a fresh user; "
         f"the rest from {args.senders} posters), {args.senders} parallel send lanes, {rate}; "
         f"JPEG {args.width}x{args.width * 3 // 4}, {sum(sizes) / len(sizes) / 1024:,.0f} KiB average; "
         f"modbot concurrency {args.concurrency}, size cap {args.size_cap_mb} MB; "
-        f"{len(rounds)} rounds (A B, B A, ...); {os.cpu_count()} CPUs; setup {bench.setup_seconds:.0f} s.")
+        f"{rounds} rounds ({order}, ...); {os.cpu_count()} CPUs; setup {bench.setup_seconds:.0f} s.")
     say()
     say("| phase | events | s | events/s | sends/s | latency | p50 ms | p99 ms | bot peak RSS |")
     say("|---|---:|---:|---:|---:|---|---:|---:|---:|")
-    for r in (a, b):
+    for r in phases:
         say(f"| {r.name} | {r.events} | {r.seconds:.1f} | {r.rate:.1f} | {r.events / r.send_seconds:.1f} "
             f"| {r.latency_what} | {_ms(percentile(r.latencies, 50))} | {_ms(percentile(r.latencies, 99))} "
             f"| {_mb(r.peak_rss)} |")
         if r.extra_latency:
             what, values = r.extra_latency
             say(f"| | | | | | {what} | {_ms(percentile(values, 50))} | {_ms(percentile(values, 99))} | |")
-    if len(rounds) > 1:
+    if rounds > 1:
         say()
-        say("| round | A events/s | B events/s | B / A | stolen s (A, B) |")
-        say("|---:|---:|---:|---:|---|")
-        for i, (ra, rb) in enumerate(rounds, 1):
-            say(f"| {i} | {ra.rate:.1f} | {rb.rate:.1f} | {rb.rate / ra.rate:.2f} "
-                f"| {ra.cpu.get('stolen', 0):.1f}, {rb.cpu.get('stolen', 0):.1f} |")
+        names = "ABC"[: len(phases)]
+        say("| round | " + " | ".join(f"{n} events/s" for n in names) + " | B / A |"
+            + (" C / A |" if c else "") + " stolen s |")
+        say("|---:|" + "---:|" * (len(names) + (2 if c else 1)) + "---|")
+        for i in range(rounds):
+            row = [parts[n][i] for n in names]
+            ratios = [row[1].rate / row[0].rate] + ([row[2].rate / row[0].rate] if c else [])
+            say(f"| {i + 1} | " + " | ".join(f"{r.rate:.1f}" for r in row) + " | "
+                + " | ".join(f"{x:.2f}" for x in ratios) + " | "
+                + ", ".join(f"{r.cpu.get('stolen', 0):.1f}" for r in row) + " |")
     say()
     ratio = b.rate / a.rate
     say(f"modbot / baseline: {ratio:.2f} ({'meets' if ratio >= 0.8 else 'misses'} the goal of 0.80)")
+    if c is not None:
+        say(f"ideal / baseline: {c.rate / a.rate:.2f} (the most a scanner making modbot's requests reaches here); "
+            f"modbot / ideal: {b.rate / c.rate:.2f}")
     within = b.peak_rss is not None and b.peak_rss <= bound
     say(f"modbot peak RSS {_mb(b.peak_rss)} vs bound concurrency x size cap + 200 MB = {_mb(bound)}: "
         f"{'within' if within else 'OVER'}")
@@ -750,9 +930,9 @@ def report(bench: Bench, a: PhaseResult, b: PhaseResult, rounds: list[tuple[Phas
         "a noisy neighbour that makes the run unrepresentative):")
     say("| phase | wall s | " + " | ".join(names) + " |")
     say("|---|---:|" + "---:|" * len(names))
-    for r in (a, b):
+    for r in phases:
         say(f"| {r.name} | {r.seconds:.1f} | " + " | ".join(f"{r.cpu.get(n, 0):.1f}" for n in names) + " |")
-    notes = [*a.notes, *b.notes]
+    notes = [n for r in phases for n in r.notes]
     if bench.modbot is not None:
         errors = bench.modbot.count_in_log(" ERROR ", "Traceback")
         if errors:
@@ -781,26 +961,28 @@ async def main(args: argparse.Namespace) -> int:
         await bench.start_modbot()
         rounds = min(args.rounds, len(bench.posts))
         chunks = [bench.posts[i::rounds] for i in range(rounds)]
-        a_parts: list[PhaseResult] = []
-        b_parts: list[PhaseResult] = []
+        parts: dict[str, list[PhaseResult]] = {"A": [], "B": [], "C": []}
         b_sent: list[Sent] = []
+        order = "ABC" if args.ideal else "AB"
         for i, chunk in enumerate(chunks):
-            # A B, then B A, ...: a drift in the machine's speed weighs on both phases alike.
-            for phase in ("AB" if i % 2 == 0 else "BA"):
+            # A B, then B A, ...: a drift in the machine's speed weighs on every phase alike.
+            for phase in (order if i % 2 == 0 else order[::-1]):
+                say(f"round {i + 1}/{rounds}, phase {phase}: {len(chunk)} events ...")
                 if phase == "A":
-                    say(f"round {i + 1}/{rounds}, phase A: {len(chunk)} events to the do-nothing appservice ...")
-                    a_parts.append(await bench.phase_baseline(chunk))
-                else:
-                    say(f"round {i + 1}/{rounds}, phase B: {len(chunk)} events to modbot ...")
+                    parts["A"].append(await bench.phase_baseline(chunk))
+                elif phase == "B":
                     part, sent = await bench.phase_modbot(chunk)
-                    b_parts.append(part)
+                    parts["B"].append(part)
                     b_sent += sent
-        a = PhaseResult.combine(a_parts)
-        b = await bench.finish_modbot(PhaseResult.combine(b_parts), b_sent)
-        report(bench, a, b, list(zip(a_parts, b_parts)))
+                else:
+                    parts["C"].append(await bench.phase_ideal(chunk))
+        a = PhaseResult.combine(parts["A"])
+        b = await bench.finish_modbot(PhaseResult.combine(parts["B"]), b_sent)
+        c = PhaseResult.combine(parts["C"]) if parts["C"] else None
+        report(bench, a, b, c, parts)
         return 0
     except Exception:
-        for child in (bench.modbot, bench.baseline):
+        for child in (bench.modbot, bench.baseline, bench.ideal):
             if child is not None:
                 say(f"--- tail of {child.log_path} ---\n{child.log_tail()}")
         raise
@@ -817,6 +999,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--events", type=int, default=200, help="media events per phase (default 200)")
     p.add_argument("--rounds", type=int, default=2,
                    help="chunks the posts are sent in, phases alternating A B, B A, ... (default 2)")
+    p.add_argument("--ideal", action="store_true",
+                   help="add phase C: an appservice making modbot's requests to Synapse without scanning")
     p.add_argument("--rate", type=float, default=None, help="offered events/s (default: as fast as the lanes go)")
     p.add_argument("--known-share", type=float, default=0.5, help="share of posts with known media (default 0.5)")
     p.add_argument("--senders", type=int, default=8, help="parallel send lanes and poster users (default 8)")
@@ -830,8 +1014,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workdir", help="keep all files here (default: a temporary directory, removed)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    p.add_argument("--serve-ideal", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.serve_baseline is None:
+    if args.serve_baseline is None and args.serve_ideal is None:
         if args.events < 1 or not 0 <= args.known_share <= 1 or args.senders < 1 or args.rounds < 1:
             p.error("need --events >= 1, --senders >= 1, --rounds >= 1 and 0 <= --known-share <= 1")
     return args
@@ -841,6 +1026,8 @@ if __name__ == "__main__":
     arguments = parse_args()
     if arguments.serve_baseline is not None:
         serve_baseline(arguments.serve_baseline)
+    elif arguments.serve_ideal is not None:
+        serve_ideal(arguments.serve_ideal)
     else:
         try:
             raise SystemExit(asyncio.run(main(arguments)))
