@@ -460,7 +460,7 @@ class Bench:
         self.ideal_bot: MatrixUser | None = None
         self.ideal_room = ""
         self.ideal_management = ""
-        self._ideal_failures_seen = 0
+        self._failures_seen: dict[str, int] = {}  # per helper appservice, failures already reported
         self.posts: list[Post] = []
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         self.setup_seconds = 0.0
@@ -703,74 +703,57 @@ class Bench:
     async def phase_baseline(self, posts: list[Post]) -> PhaseResult:
         """Send `posts` to the do-nothing appservice's room; done when all have arrived there."""
         assert self.baseline is not None
-        baseline = self.baseline
-        n = len(posts)
-        before = (await get_json(self.http, f"{self.baseline_url}/bench/count") or {}).get("count", 0)
-        meter = self._meter()
-        meter.start()
-        sent, send_seconds = await self._send(self.baseline_room, posts, "A")
-
-        async def all_arrived() -> bool:
-            baseline.check_alive()
-            counted = await get_json(self.http, f"{self.baseline_url}/bench/count")
-            return bool(counted) and counted["count"] >= before + n
-
-        await wait_for(all_arrived, timeout=self.args.timeout, interval=HEALTH_POLL,
-                       description=f"{n} events to reach the do-nothing appservice")
-        cpu = meter.stop()
-        arrivals = await get_json(self.http, f"{self.baseline_url}/bench/arrivals") or {}
-        missing = [s.event_id for s in sent if s.event_id not in arrivals]
-        if missing:
-            raise RuntimeError(f"{len(missing)} sent events never reached the do-nothing appservice")
-        first = min(s.at for s in sent)
-        return PhaseResult(
-            name="A: do-nothing appservice",
-            events=n,
-            known=sum(p.known for p in posts),
-            seconds=max(arrivals[s.event_id] for s in sent) - first,
-            send_seconds=send_seconds,
-            latency_what="send -> delivered to the appservice (all)",
-            latencies=[arrivals[s.event_id] - s.at for s in sent],
-            peak_rss=None,  # only modbot's memory is in question here
-            cpu=cpu,
+        return await self._helper_phase(
+            posts, self.baseline, self.baseline_url, self.baseline_room, "A",
+            name="A: do-nothing appservice", latency_what="send -> delivered to the appservice (all)",
         )
 
     async def phase_ideal(self, posts: list[Post]) -> PhaseResult:
         """Send `posts` to the ideal appservice's room; done when it has handled them all."""
         assert self.ideal is not None
-        ideal = self.ideal
+        return await self._helper_phase(
+            posts, self.ideal, self.ideal_url, self.ideal_room, "C",
+            name="C: ideal appservice (modbot's requests, no scanning)", latency_what="send -> handled (all)",
+        )
+
+    async def _helper_phase(
+        self, posts: list[Post], child: Child, url: str, room: str, phase: str, *, name: str, latency_what: str
+    ) -> PhaseResult:
+        """A phase of one of the benchmark's own appservices: send `posts` to its room, until its
+        /bench/count has grown by as many; its /bench/arrivals says when each was done."""
         n = len(posts)
-        before = (await get_json(self.http, f"{self.ideal_url}/bench/count") or {}).get("count", 0)
+        before = (await get_json(self.http, f"{url}/bench/count") or {}).get("count", 0)
         meter = self._meter()
         meter.start()
-        sent, send_seconds = await self._send(self.ideal_room, posts, "C")
+        sent, send_seconds = await self._send(room, posts, phase)
         counted: dict[str, Any] = {}
 
-        async def all_handled() -> bool:
+        async def all_done() -> bool:
             nonlocal counted
-            ideal.check_alive()
-            counted = await get_json(self.http, f"{self.ideal_url}/bench/count") or {}
+            child.check_alive()
+            counted = await get_json(self.http, f"{url}/bench/count") or {}
             return counted.get("count", 0) >= before + n
 
-        await wait_for(all_handled, timeout=self.args.timeout, interval=HEALTH_POLL,
-                       description=f"the ideal appservice to handle {n} events")
+        await wait_for(all_done, timeout=self.args.timeout, interval=HEALTH_POLL,
+                       description=f"the {child.name} to see {n} events")
         cpu = meter.stop()
-        handled = await get_json(self.http, f"{self.ideal_url}/bench/arrivals") or {}
-        failures = counted.get("failures", [])[self._ideal_failures_seen:]
-        self._ideal_failures_seen += len(failures)
-        if any(s.event_id not in handled for s in sent):
-            raise RuntimeError("the ideal appservice never saw some of the events sent to it")
+        done = await get_json(self.http, f"{url}/bench/arrivals") or {}
+        missing = [s.event_id for s in sent if s.event_id not in done]
+        if missing:
+            raise RuntimeError(f"{len(missing)} sent events never reached the {child.name}")
+        failures = counted.get("failures", [])[self._failures_seen.get(url, 0):]  # only the ideal reports any
+        self._failures_seen[url] = self._failures_seen.get(url, 0) + len(failures)
         return PhaseResult(
-            name="C: ideal appservice (modbot's requests, no scanning)",
+            name=name,
             events=n,
             known=sum(p.known for p in posts),
-            seconds=max(handled[s.event_id] for s in sent) - min(s.at for s in sent),
+            seconds=max(done[s.event_id] for s in sent) - min(s.at for s in sent),
             send_seconds=send_seconds,
-            latency_what="send -> handled (all)",
-            latencies=[handled[s.event_id] - s.at for s in sent],
-            peak_rss=None,
+            latency_what=latency_what,
+            latencies=[done[s.event_id] - s.at for s in sent],
+            peak_rss=None,  # only modbot's memory is in question here
             cpu=cpu,
-            notes=[f"ideal appservice: {f}" for f in failures[:3]],
+            notes=[f"{child.name}: {f}" for f in failures[:3]],
         )
 
     async def phase_modbot(self, posts: list[Post]) -> tuple[PhaseResult, list[Sent]]:
