@@ -51,6 +51,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -92,16 +93,28 @@ def serve_baseline(port: int) -> None:
                 arrivals.setdefault(event["event_id"], now)
         return web.json_response({})
 
-    async def count(_request: web.Request) -> web.Response:
-        return web.json_response({"count": len(arrivals)})
+    run_helper_appservice(port, transaction, arrivals)
 
-    async def report(_request: web.Request) -> web.Response:
-        return web.json_response(arrivals)
+
+def run_helper_appservice(
+    port: int, transaction: Callable[[web.Request], Awaitable[web.Response]], done: dict[str, float],
+    failures: list[str] | None = None, **posts: Callable[[web.Request], Awaitable[web.Response]],
+) -> None:
+    """Serve a benchmark appservice: its transaction handler, plus what Bench._helper_phase
+    reads: /bench/count (events done, and failures) and /bench/arrivals (event id -> when)."""
+
+    async def count(_request: web.Request) -> web.Response:
+        return web.json_response({"count": len(done), "failures": failures or []})
+
+    async def arrivals(_request: web.Request) -> web.Response:
+        return web.json_response(done)
 
     app = web.Application()
     app.router.add_put("/_matrix/app/v1/transactions/{txn}", transaction)
+    for path, handler in posts.items():
+        app.router.add_post(f"/bench/{path}", handler)
     app.router.add_get("/bench/count", count)
-    app.router.add_get("/bench/arrivals", report)
+    app.router.add_get("/bench/arrivals", arrivals)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
@@ -156,18 +169,7 @@ def serve_ideal(port: int) -> None:
         )
         return web.json_response({})
 
-    async def count(_request: web.Request) -> web.Response:
-        return web.json_response({"count": len(processed), "failures": failures})
-
-    async def report(_request: web.Request) -> web.Response:
-        return web.json_response(processed)
-
-    app = web.Application()
-    app.router.add_put("/_matrix/app/v1/transactions/{txn}", transaction)
-    app.router.add_post("/bench/setup", configure)
-    app.router.add_get("/bench/count", count)
-    app.router.add_get("/bench/arrivals", report)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    run_helper_appservice(port, transaction, processed, failures, setup=configure)
 
 
 # -- media ------------------------------------------------------------------------------------
