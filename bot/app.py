@@ -34,6 +34,7 @@ from .metrics import Metrics
 from .pipeline import Pipeline, PowerCache, RetryLater
 from .policy import Policy, with_dry_run
 from .record.db import create_engine, migrate
+from .record.instance import EXIT_LOCK_LOST, InstanceLock, instance_lock
 from .record.moderation import ModerationStore
 from .record.scanning import HoldRepo, VerdictCacheRepo
 from .record.store import Store
@@ -50,8 +51,13 @@ def wants_processing(event: dict[str, Any]) -> bool:
 
 
 class ModBot:
-    def __init__(self, config: Config, *, config_path: str | Path | None = None) -> None:
+    def __init__(
+        self, config: Config, *, config_path: str | Path | None = None, lock: InstanceLock | None = None
+    ) -> None:
         self.config = config
+        # One bot per database (bot/record/instance.py): taken first thing in start(),
+        # unless run() already took it before building the bot.
+        self.instance_lock = lock or instance_lock(config.database.url)
         self.config_path = Path(config_path) if config_path else None
         self.metrics = Metrics()
         self.engine = create_engine(config.database.url)
@@ -123,6 +129,7 @@ class ModBot:
 
     async def start(self) -> None:
         cfg = self.config
+        await self.instance_lock.acquire()  # raises AlreadyRunning: nothing done yet
         await migrate(self.engine)
         # What the first hash would pay for (lazy imports, ~1 s) is paid before the first
         # event, beside the rest of the start-up: the endpoint must not open later for it.
@@ -413,17 +420,32 @@ class ModBot:
         await self.appservice.stop()
         self.hash_executor.shutdown(wait=False, cancel_futures=True)
         await self.engine.dispose()
+        # Last: until everything above has stopped, this process may still act.
+        await self.instance_lock.release()
 
 
-async def run(config: Config, config_path: str | Path | None = None) -> None:
-    bot = ModBot(config, config_path=config_path)
+async def run(config: Config, config_path: str | Path | None = None) -> int:
+    """Run until SIGINT/SIGTERM (exit status 0) or until the instance lock is lost (4).
+
+    The instance lock is taken before anything else, so a second bot on the same database
+    is refused at once (AlreadyRunning), before it loads lists or touches the database.
+    """
+    lock = instance_lock(config.database.url)
+    await lock.acquire()
     stop = asyncio.Event()
+    lock.on_lost(stop.set)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await bot.start()
+    try:
+        bot = ModBot(config, config_path=config_path, lock=lock)
+    except BaseException:
+        await lock.release()
+        raise
+    await bot.start()  # if it fails, the process exits, and the lock goes with it
     try:
         await stop.wait()
     finally:
         log.info("stopping")
         await bot.stop()
+    return EXIT_LOCK_LOST if lock.lost.is_set() else 0

@@ -37,15 +37,18 @@ def _setup_logging(level: str) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .app import run
+    from .record.instance import EXIT_ALREADY_RUNNING, AlreadyRunning
 
     config = _load(args.config)
     _setup_logging(config.logging.level)
     try:
-        asyncio.run(run(config, args.config))
+        return asyncio.run(run(config, args.config))
     except ConfigError as e:  # e.g. a classifier whose secret is missing from the environment
         print(f"modbot: cannot start:\n{e}", file=sys.stderr)
         return 2
-    return 0
+    except AlreadyRunning as e:
+        print(f"modbot: cannot start: {e}", file=sys.stderr)
+        return EXIT_ALREADY_RUNNING
 
 
 def cmd_cache_flush(args: argparse.Namespace) -> int:
