@@ -50,6 +50,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from .db import sqlite_database_path
+
 log = logging.getLogger("modbot.instance")
 
 EXIT_ALREADY_RUNNING = 3  # `modbot run` refused: another process holds the database's lock
@@ -276,10 +278,8 @@ def instance_lock(database_url: str, *, check_interval: float = CHECK_INTERVAL) 
     if url.get_backend_name() == "postgresql":
         return PostgresAdvisoryLock(database_url, check_interval=check_interval)
     if url.get_backend_name() == "sqlite":
-        database = url.database or ""
-        if database.startswith("file:"):  # a URI filename (?uri=true): its path, without the query
-            database = database[len("file:"):].split("?", 1)[0]
-        if not database or database == ":memory:" or "mode=memory" in str(url):
+        database = sqlite_database_path(database_url)
+        if database is None:
             return NoInstanceLock("an in-memory SQLite database", check_interval=check_interval)
-        return SqliteFileLock(Path(database).absolute(), check_interval=check_interval)
+        return SqliteFileLock(database, check_interval=check_interval)
     raise ValueError(f"no instance lock for {url.get_backend_name()} databases: use SQLite or PostgreSQL")
