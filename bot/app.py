@@ -36,6 +36,7 @@ from .policy import Policy, with_dry_run
 from .record.db import create_engine, migrate
 from .record.instance import EXIT_LOCK_LOST, InstanceLock, instance_lock
 from .record.moderation import ModerationStore
+from .record.retention import RetentionRunner
 from .record.scanning import HoldRepo, VerdictCacheRepo
 from .record.store import Store
 from .rescan import Rescanner
@@ -125,7 +126,7 @@ class ModBot:
         self.powers: PowerCache = None  # type: ignore[assignment]
         self.executor: Executor = None  # type: ignore[assignment]
         self.enforcer: Enforcer = None  # type: ignore[assignment]
-        self._retention: asyncio.Task[None] | None = None
+        self.retention = RetentionRunner.for_config(config, self.engine, self.moderation.purge_incidents_before, self.store.audit)
 
     async def start(self) -> None:
         cfg = self.config
@@ -211,8 +212,7 @@ class ModBot:
             await self.homeserver.ping(cfg.appservice.id)
         except HomeserverError as e:
             log.warning("appservice ping failed (is the registration installed?): %s", e)
-        if cfg.incidents.retention_days:
-            self._retention = asyncio.create_task(self._retention_loop(cfg.incidents.retention_days))
+        self.retention.start()
         self._start_retro()
         self.appservice.ready = True
         log.info("modbot ready as %s, protecting %d rooms", self.bot_user_id, len(self.protected))
@@ -377,16 +377,6 @@ class ModBot:
         await self.store.audit("rooms", "unprotected", f"{by}: unprotect {room_id}", room_id=room_id, sender=by)
         return room_id
 
-    async def _retention_loop(self, days: int) -> None:
-        while True:
-            try:
-                purged = await self.moderation.purge_incidents_before(time.time() - days * 86400)
-                if purged:
-                    await self.store.audit("incident", "purged", f"retention: {purged} incidents older than {days} days removed")
-            except Exception:
-                log.exception("incident retention run failed")
-            await asyncio.sleep(86400)
-
     async def _health(self, _request: web.Request) -> web.Response:
         try:
             counts = await self.store.events_by_status()
@@ -411,8 +401,7 @@ class ModBot:
         await self.lists.stop_watching()
         for task in list(self._retro_runs):
             task.cancel()
-        if self._retention is not None:
-            self._retention.cancel()
+        await self.retention.stop()
         await self.rescanner.stop()
         if self.queue is not None:
             await self.queue.stop()

@@ -1,7 +1,7 @@
 """One modbot per database, against a real Synapse and real modbot processes.
 
 A second `modbot run` on the database of a running bot must refuse to start, saying why,
-and leave the first one working; once the first stops, the second may start.
+and leave the first one working; a bot whose lock is gone stops; then the second may start.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest_asyncio
 import yaml
 
 from bot.devserver import free_port, wait_for
-from bot.record.instance import EXIT_ALREADY_RUNNING
+from bot.record.instance import EXIT_ALREADY_RUNNING, EXIT_LOCK_LOST
 from bot.scan import add_images
 from bot.stage import Stage, build_stage
 from botproc import BotProcess
@@ -77,10 +77,18 @@ async def test_a_second_modbot_on_the_same_database_refuses_to_start(stage: Stag
 
         await wait_for(redacted, timeout=60, description="the known image redacted by the first bot")
         assert first.alive() and (await first.health() or {}).get("status") == "ok"
+
+        # Its lock file removed (a "stale lock" cleanup): a new bot could now lock a new
+        # file, so the first must not go on acting. It stops, with its own exit status.
+        lock_file = Path(stage.config_data["database"]["url"].split(":///", 1)[1] + ".lock")
+        lock_file.unlink()
+        assert first.proc is not None
+        assert await asyncio.to_thread(first.proc.wait, 60) == EXIT_LOCK_LOST
+        assert "lost the instance lock" in first.log_tail()
     finally:
         await first.stop()
 
-    # Stopped: the lock went with it, and the second bot may now start on that database.
+    # Stopped: the second bot may now start on that database.
     again = BotProcess(config, port, tmp_path / "second-botcwd")
     await again.start()
     await again.stop()
