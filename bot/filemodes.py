@@ -43,7 +43,10 @@ def write_private(path: Path, text: str) -> None:
     except FileExistsError:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     try:
-        os.fchmod(fd, PRIVATE)  # also when the umask or an old file made it looser
+        try:
+            os.fchmod(fd, PRIVATE)  # also when the umask or an old file made it looser
+        except PermissionError:
+            pass  # someone else's file we may write: its owner chose its mode (`modbot check` warns)
         os.ftruncate(fd, 0)
         view = memoryview(data)
         while view:
