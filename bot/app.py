@@ -34,7 +34,9 @@ from .metrics import Metrics
 from .pipeline import Pipeline, PowerCache, RetryLater
 from .policy import Policy, with_dry_run
 from .record.db import create_engine, migrate
+from .record.instance import EXIT_LOCK_LOST, InstanceLock, instance_lock
 from .record.moderation import ModerationStore
+from .record.retention import RetentionRunner
 from .record.scanning import HoldRepo, VerdictCacheRepo
 from .record.store import Store
 from .rescan import Rescanner
@@ -50,8 +52,13 @@ def wants_processing(event: dict[str, Any]) -> bool:
 
 
 class ModBot:
-    def __init__(self, config: Config, *, config_path: str | Path | None = None) -> None:
+    def __init__(
+        self, config: Config, *, config_path: str | Path | None = None, lock: InstanceLock | None = None
+    ) -> None:
         self.config = config
+        # One bot per database (bot/record/instance.py): taken first thing in start(),
+        # unless run() already took it before building the bot.
+        self.instance_lock = lock or instance_lock(config.database.url)
         self.config_path = Path(config_path) if config_path else None
         self.metrics = Metrics()
         self.engine = create_engine(config.database.url)
@@ -119,10 +126,11 @@ class ModBot:
         self.powers: PowerCache = None  # type: ignore[assignment]
         self.executor: Executor = None  # type: ignore[assignment]
         self.enforcer: Enforcer = None  # type: ignore[assignment]
-        self._retention: asyncio.Task[None] | None = None
+        self.retention = RetentionRunner.for_config(config, self.engine, self.moderation.purge_incidents_before, self.store.audit)
 
     async def start(self) -> None:
         cfg = self.config
+        await self.instance_lock.acquire()  # raises AlreadyRunning: nothing done yet
         await migrate(self.engine)
         # What the first hash would pay for (lazy imports, ~1 s) is paid before the first
         # event, beside the rest of the start-up: the endpoint must not open later for it.
@@ -204,8 +212,7 @@ class ModBot:
             await self.homeserver.ping(cfg.appservice.id)
         except HomeserverError as e:
             log.warning("appservice ping failed (is the registration installed?): %s", e)
-        if cfg.incidents.retention_days:
-            self._retention = asyncio.create_task(self._retention_loop(cfg.incidents.retention_days))
+        self.retention.start()
         self._start_retro()
         self.appservice.ready = True
         log.info("modbot ready as %s, protecting %d rooms", self.bot_user_id, len(self.protected))
@@ -370,16 +377,6 @@ class ModBot:
         await self.store.audit("rooms", "unprotected", f"{by}: unprotect {room_id}", room_id=room_id, sender=by)
         return room_id
 
-    async def _retention_loop(self, days: int) -> None:
-        while True:
-            try:
-                purged = await self.moderation.purge_incidents_before(time.time() - days * 86400)
-                if purged:
-                    await self.store.audit("incident", "purged", f"retention: {purged} incidents older than {days} days removed")
-            except Exception:
-                log.exception("incident retention run failed")
-            await asyncio.sleep(86400)
-
     async def _health(self, _request: web.Request) -> web.Response:
         try:
             counts = await self.store.events_by_status()
@@ -404,8 +401,7 @@ class ModBot:
         await self.lists.stop_watching()
         for task in list(self._retro_runs):
             task.cancel()
-        if self._retention is not None:
-            self._retention.cancel()
+        await self.retention.stop()
         await self.rescanner.stop()
         if self.queue is not None:
             await self.queue.stop()
@@ -413,17 +409,32 @@ class ModBot:
         await self.appservice.stop()
         self.hash_executor.shutdown(wait=False, cancel_futures=True)
         await self.engine.dispose()
+        # Last: until everything above has stopped, this process may still act.
+        await self.instance_lock.release()
 
 
-async def run(config: Config, config_path: str | Path | None = None) -> None:
-    bot = ModBot(config, config_path=config_path)
+async def run(config: Config, config_path: str | Path | None = None) -> int:
+    """Run until SIGINT/SIGTERM (exit status 0) or until the instance lock is lost (4).
+
+    The instance lock is taken before anything else, so a second bot on the same database
+    is refused at once (AlreadyRunning), before it loads lists or touches the database.
+    """
+    lock = instance_lock(config.database.url)
+    await lock.acquire()
     stop = asyncio.Event()
+    lock.on_lost(stop.set)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await bot.start()
+    try:
+        bot = ModBot(config, config_path=config_path, lock=lock)
+    except BaseException:
+        await lock.release()
+        raise
+    await bot.start()  # if it fails, the process exits, and the lock goes with it
     try:
         await stop.wait()
     finally:
         log.info("stopping")
         await bot.stop()
+    return EXIT_LOCK_LOST if lock.lost.is_set() else 0

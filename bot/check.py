@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import aiohttp
 from mautrix.api import HTTPAPI
 
 from .act.homeserver import Homeserver, HomeserverError
 from .classify.hashlist import build_lists
 from .config import Config
+from .filemodes import loose_files
+from .record.db import sqlite_database_path
 
 
 def homeserver_for(config: Config, session: aiohttp.ClientSession) -> Homeserver:
@@ -21,8 +25,12 @@ def homeserver_for(config: Config, session: aiohttp.ClientSession) -> Homeserver
     return Homeserver(api, bot, retries=1)
 
 
-async def check(config: Config) -> int:
-    """Print one line per check; returns 0 when the bot has everything it needs."""
+async def check(config: Config, *, config_path: Path | None = None, registration_path: Path | None = None) -> int:
+    """Print one line per check; returns 0 when the bot has everything it needs.
+
+    Files readable by more people than what they hold allows are warned about (`WARN`),
+    without failing the check: the bot works, but its secrets or its users' data are exposed.
+    """
     problems = 0
 
     def ok(msg: str) -> None:
@@ -33,7 +41,11 @@ async def check(config: Config) -> int:
         problems += 1
         print(f"  FAIL  {msg}\n        fix: {fix}")
 
-    from pathlib import Path
+    for loose in loose_files(
+        config, config_path=config_path, registration_path=registration_path,
+        database=sqlite_database_path(config.database.url),
+    ):
+        print(f"  WARN  {loose.describe()}\n        fix: {loose.fix}")
 
     _, reports = build_lists(config.hash_lists, base_dir=Path.cwd())
     for r in reports:

@@ -37,15 +37,18 @@ def _setup_logging(level: str) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .app import run
+    from .record.instance import EXIT_ALREADY_RUNNING, AlreadyRunning
 
     config = _load(args.config)
     _setup_logging(config.logging.level)
     try:
-        asyncio.run(run(config, args.config))
+        return asyncio.run(run(config, args.config))
     except ConfigError as e:  # e.g. a classifier whose secret is missing from the environment
         print(f"modbot: cannot start:\n{e}", file=sys.stderr)
         return 2
-    return 0
+    except AlreadyRunning as e:
+        print(f"modbot: cannot start: {e}", file=sys.stderr)
+        return EXIT_ALREADY_RUNNING
 
 
 def cmd_cache_flush(args: argparse.Namespace) -> int:
@@ -69,14 +72,15 @@ def cmd_cache_flush(args: argparse.Namespace) -> int:
 
 
 def cmd_generate_registration(args: argparse.Namespace) -> int:
+    from .filemodes import write_private
     from .registration import new_token, set_tokens, write_registration
 
     path = Path(args.config)
     if not path.exists():
-        path.write_text(default_config_text())
+        write_private(path, default_config_text())
         print(f"wrote an example config to {path}; edit homeserver.url and homeserver.domain")
     text = set_tokens(path.read_text(), new_token(), new_token())
-    path.write_text(text)
+    write_private(path, text)  # it now holds the tokens: 0600, however it was before
     config = _load(str(path))
     out = Path(args.registration)
     write_registration(config, out)
@@ -91,7 +95,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     print(f"config {args.config}: valid")
-    return asyncio.run(check(config))
+    registration = Path(args.registration) if args.registration else Path(args.config).parent / "registration.yaml"
+    return asyncio.run(check(config, config_path=Path(args.config), registration_path=registration))
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -186,7 +191,9 @@ def cmd_report_export(args: argparse.Namespace) -> int:
     incidents = asyncio.run(_with_moderation(config, lambda m: m.incidents(since=since)))
     text = export([(i.id, i.record, i.row_hash) for i in incidents], args.format)
     if args.output:
-        Path(args.output).write_text(text)
+        from .filemodes import write_private
+
+        write_private(Path(args.output), text)  # user IDs, rooms and hashes: 0600
         print(f"wrote {len(incidents)} incidents to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -214,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="validate the config and policy, reach the homeserver, report missing privileges")
     p.add_argument("-c", "--config", required=True)
+    p.add_argument("-r", "--registration", help="the registration file, for its mode (default: registration.yaml beside the config)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("scan", help="run the classifiers and policy on local files (no homeserver)")

@@ -33,6 +33,7 @@ __all__ = [
     "ClassifierConfig",
     "CommandsConfig",
     "IncidentsConfig",
+    "RetentionConfig",
     "Config",
     "ConfigError",
     "DatabaseConfig",
@@ -276,6 +277,19 @@ class IncidentsConfig(_Section):
     retention_days: int | None = Field(default=None, ge=1)
 
 
+class RetentionConfig(_Section):
+    # Days to keep each kind of row (null: for ever); bot/retention.py, README "Retention".
+    events_days: int | None = Field(default=90, ge=1)  # finished events only
+    verdicts_days: int | None = Field(default=90, ge=1)  # "no match" verdicts
+    audit_days: int | None = Field(default=90, ge=1)  # routine audit rows
+    evidence_days: int | None = Field(default=None, ge=1)  # matches, decisions, actions...
+    interval: float = Field(default=3600, gt=0)  # seconds between runs, monotonic
+    max_rows_per_run: int = Field(default=10_000, ge=1)  # per kind of row
+    # A wall clock that moved this much more (or less) than the monotonic clock since the
+    # last run skips the run: a clock set a year ahead must not purge a year of evidence.
+    max_clock_jump: float = Field(default=300, gt=0)
+
+
 class MetricsConfig(_Section):
     enabled: bool = True
 
@@ -299,6 +313,7 @@ class Config(_Section):
     classifiers: Annotated[tuple[ClassifierConfig, ...], AfterValidator(_unique_classifier_names)] = ()
     commands: CommandsConfig = CommandsConfig()
     incidents: IncidentsConfig = IncidentsConfig()
+    retention: RetentionConfig = RetentionConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     # A separate policy file, or the policy inline; neither: the default policy.
@@ -464,6 +479,28 @@ commands:
 incidents:
   # Days to keep incident records (the hash chain stays verifiable); null: for ever.
   retention_days: null
+
+retention:
+  # Days to keep finished events as received (sender, room, message content). Retroactive
+  # matching (a list gains a hash) can act only on events still kept. null: for ever.
+  events_days: 90
+  # Days to keep "no match" verdicts. Matches are evidence: see evidence_days.
+  verdicts_days: 90
+  # Days to keep routine audit rows: scans, "no match" verdicts, intake, list reloads,
+  # retroactive runs.
+  audit_days: 90
+  # Days to keep evidence: matched verdicts and the audit rows of decisions, actions,
+  # commands, reviews, incidents, policy and room changes and of retention itself.
+  # null: for ever.
+  evidence_days: null
+  # Seconds between retention runs (measured on the monotonic clock); expired entries of
+  # the classifiers' verdict cache are removed at each run too.
+  interval: 3600
+  # Most rows of each kind deleted in one run; what is left goes at the next run.
+  max_rows_per_run: 10000
+  # Seconds the wall clock may drift from the monotonic clock between two runs; a larger
+  # jump (forward or back) skips that run, audited, so that a wrong clock purges nothing.
+  max_clock_jump: 300
 
 metrics:
   # Serve Prometheus metrics at /metrics on the appservice port.

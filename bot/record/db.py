@@ -8,14 +8,34 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from ..filemodes import create_private
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+def sqlite_database_path(url: str) -> Path | None:
+    """The file of an SQLite database URL; None for other databases and in-memory ones."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database.startswith("file:"):  # a URI filename (?uri=true): its path, without the query
+        database = database[len("file:"):].split("?", 1)[0]
+    if not database or database == ":memory:" or "mode=memory" in url:
+        return None
+    return Path(database).absolute()
+
+
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
+        database = sqlite_database_path(url)
+        if database is not None and database.parent.is_dir():
+            # Events and user IDs: created 0600 before SQLite opens it; SQLite gives its
+            # -wal, -shm and -journal files the database's mode (bot/filemodes.py).
+            create_private(database)
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")

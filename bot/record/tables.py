@@ -33,7 +33,7 @@ class EventRow(Base):
     txn_id: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), index=True)  # pending | done | failed | ignored
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    received_at: Mapped[float] = mapped_column(Float)
+    received_at: Mapped[float] = mapped_column(Float, index=True)  # retention finds the oldest
     processed_at: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
 
@@ -86,7 +86,7 @@ class VerdictRow(Base):
     hash_type: Mapped[str | None] = mapped_column(String(16))
     distance: Mapped[int | None] = mapped_column(Integer)
     matched_hash: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Float, index=True)  # retention finds the oldest
 
 
 class ActionRow(Base):
