@@ -200,11 +200,12 @@ async def test_a_refused_user_is_answered_once_and_audited_every_time(ranks: Roo
     # rate limits; commands.refusal_reply_interval is 300 s by default).
     again = [
         await send(outsider, ranks.room, "!mod status"),
-        await send(outsider, ranks.room, "modbot: kick @x:localhost"),
+        await send(outsider, ranks.room, "modbot: kick @x:localhost " + "because " * 6000),
     ]
     for event_id in again:
         [entry] = await audited(ranks, event_id)
         assert entry.outcome == "denied" and "not answered" in entry.message, entry
+        assert len(entry.message) < 700  # 48 kB of reason: the audit keeps the gist
     # Another refused user is answered: the limit is per user.
     other = await ranks.stage.new_user("outsider", join=ranks.room)
     assert "not permitted" in await ask(ranks, other, ranks.room, "!mod status")
