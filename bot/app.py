@@ -69,7 +69,8 @@ class ModBot:
         self.dry_run_overrides: dict[str | None, bool] = {}
         self.allowlist = Allowlist()
         self.commands = CommandRunner(
-            self, build_commands(), prefix=config.commands.prefix, management_power=config.commands.management_power
+            self, build_commands(), prefix=config.commands.prefix, management_power=config.commands.management_power,
+            refusal_reply_interval=config.commands.refusal_reply_interval,
         )
         self.protected: set[str] = set()
         self.management_room: str | None = None

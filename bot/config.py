@@ -269,6 +269,9 @@ class CommandsConfig(_Section):
     prefix: str = Field(default="!mod", min_length=1)  # or mention the bot
     # Members of the management room at or above this power level may run every command.
     management_power: int = 50
+    # A user who may not run commands is told so at most once per this many seconds (the
+    # bot is exempt from rate limits); every attempt is audited. 0: answer every attempt.
+    refusal_reply_interval: float = Field(default=300, ge=0)
 
 
 class IncidentsConfig(_Section):
@@ -470,11 +473,16 @@ classifiers: []
 #      password_env: ARACHNID_PASSWORD   # secrets: inline (password:) or from the environment
 
 commands:
-  # Commands start with this prefix, or with a mention of the bot.
+  # Commands start with this prefix, with the bot's localpart and a colon ("modbot:"),
+  # or with a real mention of the bot (a pill); "modbot, ..." in plain text is not one.
   prefix: "!mod"
   # Management room members with at least this power level may run every command.
   # In a protected room, users with the room's ban level may run that room's commands.
   management_power: 50
+  # Seconds during which a user who may not run commands is not told so again (the bot is
+  # exempt from rate limits, so it must not answer every attempt); each attempt is
+  # audited. 0: answer every attempt.
+  refusal_reply_interval: 300
 
 incidents:
   # Days to keep incident records (the hash chain stays verifiable); null: for ever.

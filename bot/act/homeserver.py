@@ -251,6 +251,9 @@ class Homeserver:
 
     async def redact_user_events(self, user_id: str, rooms: list[str], reason: str, limit: int | None) -> str:
         """Synapse's admin redact-user API; returns the id of the background job."""
+        if not rooms:
+            # Synapse reads an empty list as "every room the user is in": never by accident.
+            raise ValueError("redact_user_events needs at least one room")
         body: dict[str, Any] = {"rooms": rooms, "reason": reason}
         if limit is not None:
             body["limit"] = limit

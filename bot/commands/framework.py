@@ -161,7 +161,9 @@ def _convert(arg: Arg, token: str) -> Any:
     if kind in ("word",):
         return token
     if kind == "int":
-        return int(token) if token.isascii() and token.isdigit() else None  # not "²"
+        # Not "²"; and not beyond 18 digits: int() refuses more than 4300, and no count or
+        # id modbot takes is that large.
+        return int(token) if token.isascii() and token.isdigit() and len(token) <= 18 else None
     if kind == "onoff":
         return token.lower() if token.lower() in ("on", "off") else None
     if kind == "hash":

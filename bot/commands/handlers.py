@@ -18,6 +18,7 @@ from ..incidents import summary
 from ..model import EventContext
 from ..policy import decide
 from .framework import Arg, CommandSet
+from .members import act_in_rooms, redact_user, refuse_anywhere_protected
 from .parse import Target
 from .runner import CommandContext, CommandError, Reply
 
@@ -203,7 +204,7 @@ def build_commands() -> CommandSet:
 
             result = await ctx.bot.executor.manual("quarantine", ref.mxc, None, by=ctx.sender, command_event_id=ctx.event_id, do=do)
         elif target.kind == "user":
-            await _refuse_protected_target(ctx, target.value, sorted(ctx.bot.protected))
+            await refuse_anywhere_protected(ctx, target.value)
 
             async def do() -> str:
                 return f"quarantined {await hs.quarantine_user_media(target.value)} media of {target.value}"
@@ -227,31 +228,29 @@ def build_commands() -> CommandSet:
 
     # --- members --------------------------------------------------------------------------------------
 
+    # Who may be acted against where: bot/commands/authority.py, per room (members.py).
     @c("ban", "ban a user here, in a room, or in all protected rooms", Arg("user", "user", from_reply=True), Arg("scope", "scope", optional=True), Arg("reason", "text", optional=True), scope=ROOM, section="members")
     async def ban(ctx: CommandContext, user: str | None, scope: str | None, reason: str | None) -> Reply:
         user = await ctx.user_or_reply(user)
         rooms = await ctx.rooms_for(scope)
-        await _refuse_protected_target(ctx, user, rooms)
-        return await _each_room(ctx, "ban", user, rooms, lambda room: ctx.bot.homeserver.ban(room, user, reason or f"banned by {ctx.sender}"))
+        return await act_in_rooms(ctx, "ban", user, rooms, lambda room: ctx.bot.homeserver.ban(room, user, reason or f"banned by {ctx.sender}"))
 
     @c("unban", "unban a user here, in a room, or in all protected rooms", Arg("user", "user"), Arg("scope", "scope", optional=True), scope=ROOM, section="members")
     async def unban(ctx: CommandContext, user: str, scope: str | None) -> Reply:
         rooms = await ctx.rooms_for(scope)
-        return await _each_room(ctx, "unban", user, rooms, lambda room: ctx.bot.homeserver.unban(room, user, f"unbanned by {ctx.sender}"))
+        return await act_in_rooms(ctx, "unban", user, rooms, lambda room: ctx.bot.homeserver.unban(room, user, f"unbanned by {ctx.sender}"))
 
     @c("kick", "kick a user from this room or a room", Arg("user", "user", from_reply=True), Arg("room", "room", optional=True), Arg("reason", "text", optional=True), scope=ROOM, section="members")
     async def kick(ctx: CommandContext, user: str | None, room: str | None, reason: str | None) -> Reply:
         user = await ctx.user_or_reply(user)
         rooms = await ctx.rooms_for(room)
-        await _refuse_protected_target(ctx, user, rooms)
-        return await _each_room(ctx, "kick", user, rooms, lambda r: ctx.bot.homeserver.kick(r, user, reason or f"kicked by {ctx.sender}"))
+        return await act_in_rooms(ctx, "kick", user, rooms, lambda r: ctx.bot.homeserver.kick(r, user, reason or f"kicked by {ctx.sender}"))
 
     @c("redact", "redact a user's recent messages here, in a room, or in all protected rooms", Arg("user", "user", from_reply=True), Arg("limit", "int", keyword="limit", optional=True), Arg("scope", "scope", optional=True), scope=ROOM, long_running=True, section="members")
     async def redact(ctx: CommandContext, user: str | None, limit: int | None, scope: str | None) -> Reply:
         user = await ctx.user_or_reply(user)
         rooms = await ctx.rooms_for(scope)
-        await _refuse_protected_target(ctx, user, rooms)
-        return await _redact_user(ctx, user, rooms, limit)
+        return await redact_user(ctx, user, rooms, limit)
 
     # --- policy -----------------------------------------------------------------------------------------
 
@@ -347,74 +346,3 @@ async def _power_note(bot: ModBot, room_id: str) -> str:
     if mine < need:
         return f"bot power {mine}, needs {need} to ban and redact"
     return f"bot power {mine} (ban {power.ban}, redact {power.redact})"
-
-
-async def _refuse_protected_target(ctx: CommandContext, user: str, rooms: list[str]) -> None:
-    """Never act against the bot, the safety team, or anyone as powerful as the bot."""
-    bot = ctx.bot
-    if user == bot.bot_user_id:
-        raise CommandError("modbot does not act against itself.")
-    if bot.management_room and user in await bot.homeserver.joined_members(bot.management_room):
-        raise CommandError(f"{user} is a member of the management room; modbot does not act against the safety team.")
-    for room in rooms:
-        power = await bot.powers.get(room)
-        if power.of(user) >= power.of(bot.bot_user_id):
-            raise CommandError(f"{user} has power {power.of(user)} in {room}, not less than the bot's; modbot does not act against them.")
-
-
-async def _each_room(ctx: CommandContext, kind: str, user: str, rooms: list[str], call) -> Reply:  # type: ignore[no-untyped-def]
-    reply = Reply()
-    for room in rooms:
-        async def do(room: str = room) -> str:
-            await call(room)
-            return f"{kind} {user} in {room}"
-
-        result = await ctx.bot.executor.manual(kind, user, room, by=ctx.sender, command_event_id=ctx.event_id, do=do)
-        reply.add(f"{kind} {user} in `{room}`: {result.outcome.value}" + ("" if result.outcome.value == "ok" else f" ({result.detail})"))
-        reply.ok = reply.ok and result.outcome.value in ("ok", "skipped")
-    return reply
-
-
-async def _redact_user(ctx: CommandContext, user: str, rooms: list[str], limit: int | None) -> Reply:
-    """Synapse's admin redact-user API where the bot is admin; the client API otherwise."""
-    hs = ctx.bot.homeserver
-
-    async def admin_api() -> str:
-        job = await hs.redact_user_events(user, rooms, f"redacted by {ctx.sender}", limit)
-        for _ in range(600):
-            status = await hs.redact_status(job)
-            if status.get("status") in ("complete", "completed", "failed"):
-                failed = status.get("failed_redactions") or {}
-                return f"redacted {user}'s events in {len(rooms)} room(s)" + (f", {len(failed)} failed" if failed else "")
-            await asyncio.sleep(0.5)
-        return f"redaction of {user}'s events still running (job {job})"
-
-    async def client_api() -> str:
-        count = 0
-        for room in rooms:
-            token = None
-            for _ in range(20):  # at most 2000 events back
-                page = await hs.messages(room, limit=100, from_token=token)
-                for ev in page.get("chunk", []):
-                    if ev.get("sender") == user and ev.get("content") and ev.get("type") != "m.room.member":
-                        if limit is not None and count >= limit:
-                            break
-                        await hs.redact(room, ev["event_id"], f"redacted by {ctx.sender}", f"modbot.cmd.{ctx.event_id}.{ev['event_id']}")
-                        count += 1
-                token = page.get("end")
-                if not token or not page.get("chunk"):
-                    break
-        return f"redacted {count} events of {user} through the client API"
-
-    use_admin = await hs.is_server_admin()
-
-    async def do() -> str:
-        if use_admin:
-            try:
-                return await admin_api()
-            except HomeserverError:
-                pass  # older Synapse without the API: fall back
-        return await client_api()
-
-    result = await ctx.bot.executor.manual("redact_user", user, ",".join(rooms), by=ctx.sender, command_event_id=ctx.event_id, do=do)
-    return Reply([result.detail], ok=result.outcome.value == "ok")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import unquote
@@ -63,13 +62,44 @@ def _strip_reply_fallback(body: str) -> str:
     return "\n".join(lines)
 
 
-def command_tokens(
-    content: Any, *, prefix: str, bot_user_id: str, bot_names: Sequence[str] = ()
-) -> list[str] | None:
-    """The words of a command in a message, or None when the message is not one.
+@dataclass(frozen=True)
+class Addressing:
+    """How a message can address the bot, so that ordinary talk never starts a command."""
 
-    A command starts with the prefix (`!mod ban @x:y`) or a mention of the bot
-    (`modbot: ban @x:y`, `@modbot:example.org ban ...`, or a pill).
+    prefix: str  # commands.prefix, e.g. "!mod"
+    bot_user_id: str
+    localpart: str  # "modbot": `modbot: status` addresses the bot
+    display_name: str = ""  # the text of a pill; counts only with a real mention
+
+
+# A pill: a link to a user's matrix.to permalink in formatted_body.
+_PILL = re.compile(r"""href\s*=\s*["']?https?://matrix\.to/#/([^"'\s>?]+)""", re.IGNORECASE)
+_SEPARATORS = (": ", ":", ", ", ",", " ")
+
+
+def mentions_bot(content: dict[str, Any], bot_user_id: str) -> bool:
+    """Whether the message really mentions the bot: a pill to it, or m.mentions naming it.
+
+    In a reply, clients put the replied-to sender in m.mentions by themselves (the
+    intentional-mentions rules), so there only a pill is proof that the bot was addressed:
+    otherwise any reply to one of the bot's notices that starts with its name would be a
+    command.
+    """
+    formatted = content.get("formatted_body")
+    if isinstance(formatted, str) and any(unquote(link) == bot_user_id for link in _PILL.findall(formatted)):
+        return True
+    mentions = content.get("m.mentions")
+    user_ids = mentions.get("user_ids") if isinstance(mentions, dict) else None
+    return isinstance(user_ids, list) and bot_user_id in user_ids and replied_event_id(content) is None
+
+
+def command_tokens(content: Any, addressing: Addressing) -> list[str] | None:
+    """The words of a command in a message's content, or None when the message is not one.
+
+    A command starts with the prefix (`!mod ban @x:y`), the bot's localpart and a colon
+    (`modbot: ban @x:y`), or a real mention of the bot (a pill, or m.mentions) at the start:
+    `@modbot:example.org ban ...`, `ModBot: ban ...`. Plain text that merely begins with the
+    bot's name (`modbot is down again`) is not a command.
     """
     # Never m.notice: the spec forbids answering notices automatically, so bots cannot loop.
     if not isinstance(content, dict) or content.get("msgtype") != "m.text":
@@ -78,23 +108,46 @@ def command_tokens(
     if not isinstance(body, str):
         return None
     text = _strip_reply_fallback(body).strip()
-    rest: str | None = None
-    if text == prefix or text.startswith(prefix + " "):
-        rest = text[len(prefix) :]
-    else:
-        for name in (bot_user_id, *bot_names):
-            for sep in (": ", ":", ", ", " "):
-                if name and text.lower().startswith((name + sep).lower()):
-                    rest = text[len(name) + len(sep) :]
-                    break
-            if rest is not None:
-                break
+    rest = _after_address(text, addressing, content)
     if rest is None:
         return None
     try:
         return shlex.split(rest)
     except ValueError:  # an unbalanced quote: fall back to plain words
         return rest.split()
+
+
+def _after_address(text: str, addressing: Addressing, content: dict[str, Any]) -> str | None:
+    prefix = addressing.prefix
+    if prefix and (text == prefix or text.startswith(prefix + " ")):
+        return text[len(prefix) :]
+    localpart = addressing.localpart
+    if localpart and _starts_with(text, localpart) and text[len(localpart) : len(localpart) + 1] == ":":
+        return text[len(localpart) + 1 :]
+    names = [n for n in (addressing.bot_user_id, addressing.display_name, localpart) if n]
+    for name in sorted(names, key=len, reverse=True):  # "ModBot Display" before "ModBot"
+        rest = text[len(name) :]
+        if not _starts_with(text, name) or (rest and not rest.startswith(_SEPARATORS)):
+            continue
+        if not mentions_bot(content, addressing.bot_user_id):
+            return None
+        return rest[1:] if rest[:1] in (":", ",") else rest
+    return None
+
+
+def _starts_with(text: str, word: str) -> bool:
+    # Compared slice to slice: lower() may change a string's length ("İ"), startswith on
+    # lowered strings would then cut the text in the wrong place.
+    return text[: len(word)].lower() == word.lower()
+
+
+def event_command_tokens(event: Any, addressing: Addressing) -> list[str] | None:
+    """The words of a command in a raw event, or None: only others' m.room.message events."""
+    if not isinstance(event, dict) or event.get("type") != "m.room.message":
+        return None
+    if event.get("sender") == addressing.bot_user_id:
+        return None
+    return command_tokens(event.get("content"), addressing)
 
 
 def replied_event_id(content: Any) -> str | None:

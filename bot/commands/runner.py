@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import logging
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,12 +16,16 @@ from ..extract import extract_media_refs
 from ..model import Hashes, MediaRef
 from ..record.store import StoredEvent
 from .framework import CommandSet, UsageError, bind
-from .parse import command_tokens, replied_event_id, thread_root
+from .parse import Addressing, event_command_tokens, replied_event_id, thread_root
+from .refusals import RefusalThrottle
 
 if TYPE_CHECKING:
     from ..app import ModBot
 
 log = logging.getLogger("modbot.commands")
+
+# Characters of a command's words kept in its audit row.
+_AUDIT_QUOTE_LIMIT = 500
 
 
 class CommandError(Exception):
@@ -100,6 +105,9 @@ class CommandContext:
         if scope == "all":
             if self.scope == "room":
                 raise CommandError("`all` works in the management room only")
+            if not self.bot.protected:
+                # Never passed on empty: Synapse's admin redact API reads no rooms as every room.
+                raise CommandError("`all` names no room: modbot protects no rooms yet (`rooms protect <room>`)")
             return sorted(self.bot.protected)
         room = self.target_room(scope)
         if room is None:
@@ -110,23 +118,30 @@ class CommandContext:
 
 
 class CommandRunner:
-    def __init__(self, bot: ModBot, commands: CommandSet, *, prefix: str, management_power: int) -> None:
+    def __init__(
+        self,
+        bot: ModBot,
+        commands: CommandSet,
+        *,
+        prefix: str,
+        management_power: int,
+        refusal_reply_interval: float = 300.0,
+    ) -> None:
         self.bot = bot
         self.commands = commands
         self.prefix = prefix
         self.management_power = management_power
+        self.refusals = RefusalThrottle(refusal_reply_interval)
 
-    def tokens(self, event: dict[str, Any]) -> list[str] | None:
-        if event.get("type") != "m.room.message" or event.get("sender") == self.bot.bot_user_id:
-            return None
-        return command_tokens(
-            event.get("content"),
-            prefix=self.prefix,
-            bot_user_id=self.bot.bot_user_id,
-            bot_names=[self.bot.config.appservice.bot_displayname, self.bot.config.appservice.bot_localpart],
-        )
+    @property
+    def addressing(self) -> Addressing:
+        appservice = self.bot.config.appservice
+        return Addressing(self.prefix, self.bot.bot_user_id, appservice.bot_localpart, appservice.bot_displayname)
 
-    def is_command(self, event: dict[str, Any]) -> bool:
+    def tokens(self, event: Any) -> list[str] | None:
+        return event_command_tokens(event, self.addressing)
+
+    def is_command(self, event: Any) -> bool:
         return self.tokens(event) is not None
 
     async def handle(self, event: StoredEvent) -> None:
@@ -135,8 +150,7 @@ class CommandRunner:
         scope = await self._scope(room_id, sender)
         if scope is None:
             if room_id == self.bot.management_room or room_id in self.bot.protected:
-                await self._audit(event, "denied", tokens)
-                await self._reply(event, Reply(["You are not permitted to run modbot commands here."], ok=False))
+                await self._refuse(event, tokens, "You are not permitted to run modbot commands here.")
             return
         if not tokens:
             tokens = ["help"]
@@ -151,8 +165,7 @@ class CommandRunner:
             await self._reply(event, Reply([text], ok=False))
             return
         if command.scope == "management" and scope != "management":
-            await self._audit(event, "denied", tokens)
-            await self._reply(event, Reply([f"`{command.name}` is not permitted here: use the management room."], ok=False))
+            await self._refuse(event, tokens, f"`{command.name}` is not permitted here: use the management room.")
             return
         content = event.event.get("content") or {}
         ctx = CommandContext(self.bot, event, room_id, sender, scope, replied_event_id(content))
@@ -195,9 +208,20 @@ class CommandRunner:
             log.warning("cannot read power levels in %s: %s", room_id, e)
         return None
 
-    async def _audit(self, event: StoredEvent, outcome: str, tokens: list[str]) -> None:
+    async def _refuse(self, event: StoredEvent, tokens: list[str], text: str) -> None:
+        """A "not permitted": audited every time, answered at most once per user per interval."""
+        answer = self.refusals.should_answer(event.sender, time.monotonic())
+        note = "" if answer else f" (not answered: refused less than {self.refusals.interval:g} s ago)"
+        await self._audit(event, "denied", tokens, note)
+        if answer:
+            await self._reply(event, Reply([text], ok=False))
+
+    async def _audit(self, event: StoredEvent, outcome: str, tokens: list[str], note: str = "") -> None:
+        words = " ".join(tokens)
+        if len(words) > _AUDIT_QUOTE_LIMIT:  # anyone may send 64 KiB; the audit keeps the gist
+            words = words[:_AUDIT_QUOTE_LIMIT] + "..."
         await self.bot.store.audit(
-            "command", outcome, f"{event.sender}: {self.prefix} {' '.join(tokens)}".strip(),
+            "command", outcome, f"{event.sender}: {self.prefix} {words}".strip() + note,
             event_id=event.event_id, room_id=event.room_id, sender=event.sender,
         )
 

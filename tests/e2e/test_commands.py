@@ -153,7 +153,7 @@ async def test_management_room_members_get_help_status_version_and_lists(team: T
     assert "modbot 0." in await ask(team, team.mod, team.mgmt, "!mod version")
     lists = await ask(team, team.mod, team.mgmt, "!mod lists")
     assert lists.startswith("known: ") and "sha256 1, md5 1" in lists and "label csam-test, enabled" in lists
-    # A mention works like the prefix.
+    # The bot's localpart and a colon work like the prefix.
     assert "modbot 0." in await ask(team, team.mod, team.mgmt, "modbot: version")
 
 
@@ -161,13 +161,14 @@ async def test_users_without_power_are_not_permitted_and_the_attempt_is_audited(
     nobody = await team.stage.new_user("nobody", join=team.room_a)
     event = await command(nobody, team.room_a, "!mod ban @someone:localhost")
     assert "not permitted" in await answer(team, team.room_a, event)
-    await team.mod.invite(team.mgmt, nobody.user_id)
-    await nobody.join(team.mgmt)
-    event = await command(nobody, team.mgmt, "!mod status")
+    elsewhere = await team.stage.new_user("nobody", join=team.room_a)
+    await team.mod.invite(team.mgmt, elsewhere.user_id)
+    await elsewhere.join(team.mgmt)
+    event = await command(elsewhere, team.mgmt, "!mod status")
     assert "not permitted" in await answer(team, team.mgmt, event)
     denied = [a for a in await team.db.store.audit_log(category="command") if a.outcome == "denied"]
     assert {a.event_id for a in denied} >= {event}
-    await team.mod.kick(team.mgmt, nobody.user_id)
+    await team.mod.kick(team.mgmt, elsewhere.user_id)
 
 
 @pytest.mark.parametrize("name", sorted(build_commands().commands))

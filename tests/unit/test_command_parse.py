@@ -7,10 +7,17 @@ from typing import Any
 
 import pytest
 
-from bot.commands.parse import Target, command_tokens, parse_target, replied_event_id, thread_root
+from bot.commands.parse import (
+    Addressing,
+    Target,
+    command_tokens,
+    event_command_tokens,
+    parse_target,
+    replied_event_id,
+    thread_root,
+)
 
 BOT = "@modbot:example.org"
-NAMES = ("ModBot Display", "modbot")
 
 # A room-v3 event ID: standard base64, so it may hold "/" and "+".
 V3_EVENT = "$acR1l0raoZnm60CBwAVgqbZqoO/mYU81xysh1u7XcJk"
@@ -118,12 +125,26 @@ def test_junk_is_no_target(token: str) -> None:
 # --- the words of a command -------------------------------------------------------------------
 
 
+ADDRESSING = Addressing(prefix="!mod", bot_user_id=BOT, localpart="modbot", display_name="ModBot Display")
+PILL = f'<a href="https://matrix.to/#/{BOT}">ModBot Display</a>'
+
+
 def text(body: str, msgtype: str = "m.text", **extra: Any) -> dict[str, Any]:
     return {"msgtype": msgtype, "body": body, **extra}
 
 
-def tokens(content: Any, *, names: tuple[str, ...] = NAMES) -> list[str] | None:
-    return command_tokens(content, prefix="!mod", bot_user_id=BOT, bot_names=names)
+def mention(body: str, formatted: str | None = None, *, user_ids: list[Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """A message as a client sends it when the bot's name was picked from the member list."""
+    content = text(body, **extra)
+    content["m.mentions"] = {"user_ids": [BOT] if user_ids is None else user_ids}
+    if formatted is not None:
+        content["format"] = "org.matrix.custom.html"
+        content["formatted_body"] = formatted
+    return content
+
+
+def tokens(content: Any, addressing: Addressing = ADDRESSING) -> list[str] | None:
+    return command_tokens(content, addressing)
 
 
 REPLY_FALLBACK = "> <@alice:example.org> look at this\n> second quoted line\n\n"
@@ -143,17 +164,22 @@ REPLY_FALLBACK = "> <@alice:example.org> look at this\n> second quoted line\n\n"
         ("!mod ban @spam:example.org don't", ["ban", "@spam:example.org", "don't"]),
         # "#" starts an alias, not a comment
         ("!mod rooms protect #lobby:example.org", ["rooms", "protect", "#lobby:example.org"]),
-        # a mention: user ID, display name or localpart, with ":", ",", or a space; any case
-        ("@modbot:example.org ban @x:example.org", ["ban", "@x:example.org"]),
-        ("@modbot:example.org: status", ["status"]),
+        # the localpart and a colon: typed on purpose, in any case
         ("modbot: status", ["status"]),
         ("modbot:status", ["status"]),
-        ("Modbot, status", ["status"]),
-        ("MODBOT status", ["status"]),
-        ("ModBot Display: review list", ["review", "list"]),  # a pill's body is the display name
+        ("ModBot: ban @x:example.org", ["ban", "@x:example.org"]),
         # the command may be a reply: the quoted fallback is not part of it
         (REPLY_FALLBACK + "!mod scan --act", ["scan", "--act"]),
         (REPLY_FALLBACK + "modbot: ban", ["ban"]),
+        # plain talk that merely starts with the bot's name is not a command (anyone could
+        # make the bot answer, and it is exempt from rate limits)
+        ("modbot status", None),
+        ("modbot is down again", None),
+        ("Modbot, status", None),
+        ("MODBOT status", None),
+        ("ModBot Display: review list", None),  # a display name typed without a pill
+        ("@modbot:example.org ban @x:example.org", None),  # no m.mentions, no pill
+        ("@modbot:example.org: status", None),
         # plain text
         ("hello", None),
         ("", None),
@@ -162,7 +188,8 @@ REPLY_FALLBACK = "> <@alice:example.org> look at this\n> second quoted line\n\n"
         ("!MOD status", None),
         ("please !mod status", None),
         ("I asked modbot: status", None),
-        ("modbotty status", None),
+        ("modbotty: status", None),
+        ("modbot", None),
         ("@modbot:example.organisation status", None),
         # a reply whose quote holds a command is not a command
         ("> <@mod:example.org> !mod ban @x:example.org\n\nthanks!", None),
@@ -171,6 +198,50 @@ REPLY_FALLBACK = "> <@alice:example.org> look at this\n> second quoted line\n\n"
 )
 def test_command_words(body: str, expected: list[str] | None) -> None:
     assert tokens(text(body)) == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        # a pill: the body holds the display name, formatted_body the link to the bot
+        (mention("ModBot Display: review list", f"{PILL}: review list"), ["review", "list"]),
+        (mention("ModBot Display status", f"{PILL} status"), ["status"]),
+        (mention("ModBot Display", PILL), []),  # the runner answers with help
+        # a pill without m.mentions (older clients), the link percent-encoded or single-quoted
+        (text("ModBot Display: status", formatted_body=f"{PILL}: status"), ["status"]),
+        (
+            text("ModBot Display: status", formatted_body='<a href="https://matrix.to/#/%40modbot%3Aexample.org">ModBot Display</a>: status'),
+            ["status"],
+        ),
+        (text("@modbot:example.org status", formatted_body=f"<a href='https://matrix.to/#/{BOT}'>@modbot:example.org</a> status"), ["status"]),
+        # m.mentions naming the bot, without a pill
+        (mention("@modbot:example.org ban @x:example.org"), ["ban", "@x:example.org"]),
+        (mention("@modbot:example.org: status"), ["status"]),
+        (mention("modbot status"), ["status"]),
+        (mention("ModBot Display, status"), ["status"]),
+        # the name must start the message, and be the whole name
+        (mention("hey ModBot Display, status", f"hey {PILL}, status"), None),
+        (mention("ModBotDisplayed status"), None),
+        # a mention of someone else
+        (mention("modbot status", user_ids=["@alice:example.org"]), None),
+        (text("ModBot Display: status", formatted_body='<a href="https://matrix.to/#/@alice:example.org">ModBot Display</a>: status'), None),
+        # in a reply, clients put the replied-to sender in m.mentions by themselves: replying
+        # to one of the bot's notices is not addressing it, unless with a pill
+        (mention("modbot is broken", **{"m.relates_to": {"m.in_reply_to": {"event_id": "$notice"}}}), None),
+        (
+            mention("ModBot Display: status", f"{PILL}: status", **{"m.relates_to": {"m.in_reply_to": {"event_id": "$notice"}}}),
+            ["status"],
+        ),
+        # hostile shapes of m.mentions and formatted_body are no mention
+        (text("modbot status", **{"m.mentions": {"user_ids": BOT}}), None),
+        (text("modbot status", **{"m.mentions": [BOT]}), None),
+        (text("modbot status", **{"m.mentions": {"user_ids": [[BOT], {"id": BOT}]}}), None),
+        (text("modbot status", formatted_body=["https://matrix.to/#/" + BOT]), None),
+        (text("modbot status", formatted_body=f"https://matrix.to/#/{BOT}"), None),  # a bare URL, not a link
+    ],
+)
+def test_a_mention_starts_a_command_only_when_it_is_real(content: dict[str, Any], expected: list[str] | None) -> None:
+    assert tokens(content) == expected
 
 
 @pytest.mark.parametrize(
@@ -196,14 +267,36 @@ def test_only_text_messages_are_commands(content: Any) -> None:
 
 
 def test_an_empty_bot_name_does_not_make_every_message_a_command() -> None:
-    assert tokens(text("hello there"), names=("", "")) is None
-    assert tokens(text("modbot: status"), names=("",)) is None  # only what was configured
-    assert tokens(text("@modbot:example.org status"), names=("",)) == ["status"]
+    nameless = Addressing(prefix="!mod", bot_user_id=BOT, localpart="", display_name="")
+    assert tokens(text("hello there"), nameless) is None
+    assert tokens(text(": status"), nameless) is None
+    assert tokens(mention("hello there"), nameless) is None
+    assert tokens(mention("@modbot:example.org status"), nameless) == ["status"]
 
 
 def test_another_prefix() -> None:
-    assert command_tokens(text("!safety ban @x:y"), prefix="!safety", bot_user_id=BOT) == ["ban", "@x:y"]
-    assert command_tokens(text("!mod ban @x:y"), prefix="!safety", bot_user_id=BOT) is None
+    safety = Addressing(prefix="!safety", bot_user_id=BOT, localpart="modbot")
+    assert tokens(text("!safety ban @x:y"), safety) == ["ban", "@x:y"]
+    assert tokens(text("!mod ban @x:y"), safety) is None
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        ({"type": "m.room.message", "sender": "@alice:example.org", "content": text("!mod status")}, ["status"]),
+        # the bot's own messages, other event types, and what is not an event
+        ({"type": "m.room.message", "sender": BOT, "content": text("!mod status")}, None),
+        ({"type": "m.sticker", "sender": "@alice:example.org", "content": text("!mod status")}, None),
+        ({"type": ["m.room.message"], "sender": "@alice:example.org", "content": text("!mod status")}, None),
+        ({"sender": "@alice:example.org", "content": text("!mod status")}, None),
+        ({"type": "m.room.message", "sender": "@alice:example.org"}, None),
+        (None, None),
+        ("!mod status", None),
+        ([{"type": "m.room.message"}], None),
+    ],
+)
+def test_only_others_room_messages_are_commands(event: Any, expected: list[str] | None) -> None:
+    assert event_command_tokens(event, ADDRESSING) == expected
 
 
 # --- reply and thread -------------------------------------------------------------------------

@@ -321,3 +321,14 @@ def test_power_levels_are_parsed_with_defaults() -> None:
 def test_which_room_versions_give_creators_unlimited_power(version: str, special: bool) -> None:
     power = room_power({}, {"room_version": version}, "@owner:example.org")
     assert (power.of("@owner:example.org") == CREATOR_POWER) is special
+
+
+async def test_redacting_a_users_events_in_no_room_is_never_sent(sleeps: list[float]) -> None:
+    """Synapse's admin redact API reads an empty room list as every room the user is in."""
+    api = FakeAPI()  # any request fails the test
+    with pytest.raises(ValueError, match="at least one room"):
+        await homeserver(api).redact_user_events("@spam:example.org", [], "spam", None)
+    assert api.calls == []
+    api = FakeAPI({"redact_id": "job1"})
+    assert await homeserver(api).redact_user_events("@spam:example.org", [ROOM], "spam", 10) == "job1"
+    assert api.calls[0].content == {"rooms": [ROOM], "reason": "spam", "limit": 10}
