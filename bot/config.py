@@ -511,9 +511,10 @@ metrics:
   enabled: true
   # A port of its own for /metrics (then not served on the appservice port), e.g. on an
   # address your Prometheus reaches while the appservice stays on loopback; null: the
-  # appservice port. bind_address null: 127.0.0.1.
-  bind_address: null
+  # appservice port.
   port: null
+  # The address of that listener; null: 127.0.0.1.
+  bind_address: null
   # Require `Authorization: Bearer <token>` (at least 16 characters); null: no token.
   token: null
 
@@ -528,6 +529,7 @@ health:
   # Hashing-sandbox worker restarts (a media hit its memory or CPU limit) tolerated
   # within sandbox_restart_window seconds.
   max_sandbox_restarts: 3
+  # Seconds over which sandbox restarts are counted.
   sandbox_restart_window: 600
 
 logging:
