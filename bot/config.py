@@ -297,6 +297,12 @@ class MetricsConfig(_Section):
     # When set, /metrics requires `Authorization: Bearer <token>`.
     token: str | None = Field(default=None, min_length=16, repr=False)
 
+    @model_validator(mode="after")
+    def _address_needs_port(self) -> MetricsConfig:
+        if self.bind_address is not None and self.port is None:
+            raise LocatedValueError("bind_address needs a port of its own (metrics.port)", ("bind_address",))
+        return self
+
 
 class HealthConfig(_Section):
     """When /health answers 503 (bot/health.py)."""
