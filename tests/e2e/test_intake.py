@@ -14,6 +14,7 @@ import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
@@ -150,3 +151,21 @@ async def test_after_synapse_restarts_its_reused_transaction_ids_bring_new_event
 async def len_at_least(coro, n: int) -> bool:  # type: ignore[no-untyped-def]
     return len(await coro) >= n
 
+
+
+async def test_a_refused_transaction_fails_health_and_is_audited(world: World) -> None:
+    headers = {"Authorization": f"Bearer {world.stage.config_data['appservice']['hs_token']}"}
+    url = f"{world.bot.url}/_matrix/app/v1/transactions/hostile-1"
+    async with aiohttp.ClientSession() as s, s.put(url, data=b"[" * 100_000, headers=headers) as r:
+        assert r.status == 400 and (await r.json())["errcode"] == "M_BAD_JSON"
+    async with aiohttp.ClientSession() as s, s.get(f"{world.bot.url}/health") as r:
+        assert r.status == 503
+        body = await r.json()
+    assert body["status"] == "failing" and "nested deeper than 256" in body["problems"][0]
+    refusals = [a.message for a in await world.db.store.audit_log(category="intake") if a.outcome == "refused"]
+    assert refusals == ["transaction hostile-1 refused (400): JSON nested deeper than 256 levels"]
+    assert world.bot.alive()
+    # Still seeing: the next known image is acted on.
+    offender = await world.stage.new_user("after-hostile", join=world.room)
+    mxc, event_id = await post_known(world, offender)
+    await assert_acted_on(world, event_id, mxc, timeout=60)
