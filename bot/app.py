@@ -6,10 +6,9 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from aiohttp import web
 
 from .act.executor import Executor
 from .allowlist import Allowlist
@@ -27,11 +26,14 @@ from .extract import extract_media_refs
 from .fetch import MediaFetcher
 from .hashing import warm_up
 from .hashpool import hash_pool
-from .intake.endpoint import DurableAppService
+from .health import RestartWindow
+from .intake.endpoint import DurableAppService, IntakeLimits
+from .intake.monitor import IntakeMonitor
 from .intake.queue import WorkQueue
 from .lists import ListRegistry, ReloadResult
 from .metrics import Metrics
 from .pipeline import Pipeline, PowerCache, RetryLater
+from .probes import OperatorEndpoints
 from .policy import Policy, with_dry_run
 from .record.db import create_engine, migrate
 from .record.instance import EXIT_LOCK_LOST, InstanceLock, instance_lock
@@ -53,7 +55,12 @@ def wants_processing(event: dict[str, Any]) -> bool:
 
 class ModBot:
     def __init__(
-        self, config: Config, *, config_path: str | Path | None = None, lock: InstanceLock | None = None
+        self,
+        config: Config,
+        *,
+        config_path: str | Path | None = None,
+        lock: InstanceLock | None = None,
+        sandbox_restarts: Callable[[], int] = lambda: 0,
     ) -> None:
         self.config = config
         # One bot per database (bot/record/instance.py): taken first thing in start(),
@@ -114,11 +121,25 @@ class ModBot:
             bot_localpart=as_cfg.bot_localpart,
             id=as_cfg.id,
             on_transaction=self._on_transaction,
+            limits=IntakeLimits(as_cfg.max_body_bytes, as_cfg.max_json_depth),
+            monitor=IntakeMonitor(),
+            audit_refusal=lambda txn_id, why: self.store.audit("intake", "refused", why),
         )
         self.bot_user_id = f"@{as_cfg.bot_localpart}:{config.homeserver.domain}"
-        self.appservice.app.router.add_get("/health", self._health)
-        if config.metrics.enabled:
-            self.appservice.app.router.add_get("/metrics", self._metrics)
+        # /health and /metrics; `sandbox_restarts` is a running total of hashing-sandbox
+        # workers killed and replaced (the sandbox's counter, wired where it is built).
+        self.probes = OperatorEndpoints(
+            config,
+            self.store,
+            self.metrics,
+            self.appservice.monitor,
+            RestartWindow(sandbox_restarts, config.health.sandbox_restart_window),
+            started_at=self.started_at,
+            queue_depth=lambda: self.queue.depth if self.queue else 0,
+            protected_rooms=lambda: len(self.protected),
+            ready=lambda: self.appservice.ready,
+        )
+        self.probes.add_routes(self.appservice.app)
         self.queue: WorkQueue | None = None
         self.hash_executor = hash_pool(config.processing.concurrency, config.processing.hash_nice)
         # Set in start(); typed as present because nothing uses them before.
@@ -157,6 +178,7 @@ class ModBot:
             retry_exceptions=(RetryLater,),
         )
         await self.appservice.start(cfg.appservice.bind_address, cfg.appservice.port)
+        await self.probes.start_metrics_listener()
         self.homeserver = Homeserver(
             self.appservice.intent.api, self.bot_user_id, retries=cfg.processing.action_retries
         )
@@ -253,9 +275,9 @@ class ModBot:
 
     async def _on_transaction(self, txn_id: str, events: list[Any]) -> None:
         result = await self.store.store_transaction(txn_id, events, wanted=self._wanted)
+        # "repeated": an id seen before; its events already stored are skipped, new ones
+        # (Synapse numbering again from 1 after a restart) are queued like any others.
         self.metrics.transactions.labels("new" if result.new else "repeated").inc()
-        if not result.new:
-            return
         self.metrics.events_received.labels("yes").inc(len(result.queued))
         self.metrics.events_received.labels("no").inc(len(events) - len(result.queued))
         for raw in events:
@@ -378,25 +400,6 @@ class ModBot:
         await self.store.audit("rooms", "unprotected", f"{by}: unprotect {room_id}", room_id=room_id, sender=by)
         return room_id
 
-    async def _health(self, _request: web.Request) -> web.Response:
-        try:
-            counts = await self.store.events_by_status()
-            db_ok = True
-        except Exception as e:  # health must answer even when the database does not
-            counts, db_ok = {"error": str(e)}, False
-        body = {
-            "status": "ok" if db_ok and self.appservice.ready else "starting" if db_ok else "degraded",
-            "uptime_s": round(time.time() - self.started_at, 1),
-            "queue_depth": self.queue.depth if self.queue else 0,
-            "events": counts,
-            "protected_rooms": len(self.protected),
-        }
-        return web.json_response(body, status=200 if db_ok else 503)
-
-    async def _metrics(self, _request: web.Request) -> web.Response:
-        if self.queue is not None:
-            self.metrics.queue_depth.set(self.queue.depth)
-        return web.Response(body=self.metrics.render(), content_type="text/plain", charset="utf-8")
 
     async def stop(self) -> None:
         await self.lists.stop_watching()
@@ -408,6 +411,7 @@ class ModBot:
             await self.queue.stop()
         await self.classifier_runner.close()
         await self.appservice.stop()
+        await self.probes.stop()
         self.hash_executor.shutdown(wait=False, cancel_futures=True)
         await self.engine.dispose()
         # Last: until everything above has stopped, this process may still act.

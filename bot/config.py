@@ -38,6 +38,7 @@ __all__ = [
     "ConfigError",
     "DatabaseConfig",
     "HashListConfig",
+    "HealthConfig",
     "HashlistSettings",
     "HomeserverConfig",
     "LoggingConfig",
@@ -108,6 +109,16 @@ class AppserviceConfig(_Section):
     hs_token: str = Field(default="", validate_default=True, repr=False)
     bot_localpart: str = Field(default="modbot", min_length=1)
     bot_displayname: str = "modbot"
+    # Largest transaction body accepted. Synapse sends up to 100 events of up to 64 KiB (as
+    # a PDU) each, and a state event in client format repeats the previous content in
+    # unsigned.prev_content: 16 MiB holds 100 of those with margin. A refused transaction
+    # is retried by Synapse for ever with nothing sent after it, so this must stay above
+    # anything Synapse can send.
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024)
+    # Deepest JSON nesting accepted in a transaction. Synapse refuses events nested more
+    # than 127 levels (serde_json's limit in its Rust event class); the transaction adds 2.
+    # At most 900, so that parsing stays below Python's recursion limit.
+    max_json_depth: int = Field(default=256, ge=130, le=900)
 
     @model_validator(mode="before")
     @classmethod
@@ -295,6 +306,34 @@ class RetentionConfig(_Section):
 
 class MetricsConfig(_Section):
     enabled: bool = True
+    # With a port, /metrics gets a listener of its own (e.g. on an address a Prometheus
+    # server reaches while the appservice port stays on loopback) and leaves the appservice
+    # port; null: served on the appservice port. bind_address null: 127.0.0.1.
+    bind_address: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    # When set, /metrics requires `Authorization: Bearer <token>`.
+    token: str | None = Field(default=None, min_length=16, repr=False)
+
+    @model_validator(mode="after")
+    def _address_needs_port(self) -> MetricsConfig:
+        if self.bind_address is not None and self.port is None:
+            raise LocatedValueError("bind_address needs a port of its own (metrics.port)", ("bind_address",))
+        return self
+
+
+class HealthConfig(_Section):
+    """When /health answers 503 (bot/health.py)."""
+
+    # Seconds the homeserver's transactions may keep being refused or failing, with none
+    # accepted, before /health fails: the bot is blind.
+    stall_after: float = Field(default=60, gt=0)
+    # Seconds an error answered to an authenticated transaction (4xx, 5xx) keeps /health failing.
+    error_window: float = Field(default=300, gt=0)
+    # Seconds the oldest pending event may wait for processing.
+    max_pending_age: float = Field(default=600, gt=0)
+    # Hashing-sandbox worker restarts (resource limits hit) tolerated within the window.
+    max_sandbox_restarts: int = Field(default=3, ge=0)
+    sandbox_restart_window: float = Field(default=600, gt=0)
 
 
 class LoggingConfig(_Section):
@@ -318,6 +357,7 @@ class Config(_Section):
     incidents: IncidentsConfig = IncidentsConfig()
     retention: RetentionConfig = RetentionConfig()
     metrics: MetricsConfig = MetricsConfig()
+    health: HealthConfig = HealthConfig()
     logging: LoggingConfig = LoggingConfig()
     # A separate policy file, or the policy inline; neither: the default policy.
     # load_config reads policy_file into `policy`.
@@ -394,6 +434,13 @@ appservice:
   bot_localpart: modbot
   # The bot's display name.
   bot_displayname: modbot
+  # Largest transaction body accepted, in bytes (16 MiB). Synapse sends up to 100 events of
+  # up to 64 KiB each (state events carry their previous content too); a transaction
+  # refused for its size is retried for ever and nothing after it arrives.
+  max_body_bytes: 16777216
+  # Deepest JSON nesting accepted in a transaction (130-900); Synapse refuses events nested
+  # more than 127 levels.
+  max_json_depth: 256
 
 database:
   # SQLAlchemy URL. A relative SQLite path is resolved against this file's directory.
@@ -513,6 +560,28 @@ retention:
 metrics:
   # Serve Prometheus metrics at /metrics on the appservice port.
   enabled: true
+  # A port of its own for /metrics (then not served on the appservice port), e.g. on an
+  # address your Prometheus reaches while the appservice stays on loopback; null: the
+  # appservice port.
+  port: null
+  # The address of that listener; null: 127.0.0.1.
+  bind_address: null
+  # Require `Authorization: Bearer <token>` (at least 16 characters); null: no token.
+  token: null
+
+health:
+  # /health answers 503 when any of these is exceeded.
+  # Seconds the homeserver's transactions may keep being refused or failing, none accepted.
+  stall_after: 60
+  # Seconds an error answered to an authenticated transaction keeps /health failing.
+  error_window: 300
+  # Seconds the oldest pending event may wait for processing.
+  max_pending_age: 600
+  # Hashing-sandbox worker restarts (a media hit its memory or CPU limit) tolerated
+  # within sandbox_restart_window seconds.
+  max_sandbox_restarts: 3
+  # Seconds over which sandbox restarts are counted.
+  sandbox_restart_window: 600
 
 logging:
   # DEBUG, INFO, WARNING, ERROR or CRITICAL.

@@ -31,7 +31,7 @@ from .tables import (
 
 @dataclass(frozen=True)
 class TransactionResult:
-    new: bool  # False when the transaction id had been stored before
+    new: bool  # False when the transaction id had been seen before (its new events are stored all the same)
     queued: tuple[StoredEvent, ...]  # events newly stored for processing, in arrival order
     duplicates: int  # events already seen in an earlier transaction
     rejected: tuple[str, ...]  # why malformed events were not stored
@@ -177,11 +177,13 @@ class Store:
                 "received_at": now + len(rows) * 1e-6,
             }
         async with self.engine.begin() as conn:
+            # The transaction id is recorded, never trusted to say "seen": Synapse on SQLite
+            # numbers transactions from 1 again after a restart (and any Synapse after a
+            # database restore), so a known id can bring new events. Event ids decide.
             inserted_txn = await conn.execute(
                 self._sql.new_transaction, {"txn_id": txn_id, "received_at": now, "event_count": len(events)}
             )
-            if inserted_txn.scalar_one_or_none() is None:
-                return TransactionResult(False, (), 0, ())
+            new_txn = inserted_txn.scalar_one_or_none() is not None
             stored: set[str] = set()
             if rows:
                 # One statement, so that RETURNING says which events are new.
@@ -204,7 +206,7 @@ class Store:
             for event_id, row in rows.items()
             if event_id in stored
         )
-        return TransactionResult(True, queued, len(rows) - len(queued), tuple(rejected))
+        return TransactionResult(new_txn, queued, len(rows) - len(queued), tuple(rejected))
 
     # --- an event's writes, together -----------------------------------------------------
 
@@ -283,6 +285,11 @@ class Store:
             row.attempts += 1
             row.error = error
             return row.attempts
+
+    async def oldest_pending_received_at(self) -> float | None:
+        """When the oldest event still waiting for processing arrived (wall clock), if any."""
+        async with self.sessions() as session:
+            return (await session.execute(select(func.min(EventRow.received_at)).where(EventRow.status == "pending"))).scalar_one()
 
     async def events_by_status(self) -> dict[str, int]:
         async with self.sessions() as session:

@@ -11,7 +11,8 @@ class Base(DeclarativeBase):
 
 
 class TransactionRow(Base):
-    """Appservice transactions already stored: a repeated transaction id is acknowledged, not re-stored."""
+    """Appservice transactions received, by id (first arrival). Not used to drop repeats: Synapse
+    reuses ids after a restart on SQLite; events are deduplicated by event id."""
 
     __tablename__ = "transactions"
     txn_id: Mapped[str] = mapped_column(String(255), primary_key=True)

@@ -352,3 +352,15 @@ def test_every_problem_is_reported_at_once_in_file_order(tmp_path: Path) -> None
 def test_an_unreadable_config_is_a_config_error(tmp_path: Path) -> None:
     (message,) = errors(tmp_path / "missing.yaml")
     assert message.startswith(f"{tmp_path / 'missing.yaml'}: cannot read: ")
+
+
+def test_a_metrics_address_without_its_own_port_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "metrics:\n  bind_address: 0.0.0.0\n")
+    assert any("metrics.bind_address" in e and "metrics.port" in e for e in errors(path))
+
+
+def test_intake_limits_cannot_be_set_below_what_synapse_sends(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "  max_body_bytes: 1000000\n  max_json_depth: 100\n")
+    messages = errors(path)
+    assert any("appservice.max_body_bytes" in e for e in messages)
+    assert any("appservice.max_json_depth" in e for e in messages)
