@@ -305,7 +305,8 @@ class Config(_Section):
     # Classifiers besides (or configuring) the hash lists: see docs/classifiers.md.
     classifiers: Annotated[tuple[ClassifierConfig, ...], AfterValidator(_unique_classifier_names)] = ()
     commands: CommandsConfig = CommandsConfig()
-    incidents: IncidentsConfig = IncidentsConfig()
+    # Validated even when absent, so that its default file paths are resolved like given ones.
+    incidents: IncidentsConfig = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     # A separate policy file, or the policy inline; neither: the default policy.
