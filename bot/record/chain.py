@@ -207,7 +207,7 @@ def check_anchors(
         found = row_hashes.get(anchor.head_id)
         if found is None:
             if last_id is None:
-                first_missing = mark.next_id if mark is not None else 1
+                first_missing = purged_below or 1
             else:
                 first_missing = last_id + 1 if last_id < anchor.head_id else anchor.head_id
             problems.append(
