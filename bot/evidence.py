@@ -189,7 +189,7 @@ class ChainAnchors:
 
     async def head(self, reason: str) -> Anchor:
         count, head_id, head_hash = await self.moderation.chain_head()
-        return Anchor(head_id, head_hash, count, self._clock(), reason)
+        return Anchor(head_id, head_hash, count, float(int(self._clock())), reason)
 
     async def _to_file(self, anchor: Anchor) -> str | None:
         try:

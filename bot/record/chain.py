@@ -70,11 +70,12 @@ class Anchor:
     head_id: int  # 0: the chain was empty
     head_hash: str
     count: int  # rows held then (retention lowers it; ids never go back)
-    at: float
+    at: float  # whole seconds (see to_json)
     reason: str  # daily | command | incident | start
 
     def to_json(self) -> dict[str, Any]:
-        return {"v": 1, **asdict(self)}
+        # Whole seconds: Matrix's canonical JSON has no floats (Synapse answers M_BAD_JSON).
+        return {"v": 1, **asdict(self), "at": int(self.at)}
 
     @classmethod
     def from_json(cls, data: Any) -> Anchor | None:

@@ -454,7 +454,7 @@ async def test_an_unreachable_room_still_anchors_to_the_file(keyed: Any, config:
 
 def test_a_torn_or_tampered_anchor_file_line_is_reported(tmp_path: Path) -> None:
     file = AnchorFile(tmp_path / "anchors.jsonl")
-    good = Anchor(2, "ab" * 32, 2, 1.5, "incident")
+    good = Anchor(2, "ab" * 32, 2, 1.0, "incident")
     file.append(good)
     with (tmp_path / "anchors.jsonl").open("a") as f:
         f.write('{"v": 1, "head_id": "two"}\n{"head_id": 3, "head_ha')
@@ -505,3 +505,10 @@ async def test_the_anchor_loop_waits_when_the_file_has_the_head(keyed: Any, conf
     await asyncio.sleep(0.3)
     await anchors.stop()
     assert room.events == []
+
+
+def test_an_anchor_has_no_floats_for_matrix() -> None:
+    """Matrix's canonical JSON has no floats: Synapse refused the notice with M_BAD_JSON."""
+    data = Anchor(1, "ab" * 32, 1, 1_700_000_000.75, "daily").to_json()
+    assert not any(isinstance(v, float) for v in data.values())
+    assert Anchor.from_json(data) == Anchor(1, "ab" * 32, 1, 1_700_000_000.0, "daily")
