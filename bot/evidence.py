@@ -202,8 +202,12 @@ class ChainAnchors:
 
     async def incident_recorded(self, _incident: Incident) -> None:
         """After each new incident: the file learns the new head at once, so deleting the
-        newest rows is caught even before the next daily anchor."""
-        await self._to_file(await self.head("incident"))
+        newest rows is caught even before the next daily anchor. Never raises: the incident
+        is recorded already, and a failure here is logged and audited."""
+        try:
+            await self._to_file(await self.head("incident"))
+        except Exception:
+            log.exception("cannot anchor the new incident")
 
     async def anchor(self, reason: str, *, by: str = "modbot") -> AnchorResult:
         """Append the head to the file and post it to the management room."""

@@ -512,3 +512,15 @@ def test_an_anchor_has_no_floats_for_matrix() -> None:
     data = Anchor(1, "ab" * 32, 1, 1_700_000_000.75, "daily").to_json()
     assert not any(isinstance(v, float) for v in data.values())
     assert Anchor.from_json(data) == Anchor(1, "ab" * 32, 1, 1_700_000_000.0, "daily")
+
+
+async def test_an_unwritable_anchor_file_does_not_lose_the_incident(store: ModerationStore, config: Config, tmp_path: Path) -> None:
+    unwritable = tmp_path / "anchors-dir"
+    unwritable.mkdir()  # a directory where the file should be: every append fails
+    audit = Audit()
+    anchors = ChainAnchors(store, AnchorFile(unwritable), audit, sender=lambda: None, management_room=lambda: None)
+    store.use_chain_key(await open_chain_key(config.incidents.chain_key_file, store), on_incident=anchors.incident_recorded)
+    [incident] = await append(store, 1)
+    assert await store.incident(1) == incident
+    assert [(c, o) for c, o, _ in audit.rows] == [("incident", "anchor_failed")]
+    assert str(unwritable) in audit.rows[0][2]
