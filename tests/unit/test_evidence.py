@@ -32,7 +32,7 @@ from bot.evidence import (
     read_room_anchors,
 )
 from bot.evidence_verify import EvidenceReport, verify_evidence
-from bot.record.chain import GENESIS, Anchor, canonical_record, keyed_hash, legacy_hash
+from bot.record.chain import GENESIS, Anchor, ChainReport, canonical_record, keyed_hash, legacy_hash
 from bot.record.db import create_engine, migrate
 from bot.record.moderation import Incident, ModerationStore
 
@@ -524,3 +524,33 @@ async def test_an_unwritable_anchor_file_does_not_lose_the_incident(store: Moder
     assert await store.incident(1) == incident
     assert [(c, o) for c, o, _ in audit.rows] == [("incident", "anchor_failed")]
     assert str(unwritable) in audit.rows[0][2]
+
+
+async def test_rows_written_before_migration_0008_are_marked_plain_and_verify(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    try:
+        await migrate(engine, "0007")
+        prev = GENESIS
+        async with engine.begin() as conn:
+            for n in (1, 2):
+                record_json = canonical_record(record(n))
+                row_hash = legacy_hash(prev, n, f"$old{n}", 1.5 + n, record_json)
+                await conn.execute(
+                    text("INSERT INTO incidents (id, event_id, record_json, created_at, prev_hash, row_hash) "
+                         "VALUES (:id, :e, :j, :c, :p, :h)"),
+                    {"id": n, "e": f"$old{n}", "j": record_json, "c": 1.5 + n, "p": prev, "h": row_hash},
+                )
+                prev = row_hash
+        await migrate(engine)
+        store = ModerationStore(engine)
+        links, _ = await store.chain()
+        assert [link.scheme for link in links] == ["sha256", "sha256"]
+        assert await store.verify_chain() == ChainReport(True, 2, None, "2 incidents, chain intact")
+        # The first start after the upgrade makes the key; keyed rows follow the plain ones.
+        store.use_chain_key(await open_chain_key(tmp_path / "chain.key", store))
+        third = await store.append_incident("$new", record(3))
+        assert (third.id, third.prev_hash) == (3, prev)
+        assert (await store.verify_chain()).ok
+    finally:
+        await engine.dispose()
