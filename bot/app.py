@@ -22,6 +22,7 @@ from .commands.handlers import build_commands
 from .commands.runner import CommandRunner
 from .config import Config, ConfigError, load_config
 from .enforce import Enforcer
+from .evidence import AnchorFile, ChainAnchors, ChainKeyError, open_chain_key
 from .extract import extract_media_refs
 from .fetch import MediaFetcher
 from .hashing import warm_up
@@ -149,11 +150,13 @@ class ModBot:
         self.executor: Executor = None  # type: ignore[assignment]
         self.enforcer: Enforcer = None  # type: ignore[assignment]
         self.retention = RetentionRunner.for_config(config, self.engine, self.moderation.purge_incidents_before, self.store.audit)
+        self.anchors: ChainAnchors = None  # type: ignore[assignment]
 
     async def start(self) -> None:
         cfg = self.config
         await self.instance_lock.acquire()  # raises AlreadyRunning: nothing done yet
         await migrate(self.engine)
+        await self._open_evidence()
         # What the first hash would pay for (lazy imports, ~1 s) is paid before the first
         # event, beside the rest of the start-up: the endpoint must not open later for it.
         warming = asyncio.get_running_loop().run_in_executor(self.hash_executor, warm_up)
@@ -236,9 +239,27 @@ class ModBot:
         except HomeserverError as e:
             log.warning("appservice ping failed (is the registration installed?): %s", e)
         self.retention.start()
+        self.anchors.start(cfg.incidents.anchor_interval)
         self._start_retro()
         self.appservice.ready = True
         log.info("modbot ready as %s, protecting %d rooms", self.bot_user_id, len(self.protected))
+
+    async def _open_evidence(self) -> None:
+        """The incident chain's key and anchors (bot/evidence.py), before anything records an incident."""
+        incidents = self.config.incidents
+        try:
+            key = await open_chain_key(incidents.chain_key_file, self.moderation)
+        except ChainKeyError as e:
+            await self.engine.dispose()  # nothing else is started yet: the process can exit
+            raise ConfigError(f"{self.config_path or 'config'}: incidents.chain_key_file: {e}") from None
+        self.anchors = ChainAnchors(
+            self.moderation,
+            AnchorFile(incidents.anchor_file),
+            self.store,
+            sender=lambda: self.homeserver,
+            management_room=lambda: self.management_room,
+        )
+        self.moderation.use_chain_key(key, on_incident=self.anchors.incident_recorded)
 
     async def _prepare_bot(self) -> None:
         hs = self.homeserver
@@ -406,6 +427,8 @@ class ModBot:
         for task in list(self._retro_runs):
             task.cancel()
         await self.retention.stop()
+        if self.anchors is not None:
+            await self.anchors.stop()
         await self.rescanner.stop()
         if self.queue is not None:
             await self.queue.stop()

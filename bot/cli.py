@@ -85,6 +85,12 @@ def cmd_generate_registration(args: argparse.Namespace) -> int:
     out = Path(args.registration)
     write_registration(config, out)
     print(f"wrote {out} with fresh tokens and updated {path}")
+    key_file = config.incidents.chain_key_file
+    if not key_file.exists():
+        from .evidence import create_chain_key
+
+        create_chain_key(key_file)
+        print(f"wrote the incident chain key {key_file} (mode 0600); back it up with the database")
     print("Next: add the registration to app_service_config_files in homeserver.yaml, restart Synapse,")
     print(f"then run `modbot check -c {path}`.")
     return 0
@@ -169,9 +175,18 @@ async def _with_moderation(config: Config, work):  # type: ignore[no-untyped-def
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from .evidence import ChainKeyError
+    from .evidence_verify import verify_evidence
+
     config = _load(args.config)
-    report = asyncio.run(_with_moderation(config, lambda m: m.verify_chain()))
-    print(report.message)
+    try:
+        report = asyncio.run(
+            verify_evidence(config, use_homeserver=not args.no_homeserver, max_room_events=args.room_events)
+        )
+    except ChainKeyError as e:
+        print(f"modbot: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(report.lines))
     return 0 if report.ok else 1
 
 
@@ -244,8 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="the audit trail")
     asub = p.add_subparsers(dest="audit_command", required=True)
-    a = asub.add_parser("verify", help="check the incident log's hash chain; exit 1 if a row was edited or removed")
+    a = asub.add_parser(
+        "verify",
+        help="check the incident log's keyed hash chain and its anchors (anchor file, management room); "
+        "exit 1 if a row was edited, removed or the newest rows are missing",
+    )
     a.add_argument("-c", "--config", required=True)
+    a.add_argument("--no-homeserver", action="store_true", help="don't read the management room's anchors")
+    a.add_argument("--room-events", type=int, default=5000, help="how far back to read the management room (events)")
     a.set_defaults(func=cmd_audit_verify)
 
     p = sub.add_parser("report", help="incident reports")

@@ -289,6 +289,13 @@ class IncidentsConfig(_Section):
     # Incidents older than this many days are purged (the hash chain stays verifiable);
     # null keeps them for ever.
     retention_days: int | None = Field(default=None, ge=1)
+    # The key of the incident chain (HMAC-SHA256), kept outside the database; made 0600 on
+    # the first start. validate_default: a relative default is resolved like a given path.
+    chain_key_file: ResolvedPath = Field(default=Path("modbot-chain.key"), validate_default=True)
+    # Append-only file of the chain's head after each incident and each anchor (0600).
+    anchor_file: ResolvedPath = Field(default=Path("modbot-anchors.jsonl"), validate_default=True)
+    # Seconds between two anchors posted to the management room (a day).
+    anchor_interval: float = Field(default=86400, ge=60)
 
 
 class RetentionConfig(_Section):
@@ -354,7 +361,8 @@ class Config(_Section):
     # Classifiers besides (or configuring) the hash lists: see docs/classifiers.md.
     classifiers: Annotated[tuple[ClassifierConfig, ...], AfterValidator(_unique_classifier_names)] = ()
     commands: CommandsConfig = CommandsConfig()
-    incidents: IncidentsConfig = IncidentsConfig()
+    # Validated even when absent, so that its default file paths are resolved like given ones.
+    incidents: IncidentsConfig = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
     retention: RetentionConfig = RetentionConfig()
     metrics: MetricsConfig = MetricsConfig()
     health: HealthConfig = HealthConfig()
@@ -534,6 +542,15 @@ commands:
 incidents:
   # Days to keep incident records (the hash chain stays verifiable); null: for ever.
   retention_days: null
+  # The incident chain's key (HMAC-SHA256), outside the database; created 0600 at the first
+  # start. Back it up with the database: without it keyed incidents cannot be verified,
+  # and modbot refuses to start on a database holding keyed incidents.
+  chain_key_file: modbot-chain.key
+  # Append-only file (0600) of the chain's head (id, hash, row count) after every incident
+  # and every anchor; `modbot audit verify` checks the incident log against it.
+  anchor_file: modbot-anchors.jsonl
+  # Seconds between anchors (head and row count) posted to the management room.
+  anchor_interval: 86400
 
 retention:
   # Days to keep finished events as received (sender, room, message content). Retroactive

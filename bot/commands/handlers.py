@@ -17,6 +17,7 @@ from ..hashlists import HashEntry, append_entries, remove_entries
 from ..incidents import summary
 from ..model import EventContext
 from ..policy import decide
+from .evidence import add_evidence_commands
 from .framework import Arg, CommandSet
 from .members import act_in_rooms, redact_user, refuse_anywhere_protected
 from .parse import Target
@@ -326,6 +327,7 @@ def build_commands() -> CommandSet:
             raise CommandError(f"no incident #{incident}")
         return Reply([*summary(found.id, found.record), f"Record hash: `{found.row_hash}`"])
 
+    add_evidence_commands(commands)
     return commands
 
 

@@ -1,25 +1,38 @@
 """Repositories for what moderators change: protected rooms, settings, the allowlist, the review
-queue and the incident log (append-only, hash-chained)."""
+queue and the incident log (append-only, hash-chained with a key: bot/record/chain.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from .chain import (
+    GENESIS,
+    KEYED,
+    ChainReport,
+    Link,
+    RetentionMark,
+    canonical_record,
+    keyed_hash,
+    legacy_hash,
+    mark_mac,
+    verify_links,
+)
 from .db import session_factory
 from .tables import AllowRow, IncidentRow, ProtectedRoomRow, ReviewRow, SettingRow
 
-GENESIS = "0" * 64
-ANCHOR_KEY = "incidents.anchor"  # prev_hash of the oldest row kept after a retention purge
+# The retention mark (prev_hash of the oldest row kept after a purge, keyed); the setting's
+# name predates the anchors kept outside the database (bot/evidence.py).
+ANCHOR_KEY = "incidents.anchor"
+incident_hash = legacy_hash  # the plain SHA-256 link of rows from before the key
 
 
 @dataclass(frozen=True)
@@ -58,27 +71,6 @@ class Incident:
     row_hash: str
 
 
-@dataclass(frozen=True)
-class ChainReport:
-    ok: bool
-    checked: int
-    first_bad_id: int | None
-    message: str
-
-
-def incident_hash(prev_hash: str, id_: int, event_id: str, created_at: float, record_json: str) -> str:
-    canonical = json.dumps(
-        {"id": id_, "event_id": event_id, "created_at": repr(created_at), "record": record_json},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256((prev_hash + "\n" + canonical).encode()).hexdigest()
-
-
-def _canonical(record: dict[str, Any]) -> str:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 class ModerationStore:
     def __init__(self, engine: AsyncEngine, clock: Callable[[], float] = time.time) -> None:
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
@@ -86,6 +78,8 @@ class ModerationStore:
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         # One writer of the incident chain at a time: each row needs the previous row's hash.
         self._chain_lock = asyncio.Lock()
+        self._chain_key: bytes | None = None
+        self._on_incident: Callable[[Incident], Awaitable[None]] | None = None
 
     # --- protected rooms and settings --------------------------------------------------------
 
@@ -191,32 +185,44 @@ class ModerationStore:
 
     # --- incidents -----------------------------------------------------------------------------------
 
+    def use_chain_key(self, key: bytes, on_incident: Callable[[Incident], Awaitable[None]] | None = None) -> None:
+        """The key new incident rows are keyed with (bot/evidence.py loads it), and what to
+        call after each new row (the anchor file)."""
+        self._chain_key = key
+        self._on_incident = on_incident
+
     async def append_incident(self, event_id: str, record: dict[str, Any]) -> Incident:
-        """Append an incident (once per event) to the hash chain."""
-        record_json = _canonical(record)
-        async with self._chain_lock, self.sessions.begin() as s:
-            existing = (await s.execute(select(IncidentRow).where(IncidentRow.event_id == event_id))).scalar_one_or_none()
-            if existing is not None:
-                return _incident(existing)
-            last = (await s.execute(select(IncidentRow).order_by(IncidentRow.id.desc()).limit(1))).scalar_one_or_none()
-            if last is not None:
-                prev_hash, new_id = last.row_hash, last.id + 1
-            else:
-                anchor = await s.get(SettingRow, ANCHOR_KEY)
-                prev_hash = json.loads(anchor.value)["prev_hash"] if anchor else GENESIS
-                new_id = json.loads(anchor.value)["next_id"] if anchor else 1
-            now = self._clock()
-            row = IncidentRow(
-                id=new_id,
-                event_id=event_id,
-                record_json=record_json,
-                created_at=now,
-                prev_hash=prev_hash,
-                row_hash=incident_hash(prev_hash, new_id, event_id, now, record_json),
-            )
-            s.add(row)
-            await s.flush()
-            return _incident(row)
+        """Append an incident (once per event) to the keyed hash chain."""
+        if self._chain_key is None:
+            raise RuntimeError("no chain key: incidents are keyed (bot/evidence.py open_chain_key)")
+        record_json = canonical_record(record)
+        async with self._chain_lock:
+            async with self.sessions.begin() as s:
+                existing = (await s.execute(select(IncidentRow).where(IncidentRow.event_id == event_id))).scalar_one_or_none()
+                if existing is not None:
+                    return _incident(existing)
+                last = (await s.execute(select(IncidentRow).order_by(IncidentRow.id.desc()).limit(1))).scalar_one_or_none()
+                if last is not None:
+                    prev_hash, new_id = last.row_hash, last.id + 1
+                else:
+                    mark = await self._retention_mark(s)
+                    prev_hash, new_id = (mark.prev_hash, mark.next_id) if mark else (GENESIS, 1)
+                now = self._clock()
+                row = IncidentRow(
+                    id=new_id,
+                    event_id=event_id,
+                    record_json=record_json,
+                    created_at=now,
+                    prev_hash=prev_hash,
+                    row_hash=keyed_hash(self._chain_key, prev_hash, new_id, event_id, now, record_json),
+                    chain_scheme=KEYED,
+                )
+                s.add(row)
+                await s.flush()
+                incident = _incident(row)
+            if self._on_incident is not None:
+                await self._on_incident(incident)
+            return incident
 
     async def incident(self, incident_id: int) -> Incident | None:
         async with self.sessions() as s:
@@ -232,23 +238,48 @@ class ModerationStore:
         async with self.sessions() as s:
             return [_incident(r) for r in (await s.execute(query)).scalars()]
 
-    async def verify_chain(self) -> ChainReport:
+    async def chain(self) -> tuple[list[Link], RetentionMark | None]:
+        """Every row as a chain link, in id order, and the retention mark."""
         async with self.sessions() as s:
-            anchor = await s.get(SettingRow, ANCHOR_KEY)
-            expected_prev = json.loads(anchor.value)["prev_hash"] if anchor else GENESIS
-            checked = 0
+            mark = await self._retention_mark(s)
             rows = (await s.execute(select(IncidentRow).order_by(IncidentRow.id))).scalars()
-            for row in rows:
-                if row.prev_hash != expected_prev:
-                    return ChainReport(False, checked, row.id, f"incident {row.id}: chain broken (a row before it was removed or altered)")
-                if incident_hash(row.prev_hash, row.id, row.event_id, row.created_at, row.record_json) != row.row_hash:
-                    return ChainReport(False, checked, row.id, f"incident {row.id}: contents do not match its hash (edited)")
-                expected_prev = row.row_hash
-                checked += 1
-        return ChainReport(True, checked, None, f"{checked} incidents, chain intact")
+            return [_link(r) for r in rows], mark
+
+    async def chain_head(self) -> tuple[int, int, str]:
+        """(rows held, id of the newest, its hash); an empty chain: (0, 0, the mark's hash or GENESIS)."""
+        async with self.sessions() as s:
+            count = (await s.execute(select(func.count()).select_from(IncidentRow))).scalar_one()
+            last = (await s.execute(select(IncidentRow).order_by(IncidentRow.id.desc()).limit(1))).scalar_one_or_none()
+            if last is not None:
+                return count, last.id, last.row_hash
+            mark = await self._retention_mark(s)
+            return 0, 0, mark.prev_hash if mark else GENESIS
+
+    async def keyed_evidence(self) -> Link | RetentionMark | None:
+        """The newest keyed row, else a keyed retention mark: proof the chain has been keyed."""
+        async with self.sessions() as s:
+            row = (
+                await s.execute(
+                    select(IncidentRow).where(IncidentRow.chain_scheme == KEYED).order_by(IncidentRow.id.desc()).limit(1)
+                )
+            ).scalar_one_or_none()
+            if row is not None:
+                return _link(row)
+            mark = await self._retention_mark(s)
+            return mark if mark is not None and mark.mac is not None else None
+
+    async def verify_chain(self, key: bytes | None = None) -> ChainReport:
+        links, mark = await self.chain()
+        return verify_links(links, key if key is not None else self._chain_key, mark)
 
     async def purge_incidents_before(self, cutoff: float) -> int:
-        """Retention: drop the oldest incidents; the chain stays verifiable from its new start."""
+        """Retention: drop the oldest incidents; the chain stays verifiable from its new start.
+
+        The new start is a retention mark authenticated with the key, so that anchors of
+        purged rows are accepted, and nobody without the key can pass a deletion off as one.
+        """
+        if self._chain_key is None:
+            raise RuntimeError("no chain key: the retention mark is keyed")
         async with self._chain_lock, self.sessions.begin() as s:
             old = (
                 await s.execute(select(IncidentRow).where(IncidentRow.created_at < cutoff).order_by(IncidentRow.id))
@@ -256,13 +287,25 @@ class ModerationStore:
             if not old:
                 return 0
             last = old[-1]
-            anchor = {"prev_hash": last.row_hash, "next_id": last.id + 1}
-            values = {"value": json.dumps(anchor), "changed_by": "retention", "changed_at": self._clock()}
+            mark = {
+                "prev_hash": last.row_hash,
+                "next_id": last.id + 1,
+                "mac": mark_mac(self._chain_key, last.row_hash, last.id + 1),
+            }
+            values = {"value": json.dumps(mark), "changed_by": "retention", "changed_at": self._clock()}
             await s.execute(
                 self._insert(SettingRow).values(key=ANCHOR_KEY, **values).on_conflict_do_update(index_elements=["key"], set_=values)
             )
             await s.execute(delete(IncidentRow).where(IncidentRow.id <= last.id))
             return len(old)
+
+    @staticmethod
+    async def _retention_mark(s: AsyncSession) -> RetentionMark | None:
+        row = await s.get(SettingRow, ANCHOR_KEY)
+        if row is None:
+            return None
+        data = json.loads(row.value)
+        return RetentionMark(data["prev_hash"], data["next_id"], data.get("mac"))
 
 
 def _allow(r: AllowRow) -> AllowEntry:
@@ -278,3 +321,7 @@ def _review(r: ReviewRow) -> ReviewItem:
 
 def _incident(r: IncidentRow) -> Incident:
     return Incident(r.id, r.event_id, json.loads(r.record_json), r.created_at, r.prev_hash, r.row_hash)
+
+
+def _link(r: IncidentRow) -> Link:
+    return Link(r.id, r.event_id, r.created_at, r.record_json, r.prev_hash, r.row_hash, r.chain_scheme)

@@ -177,7 +177,7 @@ class ReviewRow(Base):
 
 
 class IncidentRow(Base):
-    """A confirmed match. Append-only; each row's hash covers the previous row's hash."""
+    """A confirmed match. Append-only; each row's hash (keyed) covers the previous row's hash."""
 
     __tablename__ = "incidents"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -186,6 +186,8 @@ class IncidentRow(Base):
     created_at: Mapped[float] = mapped_column(Float, index=True)
     prev_hash: Mapped[str] = mapped_column(String(64))
     row_hash: Mapped[str] = mapped_column(String(64))
+    # How row_hash was made: "sha256" (rows from before the key) or "hmac-sha256" (bot/record/chain.py).
+    chain_scheme: Mapped[str] = mapped_column(String(16), server_default="sha256")
 
 
 class VerdictCacheRow(Base):

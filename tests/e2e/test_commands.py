@@ -444,3 +444,45 @@ async def test_audit_verify_detects_an_edited_incident(team: Team) -> None:
     finally:
         with sqlite3.connect(db_path) as conn:
             conn.execute("update incidents set record_json = ? where id = ?", (record, row_id))
+
+
+async def test_audit_anchor_posts_the_head_and_verify_catches_truncation_through_the_room(team: Team) -> None:
+    user = await team.stage.new_user("anchored", join=team.room_a)
+    _, event_id = await post(user, team.room_a, KNOWN)
+    await wait_for(lambda: _redacted(team, team.room_a, event_id), timeout=20)
+    await asyncio.sleep(1)
+    reply = await ask(team, team.mod, team.mgmt, "!mod audit anchor")
+    assert reply.startswith("Anchored: ") and "Not done" not in reply, reply
+    head_hash = reply.split("hash `", 1)[1].split("`", 1)[0]
+    notices = [
+        m["content"]["modbot.anchor"] for m in await team.mod.messages(team.mgmt, limit=100)
+        if m.get("sender") == team.stage.bot_user_id and "modbot.anchor" in m.get("content", {})
+    ]
+    assert notices and notices[0]["head_hash"] == head_hash  # newest first
+    head_id = notices[0]["head_id"]
+
+    ok = _modbot(team, "audit", "verify")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    room_line = next(line for line in ok.stdout.splitlines() if line.startswith("management room "))
+    assert int(room_line.split(": ", 1)[1].split(" ", 1)[0]) >= 1, room_line
+
+    # The newest row deleted, and the anchor file gone with it: the room still tells.
+    anchor_file = Path(team.stage.config().incidents.anchor_file)
+    moved = anchor_file.with_suffix(".moved")
+    db_path = team.stage.config_data["database"]["url"].split("///", 1)[1]
+    await team.db.engine.dispose()
+    with sqlite3.connect(db_path) as conn:
+        conn.row_factory = sqlite3.Row
+        row = dict(conn.execute("select * from incidents where id = ?", (head_id,)).fetchone())
+        conn.execute("delete from incidents where id = ?", (head_id,))
+    anchor_file.rename(moved)
+    try:
+        broken = _modbot(team, "audit", "verify")
+        assert broken.returncode == 1, broken.stdout + broken.stderr
+        assert f"incident {head_id} missing: the anchor of " in broken.stdout
+        assert "(management room)" in broken.stdout
+    finally:
+        moved.rename(anchor_file)
+        with sqlite3.connect(db_path) as conn:
+            conn.execute(f"insert into incidents ({', '.join(row)}) values ({', '.join('?' * len(row))})", tuple(row.values()))
+    assert _modbot(team, "audit", "verify").returncode == 0

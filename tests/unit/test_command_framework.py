@@ -287,6 +287,7 @@ BUILT_IN: list[tuple[str, bool, dict[str, Any]]] = [
     ("dryrun OFF", False, {"state": "off", "room": None}),
     (f"audit 20 {SPAM}", False, {"n": 20, "target": Target("user", SPAM)}),
     ("audit", False, {"n": None, "target": None}),
+    ("audit anchor", False, {}),
     ("review list", False, {}),
     ("review approve 7", False, {"id": 7}),
     ("review reject 7 --tell", False, {"id": 7, "tell": True}),

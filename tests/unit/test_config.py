@@ -55,8 +55,15 @@ def test_the_example_loads_once_tokens_are_set_and_gives_the_defaults(tmp_path: 
     from_example = load_config(write(tmp_path, with_real_tokens(EXAMPLE_CONFIG)))
     from_minimal = load_config(write(tmp_path / "minimal", MINIMAL))
     # The example spells out every default.
-    assert from_example.model_dump(exclude={"appservice", "database"}) == from_minimal.model_dump(
-        exclude={"appservice", "database"}
+    assert from_example.model_dump(exclude={"appservice", "database", "incidents"}) == from_minimal.model_dump(
+        exclude={"appservice", "database", "incidents"}
+    )
+    # The incident files' defaults sit next to each config file.
+    for config, where in ((from_example, tmp_path), (from_minimal, tmp_path / "minimal")):
+        assert config.incidents.chain_key_file == where / "modbot-chain.key"
+        assert config.incidents.anchor_file == where / "modbot-anchors.jsonl"
+    assert from_example.incidents.model_dump(exclude={"chain_key_file", "anchor_file"}) == (
+        from_minimal.incidents.model_dump(exclude={"chain_key_file", "anchor_file"})
     )
     assert from_example.appservice.model_dump(exclude={"as_token", "hs_token"}) == (
         from_minimal.appservice.model_dump(exclude={"as_token", "hs_token"})

@@ -18,7 +18,10 @@ import pytest
 from sqlalchemy import text
 
 from bot.record.db import create_engine, migrate
-from bot.record.moderation import GENESIS, ChainReport, Incident, ModerationStore, incident_hash
+from bot.record.chain import keyed_hash
+from bot.record.moderation import GENESIS, ChainReport, Incident, ModerationStore
+
+KEY = bytes(range(32))
 
 SHA = "ab" * 32
 PDQ = "cd" * 32
@@ -82,7 +85,9 @@ async def store(migrated: str, tmp_path: Path) -> AsyncIterator[ModerationStore]
         async with engine.begin() as conn:
             await conn.execute(text(f"TRUNCATE {', '.join(MODERATION_TABLES)} RESTART IDENTITY"))
     try:
-        yield ModerationStore(engine, clock=StepClock())
+        store = ModerationStore(engine, clock=StepClock())
+        store.use_chain_key(KEY)
+        yield store
     finally:
         await engine.dispose()
 
@@ -248,7 +253,7 @@ async def test_appended_incidents_form_a_verifiable_chain(store: ModerationStore
     for before, after in zip(incidents, incidents[1:], strict=False):
         assert after.prev_hash == before.row_hash
     for i in incidents:
-        assert i.row_hash == incident_hash(i.prev_hash, i.id, i.event_id, i.created_at, _canonical(i.record))
+        assert i.row_hash == keyed_hash(KEY, i.prev_hash, i.id, i.event_id, i.created_at, _canonical(i.record))
     assert await store.verify_chain() == ChainReport(True, 5, None, "5 incidents, chain intact")
     # What was stored is what is read back.
     assert await store.incidents() == incidents
@@ -285,7 +290,7 @@ async def test_an_edited_row_is_named(store: ModerationStore, column: str, value
     await sql(store, f"UPDATE incidents SET {column} = :value WHERE id = 3", value=value)
     report = await store.verify_chain()
     assert (report.ok, report.first_bad_id, report.checked) == (False, 3, 2)
-    assert report.message == "incident 3: contents do not match its hash (edited)"
+    assert report.message == "incident 3: contents do not match its keyed hash (edited, or not the key it was written with)"
 
 
 async def test_an_edit_that_recomputes_the_rows_hash_breaks_the_next_link(store: ModerationStore) -> None:
@@ -296,7 +301,7 @@ async def test_an_edit_that_recomputes_the_rows_hash_breaks_the_next_link(store:
         store,
         "UPDATE incidents SET record_json = :j, row_hash = :h WHERE id = 3",
         j=forged,
-        h=incident_hash(row.prev_hash, row.id, row.event_id, row.created_at, forged),
+        h=keyed_hash(KEY, row.prev_hash, row.id, row.event_id, row.created_at, forged),
     )
     report = await store.verify_chain()
     assert (report.ok, report.first_bad_id) == (False, 4)
