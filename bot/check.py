@@ -6,8 +6,9 @@ import aiohttp
 from mautrix.api import HTTPAPI
 
 from .act.homeserver import Homeserver, HomeserverError
-from .classify.hashlist import build_lists
+from .classify.hashlist import load_list
 from .config import Config
+from .listguard import ListRecord, hold_reason
 
 
 def homeserver_for(config: Config, session: aiohttp.ClientSession) -> Homeserver:
@@ -35,13 +36,24 @@ async def check(config: Config) -> int:
 
     from pathlib import Path
 
-    _, reports = build_lists(config.hash_lists, base_dir=Path.cwd())
-    for r in reports:
+    records, note = await _list_records(config)
+    if note:
+        print(f"  note  {note}")
+    for list_config in config.hash_lists:
+        _, r, columns = load_list(list_config, Path.cwd())
         if r.errors:
             bad(f"hash list {r.name}: {len(r.errors)} lines rejected (line {r.errors[0][0]}: {r.errors[0][1]})",
                 f"correct {r.path}")
         else:
             ok(f"hash list {r.name}: {r.entries} entries" + ("" if r.enabled else " (disabled)"))
+        rejected = sum(1 for line, _ in r.errors if line)
+        # The same judgement as the running bot's (bot/listguard.py), against what it last loaded.
+        reason = None if not r.enabled or r.failed else hold_reason(
+            r.entries, rejected, columns.digest, records.get(r.name), config.hashlist.max_drop_share
+        )
+        if reason:
+            bad(f"hash list {r.name}: this version is held, the bot does not load it: {reason}",
+                f"restore {r.path}, or load it as it is with `modbot hashes accept {r.name} -c <config>`")
     ok(f"policy: {len(config.policy.rules)} rules, dry_run={config.policy.dry_run}")
 
     async with aiohttp.ClientSession() as session:
@@ -79,6 +91,29 @@ async def check(config: Config) -> int:
             problems += await _check_room(hs, room, role, ok, bad)
     print("all checks passed" if problems == 0 else f"{problems} problem(s) found")
     return 0 if problems == 0 else 1
+
+
+async def _list_records(config: Config) -> tuple[dict[str, ListRecord], str | None]:
+    """What each list last loaded, from the database; empty (with why) when there is none yet."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    from .record.db import create_engine, current_revision, head_revision
+    from .record.liststate import ListStateRepo
+
+    url = make_url(config.database.url)
+    if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).exists()):
+        return {}, "no database yet: lists judged as new"
+    engine = create_engine(config.database.url)
+    try:
+        if await current_revision(engine) != head_revision():
+            return {}, "the database is not at the current schema (start the bot once): lists judged as new"
+        return await ListStateRepo(engine).records(), None
+    except Exception as e:  # the other checks are still worth running
+        return {}, f"cannot read what the lists last loaded: {type(e).__name__}: {e}"
+    finally:
+        await engine.dispose()
 
 
 async def _check_room(hs: Homeserver, room: str, role: str, ok, bad) -> int:
