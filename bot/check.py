@@ -8,7 +8,7 @@ from mautrix.api import HTTPAPI
 from .act.homeserver import Homeserver, HomeserverError
 from .classify.hashlist import load_list
 from .config import Config
-from .listguard import ListRecord, hold_reason
+from .listguard import ListRecord, judge
 
 
 def homeserver_for(config: Config, session: aiohttp.ClientSession) -> Homeserver:
@@ -46,13 +46,11 @@ async def check(config: Config) -> int:
                 f"correct {r.path}")
         else:
             ok(f"hash list {r.name}: {r.entries} entries" + ("" if r.enabled else " (disabled)"))
-        rejected = sum(1 for line, _ in r.errors if line)
-        # The same judgement as the running bot's (bot/listguard.py), against what it last loaded.
-        reason = None if not r.enabled or r.failed else hold_reason(
-            r.entries, rejected, columns.digest, records.get(r.name), config.hashlist.max_drop_share
-        )
-        if reason:
-            bad(f"hash list {r.name}: this version is held, the bot does not load it: {reason}",
+        # The same judgement as the running bot's (bot/listguard.py), against what it last loaded;
+        # an unreadable file is already reported above.
+        hold = None if r.failed else judge(r, columns.digest, records.get(r.name), config.hashlist.max_drop_share)
+        if hold is not None:
+            bad(f"hash list {r.name}: this version is held, the bot does not load it: {hold.reason}",
                 f"restore {r.path}, or load it as it is with `modbot hashes accept {r.name} -c <config>`")
     ok(f"policy: {len(config.policy.rules)} rules, dry_run={config.policy.dry_run}")
 

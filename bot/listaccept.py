@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .listguard import ListRecord, hold_reason
+from .listguard import ListRecord, judge
 
 if TYPE_CHECKING:  # numpy and SQLAlchemy: loaded by the command that runs, not by `modbot --help`
     from .listcolumns import Progress
@@ -75,10 +75,11 @@ async def record_acceptance(
     _, report, columns = await asyncio.to_thread(load_list, config, base_dir, progress)
     if report.failed or columns.digest is None:
         raise AcceptError(f"hash list {config.name}: {report.errors[0][1] if report.errors else 'cannot read the file'}")
-    rejected = sum(1 for line, _ in report.errors if line)
     previous = (await repo.records()).get(config.name)
-    reason = hold_reason(report.entries, rejected, columns.digest, previous, max_drop_share)
-    record = reason is not None or not only_if_held
+    hold = judge(report, columns.digest, previous, max_drop_share)
+    rejected = sum(1 for line, _ in report.errors if line)
+    record = hold is not None or not only_if_held
+    reason = hold.reason if hold is not None else None
     acceptance = Acceptance(config.name, report.path, columns.digest, report.entries, rejected, previous, reason, record)
     if record:
         await repo.accept(config.name, columns.digest, by)

@@ -19,6 +19,7 @@ mostly rejected.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -69,3 +70,23 @@ def hold_reason(
                 f"more than hashlist.max_drop_share {max_drop_share:.0%})"
             )
     return None
+
+
+def judge(report: Any, digest: str | None, record: ListRecord | None, max_drop_share: float) -> ListHold | None:
+    """`hold_reason` for a loaded list's report (a `ListLoadReport`); an unreadable file is held too."""
+    if not report.enabled:
+        return None
+    rejected = sum(1 for line, _ in report.errors if line)
+    if report.failed:
+        reason: str | None = next(r for line, r in report.errors if line == 0)
+    else:
+        reason = hold_reason(report.entries, rejected, digest, record, max_drop_share)
+    return ListHold(reason, digest, report.entries, rejected) if reason is not None else None
+
+
+class ListHistory(Protocol):
+    """Where what each list last loaded, and what operators accepted, is kept (the database)."""
+
+    async def records(self) -> dict[str, ListRecord]: ...
+
+    async def record_loaded(self, name: str, entries: int, digest: str | None) -> None: ...

@@ -4,11 +4,11 @@ A `ListRegistry` holds an immutable `ListSnapshot`. Matching reads `registry.lis
 per scan; a reload builds the new lists in a worker thread, off the event loop, then
 swaps the snapshot in one assignment, so a scan sees the old lists or the new ones, never
 a list half loaded. A list whose file cannot be read keeps its previous version, and the
-reload says why. So does a file that would empty the list, is mostly rejected lines or drops
-too many entries (bot/listguard.py): that version is *held* until it is fixed or accepted
-with `modbot hashes accept NAME`, which the watcher learns from the `history` (the
-database) it consults while something is held. `watch()` polls the files' (inode, size, mtime) and reloads what changed;
-`reload()` is the method a command calls.
+reload says why. So does a file that would empty the list, is mostly rejected lines or
+drops too many entries (bot/listguard.py): that version is *held* until the file is fixed
+or `modbot hashes accept NAME` accepts it, which the watcher learns from the `history`
+(the database) it reads while something is held. `watch()` polls the files' (inode, size,
+mtime) and reloads what changed; `reload()` is the method a command calls.
 
 Entry fingerprints (a 64-bit digest of type, hash and label per entry) tell which entries
 of a list are new since some earlier set of them: what retroactive matching works from.
@@ -22,13 +22,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from bot.classify.hashlist import LoadedList, ListLoadReport, load_list, resolve_list_path
 from bot.listcolumns import HashColumns, Progress, TypedHashes, file_signature
-from bot.listguard import ListHold, ListRecord, hold_reason
+from bot.listguard import ListHistory, ListHold, ListRecord, judge
 from bot.model import HASH_TYPES
 
 log = logging.getLogger("modbot.lists")
@@ -133,14 +133,6 @@ class ReloadResult:
 OnReload = Callable[[ReloadResult], Awaitable[None]]
 
 
-class ListHistory(Protocol):
-    """Where what each list last loaded, and what operators accepted, is kept (the database)."""
-
-    async def records(self) -> dict[str, ListRecord]: ...
-
-    async def record_loaded(self, name: str, entries: int, digest: str | None) -> None: ...
-
-
 class ListRegistry:
     """The loaded lists; see the module docstring."""
 
@@ -202,16 +194,8 @@ class ListRegistry:
             self._snapshot = ListSnapshot(old.version + 1, tuple(states))
         return ReloadResult(self._snapshot, tuple(changes))
 
-    def _judge(self, config: Any, report: ListLoadReport, digest: str | None) -> ListHold | None:
-        """Why this version of a list must not be put in use yet (bot/listguard.py); None if it may."""
-        if not config.enabled:
-            return None
-        rejected = sum(1 for line, _ in report.errors if line)
-        if report.failed:
-            reason: str | None = next(r for line, r in report.errors if line == 0)
-        else:
-            reason = hold_reason(report.entries, rejected, digest, self._records.get(config.name), self.max_drop_share)
-        return ListHold(reason, digest, report.entries, rejected) if reason is not None else None
+    def _judge(self, report: ListLoadReport, digest: str | None) -> ListHold | None:
+        return judge(report, digest, self._records.get(report.name), self.max_drop_share)
 
     def _load_one(
         self, config: Any, previous: ListState | None, *, force: bool, wanted: bool, progress: Progress | None
@@ -231,7 +215,7 @@ class ListRegistry:
             # Keep what matching had; try again when the file changes.
             kept = replace(previous, signature=signature)  # type: ignore[arg-type]
             return kept, ListChange(config.name, "kept", report, previous.report.entries)  # type: ignore[union-attr]
-        hold = self._judge(config, report, columns.digest)
+        hold = self._judge(report, columns.digest)
         if hold is not None:
             change = ListChange(
                 config.name, "held", report, reason=hold.reason, digest=columns.digest, previous_kept=usable,
@@ -239,12 +223,16 @@ class ListRegistry:
             )
             if usable:
                 # Keep what matching had, remember what was held; look again when the file
-                # changes or an operator accepts this version.
+                # changes or an operator accepts this version. The same content held again
+                # (a file touched or rewritten alike) is not news: no second notice.
+                if previous.hold is not None and previous.hold.digest == columns.digest:  # type: ignore[union-attr]
+                    return replace(previous, signature=columns.signature or signature), None  # type: ignore[arg-type]
                 return replace(previous, signature=columns.signature or signature, hold=hold), change  # type: ignore[arg-type]
             # Nothing earlier in memory (start): what could be read is better than nothing.
             return ListState(config, loaded, report, columns.signature, self._clock(), columns.digest, hold), change
         record = self._records.get(config.name)
-        accepted_by = record.accepted_by if record and record.digest != columns.digest and record.accepted_digest == columns.digest else None
+        accepted = record is not None and record.digest != columns.digest and record.accepted_digest == columns.digest
+        accepted_by = record.accepted_by if accepted else None  # type: ignore[union-attr]
         state = ListState(config, loaded, report, columns.signature, self._clock(), columns.digest)
         return state, ListChange(
             config.name, "loaded", report, previous.report.entries if previous else 0, seconds,
@@ -273,8 +261,7 @@ class ListRegistry:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            if self.history is not None:
-                self._records = await self.history.records()  # acceptances made since
+            await self._read_history()  # acceptances made since
             result = await asyncio.to_thread(self.load, force=force, names=names, progress=progress)
             await self._remember(result.changes)
         await self._report(result)
@@ -292,12 +279,12 @@ class ListRegistry:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            self._records = await self.history.records()
+            await self._read_history()
             old = self._snapshot
             states: list[ListState] = []
             changes: list[ListChange] = []
             for state in old.states:
-                hold = self._judge(state.config, state.report, state.digest) if state.loaded.enabled else None
+                hold = self._judge(state.report, state.digest) if state.loaded.enabled else None
                 states.append(replace(state, hold=hold))
                 if hold is not None:
                     changes.append(ListChange(
@@ -321,7 +308,19 @@ class ListRegistry:
                     entries=change.report.entries, digest=change.digest,
                 )
                 if self.history is not None:
-                    await self.history.record_loaded(change.name, change.report.entries, change.digest)
+                    try:
+                        await self.history.record_loaded(change.name, change.report.entries, change.digest)
+                    except Exception:  # the lists in use must not depend on the database being up
+                        log.exception("could not record the version of hash list %s loaded", change.name)
+
+    async def _read_history(self) -> None:
+        """Refresh what each list last loaded and what was accepted; on failure keep what is known."""
+        if self.history is None:
+            return
+        try:
+            self._records = await self.history.records()
+        except Exception:  # a reload goes on with what this process knows: still judged
+            log.exception("could not read the hash list history; judging reloads by what this process knows")
 
     async def _report(self, result: ReloadResult) -> None:
         for change in result.changes:
@@ -334,7 +333,11 @@ class ListRegistry:
         held = [s for s in self._snapshot.held if s.hold is not None and s.hold.digest is not None]
         if not held or self.history is None:
             return []
-        records = await self.history.records()
+        try:
+            records = await self.history.records()
+        except Exception:  # file changes are still watched meanwhile
+            log.exception("could not read hash list acceptances")
+            return []
         return [s.name for s in held if (r := records.get(s.name)) is not None and r.accepted_digest == s.hold.digest]  # type: ignore[union-attr]
 
     # --- watching the files ---------------------------------------------------------------

@@ -153,7 +153,8 @@ async def test_a_hostile_reload_is_held_and_the_previous_version_keeps_matching(
     in_use = registry.lists[0]
 
     hostile, why = HOSTILE[kind]
-    write(path, hostile(good))
+    data = hostile(good)
+    write(path, data)
     result = await registry.reload()
 
     (change,) = result.changes
@@ -168,6 +169,8 @@ async def test_a_hostile_reload_is_held_and_the_previous_version_keeps_matching(
     # Not judged again until the file changes or an operator accepts it.
     assert registry.changed() == [] and (await registry.reload()).changes == ()
     assert await registry.newly_accepted() == []
+    write(path, data)  # the same content written again: not news, no second notice
+    assert (await registry.reload()).changes == () and len(told.results) == 2
     # Restoring the file loads it again, as the version already known.
     write(path, csv(good))
     assert (await registry.reload()).reloaded == ("known",)
@@ -194,6 +197,23 @@ async def test_a_small_legitimate_edit_loads_and_becomes_the_version_compared_wi
     write(path, csv(edited[:73]))
     (change,) = (await registry.reload()).changes
     assert change.outcome == "held" and change.reason and "drop 25 of the 98" in change.reason
+
+
+async def test_reloads_are_still_judged_when_the_database_cannot_be_read(tmp_path: Path, db: Db) -> None:
+    good = [sha() for _ in range(100)]
+    path = tmp_path / "known.csv"
+    write(path, csv(good))
+    registry = ListRegistry([ListConfig("known", path)], tmp_path, history=db.repo, max_drop_share=SHARE)
+    await registry.reload()
+    async with db.store.engine.begin() as conn:
+        await conn.exec_driver_sql("DROP TABLE hash_list_state")
+
+    write(path, b"")
+    (change,) = (await registry.reload()).changes  # judged by what this process last loaded
+    assert change.outcome == "held" and matches(registry, good[0])
+    assert await registry.newly_accepted() == []
+    write(path, csv(good[:90]))
+    assert (await registry.reload()).reloaded == ("known",)
 
 
 # --- accepting, end to end through the command line -----------------------------------------------
