@@ -376,13 +376,16 @@ class ModBot:
 
     async def accept_list(self, name: str, *, by: str) -> None:
         """Accept a list file the bot itself has just edited, if it would be held (see listaccept)."""
-        from .listaccept import record_acceptance
+        from .listaccept import AcceptError, record_acceptance
 
         config = next(c for c in self.config.hash_lists if c.name == name)
-        await record_acceptance(
-            self.list_states, self.store, config, Path.cwd(),
-            by=by, max_drop_share=self.config.hashlist.max_drop_share, only_if_held=True,
-        )
+        try:
+            await record_acceptance(
+                self.list_states, self.store, config, Path.cwd(),
+                by=by, max_drop_share=self.config.hashlist.max_drop_share, only_if_held=True,
+            )
+        except AcceptError as e:  # a disabled or unreadable list: the reload that follows says so
+            log.warning("%s", e)
 
     def _spawn_retro(self, run: Any) -> None:
         task = asyncio.create_task(run, name="retroactive-matching")
