@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .act.executor import Executor
+from .act.executor import Executor, notice_text, txn_id_for
 from .allowlist import Allowlist
 from .act.homeserver import Homeserver, HomeserverError
 from .classify.base import ClassifierSetupError
@@ -38,6 +38,7 @@ from .probes import OperatorEndpoints
 from .policy import Policy, with_dry_run
 from .record.db import create_engine, migrate
 from .record.instance import EXIT_LOCK_LOST, InstanceLock, instance_lock
+from .record.liststate import ListStateRepo
 from .record.moderation import ModerationStore
 from .record.retention import RetentionRunner
 from .record.scanning import HoldRepo, VerdictCacheRepo
@@ -85,7 +86,14 @@ class ModBot:
         self.started_at = time.time()
         # Loaded now, reloaded without a restart when a file changes (bot/lists.py); matching
         # whose lists gain entries runs against the media history (bot/retro.py).
-        self.lists = ListRegistry(config.hash_lists, Path.cwd(), on_reload=self._lists_reloaded)
+        # A file that would empty a list, is mostly rejected lines or drops too many entries
+        # is held until accepted (bot/listguard.py); what each list last loaded is in the
+        # database, which is read at start (check_history) and while a list is held.
+        self.list_states = ListStateRepo(self.engine)
+        self.lists = ListRegistry(
+            config.hash_lists, Path.cwd(), on_reload=self._lists_reloaded,
+            history=self.list_states, max_drop_share=config.hashlist.max_drop_share,
+        )
         self.lists.load()
         self.retro: RetroMatcher | None = None
         self._retro_runs: set[asyncio.Task[object]] = set()
@@ -186,6 +194,9 @@ class ModBot:
             self.appservice.intent.api, self.bot_user_id, retries=cfg.processing.action_retries
         )
         await self._prepare_bot()
+        # Now that the database and the management room are there: lists garbled while the
+        # bot was down are held, audited and reported.
+        await self.lists.check_history()
         self.powers = PowerCache(self.homeserver)
         fetcher = MediaFetcher(
             self.appservice.http_session,
@@ -387,15 +398,45 @@ class ModBot:
             allowlist=lambda: self.allowlist,
             classifier_name=self.hashlist.name,
         )
-        # Lists may have gained entries while the bot was down.
-        self._spawn_retro(self.retro.after_reload(self.lists.snapshot))
+        # Lists may have gained entries while the bot was down; a held list's entries are
+        # not the version to remember as seen.
+        snapshot = self.lists.snapshot
+        self._spawn_retro(self.retro.after_reload(snapshot, [s.name for s in snapshot.states if s.hold is None]))
         self.lists.start_watching(cfg.hashlist.reload_interval)
 
     async def _lists_reloaded(self, result: ReloadResult) -> None:
         for change in result.changes:
-            await self.store.audit("lists", "kept" if change.outcome == "kept" else "reloaded", change.describe())
+            outcome = change.outcome if change.outcome in ("kept", "held") else "reloaded"
+            await self.store.audit("lists", outcome, change.describe())
+            if outcome != "reloaded":
+                await self._tell_management(f"Hash list {change.name} not reloaded", change.describe(), f"lists:{outcome}:{change.name}")
         if self.retro is not None and result.reloaded:
             self._spawn_retro(self.retro.after_reload(result))
+
+    async def _tell_management(self, title: str, text: str, key: str) -> None:
+        """A notice in the management room; a failure is logged and audited, never raised."""
+        room = self.management_room
+        if room is None or self.homeserver is None:
+            return
+        body, formatted = notice_text(title, [text])
+        try:
+            await self.homeserver.send_notice(room, body, formatted, txn_id_for(f"{key}:{time.time_ns()}"))
+        except HomeserverError as e:
+            log.warning("could not send a notice to %s: %s", room, e)
+            await self.store.audit("notify", "failed", f"{title}: notice not sent: {e}", room_id=room)
+
+    async def accept_list(self, name: str, *, by: str) -> None:
+        """Accept a list file the bot itself has just edited, if it would be held (see listaccept)."""
+        from .listaccept import AcceptError, record_acceptance
+
+        config = next(c for c in self.config.hash_lists if c.name == name)
+        try:
+            await record_acceptance(
+                self.list_states, self.store, config, Path.cwd(),
+                by=by, max_drop_share=self.config.hashlist.max_drop_share, only_if_held=True,
+            )
+        except AcceptError as e:  # a disabled or unreadable list: the reload that follows says so
+            log.warning("%s", e)
 
     def _spawn_retro(self, run: Any) -> None:
         task = asyncio.create_task(run, name="retroactive-matching")

@@ -8,10 +8,11 @@ import aiohttp
 from mautrix.api import HTTPAPI
 
 from .act.homeserver import Homeserver, HomeserverError
-from .classify.hashlist import build_lists
+from .classify.hashlist import load_list
 from .config import Config
 from .filemodes import loose_files
 from .record.db import sqlite_database_path
+from .listguard import ListRecord, judge
 
 
 def homeserver_for(config: Config, session: aiohttp.ClientSession) -> Homeserver:
@@ -47,13 +48,22 @@ async def check(config: Config, *, config_path: Path | None = None, registration
     ):
         print(f"  WARN  {loose.describe()}\n        fix: {loose.fix}")
 
-    _, reports = build_lists(config.hash_lists, base_dir=Path.cwd())
-    for r in reports:
+    records, note = await _list_records(config)
+    if note:
+        print(f"  note  {note}")
+    for list_config in config.hash_lists:
+        _, r, columns = load_list(list_config, Path.cwd())
         if r.errors:
             bad(f"hash list {r.name}: {len(r.errors)} lines rejected (line {r.errors[0][0]}: {r.errors[0][1]})",
                 f"correct {r.path}")
         else:
             ok(f"hash list {r.name}: {r.entries} entries" + ("" if r.enabled else " (disabled)"))
+        # The same judgement as the running bot's (bot/listguard.py), against what it last loaded;
+        # an unreadable file is already reported above.
+        hold = None if r.failed else judge(r, columns.digest, records.get(r.name), config.hashlist.max_drop_share)
+        if hold is not None:
+            bad(f"hash list {r.name}: this version is held, the bot does not load it: {hold.reason}",
+                f"restore {r.path}, or load it as it is with `modbot hashes accept {r.name} -c <config>`")
     ok(f"policy: {len(config.policy.rules)} rules, dry_run={config.policy.dry_run}")
 
     async with aiohttp.ClientSession() as session:
@@ -91,6 +101,29 @@ async def check(config: Config, *, config_path: Path | None = None, registration
             problems += await _check_room(hs, room, role, ok, bad)
     print("all checks passed" if problems == 0 else f"{problems} problem(s) found")
     return 0 if problems == 0 else 1
+
+
+async def _list_records(config: Config) -> tuple[dict[str, ListRecord], str | None]:
+    """What each list last loaded, from the database; empty (with why) when there is none yet."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    from .record.db import create_engine, current_revision, head_revision
+    from .record.liststate import ListStateRepo
+
+    url = make_url(config.database.url)
+    if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).exists()):
+        return {}, "no database yet: lists judged as new"
+    engine = create_engine(config.database.url)
+    try:
+        if await current_revision(engine) != head_revision():
+            return {}, "the database is not at the current schema (start the bot once): lists judged as new"
+        return await ListStateRepo(engine).records(), None
+    except Exception as e:  # the other checks are still worth running
+        return {}, f"cannot read what the lists last loaded: {type(e).__name__}: {e}"
+    finally:
+        await engine.dispose()
 
 
 async def _check_room(hs: Homeserver, room: str, role: str, ok, bad) -> int:

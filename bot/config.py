@@ -189,6 +189,9 @@ class HashlistSettings(_Section):
     pdq_min_quality: int = Field(default=50, ge=0, le=100)
     # Seconds between checks of the list files for changes (reloaded without a restart).
     reload_interval: float = Field(default=5.0, gt=0)
+    # A reloaded list that loses more than this share of its entries is held until fixed or
+    # accepted (`modbot hashes accept NAME`), as is one left empty or mostly rejected lines.
+    max_drop_share: float = Field(default=0.25, gt=0, le=1)
 
 
 class ThresholdsConfig(_Section):
@@ -495,6 +498,11 @@ hashlist:
   # Seconds between checks of the list files for changes; a changed list is reloaded
   # atomically and its new entries are matched against the media seen before.
   reload_interval: 5
+  # A changed list file that would drop more than this share (0-1) of the list's entries
+  # is held: the previous version stays in use, the management room and `modbot check`
+  # are told, and `modbot hashes accept NAME` loads it. So is one that would leave the
+  # list empty or whose lines are mostly rejected.
+  max_drop_share: 0.25
 
 # Lists of known hashes to match media against.
 hash_lists: []

@@ -1,4 +1,4 @@
-"""`modbot hashes import|export|stats|check|retro`: hash lists from the command line.
+"""`modbot hashes import|export|stats|check|retro|accept`: hash lists from the command line.
 
 Registered on the `hashes` group of bot/cli.py by `add_commands`. Anything that may take
 over a second shows a progress bar on stderr (a line every few seconds when stderr is not
@@ -391,7 +391,9 @@ async def _retro_report(config: Config, only: str | None) -> int:
 
 
 def add_commands(hashes: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add import, export, stats, check and retro to the `hashes` subcommand group."""
+    """Add import, export, stats, check, retro and accept to the `hashes` subcommand group."""
+    from .listaccept import add_command as add_accept
+
     h = hashes.add_parser("import", help="import hashes into a configured list (only new entries are added)")
     h.add_argument("file")
     h.add_argument("-c", "--config", required=True)
@@ -425,4 +427,6 @@ def add_commands(hashes: argparse._SubParsersAction) -> None:  # type: ignore[ty
     h.add_argument("-c", "--config", required=True)
     h.add_argument("--list", help="only this list")
     h.set_defaults(func=cmd_retro)
+
+    add_accept(hashes)
 

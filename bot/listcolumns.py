@@ -14,6 +14,7 @@ which costs ~16 s and gigabytes per million lines. Here the same format is read 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ class HashColumns:
     lines: int = 0
     # (inode, size, mtime_ns) of the file read, to tell later whether it changed.
     signature: tuple[int, int, int] | None = field(default=None, compare=False)
+    # SHA-256 of the bytes read: what `modbot hashes accept` records (bot.listguard).
+    digest: str | None = field(default=None, compare=False)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -105,9 +108,23 @@ def read_hash_columns(
     except OSError as e:
         return HashColumns({}, (), ((0, f"cannot read {path}: {e.strerror or e}"),))
     parsed = _parse(buf, size, default_label, progress)
+    # Digest of the very bytes parsed, so that it names the version loaded, not a later one.
+    digest = hashlib.sha256(memoryview(buf)[:size]).hexdigest()
     return HashColumns(
-        parsed.by_type, parsed.labels, parsed.errors, parsed.lines, (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        parsed.by_type, parsed.labels, parsed.errors, parsed.lines, (stat.st_ino, stat.st_size, stat.st_mtime_ns), digest
     )
+
+
+def file_digest(path: str | os.PathLike[str]) -> str | None:
+    """SHA-256 of a file's bytes (the `HashColumns.digest` it would load with), None if unreadable."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def file_signature(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
@@ -322,6 +339,7 @@ def _labels(gather: Gather, label_starts: np.ndarray, label_ends: np.ndarray, bu
 __all__ = [
     "HashColumns",
     "TypedHashes",
+    "file_digest",
     "file_signature",
     "parse_hash_columns",
     "read_hash_columns",

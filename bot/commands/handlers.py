@@ -145,6 +145,9 @@ def build_commands() -> CommandSet:
                 h = await ctx.hashes_of(ref)
                 values |= {x for x in (h.sha256, h.md5, h.pdq) if x}
         removed = await asyncio.to_thread(remove_entries, config.path, values)
+        if removed:
+            # The bot wrote this file itself: a shrink it would otherwise hold is the moderator's.
+            await ctx.bot.accept_list(list, by=ctx.sender)
         await ctx.bot.reload_lists()
         return Reply([f"Removed {removed} entries from list {list}."])
 

@@ -248,3 +248,20 @@ class RetroRunRow(Base):
     media_matched: Mapped[int] = mapped_column(Integer, default=0)
     events_acted: Mapped[int] = mapped_column(Integer, default=0)
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class HashListStateRow(Base):
+    """Per hash list: the version the bot last loaded, and the one an operator last accepted.
+
+    A reloaded file that would empty a list, is mostly rejected lines or drops too many
+    entries is held until `modbot hashes accept` records its digest here (bot/listguard.py).
+    """
+
+    __tablename__ = "hash_list_state"
+    list_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    entries: Mapped[int | None] = mapped_column(Integer)  # of the version last loaded
+    digest: Mapped[str | None] = mapped_column(String(64))  # SHA-256 of its file
+    loaded_at: Mapped[float | None] = mapped_column(Float)
+    accepted_digest: Mapped[str | None] = mapped_column(String(64))
+    accepted_by: Mapped[str | None] = mapped_column(String(255))
+    accepted_at: Mapped[float | None] = mapped_column(Float)
