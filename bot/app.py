@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from .act.executor import Executor
+from .act.retry import ActionRetrier
 from .allowlist import Allowlist
 from .act.homeserver import Homeserver, HomeserverError
 from .classify.base import ClassifierSetupError
@@ -55,7 +56,7 @@ class ModBot:
         self.config_path = Path(config_path) if config_path else None
         self.metrics = Metrics()
         self.engine = create_engine(config.database.url)
-        self.store = Store(self.engine)
+        self.store = Store(self.engine, action_lease=config.processing.action_lease)
         self.moderation = ModerationStore(self.engine)
         self.base_policy: Policy = config.policy
         self.policy: Policy = config.policy
@@ -119,6 +120,7 @@ class ModBot:
         self.powers: PowerCache = None  # type: ignore[assignment]
         self.executor: Executor = None  # type: ignore[assignment]
         self.enforcer: Enforcer = None  # type: ignore[assignment]
+        self.action_retrier: ActionRetrier | None = None
         self._retention: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -167,7 +169,10 @@ class ModBot:
             self.metrics,
             protected_rooms=lambda: sorted(self.protected),
             management_room=lambda: self.management_room,
+            retry_delay=cfg.processing.action_retry_delay,
+            retry_max_delay=cfg.processing.action_retry_max_delay,
         )
+        self.action_retrier = ActionRetrier(executor, self.store)
         self.enforcer = Enforcer(
             executor,
             self.store,
@@ -197,6 +202,8 @@ class ModBot:
             if resumed:
                 log.info("resuming %d events left pending", resumed)
             self.rescanner.start(self.queue.submit)
+            # Actions left pending (homeserver down), also by an earlier run, are retried.
+            self.action_retrier.start(interval=min(5.0, max(0.2, cfg.processing.action_retry_delay / 2)))
         else:
             log.warning("processing is disabled: events are stored but not scanned")
         try:
@@ -312,10 +319,12 @@ class ModBot:
         # action the pipeline already took is not taken again.
         executor = Executor(
             self.homeserver,
-            RetroactiveAudit(self.engine),
+            RetroactiveAudit(self.engine, action_lease=cfg.processing.action_lease),
             self.metrics,
             protected_rooms=lambda: sorted(self.protected),
             management_room=lambda: self.management_room,
+            retry_delay=cfg.processing.action_retry_delay,
+            retry_max_delay=cfg.processing.action_retry_max_delay,
         )
         enforcer = Enforcer(
             executor, self.store, self.moderation,
@@ -407,6 +416,8 @@ class ModBot:
         if self._retention is not None:
             self._retention.cancel()
         await self.rescanner.stop()
+        if self.action_retrier is not None:
+            await self.action_retrier.stop()
         if self.queue is not None:
             await self.queue.stop()
         await self.classifier_runner.close()

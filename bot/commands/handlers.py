@@ -17,6 +17,7 @@ from ..hashlists import HashEntry, append_entries, remove_entries
 from ..incidents import summary
 from ..model import EventContext
 from ..policy import decide
+from .actions import register_action_commands
 from .framework import Arg, CommandSet
 from .parse import Target
 from .runner import CommandContext, CommandError, Reply
@@ -327,6 +328,7 @@ def build_commands() -> CommandSet:
             raise CommandError(f"no incident #{incident}")
         return Reply([*summary(found.id, found.record), f"Record hash: `{found.row_hash}`"])
 
+    register_action_commands(commands)  # bot/commands/actions.py
     return commands
 
 
