@@ -494,15 +494,16 @@ logging:
 # The moderation policy: give it in a separate file (resolved against this file's
 # directory), or inline under `policy:`, or neither for the default policy: any match
 # quarantines the media, redacts the event, bans the sender from the room and notifies
-# the management room; senders with power level 100 are exempt.
+# the management room; senders with power level 100 (and room creators) are exempt:
+# not banned, but their matched media is quarantined and redacted and the room told.
 policy_file: null
 #policy:
 #  # Only notify; record the other actions as dry-run.
 #  dry_run: false
 #  exempt:
-#    # Users the bot never acts against.
+#    # Users the bot never bans (their matched media is still removed, and notified).
 #    users: ["@trusted:example.org"]
-#    # Senders with this power level or more are exempt; null: nobody is exempt by power.
+#    # Senders with this power level or more (creators too) are exempt; null: nobody is exempt by power.
 #    power_level: 100
 #  # Ordered: the first rule that matches any verdict wins.
 #  rules:
