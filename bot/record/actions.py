@@ -6,7 +6,8 @@ sets `owner` and `lease_until`, and only a row that nobody holds can be claimed.
 database decides between two claimers, whether they are two tasks or two processes on one
 database: on PostgreSQL the second UPDATE waits for the first to commit and then finds its
 condition false; SQLite runs one writer at a time. A claimer that crashes holds its row
-until its lease expires; then another may take it over (audited as `taken_over`).
+until its lease expires; then another may take it over (audited as `taken_over`), and the
+retry loop does so by itself: a claim sets the next attempt to the lease's end.
 
 A transient failure leaves the row `pending` with `next_attempt_at`; a retry loop
 (bot/act/retry.py) claims due rows again, so a retry survives restarts. `failed` is a
@@ -103,6 +104,8 @@ class ActionRepo:
                         key=key, kind=kind, target=target, event_id=event_id, room_id=room_id, decided_by=decided_by,
                         status=PENDING, attempts=0, created_at=now, updated_at=now,
                         owner=self.owner, lease_until=lease_until, operation=operation,
+                        # Should this claimer die mid-attempt, the retry loop takes over here.
+                        next_attempt_at=lease_until,
                     )
                     .on_conflict_do_nothing(index_elements=["key"])
                     .returning(ActionRow.id)
@@ -116,7 +119,9 @@ class ActionRepo:
                     claimable = and_(ActionRow.status == PENDING, free, ActionRow.next_attempt_at <= now)
                 else:
                     claimable = or_(and_(ActionRow.status == PENDING, free), ActionRow.status == FAILED)
-                values: dict[str, Any] = {"owner": self.owner, "lease_until": lease_until, "status": PENDING}
+                values: dict[str, Any] = {
+                    "owner": self.owner, "lease_until": lease_until, "status": PENDING, "next_attempt_at": lease_until,
+                }
                 if operation is not None:
                     values["operation"] = operation
                 result = await session.execute(
@@ -149,12 +154,13 @@ class ActionRepo:
         *,
         next_attempt_at: float | None = None,
     ) -> bool:
-        """Record an attempt's outcome and let go of the claim. False if the claim was lost
-        (its lease expired and someone else took the action over): nothing is written then."""
+        """Record an attempt's outcome and let go of the claim. False if this Store does not
+        hold the claim (its lease expired and someone else took the action over, or finished
+        it): nothing is written then."""
         async with self.sessions.begin() as session:
             result = await session.execute(
                 update(ActionRow)
-                .where(ActionRow.key == key, or_(ActionRow.owner == self.owner, ActionRow.owner.is_(None)))
+                .where(ActionRow.key == key, ActionRow.owner == self.owner)
                 .values(
                     status=status, attempts=ActionRow.attempts + attempts, detail=detail, updated_at=self._clock(),
                     owner=None, lease_until=None, next_attempt_at=next_attempt_at,

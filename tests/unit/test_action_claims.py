@@ -112,6 +112,19 @@ async def test_a_held_claim_blocks_others_until_its_lease_expires_then_one_takes
     assert (record.status, record.owner, record.lease_until, record.attempts) == ("ok", None, None, 1)
 
 
+async def test_a_crashed_claimers_action_goes_to_the_retry_loop_when_its_lease_ends(
+    stores: tuple[Store, Store], clock: Clock
+) -> None:
+    a, b = stores
+    key = "redact:$event1"
+    assert (await a.claim_action(key, **CLAIM, operation='{"op": "redact"}')).claimed  # then "a" dies
+    assert await b.action_repo.due() == []
+    clock.now += 61
+    [due] = await b.action_repo.due()
+    assert due.key == key and due.owner == a.action_repo.owner
+    assert (await b.claim_action(key, **CLAIM, due_only=True)).claimed
+
+
 async def test_done_and_given_up_actions_are_never_claimed(stores: tuple[Store, Store], clock: Clock) -> None:
     a, b = stores
     await a.claim_action("k-ok", **CLAIM)

@@ -415,10 +415,15 @@ async def test_claim_action_is_idempotent(store: Store) -> None:
     assert second.updated_at > first.updated_at
 
     # A failed action may be claimed again by a new decision; its attempts add up.
-    await store.finish_action(key, "failed", 1, "M_FORBIDDEN")
-    third = await store.claim_action(key, **claim)
-    assert third.claimed and (third.status, third.attempts, third.detail) == ("pending", 3, "M_FORBIDDEN")
-    assert [a.key for a in await store.actions()] == [key]
+    failed = "$event1/ban"
+    await store.claim_action(failed, **claim)
+    await store.finish_action(failed, "failed", 1, "M_FORBIDDEN")
+    third = await store.claim_action(failed, **claim)
+    assert third.claimed and (third.status, third.attempts, third.detail) == ("pending", 1, "M_FORBIDDEN")
+    await store.finish_action(failed, "ok", 1, "banned")
+    assert [(a.key, a.status, a.attempts) for a in await store.actions()] == [(failed, "ok", 2), (key, "ok", 2)]
+    # Only the claimer finishes: a finish without a claim writes nothing.
+    assert not await store.finish_action(key, "failed", 1, "late")
 
 
 async def test_actions_are_listed_newest_first_and_filtered_by_event(store: Store) -> None:
