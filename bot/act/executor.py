@@ -271,11 +271,16 @@ class Executor:
             return await self._finish(key, kind, target, room_id, ctx, Outcome.SKIPPED, why, attempts=0, update=False)
         if dry:
             return await self._finish(key, kind, target, room_id, ctx, Outcome.DRY_RUN, f"dry run: would {kind} {target}")
-        # Never past the claim's lease: after it, another process may take the action over.
+        # A stored operation (one homeserver call) never runs past the claim's lease: after
+        # it, the retry loop of another process may take the action over. A command (`do`)
+        # may legitimately run longer (redacting a user's history); nothing retries it.
         timeout = self.store.action_lease / 2
         try:
-            call = do() if do is not None else perform(self.hs, operation)  # type: ignore[arg-type]
-            detail = await asyncio.wait_for(call, timeout)
+            if do is not None:
+                detail = await do()
+            else:
+                assert operation is not None
+                detail = await asyncio.wait_for(perform(self.hs, operation), timeout)
             return await self._finish(key, kind, target, room_id, ctx, Outcome.OK, detail)
         except (HomeserverError, TimeoutError) as e:
             error = str(e) if isinstance(e, HomeserverError) else f"no answer within {timeout:.0f} s"
