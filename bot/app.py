@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .act.executor import Executor, notice_text, txn_id_for
+from .act.retry import ActionRetrier
 from .allowlist import Allowlist
 from .act.homeserver import Homeserver, HomeserverError
 from .classify.base import ClassifierSetupError
@@ -71,7 +72,7 @@ class ModBot:
         self.config_path = Path(config_path) if config_path else None
         self.metrics = Metrics()
         self.engine = create_engine(config.database.url)
-        self.store = Store(self.engine)
+        self.store = Store(self.engine, action_lease=config.processing.action_lease)
         self.moderation = ModerationStore(self.engine)
         self.base_policy: Policy = config.policy
         self.policy: Policy = config.policy
@@ -159,6 +160,7 @@ class ModBot:
         self.enforcer: Enforcer = None  # type: ignore[assignment]
         self.retention = RetentionRunner.for_config(config, self.engine, self.moderation.purge_incidents_before, self.store.audit)
         self.anchors: ChainAnchors = None  # type: ignore[assignment]
+        self.action_retrier: ActionRetrier | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -212,7 +214,10 @@ class ModBot:
             self.metrics,
             protected_rooms=lambda: sorted(self.protected),
             management_room=lambda: self.management_room,
+            retry_delay=cfg.processing.action_retry_delay,
+            retry_max_delay=cfg.processing.action_retry_max_delay,
         )
+        self.action_retrier = ActionRetrier(executor, self.store)
         self.enforcer = Enforcer(
             executor,
             self.store,
@@ -242,6 +247,8 @@ class ModBot:
             if resumed:
                 log.info("resuming %d events left pending", resumed)
             self.rescanner.start(self.queue.submit)
+            # Actions left pending (homeserver down), also by an earlier run, are retried.
+            self.action_retrier.start(interval=min(5.0, max(0.2, cfg.processing.action_retry_delay / 2)))
         else:
             log.warning("processing is disabled: events are stored but not scanned")
         try:
@@ -374,10 +381,12 @@ class ModBot:
         # action the pipeline already took is not taken again.
         executor = Executor(
             self.homeserver,
-            RetroactiveAudit(self.engine),
+            RetroactiveAudit(self.engine, action_lease=cfg.processing.action_lease),
             self.metrics,
             protected_rooms=lambda: sorted(self.protected),
             management_room=lambda: self.management_room,
+            retry_delay=cfg.processing.action_retry_delay,
+            retry_max_delay=cfg.processing.action_retry_max_delay,
         )
         enforcer = Enforcer(
             executor, self.store, self.moderation,
@@ -471,6 +480,8 @@ class ModBot:
         if self.anchors is not None:
             await self.anchors.stop()
         await self.rescanner.stop()
+        if self.action_retrier is not None:
+            await self.action_retrier.stop()
         if self.queue is not None:
             await self.queue.stop()
         await self.classifier_runner.close()

@@ -174,6 +174,14 @@ class ProcessingConfig(_Section):
     max_image_pixels: int = Field(default=64_000_000, ge=1)
     max_attempts: int = Field(default=5, ge=1)
     action_retries: int = Field(default=4, ge=0)
+    # An action the homeserver could not take (no answer, 429, 5xx) stays pending and is
+    # retried after action_retry_delay seconds, doubling up to action_retry_max_delay, until
+    # it succeeds or a moderator gives it up (`actions giveup`). Survives restarts.
+    action_retry_delay: float = Field(default=30, gt=0)
+    action_retry_max_delay: float = Field(default=3600, gt=0)
+    # Seconds a process's claim on an action holds; a crashed claimer's actions are taken
+    # over by another process (or the restarted one) after this. A call gets half of it.
+    action_lease: float = Field(default=300, ge=2)
     # Niceness (0-19) of the threads that hash media: on a machine shared with the
     # homeserver, a flood of media slows modbot's scanning, not the homeserver.
     hash_nice: int = Field(default=10, ge=0, le=19)
@@ -479,6 +487,16 @@ processing:
   max_attempts: 5
   # Retries, with exponential backoff, of actions the homeserver answered with an error.
   action_retries: 4
+  # After those, an action the homeserver could not take (no answer, 429, 5xx) stays
+  # pending and is retried after action_retry_delay seconds, doubling up to
+  # action_retry_max_delay, until it succeeds or a moderator gives it up (`actions giveup`).
+  # A refusal (403, 404...) is not retried: the notice says why. Survives restarts.
+  action_retry_delay: 30
+  # Longest wait between two attempts of a pending action, in seconds.
+  action_retry_max_delay: 3600
+  # Seconds a process's claim on an action holds: a crashed process's actions are taken
+  # over after this by another one (or by itself, restarted). A call gets half of it.
+  action_lease: 300
   # Niceness (0-19, as nice(1)) of the threads that decode and hash media. On a machine
   # shared with the homeserver, a flood of media then slows modbot's scanning rather than
   # the homeserver itself; 0 hashes at the bot's own priority.
@@ -615,15 +633,16 @@ logging:
 # The moderation policy: give it in a separate file (resolved against this file's
 # directory), or inline under `policy:`, or neither for the default policy: any match
 # quarantines the media, redacts the event, bans the sender from the room and notifies
-# the management room; senders with power level 100 are exempt.
+# the management room; senders with power level 100 (and room creators) are exempt:
+# not banned, but their matched media is quarantined and redacted and the room told.
 policy_file: null
 #policy:
 #  # Only notify; record the other actions as dry-run.
 #  dry_run: false
 #  exempt:
-#    # Users the bot never acts against.
+#    # Users the bot never bans (their matched media is still removed, and notified).
 #    users: ["@trusted:example.org"]
-#    # Senders with this power level or more are exempt; null: nobody is exempt by power.
+#    # Senders with this power level or more (creators too) are exempt; null: nobody is exempt by power.
 #    power_level: 100
 #  # Ordered: the first rule that matches any verdict wins.
 #  rules:

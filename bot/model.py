@@ -11,6 +11,9 @@ from enum import Enum
 from typing import Any, Literal
 
 HashType = Literal["sha256", "md5", "sha1", "pdq", "phash"]
+# The power level that stands for "unlimited": in room version 12 a room's creators outrank
+# everyone and cannot be banned. A sender with this power is a creator of the room.
+CREATOR_POWER = 2**53
 # sha1 is what NCMEC-style lists carry besides md5.
 HASH_TYPES: tuple[HashType, ...] = ("sha256", "md5", "sha1", "pdq", "phash")
 # Hex length of each hash type, used to validate list entries and user input.
@@ -156,7 +159,10 @@ class Decision:
     rule: str | None  # None when no rule matched
     actions: tuple[PlannedAction, ...] = ()
     dry_run: bool = False
-    exempt_reason: str | None = None  # set when the sender is exempt and nothing is done
+    # Set when the sender is exempt: actions against the person (`spared`) are dropped,
+    # those on the media stay, and the management room is told.
+    exempt_reason: str | None = None
+    spared: tuple[PlannedAction, ...] = ()  # what an exempt sender was spared (a ban)
     verdicts: tuple[Verdict, ...] = ()  # the verdicts that made the rule fire
     # Classifiers whose scan failed, and what the policy made of it (the strictest mode
     # among the failures); None when every scan succeeded.
@@ -165,12 +171,13 @@ class Decision:
 
     @property
     def acts(self) -> bool:
-        return bool(self.actions) and self.exempt_reason is None
+        return bool(self.actions)
 
     @property
     def holds(self) -> bool:
-        """Whether the media is held until a scan succeeds (fail_closed, not exempt)."""
-        return self.on_failure is FailureMode.FAIL_CLOSED and self.exempt_reason is None
+        """Whether the media is held until a scan succeeds (fail_closed; exempt senders too:
+        an exemption spares people, not media)."""
+        return self.on_failure is FailureMode.FAIL_CLOSED
 
 
 class Outcome(str, Enum):
@@ -178,3 +185,6 @@ class Outcome(str, Enum):
     FAILED = "failed"
     SKIPPED = "skipped"  # already done, or not applicable
     DRY_RUN = "dry_run"
+    # Not done yet: the homeserver could not be reached or answered 429/5xx; the action is
+    # retried later (bot/act/retry.py) until it succeeds or a moderator gives it up.
+    PENDING = "pending"

@@ -401,11 +401,13 @@ def _describe_decision(d: Decision) -> str:
         failed = f"; scan failed ({mode}): " + "; ".join(f"{f.classifier}: {f.error}" for f in d.failures)
     if d.rule is None:
         return "matches found but no policy rule applies"
+    exempt = ""
     if d.exempt_reason:
-        return f"rule {d.rule} matched but the sender is exempt: {d.exempt_reason}{failed}"
+        spared = ", ".join(a.kind.value for a in d.spared) or "nothing"
+        exempt = f"; the sender is exempt ({d.exempt_reason}), spared: {spared}"
     if not d.actions:
         return f"rule {d.rule}: nothing to do, the media is let through{failed}"
     actions = ", ".join(
         a.kind.value + (f" ({a.scope})" if a.kind in (ActionKind.BAN, ActionKind.REVIEW) else "") for a in d.actions
     )
-    return f"rule {d.rule}{' [dry run]' if d.dry_run else ''}: {actions}{failed}"
+    return f"rule {d.rule}{' [dry run]' if d.dry_run else ''}: {actions}{exempt}{failed}"

@@ -8,7 +8,7 @@ or the logs.
     dry_run: false                  # only notify; record the rest as dry-run
     exempt:
       users: ["@trusted:example.org"]
-      power_level: 100              # senders at or above this power level are exempt
+      power_level: 100              # senders at or above this power level (creators too) are not banned
     rules:                          # ordered; the first rule matching any verdict wins
       - name: known-csam
         match: {lists: [csam], kind: [exact, near], max_distance: 31}
@@ -47,6 +47,7 @@ from pydantic import (
 )
 
 from bot.model import (
+    CREATOR_POWER,
     ActionKind,
     Classification,
     Decision,
@@ -159,17 +160,22 @@ class _Model(BaseModel):
 
 
 class Exempt(_Model):
-    """Senders the bot never acts against."""
+    """Senders the bot never acts against as people (no ban); their matched media is still
+    quarantined and redacted, and the management room told."""
 
     users: tuple[Annotated[str, AfterValidator(_user_id)], ...] = ()
     # Senders with this power level or more are exempt; None: nobody is exempt by power.
     power_level: int | None = 100
 
     def reason(self, ctx: EventContext) -> str | None:
+        """Why the sender is exempt, in words a moderator reads in a notice; None if not."""
         if ctx.sender in self.users:
-            return "exempt user"
+            return "listed in exempt.users"
         if self.power_level is not None and ctx.sender_power >= self.power_level:
-            return f"power level {ctx.sender_power} >= {self.power_level}"
+            if ctx.sender_power >= CREATOR_POWER:
+                # Room version 12: creators have unlimited power, and cannot be banned anyway.
+                return f"a creator of the room (unlimited power in room version 12; exempt.power_level is {self.power_level})"
+            return f"power level {ctx.sender_power} >= exempt.power_level {self.power_level}"
         return None
 
 
@@ -242,7 +248,8 @@ Rules = Annotated[tuple[Rule, ...], AfterValidator(_unique_rule_names)]
 
 # The policy used when none is configured, and the rules of a policy that gives none:
 # any verdict at all quarantines the media, redacts the event, bans the sender from the
-# room and notifies the management room. Room admins (power level 100) are exempt.
+# room and notifies the management room. Room admins (power level 100) and, in room version
+# 12, creators are exempt: they are not banned, but their media is removed all the same.
 DEFAULT_RULES: tuple[Rule, ...] = (
     Rule(
         name="known-media",
@@ -333,6 +340,9 @@ FAILURE_ACTIONS: dict[FailureMode, tuple[PlannedAction, ...]] = {
     ),
 }
 _STRICTNESS = (FailureMode.FAIL_OPEN, FailureMode.REVIEW, FailureMode.FAIL_CLOSED)
+# Actions against a person, which an exemption spares; every other action is on the media
+# (or tells the moderators) and is taken whoever posted it.
+PERSON_ACTIONS: frozenset[ActionKind] = frozenset({ActionKind.BAN})
 
 
 def with_dry_run(policy: Policy, overrides: Mapping[str | None, bool]) -> Policy:
@@ -362,8 +372,10 @@ def decide(
 
     `failures` are classifications that ended in an error; each gets the `on_failure` of
     the first rule covering its classifier (see the module docstring), the strictest wins,
-    and its actions are added to the fired rule's. An exempt sender gets the rule that
-    would have fired, with no actions and the reason.
+    and its actions are added to the fired rule's. An exempt sender is spared the actions
+    against the person (a ban) but not those on the media (quarantine, redaction, a hold,
+    a review); when a rule fired on a verdict the management room is always told, so the
+    exempt sender's match gets a notice even under a rule without `notify`.
     """
     effective = policy.for_room(ctx.room_id)
     fired: Rule | None = None
@@ -387,11 +399,18 @@ def decide(
         kinds = {action.kind for action in actions}
         actions += tuple(a for a in FAILURE_ACTIONS[mode] if a.kind not in kinds)
     exempt_reason = effective.exempt.reason(ctx)
+    spared: tuple[PlannedAction, ...] = ()
+    if exempt_reason:
+        spared = tuple(a for a in actions if a.kind in PERSON_ACTIONS)
+        actions = tuple(a for a in actions if a.kind not in PERSON_ACTIONS)
+        if fired is not None and all(a.kind is not ActionKind.NOTIFY for a in actions):
+            actions += (PlannedAction(ActionKind.NOTIFY),)
     return Decision(
         rule=fired.name if fired is not None else failure_rule,
-        actions=() if exempt_reason else actions,
+        actions=actions,
         dry_run=effective.dry_run,
         exempt_reason=exempt_reason,
+        spared=spared,
         verdicts=matching if fired is not None else (),
         failures=failed,
         on_failure=mode,
@@ -403,6 +422,7 @@ __all__ = [
     "DEFAULT_RULES",
     "FAILURE_ACTIONS",
     "FAILURE_DEFAULT_RULE",
+    "PERSON_ACTIONS",
     "ConfigError",
     "EffectivePolicy",
     "Exempt",

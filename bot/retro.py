@@ -343,7 +343,9 @@ def _outcome(d: Decision) -> str:
 def _describe(d: Decision) -> str:
     if d.rule is None:
         return "matches found but no policy rule applies"
-    if d.exempt_reason:
-        return f"rule {d.rule} matched but the sender is exempt: {d.exempt_reason}"
     actions = ", ".join(a.kind.value + (f" ({a.scope})" if a.kind.value == "ban" else "") for a in d.actions)
-    return f"rule {d.rule}{' [dry run]' if d.dry_run else ''}: {actions}"
+    exempt = ""
+    if d.exempt_reason:
+        spared = ", ".join(a.kind.value for a in d.spared) or "nothing"
+        exempt = f"; the sender is exempt ({d.exempt_reason}), spared: {spared}"
+    return f"rule {d.rule}{' [dry run]' if d.dry_run else ''}: {actions}{exempt}"

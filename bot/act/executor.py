@@ -1,4 +1,12 @@
-"""Carries out a Decision: each action once, dry-run aware, every outcome audited."""
+"""Carries out a Decision: each action once, dry-run aware, every outcome audited.
+
+An action the homeserver could not take now (no answer, 429, 5xx) stays pending with its
+next attempt stored, and bot/act/retry.py tries it again until it is done or a moderator
+gives it up. A refusal (403, 404, 400...) is final at once: the homeserver has considered
+the request and will answer the same until a person changes something (the bot's power,
+its admin rights, a creator who cannot be banned); the notice says why, and `actions
+retry` takes it up again once the cause is fixed.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +14,16 @@ import asyncio
 import hashlib
 import html
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from ..metrics import Metrics
 from ..model import ActionKind, Decision, EventContext, Hashes, MatchKind, MediaRef, Outcome, PlannedAction, Verdict
+from ..record.actions import DONE, GIVEN_UP, ActionRecord
 from ..record.store import Store
 from .homeserver import Homeserver, HomeserverError
+from .operations import Operation, perform
 
 log = logging.getLogger("modbot.act")
 
@@ -31,6 +42,8 @@ class ActionResult:
     room_id: str | None
     outcome: Outcome
     detail: str
+    # Why it failed or is pending: the homeserver's answer (errcode and error), or none.
+    error: str | None = None
 
 
 def txn_id_for(key: str) -> str:
@@ -47,12 +60,18 @@ class Executor:
         *,
         protected_rooms: Callable[[], Sequence[str]],
         management_room: Callable[[], str | None],
+        retry_delay: float = 30.0,
+        retry_max_delay: float = 3600.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.hs = homeserver
         self.store = store
         self.metrics = metrics
         self._protected_rooms = protected_rooms
         self._management_room = management_room
+        self.retry_delay = retry_delay
+        self.retry_max_delay = retry_max_delay
+        self._clock = clock
         # Two events processed at once may plan the same action (two posts, one ban):
         # the database row says whether it was done, the lock makes the check-then-act atomic.
         self._locks: dict[str, asyncio.Lock] = {}
@@ -92,33 +111,60 @@ class Executor:
             results.append(await self._notify(ctx, decision, matched, results))
         return results
 
-    async def _quarantine(self, ref: MediaRef, ctx: EventContext, decision: Decision) -> ActionResult:
-        async def do() -> str:
-            await self.hs.quarantine(ref.server, ref.media_id)
-            return f"quarantined {ref.mxc}"
+    def delay_for(self, attempts: int) -> float:
+        """Seconds before the next attempt after `attempts` failed ones: doubling, capped."""
+        return min(self.retry_max_delay, self.retry_delay * 2 ** max(0, attempts - 1))
 
-        return await self._once(f"quarantine:{ref.mxc}", "quarantine", ref.mxc, ctx.room_id, ctx, decision, do)
+    async def _quarantine(self, ref: MediaRef, ctx: EventContext, decision: Decision) -> ActionResult:
+        op = Operation("quarantine", {"server": ref.server, "media_id": ref.media_id}, ctx.sender)
+        return await self._durable(f"quarantine:{ref.mxc}", "quarantine", ref.mxc, ctx.room_id, ctx, decision, op)
 
     async def _redact(self, ctx: EventContext, decision: Decision) -> ActionResult:
         key = f"redact:{ctx.event_id}"
-
-        async def do() -> str:
-            redaction = await self.hs.redact(
-                ctx.room_id, ctx.event_id, f"modbot: {decision.rule}", txn_id_for(key)
-            )
-            return f"redacted {ctx.event_id} ({redaction})"
-
-        return await self._once(key, "redact", ctx.event_id, ctx.room_id, ctx, decision, do)
+        args = {"room_id": ctx.room_id, "event_id": ctx.event_id, "reason": f"modbot: {decision.rule}", "txn_id": txn_id_for(key)}
+        return await self._durable(key, "redact", ctx.event_id, ctx.room_id, ctx, decision, Operation("redact", args, ctx.sender))
 
     async def _ban(self, room_id: str, ctx: EventContext, decision: Decision) -> ActionResult:
         if ctx.sender == self.hs.bot_user_id:
             return await self._skip("ban", ctx.sender, room_id, ctx, "the bot never bans itself")
+        op = Operation("ban", {"room_id": room_id, "user_id": ctx.sender, "reason": f"modbot: {decision.rule}"}, ctx.sender)
+        return await self._durable(f"ban:{room_id}:{ctx.sender}", "ban", ctx.sender, room_id, ctx, decision, op)
 
-        async def do() -> str:
-            await self.hs.ban(room_id, ctx.sender, f"modbot: {decision.rule}")
-            return f"banned {ctx.sender} from {room_id}"
+    async def notice(self, key: str, title: str, lines: Sequence[str], ctx: EventContext, decided_by: str) -> ActionResult:
+        """A notice of its own in the management room (once per key, retried like the rest)."""
+        room = self._management_room()
+        if room is None:
+            return await self._skip("notify", "-", None, ctx, "no management room configured")
+        body, formatted = notice_text(title, lines)
+        op = Operation("notice", {"room_id": room, "body": body, "html": formatted, "txn_id": txn_id_for(key)}, ctx.sender)
+        return await self._durable(key, "notify", room, room, ctx, Decision(rule=decided_by), op, dry_run=False)
 
-        return await self._once(f"ban:{room_id}:{ctx.sender}", "ban", ctx.sender, room_id, ctx, decision, do)
+    async def retry(self, record: ActionRecord) -> ActionResult | None:
+        """Try a due pending action again (the retry loop); None if another claimer has it."""
+        if record.operation is None:
+            return None
+        op = Operation.from_json(record.operation)
+        ctx = EventContext(event_id=record.event_id or "", room_id=record.room_id or "", sender=op.sender or "", sender_power=0)
+        decision = Decision(rule=record.decided_by)
+        return await self._once(
+            record.key, record.kind, record.target, record.room_id, ctx, decision,
+            operation=op, dry_run=False, due_only=True,
+        )
+
+    async def _durable(
+        self,
+        key: str,
+        kind: str,
+        target: str,
+        room_id: str | None,
+        ctx: EventContext,
+        decision: Decision,
+        operation: Operation,
+        dry_run: bool | None = None,
+    ) -> ActionResult:
+        result = await self._once(key, kind, target, room_id, ctx, decision, operation=operation, dry_run=dry_run)
+        assert result is not None  # only a retry (due_only) may find nothing to do
+        return result
 
     async def _notify(
         self,
@@ -133,13 +179,9 @@ class Executor:
         # A hold for a failed scan has its own notice: the one for a later match must still go.
         key = f"notify:{ctx.event_id}" if decision.verdicts or not decision.failures else f"notify-hold:{ctx.event_id}"
         body, formatted = compose_notice(ctx, decision, matched, results)
-
-        async def do() -> str:
-            notice = await self.hs.send_notice(room, body, formatted, txn_id_for(key))
-            return f"notice {notice} in {room}"
-
+        op = Operation("notice", {"room_id": room, "body": body, "html": formatted, "txn_id": txn_id_for(key)}, ctx.sender)
         # A notice is sent in dry-run mode too: telling the moderators is what dry run is for.
-        return await self._once(key, "notify", room, room, ctx, decision, do, dry_run=False)
+        return await self._durable(key, "notify", room, room, ctx, decision, op, dry_run=False)
 
     async def manual(
         self,
@@ -155,7 +197,9 @@ class Executor:
         ctx = EventContext(event_id=command_event_id, room_id=room_id or "", sender=by, sender_power=0)
         decision = Decision(rule=f"command by {by}")
         key = f"cmd:{command_event_id}:{kind}:{room_id or '-'}:{target}"
-        return await self._once(key, kind, target, room_id, ctx, decision, do, dry_run=False)
+        result = await self._once(key, kind, target, room_id, ctx, decision, do=do, dry_run=False)
+        assert result is not None
+        return result
 
     async def unquarantine(self, ref: MediaRef, *, by: str, reason_event_id: str) -> ActionResult:
         async def do() -> str:
@@ -172,17 +216,24 @@ class Executor:
         room_id: str | None,
         ctx: EventContext,
         decision: Decision,
-        do: Callable[[], Awaitable[str]],
+        *,
+        do: Callable[[], Awaitable[str]] | None = None,
+        operation: Operation | None = None,
         dry_run: bool | None = None,
-    ) -> ActionResult:
+        due_only: bool = False,
+    ) -> ActionResult | None:
+        """Claim the action and carry it out; `do` (a command's) or `operation` (stored, so
+        that it can be retried) says how. None only for `due_only` (a retry) not claimed."""
         dry = decision.dry_run if dry_run is None else dry_run
         if dry:
             key = f"dryrun:{key}"
+        # The lock orders the tasks of this process (a waiter then sees the row as the first
+        # left it); the claim in the database is what keeps other processes out.
         lock = self._locks.setdefault(key, asyncio.Lock())
         self._lock_users[key] = self._lock_users.get(key, 0) + 1
         try:
             async with lock:
-                return await self._once_locked(key, kind, target, room_id, ctx, decision, do, dry)
+                return await self._once_locked(key, kind, target, room_id, ctx, decision, do, operation, dry, due_only)
         finally:
             # Not lock.locked(): a released lock whose waiter has not woken yet is unlocked,
             # and dropping it then would let a newcomer run beside that waiter.
@@ -199,26 +250,53 @@ class Executor:
         room_id: str | None,
         ctx: EventContext,
         decision: Decision,
-        do: Callable[[], Awaitable[str]],
+        do: Callable[[], Awaitable[str]] | None,
+        operation: Operation | None,
         dry: bool,
-    ) -> ActionResult:
+        due_only: bool,
+    ) -> ActionResult | None:
         record = await self.store.claim_action(
-            key, kind=kind, target=target, event_id=ctx.event_id, room_id=room_id, decided_by=decision.rule
+            key, kind=kind, target=target, event_id=ctx.event_id, room_id=room_id, decided_by=decision.rule,
+            operation=operation.to_json() if operation is not None and not dry else None, due_only=due_only,
         )
-        if record.status in ("ok", "dry_run"):
-            return await self._finish(
-                key, kind, target, room_id, ctx, Outcome.SKIPPED, f"already done: {record.detail}", attempts=0, update=False
-            )
+        if not record.claimed:
+            if due_only:
+                return None
+            if record.status in DONE:
+                why = f"already done: {record.detail}"
+            elif record.status == GIVEN_UP:
+                why = f"not retried: {record.detail}"
+            else:  # pending and held by another claimer (another process, most likely)
+                why = f"being carried out by {record.owner}"
+            return await self._finish(key, kind, target, room_id, ctx, Outcome.SKIPPED, why, attempts=0, update=False)
         if dry:
             return await self._finish(key, kind, target, room_id, ctx, Outcome.DRY_RUN, f"dry run: would {kind} {target}")
+        # A stored operation (one homeserver call) never runs past the claim's lease: after
+        # it, the retry loop of another process may take the action over. A command (`do`)
+        # may legitimately run longer (redacting a user's history); nothing retries it.
+        timeout = self.store.action_lease / 2
         try:
-            detail = await do()
-            outcome = Outcome.OK
-        except HomeserverError as e:
-            detail = f"{kind} {target} failed: {e}"
-            outcome = Outcome.FAILED
+            if do is not None:
+                detail = await do()
+            else:
+                assert operation is not None
+                detail = await asyncio.wait_for(perform(self.hs, operation), timeout)
+            return await self._finish(key, kind, target, room_id, ctx, Outcome.OK, detail)
+        except (HomeserverError, TimeoutError) as e:
+            error = str(e) if isinstance(e, HomeserverError) else f"no answer within {timeout:.0f} s"
+            transient = not isinstance(e, HomeserverError) or e.transient
+        if transient and operation is not None:
+            attempt = record.attempts + 1
+            delay = self.delay_for(attempt)
+            detail = f"{kind} {target} not done yet (attempt {attempt}): {error}; next attempt in {delay:.0f} s"
             log.warning("%s (event %s)", detail, ctx.event_id)
-        return await self._finish(key, kind, target, room_id, ctx, outcome, detail)
+            return await self._finish(
+                key, kind, target, room_id, ctx, Outcome.PENDING, detail, error=error, next_attempt_at=self._clock() + delay
+            )
+        refused = "refused by the homeserver, not retried" if not transient else "not retried (a command: run it again)"
+        detail = f"{kind} {target} failed: {error} ({refused})"
+        log.warning("%s (event %s)", detail, ctx.event_id)
+        return await self._finish(key, kind, target, room_id, ctx, Outcome.FAILED, detail, error=error)
 
     async def _skip(self, kind: str, target: str, room_id: str | None, ctx: EventContext, why: str) -> ActionResult:
         await self.store.audit("action", Outcome.SKIPPED.value, f"{kind} {target}: {why}", event_id=ctx.event_id, room_id=room_id, sender=ctx.sender)
@@ -236,16 +314,18 @@ class Executor:
         detail: str,
         attempts: int = 1,
         update: bool = True,
+        error: str | None = None,
+        next_attempt_at: float | None = None,
     ) -> ActionResult:
-        if update:
-            status = outcome.value
-            await self.store.finish_action(key, status, attempts, detail)
+        if update and not await self.store.finish_action(key, outcome.value, attempts, detail, next_attempt_at=next_attempt_at):
+            # Our lease expired meanwhile and another process took the action over.
+            log.warning("action %s: the claim was taken over before this attempt ended (%s)", key, outcome.value)
         await self.store.audit(
-            "action", outcome.value, detail, event_id=ctx.event_id, room_id=room_id, sender=ctx.sender,
+            "action", outcome.value, detail, event_id=ctx.event_id or None, room_id=room_id, sender=ctx.sender or None,
             mxc=target if target.startswith("mxc://") else None,
         )
         self.metrics.actions.labels(kind, outcome.value).inc()
-        return ActionResult(kind, target, room_id, outcome, detail)
+        return ActionResult(kind, target, room_id, outcome, detail, error)
 
 
 def describe_verdict(v: Verdict) -> str:
@@ -265,6 +345,8 @@ def compose_notice(
 ) -> tuple[str, str]:
     """The management-room notice: who, where, what matched and what was done. Never the media."""
     what = "known media detected" if decision.verdicts or not decision.failures else "media held: a scan failed"
+    if decision.exempt_reason:
+        what += " (sender exempt)"
     title = f"modbot [DRY RUN]: {what}" if decision.dry_run else f"modbot: {what}"
     lines = [
         f"Room: {ctx.room_id}",
@@ -273,6 +355,11 @@ def compose_notice(
         f"Rule: {decision.rule}",
         *media_lines([m for m in matched if m.verdicts]),
     ]
+    if decision.exempt_reason:
+        spared = ", ".join(_planned(a) for a in decision.spared) or "nothing"
+        lines.append(
+            f"The sender is exempt: {decision.exempt_reason}. Spared: {spared}; the media is dealt with as anyone's."
+        )
     if decision.failures:
         # Classifier errors are credential-free by contract (see bot.classify.base).
         failed = "; ".join(f"{f.classifier}: {f.error}" for f in decision.failures)
@@ -281,10 +368,22 @@ def compose_notice(
         if decision.holds:
             lines.append("Held until a scan succeeds: the media is quarantined and the event redacted.")
     if results:
-        lines.append("Actions: " + "; ".join(f"{r.kind} {r.target}: {r.outcome.value}" for r in results))
+        lines.append("Actions: " + "; ".join(describe_result(r) for r in results))
     else:
         lines.append("Actions: none")
     return notice_text(title, lines)
+
+
+def describe_result(r: ActionResult) -> str:
+    """`ban @u:x: failed (HTTP 403 M_FORBIDDEN: ...)`: an outcome with the homeserver's reason."""
+    text = f"{r.kind} {r.target}: {r.outcome.value}"
+    if r.outcome is Outcome.PENDING:
+        return f"{text} ({r.error}; retrying)"
+    return f"{text} ({r.error})" if r.error else text
+
+
+def _planned(action: PlannedAction) -> str:
+    return f"{action.kind.value} ({action.scope})" if action.kind is ActionKind.BAN else action.kind.value
 
 
 def media_lines(matched: Sequence[MatchedMedia]) -> list[str]:

@@ -17,11 +17,11 @@ from urllib.parse import quote
 from mautrix.api import HTTPAPI, Method
 from mautrix.errors import MatrixConnectionError, MatrixRequestError
 
+from ..model import CREATOR_POWER
+
 log = logging.getLogger("modbot.homeserver")
 T = TypeVar("T")
 
-# Power level stood in for "infinite": in room version 12 the creators outrank everyone.
-CREATOR_POWER = 2**53
 
 
 class HomeserverError(Exception):
@@ -31,6 +31,15 @@ class HomeserverError(Exception):
         super().__init__(message)
         self.status = status
         self.errcode = errcode
+
+    @property
+    def transient(self) -> bool:
+        """Whether the same request may succeed later as it is: no answer at all, 429 or 5xx.
+
+        Any other answer (403 M_FORBIDDEN, 404, 400...) is the homeserver's considered
+        refusal, which stays the same until a person changes something.
+        """
+        return self.status is None or self.status == 429 or self.status >= 500
 
 
 @dataclass(frozen=True)

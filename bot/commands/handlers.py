@@ -18,6 +18,7 @@ from ..incidents import summary
 from ..model import EventContext
 from ..policy import decide
 from .evidence import add_evidence_commands
+from .actions import register_action_commands
 from .framework import Arg, CommandSet
 from .members import act_in_rooms, redact_user, refuse_anywhere_protected
 from .parse import Target
@@ -331,6 +332,7 @@ def build_commands() -> CommandSet:
         return Reply([*summary(found.id, found.record), f"Record hash: `{found.row_hash}`"])
 
     add_evidence_commands(commands)
+    register_action_commands(commands)  # bot/commands/actions.py
     return commands
 
 

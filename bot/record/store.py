@@ -14,10 +14,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ..model import Hashes, MediaRef, Verdict
+from .actions import ActionRecord, ActionRepo
 from .db import session_factory
 from .journal import EventJournal, audit_row, hashes_from_columns, media_hash_columns, verdict_rows
 from .tables import (
-    ActionRow,
     AuditRow,
     EventMediaRow,
     EventRow,
@@ -63,20 +63,6 @@ class StoredMedia:
     hashes: Hashes | None
     mimetype: str | None
     error: str | None
-
-
-@dataclass(frozen=True)
-class ActionRecord:
-    key: str
-    kind: str
-    target: str
-    status: str
-    attempts: int
-    event_id: str | None
-    room_id: str | None
-    decided_by: str | None
-    detail: str | None
-    updated_at: float
 
 
 @dataclass(frozen=True)
@@ -134,10 +120,12 @@ class RetroRun:
 class Store:
     """All reads and writes of modbot's state go through here."""
 
-    def __init__(self, engine: AsyncEngine, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], float] = time.time, *, action_lease: float = 300.0) -> None:
         self.engine = engine
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
         self._clock = clock
+        # Claims on actions are this Store's: two Stores (two processes) never share one.
+        self.action_repo = ActionRepo(engine, clock, lease=action_lease)
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._sql = _Statements(self._insert)
 
@@ -459,7 +447,11 @@ class Store:
                 for r in (await session.execute(query)).scalars()
             ]
 
-    # --- actions -------------------------------------------------------------------------
+    # --- actions (bot/record/actions.py) -----------------------------------------------
+
+    @property
+    def action_lease(self) -> float:
+        return self.action_repo.lease
 
     async def claim_action(
         self,
@@ -470,47 +462,28 @@ class Store:
         event_id: str | None,
         room_id: str | None,
         decided_by: str | None,
+        operation: str | None = None,
+        due_only: bool = False,
     ) -> ActionRecord:
-        """Create the action's row if it is new; return the row as it stands.
+        """Create the action's row if it is new and claim it if nobody holds it.
 
-        A caller carries the action out only when the returned status is "pending" or
-        "failed": the unique key is what makes a replayed event harmless.
+        The caller carries the action out only when the record's `claimed` is true: the
+        unique key makes a replayed event harmless, the claim a second process.
         """
-        now = self._clock()
-        async with self.sessions.begin() as session:
-            await session.execute(
-                self._insert(ActionRow)
-                .values(
-                    key=key,
-                    kind=kind,
-                    target=target,
-                    event_id=event_id,
-                    room_id=room_id,
-                    decided_by=decided_by,
-                    status="pending",
-                    attempts=0,
-                    created_at=now,
-                    updated_at=now,
-                )
-                .on_conflict_do_nothing(index_elements=["key"])
-            )
-            row = (await session.execute(select(ActionRow).where(ActionRow.key == key))).scalar_one()
-            return _action(row)
+        return await self.action_repo.claim(
+            key, kind=kind, target=target, event_id=event_id, room_id=room_id, decided_by=decided_by,
+            operation=operation, due_only=due_only,
+        )
 
-    async def finish_action(self, key: str, status: str, attempts: int, detail: str | None) -> None:
-        async with self.sessions.begin() as session:
-            await session.execute(
-                update(ActionRow)
-                .where(ActionRow.key == key)
-                .values(status=status, attempts=ActionRow.attempts + attempts, detail=detail, updated_at=self._clock())
-            )
+    async def finish_action(
+        self, key: str, status: str, attempts: int, detail: str | None, *, next_attempt_at: float | None = None
+    ) -> bool:
+        return await self.action_repo.finish(key, status, attempts, detail, next_attempt_at=next_attempt_at)
 
-    async def actions(self, *, event_id: str | None = None, limit: int = 100) -> list[ActionRecord]:
-        query = select(ActionRow).order_by(ActionRow.id.desc()).limit(limit)
-        if event_id is not None:
-            query = query.where(ActionRow.event_id == event_id)
-        async with self.sessions() as session:
-            return [_action(r) for r in (await session.execute(query)).scalars()]
+    async def actions(
+        self, *, event_id: str | None = None, statuses: Sequence[str] | None = None, limit: int = 100
+    ) -> list[ActionRecord]:
+        return await self.action_repo.list(event_id=event_id, statuses=statuses, limit=limit)
 
     # --- audit -----------------------------------------------------------------------------
 
@@ -593,18 +566,3 @@ def _malformed(raw: Any) -> str | None:
 def _media(row: Any) -> StoredMedia:  # a MediaRow, or a Core row of the media table
     hashes = hashes_from_columns(lambda column: getattr(row, column))
     return StoredMedia(row.mxc, row.status, hashes, row.mimetype, row.error)
-
-
-def _action(row: ActionRow) -> ActionRecord:
-    return ActionRecord(
-        key=row.key,
-        kind=row.kind,
-        target=row.target,
-        status=row.status,
-        attempts=row.attempts,
-        event_id=row.event_id,
-        room_id=row.room_id,
-        decided_by=row.decided_by,
-        detail=row.detail,
-        updated_at=row.updated_at,
-    )

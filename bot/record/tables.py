@@ -100,12 +100,19 @@ class ActionRow(Base):
     room_id: Mapped[str | None] = mapped_column(String(255), index=True)
     kind: Mapped[str] = mapped_column(String(32))
     target: Mapped[str] = mapped_column(String(512))
-    status: Mapped[str] = mapped_column(String(16))  # pending | ok | failed | dry_run | skipped
+    status: Mapped[str] = mapped_column(String(16))  # pending | ok | failed | given_up | dry_run
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     decided_by: Mapped[str | None] = mapped_column(String(255))
     detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
+    # The claim (bot/record/actions.py): who is carrying the action out, and until when
+    # the claim holds; NULL when nobody is.
+    owner: Mapped[str | None] = mapped_column(String(255))
+    lease_until: Mapped[float | None] = mapped_column(Float)
+    # A pending action's next retry; how to redo it (JSON, bot/act/operations.py).
+    next_attempt_at: Mapped[float | None] = mapped_column(Float, index=True)
+    operation: Mapped[str | None] = mapped_column(Text)
 
 
 class AuditRow(Base):

@@ -188,15 +188,44 @@ async def test_dry_run_room_only_notifies(world: World) -> None:
     assert statuses == {("quarantine", "dry_run"), ("redact", "dry_run"), ("ban", "dry_run"), ("notify", "ok")}
 
 
-async def test_exempt_user_is_never_acted_against(world: World) -> None:
-    mxc, event_id = await post_image(world.trusted, world.room, KNOWN_PNG)
-    assert await wait_for(lambda: processed(world, event_id), timeout=20) == "done"
-    assert not await redacted(world.stage.moderator, world.room, event_id)
-    assert await world.stage.admin.download_status(mxc) == 200
-    assert await world.db.store.actions(event_id=event_id) == []
-    decisions = await world.db.store.audit_log(event_id=event_id, category="decision")
+async def assert_exempt_but_media_removed(w: World, sender: MatrixUser, event_id: str, mxc: str, why: str) -> str:
+    """An exempt sender's known image: quarantined, redacted, a notice saying who, what and
+    why they are exempt; no ban attempted. Returns the notice."""
+    await wait_for(lambda: redacted(w.stage.moderator, w.room, event_id), timeout=20, description=f"{event_id} redacted")
+    assert await w.stage.admin.download_status(mxc) == 404
+    await wait_for(lambda: _any_contains(notices(w), event_id), timeout=10, description="notice")
+    notice = next(n for n in await notices(w) if event_id in n)
+    assert notice.startswith("modbot: known media detected (sender exempt)")
+    assert f"Sender: {sender.user_id}" in notice and mxc in notice and "list known" in notice
+    assert f"The sender is exempt: {why}" in notice and "Spared: ban (room)" in notice
+
+    async def recorded() -> set[tuple[str, str]]:
+        return {(a.kind, a.status) for a in await w.db.store.actions(event_id=event_id)}
+
+    await wait_for(lambda: _eq(recorded(), {("quarantine", "ok"), ("redact", "ok"), ("notify", "ok")}), timeout=10)
+    assert await w.stage.moderator.get_membership(w.room, sender.user_id) == "join"
+    decisions = await w.db.store.audit_log(event_id=event_id, category="decision")
     assert [d.outcome for d in decisions] == ["exempt"]
-    assert world.trusted.user_id not in "".join(await notices(world))
+    return notice
+
+
+async def test_an_exempt_users_known_image_is_removed_but_they_are_not_banned(world: World) -> None:
+    mxc, event_id = await post_image(world.trusted, world.room, KNOWN_PNG)
+    await assert_exempt_but_media_removed(world, world.trusted, event_id, mxc, "listed in exempt.users")
+
+
+async def test_a_room_creators_known_image_is_removed_and_the_moderators_told(world: World) -> None:
+    # The moderator created the room (build_stage), in room version 12, Synapse's default:
+    # unlimited power, which the default exemption (power_level 100) covers.
+    creator = world.stage.moderator
+    assert (await creator.get_state(world.room, "m.room.create")).get("room_version") == "12"
+    mxc, event_id = await post_image(creator, world.room, KNOWN_PNG)
+    await assert_exempt_but_media_removed(
+        world, creator, event_id, mxc, "a creator of the room (unlimited power in room version 12; exempt.power_level is 100)"
+    )
+    # No ban was even tried (the homeserver would refuse it: creators cannot be banned).
+    audit = await world.db.store.audit_log(event_id=event_id, category="action")
+    assert not any(a.message.startswith("ban") for a in audit)
 
 
 async def test_known_image_as_thumbnail(world: World) -> None:

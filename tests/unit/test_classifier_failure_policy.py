@@ -124,10 +124,12 @@ def test_a_hold_adds_to_a_rule_that_fired_on_a_verdict() -> None:
     assert decision.holds
 
 
-def test_an_exempt_sender_is_not_held() -> None:
+def test_an_exempt_senders_media_is_held_too() -> None:
+    # An exemption spares people, not media: a hold only quarantines and redacts.
     decision = decide([], ctx(power=100), policy(RULES), failures=[failed("arachnid")])
-    assert decision.exempt_reason and decision.actions == () and not decision.acts
-    assert decision.on_failure is FailureMode.FAIL_CLOSED and not decision.holds
+    assert decision.exempt_reason and decision.acts
+    assert decision.actions == (QUARANTINE, REDACT, NOTIFY)
+    assert decision.on_failure is FailureMode.FAIL_CLOSED and decision.holds
 
 
 def test_fail_open_decides_nothing_to_do() -> None:

@@ -292,6 +292,10 @@ BUILT_IN: list[tuple[str, bool, dict[str, Any]]] = [
     ("review approve 7", False, {"id": 7}),
     ("review reject 7 --tell", False, {"id": 7, "tell": True}),
     ("report 12", False, {"incident": 12}),
+    ("actions", False, {"which": None}),
+    ("actions failed", False, {"which": "failed"}),
+    ("actions giveup 3 the room is gone", False, {"id": 3, "reason": "the room is gone"}),
+    ("actions retry 4", False, {"id": 4}),
 ]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.model import ActionKind, Decision, EventContext, MatchKind, PlannedAction, Verdict
+from bot.model import CREATOR_POWER, ActionKind, Decision, EventContext, MatchKind, PlannedAction, Verdict
 from bot.policy import DEFAULT_POLICY, Policy, decide, load_policy_file, parse_policy
 from bot.yamlload import ConfigError, parse_yaml
 
@@ -129,24 +129,54 @@ EXEMPTING = """
     exempt: {users: ["@trusted:example.org"], power_level: 50}
     rules: [{name: csam, match: {labels: csam}, actions: [quarantine, ban]}]
 """
+CREATOR_REASON = "a creator of the room (unlimited power in room version 12; exempt.power_level is 50)"
 
 
 @pytest.mark.parametrize(
     ("sender", "power", "reason"),
     [
-        ("@trusted:example.org", 0, "exempt user"),
-        ("@mod:example.org", 50, "power level 50 >= 50"),
-        ("@admin:example.org", 100, "power level 100 >= 50"),
+        ("@trusted:example.org", 0, "listed in exempt.users"),
+        ("@mod:example.org", 50, "power level 50 >= exempt.power_level 50"),
+        ("@admin:example.org", 100, "power level 100 >= exempt.power_level 50"),
+        ("@creator:example.org", CREATOR_POWER, CREATOR_REASON),
         ("@someone:example.org", 49, None),
     ],
 )
-def test_exempt_senders_get_the_rule_that_would_fire_and_no_actions(sender: str, power: int, reason: str | None) -> None:
+def test_exempt_senders_are_spared_the_ban_but_their_media_is_quarantined_and_notified(
+    sender: str, power: int, reason: str | None
+) -> None:
     decision = decide([EXACT_CSAM], ctx(sender, power), policy(EXEMPTING))
     assert decision.rule == "csam"
     assert decision.exempt_reason == reason
     assert decision.verdicts == (EXACT_CSAM,)
-    assert decision.actions == (() if reason else (QUARANTINE, BAN_ROOM))
-    assert decision.acts == (reason is None)
+    # The rule has no notify: an exempt sender's match gets one all the same.
+    assert decision.actions == ((QUARANTINE, NOTIFY) if reason else (QUARANTINE, BAN_ROOM))
+    assert decision.spared == ((BAN_ROOM,) if reason else ())
+    assert decision.acts
+
+
+@pytest.mark.parametrize(
+    ("actions", "kept", "spared"),
+    [
+        ("[quarantine, redact, {ban: all}, notify]", (QUARANTINE, REDACT, NOTIFY), (BAN_ALL,)),
+        ("[notify, ban]", (NOTIFY,), (BAN_ROOM,)),
+        ("[ban]", (NOTIFY,), (BAN_ROOM,)),
+        ("[redact]", (REDACT, NOTIFY), ()),
+        ("[review, ban, notify]", (PlannedAction(ActionKind.REVIEW, "hold"), NOTIFY), (BAN_ROOM,)),
+    ],
+)
+def test_an_exemption_drops_only_the_actions_against_the_person(
+    actions: str, kept: tuple[PlannedAction, ...], spared: tuple[PlannedAction, ...]
+) -> None:
+    decision = decide([EXACT_CSAM], ctx(power=100), policy(f"rules: [{{name: r, actions: {actions}}}]"))
+    assert (decision.actions, decision.spared) == (kept, spared)
+    assert decision.exempt_reason == "power level 100 >= exempt.power_level 100"
+
+
+def test_a_room_creator_is_exempt_under_the_default_policy_and_its_media_still_removed() -> None:
+    decision = decide([EXACT_CSAM], ctx("@creator:example.org", CREATOR_POWER), DEFAULT_POLICY)
+    assert decision.exempt_reason == "a creator of the room (unlimited power in room version 12; exempt.power_level is 100)"
+    assert decision.actions == (QUARANTINE, REDACT, NOTIFY) and decision.spared == (BAN_ROOM,)
 
 
 def test_an_exempt_sender_whose_media_matches_no_rule_gets_no_decision() -> None:
@@ -182,11 +212,11 @@ OVERRIDDEN = """
         (OTHER_ROOM, "@u:x.org", 50, Decision("global", (QUARANTINE, REDACT, BAN_ROOM, NOTIFY), verdicts=(EXACT_CSAM,))),
         # Every key a room gives replaces the global one.
         (ROOM, "@u:x.org", 0, Decision("room-only", (NOTIFY,), dry_run=True, verdicts=(EXACT_CSAM,))),
-        (ROOM, "@u:x.org", 50, Decision("room-only", dry_run=True, exempt_reason="power level 50 >= 50", verdicts=(EXACT_CSAM,))),
-        (ROOM, "@bot:example.org", 0, Decision("room-only", dry_run=True, exempt_reason="exempt user", verdicts=(EXACT_CSAM,))),
+        (ROOM, "@u:x.org", 50, Decision("room-only", (NOTIFY,), dry_run=True, exempt_reason="power level 50 >= exempt.power_level 50", verdicts=(EXACT_CSAM,))),
+        (ROOM, "@bot:example.org", 0, Decision("room-only", (NOTIFY,), dry_run=True, exempt_reason="listed in exempt.users", verdicts=(EXACT_CSAM,))),
         # Keys a room leaves out keep their global value.
         ("!dryrun:example.org", "@u:x.org", 0, Decision("global", (QUARANTINE, REDACT, BAN_ROOM, NOTIFY), dry_run=True, verdicts=(EXACT_CSAM,))),
-        ("!dryrun:example.org", "@u:x.org", 100, Decision("global", dry_run=True, exempt_reason="power level 100 >= 100", verdicts=(EXACT_CSAM,))),
+        ("!dryrun:example.org", "@u:x.org", 100, Decision("global", (QUARANTINE, REDACT, NOTIFY), dry_run=True, exempt_reason="power level 100 >= exempt.power_level 100", spared=(BAN_ROOM,), verdicts=(EXACT_CSAM,))),
     ],
 )
 def test_room_overrides_replace_global_settings(room: str, sender: str, power: int, expected: Decision) -> None:
@@ -212,7 +242,7 @@ def test_no_policy_or_a_policy_without_rules_gets_the_default_rule(document: obj
     assert p.rules == DEFAULT_POLICY.rules
     decision = decide([NEAR_CSAM_40], ctx(), p)
     assert decision == Decision("known-media", (QUARANTINE, REDACT, BAN_ROOM, NOTIFY), verdicts=(NEAR_CSAM_40,))
-    assert decide([EXACT_SPAM], ctx(power=100), p).exempt_reason == "power level 100 >= 100"
+    assert decide([EXACT_SPAM], ctx(power=100), p).exempt_reason == "power level 100 >= exempt.power_level 100"
 
 
 def test_an_empty_rule_list_matches_nothing() -> None:

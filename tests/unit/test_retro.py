@@ -257,7 +257,7 @@ async def test_low_quality_pdq_is_not_matched_retroactively_either(world: World)
 async def test_exempt_senders_unprotected_rooms_and_allowlisted_media(world: World) -> None:
     mod_media, gone_media, allowed_media = random_hashes(), random_hashes(), random_hashes()
     world.powers[MOD] = 100
-    mod_event, _ = await world.post(mod_media, sender=MOD)
+    mod_event, mod_mxc = await world.post(mod_media, sender=MOD)
     gone_event, _ = await world.post(gone_media, room=UNPROTECTED)
     await world.post(allowed_media)
     world.allowed.add(allowed_media.sha256)
@@ -266,7 +266,11 @@ async def test_exempt_senders_unprotected_rooms_and_allowlisted_media(world: Wor
     )
     outcomes = {h.event_id: h.outcome for h in report.hits}
     assert outcomes == {mod_event: "exempt", gone_event: "skipped"}
-    assert world.acted == [] and world.hs.calls == []
+    # The exempt moderator is not banned; the media is removed and the moderators told.
+    assert [ctx.event_id for _, ctx, _ in world.acted] == [mod_event]
+    assert [c[0] for c in world.hs.calls] == ["quarantine", "redact", "notify"]
+    assert world.hs.calls[0] == ("quarantine", mod_mxc)
+    assert "sender exempt" in world.hs.calls[2][1] and "power level 100" in world.hs.calls[2][1]
     assert report.complete
 
 

@@ -417,19 +417,26 @@ async def test_claim_action_is_idempotent(store: Store) -> None:
     key = "$event1/redact"
     claim = {"kind": "redact", "target": "$event1", "event_id": "$event1", "room_id": ROOM, "decided_by": "known-csam"}
     first = await store.claim_action(key, **claim)
+    assert first.claimed and first.owner == store.action_repo.owner
     assert (first.key, first.kind, first.target, first.status, first.attempts) == (key, "redact", "$event1", "pending", 0)
     assert (first.event_id, first.room_id, first.decided_by, first.detail) == ("$event1", ROOM, "known-csam", None)
 
     await store.finish_action(key, "ok", 2, "redacted as $redaction")
     second = await store.claim_action(key, **claim)
+    assert not second.claimed and second.owner is None
     assert (second.status, second.attempts, second.detail) == ("ok", 2, "redacted as $redaction")
     assert second.updated_at > first.updated_at
 
-    # A failed action is retried by the caller; its attempts add up.
-    await store.finish_action(key, "failed", 1, "M_FORBIDDEN")
-    third = await store.claim_action(key, **claim)
-    assert (third.status, third.attempts, third.detail) == ("failed", 3, "M_FORBIDDEN")
-    assert [a.key for a in await store.actions()] == [key]
+    # A failed action may be claimed again by a new decision; its attempts add up.
+    failed = "$event1/ban"
+    await store.claim_action(failed, **claim)
+    await store.finish_action(failed, "failed", 1, "M_FORBIDDEN")
+    third = await store.claim_action(failed, **claim)
+    assert third.claimed and (third.status, third.attempts, third.detail) == ("pending", 1, "M_FORBIDDEN")
+    await store.finish_action(failed, "ok", 1, "banned")
+    assert [(a.key, a.status, a.attempts) for a in await store.actions()] == [(failed, "ok", 2), (key, "ok", 2)]
+    # Only the claimer finishes: a finish without a claim writes nothing.
+    assert not await store.finish_action(key, "failed", 1, "late")
 
 
 async def test_actions_are_listed_newest_first_and_filtered_by_event(store: Store) -> None:

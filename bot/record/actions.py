@@ -1,0 +1,266 @@
+"""The actions table: claims that one process at a time can hold, and durable retries.
+
+Every action has a unique key (`ban:!room:@user`, `redact:$event`...). Whoever carries it
+out first *claims* the row: one conditional UPDATE (or the INSERT that creates the row)
+sets `owner` and `lease_until`, and only a row that nobody holds can be claimed. The
+database decides between two claimers, whether they are two tasks or two processes on one
+database: on PostgreSQL the second UPDATE waits for the first to commit and then finds its
+condition false; SQLite runs one writer at a time. A claimer that crashes holds its row
+until its lease expires; then another may take it over (audited as `taken_over`), and the
+retry loop does so by itself: a claim sets the next attempt to the lease's end.
+
+A transient failure leaves the row `pending` with `next_attempt_at`; a retry loop
+(bot/act/retry.py) claims due rows again, so a retry survives restarts. `failed` is a
+refusal from the homeserver, `given_up` a moderator's decision; `ok` and `dry_run` are done.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from .db import session_factory
+from .journal import audit_row
+from .tables import ActionRow, AuditRow
+
+# Statuses. A fresh decision may claim `pending` (when nobody holds it) and `failed` (a new
+# reason to try: a later match by the same user, or a moderator's retry); the retry loop
+# claims only due `pending` rows. Nothing claims `ok`, `dry_run` or `given_up`.
+PENDING, OK, FAILED, GIVEN_UP, DRY_RUN = "pending", "ok", "failed", "given_up", "dry_run"
+DONE = (OK, DRY_RUN)
+OPEN = (PENDING, FAILED)  # what the `actions` command lists
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    key: str
+    kind: str
+    target: str
+    status: str
+    attempts: int
+    event_id: str | None
+    room_id: str | None
+    decided_by: str | None
+    detail: str | None
+    updated_at: float
+    id: int = 0
+    owner: str | None = None  # the process holding the claim, while it holds it
+    lease_until: float | None = None
+    next_attempt_at: float | None = None  # a pending action's next retry
+    operation: str | None = None  # JSON (bot/act/operations.py): how to do it again
+    claimed: bool = False  # whether the claim_action call that returned this record won it
+
+
+def process_owner() -> str:
+    """An id for this Store: host, pid and a random part (two Stores in one process differ)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class ActionRepo:
+    def __init__(
+        self, engine: AsyncEngine, clock: Callable[[], float] = time.time, *, lease: float = 300.0, owner: str | None = None
+    ) -> None:
+        self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
+        self._clock = clock
+        self._insert: Any = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self.lease = lease
+        self.owner = owner or process_owner()
+
+    async def claim(
+        self,
+        key: str,
+        *,
+        kind: str,
+        target: str,
+        event_id: str | None,
+        room_id: str | None,
+        decided_by: str | None,
+        operation: str | None = None,
+        due_only: bool = False,
+    ) -> ActionRecord:
+        """Create the action's row if it is new, claim it if nobody holds it; return the row.
+
+        The caller carries the action out only when `claimed` is true. `due_only` (the retry
+        loop) claims only a pending row whose next attempt is due; a fresh decision also
+        claims a pending row not yet due (a new reason to try now) and a failed one.
+        """
+        now = self._clock()
+        lease_until = now + self.lease
+        async with self.sessions.begin() as session:
+            claimed = False
+            if not due_only:
+                inserted = await session.execute(
+                    self._insert(ActionRow)
+                    .values(
+                        key=key, kind=kind, target=target, event_id=event_id, room_id=room_id, decided_by=decided_by,
+                        status=PENDING, attempts=0, created_at=now, updated_at=now,
+                        owner=self.owner, lease_until=lease_until, operation=operation,
+                        # Should this claimer die mid-attempt, the retry loop takes over here.
+                        next_attempt_at=lease_until,
+                    )
+                    .on_conflict_do_nothing(index_elements=["key"])
+                    .returning(ActionRow.id)
+                )
+                claimed = inserted.scalar_one_or_none() is not None
+            if not claimed:
+                # Read only to name a previous holder in the audit; the UPDATE decides.
+                before = (await session.execute(select(ActionRow).where(ActionRow.key == key))).scalar_one_or_none()
+                free = or_(ActionRow.owner.is_(None), ActionRow.lease_until < now)
+                if due_only:
+                    claimable = and_(ActionRow.status == PENDING, free, ActionRow.next_attempt_at <= now)
+                else:
+                    claimable = or_(and_(ActionRow.status == PENDING, free), ActionRow.status == FAILED)
+                values: dict[str, Any] = {
+                    "owner": self.owner, "lease_until": lease_until, "status": PENDING, "next_attempt_at": lease_until,
+                }
+                if operation is not None:
+                    values["operation"] = operation
+                result = await session.execute(
+                    update(ActionRow).where(ActionRow.key == key, claimable).values(**values)
+                    .execution_options(synchronize_session=False)
+                )
+                claimed = bool(result.rowcount)
+                if claimed and before is not None and before.owner not in (None, self.owner) and before.status == PENDING:
+                    # Whoever held it stopped renewing: crashed, or stuck past its lease.
+                    await session.execute(
+                        AuditRow.__table__.insert(),
+                        audit_row(
+                            now, "action", "taken_over",
+                            f"{kind} {target}: the claim of {before.owner} expired; taken over by {self.owner}",
+                            event_id, room_id,
+                        ),
+                    )
+            session.expire_all()
+            row = (await session.execute(select(ActionRow).where(ActionRow.key == key))).scalar_one_or_none()
+            if row is None:  # due_only on a key that does not exist
+                return ActionRecord(key, kind, target, "missing", 0, event_id, room_id, decided_by, None, now)
+            return _record(row, claimed=claimed)
+
+    async def finish(
+        self,
+        key: str,
+        status: str,
+        attempts: int,
+        detail: str | None,
+        *,
+        next_attempt_at: float | None = None,
+    ) -> bool:
+        """Record an attempt's outcome and let go of the claim. False if this Store does not
+        hold the claim (its lease expired and someone else took the action over, or finished
+        it): nothing is written then."""
+        async with self.sessions.begin() as session:
+            result = await session.execute(
+                update(ActionRow)
+                .where(ActionRow.key == key, ActionRow.owner == self.owner)
+                .values(
+                    status=status, attempts=ActionRow.attempts + attempts, detail=detail, updated_at=self._clock(),
+                    owner=None, lease_until=None, next_attempt_at=next_attempt_at,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return bool(result.rowcount)
+
+    async def due(self, limit: int = 100) -> list[ActionRecord]:
+        """Pending actions whose next attempt is due, that nobody holds and that can be redone."""
+        now = self._clock()
+        query = (
+            select(ActionRow)
+            .where(
+                ActionRow.status == PENDING,
+                ActionRow.next_attempt_at <= now,
+                ActionRow.operation.is_not(None),
+                or_(ActionRow.owner.is_(None), ActionRow.lease_until < now),
+            )
+            .order_by(ActionRow.next_attempt_at)
+            .limit(limit)
+        )
+        async with self.sessions() as session:
+            return [_record(r) for r in (await session.execute(query)).scalars()]
+
+    async def list(
+        self, *, event_id: str | None = None, statuses: Sequence[str] | None = None, limit: int = 100
+    ) -> list[ActionRecord]:
+        query = select(ActionRow).order_by(ActionRow.id.desc()).limit(limit)
+        if event_id is not None:
+            query = query.where(ActionRow.event_id == event_id)
+        if statuses is not None:
+            query = query.where(ActionRow.status.in_(list(statuses)))
+        async with self.sessions() as session:
+            return [_record(r) for r in (await session.execute(query)).scalars()]
+
+    async def get(self, action_id: int) -> ActionRecord | None:
+        async with self.sessions() as session:
+            row = (await session.execute(select(ActionRow).where(ActionRow.id == action_id))).scalar_one_or_none()
+            return _record(row) if row else None
+
+    async def give_up(self, action_id: int, by: str, reason: str) -> ActionRecord | None:
+        """A moderator stops the retries of a pending or failed action nobody holds right now.
+
+        Returns the updated record, or None when the action is done, given up already, or
+        being attempted at this moment (the caller says which, from `get`).
+        """
+        now = self._clock()
+        async with self.sessions.begin() as session:
+            result = await session.execute(
+                update(ActionRow)
+                .where(
+                    ActionRow.id == action_id,
+                    ActionRow.status.in_(OPEN),
+                    or_(ActionRow.owner.is_(None), ActionRow.lease_until < now),
+                )
+                .values(status=GIVEN_UP, next_attempt_at=None, owner=None, lease_until=None, updated_at=now,
+                        detail=f"given up by {by}: {reason}")
+                .execution_options(synchronize_session=False)
+            )
+            if not result.rowcount:
+                return None
+        return await self.get(action_id)
+
+    async def retry(self, action_id: int) -> ActionRecord | None:
+        """Put a failed or given-up action back in the retry queue, due now (after its cause
+        was fixed). None when it is not failed or given up, or cannot be redone."""
+        now = self._clock()
+        async with self.sessions.begin() as session:
+            result = await session.execute(
+                update(ActionRow)
+                .where(
+                    ActionRow.id == action_id,
+                    ActionRow.status.in_((FAILED, GIVEN_UP)),
+                    ActionRow.operation.is_not(None),
+                )
+                .values(status=PENDING, next_attempt_at=now, owner=None, lease_until=None, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if not result.rowcount:
+                return None
+        return await self.get(action_id)
+
+
+def _record(row: ActionRow, *, claimed: bool = False) -> ActionRecord:
+    return ActionRecord(
+        key=row.key,
+        kind=row.kind,
+        target=row.target,
+        status=row.status,
+        attempts=row.attempts,
+        event_id=row.event_id,
+        room_id=row.room_id,
+        decided_by=row.decided_by,
+        detail=row.detail,
+        updated_at=row.updated_at,
+        id=row.id,
+        owner=row.owner,
+        lease_until=row.lease_until,
+        next_attempt_at=row.next_attempt_at,
+        operation=row.operation,
+        claimed=claimed,
+    )
