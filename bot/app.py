@@ -24,9 +24,11 @@ from .commands.runner import CommandRunner
 from .config import Config, ConfigError, load_config
 from .enforce import Enforcer
 from .extract import extract_media_refs
+from .eventbudget import EventBudget
 from .fetch import MediaFetcher
 from .hashing import warm_up
 from .hashpool import hash_pool
+from .mediafailures import MediaFailureMemory
 from .intake.endpoint import DurableAppService
 from .intake.queue import WorkQueue
 from .lists import ListRegistry, ReloadResult
@@ -160,6 +162,8 @@ class ModBot:
             user_id=self.bot_user_id,
             max_bytes=cfg.processing.max_media_bytes,
             timeout=cfg.processing.download_timeout,
+            pending_upload_wait=cfg.processing.pending_upload_wait,
+            max_downloads=cfg.processing.max_downloads,
         )
         self.executor = executor = Executor(
             self.homeserver,
@@ -190,6 +194,12 @@ class ModBot:
             bot_user_id=self.bot_user_id,
             max_image_pixels=cfg.processing.max_image_pixels,
             hash_executor=self.hash_executor,
+            budget=EventBudget(
+                max_refs=cfg.processing.max_refs_per_event,
+                deadline=cfg.processing.event_deadline,
+                fetch_concurrency=cfg.processing.fetch_concurrency,
+            ),
+            failures=MediaFailureMemory(expiry=cfg.processing.failure_memory),
         )
         await warming
         if cfg.processing.enabled:

@@ -2,6 +2,12 @@
 
 The bytes live in a bytearray for as long as the caller hashes them; nothing here writes
 to disk, and nothing hands the bytes to anything but the hashing stage.
+
+Media created but not uploaded yet (MSC2246 async uploads) is asked for with a short
+`timeout_ms`: Synapse waits that long for the upload (polling every 500 ms), then answers
+504 `M_NOT_YET_UPLOADED`, instead of holding the request for its default 20 s. Reading
+bodies is bounded across all events (`max_downloads`); waiting for the homeserver's
+answer is not, so references that never answer cannot take the slots that bytes need.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ class Fetched:
     # a permanent one (404, over the size cap) is not.
     retryable: bool = False
     status: int | None = None  # the homeserver's HTTP status, when it answered with an error
+    # A failure of this reference rather than of the homeserver (a timeout, an upload that
+    # never came): remembered per mxc, and not worth retrying the event for.
+    dead: bool = False
+    pending_upload: bool = False  # MSC2246: created, not uploaded within the wait
 
     def __repr__(self) -> str:  # never print the bytes, even in a traceback
         size = None if self.data is None else len(self.data)
@@ -42,6 +52,8 @@ class MediaFetcher:
         user_id: str,
         max_bytes: int,
         timeout: float,
+        pending_upload_wait: float = 1.0,
+        max_downloads: int = 8,
     ) -> None:
         self._session = session
         self._base = homeserver_url.rstrip("/")
@@ -49,6 +61,9 @@ class MediaFetcher:
         self._user_id = user_id
         self.max_bytes = max_bytes
         self._timeout = timeout
+        self.pending_upload_wait = pending_upload_wait
+        # Bodies read at once, all events together: bounds the media bytes in memory.
+        self._bodies = asyncio.Semaphore(max_downloads)
 
     def url(self, ref: MediaRef) -> str:
         return (
@@ -59,37 +74,66 @@ class MediaFetcher:
     async def fetch(self, ref: MediaRef, *, bypass_quarantine: bool = False) -> Fetched:
         """Download `ref`. `bypass_quarantine` (the bot is a server admin) reads media the bot
         itself quarantined while a scan was failing, to scan it again."""
+        phase = _Phase()
         try:
             async with asyncio.timeout(self._timeout):
-                return await self._download(ref, bypass_quarantine)
+                return await self._download(ref, bypass_quarantine, phase)
         except TimeoutError:
-            return Fetched(None, error=f"download timed out after {self._timeout:g} s", retryable=True)
+            if phase.waiting_for_slot:
+                # Other downloads had every slot: the bot is busy, the reference may be fine.
+                return Fetched(None, error=f"no download slot free within {self._timeout:g} s", retryable=True)
+            return Fetched(None, error=f"download timed out after {self._timeout:g} s", dead=True)
         except aiohttp.ClientError as e:
             return Fetched(None, error=f"download failed: {type(e).__name__}: {e}", retryable=True)
 
-    async def _download(self, ref: MediaRef, bypass_quarantine: bool = False) -> Fetched:
-        params = {"user_id": self._user_id, "allow_redirect": "true"}
+    async def _download(self, ref: MediaRef, bypass_quarantine: bool, phase: _Phase) -> Fetched:
+        params = {
+            "user_id": self._user_id,
+            "allow_redirect": "true",
+            "timeout_ms": str(int(self.pending_upload_wait * 1000)),
+        }
         if bypass_quarantine:
             params["admin_unsafely_bypass_quarantine"] = "true"
         async with self._session.get(self.url(ref), headers=self._headers, params=params) as resp:
             if resp.status != 200:
-                return _http_error(resp.status, await _errcode(resp))
+                return self._http_error(resp.status, await _errcode(resp))
             mimetype = resp.headers.get("Content-Type", "").split(";")[0].strip() or None
             declared = resp.content_length
             if declared is not None and declared > self.max_bytes:
                 return Fetched(None, mimetype, error=self._too_large(declared))
-            buf = bytearray()
-            async for chunk in resp.content.iter_chunked(CHUNK):
-                buf += chunk
-                if len(buf) > self.max_bytes:
-                    # Stop reading at once: a lying or missing Content-Length must not
-                    # make us hold more than the cap.
-                    return Fetched(None, mimetype, error=self._too_large(None))
-            return Fetched(bytes(buf), mimetype)
+            phase.waiting_for_slot = True
+            async with self._bodies:
+                phase.waiting_for_slot = False
+                return await self._read(resp, mimetype)
+
+    async def _read(self, resp: aiohttp.ClientResponse, mimetype: str | None) -> Fetched:
+        buf = bytearray()
+        async for chunk in resp.content.iter_chunked(CHUNK):
+            buf += chunk
+            if len(buf) > self.max_bytes:
+                # Stop reading at once: a lying or missing Content-Length must not
+                # make us hold more than the cap.
+                return Fetched(None, mimetype, error=self._too_large(None))
+        return Fetched(bytes(buf), mimetype)
+
+    def _http_error(self, status: int, errcode: str) -> Fetched:
+        if errcode == "M_NOT_YET_UPLOADED":
+            return Fetched(
+                None,
+                error=f"not uploaded yet (M_NOT_YET_UPLOADED after waiting {self.pending_upload_wait:g} s)",
+                status=status, dead=True, pending_upload=True,
+            )
+        return _http_error(status, errcode)
 
     def _too_large(self, size: int | None) -> str:
         actual = f"{size} bytes" if size is not None else "more bytes"
         return f"file over the size cap ({actual} > {self.max_bytes} bytes), not scanned"
+
+
+class _Phase:
+    """Where a download is, so that a timeout can say whose fault it was."""
+
+    waiting_for_slot = False
 
 
 async def _errcode(resp: aiohttp.ClientResponse) -> str:

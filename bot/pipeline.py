@@ -20,9 +20,11 @@ from .allowlist import Allowlist
 from .classify.base import Classifier, MediaInput
 from .classify.runner import ClassifierRunner
 from .enforce import Enforcer
+from .eventbudget import EventBudget, Finished, run_within
 from .extract import extract_media_refs
 from .fetch import MediaFetcher
 from .hashing import compute_hashes
+from .mediafailures import DeadReference, MediaFailureMemory, RememberingFetcher
 from .metrics import Metrics
 from .model import ActionKind, Classification, Decision, EventContext, FailureMode, Hashes, MediaRef, Verdict
 from .policy import Policy, decide
@@ -84,9 +86,12 @@ class Pipeline:
         max_image_pixels: int,
         rescanner: Rescanner | None = None,
         hash_executor: Executor | None = None,
+        budget: EventBudget = EventBudget(),
+        failures: MediaFailureMemory | None = None,
     ) -> None:
         self.store = store
-        self.fetcher = fetcher
+        # Dead references (timed out, never uploaded) are remembered, so they cost one timeout.
+        self.fetcher = RememberingFetcher(fetcher, failures or MediaFailureMemory(expiry=600.0))
         # The runner feeds the classifiers (bytes only to those that need them), answers
         # from the verdict cache and contains their failures.
         self.runner = classifiers if isinstance(classifiers, ClassifierRunner) else ClassifierRunner(classifiers)
@@ -101,6 +106,7 @@ class Pipeline:
         self.bot_user_id = bot_user_id
         self.max_image_pixels = max_image_pixels
         self.hash_executor = hash_executor  # None: asyncio's default threads
+        self.budget = budget
 
     async def process(self, event: StoredEvent) -> None:
         """Handle one stored event. Raises RetryLater when it should be tried again.
@@ -113,15 +119,17 @@ class Pipeline:
         if event.sender == self.bot_user_id or not self._is_protected(event.room_id):
             await self.store.commit(journal, finish="ignored")
             return
-        extracted = extract_media_refs(event.event)
+        extracted = extract_media_refs(event.event, max_refs=self.budget.max_refs)
         for problem in extracted.problems:
             journal.audit("scan", "not_scanned", f"malformed event content: {problem}")
+        for overflow in self.budget.overflow(extracted):
+            journal.audit("scan", "not_scanned", overflow)
         journal.link(extracted.refs)
 
         hold = None
         if self.rescanner is not None and not event.from_intake:
             hold = await self.rescanner.held(event.event_id)
-        scans = [await self._scan(journal, ref, held=hold is not None) for ref in extracted.refs]
+        scans = await self._scan_all(journal, extracted.refs, held=hold is not None)
         transient = [s for s in scans if s.retryable]
         if transient:
             await self.store.commit(journal)  # the audit says what failed; the event stays pending
@@ -223,6 +231,27 @@ class Pipeline:
 
         await executor.manual("notify", room, room, by="modbot", command_event_id=key, do=send)
 
+    async def _scan_all(self, journal: EventJournal, refs: Sequence[MediaRef], *, held: bool) -> list[ScanResult]:
+        """Every reference scanned, a few at a time, within the event's deadline.
+
+        A reference not done by then is audited as not scanned and counts as a failed scan
+        of every classifier, so the policy's `on_failure` decides (a hold re-scans it later);
+        the event is not retried for it, which would only run into the deadline again.
+        """
+        budget = self.budget
+        outcomes = await run_within(
+            refs, partial(self._scan, journal, held=held), concurrency=budget.fetch_concurrency, deadline=budget.deadline
+        )
+        for late in (o.item for o in outcomes if not isinstance(o, Finished)):
+            journal.audit("scan", "not_scanned", budget.late, mxc=late.mxc)
+            self.metrics.media_scanned.labels("error").inc()
+        return [o.result if isinstance(o, Finished) else self._unscanned(o.item, budget.late) for o in outcomes]
+
+    def _unscanned(self, ref: MediaRef, reason: str) -> ScanResult:
+        """Media no classifier could look at: a failed scan for each, for the policy's on_failure."""
+        failures = tuple(Classification(classifier=c.name, error=reason) for c in self.classifiers)
+        return ScanResult(ref, None, (), error=reason, failures=failures)
+
     async def _scan(self, journal: EventJournal, ref: MediaRef, *, held: bool = False) -> ScanResult:
         started = time.monotonic()
         if ref.encrypted:
@@ -234,6 +263,8 @@ class Pipeline:
         hashes, data, error, retryable = await self._media(ref, journal, held=held)
         if hashes is None:
             self.metrics.media_scanned.labels("error").inc()
+            if isinstance(error, DeadReference):
+                return self._unscanned(ref, error)  # the policy's on_failure decides
             return ScanResult(ref, None, (), error=error, retryable=retryable)
 
         verdicts: list[Verdict] = []
@@ -315,19 +346,22 @@ class Pipeline:
         if known_hashes is not None:
             if not keep_data or not await self.runner.wants_data(known_hashes.sha256):
                 return known_hashes, None, None, False
-            fetched = await self.fetcher.fetch(ref, bypass_quarantine=held)
+            fetched = await self.fetcher.fetch(ref, bypass_quarantine=held, fresh=held)
             if fetched.data is None and fetched.retryable:
                 reason = fetched.error or "download failed"
                 journal.audit("scan", "retry", f"not scanned yet: {reason}", mxc=ref.mxc)
                 return None, None, reason, True
             # Without the bytes, the classifiers that need them report a failed scan.
             return known_hashes, fetched.data, None, False
-        fetched = await self.fetcher.fetch(ref, bypass_quarantine=held)
+        fetched = await self.fetcher.fetch(ref, bypass_quarantine=held, fresh=held)
         if fetched.data is None:
             reason = fetched.error or "download failed"
             if fetched.retryable:
                 journal.audit("scan", "retry", f"not scanned yet: {reason}", mxc=ref.mxc)
                 return None, None, reason, True
+            if fetched.dead:
+                journal.audit("scan", "not_scanned", f"not scanned: {reason}", mxc=ref.mxc)
+                return None, None, DeadReference(reason), False
             if fetched.status == 404:
                 recorded = await self._homeserver_record(journal, ref)
                 if recorded is not None:
