@@ -47,8 +47,8 @@ log = logging.getLogger("modbot")
 
 def wants_processing(event: dict[str, Any]) -> bool:
     """Whether an event needs the pipeline: it references media, or tried to and failed."""
-    extracted = extract_media_refs(event)
-    return bool(extracted.refs or extracted.problems)
+    extracted = extract_media_refs(event, max_refs=1)  # one is enough to know; the rest is only counted
+    return bool(extracted.refs or extracted.problems or extracted.dropped)
 
 
 class ModBot:

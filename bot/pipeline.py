@@ -196,7 +196,7 @@ class Pipeline:
         rule that fired has acted and the media stays quarantined."""
         assert self.rescanner is not None
         if released:
-            refs = {r.mxc: r for r in extract_media_refs(event.event).refs}
+            refs = {r.mxc: r for r in extract_media_refs(event.event, max_refs=self.budget.max_refs).refs}
             for mxc in mxcs:
                 # Media another event matched stays quarantined whatever this scan says.
                 if any(v.kind != "no_match" for v in await self.store.verdicts_for(mxc=mxc)):
