@@ -152,3 +152,58 @@ async def _status(db: StoreReader, event_id: str) -> str | None:
     event = await db.store.load_event(event_id)
     return event.status if event is not None and event.status != "pending" else None
 
+
+
+async def test_a_reference_cut_by_the_deadline_is_held_by_fail_closed_and_scanned_once_uploaded(
+    stage_and_bot: tuple[Stage, BotProcess, StoreReader],
+) -> None:
+    """The deadline's leftovers go through the policy's failure handling: with fail_closed
+    the media is quarantined, the event redacted and held, and the rescanner scans it again
+    until the upload comes; then it is scanned, found clean and released. (Runs last: it
+    restarts the bot with a short deadline and a fail_closed policy.)"""
+    stage, bot, db = stage_and_bot
+    await bot.stop()
+    stage.write_config(
+        processing={
+            **stage.config_data["processing"],
+            # Synapse waits for the upload longer than the event may take: the deadline cuts it.
+            "event_deadline": 1,
+            "pending_upload_wait": 4,
+            "rescan_delay": 1,
+            "rescan_max_delay": 2,
+        },
+        policy={"on_failure": "fail_closed"},
+    )
+    await bot.start()
+    try:
+        user = await stage.new_user("slowuploader", join=stage.room)
+        mxc = await create_unuploaded(user)
+        event_id = await user.send_image(stage.room, mxc)
+
+        await wait_for(lambda: _status(db, event_id), timeout=60, description="event held")
+        assert (await db.store.load_event(event_id)).status == "held"  # type: ignore[union-attr]
+        audit = await db.store.audit_log(event_id=event_id)
+        assert any(
+            a.outcome == "not_scanned" and a.mxc == mxc and "event deadline (1 s" in a.message for a in audit
+        ), [(a.outcome, a.message) for a in audit]
+        assert "fail_closed" in [a.outcome for a in audit if a.category == "decision"]
+        assert await redacted(stage.moderator, stage.room, event_id)
+
+        # The upload finally comes (MSC2246: PUT to the created media id).
+        server, media_id = mxc.removeprefix("mxc://").split("/")
+        await user.request(
+            "PUT", f"/_matrix/media/v3/upload/{server}/{media_id}",
+            data=encode(make_photo(seed=303), "PNG"), headers={"Content-Type": "image/png"},
+        )
+
+        async def released() -> bool:
+            return any(a.outcome == "released" for a in await db.store.audit_log(event_id=event_id))
+
+        await wait_for(released, timeout=90, description="held media scanned after its upload and released")
+        assert await stage.admin.download_status(mxc) == 200
+        verdicts = await db.store.verdicts_for(mxc=mxc)
+        assert [v.kind for v in verdicts] == ["no_match"]
+    finally:
+        await bot.stop()
+        stage.write_config()  # back to the stage's own settings
+        await bot.start()
