@@ -177,8 +177,8 @@ class ProcessingConfig(_Section):
     max_refs_per_event: int = Field(default=20, ge=1)
     event_deadline: float = Field(default=60, gt=0)
     fetch_concurrency: int = Field(default=4, ge=1)
-    # Media bodies read at once across all events (bounds the bytes in memory).
-    max_downloads: int = Field(default=8, ge=1)
+    # Media bodies downloaded and held at once across all events (bounds the bytes in memory).
+    max_downloads: int = Field(default=4, ge=1)
     # Seconds the homeserver waits for media created but not uploaded yet (MSC2246 timeout_ms).
     pending_upload_wait: float = Field(default=1, ge=0, le=60)
     # Seconds a dead reference (timed out, never uploaded) is answered from memory.
@@ -435,8 +435,10 @@ processing:
   event_deadline: 60
   # References of one event downloaded and scanned at once.
   fetch_concurrency: 4
-  # Media bodies read at once across all events; bounds the media bytes in memory.
-  max_downloads: 8
+  # Media bodies downloaded and held (until hashed and scanned) at once, across all events:
+  # media bytes in memory stay under max_downloads x max_media_bytes. Waiting for the
+  # homeserver's answer takes no slot, so references that never answer starve nothing.
+  max_downloads: 4
   # Seconds the homeserver waits for media created but not uploaded yet (MSC2246) before
   # answering M_NOT_YET_UPLOADED; such media is a failed scan, like a timeout.
   pending_upload_wait: 1

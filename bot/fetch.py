@@ -5,14 +5,18 @@ to disk, and nothing hands the bytes to anything but the hashing stage.
 
 Media created but not uploaded yet (MSC2246 async uploads) is asked for with a short
 `timeout_ms`: Synapse waits that long for the upload (polling every 500 ms), then answers
-504 `M_NOT_YET_UPLOADED`, instead of holding the request for its default 20 s. Reading
-bodies is bounded across all events (`max_downloads`); waiting for the homeserver's
-answer is not, so references that never answer cannot take the slots that bytes need.
+504 `M_NOT_YET_UPLOADED`, instead of holding the request for its default 20 s.
+
+Media bytes in memory are bounded across all events by `BodySlots`: a slot is taken once
+the homeserver answers 200 and kept until the caller is done with the bytes. Waiting for
+the answer holds no slot, so references that never answer cannot starve the ones that do.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -42,6 +46,41 @@ class Fetched:
         return f"Fetched(size={size}, mimetype={self.mimetype!r}, error={self.error!r})"
 
 
+class Lease:
+    """One caller's claim on a body slot: taken when bytes start to arrive, released by
+    `BodySlots.lease` when the caller is done with them (or earlier, with `release`)."""
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self._slots = slots
+        self._held = False
+
+    async def take(self) -> None:
+        if not self._held:
+            await self._slots.acquire()
+            self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
+
+
+class BodySlots:
+    """Media bodies downloaded and held at once, across all events (`processing.max_downloads`):
+    media bytes in memory stay under that many times the size cap."""
+
+    def __init__(self, count: int) -> None:
+        self._slots = asyncio.Semaphore(count)
+
+    @asynccontextmanager
+    async def lease(self) -> AsyncIterator[Lease]:
+        lease = Lease(self._slots)
+        try:
+            yield lease
+        finally:
+            lease.release()
+
+
 class MediaFetcher:
     def __init__(
         self,
@@ -53,7 +92,7 @@ class MediaFetcher:
         max_bytes: int,
         timeout: float,
         pending_upload_wait: float = 1.0,
-        max_downloads: int = 8,
+        max_downloads: int = 4,
     ) -> None:
         self._session = session
         self._base = homeserver_url.rstrip("/")
@@ -62,8 +101,7 @@ class MediaFetcher:
         self.max_bytes = max_bytes
         self._timeout = timeout
         self.pending_upload_wait = pending_upload_wait
-        # Bodies read at once, all events together: bounds the media bytes in memory.
-        self._bodies = asyncio.Semaphore(max_downloads)
+        self.slots = BodySlots(max_downloads)
 
     def url(self, ref: MediaRef) -> str:
         return (
@@ -71,13 +109,20 @@ class MediaFetcher:
             f"{quote(ref.server, safe=':[]')}/{quote(ref.media_id, safe='')}"
         )
 
-    async def fetch(self, ref: MediaRef, *, bypass_quarantine: bool = False) -> Fetched:
+    async def fetch(self, ref: MediaRef, *, bypass_quarantine: bool = False, lease: Lease | None = None) -> Fetched:
         """Download `ref`. `bypass_quarantine` (the bot is a server admin) reads media the bot
-        itself quarantined while a scan was failing, to scan it again."""
+        itself quarantined while a scan was failing, to scan it again.
+
+        With a `lease` (from `self.slots.lease()`), the body slot stays taken until the
+        caller's lease ends; without one, the slot is given back as soon as the bytes are in.
+        """
+        if lease is None:
+            async with self.slots.lease() as own:
+                return await self.fetch(ref, bypass_quarantine=bypass_quarantine, lease=own)
         phase = _Phase()
         try:
             async with asyncio.timeout(self._timeout):
-                return await self._download(ref, bypass_quarantine, phase)
+                return await self._download(ref, bypass_quarantine, phase, lease)
         except TimeoutError:
             if phase.waiting_for_slot:
                 # Other downloads had every slot: the bot is busy, the reference may be fine.
@@ -86,7 +131,7 @@ class MediaFetcher:
         except aiohttp.ClientError as e:
             return Fetched(None, error=f"download failed: {type(e).__name__}: {e}", retryable=True)
 
-    async def _download(self, ref: MediaRef, bypass_quarantine: bool, phase: _Phase) -> Fetched:
+    async def _download(self, ref: MediaRef, bypass_quarantine: bool, phase: _Phase, lease: Lease) -> Fetched:
         params = {
             "user_id": self._user_id,
             "allow_redirect": "true",
@@ -102,9 +147,9 @@ class MediaFetcher:
             if declared is not None and declared > self.max_bytes:
                 return Fetched(None, mimetype, error=self._too_large(declared))
             phase.waiting_for_slot = True
-            async with self._bodies:
-                phase.waiting_for_slot = False
-                return await self._read(resp, mimetype)
+            await lease.take()
+            phase.waiting_for_slot = False
+            return await self._read(resp, mimetype)
 
     async def _read(self, resp: aiohttp.ClientResponse, mimetype: str | None) -> Fetched:
         buf = bytearray()

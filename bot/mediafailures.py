@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .fetch import Fetched, MediaFetcher
+from .fetch import BodySlots, Fetched, Lease, MediaFetcher
 from .model import MediaRef
 
 
@@ -79,7 +79,13 @@ class RememberingFetcher:
         self.fetcher = fetcher
         self.memory = memory
 
-    async def fetch(self, ref: MediaRef, *, bypass_quarantine: bool = False, fresh: bool = False) -> Fetched:
+    @property
+    def slots(self) -> BodySlots:
+        return self.fetcher.slots
+
+    async def fetch(
+        self, ref: MediaRef, *, bypass_quarantine: bool = False, fresh: bool = False, lease: Lease | None = None
+    ) -> Fetched:
         remembered = None if fresh else self.memory.recall(ref.mxc)
         if remembered is not None:
             error = (
@@ -87,7 +93,7 @@ class RememberingFetcher:
                 f" {self.memory.expiry:g} s after it, processing.failure_memory)"
             )
             return Fetched(None, error=error, dead=True, pending_upload=remembered.pending_upload)
-        fetched = await self.fetcher.fetch(ref, bypass_quarantine=bypass_quarantine)
+        fetched = await self.fetcher.fetch(ref, bypass_quarantine=bypass_quarantine, lease=lease)
         if fetched.dead:
             self.memory.remember(ref.mxc, fetched.error or "download failed", pending_upload=fetched.pending_upload)
         elif fetched.data is not None:

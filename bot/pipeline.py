@@ -22,7 +22,7 @@ from .classify.runner import ClassifierRunner
 from .enforce import Enforcer
 from .eventbudget import EventBudget, Finished, run_within
 from .extract import extract_media_refs
-from .fetch import MediaFetcher
+from .fetch import Lease, MediaFetcher
 from .hashing import compute_hashes
 from .mediafailures import DeadReference, MediaFailureMemory, RememberingFetcher
 from .metrics import Metrics
@@ -232,16 +232,16 @@ class Pipeline:
         await executor.manual("notify", room, room, by="modbot", command_event_id=key, do=send)
 
     async def _scan_all(self, journal: EventJournal, refs: Sequence[MediaRef], *, held: bool) -> list[ScanResult]:
-        """Every reference scanned, a few at a time, within the event's deadline.
+        """Every reference scanned, a few at a time, within the event's deadline. One not done
+        by then is a failed scan of every classifier: the policy's `on_failure` decides (a
+        hold re-scans it later); retrying the event would only run into the deadline again."""
 
-        A reference not done by then is audited as not scanned and counts as a failed scan
-        of every classifier, so the policy's `on_failure` decides (a hold re-scans it later);
-        the event is not retried for it, which would only run into the deadline again.
-        """
+        async def scan(ref: MediaRef) -> ScanResult:
+            async with self.fetcher.slots.lease() as lease:  # its bytes count until its scan ends
+                return await self._scan(journal, ref, held=held, lease=lease)
+
         budget = self.budget
-        outcomes = await run_within(
-            refs, partial(self._scan, journal, held=held), concurrency=budget.fetch_concurrency, deadline=budget.deadline
-        )
+        outcomes = await run_within(refs, scan, concurrency=budget.fetch_concurrency, deadline=budget.deadline)
         for late in (o.item for o in outcomes if not isinstance(o, Finished)):
             journal.audit("scan", "not_scanned", budget.late, mxc=late.mxc)
             self.metrics.media_scanned.labels("error").inc()
@@ -252,7 +252,9 @@ class Pipeline:
         failures = tuple(Classification(classifier=c.name, error=reason) for c in self.classifiers)
         return ScanResult(ref, None, (), error=reason, failures=failures)
 
-    async def _scan(self, journal: EventJournal, ref: MediaRef, *, held: bool = False) -> ScanResult:
+    async def _scan(
+        self, journal: EventJournal, ref: MediaRef, *, held: bool = False, lease: Lease | None = None
+    ) -> ScanResult:
         started = time.monotonic()
         if ref.encrypted:
             journal.record_media(ref, status="encrypted", mimetype=ref.mimetype)
@@ -260,7 +262,7 @@ class Pipeline:
             self.metrics.media_scanned.labels("encrypted").inc()
             return ScanResult(ref, None, (), error="encrypted")
 
-        hashes, data, error, retryable = await self._media(ref, journal, held=held)
+        hashes, data, error, retryable = await self._media(ref, journal, held=held, lease=lease)
         if hashes is None:
             self.metrics.media_scanned.labels("error").inc()
             if isinstance(error, DeadReference):
@@ -331,7 +333,8 @@ class Pipeline:
         return hashes, error, retryable
 
     async def _media(
-        self, ref: MediaRef, journal: EventJournal, *, keep_data: bool = True, held: bool = False
+        self, ref: MediaRef, journal: EventJournal, *, keep_data: bool = True, held: bool = False,
+        lease: Lease | None = None,
     ) -> tuple[Hashes | None, bytes | None, str | None, bool]:
         """Hashes, and the bytes when a classifier that needs them has no cached answer.
 
@@ -346,14 +349,14 @@ class Pipeline:
         if known_hashes is not None:
             if not keep_data or not await self.runner.wants_data(known_hashes.sha256):
                 return known_hashes, None, None, False
-            fetched = await self.fetcher.fetch(ref, bypass_quarantine=held, fresh=held)
+            fetched = await self.fetcher.fetch(ref, bypass_quarantine=held, fresh=held, lease=lease)
             if fetched.data is None and fetched.retryable:
                 reason = fetched.error or "download failed"
                 journal.audit("scan", "retry", f"not scanned yet: {reason}", mxc=ref.mxc)
                 return None, None, reason, True
             # Without the bytes, the classifiers that need them report a failed scan.
             return known_hashes, fetched.data, None, False
-        fetched = await self.fetcher.fetch(ref, bypass_quarantine=held, fresh=held)
+        fetched = await self.fetcher.fetch(ref, bypass_quarantine=held, fresh=held, lease=lease)
         if fetched.data is None:
             reason = fetched.error or "download failed"
             if fetched.retryable:
@@ -377,6 +380,8 @@ class Pipeline:
         )
         if not keep_data or not await self.runner.wants_data(hashes.sha256):
             data = None  # no classifier needs the bytes: they go no further than this line
+            if lease is not None:
+                lease.release()
         journal.record_media(ref, status="hashed", hashes=hashes, mimetype=ref.mimetype, error=hashes.perceptual_error)
         if hashes.perceptual_error:
             journal.audit(

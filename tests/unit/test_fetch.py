@@ -318,7 +318,8 @@ async def test_a_download_that_waits_too_long_for_a_body_slot_is_retryable_not_d
 
     repo.handler = handler
     f = fetcher(session, repo.url, timeout=0.2, max_downloads=1)
-    async with f._bodies:  # the only slot, taken as another download's body would take it
+    async with f.slots.lease() as other:  # the only slot, held by another scan's bytes
+        await other.take()
         got = await f.fetch(REF)
     # The bot was busy; the reference is not at fault and is not remembered as dead.
     assert got.retryable and not got.dead
@@ -348,3 +349,19 @@ def test_fetched_repr_never_shows_the_bytes() -> None:
         assert "SECRET" not in text
         assert "size=180" in text
     assert "size=None" in repr(Fetched(None, error="x"))
+
+
+async def test_a_lease_keeps_the_slot_until_the_caller_is_done_with_the_bytes(
+    repo: MediaRepo, session: aiohttp.ClientSession
+) -> None:
+    async def handler(_request: web.Request) -> web.StreamResponse:
+        return web.Response(body=PNG, content_type="image/png")
+
+    repo.handler = handler
+    f = fetcher(session, repo.url, timeout=0.3, max_downloads=1)
+    async with f.slots.lease() as lease:
+        assert (await f.fetch(REF, lease=lease)).data == PNG
+        # Still hashing these bytes: another download must wait for the slot.
+        assert (await f.fetch(REF)).retryable
+    assert (await f.fetch(REF)).data == PNG  # the lease ended: the slot is free again
+    assert (await f.fetch(REF)).data == PNG  # and a fetch without a lease gives it back itself
