@@ -182,7 +182,7 @@ class ProcessingConfig(_Section):
     # Seconds the homeserver waits for media created but not uploaded yet (MSC2246 timeout_ms).
     pending_upload_wait: float = Field(default=1, ge=0, le=60)
     # Seconds a dead reference (timed out, never uploaded) is answered from memory.
-    failure_memory: float = Field(default=600, ge=0)
+    failure_memory: float = Field(default=300, ge=0)
 
 
 class HashlistSettings(_Section):
@@ -440,11 +440,13 @@ processing:
   # homeserver's answer takes no slot, so references that never answer starve nothing.
   max_downloads: 4
   # Seconds the homeserver waits for media created but not uploaded yet (MSC2246) before
-  # answering M_NOT_YET_UPLOADED; such media is a failed scan, like a timeout.
+  # answering M_NOT_YET_UPLOADED; such media is a failed scan, like a timeout, and the
+  # event is re-scanned (as held media is) until the upload comes, whatever on_failure says.
   pending_upload_wait: 1
   # Seconds a dead reference (timed out, never uploaded) is answered from memory, so it
-  # costs one timeout however many events name it.
-  failure_memory: 600
+  # costs one timeout however many events, retries and re-scans name it. Media uploaded
+  # late is seen by a re-scan at most this long after its upload (plus the re-scan delay).
+  failure_memory: 300
 
 hashlist:
   # PDQ hashes of uploaded images below this quality (0-100) are not used for near matches.

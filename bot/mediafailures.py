@@ -71,8 +71,9 @@ class RememberingFetcher:
     """A MediaFetcher that answers at once, from memory, for references that recently died.
 
     A dead reference (a timeout, an upload that never came) is remembered for `expiry`
-    seconds; `fresh=True` (a held event's scheduled re-scan, already backed off by the
-    rescanner) always tries the download again.
+    seconds, for every caller: events naming it, their retries and the rescanner's re-scans
+    of held events alike (however many held events name it, it costs one download per
+    expiry).
     """
 
     def __init__(self, fetcher: MediaFetcher, memory: MediaFailureMemory) -> None:
@@ -83,10 +84,8 @@ class RememberingFetcher:
     def slots(self) -> BodySlots:
         return self.fetcher.slots
 
-    async def fetch(
-        self, ref: MediaRef, *, bypass_quarantine: bool = False, fresh: bool = False, lease: Lease | None = None
-    ) -> Fetched:
-        remembered = None if fresh else self.memory.recall(ref.mxc)
+    async def fetch(self, ref: MediaRef, *, bypass_quarantine: bool = False, lease: Lease | None = None) -> Fetched:
+        remembered = self.memory.recall(ref.mxc)
         if remembered is not None:
             error = (
                 f"{remembered.error} (a remembered failure: tried again"
@@ -103,3 +102,10 @@ class RememberingFetcher:
 
 class DeadReference(str):
     """The error of a dead reference: a failed scan for the policy, not a reason to retry the event."""
+
+    pending_upload: bool
+
+    def __new__(cls, error: str, *, pending_upload: bool = False) -> DeadReference:
+        self = super().__new__(cls, error)
+        self.pending_upload = pending_upload
+        return self

@@ -31,6 +31,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 # upload time, which would take another path through the bot.
 KNOWN_ALONE = encode(make_photo(seed=301), "PNG")
 KNOWN_BEHIND = encode(make_photo(seed=302), "PNG")
+KNOWN_LATE = encode(make_photo(seed=304), "PNG")
 MESSAGES = 4
 REFS_PER_MESSAGE = 5  # Synapse's default max_pending_media_uploads per user
 BOUND = 5.0  # seconds over the known image's own processing time (issue 10)
@@ -42,7 +43,7 @@ async def stage_and_bot(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
     stage = await build_stage(workdir)
     bot = db = None
     try:
-        for name, data in (("alone", KNOWN_ALONE), ("behind", KNOWN_BEHIND)):
+        for name, data in (("alone", KNOWN_ALONE), ("behind", KNOWN_BEHIND), ("late", KNOWN_LATE)):
             path = workdir / f"{name}.png"
             path.write_bytes(data)
             add_images([Path(path)], stage.config(), "known", None)
@@ -110,21 +111,24 @@ async def test_a_known_image_behind_dead_references_is_acted_on_within_its_own_t
     print(f"known image alone: {own:.2f} s; behind {MESSAGES}x{REFS_PER_MESSAGE} dead references: {behind:.2f} s")
     assert behind <= own + BOUND, bot.log_tail()
 
-    # The dead references were audited as not scanned, each event finished once (under the
-    # stage's default policy, on_failure fail_open), and none was retried.
+    # The dead references were audited as not scanned and went to the stage's default
+    # policy (on_failure fail_open: let through); none was retried, and each event waits,
+    # held, for a re-scan in case the uploads come after all.
     async def finished() -> bool:
         events = [await db.store.load_event(e) for e in dead_events]
         return all(e is not None and e.status != "pending" for e in events)
 
     await wait_for(finished, timeout=60, description="dead-media events finished")
     for event_id, refs in zip(dead_events, dead_refs):
-        assert (await db.store.load_event(event_id)).status == "done"  # type: ignore[union-attr]
+        assert (await db.store.load_event(event_id)).status == "held"  # type: ignore[union-attr]
         audit = await db.store.audit_log(event_id=event_id)
         not_scanned = {a.mxc: a.message for a in audit if a.outcome == "not_scanned"}
         assert set(not_scanned) == set(refs)
         assert all("not uploaded yet" in m for m in not_scanned.values()), not_scanned
         assert not [a for a in audit if a.outcome == "retry"]
         assert [a.outcome for a in audit if a.category == "decision"] == ["fail_open"]
+        assert not await db.store.actions(event_id=event_id)  # fail_open: nothing done to it
+        assert not await redacted(stage.moderator, stage.room, event_id)
     assert await redacted(stage.moderator, stage.room, known_event)
     # Synapse's default wait (20 s) per reference was not used: each costs about one wait.
     assert behind < 20
@@ -133,7 +137,7 @@ async def test_a_known_image_behind_dead_references_is_acted_on_within_its_own_t
 async def test_a_dead_reference_named_again_costs_no_second_wait(
     stage_and_bot: tuple[Stage, BotProcess, StoreReader],
 ) -> None:
-    """The failure is remembered (processing.failure_memory, 600 s by default): a second
+    """The failure is remembered (processing.failure_memory, 300 s by default): a second
     event naming the same never-uploaded mxc is answered from memory and audited so."""
     stage, _bot, db = stage_and_bot
     user = await stage.new_user("lateuploader", join=stage.room)
@@ -162,19 +166,8 @@ async def test_a_reference_cut_by_the_deadline_is_held_by_fail_closed_and_scanne
     until the upload comes; then it is scanned, found clean and released. (Runs last: it
     restarts the bot with a short deadline and a fail_closed policy.)"""
     stage, bot, db = stage_and_bot
-    await bot.stop()
-    stage.write_config(
-        processing={
-            **stage.config_data["processing"],
-            # Synapse waits for the upload longer than the event may take: the deadline cuts it.
-            "event_deadline": 1,
-            "pending_upload_wait": 4,
-            "rescan_delay": 1,
-            "rescan_max_delay": 2,
-        },
-        policy={"on_failure": "fail_closed"},
-    )
-    await bot.start()
+    # Synapse waits for the upload longer than the event may take: the deadline cuts it.
+    await restart(stage, bot, {"event_deadline": 1, "pending_upload_wait": 4}, {"on_failure": "fail_closed"})
     try:
         user = await stage.new_user("slowuploader", join=stage.room)
         mxc = await create_unuploaded(user)
@@ -204,6 +197,55 @@ async def test_a_reference_cut_by_the_deadline_is_held_by_fail_closed_and_scanne
         verdicts = await db.store.verdicts_for(mxc=mxc)
         assert [v.kind for v in verdicts] == ["no_match"]
     finally:
-        await bot.stop()
-        stage.write_config()  # back to the stage's own settings
-        await bot.start()
+        await restart(stage, bot)
+
+
+async def test_known_media_uploaded_after_its_event_is_still_acted_on_under_fail_open(
+    stage_and_bot: tuple[Stage, BotProcess, StoreReader],
+) -> None:
+    """Under fail_open a not-yet-uploaded reference is let through, but the event is
+    re-scanned until the upload comes: known media uploaded late is still acted on. (Runs
+    with a short failure memory and re-scan delay so the test does not wait minutes.)"""
+    stage, bot, db = stage_and_bot
+    await restart(stage, bot, {"failure_memory": 1})
+    try:
+        offender = await stage.new_user("lateoffender", join=stage.room)
+        mxc = await create_unuploaded(offender)
+        event_id = await offender.send_image(stage.room, mxc)
+        await wait_for(lambda: _status(db, event_id), timeout=60, description="event waiting for its upload")
+        assert (await db.store.load_event(event_id)).status == "held"  # type: ignore[union-attr]
+        assert not await redacted(stage.moderator, stage.room, event_id)
+
+        server, media_id = mxc.removeprefix("mxc://").split("/")
+        await offender.request(
+            "PUT", f"/_matrix/media/v3/upload/{server}/{media_id}",
+            data=KNOWN_LATE, headers={"Content-Type": "image/png"},
+        )
+        try:
+            await wait_for(
+                lambda: redacted(stage.moderator, stage.room, event_id), timeout=90, description="late upload acted on"
+            )
+        except TimeoutError:
+            audit = [(a.category, a.outcome, a.message) for a in await db.store.audit_log(event_id=event_id)]
+            raise AssertionError(f"{audit}\n{bot.log_tail()}") from None
+        assert await stage.admin.download_status(mxc) == 404  # quarantined
+        assert [v.list_name for v in await db.store.verdicts_for(event_id=event_id)] == ["known"]
+    finally:
+        await restart(stage, bot)
+
+
+async def restart(
+    stage: Stage, bot: BotProcess, processing: dict[str, object] | None = None, policy: dict[str, object] | None = None
+) -> None:
+    """modbot again with some settings changed (re-scans quick, so tests need not wait
+    minutes), or with the stage's own settings when none are given."""
+    await bot.stop()
+    if processing is None and policy is None:
+        stage.write_config()
+    else:
+        quick = {"rescan_delay": 1, "rescan_max_delay": 2}
+        stage.write_config(
+            processing={**stage.config_data["processing"], **quick, **(processing or {})},
+            **({"policy": policy} if policy else {}),
+        )
+    await bot.start()

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 
 from bot.devserver import free_port
 from bot.fetch import MediaFetcher
-from bot.mediafailures import MediaFailureMemory, RememberingFetcher
+from bot.mediafailures import DeadReference, MediaFailureMemory, RememberingFetcher
 from bot.model import MediaRef
 
 DEAD = MediaRef("mxc://example.org/dead", "example.org", "dead", "content.formatted_body")
@@ -72,6 +72,12 @@ def test_zero_expiry_remembers_nothing() -> None:
     memory = MediaFailureMemory(expiry=0, clock=Clock())
     memory.remember(DEAD.mxc, "timed out")
     assert memory.recall(DEAD.mxc) is None
+
+
+def test_a_dead_reference_error_is_the_message_and_says_whether_an_upload_is_awaited() -> None:
+    error = DeadReference("not uploaded yet", pending_upload=True)
+    assert error == "not uploaded yet" and error.pending_upload
+    assert not DeadReference("timed out").pending_upload
 
 
 # --- the fetcher that uses it ---------------------------------------------------------------
@@ -158,22 +164,31 @@ async def test_a_not_yet_uploaded_reference_is_remembered_as_pending(
     assert repo.requests.count("pending") == 1
 
 
-async def test_a_fresh_fetch_tries_again_and_a_success_is_not_remembered(
+async def test_a_quarantine_bypassing_re_scan_is_answered_from_memory_too(
     repo_url: tuple[Repo, str], session: aiohttp.ClientSession
 ) -> None:
-    # A held event's scheduled re-scan is the retry: it always downloads.
+    # However many held events name a dead reference, their re-scans cost one download.
     repo, url = repo_url
     fetcher = remembering(session, url, Clock())
     await fetcher.fetch(DEAD)
-    await fetcher.fetch(DEAD, fresh=True)
-    assert repo.requests.count("dead") == 2
+    for _ in range(10):
+        assert (await fetcher.fetch(DEAD, bypass_quarantine=True)).dead
+    assert repo.requests.count("dead") == 1
+
+
+async def test_a_success_is_not_remembered(repo_url: tuple[Repo, str], session: aiohttp.ClientSession) -> None:
+    repo, url = repo_url
+    fetcher = remembering(session, url, Clock())
+    await fetcher.fetch(DEAD)
     for _ in range(3):
         assert (await fetcher.fetch(LIVE)).data is not None
     assert repo.requests.count("live") == 3
     assert len(fetcher.memory) == 1
 
 
-async def test_a_reference_that_comes_back_is_forgotten(session: aiohttp.ClientSession) -> None:
+async def test_a_reference_that_comes_back_after_the_expiry_is_downloaded_and_not_remembered(
+    session: aiohttp.ClientSession,
+) -> None:
     clock = Clock()
     memory = MediaFailureMemory(expiry=600, clock=clock)
     memory.remember(LIVE.mxc, "timed out")
@@ -191,7 +206,9 @@ async def test_a_reference_that_comes_back_is_forgotten(session: aiohttp.ClientS
                          max_bytes=1024, timeout=5),
             memory,
         )
-        assert (await fetcher.fetch(LIVE, fresh=True)).data == b"data"
-        assert memory.recall(LIVE.mxc) is None
+        assert (await fetcher.fetch(LIVE)).dead  # still remembered
+        clock.now += 600  # expired: downloaded again, and this time it comes
+        assert (await fetcher.fetch(LIVE)).data == b"data"
+        assert len(memory) == 0
     finally:
         await server.close()
