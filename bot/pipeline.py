@@ -187,7 +187,8 @@ class Pipeline:
         if released and not any(a.kind == "quarantine" and a.status == "ok" for a in actions):
             # Only waited for (an upload that had not come): nothing was held back, so
             # there is nothing to release and nobody to tell.
-            await self._audit(event, "scan", "hold_ended", "re-scanned: nothing matched (or the media is gone) and nothing was held back")
+            message = "re-scanned: nothing matched (or the media is gone) and nothing was held back"
+            await self._audit(event, "scan", "hold_ended", message)
         elif released:
             refs = {r.mxc: r for r in extract_media_refs(event.event, max_refs=self.budget.max_refs).refs}
             for mxc in mxcs:
