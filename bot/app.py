@@ -25,12 +25,14 @@ from .config import Config, ConfigError, load_config
 from .enforce import Enforcer
 from .evidence import AnchorFile, ChainAnchors, ChainKeyError, open_chain_key
 from .extract import extract_media_refs
+from .eventbudget import EventBudget
 from .fetch import MediaFetcher
 from .hashing import warm_up
 from .hashpool import hash_pool
 from .health import RestartWindow
 from .intake.endpoint import DurableAppService, IntakeLimits
 from .intake.monitor import IntakeMonitor
+from .mediafailures import MediaFailureMemory
 from .intake.queue import WorkQueue
 from .lists import ListRegistry, ReloadResult
 from .metrics import Metrics
@@ -52,8 +54,8 @@ log = logging.getLogger("modbot")
 
 def wants_processing(event: dict[str, Any]) -> bool:
     """Whether an event needs the pipeline: it references media, or tried to and failed."""
-    extracted = extract_media_refs(event)
-    return bool(extracted.refs or extracted.problems)
+    extracted = extract_media_refs(event, max_refs=1)  # one is enough to know; the rest is only counted
+    return bool(extracted.refs or extracted.problems or extracted.dropped)
 
 
 class ModBot:
@@ -207,6 +209,8 @@ class ModBot:
             user_id=self.bot_user_id,
             max_bytes=cfg.processing.max_media_bytes,
             timeout=cfg.processing.download_timeout,
+            pending_upload_wait=cfg.processing.pending_upload_wait,
+            max_downloads=cfg.processing.max_downloads,
         )
         self.executor = executor = Executor(
             self.homeserver,
@@ -240,6 +244,12 @@ class ModBot:
             bot_user_id=self.bot_user_id,
             max_image_pixels=cfg.processing.max_image_pixels,
             hash_executor=self.hash_executor,
+            budget=EventBudget(
+                max_refs=cfg.processing.max_refs_per_event,
+                deadline=cfg.processing.event_deadline,
+                fetch_concurrency=cfg.processing.fetch_concurrency,
+            ),
+            failures=MediaFailureMemory(expiry=cfg.processing.failure_memory),
         )
         await warming
         if cfg.processing.enabled:

@@ -191,6 +191,18 @@ class ProcessingConfig(_Section):
     rescan_delay: float = Field(default=60, gt=0)
     rescan_max_delay: float = Field(default=3600, gt=0)
     rescan_give_up_after: float = Field(default=7 * 24 * 3600, gt=0)
+    # Bounded work per event: references scanned per event (the rest audited as not
+    # scanned), seconds for all of them (the rest are failed scans for on_failure), and how
+    # many of one event are downloaded and scanned at once.
+    max_refs_per_event: int = Field(default=20, ge=1)
+    event_deadline: float = Field(default=60, gt=0)
+    fetch_concurrency: int = Field(default=4, ge=1)
+    # Media bodies downloaded and held at once across all events (bounds the bytes in memory).
+    max_downloads: int = Field(default=4, ge=1)
+    # Seconds the homeserver waits for media created but not uploaded yet (MSC2246 timeout_ms).
+    pending_upload_wait: float = Field(default=1, ge=0, le=60)
+    # Seconds a dead reference (timed out, never uploaded) is answered from memory.
+    failure_memory: float = Field(default=300, ge=0)
 
 
 class HashlistSettings(_Section):
@@ -509,6 +521,26 @@ processing:
   rescan_max_delay: 3600
   # Seconds after which held media is no longer re-scanned (a week).
   rescan_give_up_after: 604800
+  # Media references scanned per event; the rest (a hostile formatted_body can hold
+  # thousands) are audited as not scanned.
+  max_refs_per_event: 20
+  # Seconds for all of an event's references; what is not scanned by then is a failed
+  # scan, handled by the policy's on_failure (fail_closed holds and re-scans it).
+  event_deadline: 60
+  # References of one event downloaded and scanned at once.
+  fetch_concurrency: 4
+  # Media bodies downloaded and held (until hashed and scanned) at once, across all events:
+  # media bytes in memory stay under max_downloads x max_media_bytes. Waiting for the
+  # homeserver's answer takes no slot, so references that never answer starve nothing.
+  max_downloads: 4
+  # Seconds the homeserver waits for media created but not uploaded yet (MSC2246) before
+  # answering M_NOT_YET_UPLOADED; such media is a failed scan, like a timeout, and the
+  # event is re-scanned (as held media is) until the upload comes, whatever on_failure says.
+  pending_upload_wait: 1
+  # Seconds a dead reference (timed out, never uploaded) is answered from memory, so it
+  # costs one timeout however many events, retries and re-scans name it. Media uploaded
+  # late is seen by a re-scan at most this long after its upload (plus the re-scan delay).
+  failure_memory: 300
 
 hashlist:
   # PDQ hashes of uploaded images below this quality (0-100) are not used for near matches.

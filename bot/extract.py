@@ -28,6 +28,9 @@ _PORT = re.compile(r"[0-9]{1,5}")
 _MEDIA_ID = re.compile(r"[A-Za-z0-9_-]+")
 # Problem lines quote the offending value; an event can hold up to 64 KiB of it.
 _QUOTE_LIMIT = 100
+# Problem lines kept per event; each becomes an audit row, and one formatted_body can hold
+# thousands of bad <img> tags. The rest are only counted.
+MAX_PROBLEMS = 20
 
 
 def parse_mxc(uri: object) -> tuple[str, str] | None:
@@ -64,14 +67,19 @@ def _is_server_name(server: str) -> bool:
     return bool(_IPV4.fullmatch(host) or _DNS_NAME.fullmatch(host))
 
 
-def extract_media_refs(event: object) -> ExtractResult:
+def extract_media_refs(event: object, *, max_refs: int | None = None) -> ExtractResult:
     """Every media reference in `event`, deduplicated by mxc URI (the first source wins).
 
     Sources: attachments and stickers (`content.url`, `content.file.url` for encrypted ones),
     thumbnails, `<img src>` in `content.formatted_body`, the same inside `m.new_content` of
     edits, a member's new avatar (only when it changed) and the room avatar.
+
+    `max_refs` caps the references returned (attachments come first, so the cap only ever
+    cuts into inline images); past it, further distinct mxc URIs are only counted in
+    `dropped`, neither validated nor turned into refs, and the HTML of a body is no longer
+    parsed but scanned for `src` values.
     """
-    collector = _Collector()
+    collector = _Collector(max_refs)
     if not isinstance(event, dict):
         return collector.result()
     unsigned = event.get("unsigned")
@@ -144,23 +152,38 @@ def _member_avatar(collector: _Collector, event: dict[str, Any], content: dict[s
 
 
 def _html_images(collector: _Collector, html: str, path: str) -> None:
-    finder = _ImageSources()
+    if collector.full:
+        collector.count_dropped(_MXC_SRC.findall(html))
+        return
+    finder = _ImageSources(collector, path)
     try:
         finder.feed(html)
         finder.close()
+    except _Full:
+        # The cap is reached: what is left of the body is only counted, with a scan for
+        # mxc URIs that is linear in its length, not parsed tag by tag.
+        collector.count_dropped(_MXC_SRC.findall(html, finder.stopped_at))
     except Exception:  # a backstop: html.parser has raised on malformed markup before
         collector.problem(path, "could not be parsed as HTML; images after the error not seen")
-    for src in finder.sources:
-        if src.startswith("mxc://"):
-            collector.add(src, path, None)
-        else:
-            collector.problem(path, f"img src is not an mxc URI {_quote(src)}")
+
+
+# An mxc URI in the text of a body whose references are past the cap: counted, never used.
+_MXC_SRC = re.compile(r"mxc://[^\s\"'<>]+")
+
+
+class _Full(Exception):
+    """The per-event cap on references is reached; parsing stops."""
 
 
 class _ImageSources(HTMLParser):
-    def __init__(self) -> None:
+    """Hands each `<img src>` to the collector as the parser meets it, so parsing can stop
+    as soon as the cap is reached."""
+
+    def __init__(self, collector: _Collector, path: str) -> None:
         super().__init__(convert_charrefs=True)
-        self.sources: list[str] = []
+        self._collector = collector
+        self._path = path
+        self.stopped_at = 0
 
     def parse_marked_section(self, i: int, report: int = 1) -> int:
         # Python's parser raises on some `<![...]]>` forms, which would hide every image
@@ -172,24 +195,59 @@ class _ImageSources(HTMLParser):
             return -1 if end < 0 else end + 1
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "img":
-            for name, value in attrs:
-                if name == "src" and value:
-                    self.sources.append(value)
+        if tag != "img":
+            return
+        for name, value in attrs:
+            if name == "src" and value:
+                if not value.startswith("mxc://"):
+                    self._collector.problem(self._path, f"img src is not an mxc URI {_quote(value)}")
+                elif self._collector.full:
+                    # This tag starts the part that is only counted (it is counted there).
+                    self.stopped_at = self._tag_offset()
+                    raise _Full
+                else:
+                    self._collector.add(value, self._path, None)
+
+    def _tag_offset(self) -> int:
+        """Offset in the fed text of the tag being handled."""
+        line, column = self.getpos()
+        offset = 0
+        for _ in range(line - 1):
+            offset = self.rawdata.index("\n", offset) + 1
+        return offset + column
 
 
 class _Collector:
-    """Accumulates refs (first source of each mxc wins) and problem lines."""
+    """Accumulates refs (first source of each mxc wins, up to `max_refs`) and problem lines."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_refs: int | None = None) -> None:
         self._refs: dict[str, MediaRef] = {}
         self._problems: list[str] = []
+        self._problems_dropped = 0
+        self._max_refs = max_refs
+        self._dropped: set[str] = set()
+
+    @property
+    def full(self) -> bool:
+        return self._max_refs is not None and len(self._refs) >= self._max_refs
 
     def result(self) -> ExtractResult:
-        return ExtractResult(refs=tuple(self._refs.values()), problems=tuple(self._problems))
+        return ExtractResult(
+            refs=tuple(self._refs.values()),
+            problems=tuple(self._problems),
+            dropped=len(self._dropped),
+            problems_dropped=self._problems_dropped,
+        )
 
     def problem(self, path: str, message: str) -> None:
+        if len(self._problems) >= MAX_PROBLEMS:
+            self._problems_dropped += 1
+            return
         self._problems.append(f"{path}: {message}")
+
+    def count_dropped(self, values: list[str]) -> None:
+        """References past the cap: distinct ones counted, the ones kept not counted again."""
+        self._dropped.update(v for v in values if v not in self._refs)
 
     def info(self, content: dict[str, Any], path: str) -> dict[str, Any]:
         info = content.get("info")
@@ -218,20 +276,24 @@ class _Collector:
         if not isinstance(value, str):
             self.problem(source, f"expected a string, got {_type_name(value)}")
             return
+        if value in self._refs:
+            return
+        if self.full:
+            self.count_dropped([value])  # not even validated: past the cap, nothing is used
+            return
         parsed = parse_mxc(value)
         if parsed is None:
             self.problem(source, f"invalid mxc URI {_quote(value)}")
             return
-        if value not in self._refs:
-            server, media_id = parsed
-            self._refs[value] = MediaRef(
-                mxc=value,
-                server=server,
-                media_id=media_id,
-                source=source,
-                mimetype=mimetype,
-                encrypted=encrypted,
-            )
+        server, media_id = parsed
+        self._refs[value] = MediaRef(
+            mxc=value,
+            server=server,
+            media_id=media_id,
+            source=source,
+            mimetype=mimetype,
+            encrypted=encrypted,
+        )
 
     def add_encrypted_file(self, file: object, path: str, mimetype: str | None) -> None:
         if file is None:

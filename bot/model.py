@@ -42,6 +42,10 @@ class ExtractResult:
     refs: tuple[MediaRef, ...]
     # Human-readable reasons for references that were present but invalid (bad mxc URI...).
     problems: tuple[str, ...] = ()
+    # References beyond the per-event cap (`max_refs`): counted, not parsed into refs.
+    dropped: int = 0
+    # Problem lines beyond the cap on problems: counted, not written out.
+    problems_dropped: int = 0
 
 
 @dataclass(frozen=True)

@@ -15,17 +15,20 @@ from dataclasses import dataclass
 from functools import partial
 
 from .act.executor import MatchedMedia, describe_verdict, notice_text, txn_id_for
-from .act.homeserver import Homeserver, HomeserverError, RoomPower
+from .act.homeserver import HomeserverError
 from .allowlist import Allowlist
 from .classify.base import Classifier, MediaInput
 from .classify.runner import ClassifierRunner
 from .enforce import Enforcer
+from .eventbudget import EventBudget, Finished, run_within
 from .extract import extract_media_refs
-from .fetch import MediaFetcher
+from .fetch import Lease, MediaFetcher
 from .hashing import compute_hashes
+from .mediafailures import DeadReference, MediaFailureMemory, RememberingFetcher
 from .metrics import Metrics
 from .model import ActionKind, Classification, Decision, EventContext, FailureMode, Hashes, MediaRef, Verdict
 from .policy import Policy, decide
+from .powercache import PowerCache
 from .record.journal import EventJournal
 from .record.store import StoredEvent, Store
 from .rescan import Rescanner
@@ -45,26 +48,7 @@ class ScanResult:
     error: str | None = None
     retryable: bool = False
     failures: tuple[Classification, ...] = ()  # classifiers whose scan failed
-
-
-class PowerCache:
-    """Room power levels, fetched on demand and dropped when the room's levels change."""
-
-    def __init__(self, homeserver: Homeserver, ttl: float = 60.0) -> None:
-        self.homeserver = homeserver
-        self._ttl = ttl
-        self._cache: dict[str, tuple[float, RoomPower]] = {}
-
-    async def get(self, room_id: str) -> RoomPower:
-        hit = self._cache.get(room_id)
-        if hit and time.monotonic() - hit[0] < self._ttl:
-            return hit[1]
-        power = await self.homeserver.room_power(room_id)
-        self._cache[room_id] = (time.monotonic(), power)
-        return power
-
-    def invalidate(self, room_id: str) -> None:
-        self._cache.pop(room_id, None)
+    awaiting_upload: bool = False  # MSC2246 media not uploaded yet: re-scanned later whatever the policy
 
 
 class Pipeline:
@@ -84,9 +68,13 @@ class Pipeline:
         max_image_pixels: int,
         rescanner: Rescanner | None = None,
         hash_executor: Executor | None = None,
+        budget: EventBudget = EventBudget(),
+        failures: MediaFailureMemory | None = None,
     ) -> None:
         self.store = store
-        self.fetcher = fetcher
+        # Dead references (timed out, never uploaded) are remembered, so they cost one timeout.
+        memory = failures if failures is not None else MediaFailureMemory(expiry=300.0)  # empty is falsy
+        self.fetcher = RememberingFetcher(fetcher, memory)
         # The runner feeds the classifiers (bytes only to those that need them), answers
         # from the verdict cache and contains their failures.
         self.runner = classifiers if isinstance(classifiers, ClassifierRunner) else ClassifierRunner(classifiers)
@@ -101,6 +89,7 @@ class Pipeline:
         self.bot_user_id = bot_user_id
         self.max_image_pixels = max_image_pixels
         self.hash_executor = hash_executor  # None: asyncio's default threads
+        self.budget = budget
 
     async def process(self, event: StoredEvent) -> None:
         """Handle one stored event. Raises RetryLater when it should be tried again.
@@ -113,15 +102,17 @@ class Pipeline:
         if event.sender == self.bot_user_id or not self._is_protected(event.room_id):
             await self.store.commit(journal, finish="ignored")
             return
-        extracted = extract_media_refs(event.event)
+        extracted = extract_media_refs(event.event, max_refs=self.budget.max_refs)
         for problem in extracted.problems:
             journal.audit("scan", "not_scanned", f"malformed event content: {problem}")
+        for overflow in self.budget.overflow(extracted):
+            journal.audit("scan", "not_scanned", overflow)
         journal.link(extracted.refs)
 
         hold = None
         if self.rescanner is not None and not event.from_intake:
             hold = await self.rescanner.held(event.event_id)
-        scans = [await self._scan(journal, ref, held=hold is not None) for ref in extracted.refs]
+        scans = await self._scan_all(journal, extracted.refs, held=hold is not None)
         transient = [s for s in scans if s.retryable]
         if transient:
             await self.store.commit(journal)  # the audit says what failed; the event stays pending
@@ -134,9 +125,14 @@ class Pipeline:
             await self.store.commit(journal)
             decision = await self._act(event, matched, failed)
         # A dry run only says it would hold: nothing is quarantined, so nothing is re-scanned.
-        if decision is not None and decision.holds and not decision.dry_run and self.rescanner is not None:
-            reason = "; ".join(f"{f.classifier}: {f.error}" for f in decision.failures)
-            again = await self.rescanner.hold(event.event_id, event.room_id, [s.ref.mxc for s in failed], reason)
+        holding = decision is not None and decision.holds and not decision.dry_run
+        # Media not uploaded yet (MSC2246) may be uploaded later, whatever on_failure let
+        # through meanwhile: the event is re-scanned like a hold until the upload comes.
+        awaiting = [s.ref.mxc for s in scans if s.awaiting_upload]
+        if (holding or awaiting) and self.rescanner is not None:
+            reason = "; ".join(f"{f.classifier}: {f.error}" for f in decision.failures) if decision else "not uploaded yet"
+            mxcs = [s.ref.mxc for s in failed] if holding else awaiting
+            again = await self.rescanner.hold(event.event_id, event.room_id, mxcs, reason)
             journal.audit(
                 "scan", "held",
                 f"held until a scan succeeds (attempt {again.attempts}; next in {again.due_at - time.time():.0f} s): {reason}",
@@ -187,8 +183,14 @@ class Pipeline:
         """A held event's scan succeeded. Without a match its media is released; with one, the
         rule that fired has acted and the media stays quarantined."""
         assert self.rescanner is not None
-        if released:
-            refs = {r.mxc: r for r in extract_media_refs(event.event).refs}
+        actions = await self.store.actions(event_id=event.event_id)
+        if released and not any(a.kind == "quarantine" and a.status == "ok" for a in actions):
+            # Only waited for (an upload that had not come): nothing was held back, so
+            # there is nothing to release and nobody to tell.
+            message = "re-scanned: nothing matched (or the media is gone) and nothing was held back"
+            await self._audit(event, "scan", "hold_ended", message)
+        elif released:
+            refs = {r.mxc: r for r in extract_media_refs(event.event, max_refs=self.budget.max_refs).refs}
             for mxc in mxcs:
                 # Media another event matched stays quarantined whatever this scan says.
                 if any(v.kind != "no_match" for v in await self.store.verdicts_for(mxc=mxc)):
@@ -223,7 +225,30 @@ class Pipeline:
 
         await executor.manual("notify", room, room, by="modbot", command_event_id=key, do=send)
 
-    async def _scan(self, journal: EventJournal, ref: MediaRef, *, held: bool = False) -> ScanResult:
+    async def _scan_all(self, journal: EventJournal, refs: Sequence[MediaRef], *, held: bool) -> list[ScanResult]:
+        """Every reference scanned, a few at a time, within the event's deadline. One not done
+        by then is a failed scan of every classifier: the policy's `on_failure` decides (a
+        hold re-scans it later); retrying the event would only run into the deadline again."""
+
+        async def scan(ref: MediaRef) -> ScanResult:
+            async with self.fetcher.slots.lease() as lease:  # its bytes count until its scan ends
+                return await self._scan(journal, ref, held=held, lease=lease)
+
+        budget = self.budget
+        outcomes = await run_within(refs, scan, concurrency=budget.fetch_concurrency, deadline=budget.deadline)
+        for late in (o.item for o in outcomes if not isinstance(o, Finished)):
+            journal.audit("scan", "not_scanned", budget.late, mxc=late.mxc)
+            self.metrics.media_scanned.labels("error").inc()
+        return [o.result if isinstance(o, Finished) else self._unscanned(o.item, budget.late) for o in outcomes]
+
+    def _unscanned(self, ref: MediaRef, reason: str, *, awaiting_upload: bool = False) -> ScanResult:
+        """Media no classifier could look at: a failed scan for each, for the policy's on_failure."""
+        failures = tuple(Classification(classifier=c.name, error=reason) for c in self.classifiers)
+        return ScanResult(ref, None, (), error=reason, failures=failures, awaiting_upload=awaiting_upload)
+
+    async def _scan(
+        self, journal: EventJournal, ref: MediaRef, *, held: bool = False, lease: Lease | None = None
+    ) -> ScanResult:
         started = time.monotonic()
         if ref.encrypted:
             journal.record_media(ref, status="encrypted", mimetype=ref.mimetype)
@@ -231,9 +256,11 @@ class Pipeline:
             self.metrics.media_scanned.labels("encrypted").inc()
             return ScanResult(ref, None, (), error="encrypted")
 
-        hashes, data, error, retryable = await self._media(ref, journal, held=held)
+        hashes, data, error, retryable = await self._media(ref, journal, held=held, lease=lease)
         if hashes is None:
             self.metrics.media_scanned.labels("error").inc()
+            if isinstance(error, DeadReference):  # the policy's on_failure decides
+                return self._unscanned(ref, error, awaiting_upload=error.pending_upload)
             return ScanResult(ref, None, (), error=error, retryable=retryable)
 
         verdicts: list[Verdict] = []
@@ -300,7 +327,8 @@ class Pipeline:
         return hashes, error, retryable
 
     async def _media(
-        self, ref: MediaRef, journal: EventJournal, *, keep_data: bool = True, held: bool = False
+        self, ref: MediaRef, journal: EventJournal, *, keep_data: bool = True, held: bool = False,
+        lease: Lease | None = None,
     ) -> tuple[Hashes | None, bytes | None, str | None, bool]:
         """Hashes, and the bytes when a classifier that needs them has no cached answer.
 
@@ -315,19 +343,22 @@ class Pipeline:
         if known_hashes is not None:
             if not keep_data or not await self.runner.wants_data(known_hashes.sha256):
                 return known_hashes, None, None, False
-            fetched = await self.fetcher.fetch(ref, bypass_quarantine=held)
+            fetched = await self.fetcher.fetch(ref, bypass_quarantine=held, lease=lease)
             if fetched.data is None and fetched.retryable:
                 reason = fetched.error or "download failed"
                 journal.audit("scan", "retry", f"not scanned yet: {reason}", mxc=ref.mxc)
                 return None, None, reason, True
             # Without the bytes, the classifiers that need them report a failed scan.
             return known_hashes, fetched.data, None, False
-        fetched = await self.fetcher.fetch(ref, bypass_quarantine=held)
+        fetched = await self.fetcher.fetch(ref, bypass_quarantine=held, lease=lease)
         if fetched.data is None:
             reason = fetched.error or "download failed"
             if fetched.retryable:
                 journal.audit("scan", "retry", f"not scanned yet: {reason}", mxc=ref.mxc)
                 return None, None, reason, True
+            if fetched.dead:
+                journal.audit("scan", "not_scanned", f"not scanned: {reason}", mxc=ref.mxc)
+                return None, None, DeadReference(reason, pending_upload=fetched.pending_upload), False
             if fetched.status == 404:
                 recorded = await self._homeserver_record(journal, ref)
                 if recorded is not None:
@@ -343,6 +374,8 @@ class Pipeline:
         )
         if not keep_data or not await self.runner.wants_data(hashes.sha256):
             data = None  # no classifier needs the bytes: they go no further than this line
+            if lease is not None:
+                lease.release()
         journal.record_media(ref, status="hashed", hashes=hashes, mimetype=ref.mimetype, error=hashes.perceptual_error)
         if hashes.perceptual_error:
             journal.audit(

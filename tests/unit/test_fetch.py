@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote
 
 import aiohttp
@@ -72,9 +73,12 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
-def fetcher(session: aiohttp.ClientSession, url: str, *, max_bytes: int = CAP, timeout: float = 5.0) -> MediaFetcher:
+def fetcher(
+    session: aiohttp.ClientSession, url: str, *, max_bytes: int = CAP, timeout: float = 5.0, **options: Any
+) -> MediaFetcher:
     return MediaFetcher(
-        session, homeserver_url=url + "/", as_token=AS_TOKEN, user_id=BOT, max_bytes=max_bytes, timeout=timeout
+        session, homeserver_url=url + "/", as_token=AS_TOKEN, user_id=BOT, max_bytes=max_bytes, timeout=timeout,
+        **options,
     )
 
 
@@ -235,9 +239,10 @@ async def test_server_errors_and_rate_limits_are_retryable(
     assert got.retryable
 
 
-async def test_a_server_slower_than_the_timeout_is_retryable(
+async def test_a_reference_slower_than_the_timeout_is_dead_not_retryable(
     repo: MediaRepo, session: aiohttp.ClientSession
 ) -> None:
+    # A timeout is this reference's failure: retrying the event would only wait again.
     async def handler(_request: web.Request) -> web.StreamResponse:
         await repo.release.wait()  # past any timeout: released only at teardown
         return web.Response(body=b"too late")
@@ -246,15 +251,92 @@ async def test_a_server_slower_than_the_timeout_is_retryable(
     got = await fetcher(session, repo.url, timeout=0.05).fetch(REF)
     assert got.data is None
     assert got.error is not None and "timed out" in got.error
-    assert got.retryable
+    assert got.dead and not got.retryable and not got.pending_upload
 
 
-async def test_connection_refused_is_retryable(session: aiohttp.ClientSession) -> None:
-    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    got = await fetcher(session, closed).fetch(REF)
+# --- media created but not uploaded (MSC2246) ------------------------------------------------
+
+
+async def test_the_homeserver_is_told_how_long_to_wait_for_a_pending_upload(
+    repo: MediaRepo, session: aiohttp.ClientSession
+) -> None:
+    async def handler(_request: web.Request) -> web.StreamResponse:
+        return web.Response(body=PNG, content_type="image/png")
+
+    repo.handler = handler
+    await fetcher(session, repo.url, pending_upload_wait=1.5).fetch(REF)
+    assert repo.requests[0].query["timeout_ms"] == "1500"
+
+
+async def test_not_yet_uploaded_is_a_dead_reference_marked_pending(
+    repo: MediaRepo, session: aiohttp.ClientSession
+) -> None:
+    # What Synapse answers once timeout_ms has passed without the upload.
+    repo.handler = matrix_error(504, "M_NOT_YET_UPLOADED", "Media has not been uploaded yet")
+    got = await fetcher(session, repo.url, pending_upload_wait=0.5).fetch(REF)
     assert got.data is None
-    assert got.error is not None and got.error.startswith("download failed")
-    assert got.retryable
+    assert got.dead and got.pending_upload and not got.retryable
+    assert got.error == "not uploaded yet (M_NOT_YET_UPLOADED after waiting 0.5 s)"
+
+
+async def test_another_504_is_still_a_retryable_homeserver_error(repo: MediaRepo, session: aiohttp.ClientSession) -> None:
+    repo.handler = matrix_error(504, "M_UNKNOWN", "gateway timeout")
+    got = await fetcher(session, repo.url).fetch(REF)
+    assert got.retryable and not got.dead
+
+
+# --- bodies read at once (max_downloads) ---------------------------------------------------
+
+
+async def test_references_that_never_answer_do_not_take_the_body_slots(
+    repo: MediaRepo, session: aiohttp.ClientSession
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.match_info["tail"].endswith("/dead"):
+            await repo.release.wait()  # never answers (released at teardown)
+        return web.Response(body=PNG, content_type="image/png")
+
+    repo.handler = handler
+    f = fetcher(session, repo.url, timeout=30, max_downloads=1)
+    dead = MediaRef("mxc://example.org/dead", "example.org", "dead", "content.url")
+    stuck = [asyncio.create_task(f.fetch(dead)) for _ in range(3)]
+    try:
+        await asyncio.sleep(0.05)
+        got = await asyncio.wait_for(f.fetch(REF), timeout=10)
+        assert got.data == PNG
+    finally:
+        for task in stuck:
+            task.cancel()
+        await asyncio.gather(*stuck, return_exceptions=True)
+
+
+async def test_a_download_that_waits_too_long_for_a_body_slot_is_retryable_not_dead(
+    repo: MediaRepo, session: aiohttp.ClientSession
+) -> None:
+    async def handler(_request: web.Request) -> web.StreamResponse:
+        return web.Response(body=PNG, content_type="image/png")
+
+    repo.handler = handler
+    f = fetcher(session, repo.url, timeout=0.2, max_downloads=1)
+    async with f.slots.lease() as other:  # the only slot, held by another scan's bytes
+        await other.take()
+        got = await f.fetch(REF)
+    # The bot was busy; the reference is not at fault and is not remembered as dead.
+    assert got.retryable and not got.dead
+    assert got.error is not None and "no download slot" in got.error
+
+
+async def test_a_body_that_trickles_past_the_timeout_is_dead(repo: MediaRepo, session: aiohttp.ClientSession) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "image/png"})
+        await response.prepare(request)
+        await response.write(b"x")
+        await repo.release.wait()
+        return response
+
+    repo.handler = handler
+    got = await fetcher(session, repo.url, timeout=0.2).fetch(REF)
+    assert got.dead and not got.retryable
 
 
 # --- repr ----------------------------------------------------------------------------------
@@ -267,3 +349,19 @@ def test_fetched_repr_never_shows_the_bytes() -> None:
         assert "SECRET" not in text
         assert "size=180" in text
     assert "size=None" in repr(Fetched(None, error="x"))
+
+
+async def test_a_lease_keeps_the_slot_until_the_caller_is_done_with_the_bytes(
+    repo: MediaRepo, session: aiohttp.ClientSession
+) -> None:
+    async def handler(_request: web.Request) -> web.StreamResponse:
+        return web.Response(body=PNG, content_type="image/png")
+
+    repo.handler = handler
+    f = fetcher(session, repo.url, timeout=0.3, max_downloads=1)
+    async with f.slots.lease() as lease:
+        assert (await f.fetch(REF, lease=lease)).data == PNG
+        # Still hashing these bytes: another download must wait for the slot.
+        assert (await f.fetch(REF)).retryable
+    assert (await f.fetch(REF)).data == PNG  # the lease ended: the slot is free again
+    assert (await f.fetch(REF)).data == PNG  # and a fetch without a lease gives it back itself
