@@ -2,7 +2,7 @@
 
     python bench/bench_e2e.py [--events 200] [--rounds 2] [--ideal] [--rate R] [--known-share 0.5] [--senders 8]
 
-One throwaway Synapse (the stage of `bot/stage.py`) runs with two (with --ideal three)
+One throwaway Synapse (the stage of `bot/demo/stage.py`) runs with two (with --ideal three)
 appservices registered and running throughout: modbot, a separate `python -m bot run` process, and a do-nothing
 appservice (this file run with --serve-baseline, also a separate process) that answers every
 transaction with {} and notes when each event arrived. There are two rooms alike (same
@@ -62,11 +62,11 @@ from aiohttp import web
 from PIL import Image
 
 import bot
-from bot.devserver import MatrixUser, free_port, register_appservice_user, wait_for
-from bot.registration import new_token
-from bot.samples import encode, make_photo
-from bot.scan import add_images
-from bot.stage import KNOWN_LIST, Stage, build_stage
+from bot.demo.synapse import MatrixUser, free_port, register_appservice_user, wait_for
+from bot.intake.registration import new_token
+from bot.demo.samples import encode, make_photo
+from bot.cli.scan import add_images
+from bot.demo.stage import KNOWN_LIST, Stage, build_stage
 
 MB = 1024 * 1024
 # Where the `bot` package comes from (PYTHONPATH may point at another checkout): modbot and

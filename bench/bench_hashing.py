@@ -62,7 +62,7 @@ def make_jpeg(seed: int, size: tuple[int, int], noise: bool = True) -> bytes:
     import numpy as np
     from PIL import Image
 
-    from bot.samples import encode, make_photo
+    from bot.demo.samples import encode, make_photo
 
     w, h = size
     shrink = 4 if w * h > 4_000_000 else 2

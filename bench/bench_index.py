@@ -8,8 +8,8 @@ n random PDQ hashes, and one query per planted neighbour: a listed hash with d b
 flipped, d cycling through 0..31 (all must be found), plus queries at distance 32 (none
 may be). Each index is built and queried in a process of its own, with the same data:
 
-- modbot: `bot.index.build_hamming_index` (multi-index hashing at this size);
-- brute force: `bot.index.BruteForceIndex`, numpy XOR and popcount over every row;
+- modbot: `bot.lists.index.build_hamming_index` (multi-index hashing at this size);
+- brute force: `bot.lists.index.BruteForceIndex`, numpy XOR and popcount over every row;
 - python-threatexchange: `PDQIndex` (faiss IndexBinaryMultiHash, 16 substrings of 16
   bits, nflip = 31 // 16), queried one hash at a time through its public `query`.
 
@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.index import BruteForceIndex, build_hamming_index, code_to_hex  # noqa: E402
+from bot.lists.index import BruteForceIndex, build_hamming_index, code_to_hex  # noqa: E402
 
 THRESHOLD = 31
 

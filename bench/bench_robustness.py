@@ -7,7 +7,7 @@ matches by mistake.
 
 Corpus, all benign and built in memory:
 - known: the photos scikit-image ships inside its package (astronaut, camera, coffee...:
-  those that load without a download), and images from five generators — bot.samples'
+  those that load without a download), and images from five generators — bot.demo.samples'
   photo-like shapes, landscapes, fractal textures, Voronoi mosaics and portrait-like
   layouts (a head and shoulders on a background: many share that layout, a hard case
   for false matches). Originals are JPEG q90 (generated) or PNG (scikit-image). Those
@@ -26,7 +26,7 @@ Each known image is put on a list in two ways, and each edited copy is matched t
 real HashListClassifier on the real compute_hashes output, as the bot matches a post:
 - provider: the list holds what a hash provider ships — SHA-256 of the original file and
   the PDQ of the original at full resolution (pdqhash.compute, no reduced decode).
-- add-image: the list holds what `modbot hashes add-image` writes (bot.scan.add_images,
+- add-image: the list holds what `modbot hashes add-image` writes (bot.cli.scan.add_images,
   called on each original): SHA-256, MD5, PDQ, pHash and the PDQ of central crops.
 
 Prints a Markdown table (edit x mode -> share of copies matched to their own image, with
@@ -67,10 +67,10 @@ sys.path.insert(0, str(REPO))
 from bot.classify.hashlist import HashListClassifier, LoadedList, Thresholds  # noqa: E402
 from bot.config import Config, HashlistSettings  # noqa: E402
 from bot.hashing import compute_hashes, crop_hashes  # noqa: E402
-from bot.hashlists import HashEntry, read_hash_list  # noqa: E402
+from bot.lists.format import HashEntry, read_hash_list  # noqa: E402
 from bot.model import Hashes  # noqa: E402
-from bot.samples import encode, make_photo  # noqa: E402
-from bot.scan import ADD_IMAGE_CROPS, add_images  # noqa: E402
+from bot.demo.samples import encode, make_photo  # noqa: E402
+from bot.cli.scan import ADD_IMAGE_CROPS, add_images  # noqa: E402
 
 PDQ_MIN_QUALITY = HashlistSettings().pdq_min_quality  # providers drop lower-quality hashes too
 KNOWN_SIZES = ((800, 600), (600, 800), (1024, 768), (640, 640), (960, 540))

@@ -22,8 +22,8 @@ from .classify.runner import ClassifierRunner
 from .commands.handlers import build_commands
 from .commands.runner import CommandRunner
 from .config import Config, ConfigError, load_config
-from .enforce import Enforcer
-from .evidence import AnchorFile, ChainAnchors, ChainKeyError, open_chain_key
+from .act.enforcer import Enforcer
+from .record.evidence import AnchorFile, ChainAnchors, ChainKeyError, open_chain_key
 from .extract import extract_media_refs
 from .eventbudget import EventBudget
 from .fetch import MediaFetcher
@@ -34,7 +34,7 @@ from .intake.endpoint import DurableAppService, IntakeLimits
 from .intake.monitor import IntakeMonitor
 from .mediafailures import MediaFailureMemory
 from .intake.queue import WorkQueue
-from .lists import ListRegistry, ReloadResult
+from .lists.registry import ListRegistry, ReloadResult
 from .metrics import Metrics
 from .pipeline import Pipeline, PowerCache, RetryLater
 from .probes import OperatorEndpoints
@@ -46,7 +46,7 @@ from .record.moderation import ModerationStore
 from .record.retention import RetentionRunner
 from .record.scanning import HoldRepo, VerdictCacheRepo
 from .record.store import Store
-from .rescan import Rescanner
+from .intake.rescan import Rescanner
 from .retro import RetroactiveAudit, RetroMatcher
 
 log = logging.getLogger("modbot")
@@ -87,10 +87,10 @@ class ModBot:
         self.protected: set[str] = set()
         self.management_room: str | None = None
         self.started_at = time.time()
-        # Loaded now, reloaded without a restart when a file changes (bot/lists.py); matching
+        # Loaded now, reloaded without a restart when a file changes (bot/lists/registry.py); matching
         # whose lists gain entries runs against the media history (bot/retro.py).
         # A file that would empty a list, is mostly rejected lines or drops too many entries
-        # is held until accepted (bot/listguard.py); what each list last loaded is in the
+        # is held until accepted (bot/lists/guard.py); what each list last loaded is in the
         # database, which is read at start (check_history) and while a list is held.
         self.list_states = ListStateRepo(self.engine)
         self.lists = ListRegistry(
@@ -273,7 +273,7 @@ class ModBot:
         log.info("modbot ready as %s, protecting %d rooms", self.bot_user_id, len(self.protected))
 
     async def _open_evidence(self) -> None:
-        """The incident chain's key and anchors (bot/evidence.py), before anything records an incident."""
+        """The incident chain's key and anchors (bot/record/evidence.py), before anything records an incident."""
         incidents = self.config.incidents
         try:
             key = await open_chain_key(incidents.chain_key_file, self.moderation)
@@ -446,7 +446,7 @@ class ModBot:
 
     async def accept_list(self, name: str, *, by: str) -> None:
         """Accept a list file the bot itself has just edited, if it would be held (see listaccept)."""
-        from .listaccept import AcceptError, record_acceptance
+        from .lists.accept import AcceptError, record_acceptance
 
         config = next(c for c in self.config.hash_lists if c.name == name)
         try:

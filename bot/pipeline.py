@@ -19,7 +19,7 @@ from .act.homeserver import HomeserverError
 from .allowlist import Allowlist
 from .classify.base import Classifier, MediaInput
 from .classify.runner import ClassifierRunner
-from .enforce import Enforcer
+from .act.enforcer import Enforcer
 from .eventbudget import EventBudget, Finished, run_within
 from .extract import extract_media_refs
 from .fetch import Lease, MediaFetcher
@@ -28,10 +28,10 @@ from .mediafailures import DeadReference, MediaFailureMemory, RememberingFetcher
 from .metrics import Metrics
 from .model import ActionKind, Classification, Decision, EventContext, FailureMode, Hashes, MediaRef, Verdict
 from .policy import Policy, decide
-from .powercache import PowerCache
+from .act.powers import PowerCache
 from .record.journal import EventJournal
 from .record.store import StoredEvent, Store
-from .rescan import Rescanner
+from .intake.rescan import Rescanner
 
 log = logging.getLogger("modbot.pipeline")
 

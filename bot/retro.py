@@ -4,7 +4,7 @@ modbot keeps the hashes of every piece of media it scanned (never the bytes). Af
 loads with entries it has not matched the history against — new lines in its file, a new
 label on a known hash, or a list seen for the first time — `RetroMatcher.run_list`:
 
-1. takes the new entries as a list of their own (`bot.lists.new_entries`), with the list's
+1. takes the new entries as a list of their own (`bot.lists.registry.new_entries`), with the list's
    name, labels and thresholds;
 2. finds them in the history: cryptographic hashes through the media table's indexes,
    perceptual ones by matching every hashed piece of media, page by page, in a thread;
@@ -35,8 +35,8 @@ from .act.executor import MatchedMedia, describe_verdict
 from .act.homeserver import HomeserverError
 from .classify.hashlist import HashListClassifier, LoadedList
 from .extract import parse_mxc
-from .index import code_to_hex
-from .lists import ListSnapshot, ReloadResult, entry_fingerprints, new_entries
+from .lists.index import code_to_hex
+from .lists.registry import ListSnapshot, ReloadResult, entry_fingerprints, new_entries
 from .model import CRYPTOGRAPHIC, HASH_HEX_LENGTH, Decision, EventContext, MediaRef, Verdict
 from .policy import Policy, decide
 from .record.store import MediaEvent, Store, StoredMedia

@@ -15,7 +15,7 @@ from bot.classify.registry import ClassifierRegistry, ClassifierSlot, build_clas
 from bot.config import ClassifierConfig
 from bot.hashing import compute_hashes
 from bot.model import Hashes, MatchKind
-from bot.samples import encode, make_photo
+from bot.demo.samples import encode, make_photo
 from fake_services import FakeArachnid, FakeHma, FakeScanner, FakeService, KnownMedia
 
 KNOWN_PHOTO = make_photo(seed=7)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-from bot.samples import encode, make_photo
+from bot.demo.samples import encode, make_photo
 
 __all__ = ["encode", "make_photo", "make_png_bomb", "truncated"]
 

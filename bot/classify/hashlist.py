@@ -1,11 +1,11 @@
 """The hash-list classifier: exact and near matching against configured hash list files.
 
 sha256, md5 and sha1 match exactly (binary search over sorted arrays). PDQ and pHash match
-by Hamming distance through `bot.index`: brute force for small lists, multi-index hashing
+by Hamming distance through `bot.lists.index`: brute force for small lists, multi-index hashing
 for large ones, both exact. A list of ten million PDQ hashes holds ~1.2 GB and answers a
 query in well under a millisecond; entries are arrays, never Python objects per hash.
 
-The classifier reads its lists from a `ListSource` at each call, so a `bot.lists.ListRegistry`
+The classifier reads its lists from a `ListSource` at each call, so a `bot.lists.registry.ListRegistry`
 can swap in reloaded lists while scans go on: a scan sees the old lists or the new ones,
 never a mix. An allowlist, when given, always wins: a verdict for allowlisted media, or
 for an allowlisted list entry, is never returned.
@@ -23,8 +23,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.classify.base import Classifier, ClassifierContext, ClassifierSetupError, MediaInput
-from bot.hashlists import HashEntry
-from bot.index import (
+from bot.lists.format import HashEntry
+from bot.lists.index import (
     BruteForceIndex,
     ExactIndex,
     MultiIndexHash,
@@ -32,7 +32,7 @@ from bot.index import (
     code_to_hex,
     hex_to_codes,
 )
-from bot.listcolumns import HashColumns, Progress, read_hash_columns
+from bot.lists.columns import HashColumns, Progress, read_hash_columns
 from bot.model import (
     CRYPTOGRAPHIC,
     HASH_HEX_LENGTH,

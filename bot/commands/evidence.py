@@ -1,5 +1,5 @@
 """`audit anchor`: post the incident chain's head (id, hash, row count) to the management room
-and the anchor file now, rather than waiting for the daily anchor (bot/evidence.py)."""
+and the anchor file now, rather than waiting for the daily anchor (bot/record/evidence.py)."""
 
 from __future__ import annotations
 

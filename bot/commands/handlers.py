@@ -12,9 +12,9 @@ import yaml
 from .. import __version__
 from ..act.executor import describe_verdict
 from ..act.homeserver import HomeserverError
-from ..enforce import media_ref
-from ..hashlists import HashEntry, append_entries, remove_entries
-from ..incidents import summary
+from ..act.enforcer import media_ref
+from ..lists.format import HashEntry, append_entries, remove_entries
+from ..act.incidents import summary
 from ..model import EventContext
 from ..policy import decide
 from .evidence import add_evidence_commands

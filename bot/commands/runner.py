@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..act.executor import txn_id_for
 from ..act.homeserver import HomeserverError
-from ..enforce import media_ref
+from ..act.enforcer import media_ref
 from ..extract import extract_media_refs
 from ..model import Hashes, MediaRef
 from ..record.store import StoredEvent

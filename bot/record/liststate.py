@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from ..listguard import ListRecord
+from ..lists.guard import ListRecord
 from .db import session_factory
 from .tables import HashListStateRow
 

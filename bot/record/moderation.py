@@ -30,7 +30,7 @@ from .db import session_factory
 from .tables import AllowRow, IncidentRow, ProtectedRoomRow, ReviewRow, SettingRow
 
 # The retention mark (prev_hash of the oldest row kept after a purge, keyed); the setting's
-# name predates the anchors kept outside the database (bot/evidence.py).
+# name predates the anchors kept outside the database (bot/record/evidence.py).
 ANCHOR_KEY = "incidents.anchor"
 incident_hash = legacy_hash  # the plain SHA-256 link of rows from before the key
 
@@ -186,7 +186,7 @@ class ModerationStore:
     # --- incidents -----------------------------------------------------------------------------------
 
     def use_chain_key(self, key: bytes, on_incident: Callable[[Incident], Awaitable[None]] | None = None) -> None:
-        """The key new incident rows are keyed with (bot/evidence.py loads it), and what to
+        """The key new incident rows are keyed with (bot/record/evidence.py loads it), and what to
         call after each new row (the anchor file)."""
         self._chain_key = key
         self._on_incident = on_incident
@@ -194,7 +194,7 @@ class ModerationStore:
     async def append_incident(self, event_id: str, record: dict[str, Any]) -> Incident:
         """Append an incident (once per event) to the keyed hash chain."""
         if self._chain_key is None:
-            raise RuntimeError("no chain key: incidents are keyed (bot/evidence.py open_chain_key)")
+            raise RuntimeError("no chain key: incidents are keyed (bot/record/evidence.py open_chain_key)")
         record_json = canonical_record(record)
         async with self._chain_lock:
             async with self.sessions.begin() as s:

@@ -261,7 +261,7 @@ class HashListStateRow(Base):
     """Per hash list: the version the bot last loaded, and the one an operator last accepted.
 
     A reloaded file that would empty a list, is mostly rejected lines or drops too many
-    entries is held until `modbot hashes accept` records its digest here (bot/listguard.py).
+    entries is held until `modbot hashes accept` records its digest here (bot/lists/guard.py).
     """
 
     __tablename__ = "hash_list_state"

@@ -10,9 +10,9 @@ import pytest
 from bot.classify.base import MediaInput
 from bot.classify.registry import ClassifierRegistry, ClassifierSlot, build_classifiers
 from bot.config import ClassifierConfig
-from bot.devserver import free_port
+from bot.demo.synapse import free_port
 from bot.hashing import compute_hashes
-from bot.hashlists import HashEntry
+from bot.lists.format import HashEntry
 from bot.classify.hashlist import LoadedList
 from classifier_contract import ClassifierContract
 from classifier_kit import CLEAN, KNOWN, PLUGINS_DIR, build, install_example_plugin, media, start_case
@@ -108,6 +108,6 @@ class TestExamplePlugin(ClassifierContract):
 
     @pytest.fixture
     def unknown(self) -> MediaInput:
-        from bot.samples import encode, make_photo
+        from bot.demo.samples import encode, make_photo
 
         return media(encode(make_photo(seed=8, size=(400, 300)), "PNG"))

@@ -13,10 +13,10 @@ from typing import Any
 
 import aiohttp
 
-from bot.devserver import wait_for
+from bot.demo.synapse import wait_for
 from bot.record.db import create_engine
 from bot.record.store import Store
-from bot.stage import Stage
+from bot.demo.stage import Stage
 
 
 class BotProcess:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import pytest
 import pytest_asyncio
 
-from bot.devserver import ThrowawaySynapse
+from bot.demo.synapse import ThrowawaySynapse
 
 
 class SynapseFactory(Protocol):

@@ -18,9 +18,9 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from bot.devserver import ThrowawaySynapse, free_port, wait_for
-from bot.scan import add_images
-from bot.stage import build_stage
+from bot.demo.synapse import ThrowawaySynapse, free_port, wait_for
+from bot.cli.scan import add_images
+from bot.demo.stage import build_stage
 from botproc import BotProcess, StoreReader
 from images import encode, make_photo
 

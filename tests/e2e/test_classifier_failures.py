@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
-from bot.devserver import MatrixUser, wait_for
-from bot.samples import encode, make_photo
-from bot.stage import Stage, build_stage
+from bot.demo.synapse import MatrixUser, wait_for
+from bot.demo.samples import encode, make_photo
+from bot.demo.stage import Stage, build_stage
 from botproc import BotProcess, StoreReader
 from fake_services import Fault, FakeArachnid, KnownMedia, server_error
 

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from bot.devserver import MatrixUser, wait_for
+from bot.demo.synapse import MatrixUser, wait_for
 from bot.record.store import AuditEntry
-from bot.stage import Stage, build_stage
+from bot.demo.stage import Stage, build_stage
 from botproc import BotProcess, StoreReader
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from bot.devserver import (
+from bot.demo.synapse import (
     MatrixRequestError,
     ThrowawaySynapse,
     free_port,

@@ -16,10 +16,10 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from bot.devserver import free_port, wait_for
+from bot.demo.synapse import free_port, wait_for
 from bot.record.instance import EXIT_ALREADY_RUNNING, EXIT_LOCK_LOST
-from bot.scan import add_images
-from bot.stage import Stage, build_stage
+from bot.cli.scan import add_images
+from bot.demo.stage import Stage, build_stage
 from botproc import BotProcess
 from images import encode, make_photo
 

@@ -19,10 +19,10 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from bot.devserver import MatrixUser, wait_for
+from bot.demo.synapse import MatrixUser, wait_for
 from bot.record.tables import EventRow, TransactionRow
-from bot.scan import add_images
-from bot.stage import Stage, build_stage
+from bot.cli.scan import add_images
+from bot.demo.stage import Stage, build_stage
 from botproc import BotProcess, StoreReader
 from images import encode, make_photo
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.devserver import wait_for
-from bot.scan import add_images
-from bot.stage import Stage, build_stage
+from bot.demo.synapse import wait_for
+from bot.cli.scan import add_images
+from bot.demo.stage import Stage, build_stage
 from botproc import BotProcess, StoreReader
 from images import encode, make_photo
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.devserver import MatrixUser, wait_for
-from bot.scan import add_images
-from bot.stage import Stage, build_stage
+from bot.demo.synapse import MatrixUser, wait_for
+from bot.cli.scan import add_images
+from bot.demo.stage import Stage, build_stage
 from botproc import BotProcess, StoreReader
 from images import encode, make_photo
 

@@ -1,6 +1,6 @@
-"""bot.scan.add_images: what `modbot hashes add-image` writes to a list, and what that finds.
+"""bot.cli.scan.add_images: what `modbot hashes add-image` writes to a list, and what that finds.
 
-Every image is generated (bot.samples); "the added image" stands for one an operator put on
+Every image is generated (bot.demo.samples); "the added image" stands for one an operator put on
 a list, its altered copies for what someone might post instead.
 """
 
@@ -14,10 +14,10 @@ from PIL import Image
 from bot.classify.hashlist import HashListClassifier, LoadedList
 from bot.config import Config
 from bot.hashing import compute_hashes, crop_hashes
-from bot.hashlists import HashEntry, read_hash_list
+from bot.lists.format import HashEntry, read_hash_list
 from bot.model import Hashes
-from bot.samples import encode, make_photo
-from bot.scan import ADD_IMAGE_CROPS, add_images
+from bot.demo.samples import encode, make_photo
+from bot.cli.scan import ADD_IMAGE_CROPS, add_images
 
 
 def make_config(tmp_path: Path) -> Config:

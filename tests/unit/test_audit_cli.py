@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from bot.config import EXAMPLE_CONFIG, load_config
-from bot.evidence import AnchorFile, ChainAnchors, open_chain_key, read_chain_key
+from bot.record.evidence import AnchorFile, ChainAnchors, open_chain_key, read_chain_key
 from bot.record.db import create_engine, migrate
 from bot.record.moderation import ModerationStore
 

@@ -90,7 +90,7 @@ async def test_pdq_mode_without_variants_sends_one_hash(shield: FakeArachnid) ->
 async def test_pdq_mode_skips_files_without_a_usable_pdq(shield: FakeArachnid) -> None:
     not_image = await scan(make(shield, mode="pdq"), b"just some text", "text/plain")
     assert not_image.skipped and not not_image.error and not not_image.verdicts
-    from bot.samples import encode
+    from bot.demo.samples import encode
     from PIL import Image
 
     flat = encode(Image.new("RGB", (64, 64), (128, 128, 128)), "PNG")  # quality 0: matches anything flat

@@ -21,7 +21,7 @@ from bot.classify.registry import (
 )
 from bot.classify.runner import ClassifierRunner
 from bot.config import ClassifierConfig, ConfigError, load_config
-from bot.hashlists import HashEntry
+from bot.lists.format import HashEntry
 from bot.model import EventContext, MatchKind
 from bot.policy import decide
 from classifier_kit import CLEAN, KNOWN, PLUGINS_DIR, install_example_plugin, media

@@ -10,7 +10,7 @@ import pytest
 from bot.record.db import create_engine, migrate
 from bot.record.scanning import HoldRepo
 from bot.record.store import Store
-from bot.rescan import Rescanner
+from bot.intake.rescan import Rescanner
 from classifier_kit import FakeTime
 
 EVENT = {

@@ -19,8 +19,8 @@ import bot
 from bot.cli import main
 from bot.config import EXAMPLE_CONFIG, load_config
 from bot.policy import DEFAULT_POLICY
-from bot.samples import encode, make_photo
-from bot.scan import ADD_IMAGE_CROPS
+from bot.demo.samples import encode, make_photo
+from bot.cli.scan import ADD_IMAGE_CROPS
 
 # What add-image writes for a photo: sha256, md5, pdq, phash and one PDQ per central crop.
 PHOTO_HASHES = 4 + len(ADD_IMAGE_CROPS)

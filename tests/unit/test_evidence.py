@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import text
 
 from bot.config import Config, load_config
-from bot.evidence import (
+from bot.record.evidence import (
     AnchorFile,
     ChainAnchors,
     ChainKeyError,
@@ -31,7 +31,7 @@ from bot.evidence import (
     read_chain_key,
     read_room_anchors,
 )
-from bot.evidence_verify import EvidenceReport, verify_evidence
+from bot.cli.audit import EvidenceReport, verify_evidence
 from bot.record.chain import GENESIS, Anchor, ChainReport, canonical_record, keyed_hash, legacy_hash
 from bot.record.db import create_engine, migrate
 from bot.record.moderation import Incident, ModerationStore

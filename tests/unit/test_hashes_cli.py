@@ -10,9 +10,9 @@ import pytest
 from PIL import ImageOps
 
 from bot.cli import main
-from bot.hashes_cli import ProgressBar
+from bot.cli.hashes import ProgressBar
 from bot.hashing import compute_hashes
-from bot.samples import encode, make_photo
+from bot.demo.samples import encode, make_photo
 
 CONFIG = """\
 homeserver:

@@ -20,7 +20,7 @@ from bot.classify import (
     Thresholds,
     build_lists,
 )
-from bot.hashlists import HashEntry
+from bot.lists.format import HashEntry
 from bot.model import Classification, Hashes, MatchKind, Verdict
 
 RNG = random.Random(20240501)

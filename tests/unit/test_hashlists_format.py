@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.hashlists import HashEntry, ParsedList, append_entries, parse_hash_list, read_hash_list
+from bot.lists.format import HashEntry, ParsedList, append_entries, parse_hash_list, read_hash_list
 
 SHA256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 MD5 = "098f6bcd4621d373cade4e832627b4f6"

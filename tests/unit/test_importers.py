@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.hashlists import HashEntry, parse_hash_list
-from bot.importers import columns_difference, format_entries, parse_import, write_list_file
-from bot.listcolumns import HashColumns, read_hash_columns
+from bot.lists.format import HashEntry, parse_hash_list
+from bot.lists.importers import columns_difference, format_entries, parse_import, write_list_file
+from bot.lists.columns import HashColumns, read_hash_columns
 
 PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
 PDQ2 = "0" * 63 + "1"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.incidents import CSV_FIELDS, build_record, csv_rows, cybertipline_report, export, iso, summary
+from bot.act.incidents import CSV_FIELDS, build_record, csv_rows, cybertipline_report, export, iso, summary
 
 # Fake hashes: the right shapes, of no real file.
 SHA_A, MD5_A, PDQ_A = "a1" * 32, "a2" * 16, "a3" * 32

@@ -1,4 +1,4 @@
-"""bot.index: Hamming range search (brute force, multi-index hashing) and exact lookup.
+"""bot.lists.index: Hamming range search (brute force, multi-index hashing) and exact lookup.
 
 Speed is measured in bench/bench_index.py; these tests pin what is found.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bot.index import (
+from bot.lists.index import (
     BruteForceIndex,
     ExactIndex,
     Matches,

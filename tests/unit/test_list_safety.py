@@ -17,8 +17,8 @@ from aiohttp import web
 
 from bot.classify.hashlist import HashListClassifier
 from bot.cli import main
-from bot.listguard import ListRecord, hold_reason
-from bot.lists import ListRegistry, ReloadResult
+from bot.lists.guard import ListRecord, hold_reason
+from bot.lists.registry import ListRegistry, ReloadResult
 from bot.model import Hashes
 from bot.record.db import create_engine, migrate
 from bot.record.liststate import ListStateRepo
@@ -424,7 +424,7 @@ async def test_the_bot_audits_a_held_reload_and_tells_the_management_room(
 ) -> None:
     from bot.act.homeserver import Homeserver
     from bot.app import ModBot
-    from bot.check import homeserver_for
+    from bot.cli.check import homeserver_for
     from bot.config import load_config
 
     hs, url = homeserver
@@ -453,7 +453,7 @@ async def test_the_bot_audits_a_held_reload_and_tells_the_management_room(
             # accepts the file it wrote itself (audited), and loads it.
             write(path, csv(good))
             await bot.reload_lists()
-            from bot.hashlists import remove_entries
+            from bot.lists.format import remove_entries
 
             assert remove_entries(path, good[:4]) == 4
             await bot.accept_list("known", by="@mod:example.org")

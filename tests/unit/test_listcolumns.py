@@ -1,4 +1,4 @@
-"""bot.listcolumns: list files read into arrays, accepting and rejecting what bot.hashlists does."""
+"""bot.lists.columns: list files read into arrays, accepting and rejecting what bot.lists.format does."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.hashlists import HashEntry, parse_hash_list
-from bot.listcolumns import HashColumns, parse_hash_columns, read_hash_columns
+from bot.lists.format import HashEntry, parse_hash_list
+from bot.lists.columns import HashColumns, parse_hash_columns, read_hash_columns
 
 R = random.Random(5)
 LENGTHS = {"sha256": 64, "md5": 32, "sha1": 40, "pdq": 64, "phash": 16}

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from bot.classify.hashlist import HashListClassifier, LoadedList, Thresholds
-from bot.hashlists import HashEntry
-from bot.lists import ListRegistry, ReloadResult, entry_fingerprints, new_entries
+from bot.lists.format import HashEntry
+from bot.lists.registry import ListRegistry, ReloadResult, entry_fingerprints, new_entries
 from bot.model import Hashes, MatchKind
 
 RNG = random.Random(99)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from bot.config import EXAMPLE_CONFIG, Config, load_config
-from bot.registration import new_token, registration, set_tokens, write_registration
+from bot.intake.registration import new_token, registration, set_tokens, write_registration
 
 CONFIG = """\
 homeserver:

@@ -144,7 +144,7 @@ async def test_a_run_deletes_at_most_the_cap_oldest_first_in_batches(engine: Asy
 async def test_incidents_purge_is_capped_and_the_chain_stays_verifiable(engine: AsyncEngine) -> None:
     times = iter([OLD + n for n in range(6)] + [RECENT])
     moderation = ModerationStore(engine, clock=lambda: next(times, NOW))  # then NOW for the purge
-    moderation.use_chain_key(bytes(range(32)))  # incidents are keyed (bot/evidence.py)
+    moderation.use_chain_key(bytes(range(32)))  # incidents are keyed (bot/record/evidence.py)
     for n in range(7):
         await moderation.append_incident(f"$incident{n}", {"n": n})
     repo = RetentionRepo(engine, moderation.purge_incidents_before)

@@ -18,7 +18,7 @@ import pytest
 from bot.act.executor import Executor, MatchedMedia
 from bot.act.homeserver import HomeserverError
 from bot.classify.hashlist import LoadedList, Thresholds
-from bot.hashlists import HashEntry
+from bot.lists.format import HashEntry
 from bot.metrics import Metrics
 from bot.model import Decision, EventContext, Hashes, MediaRef
 from bot.policy import parse_policy

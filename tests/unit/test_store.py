@@ -19,7 +19,7 @@ from bot.model import MatchKind, MediaRef, Verdict
 from bot.record.db import create_engine, migrate
 from bot.record.store import Store
 from bot.record.tables import EventRow, VerdictRow
-from bot.samples import encode, make_photo
+from bot.demo.samples import encode, make_photo
 
 ROOM = "!room:example.org"
 OTHER_ROOM = "!other:example.org"

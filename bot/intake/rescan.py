@@ -17,8 +17,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from .record.scanning import HoldRepo, ScanHold
-from .record.store import Store
+from ..record.scanning import HoldRepo, ScanHold
+from ..record.store import Store
 
 log = logging.getLogger("modbot.rescan")
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from .config import Config
-from .evidence import AnchorFile, read_chain_key, read_room_anchors
-from .record.chain import Anchor, check_anchors, verify_links
-from .record.db import create_engine, migrate
-from .record.moderation import ModerationStore
+from ..config import Config
+from ..record.evidence import AnchorFile, read_chain_key, read_room_anchors
+from ..record.chain import Anchor, check_anchors, verify_links
+from ..record.db import create_engine, migrate
+from ..record.moderation import ModerationStore
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ async def _room_anchors(config: Config, use_homeserver: bool, max_events: int) -
         return [], "management room: none configured, not checked"
     if not use_homeserver:
         return [], "management room: not checked (--no-homeserver)"
-    from .act.homeserver import HomeserverError
+    from ..act.homeserver import HomeserverError
     from .check import homeserver_for
 
     try:

@@ -7,12 +7,12 @@ from pathlib import Path
 import aiohttp
 from mautrix.api import HTTPAPI
 
-from .act.homeserver import Homeserver, HomeserverError
-from .classify.hashlist import load_list
-from .config import Config
-from .filemodes import loose_files
-from .record.db import sqlite_database_path
-from .listguard import ListRecord, judge
+from ..act.homeserver import Homeserver, HomeserverError
+from ..classify.hashlist import load_list
+from ..config import Config
+from ..filemodes import loose_files
+from ..record.db import sqlite_database_path
+from ..lists.guard import ListRecord, judge
 
 
 def homeserver_for(config: Config, session: aiohttp.ClientSession) -> Homeserver:
@@ -58,7 +58,7 @@ async def check(config: Config, *, config_path: Path | None = None, registration
                 f"correct {r.path}")
         else:
             ok(f"hash list {r.name}: {r.entries} entries" + ("" if r.enabled else " (disabled)"))
-        # The same judgement as the running bot's (bot/listguard.py), against what it last loaded;
+        # The same judgement as the running bot's (bot/lists/guard.py), against what it last loaded;
         # an unreadable file is already reported above.
         hold = None if r.failed else judge(r, columns.digest, records.get(r.name), config.hashlist.max_drop_share)
         if hold is not None:
@@ -109,8 +109,8 @@ async def _list_records(config: Config) -> tuple[dict[str, ListRecord], str | No
 
     from sqlalchemy.engine import make_url
 
-    from .record.db import create_engine, current_revision, head_revision
-    from .record.liststate import ListStateRepo
+    from ..record.db import create_engine, current_revision, head_revision
+    from ..record.liststate import ListStateRepo
 
     url = make_url(config.database.url)
     if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).exists()):

@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from .config import Config
-from .filemodes import write_private
+from ..config import Config
+from ..filemodes import write_private
 
 
 def new_token() -> str:

@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
-from .config import Config, load_config
-from .devserver import MatrixUser, ThrowawaySynapse, free_port, register_appservice_user
-from .registration import new_token, write_registration
+from ..config import Config, load_config
+from .synapse import MatrixUser, ThrowawaySynapse, free_port, register_appservice_user
+from ..intake.registration import new_token, write_registration
 
 KNOWN_LIST = "known"
 KNOWN_LABEL = "csam-test"  # a benign stand-in: the images on the stage are generated

@@ -10,13 +10,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from .act.executor import ActionResult, Executor, MatchedMedia, media_lines, notice_text
-from .act.homeserver import HomeserverError
-from .extract import parse_mxc
+from .executor import ActionResult, Executor, MatchedMedia, media_lines, notice_text
+from .homeserver import HomeserverError
+from ..extract import parse_mxc
 from .incidents import build_record
-from .model import ActionKind, Decision, EventContext, Hashes, MatchKind, MediaRef, Outcome, PlannedAction, Verdict, verdict_json
-from .record.moderation import Incident, ModerationStore, ReviewItem
-from .record.store import Store
+from ..model import ActionKind, Decision, EventContext, Hashes, MatchKind, MediaRef, Outcome, PlannedAction, Verdict, verdict_json
+from ..record.moderation import Incident, ModerationStore, ReviewItem
+from ..record.store import Store
 
 log = logging.getLogger("modbot.enforce")
 

@@ -6,7 +6,7 @@
 - **Anchors** (the head's id and hash, and the row count) are appended to an append-only
   file (0600) after every new incident, and posted to the management room daily and on
   demand (`!mod audit anchor`), so that deleting the newest rows, or every row, is caught
-  by `modbot audit verify` (bot/evidence_verify.py).
+  by `modbot audit verify` (bot/cli/audit.py).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .record.chain import KEY_BYTES, KEYED, Anchor, Link, RetentionMark, anchor_notice, keyed_hash, mark_is_authentic
-from .record.moderation import Incident, ModerationStore
+from .chain import KEY_BYTES, KEYED, Anchor, Link, RetentionMark, anchor_notice, keyed_hash, mark_is_authentic
+from .moderation import Incident, ModerationStore
 
 log = logging.getLogger("modbot.evidence")
 

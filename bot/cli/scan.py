@@ -7,13 +7,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .classify.base import MediaInput
-from .classify.hashlist import HashListClassifier, build_lists
-from .config import Config
-from .hashing import compute_hashes, crop_hashes
-from .hashlists import HashEntry, append_entries
-from .model import EventContext, verdict_json
-from .policy import DEFAULT_POLICY, decide
+from ..classify.base import MediaInput
+from ..classify.hashlist import HashListClassifier, build_lists
+from ..config import Config
+from ..hashing import compute_hashes, crop_hashes
+from ..lists.format import HashEntry, append_entries
+from ..model import EventContext, verdict_json
+from ..policy import DEFAULT_POLICY, decide
 
 DEFAULT_MAX_PIXELS = 64_000_000
 # Central crops (fraction of each side kept) whose PDQ add-image also lists. A copy cropped

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from PIL import ImageOps
 
-from .app import ModBot
-from .config import load_config
-from .devserver import wait_for
+from ..app import ModBot
+from ..config import load_config
+from .synapse import wait_for
 from .samples import encode, make_photo
-from .scan import add_images
+from ..cli.scan import add_images
 from .stage import KNOWN_LIST, Stage, build_stage
 
 

@@ -1,14 +1,14 @@
 """Hash list files read straight into arrays: how large lists load. PURE but for the file read.
 
-`bot.hashlists` defines the format and parses it line by line into `HashEntry` objects,
+`bot.lists.format` defines the format and parses it line by line into `HashEntry` objects,
 which costs ~16 s and gigabytes per million lines. Here the same format is read into one
-(n, words) uint64 array per hash type (see `bot.index`) plus a small label table:
+(n, words) uint64 array per hash type (see `bot.lists.index`) plus a small label table:
 
 - lines in the canonical forms — `type:hex` in a plain list; `type,hex`, `type,hex,` or
   `type,hex,label` in a CSV list, with a lower-case type and a label of plain characters —
   are recognised with numpy over the whole file (10M lines in a few seconds);
 - every other line (comments, blank lines, upper-case types, quoted labels, spaces, bad
-  lines) goes through `bot.hashlists`' own line parser, so both readers accept and reject
+  lines) goes through `bot.lists.format`' own line parser, so both readers accept and reject
   exactly the same lines, with the same messages and line numbers.
 """
 
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.hashlists import HashEntry, _csv_row, _is_csv_header, _plain_line
-from bot.index import bytes_to_codes, code_to_hex, hex_to_codes
+from bot.lists.format import HashEntry, _csv_row, _is_csv_header, _plain_line
+from bot.lists.index import bytes_to_codes, code_to_hex, hex_to_codes
 from bot.model import HASH_HEX_LENGTH, HASH_TYPES
 
 # Lines handled per numpy pass: bounds the temporary arrays (~100 bytes a line).
@@ -60,7 +60,7 @@ class HashColumns:
     lines: int = 0
     # (inode, size, mtime_ns) of the file read, to tell later whether it changed.
     signature: tuple[int, int, int] | None = field(default=None, compare=False)
-    # SHA-256 of the bytes read: what `modbot hashes accept` records (bot.listguard).
+    # SHA-256 of the bytes read: what `modbot hashes accept` records (bot.lists.guard).
     digest: str | None = field(default=None, compare=False)
 
     @property
@@ -169,7 +169,7 @@ class _Builder:
 
 
 def parse_hash_columns(data: bytes, default_label: str, progress: Progress | None = None) -> HashColumns:
-    """Parse a list file's bytes (UTF-8); the same result as `bot.hashlists.parse_hash_list`."""
+    """Parse a list file's bytes (UTF-8); the same result as `bot.lists.format.parse_hash_list`."""
     buf = np.zeros(len(data) + _PAD, dtype=np.uint8)
     buf[: len(data)] = np.frombuffer(data, dtype=np.uint8)
     return _parse(buf, len(data), default_label, progress)
@@ -205,7 +205,7 @@ def _parse(padded: np.ndarray, size: int, default_label: str, progress: Progress
     def line_text(i: int) -> str:
         return buf[starts[i] : ends[i]].tobytes().decode("utf-8", errors="replace")
 
-    # The format is decided by the first meaningful line, as in bot.hashlists.
+    # The format is decided by the first meaningful line, as in bot.lists.format.
     is_csv = False
     header: int | None = None
     for i in range(total):

@@ -5,7 +5,7 @@ per scan; a reload builds the new lists in a worker thread, off the event loop, 
 swaps the snapshot in one assignment, so a scan sees the old lists or the new ones, never
 a list half loaded. A list whose file cannot be read keeps its previous version, and the
 reload says why. So does a file that would empty the list, is mostly rejected lines or
-drops too many entries (bot/listguard.py): that version is *held* until the file is fixed
+drops too many entries (bot/lists/guard.py): that version is *held* until the file is fixed
 or `modbot hashes accept NAME` accepts it, which the watcher learns from the `history`
 (the database) it reads while something is held. `watch()` polls the files' (inode, size,
 mtime) and reloads what changed; `reload()` is the method a command calls.
@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from bot.classify.hashlist import LoadedList, ListLoadReport, load_list, resolve_list_path
-from bot.listcolumns import HashColumns, Progress, TypedHashes, file_signature
-from bot.listguard import ListHistory, ListHold, ListRecord, judge
+from bot.lists.columns import HashColumns, Progress, TypedHashes, file_signature
+from bot.lists.guard import ListHistory, ListHold, ListRecord, judge
 from bot.model import HASH_TYPES
 
 log = logging.getLogger("modbot.lists")
@@ -46,7 +46,7 @@ class ListState:
     signature: Signature  # of the file last read (the held one, if held); None if not read
     loaded_at: float
     digest: str | None = None  # SHA-256 of the file the entries came from
-    hold: ListHold | None = None  # a version read but not put in use (bot/listguard.py)
+    hold: ListHold | None = None  # a version read but not put in use (bot/lists/guard.py)
 
     @property
     def name(self) -> str:
@@ -77,7 +77,7 @@ class ListChange:
     """What a reload did with one list."""
 
     name: str
-    # "loaded" | "kept" (unreadable, previous version kept) | "held" (see bot/listguard.py) | "disabled"
+    # "loaded" | "kept" (unreadable, previous version kept) | "held" (see bot/lists/guard.py) | "disabled"
     outcome: str
     report: ListLoadReport
     previous_entries: int = 0

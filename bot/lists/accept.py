@@ -1,7 +1,7 @@
 """`modbot hashes accept NAME`: put a held version of a hash list in use as it is.
 
 A reload that would empty a list, is mostly rejected lines or drops too many entries is
-held (bot/listguard.py). Accepting records the SHA-256 of the list file as it is now in
+held (bot/lists/guard.py). Accepting records the SHA-256 of the list file as it is now in
 the database (`hash_list_state.accepted_digest`): the running bot, which reads that row
 while a list is held, loads the file within `hashlist.reload_interval` seconds; a bot
 that is not running loads it at its next start. Only that exact content is accepted: a
@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .listguard import ListRecord, judge
+from .guard import ListRecord, judge
 
 if TYPE_CHECKING:  # numpy and SQLAlchemy: loaded by the command that runs, not by `modbot --help`
-    from .listcolumns import Progress
-    from .record.liststate import ListStateRepo
-    from .record.store import Store
+    from .columns import Progress
+    from ..record.liststate import ListStateRepo
+    from ..record.store import Store
 
 
 class AcceptError(Exception):
@@ -68,7 +68,7 @@ async def record_acceptance(
 
     Raises AcceptError when the file cannot be read or the list is disabled.
     """
-    from .classify.hashlist import load_list
+    from ..classify.hashlist import load_list
 
     if not config.enabled:
         raise AcceptError(f"hash list {config.name} is disabled: it is not loaded at all")
@@ -88,7 +88,7 @@ async def record_acceptance(
 
 
 def cmd_accept(args: argparse.Namespace) -> int:
-    from .hashes_cli import ProgressBar, _list_config, _load
+    from ..cli.hashes import ProgressBar, _list_config, _load
 
     config = _load(args)
     target = _list_config(config, args.name)
@@ -109,9 +109,9 @@ def cmd_accept(args: argparse.Namespace) -> int:
 
 
 async def _accept(config: Any, target: Any, progress: Progress) -> Acceptance:
-    from .record.db import create_engine, migrate
-    from .record.liststate import ListStateRepo
-    from .record.store import Store
+    from ..record.db import create_engine, migrate
+    from ..record.liststate import ListStateRepo
+    from ..record.store import Store
 
     engine = create_engine(config.database.url)
     try:

@@ -18,12 +18,12 @@ from typing import Any, TextIO
 
 from typing import TYPE_CHECKING
 
-from .config import Config
-from .importers import EXPORT_FORMATS, IMPORT_FORMATS
-from .model import HASH_HEX_LENGTH, HASH_TYPES, Hashes
+from ..config import Config
+from ..lists.importers import EXPORT_FORMATS, IMPORT_FORMATS
+from ..model import HASH_HEX_LENGTH, HASH_TYPES, Hashes
 
 if TYPE_CHECKING:
-    from .classify.hashlist import LoadedList
+    from ..classify.hashlist import LoadedList
 
 # The matching and hashing modules load numpy, Pillow and pdqhash: imported by the
 # commands that use them, so that `modbot --help` stays quick.
@@ -70,7 +70,7 @@ def _list_config(config: Config, name: str) -> Any:
 
 
 def _load(args: argparse.Namespace) -> Config:
-    from .cli import _load as load_config
+    from . import _load as load_config
 
     return load_config(args.config)
 
@@ -79,9 +79,9 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from .classify.hashlist import resolve_list_path
-    from .importers import columns_difference, read_import, write_list_file
-    from .listcolumns import HashColumns, read_hash_columns
+    from ..classify.hashlist import resolve_list_path
+    from ..lists.importers import columns_difference, read_import, write_list_file
+    from ..lists.columns import HashColumns, read_hash_columns
 
     config = _load(args)
     target = _list_config(config, args.list)
@@ -118,9 +118,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .classify.hashlist import resolve_list_path
-    from .importers import format_entries
-    from .listcolumns import read_hash_columns
+    from ..classify.hashlist import resolve_list_path
+    from ..lists.importers import format_entries
+    from ..lists.columns import read_hash_columns
 
     config = _load(args)
     target = _list_config(config, args.list)
@@ -148,7 +148,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .classify.hashlist import load_list
+    from ..classify.hashlist import load_list
 
     config = _load(args)
     report: dict[str, Any] = {"lists": []}
@@ -206,8 +206,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 async def _history_stats(config: Config) -> dict[str, Any]:
-    from .record.db import create_engine, current_revision, head_revision
-    from .record.store import Store
+    from ..record.db import create_engine, current_revision, head_revision
+    from ..record.store import Store
 
     engine = create_engine(config.database.url)
     try:
@@ -233,8 +233,8 @@ async def _history_stats(config: Config) -> dict[str, Any]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .classify.hashlist import load_list
-    from .hashing import compute_hashes
+    from ..classify.hashlist import load_list
+    from ..hashing import compute_hashes
 
     config = _load(args)
     lists: list[LoadedList] = []
@@ -260,7 +260,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def explain(name: str, hashes: Hashes, lists: list[LoadedList], pdq_min_quality: int, margin: int | None = None) -> list[str]:
     """Why an image matches or not: its hashes, and each list's entries near them."""
-    from .classify.hashlist import HashListClassifier
+    from ..classify.hashlist import HashListClassifier
 
     lines = [f"{name}: sha256 {hashes.sha256}"]
     lines.append(f"  md5 {hashes.md5}, sha1 {hashes.sha1}")
@@ -298,7 +298,7 @@ def explain(name: str, hashes: Hashes, lists: list[LoadedList], pdq_min_quality:
 
 
 def _near_entries(lst: LoadedList, hashes: Hashes, margin: int | None) -> list[tuple[str, str, str, int, str]]:
-    from .index import hex_to_codes
+    from ..lists.index import hex_to_codes
 
     found: list[tuple[str, str, str, int, str]] = []
     for hash_type in ("sha256", "md5", "sha1"):
@@ -331,11 +331,11 @@ def cmd_retro(args: argparse.Namespace) -> int:
 
 
 async def _retro_report(config: Config, only: str | None) -> int:
-    from .classify.hashlist import HashListClassifier, load_list
-    from .lists import new_entries
-    from .record.db import create_engine, current_revision, head_revision
-    from .record.store import Store
-    from .retro import decode_digests
+    from ..classify.hashlist import HashListClassifier, load_list
+    from ..lists.registry import new_entries
+    from ..record.db import create_engine, current_revision, head_revision
+    from ..record.store import Store
+    from ..retro import decode_digests
 
     engine = create_engine(config.database.url)
     try:
@@ -392,7 +392,7 @@ async def _retro_report(config: Config, only: str | None) -> int:
 
 def add_commands(hashes: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add import, export, stats, check, retro and accept to the `hashes` subcommand group."""
-    from .listaccept import add_command as add_accept
+    from ..lists.accept import add_command as add_accept
 
     h = hashes.add_parser("import", help="import hashes into a configured list (only new entries are added)")
     h.add_argument("file")

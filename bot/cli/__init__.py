@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .config import Config, ConfigError, default_config_text, load_config
+from .. import __version__
+from ..config import Config, ConfigError, default_config_text, load_config
 
 
 def _load(path: str, **kwargs: Any) -> Config:
@@ -36,8 +36,8 @@ def _setup_logging(level: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .app import run
-    from .record.instance import EXIT_ALREADY_RUNNING, AlreadyRunning
+    from ..app import run
+    from ..record.instance import EXIT_ALREADY_RUNNING, AlreadyRunning
 
     config = _load(args.config)
     _setup_logging(config.logging.level)
@@ -52,9 +52,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_flush(args: argparse.Namespace) -> int:
-    from .classify.cache import VerdictCache
-    from .record.db import create_engine, migrate
-    from .record.scanning import VerdictCacheRepo
+    from ..classify.cache import VerdictCache
+    from ..record.db import create_engine, migrate
+    from ..record.scanning import VerdictCacheRepo
 
     config = _load(args.config)
 
@@ -72,8 +72,8 @@ def cmd_cache_flush(args: argparse.Namespace) -> int:
 
 
 def cmd_generate_registration(args: argparse.Namespace) -> int:
-    from .filemodes import write_private
-    from .registration import new_token, set_tokens, write_registration
+    from ..filemodes import write_private
+    from ..intake.registration import new_token, set_tokens, write_registration
 
     path = Path(args.config)
     if not path.exists():
@@ -87,7 +87,7 @@ def cmd_generate_registration(args: argparse.Namespace) -> int:
     print(f"wrote {out} with fresh tokens and updated {path}")
     key_file = config.incidents.chain_key_file
     if not key_file.exists():
-        from .evidence import create_chain_key
+        from ..record.evidence import create_chain_key
 
         create_chain_key(key_file)
         print(f"wrote the incident chain key {key_file} (mode 0600); back it up with the database")
@@ -157,14 +157,14 @@ def cmd_hashes_add_image(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import demo
+    from ..demo.run import demo
 
     return asyncio.run(demo(Path(args.workdir) if args.workdir else None, keep=args.keep))
 
 
 async def _with_moderation(config: Config, work):  # type: ignore[no-untyped-def]
-    from .record.db import create_engine, migrate
-    from .record.moderation import ModerationStore
+    from ..record.db import create_engine, migrate
+    from ..record.moderation import ModerationStore
 
     engine = create_engine(config.database.url)
     try:
@@ -175,8 +175,8 @@ async def _with_moderation(config: Config, work):  # type: ignore[no-untyped-def
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from .evidence import ChainKeyError
-    from .evidence_verify import verify_evidence
+    from ..record.evidence import ChainKeyError
+    from .audit import verify_evidence
 
     config = _load(args.config)
     try:
@@ -193,7 +193,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 def cmd_report_export(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
-    from .incidents import export
+    from ..act.incidents import export
 
     config = _load(args.config)
     since = None
@@ -206,7 +206,7 @@ def cmd_report_export(args: argparse.Namespace) -> int:
     incidents = asyncio.run(_with_moderation(config, lambda m: m.incidents(since=since)))
     text = export([(i.id, i.record, i.row_hash) for i in incidents], args.format)
     if args.output:
-        from .filemodes import write_private
+        from ..filemodes import write_private
 
         write_private(Path(args.output), text)  # user IDs, rooms and hashes: 0600
         print(f"wrote {len(incidents)} incidents to {args.output}", file=sys.stderr)
@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--list", required=True, help="name of a list in the config's hash_lists")
     h.add_argument("--label", help="label for the entries (default: the list's label)")
     h.set_defaults(func=cmd_hashes_add_image)
-    from .hashes_cli import add_commands as add_hashes_commands
+    from .hashes import add_commands as add_hashes_commands
 
     add_hashes_commands(hsub)
 

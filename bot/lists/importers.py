@@ -3,7 +3,7 @@
 Formats (`IMPORT_FORMATS`):
 
 - `modbot`: modbot's list files, CSV (`type,hash,label`) or plain (`type:hex`), see
-  `bot.hashlists`;
+  `bot.lists.format`;
 - `plain`: one hex hash per line, of the type given (`hash_type`);
 - `te-csv`: python-threatexchange's `threatexchange dataset -P --csv` (columns
   `signal_type,signal_str,...`), and HMA exports in the same columns;
@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.hashlists import CSV_HEADER, HashEntry, _check_hash, _is_csv_header
-from bot.listcolumns import HashColumns, TypedHashes, parse_hash_columns
+from bot.lists.format import CSV_HEADER, HashEntry, _check_hash, _is_csv_header
+from bot.lists.columns import HashColumns, TypedHashes, parse_hash_columns
 from bot.model import HASH_HEX_LENGTH, HASH_TYPES
 
 IMPORT_FORMATS = ("modbot", "plain", "te-csv", "te-lines", "te-json", "ncmec")
@@ -108,7 +108,7 @@ class _Collector:
         self.label_ids.setdefault(checked_type, []).append(self.labels.setdefault(label, len(self.labels)))
 
     def finish(self) -> ImportResult:
-        from bot.index import hex_to_codes
+        from bot.lists.index import hex_to_codes
 
         by_type = {
             t: TypedHashes(hex_to_codes(h, HASH_HEX_LENGTH[t]), np.array(self.label_ids[t], dtype=np.int32))
@@ -311,7 +311,7 @@ def _ncmec(lines: list[str], _: str, result: ImportResult) -> Iterator[Item]:
 def columns_difference(new: HashColumns, old: HashColumns) -> HashColumns:
     """The entries of `new` (type, hash, label) that `old` does not hold, each once."""
     from bot.classify.hashlist import LoadedList
-    from bot.lists import entry_fingerprints, new_entries
+    from bot.lists.registry import entry_fingerprints, new_entries
 
     known = entry_fingerprints(LoadedList.from_columns("old", old, label=""))
     fresh = new_entries(LoadedList.from_columns("new", new, label=""), known)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from .act.homeserver import Homeserver, RoomPower
+from .homeserver import Homeserver, RoomPower
 
 
 class PowerCache:
