@@ -25,8 +25,7 @@ from .config import Config, ConfigError, load_config
 from .enforce import Enforcer
 from .extract import extract_media_refs
 from .fetch import MediaFetcher
-from .hashing import warm_up
-from .hashpool import hash_pool
+from .hashing.pool import HashSandbox
 from .intake.endpoint import DurableAppService
 from .intake.queue import WorkQueue
 from .lists import ListRegistry, ReloadResult
@@ -112,7 +111,8 @@ class ModBot:
         if config.metrics.enabled:
             self.appservice.app.router.add_get("/metrics", self._metrics)
         self.queue: WorkQueue | None = None
-        self.hash_executor = hash_pool(config.processing.concurrency, config.processing.hash_nice)
+        # Every decode of media runs in its worker processes (started in start()).
+        self.sandbox = HashSandbox.from_config(config.processing)
         # Set in start(); typed as present because nothing uses them before.
         self.pipeline: Pipeline = None  # type: ignore[assignment]
         self.homeserver: Homeserver = None  # type: ignore[assignment]
@@ -124,9 +124,9 @@ class ModBot:
     async def start(self) -> None:
         cfg = self.config
         await migrate(self.engine)
-        # What the first hash would pay for (lazy imports, ~1 s) is paid before the first
-        # event, beside the rest of the start-up: the endpoint must not open later for it.
-        warming = asyncio.get_running_loop().run_in_executor(self.hash_executor, warm_up)
+        # The hashing workers start (~1 s: the fork server imports the hashing modules)
+        # beside the rest of the start-up: the endpoint must not open later for it.
+        warming = asyncio.create_task(self.sandbox.start())
         await self.refresh_allowlist()
         await self._load_overrides()
         for report in self.list_reports:
@@ -189,7 +189,7 @@ class ModBot:
             is_protected=lambda room_id: room_id in self.protected,
             bot_user_id=self.bot_user_id,
             max_image_pixels=cfg.processing.max_image_pixels,
-            hash_executor=self.hash_executor,
+            sandbox=self.sandbox,
         )
         await warming
         if cfg.processing.enabled:
@@ -411,7 +411,7 @@ class ModBot:
             await self.queue.stop()
         await self.classifier_runner.close()
         await self.appservice.stop()
-        self.hash_executor.shutdown(wait=False, cancel_futures=True)
+        await self.sandbox.stop()  # kills busy workers too: stopping never waits for a hash
         await self.engine.dispose()
 
 

@@ -10,9 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass
-from functools import partial
 
 from .act.executor import MatchedMedia, describe_verdict, notice_text, txn_id_for
 from .act.homeserver import Homeserver, HomeserverError, RoomPower
@@ -22,7 +20,7 @@ from .classify.runner import ClassifierRunner
 from .enforce import Enforcer
 from .extract import extract_media_refs
 from .fetch import MediaFetcher
-from .hashing import compute_hashes
+from .hashing.pool import HashSandbox
 from .metrics import Metrics
 from .model import ActionKind, Classification, Decision, EventContext, FailureMode, Hashes, MediaRef, Verdict
 from .policy import Policy, decide
@@ -83,7 +81,7 @@ class Pipeline:
         bot_user_id: str,
         max_image_pixels: int,
         rescanner: Rescanner | None = None,
-        hash_executor: Executor | None = None,
+        sandbox: HashSandbox,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
@@ -100,7 +98,7 @@ class Pipeline:
         self._is_protected = is_protected
         self.bot_user_id = bot_user_id
         self.max_image_pixels = max_image_pixels
-        self.hash_executor = hash_executor  # None: asyncio's default threads
+        self.sandbox = sandbox
 
     async def process(self, event: StoredEvent) -> None:
         """Handle one stored event. Raises RetryLater when it should be tried again.
@@ -337,10 +335,9 @@ class Pipeline:
             return None, None, reason, False
         data = fetched.data
         del fetched
-        # Hashing is CPU-bound; a thread keeps the intake answering meanwhile.
-        hashes = await asyncio.get_running_loop().run_in_executor(
-            self.hash_executor, partial(compute_hashes, data, max_pixels=self.max_image_pixels)
-        )
+        # Decoding runs in the sandbox's worker processes, under memory and CPU limits: a
+        # worker that goes over answers "not scanned: resource limit" with the exact hashes.
+        hashes = await self.sandbox.hash(data)
         if not keep_data or not await self.runner.wants_data(hashes.sha256):
             data = None  # no classifier needs the bytes: they go no further than this line
         journal.record_media(ref, status="hashed", hashes=hashes, mimetype=ref.mimetype, error=hashes.perceptual_error)
