@@ -17,8 +17,9 @@ headers and marker bytes only; nothing decodes pixels. The limits are the caller
   the mimetype the sender declared.
 - **Decoded bytes, not pixels**: width x height x the bytes Pillow stores per pixel for the
   decoded mode (1 for L/P, 2 for 16-bit grey, 4 for RGB and every other multi-band mode),
-  plus the decoder's own working buffers where they are known to be large (libwebp's RGBA
-  frame; libjpeg's coefficient buffers for a progressive JPEG, 2 bytes per sample at full
+  plus the decoder's own working buffers where they are known to be large (libwebp's two
+  RGBA canvases, allocated while the file is opened, so a WebP is measured from its header
+  before Pillow opens it; libjpeg's coefficient buffers for a progressive JPEG, 2 bytes per sample at full
   resolution whatever the DCT scaling). A JPEG is measured after `draft`, at the scale it
   will really be decoded at.
 - **JPEG scans**: a progressive JPEG is re-read once per scan, so thousands of scans cost
@@ -83,6 +84,25 @@ def identify(data: bytes, formats: frozenset[str]) -> tuple[str | None, str | No
     return None, refused
 
 
+# Pillow reads WebP through libwebp's animation decoder, which allocates two RGBA canvases
+# (the frame and the previous one) while the file is being opened.
+WEBP_DECODER_BYTES_PER_PIXEL = 8
+
+
+def webp_size(data: bytes) -> tuple[int, int] | None:
+    """The canvas size a WebP file declares, read before Pillow opens it (opening
+    allocates the decoder's canvases); None when the header is not one of the three kinds."""
+    kind = data[12:16]
+    if kind == b"VP8X" and len(data) >= 30:
+        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+    if kind == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    if kind == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+        return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
+    return None
+
+
 def bytes_per_pixel(mode: str) -> int:
     """Bytes Pillow stores per pixel of `mode`: multi-band modes are kept 4 bytes wide."""
     if mode.startswith("I;16"):
@@ -98,7 +118,7 @@ def decoded_bytes(img: ImageFile.ImageFile, full_size: tuple[int, int]) -> int:
     width, height = img.size
     total = width * height * bytes_per_pixel(img.mode)
     if img.format == "WEBP":
-        total += width * height * 4  # libwebp decodes into its own RGBA frame first
+        total += width * height * WEBP_DECODER_BYTES_PER_PIXEL
     if img.format in ("JPEG", "MPO") and img.info.get("progressive"):
         total += _progressive_coefficients(img, full_size)
     return total

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -29,7 +30,7 @@ from bot import pdq
 from bot.model import Hashes
 
 from .border import trim_box
-from .limits import MediaLimits, decoded_bytes, identify, jpeg_scans
+from .limits import WEBP_DECODER_BYTES_PER_PIXEL, MediaLimits, decoded_bytes, identify, jpeg_scans, webp_size
 
 # Long side, in pixels, of the image that perceptual hashes are computed from.
 REDUCED_SIDE = 512
@@ -87,7 +88,7 @@ def hash_within(data: bytes, limits: MediaLimits) -> Hashes:
     out of its memory limit must say so, and be replaced."""
     hashes = exact_hashes(data, None)
     try:
-        img = _open(data, limits.formats)
+        img = _open(data, limits)
     except _Unhashable as e:
         return replace(hashes, perceptual_error=str(e))
     width, height = img.size
@@ -152,7 +153,7 @@ def crops_within(data: bytes, fractions: Sequence[float], limits: MediaLimits, m
         if not 0 < f <= 1:
             raise ValueError(f"crop fractions must be within (0, 1], got {f}")
     try:
-        img = _open(data, limits.formats)
+        img = _open(data, limits)
     except _Unhashable:
         return ()
     try:
@@ -193,23 +194,51 @@ def hamming(a_hex: str, b_hex: str) -> int:
     return (int(a_hex, 16) ^ int(b_hex, 16)).bit_count()
 
 
-def _open(data: bytes, formats: frozenset[str]) -> ImageFile.ImageFile:
+def _open(data: bytes, limits: MediaLimits) -> ImageFile.ImageFile:
     """Identify the format from the bytes and read the header, without Pillow's global
     pixel limit (whose warning or error would come on its own terms: the caller's limits
     are applied explicitly). Only accepted formats are opened; see bot/hashing/limits.py."""
+    formats = limits.formats
     fmt, refused = identify(data, formats)
     if fmt is None:
         if refused is not None:
             raise _Unhashable(f"unsupported image format {refused}")
         raise _Unhashable("not an image (unrecognised format)")
+    if fmt == "WEBP":
+        _check_webp(data, limits)
     try:
-        img = Image.OPEN[fmt][0](io.BytesIO(data), "")
+        with warnings.catch_warnings():
+            # Some readers (WebP) apply Pillow's global pixel limit while opening; ours
+            # comes next, and is lower by default.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.OPEN[fmt][0](io.BytesIO(data), "")
+    except Image.DecompressionBombError as e:
+        raise _Unhashable(f"decompression bomb: {_describe(e)}") from None
     except Exception as e:
         raise _Unhashable(f"truncated or corrupt image: {fmt}: {_describe(e)}") from None
     if img.format not in formats:  # the JPEG reader returning an MPO when MPO is not accepted
         img.close()
         raise _Unhashable(f"unsupported image format {img.format}")
     return img
+
+
+def _check_webp(data: bytes, limits: MediaLimits) -> None:
+    """The pixel and decoded-byte limits, from a WebP's header: opening one allocates."""
+    size = webp_size(data)
+    if size is None:
+        return
+    width, height = size
+    if width * height > limits.max_pixels:
+        raise _Unhashable(
+            f"decompression bomb: {width}x{height} = {width * height} pixels "
+            f"exceeds the limit of {limits.max_pixels}"
+        )
+    needed = width * height * (4 + WEBP_DECODER_BYTES_PER_PIXEL)
+    if needed > limits.max_decoded_bytes:
+        raise _Unhashable(
+            f"decoded image too large: {width}x{height} WebP needs {needed} bytes to decode, "
+            f"over the limit of {limits.max_decoded_bytes}"
+        )
 
 
 def _decode(img: ImageFile.ImageFile, data: bytes, limits: MediaLimits) -> Image.Image:

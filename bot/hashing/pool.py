@@ -125,6 +125,11 @@ class HashSandbox:
         for worker in workers:
             worker.sock.close()
 
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the live workers (for tests and benchmarks)."""
+        return [w.process.pid for w in self._all if w.process.pid is not None]
+
     async def hash(self, data: bytes) -> Hashes:
         """compute_hashes(data) in a worker, within the sandbox's limits."""
         hashes, _ = await self._run(data, {})
