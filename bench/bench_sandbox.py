@@ -15,8 +15,10 @@
    images): today's in-process hashing (compute_hashes in a thread pool, as the bot did
    before the sandbox) against the sandbox, one at a time and `--concurrency` at a time,
    alternating in-process and sandbox rounds (A B B A ...) so that a shared machine's
-   drifting speed weighs on both alike. Both at niceness 0. Wall-clock images/s; the
-   ratio sandbox / in-process is computed within the same run. Goal: at least 0.9.
+   drifting speed weighs on both alike. Both at niceness 0. Wall-clock images/s, and
+   images per CPU-second of the whole tree (this process and the workers: what the
+   sandbox costs the machine, whatever else runs on it); the ratios sandbox / in-process
+   are computed within the same run. Goal: at least 0.9.
 3. **Start cost**: the first start (fork server + workers), and replacing one worker.
 
 Prints Markdown tables.
@@ -174,21 +176,38 @@ async def rates(seconds: float, rounds: int, concurrency: int) -> list[tuple[str
             async def in_process(data: bytes) -> object:
                 return await loop.run_in_executor(threads, compute_hashes, data)
 
-            totals = {"in-process": [0, 0.0], "sandbox": [0, 0.0]}
+            totals = {"in-process": [0, 0.0, 0.0], "sandbox": [0, 0.0, 0.0]}
             order = ["in-process", "sandbox"]
             for r in range(rounds * 2):
                 mode = order[(r + r // 2) % 2]  # A B B A A B ...
                 run = in_process if mode == "in-process" else sandbox.hash
                 await run(images[0])  # warm
+                cpu0 = _cpu_seconds([os.getpid(), *sandbox.pids])
                 done, elapsed = await _stream(run, images, parallel, seconds / 2)
                 totals[mode][0] += done
                 totals[mode][1] += elapsed
+                totals[mode][2] += _cpu_seconds([os.getpid(), *sandbox.pids]) - cpu0
             base = totals["in-process"][0] / totals["in-process"][1]
             sand = totals["sandbox"][0] / totals["sandbox"][1]
-            results.append((label, parallel, base, sand))
+            base_cpu = totals["in-process"][0] / totals["in-process"][2]
+            sand_cpu = totals["sandbox"][0] / totals["sandbox"][2]
+            results.append((label, parallel, base, sand, base_cpu, sand_cpu))
         await sandbox.stop()
         threads.shutdown()
     return results
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes (all their threads), from /proc."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 async def _stream(run: Callable[[bytes], Awaitable[object]], images: list[bytes], parallel: int, seconds: float) -> tuple[int, float]:
@@ -267,10 +286,13 @@ async def main() -> None:
 
     if "rate" not in args.skip:
         print("### Rate on ordinary JPEGs (wall clock, same run)\n")
-        print("| JPEG | at once | in-process images/s | sandbox images/s | sandbox / in-process |")
-        print("|---|---:|---:|---:|---:|")
-        for label, parallel, base, sand in await rates(args.seconds, args.rounds, args.concurrency):
-            print(f"| {label} | {parallel} | {base:.1f} | {sand:.1f} | **{sand / base:.2f}** |")
+        print("| JPEG | at once | in-process images/s | sandbox images/s | sandbox / in-process | in-process images/CPU-s | sandbox images/CPU-s | sandbox / in-process (CPU) |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for label, parallel, base, sand, base_cpu, sand_cpu in await rates(args.seconds, args.rounds, args.concurrency):
+            print(
+                f"| {label} | {parallel} | {base:.1f} | {sand:.1f} | **{sand / base:.2f}** "
+                f"| {base_cpu:.1f} | {sand_cpu:.1f} | {sand_cpu / base_cpu:.2f} |"
+            )
 
 
 if __name__ == "__main__":
