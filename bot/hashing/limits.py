@@ -5,14 +5,15 @@ headers and marker bytes only; nothing decodes pixels. The limits are the caller
 (`MediaLimits`), with defaults sized for real photos:
 
 - **Formats: JPEG (and MPO, the multi-picture JPEG phones write), PNG and APNG, GIF,
-  WebP.** These are what Matrix clients send as images and show inline: Synapse makes
-  thumbnails of exactly these (its `THUMBNAIL_SUPPORTED_MEDIA_FORMAT_MAP`), and Element
-  shows inline only these plus AVIF. Anything else (BMP, TIFF, ICO, PSD and Pillow's 30-odd
-  other readers) would reach a viewer only as a file to download and open elsewhere, and
-  each extra reader is attack surface (the ICO reader decodes an embedded PNG while
-  opening, whatever size its directory claims). Such files still get exact hashes (SHA-256,
-  MD5), so a list's exact entries still match them. AVIF is left out for now: Pillow reads
-  it through libavif, whose memory use the estimate below does not model yet.
+  WebP.** These are the images of Matrix: Synapse makes thumbnails of exactly these
+  (`THUMBNAIL_SUPPORTED_MEDIA_FORMAT_MAP` in synapse/config/repository.py), MSC2700
+  requires servers to thumbnail PNG, JPEG and GIF, and clients send photos and stickers in
+  them. Anything else (BMP, TIFF, ICO, PSD and Pillow's 30-odd other readers) reaches
+  people only as a file to download and open elsewhere, and each extra reader is attack
+  surface (the ICO reader decodes an embedded PNG while opening, whatever size its
+  directory claims). Such files still get exact hashes (SHA-256, MD5, SHA-1), so a list's
+  exact entries still match them. AVIF (which some clients display) is left out for now:
+  Pillow reads it through libavif, whose memory use the estimate below does not model.
 - **The format is identified from the bytes** (each reader's signature check), never from
   the mimetype the sender declared.
 - **Decoded bytes, not pixels**: width x height x the bytes Pillow stores per pixel for the

@@ -196,7 +196,7 @@ class HashSandbox:
         if limit is None:
             if code == EXIT_MEMORY:
                 limit = "memory"
-            elif code in (-signal.SIGXCPU, -signal.SIGKILL):  # SIGKILL: past the hard limit
+            elif code == -signal.SIGXCPU:  # RLIMIT_CPU's soft limit (the hard one is not set)
                 limit = "cpu"
         reason = (
             f"not scanned: resource limit ({limit})" if limit else f"not scanned: hashing worker crashed (exit {code})"
