@@ -6,7 +6,6 @@ I/O around them and writes every step to the audit log.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
