@@ -162,7 +162,7 @@ class ProcessingConfig(_Section):
     max_image_pixels: int = Field(default=64_000_000, ge=1)
     max_attempts: int = Field(default=5, ge=1)
     action_retries: int = Field(default=4, ge=0)
-    # Niceness (0-19) of the threads that hash media: on a machine shared with the
+    # Niceness (0-19) of the processes that hash media: on a machine shared with the
     # homeserver, a flood of media slows modbot's scanning, not the homeserver.
     hash_nice: int = Field(default=10, ge=0, le=19)
     # The hashing sandbox (bot/hashing/pool.py): each worker process may grow by
@@ -412,7 +412,7 @@ processing:
   max_attempts: 5
   # Retries, with exponential backoff, of actions the homeserver answered with an error.
   action_retries: 4
-  # Niceness (0-19, as nice(1)) of the threads that decode and hash media. On a machine
+  # Niceness (0-19, as nice(1)) of the processes that decode and hash media. On a machine
   # shared with the homeserver, a flood of media then slows modbot's scanning rather than
   # the homeserver itself; 0 hashes at the bot's own priority.
   hash_nice: 10
