@@ -43,7 +43,11 @@ log = logging.getLogger("modbot.sandbox")
 
 _HEADER = struct.Struct(">I")
 _MAX_ANSWER = 1 << 20  # a worker's answer is a few kB; more is a misbehaving worker
-_PRELOAD = ["bot.hashing.worker"]
+# The fork server imports these once. "__main__" too: otherwise every worker would import
+# the program's main script again on start (multiprocessing's rule for spawned children),
+# which for the `modbot` script means the CLI's imports; a script that starts a sandbox
+# needs the usual `if __name__ == "__main__":` guard.
+_PRELOAD = ["__main__", "bot.hashing.worker"]
 _READY_SECONDS = 60  # a worker is ready in milliseconds; the fork server's first start takes ~1 s
 _RESPAWN_BACKOFF = (0.0, 1.0, 5.0, 30.0)  # after consecutive failures to start a worker
 
