@@ -27,8 +27,7 @@ from .record.evidence import AnchorFile, ChainAnchors, ChainKeyError, open_chain
 from .extract import extract_media_refs
 from .eventbudget import EventBudget
 from .fetch import MediaFetcher
-from .hashing import warm_up
-from .hashpool import hash_pool
+from .hashing.pool import HashSandbox
 from .health import RestartWindow
 from .intake.endpoint import DurableAppService, IntakeLimits
 from .intake.monitor import IntakeMonitor
@@ -65,7 +64,6 @@ class ModBot:
         *,
         config_path: str | Path | None = None,
         lock: InstanceLock | None = None,
-        sandbox_restarts: Callable[[], int] = lambda: 0,
     ) -> None:
         self.config = config
         # One bot per database (bot/record/instance.py): taken first thing in start(),
@@ -138,14 +136,16 @@ class ModBot:
             audit_refusal=lambda txn_id, why: self.store.audit("intake", "refused", why),
         )
         self.bot_user_id = f"@{as_cfg.bot_localpart}:{config.homeserver.domain}"
-        # /health and /metrics; `sandbox_restarts` is a running total of hashing-sandbox
-        # workers killed and replaced (the sandbox's counter, wired where it is built).
+        # Every decode of media runs in its worker processes (started in start()).
+        self.sandbox = HashSandbox.from_config(config.processing)
+        # /health and /metrics; the sandbox's running total of workers killed and replaced
+        # (a resource limit hit, a crash) feeds /health's restart window.
         self.probes = OperatorEndpoints(
             config,
             self.store,
             self.metrics,
             self.appservice.monitor,
-            RestartWindow(sandbox_restarts, config.health.sandbox_restart_window),
+            RestartWindow(lambda: self.sandbox.restarts, config.health.sandbox_restart_window),
             started_at=self.started_at,
             queue_depth=lambda: self.queue.depth if self.queue else 0,
             protected_rooms=lambda: len(self.protected),
@@ -153,7 +153,6 @@ class ModBot:
         )
         self.probes.add_routes(self.appservice.app)
         self.queue: WorkQueue | None = None
-        self.hash_executor = hash_pool(config.processing.concurrency, config.processing.hash_nice)
         # Set in start(); typed as present because nothing uses them before.
         self.pipeline: Pipeline = None  # type: ignore[assignment]
         self.homeserver: Homeserver = None  # type: ignore[assignment]
@@ -169,9 +168,9 @@ class ModBot:
         await self.instance_lock.acquire()  # raises AlreadyRunning: nothing done yet
         await migrate(self.engine)
         await self._open_evidence()
-        # What the first hash would pay for (lazy imports, ~1 s) is paid before the first
-        # event, beside the rest of the start-up: the endpoint must not open later for it.
-        warming = asyncio.get_running_loop().run_in_executor(self.hash_executor, warm_up)
+        # The hashing workers start (~1 s: the fork server imports the hashing modules)
+        # beside the rest of the start-up: the endpoint must not open later for it.
+        warming = asyncio.create_task(self.sandbox.start())
         await self.refresh_allowlist()
         await self._load_overrides()
         for report in self.list_reports:
@@ -243,7 +242,7 @@ class ModBot:
             is_protected=lambda room_id: room_id in self.protected,
             bot_user_id=self.bot_user_id,
             max_image_pixels=cfg.processing.max_image_pixels,
-            hash_executor=self.hash_executor,
+            sandbox=self.sandbox,
             budget=EventBudget(
                 max_refs=cfg.processing.max_refs_per_event,
                 deadline=cfg.processing.event_deadline,
@@ -497,7 +496,7 @@ class ModBot:
         await self.classifier_runner.close()
         await self.appservice.stop()
         await self.probes.stop()
-        self.hash_executor.shutdown(wait=False, cancel_futures=True)
+        await self.sandbox.stop()  # kills busy workers too: stopping never waits for a hash
         await self.engine.dispose()
         # Last: until everything above has stopped, this process may still act.
         await self.instance_lock.release()

@@ -182,9 +182,18 @@ class ProcessingConfig(_Section):
     # Seconds a process's claim on an action holds; a crashed claimer's actions are taken
     # over by another process (or the restarted one) after this. A call gets half of it.
     action_lease: float = Field(default=300, ge=2)
-    # Niceness (0-19) of the threads that hash media: on a machine shared with the
+    # Niceness (0-19) of the processes that hash media: on a machine shared with the
     # homeserver, a flood of media slows modbot's scanning, not the homeserver.
     hash_nice: int = Field(default=10, ge=0, le=19)
+    # The hashing sandbox (bot/hashing/pool.py): each worker process may grow by
+    # hash_memory_mb beyond its idle size and use hash_cpu_seconds of CPU per media; past
+    # either it is killed and replaced, and the media is audited "not scanned: resource
+    # limit". Checked before decoding (bot/hashing/limits.py): decoded size in bytes, and
+    # the scans of a progressive JPEG.
+    hash_memory_mb: int = Field(default=256, ge=64)
+    hash_cpu_seconds: float = Field(default=10, gt=0)
+    max_decoded_bytes: int = Field(default=192 * 1024 * 1024, ge=1)
+    max_jpeg_scans: int = Field(default=100, ge=1)
     # Media held because a scan failed (on_failure: fail_closed) is scanned again after
     # rescan_delay seconds, doubling up to rescan_max_delay, until a scan succeeds or
     # rescan_give_up_after seconds have passed (the media then stays held).
@@ -509,10 +518,20 @@ processing:
   # Seconds a process's claim on an action holds: a crashed process's actions are taken
   # over after this by another one (or by itself, restarted). A call gets half of it.
   action_lease: 300
-  # Niceness (0-19, as nice(1)) of the threads that decode and hash media. On a machine
+  # Niceness (0-19, as nice(1)) of the processes that decode and hash media. On a machine
   # shared with the homeserver, a flood of media then slows modbot's scanning rather than
   # the homeserver itself; 0 hashes at the bot's own priority.
   hash_nice: 10
+  # Decoding and hashing run in worker processes (as many as concurrency), each allowed
+  # hash_memory_mb beyond its idle size and hash_cpu_seconds of CPU per media; one that
+  # goes over is killed and replaced, and the media is audited "not scanned: resource
+  # limit (memory|cpu)" (its exact hashes are still matched). Before decoding, images
+  # whose decoded pixels would take more than max_decoded_bytes, and JPEGs with more than
+  # max_jpeg_scans scans, are refused. Only JPEG, PNG/APNG, GIF and WebP are decoded.
+  hash_memory_mb: 256
+  hash_cpu_seconds: 10  # per media
+  max_decoded_bytes: 201326592  # 192 MiB
+  max_jpeg_scans: 100  # real JPEGs have 1 (baseline) to ~12 (progressive)
   # Media held because a scan failed (a policy rule's on_failure: fail_closed) is scanned
   # again after rescan_delay seconds, doubling up to rescan_max_delay, until a scan
   # succeeds or rescan_give_up_after seconds have passed (the media then stays held).

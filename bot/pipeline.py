@@ -6,13 +6,10 @@ I/O around them and writes every step to the audit log.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass
-from functools import partial
 
 from .act.executor import MatchedMedia, describe_verdict, notice_text, txn_id_for
 from .act.homeserver import HomeserverError
@@ -23,7 +20,7 @@ from .act.enforcer import Enforcer
 from .eventbudget import EventBudget, Finished, run_within
 from .extract import extract_media_refs
 from .fetch import Lease, MediaFetcher
-from .hashing import compute_hashes
+from .hashing.pool import HashSandbox
 from .mediafailures import DeadReference, MediaFailureMemory, RememberingFetcher
 from .metrics import Metrics
 from .model import ActionKind, Classification, Decision, EventContext, FailureMode, Hashes, MediaRef, Verdict
@@ -67,7 +64,7 @@ class Pipeline:
         bot_user_id: str,
         max_image_pixels: int,
         rescanner: Rescanner | None = None,
-        hash_executor: Executor | None = None,
+        sandbox: HashSandbox,
         budget: EventBudget = EventBudget(),
         failures: MediaFailureMemory | None = None,
     ) -> None:
@@ -88,7 +85,7 @@ class Pipeline:
         self._is_protected = is_protected
         self.bot_user_id = bot_user_id
         self.max_image_pixels = max_image_pixels
-        self.hash_executor = hash_executor  # None: asyncio's default threads
+        self.sandbox = sandbox
         self.budget = budget
 
     async def process(self, event: StoredEvent) -> None:
@@ -368,10 +365,9 @@ class Pipeline:
             return None, None, reason, False
         data = fetched.data
         del fetched
-        # Hashing is CPU-bound; a thread keeps the intake answering meanwhile.
-        hashes = await asyncio.get_running_loop().run_in_executor(
-            self.hash_executor, partial(compute_hashes, data, max_pixels=self.max_image_pixels)
-        )
+        # Decoding runs in the sandbox's worker processes, under memory and CPU limits: a
+        # worker that goes over answers "not scanned: resource limit" with the exact hashes.
+        hashes = await self.sandbox.hash(data)
         if not keep_data or not await self.runner.wants_data(hashes.sha256):
             data = None  # no classifier needs the bytes: they go no further than this line
             if lease is not None:

@@ -234,7 +234,7 @@ async def _history_stats(config: Config) -> dict[str, Any]:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from ..classify.hashlist import load_list
-    from ..hashing import compute_hashes
+    from .scan import run_with_sandbox
 
     config = _load(args)
     lists: list[LoadedList] = []
@@ -245,17 +245,20 @@ def cmd_check(args: argparse.Namespace) -> int:
         if report.failed:
             print(f"list {list_config.name}: cannot load: {report.errors[0][1]}")
         lists.append(loaded)
-    status = 0
-    for image in args.images:
-        try:
-            hashes = compute_hashes(Path(image).read_bytes(), max_pixels=config.processing.max_image_pixels)
-        except OSError as e:
-            print(f"{image}: {e}")
-            status = 2
-            continue
-        for line in explain(image, hashes, lists, config.hashlist.pdq_min_quality, margin=args.margin):
-            print(line)
-    return status
+    async def check_all(sandbox: Any) -> int:  # decoded in the hashing sandbox, like posted media
+        status = 0
+        for image in args.images:
+            try:
+                hashes = await sandbox.hash(Path(image).read_bytes())
+            except OSError as e:
+                print(f"{image}: {e}")
+                status = 2
+                continue
+            for line in explain(image, hashes, lists, config.hashlist.pdq_min_quality, margin=args.margin):
+                print(line)
+        return status
+
+    return run_with_sandbox(config, check_all)
 
 
 def explain(name: str, hashes: Hashes, lists: list[LoadedList], pdq_min_quality: int, margin: int | None = None) -> list[str]:

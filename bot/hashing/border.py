@@ -1,0 +1,113 @@
+"""Uniform borders (padding, letterbox, frame) around an image, found so they can be trimmed.
+
+Pure: a reduced RGB image in, a box out. Part of perceptual hashing (bot/hashing/media.py):
+a copy posted with a border added gets the trimmed image's PDQ queries too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+# Border trimming: a line belongs to a border band when at least _BAND_FRACTION of its
+# pixels are within _BAND_TOLERANCE (per channel) of the band's colour; the tolerance
+# absorbs JPEG noise and ringing next to the content.
+_BAND_TOLERANCE = 12
+_BAND_FRACTION = 0.9
+_MIN_KEPT = 0.5  # never trim a side to less than half its length
+_MIN_BAND = 0.01  # bands thinner than 1% of the side (or 2 px) are ignored
+
+
+def trim_uniform_border(img: Image.Image) -> Image.Image:
+    """`img` without uniform-colour bands (padding, letterbox, frame) along its sides.
+
+    Returns `img` itself when there is nothing to trim, or when trimming would keep less
+    than half of a side (a mostly flat image is not a border around a small picture).
+    """
+    box = trim_box(img)
+    return img if box == (0, 0, *img.size) else img.crop(box)
+
+
+def trim_box(img: Image.Image) -> tuple[int, int, int, int]:
+    """The (left, top, right, bottom) box `trim_uniform_border` crops `img` to."""
+    rgb = img if img.mode == "RGB" else img.convert("RGB")
+    w, h = rgb.size
+    top, bottom = _bands(rgb, (0, 0, w, h), columns=False)
+    left, right = _bands(rgb, (0, top, w, h - bottom), columns=True)
+    if (left or right) and not (top or bottom):
+        # Side bands found; the top/bottom ones may only show once the sides are gone.
+        top, bottom = _bands(rgb, (left, 0, w - right, h), columns=False)
+    return left, top, w - right, h - bottom
+
+
+def _bands(rgb: Image.Image, box: tuple[int, int, int, int], columns: bool) -> tuple[int, int]:
+    """Widths of the uniform bands at both ends of the rows (or columns) of `box` in `rgb`.
+
+    Only the lines looked at are read out of the image, a few at a time: most images have
+    no border, and their first few lines at each end settle it.
+    """
+    x0, y0, x1, y1 = box
+    n, length = (x1 - x0, y1 - y0) if columns else (y1 - y0, x1 - x0)
+    if n < 4 or length <= 0:
+        return 0, 0
+
+    def read(first: int, stop: int, from_end: bool) -> np.ndarray:
+        """Lines first..stop-1 counted from the start (or end), as lines x pixels x 3."""
+        lo, hi = (n - stop, n - first) if from_end else (first, stop)
+        region = (x0 + lo, y0, x0 + hi, y1) if columns else (x0, y0 + lo, x1, y0 + hi)
+        lines = np.asarray(rgb.crop(region))
+        if columns:
+            lines = lines.transpose(1, 0, 2)
+        return lines[::-1] if from_end else lines
+
+    most = n - int(np.ceil(_MIN_KEPT * n))  # the most both bands together may remove
+    start = _band_width(lambda a, b: read(a, b, False), most + 1)
+    end = _band_width(lambda a, b: read(a, b, True), most + 1)
+    if start + end > most:
+        return 0, 0
+    thinnest = max(2, round(_MIN_BAND * n))
+    return (start if start >= thinnest else 0), (end if end >= thinnest else 0)
+
+
+def _band_width(read: Callable[[int, int], np.ndarray], limit: int) -> int:
+    """How many leading lines (at most `limit`) are mostly the colour of the first one.
+
+    `read(a, b)` gives lines a..b-1. A line is uniform when at least _BAND_FRACTION of its
+    pixels are within _BAND_TOLERANCE of the colour in every channel.
+    """
+    width, step = 0, 4  # most images have no border: look at a few lines first
+    low = span = None
+    while width < limit:
+        chunk = read(width, min(limit, width + step))
+        lines, pixels = chunk.shape[:2]
+        if low is None or span is None:
+            colour = _median_colour(chunk[0])
+            bottom = np.maximum(colour - _BAND_TOLERANCE, 0)
+            top = np.minimum(colour + _BAND_TOLERANCE, 255)
+            # Repeated along a whole line: numpy is slow over a trailing axis of 3.
+            low = np.tile(bottom.astype(np.uint8), pixels)
+            span = np.tile((top - bottom).astype(np.uint8), pixels)
+        # low <= value <= low + span in one uint8 subtraction: values below low wrap round.
+        within = ((chunk.reshape(lines, pixels * 3) - low) <= span).reshape(lines, pixels, 3)
+        near = within[..., 0] & within[..., 1] & within[..., 2]
+        uniform = np.count_nonzero(near, axis=1) / pixels >= _BAND_FRACTION
+        if not uniform.all():
+            return width + int(np.argmin(uniform))
+        width += len(chunk)
+        step *= 2
+    return width
+
+
+def _median_colour(line: np.ndarray) -> np.ndarray:
+    """Per channel, the median of `line` (pixels x 3, uint8) rounded half to even, as
+    numpy.median(line, axis=0).round() gives it (the mean of the middle two when even)."""
+    values = np.ascontiguousarray(line.T)  # partitioning along a contiguous axis is faster
+    middle = values.shape[1] // 2
+    if values.shape[1] % 2:
+        return np.partition(values, middle, axis=1)[:, middle].astype(np.float64)
+    both = np.partition(values, (middle - 1, middle), axis=1)
+    return np.round((both[:, middle - 1].astype(np.float64) + both[:, middle]) / 2)
+
+

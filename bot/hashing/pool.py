@@ -1,0 +1,322 @@
+"""The hashing sandbox: every decode of media bytes runs here, in worker processes with a
+memory and a CPU-time limit each (bot/hashing/worker.py).
+
+`await sandbox.hash(data)` gives the same `Hashes` compute_hashes would, or, when the
+worker handling it went over a limit or died, the exact hashes (computed here) with
+`perceptual_error` "not scanned: resource limit (memory)", "... (cpu)" or "not scanned:
+hashing worker crashed ...": the worker is killed and replaced, `restarts` counts it,
+and the caller goes on with the event. As many workers as `processing.concurrency`.
+
+Workers are forked from multiprocessing's fork server, never from this process: modbot
+runs threads and an event loop, which a fork would copy in whatever state they were.
+The fork server is a fresh interpreter that imported the hashing modules once; a worker
+costs milliseconds to start (measured in bench/bench_sandbox.py), so replacing one after
+a hostile file is cheap. `stop()` kills the workers at once, busy or not: SIGTERM of the
+bot never waits for a hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import multiprocessing
+import signal
+import socket
+import struct
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING, Any
+
+from bot.model import Hashes
+
+from .limits import MediaLimits
+from .media import exact_hashes
+from .worker import EXIT_MEMORY, WorkerSettings, serve
+
+if TYPE_CHECKING:
+    from bot.config import ProcessingConfig
+
+log = logging.getLogger("modbot.sandbox")
+
+_HEADER = struct.Struct(">I")
+_MAX_ANSWER = 1 << 20  # a worker's answer is a few kB; more is a misbehaving worker
+# The fork server imports these once. "__main__" too: otherwise every worker would import
+# the program's main script again on start (multiprocessing's rule for spawned children),
+# which for the `modbot` script means the CLI's imports; a script that starts a sandbox
+# needs the usual `if __name__ == "__main__":` guard.
+_PRELOAD = ["__main__", "bot.hashing.worker"]
+_READY_SECONDS = 60  # a worker is ready in milliseconds; the fork server's first start takes ~1 s
+_RESPAWN_BACKOFF = (0.0, 1.0, 5.0, 30.0)  # after consecutive failures to start a worker
+
+
+class SandboxStopped(Exception):
+    """The sandbox was stopped while a job waited for it."""
+
+
+@dataclass(eq=False)  # compared and hashed by identity
+class _Worker:
+    process: BaseProcess
+    sock: socket.socket
+
+
+class HashSandbox:
+    """A fixed number of hashing worker processes; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        workers: int,
+        memory_bytes: int,
+        cpu_seconds: float,
+        nice: int = 0,
+        limits: MediaLimits | None = None,
+        wall_seconds: float | None = None,
+    ) -> None:
+        self.size = workers
+        self.settings = WorkerSettings(memory_bytes, cpu_seconds, nice, limits or MediaLimits())
+        # A backstop for a worker that stops answering without using CPU (it should not
+        # happen): generous, since on a loaded machine 10 s of CPU can take much longer.
+        self.wall_seconds = wall_seconds if wall_seconds is not None else max(30.0, 6 * cpu_seconds)
+        self.restarts = 0  # workers replaced after a limit or a crash, for /health
+        self.restart_reasons: Counter[str] = Counter()
+        self._idle: asyncio.Queue[_Worker | None] = asyncio.Queue()  # None: stopped
+        self._all: set[_Worker] = set()
+        self._spawning: set[asyncio.Task[None]] = set()
+        self._stopped = False
+        self._context = multiprocessing.get_context("forkserver")
+
+    @classmethod
+    def from_config(cls, processing: ProcessingConfig, *, workers: int | None = None) -> HashSandbox:
+        """The sandbox the `processing:` settings describe (`workers` defaults to concurrency)."""
+        return cls(
+            workers=workers or processing.concurrency,
+            memory_bytes=processing.hash_memory_mb * 1024 * 1024,
+            cpu_seconds=processing.hash_cpu_seconds,
+            nice=processing.hash_nice,
+            limits=MediaLimits(
+                max_pixels=processing.max_image_pixels,
+                max_decoded_bytes=processing.max_decoded_bytes,
+                max_jpeg_scans=processing.max_jpeg_scans,
+            ),
+        )
+
+    async def __aenter__(self) -> HashSandbox:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Start the workers (the first start also starts the fork server, ~1 s)."""
+        self._context.set_forkserver_preload(_PRELOAD)
+        for worker in await asyncio.gather(*(asyncio.to_thread(self._spawn) for _ in range(self.size))):
+            self._adopt(worker)
+
+    async def stop(self) -> None:
+        """Kill every worker, busy or idle; jobs waiting or running raise SandboxStopped."""
+        self._stopped = True
+        for task in self._spawning:
+            task.cancel()
+        workers, self._all = list(self._all), set()
+        for worker in workers:
+            _kill(worker)
+        self._idle.put_nowait(None)  # wakes the jobs waiting for a worker, one after another
+        await asyncio.gather(*(asyncio.to_thread(w.process.join, 5) for w in workers))
+        for worker in workers:
+            worker.sock.close()
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the live workers (for tests and benchmarks)."""
+        return [w.process.pid for w in self._all if w.process.pid is not None]
+
+    async def hash(self, data: bytes) -> Hashes:
+        """compute_hashes(data) in a worker, within the sandbox's limits."""
+        hashes, _ = await self._run(data, {})
+        return hashes
+
+    async def hash_with_crops(
+        self, data: bytes, fractions: Sequence[float], *, min_quality: int = 50
+    ) -> tuple[Hashes, tuple[str, ...]]:
+        """The hashes and crop_hashes(data, fractions) in one job (for add-image)."""
+        for f in fractions:
+            if not 0 < f <= 1:
+                raise ValueError(f"crop fractions must be within (0, 1], got {f}")
+        return await self._run(data, {"crops": list(fractions), "min_quality": min_quality})
+
+    # --- jobs ----------------------------------------------------------------------------
+
+    async def _run(self, data: bytes, job: dict[str, Any]) -> tuple[Hashes, tuple[str, ...]]:
+        if self._stopped:
+            raise SandboxStopped("the hashing sandbox is stopped")
+        worker = await self._idle.get()
+        if worker is None or self._stopped:
+            self._idle.put_nowait(None)
+            raise SandboxStopped("the hashing sandbox is stopped")
+        healthy = False
+        try:
+            async with asyncio.timeout(self.wall_seconds):
+                answer = await self._exchange(worker, data, job)
+            if answer.get("limit") == "memory":
+                reason = await self._retire(worker, "memory")
+            else:
+                healthy = True
+                return _parse(answer)
+        except TimeoutError:
+            reason = await self._retire(worker, "time")
+        except (OSError, EOFError, ValueError, TypeError, KeyError):
+            reason = await self._retire(worker, None)
+        finally:
+            if healthy:
+                self._idle.put_nowait(worker)
+            elif worker in self._all:  # cancelled mid-job: its state is unknown
+                _kill(worker)
+                self._replace(worker, "cancelled")
+        if self._stopped:
+            raise SandboxStopped("the hashing sandbox was stopped during the job")
+        return await asyncio.to_thread(exact_hashes, data, reason), ()
+
+    async def _exchange(self, worker: _Worker, data: bytes, job: dict[str, Any]) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        header = json.dumps({**job, "size": len(data)}).encode()
+        await loop.sock_sendall(worker.sock, _HEADER.pack(len(header)) + header)
+        await loop.sock_sendall(worker.sock, memoryview(data))  # no copy, however large
+        size = _HEADER.unpack(await _recv_exact(loop, worker.sock, _HEADER.size))[0]
+        if size > _MAX_ANSWER:
+            raise ValueError(f"answer of {size} bytes")
+        answer = json.loads(await _recv_exact(loop, worker.sock, size))
+        if not isinstance(answer, dict):
+            raise ValueError("answer is not an object")
+        return answer
+
+    async def _retire(self, worker: _Worker, limit: str | None) -> str:
+        """Kill and replace a worker that failed its job; the reason the job gets."""
+        _kill(worker)
+        code = await asyncio.to_thread(_exit_code, worker.process)
+        if limit is None:
+            if code == EXIT_MEMORY:
+                limit = "memory"
+            elif code == -signal.SIGXCPU:  # RLIMIT_CPU's soft limit (the hard one is not set)
+                limit = "cpu"
+        reason = (
+            f"not scanned: resource limit ({limit})" if limit else f"not scanned: hashing worker crashed (exit {code})"
+        )
+        self._replace(worker, limit or "crash")
+        if not self._stopped:
+            log.warning("hashing worker %s replaced: %s", worker.process.pid, reason)
+        return reason
+
+    # --- workers -------------------------------------------------------------------------
+
+    def _spawn(self) -> _Worker:
+        """A new worker, started and ready (blocking: run in a thread)."""
+        ours, theirs = socket.socketpair()
+        process = self._context.Process(
+            target=serve, args=(theirs, self.settings), name="modbot-hash", daemon=True
+        )
+        try:
+            process.start()
+            theirs.close()
+            ours.settimeout(_READY_SECONDS)
+            size = _HEADER.unpack(_recv_blocking(ours, _HEADER.size))[0]
+            if size > _MAX_ANSWER or "ready" not in json.loads(_recv_blocking(ours, size)):
+                raise OSError("the hashing worker did not start")
+        except BaseException:
+            if process._popen is not None:  # type: ignore[attr-defined]
+                process.kill()
+                process.join(5)
+            ours.close()
+            theirs.close()
+            raise
+        ours.setblocking(False)
+        return _Worker(process, ours)
+
+    def _adopt(self, worker: _Worker) -> None:
+        if self._stopped:
+            _kill(worker)
+            worker.sock.close()
+            return
+        self._all.add(worker)
+        self._idle.put_nowait(worker)
+
+    def _replace(self, worker: _Worker, reason: str) -> None:
+        self._all.discard(worker)
+        worker.sock.close()
+        if self._stopped:
+            return
+        self.restarts += 1
+        self.restart_reasons[reason] += 1
+
+        async def replace() -> None:
+            for attempt in range(1_000_000):
+                await asyncio.sleep(_RESPAWN_BACKOFF[min(attempt, len(_RESPAWN_BACKOFF) - 1)])
+                try:
+                    self._adopt(await asyncio.to_thread(self._spawn))
+                    return
+                except Exception as e:  # e.g. out of memory for a fork: try again, more slowly
+                    log.error("could not start a hashing worker (attempt %d): %s", attempt + 1, e)
+
+        task = asyncio.get_running_loop().create_task(replace(), name="hash-worker-spawn")
+        self._spawning.add(task)
+        task.add_done_callback(self._spawning.discard)
+
+
+async def _recv_exact(loop: asyncio.AbstractEventLoop, sock: socket.socket, size: int) -> bytes:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        n = await loop.sock_recv_into(sock, view[got:])
+        if n == 0:
+            raise EOFError("the hashing worker closed its socket")
+        got += n
+    return bytes(buffer)
+
+
+def _recv_blocking(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise EOFError("the hashing worker closed its socket")
+        data += chunk
+    return data
+
+
+def _kill(worker: _Worker) -> None:
+    try:
+        worker.process.kill()
+    except (OSError, ValueError, AttributeError):  # already gone, or closed
+        pass
+
+
+def _exit_code(process: BaseProcess) -> int | None:
+    process.join(5)
+    return process.exitcode
+
+
+_HASH_FIELDS = {f.name: f for f in fields(Hashes)}
+
+
+def _parse(answer: dict[str, Any]) -> tuple[Hashes, tuple[str, ...]]:
+    """The worker's answer as values, checked field by field (it is not trusted)."""
+    raw = answer["hashes"]
+    if not isinstance(raw, dict) or set(raw) - set(_HASH_FIELDS):
+        raise ValueError("malformed hashes")
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name == "pdq_queries":
+            if not isinstance(value, list) or not all(isinstance(q, str) and len(q) == 64 for q in value):
+                raise ValueError("malformed pdq_queries")
+            value = tuple(value)
+        elif value is not None and not isinstance(value, (str, int)) or isinstance(value, str) and len(value) > 1000:
+            raise ValueError(f"malformed {name}")
+        values[name] = value
+    crops = answer.get("crops") or []
+    if not isinstance(crops, list) or not all(isinstance(c, str) and len(c) == 64 for c in crops):
+        raise ValueError("malformed crops")
+    return Hashes(**values), tuple(crops)

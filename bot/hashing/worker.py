@@ -1,0 +1,140 @@
+"""The hashing worker: a process that decodes and hashes media under memory and CPU limits.
+
+Started by bot/hashing/pool.py from multiprocessing's fork server, which imported this
+module (and so numpy, Pillow, scipy) once: a new worker is a fork of an idle,
+single-threaded process, ready in milliseconds. Each worker confines itself before its
+first job:
+
+- niceness `nice` (a homeserver on the same machine keeps priority under a flood);
+- an address-space limit (RLIMIT_AS) of its idle size plus `memory_bytes`: an allocation
+  beyond it fails, the job answers "memory" and the worker exits to be replaced;
+- a CPU-time limit (RLIMIT_CPU) moved before each job to the CPU used so far plus
+  `cpu_seconds`: beyond it the kernel kills the worker (SIGXCPU), whatever C code runs;
+- no core dumps (RLIMIT_CORE 0, not dumpable): a dump would write media bytes to disk.
+
+Protocol on the socket it is given: frames of a 4-byte big-endian length and a JSON
+header; a request header carries the job and the size of the raw media bytes that follow
+it; the answer is one JSON frame. JSON, not pickle: the parent reads what a worker that
+may have been taken over by a hostile file sends, and must not execute it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import socket
+import struct
+from dataclasses import asdict, dataclass
+
+import scipy.fftpack  # noqa: F401  imagehash imports it on the first pHash: pay it in the fork server
+
+from .limits import MediaLimits
+from .media import crops_within, hash_within, warm_up
+
+EXIT_MEMORY = 3  # the job ran out of the memory limit (the answer said so, if it could)
+_HEADER = struct.Struct(">I")
+_PR_SET_DUMPABLE = 4
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    memory_bytes: int
+    cpu_seconds: float
+    nice: int
+    limits: MediaLimits
+
+
+def serve(sock: socket.socket, settings: WorkerSettings) -> None:
+    """The worker's main loop: one job at a time until the socket closes."""
+    _confine(settings)
+    sock.setblocking(True)
+    _send_frame(sock, {"ready": os.getpid()})
+    while True:
+        header = _recv_frame(sock)
+        if header is None:
+            return
+        data = _recv_exact(sock, int(header["size"]))
+        if data is None:
+            return
+        _allow_cpu(settings.cpu_seconds)
+        try:
+            hashes = hash_within(data, settings.limits)
+            crops: tuple[str, ...] = ()
+            if header.get("crops") and hashes.pdq:
+                crops = crops_within(data, header["crops"], settings.limits, int(header.get("min_quality", 50)))
+            del data
+            answer = {"hashes": asdict(hashes), "crops": list(crops)}
+        except MemoryError:
+            del data
+            try:
+                _send_frame(sock, {"limit": "memory"})
+            finally:
+                os._exit(EXIT_MEMORY)  # the heap may be in any state: start afresh
+        _send_frame(sock, answer)
+
+
+def _confine(settings: WorkerSettings) -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+        # glibc hands freed memory back to the kernel early in a young process (its mmap
+        # and trim thresholds start at 128 kB and only grow as large blocks are freed), so
+        # every job faulted its buffers in afresh: ~700 page faults and +30% CPU for a
+        # 1 MP JPEG (bench/bench_sandbox.py). Keep a working set, as a long-running
+        # process ends up doing anyway.
+        libc.mallopt(_M_MMAP_THRESHOLD, 16 * 1024 * 1024)
+        libc.mallopt(_M_TRIM_THRESHOLD, 32 * 1024 * 1024)
+    except (OSError, AttributeError):  # not Linux/glibc: RLIMIT_CORE is what there is
+        pass
+    if settings.nice > 0 and os.getpriority(os.PRIO_PROCESS, 0) < settings.nice:
+        os.setpriority(os.PRIO_PROCESS, 0, settings.nice)  # never raise a priority
+    warm_up()  # numpy and Pillow touch their lazily allocated state now, not in a job
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = _address_space() + settings.memory_bytes
+    resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+
+
+def _address_space() -> int:
+    """This process's current virtual size (VmSize), in bytes."""
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmSize in /proc/self/status")
+
+
+def _allow_cpu(seconds: float) -> None:
+    """Let the next job use `seconds` of CPU from now (RLIMIT_CPU counts a process's total)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    soft = int(usage.ru_utime + usage.ru_stime + seconds + 0.999)
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
+
+
+def _recv_frame(sock: socket.socket) -> dict | None:  # type: ignore[type-arg]
+    raw = _recv_exact(sock, _HEADER.size)
+    if raw is None:
+        return None
+    body = _recv_exact(sock, _HEADER.unpack(raw)[0])
+    return None if body is None else json.loads(body)
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
+    """`size` bytes, allocated once (MSG_WAITALL); None at end of stream."""
+    chunks = []
+    while size:
+        chunk = sock.recv(size, socket.MSG_WAITALL)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _send_frame(sock: socket.socket, message: dict) -> None:  # type: ignore[type-arg]
+    body = json.dumps(message).encode()
+    sock.sendall(_HEADER.pack(len(body)) + body)

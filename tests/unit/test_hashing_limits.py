@@ -1,0 +1,140 @@
+"""bot.hashing.limits and the hostile-media suite against compute_hashes (in process).
+
+Every file in tests/hostile.py must finish quickly with the outcome it lists: hashed within
+the limits, or a clear reason why not. The same files go through the real sandbox in
+test_sandbox.py and, posted to a real Synapse, through the bot in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+from hostile import HOSTILE, hostile_bytes, jpeg_with_scans
+from images import encode, make_photo
+from PIL import Image
+
+from bot.hashing import MATRIX_IMAGE_FORMATS, MediaLimits, compute_hashes
+from bot.hashing.limits import bytes_per_pixel, decoded_bytes, identify, jpeg_scans
+
+
+@pytest.mark.parametrize("hostile", HOSTILE, ids=[h.name for h in HOSTILE])
+def test_each_hostile_file_gets_its_outcome_quickly(hostile) -> None:  # type: ignore[no-untyped-def]
+    data = hostile_bytes(hostile.name)
+
+    started = time.process_time()
+    hashes = compute_hashes(data)
+    cpu = time.process_time() - started
+
+    if hostile.expected is None:
+        assert hashes.perceptual_error is None and hashes.pdq is not None
+    else:
+        assert hashes.perceptual_error is not None and hashes.perceptual_error.startswith(hostile.expected)
+        assert hashes.pdq is None
+    assert cpu < 5  # each is decoded reduced, or refused from its header
+
+
+@pytest.mark.parametrize(
+    ("fmt", "accepted"),
+    [("JPEG", "JPEG"), ("PNG", "PNG"), ("GIF", "GIF"), ("WEBP", "WEBP"),
+     ("TIFF", None), ("BMP", None), ("ICO", None), ("PCX", None), ("TGA", None), ("QOI", None)],
+)
+def test_only_the_formats_matrix_clients_send_are_opened(fmt: str, accepted: str | None) -> None:
+    data = encode(make_photo(2, (64, 48)), fmt)
+
+    found, refused = identify(data, MATRIX_IMAGE_FORMATS)
+
+    assert found == accepted
+    if accepted is None and fmt != "TGA":  # TGA has no signature: not even recognised
+        assert refused == fmt
+
+
+def test_the_format_comes_from_the_bytes_whatever_the_name_or_type_claims() -> None:
+    # compute_hashes is given bytes only: a TIFF posted as image/png is still a TIFF.
+    hashes = compute_hashes(encode(make_photo(2, (64, 48)), "TIFF"))
+    assert hashes.perceptual_error == "unsupported image format TIFF"
+
+
+@pytest.mark.parametrize(
+    ("mode", "size"),
+    [("1", 1), ("L", 1), ("P", 1), ("I;16", 2), ("I;16B", 2), ("I", 4), ("F", 4),
+     ("LA", 4), ("RGB", 4), ("RGBA", 4), ("CMYK", 4)],
+)
+def test_bytes_per_pixel_are_what_pillow_stores(mode: str, size: int) -> None:
+    assert bytes_per_pixel(mode) == size
+
+
+def test_decoded_bytes_of_a_jpeg_are_counted_at_its_draft_scale() -> None:
+    img = Image.open(io.BytesIO(encode(make_photo(3, (1600, 1200)), "JPEG", quality=85)))
+    full = img.size
+    assert decoded_bytes(img, full) == 1600 * 1200 * 4
+    img.draft("RGB", (200, 150))
+    assert decoded_bytes(img, full) == 200 * 150 * 4
+
+
+def test_a_progressive_jpeg_also_counts_its_coefficient_buffers() -> None:
+    img = Image.open(io.BytesIO(encode(make_photo(3, (1600, 1200)), "JPEG", quality=85, progressive=True)))
+    img.draft("RGB", (200, 150))
+    # 4:2:0: luma at full size, two chroma planes at a quarter; 2 bytes a coefficient.
+    assert decoded_bytes(img, (1600, 1200)) == 200 * 150 * 4 + 2 * (1600 * 1200 + 2 * 800 * 600)
+
+
+def test_the_decoded_byte_limit_is_the_callers() -> None:
+    data = encode(Image.new("L", (640, 480), 100), "PNG")  # 1 byte a pixel
+
+    assert compute_hashes(data, limits=MediaLimits(max_decoded_bytes=640 * 480)).perceptual_error is None
+    refused = compute_hashes(data, limits=MediaLimits(max_decoded_bytes=640 * 480 - 1))
+    assert refused.perceptual_error == (
+        "decoded image too large: 640x480 L needs 307200 bytes to decode, over the limit of 307199"
+    )
+    assert (refused.width, refused.height) == (640, 480)
+
+
+def test_jpeg_scans_are_counted_structurally() -> None:
+    photo = make_photo(4, (320, 240))
+    baseline = encode(photo, "JPEG", quality=85)
+    progressive = encode(photo, "JPEG", quality=85, progressive=True)
+    # An EXIF block full of SOS-looking bytes is skipped by its length.
+    exif = Image.Exif()
+    exif[0x010E] = "\xff\xda" * 200  # ImageDescription
+    with_exif = encode(photo, "JPEG", quality=85, exif=exif)
+
+    assert jpeg_scans(baseline) == 1
+    assert 2 <= jpeg_scans(progressive) <= 12
+    assert jpeg_scans(with_exif) == 1
+    assert jpeg_scans(jpeg_with_scans(500)) == jpeg_scans(jpeg_with_scans(0)) + 500
+    assert jpeg_scans(baseline[: len(baseline) // 2]) == 1  # truncated: what is there
+    assert jpeg_scans(b"\xff\xd8") == 0
+
+
+def test_the_scan_limit_is_the_callers() -> None:
+    data = jpeg_with_scans(50, (256, 256))
+    scans = jpeg_scans(data)
+
+    assert compute_hashes(data, limits=MediaLimits(max_jpeg_scans=scans)).perceptual_error is None
+    refused = compute_hashes(data, limits=MediaLimits(max_jpeg_scans=scans - 1))
+    assert refused.perceptual_error == f"too many JPEG scans: {scans} exceeds the limit of {scans - 1}"
+
+
+@pytest.mark.parametrize("mode", ["P", "I;16", "1", "PA"])
+def test_strip_wise_conversion_gives_the_whole_images_result(mode: str) -> None:
+    # Modes Image.reduce cannot average are converted a strip at a time: the hash must be
+    # what converting the whole image first gives (bot.hashing.media._reduce).
+    from bot.hashing import media
+
+    photo = make_photo(5, (1700, 1300))
+    if mode == "P":
+        img = photo.convert("P", palette=Image.Palette.ADAPTIVE)
+    elif mode == "PA":
+        img = photo.convert("P", palette=Image.Palette.ADAPTIVE).convert("PA")
+    elif mode == "I;16":
+        img = Image.fromarray(np.asarray(photo.convert("L")).astype(np.uint16) * 201)  # mode I;16
+        assert img.mode == "I;16"
+    else:
+        img = photo.convert("1")
+    factor = 3
+    whole = media._to_rgb(img).reduce(factor)
+    strips = media._reduce(img, factor)
+    assert strips.tobytes() == whole.tobytes()
