@@ -46,7 +46,7 @@ from .record.retention import RetentionRunner
 from .record.scanning import HoldRepo, VerdictCacheRepo
 from .record.store import Store
 from .intake.rescan import Rescanner
-from .retro import RetroactiveAudit, RetroMatcher
+from .retro import RETRO, RetroMatcher
 
 log = logging.getLogger("modbot")
 
@@ -390,7 +390,7 @@ class ModBot:
         # action the pipeline already took is not taken again.
         executor = Executor(
             self.homeserver,
-            RetroactiveAudit(self.engine, action_lease=cfg.processing.action_lease),
+            Store(self.engine, action_lease=cfg.processing.action_lease, audit_source=RETRO),
             self.metrics,
             protected_rooms=lambda: sorted(self.protected),
             management_room=lambda: self.management_room,

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .act.executor import MatchedMedia, describe_verdict, notice_text, txn_id_for
+from .act.executor import MatchedMedia, describe_verdict, media_acted_on, notice_text, txn_id_for
 from .act.homeserver import HomeserverError
 from .allowlist import Allowlist
 from .classify.base import Classifier, MediaInput
@@ -23,8 +23,9 @@ from .fetch import Lease, MediaFetcher
 from .hashing.pool import HashSandbox
 from .mediafailures import DeadReference, MediaFailureMemory, RememberingFetcher
 from .metrics import Metrics
-from .model import ActionKind, Classification, Decision, EventContext, FailureMode, Hashes, MediaRef, Verdict
+from .model import Classification, Decision, EventContext, FailureMode, Hashes, MediaRef, Verdict
 from .policy import Policy, decide
+from .policy import describe as describe_decision, outcome as decision_outcome
 from .act.powers import PowerCache
 from .record.journal import EventJournal
 from .record.store import StoredEvent, Store
@@ -162,13 +163,8 @@ class Pipeline:
         verdicts = [v for m in matched for v in m.verdicts]
         failures = [f for s in failed for f in s.failures]
         decision = decide(verdicts, ctx, self._policy(), failures)
-        await self._audit(event, "decision", _decision_outcome(decision), _describe_decision(decision))
-        # Only media that the firing rule's verdicts point at is acted on, and media whose
-        # scan failed when the failure holds it or hands it to a moderator.
-        fired = set(decision.verdicts)
-        acting_on = [m for m in matched if fired.intersection(m.verdicts)]
-        if decision.on_failure in (FailureMode.FAIL_CLOSED, FailureMode.REVIEW):
-            acting_on += [MatchedMedia(s.ref, (), s.hashes) for s in failed if s.ref not in {m.ref for m in acting_on}]
+        await self._audit(event, "decision", decision_outcome(decision), describe_decision(decision))
+        acting_on = media_acted_on(decision, matched, [MatchedMedia(s.ref, (), s.hashes) for s in failed])
         if decision.verdicts or decision.on_failure is FailureMode.REVIEW:
             await self.enforcer.enforce(decision, ctx, acting_on)
         elif decision.acts:
@@ -411,32 +407,3 @@ class Pipeline:
             sender=event.sender if event else None,
             mxc=ref.mxc if ref else None,
         )
-
-
-def _decision_outcome(d: Decision) -> str:
-    if d.rule is None:
-        return "no_rule"
-    if d.exempt_reason:
-        return "exempt"
-    if not d.verdicts and d.on_failure is not None:
-        return "dry_run" if d.dry_run and d.acts else d.on_failure.value
-    return "dry_run" if d.dry_run else "act"
-
-
-def _describe_decision(d: Decision) -> str:
-    failed = ""
-    if d.failures:
-        mode = d.on_failure.value if d.on_failure else ""
-        failed = f"; scan failed ({mode}): " + "; ".join(f"{f.classifier}: {f.error}" for f in d.failures)
-    if d.rule is None:
-        return "matches found but no policy rule applies"
-    exempt = ""
-    if d.exempt_reason:
-        spared = ", ".join(a.kind.value for a in d.spared) or "nothing"
-        exempt = f"; the sender is exempt ({d.exempt_reason}), spared: {spared}"
-    if not d.actions:
-        return f"rule {d.rule}: nothing to do, the media is let through{failed}"
-    actions = ", ".join(
-        a.kind.value + (f" ({a.scope})" if a.kind in (ActionKind.BAN, ActionKind.REVIEW) else "") for a in d.actions
-    )
-    return f"rule {d.rule}{' [dry run]' if d.dry_run else ''}: {actions}{exempt}{failed}"

@@ -31,10 +31,11 @@ scan succeeds. When several classifiers fail, the strictest answer wins
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from enum import Enum
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -47,21 +48,15 @@ from pydantic import (
 )
 
 from bot.model import (
-    CREATOR_POWER,
-    ActionKind,
-    Classification,
-    Decision,
-    EventContext,
-    FailureMode,
-    MatchKind,
-    PlannedAction,
-    Verdict,
+    CREATOR_POWER, ActionKind, Classification, Decision, EventContext,
+    FailureMode, MatchKind, PlannedAction, Verdict,
 )
 from bot.yamlload import ConfigError, LineMap, LocatedValueError, load_yaml, validate
 
 # Room version 12 IDs have no server part: "!opaque" as well as "!local:server".
 _ROOM_ID = re.compile(r"^![^:\s]+(:\S+)?$")
 _USER_ID = re.compile(r"^@[^:\s]+:\S+$")
+E = TypeVar("E", bound=Enum)
 # The options an action takes, the default first. A review holds the media (quarantined,
 # event redacted) until a moderator decides, or only flags it.
 _SCOPES: dict[ActionKind, tuple[str, ...]] = {
@@ -109,20 +104,18 @@ def _action_yaml(action: PlannedAction) -> str | dict[str, str]:
     return action.kind.value
 
 
-def _parse_kind(value: Any) -> MatchKind:
-    try:
-        return MatchKind(value)
-    except ValueError:
-        raise ValueError(f"unknown match kind {value!r} (expected one of {_names(MatchKind)})") from None
+def _enum_parser(enum: type[E], what: str) -> Callable[[Any], E]:
+    def parse(value: Any) -> E:
+        try:
+            return enum(value)
+        except ValueError:
+            raise ValueError(f"unknown {what} {value!r} (expected one of {_names(list(enum))})") from None
+
+    return parse
 
 
-def _parse_failure_mode(value: Any) -> FailureMode:
-    try:
-        return FailureMode(value)
-    except ValueError:
-        raise ValueError(
-            f"unknown on_failure {value!r} (expected one of {_names(FailureMode)})"
-        ) from None
+_parse_kind = _enum_parser(MatchKind, "match kind")
+_parse_failure_mode = _enum_parser(FailureMode, "on_failure")
 
 
 def _one_or_many(value: Any) -> Any:
@@ -417,21 +410,37 @@ def decide(
     )
 
 
+def outcome(d: Decision) -> str:
+    """A decision's audit outcome: no_rule, exempt, act, dry_run, or the failure mode of one on failed scans alone."""
+    if d.rule is None:
+        return "no_rule"
+    if d.exempt_reason:
+        return "exempt"
+    if not d.verdicts and d.on_failure is not None:
+        return "dry_run" if d.dry_run and d.acts else d.on_failure.value
+    return "dry_run" if d.dry_run else "act"
+
+
+def describe(d: Decision) -> str:
+    """A decision in one audit line: rule, actions (a ban's or review's scope), what was spared, failed scans."""
+    failed = ""
+    if d.failures:
+        mode = d.on_failure.value if d.on_failure else ""
+        failed = f"; scan failed ({mode}): " + "; ".join(f"{f.classifier}: {f.error}" for f in d.failures)
+    if d.rule is None:
+        return "matches found but no policy rule applies"
+    exempt = ""
+    if d.exempt_reason:
+        spared = ", ".join(a.kind.value for a in d.spared) or "nothing"
+        exempt = f"; the sender is exempt ({d.exempt_reason}), spared: {spared}"
+    if not d.actions:
+        return f"rule {d.rule}: nothing to do, the media is let through{failed}"
+    actions = ", ".join(a.kind.value + (f" ({a.scope})" if a.kind in _SCOPES else "") for a in d.actions)
+    return f"rule {d.rule}{' [dry run]' if d.dry_run else ''}: {actions}{exempt}{failed}"
+
+
 __all__ = [
-    "DEFAULT_POLICY",
-    "DEFAULT_RULES",
-    "FAILURE_ACTIONS",
-    "FAILURE_DEFAULT_RULE",
-    "PERSON_ACTIONS",
-    "ConfigError",
-    "EffectivePolicy",
-    "Exempt",
-    "Match",
-    "Policy",
-    "RoomPolicy",
-    "Rule",
-    "decide",
-    "load_policy_file",
-    "parse_policy",
-    "with_dry_run",
+    "DEFAULT_POLICY", "DEFAULT_RULES", "FAILURE_ACTIONS", "FAILURE_DEFAULT_RULE", "PERSON_ACTIONS", "ConfigError",
+    "EffectivePolicy", "Exempt", "Match", "Policy", "RoomPolicy", "Rule",
+    "decide", "describe", "load_policy_file", "outcome", "parse_policy", "with_dry_run",
 ]

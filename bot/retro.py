@@ -17,7 +17,8 @@ label on a known hash, or a list seen for the first time — `RetroMatcher.run_l
 4. only then records the list's entries as seen (table hash_list_seen), so a crash before
    that point means the run is repeated, not lost.
 
-Every audit row it writes says "retroactive".
+Every audit row it writes says "retroactive"; so do those of the executor it acts through,
+whose Store is built with `audit_source=RETRO`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .act.executor import MatchedMedia, describe_verdict
+from .act.executor import MatchedMedia, describe_verdict, media_acted_on
 from .act.homeserver import HomeserverError
 from .classify.hashlist import HashListClassifier, LoadedList
 from .extract import parse_mxc
@@ -39,6 +40,7 @@ from .lists.index import code_to_hex
 from .lists.registry import ListSnapshot, ReloadResult, entry_fingerprints, new_entries
 from .model import CRYPTOGRAPHIC, HASH_HEX_LENGTH, Decision, EventContext, MediaRef, Verdict
 from .policy import Policy, decide
+from .policy import describe as describe_decision, outcome as decision_outcome
 from .record.store import MediaEvent, Store, StoredMedia
 
 log = logging.getLogger("modbot.retro")
@@ -90,15 +92,6 @@ class RetroReport:
             f"{self.media_checked} media checked, {self.media_matched} matched, "
             f"{self.events_acted} events acted on" + ("" if self.complete else " (incomplete: will run again)")
         )
-
-
-class RetroactiveAudit(Store):
-    """A Store whose audit rows say "retroactive": give it to the executor retro acts through."""
-
-    async def audit(self, category: str, outcome: str, message: str, **where: Any) -> None:
-        if RETRO not in message:
-            message = f"{RETRO}: {message}"
-        await super().audit(category, outcome, message, **where)
 
 
 def encode_digests(digests: np.ndarray) -> list[tuple[str, int]]:
@@ -310,14 +303,11 @@ class RetroMatcher:
             return None
         ctx = EventContext(event.event_id, event.room_id, event.sender, power, event.origin_server_ts)
         decision = decide(verdicts, ctx, self._policy())
-        outcome = _outcome(decision)
-        await audit("decision", outcome, _describe(decision))
+        outcome = decision_outcome(decision)
+        await audit("decision", outcome, describe_decision(decision))
         if decision.acts:
-            fired = set(decision.verdicts)
-            acting_on = [
-                MatchedMedia(_ref(e, media), vs, media.hashes) for e, media, vs in found if fired.intersection(vs)
-            ]
-            await self._act(decision, ctx, acting_on)
+            matched = [MatchedMedia(_ref(e, media), vs, media.hashes) for e, media, vs in found]
+            await self._act(decision, ctx, media_acted_on(decision, matched))
         # After acting: a run interrupted before this line acts again (idempotently) next time.
         await self._record(found)
         return RetroHit(event.event_id, event.room_id, event.sender, mxcs, verdicts, outcome, decision.rule or "")
@@ -331,21 +321,3 @@ def _ref(event: MediaEvent, media: StoredMedia) -> MediaRef:
     server, media_id = parse_mxc(event.mxc) or ("", "")
     return MediaRef(event.mxc, server, media_id, event.source, media.mimetype)
 
-
-def _outcome(d: Decision) -> str:
-    if d.rule is None:
-        return "no_rule"
-    if d.exempt_reason:
-        return "exempt"
-    return "dry_run" if d.dry_run else "act"
-
-
-def _describe(d: Decision) -> str:
-    if d.rule is None:
-        return "matches found but no policy rule applies"
-    actions = ", ".join(a.kind.value + (f" ({a.scope})" if a.kind.value == "ban" else "") for a in d.actions)
-    exempt = ""
-    if d.exempt_reason:
-        spared = ", ".join(a.kind.value for a in d.spared) or "nothing"
-        exempt = f"; the sender is exempt ({d.exempt_reason}), spared: {spared}"
-    return f"rule {d.rule}{' [dry run]' if d.dry_run else ''}: {actions}{exempt}"

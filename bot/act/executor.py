@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from ..metrics import Metrics
-from ..model import ActionKind, Decision, EventContext, Hashes, MatchKind, MediaRef, Outcome, PlannedAction, Verdict
+from ..model import ActionKind, Decision, EventContext, FailureMode, Hashes, MatchKind, MediaRef, Outcome, PlannedAction, Verdict
 from ..record.actions import DONE, GIVEN_UP, ActionRecord
 from ..record.store import Store
 from .homeserver import Homeserver, HomeserverError
@@ -326,6 +326,18 @@ class Executor:
         )
         self.metrics.actions.labels(kind, outcome.value).inc()
         return ActionResult(kind, target, room_id, outcome, detail, error)
+
+
+def media_acted_on(
+    decision: Decision, matched: Sequence[MatchedMedia], unscanned: Sequence[MatchedMedia] = ()
+) -> list[MatchedMedia]:
+    """The media a decision acts on: what the firing rule's verdicts point at, and media whose
+    scan failed (`unscanned`) when the failure holds it or hands it to a moderator."""
+    fired = set(decision.verdicts)
+    acting_on = [m for m in matched if fired.intersection(m.verdicts)]
+    if decision.on_failure in (FailureMode.FAIL_CLOSED, FailureMode.REVIEW):
+        acting_on += [m for m in unscanned if m.ref not in {a.ref for a in acting_on}]
+    return acting_on
 
 
 def describe_verdict(v: Verdict) -> str:

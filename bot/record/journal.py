@@ -3,8 +3,8 @@
 A media event that matches nothing used to cost eight round trips to the database, five
 of them commits (its links, its media row, its verdicts, its audit row, its status); at
 tens of events a second that was a quarter of the bot's CPU. The pipeline now notes
-those writes here and the Store commits them together, with the event's new status, as
-Core statements compiled once. Before the bot acts on a match the journal is committed,
+those writes here and EventRepo.commit (events.py) writes them together, with the event's
+new status, as Core statements compiled once. Before the bot acts on a match the journal is committed,
 so the audit log still reads in order: what was found, then what was done about it.
 
 A crash before the commit loses nothing: the event is still pending, and is processed

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.model import CREATOR_POWER, ActionKind, Decision, EventContext, MatchKind, PlannedAction, Verdict
-from bot.policy import DEFAULT_POLICY, Policy, decide, load_policy_file, parse_policy
+from bot.model import (
+    CREATOR_POWER, ActionKind, Classification, Decision, EventContext, FailureMode, MatchKind, PlannedAction, Verdict,
+)
+from bot.policy import DEFAULT_POLICY, Policy, decide, describe, load_policy_file, outcome, parse_policy
 from bot.yamlload import ConfigError, parse_yaml
 
 ROOM = "!room:example.org"
@@ -407,3 +409,117 @@ def test_a_dumped_policy_is_a_valid_policy_document(text: str) -> None:
 
 def test_actions_dump_in_their_yaml_form() -> None:
     assert policy(ORDERED).model_dump(mode="json")["rules"][0]["actions"] == ["quarantine", "redact", {"ban": "all"}, "notify"]
+
+
+# --- the decision vocabulary: one audit outcome and one line per decision ---------------------
+
+DOWN = Classification("remote", error="timeout")
+REVIEW_HOLD = PlannedAction(ActionKind.REVIEW, "hold")
+REVIEW_FLAG = PlannedAction(ActionKind.REVIEW, "flag")
+RULE = "known-csam"
+
+
+@pytest.mark.parametrize(
+    ("decision", "expected_outcome", "expected_line"),
+    [
+        pytest.param(Decision(rule=None), "no_rule", "matches found but no policy rule applies", id="no rule"),
+        pytest.param(
+            Decision(RULE, (QUARANTINE, REDACT, BAN_ROOM, NOTIFY), verdicts=(EXACT_CSAM,)),
+            "act", "rule known-csam: quarantine, redact, ban (room), notify", id="act",
+        ),
+        pytest.param(
+            Decision(RULE, (QUARANTINE, BAN_ALL), dry_run=True, verdicts=(EXACT_CSAM,)),
+            "dry_run", "rule known-csam [dry run]: quarantine, ban (all)", id="dry run",
+        ),
+        pytest.param(
+            Decision(RULE, (QUARANTINE, NOTIFY), exempt_reason="listed in exempt.users", spared=(BAN_ROOM,), verdicts=(EXACT_CSAM,)),
+            "exempt", "rule known-csam: quarantine, notify; the sender is exempt (listed in exempt.users), spared: ban",
+            id="exempt",
+        ),
+        pytest.param(
+            Decision(RULE, (QUARANTINE,), exempt_reason="power level 100 >= exempt.power_level 100", verdicts=(EXACT_CSAM,)),
+            "exempt", "rule known-csam: quarantine; the sender is exempt (power level 100 >= exempt.power_level 100), spared: nothing",
+            id="exempt, nothing spared",
+        ),
+        pytest.param(
+            Decision(RULE, (REVIEW_HOLD, BAN_ROOM), verdicts=(EXACT_CSAM,)),
+            "act", "rule known-csam: review (hold), ban (room)", id="review scope hold",
+        ),
+        pytest.param(
+            Decision(RULE, (REVIEW_FLAG,), dry_run=True, verdicts=(EXACT_CSAM,)),
+            "dry_run", "rule known-csam [dry run]: review (flag)", id="review scope flag, dry run",
+        ),
+        pytest.param(
+            Decision("on_failure", failures=(DOWN,), on_failure=FailureMode.FAIL_OPEN),
+            "fail_open", "rule on_failure: nothing to do, the media is let through; scan failed (fail_open): remote: timeout",
+            id="failed scan, fail_open",
+        ),
+        pytest.param(
+            Decision("on_failure", dry_run=True, failures=(DOWN,), on_failure=FailureMode.FAIL_OPEN),
+            "fail_open", "rule on_failure: nothing to do, the media is let through; scan failed (fail_open): remote: timeout",
+            id="failed scan, fail_open, dry run: nothing would be done",
+        ),
+        pytest.param(
+            Decision("strict", (QUARANTINE, REDACT, NOTIFY), failures=(DOWN,), on_failure=FailureMode.FAIL_CLOSED),
+            "fail_closed", "rule strict: quarantine, redact, notify; scan failed (fail_closed): remote: timeout",
+            id="failed scan, fail_closed",
+        ),
+        pytest.param(
+            Decision("strict", (QUARANTINE, REDACT, NOTIFY), dry_run=True, failures=(DOWN,), on_failure=FailureMode.FAIL_CLOSED),
+            "dry_run", "rule strict [dry run]: quarantine, redact, notify; scan failed (fail_closed): remote: timeout",
+            id="failed scan, fail_closed, dry run",
+        ),
+        pytest.param(
+            Decision("careful", (REVIEW_FLAG,), failures=(DOWN,), on_failure=FailureMode.REVIEW),
+            "review", "rule careful: review (flag); scan failed (review): remote: timeout", id="failed scan, review",
+        ),
+        pytest.param(
+            Decision(
+                RULE, (QUARANTINE, NOTIFY), verdicts=(EXACT_CSAM,),
+                failures=(DOWN, Classification("hma", error="HTTP 503")), on_failure=FailureMode.FAIL_CLOSED,
+            ),
+            "act", "rule known-csam: quarantine, notify; scan failed (fail_closed): remote: timeout; hma: HTTP 503",
+            id="a match and failed scans: the match decides the outcome",
+        ),
+    ],
+)
+def test_describe_and_outcome(decision: Decision, expected_outcome: str, expected_line: str) -> None:
+    assert outcome(decision) == expected_outcome
+    assert describe(decision) == expected_line
+
+
+@pytest.mark.parametrize(
+    ("policy_yaml", "failures", "expected_outcome", "expected_line"),
+    [
+        pytest.param(
+            "on_failure: review\n", (DOWN,), "review",
+            "rule on_failure: review (flag); scan failed (review): remote: timeout", id="policy on_failure review",
+        ),
+        pytest.param(
+            """
+            rules:
+              - name: strict-remote
+                match: {classifier: remote}
+                actions: [notify]
+                on_failure: fail_closed
+            """,
+            (DOWN,), "fail_closed",
+            "rule strict-remote: quarantine, redact, notify; scan failed (fail_closed): remote: timeout",
+            id="rule on_failure fail_closed",
+        ),
+        pytest.param(
+            """
+            rules:
+              - name: flagged
+                actions: [{review: flag}]
+            """,
+            (), "act", "rule flagged: review (flag)", id="review rule",
+        ),
+    ],
+)
+def test_describe_and_outcome_of_decide(
+    policy_yaml: str, failures: tuple[Classification, ...], expected_outcome: str, expected_line: str
+) -> None:
+    verdicts = [] if failures else [EXACT_CSAM]
+    decision = decide(verdicts, ctx(), policy(policy_yaml), failures)
+    assert (outcome(decision), describe(decision)) == (expected_outcome, expected_line)

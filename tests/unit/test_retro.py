@@ -24,7 +24,7 @@ from bot.model import Decision, EventContext, Hashes, MediaRef
 from bot.policy import parse_policy
 from bot.record.db import create_engine, migrate
 from bot.record.store import Store
-from bot.retro import RetroactiveAudit, RetroMatcher, decode_digests, encode_digests
+from bot.retro import RETRO, RetroMatcher, decode_digests, encode_digests
 
 RNG = random.Random(4242)
 BOT = "@modbot:example.org"
@@ -87,7 +87,7 @@ class World:
     def matcher(self) -> RetroMatcher:
         executor = Executor(
             self.hs,  # type: ignore[arg-type]
-            RetroactiveAudit(self.store.engine),
+            Store(self.store.engine, audit_source=RETRO),
             Metrics(),
             protected_rooms=lambda: sorted(self.protected),
             management_room=lambda: "!mods:example.org",

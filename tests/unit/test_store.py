@@ -476,6 +476,21 @@ async def test_audit_log_is_newest_first_and_filters(store: Store) -> None:
     assert await store.audit_log(event_id="$nobody") == []
 
 
+async def test_a_store_with_an_audit_source_names_it_in_every_message(store: Store) -> None:
+    retro = Store(store.engine, clock=StepClock(), audit_source="retroactive")
+    await retro.audit("action", "ok", "banned @alice:example.org", event_id="$event1")
+    await retro.audit("retro", "started", "retroactive matching: list known has 2 new entries")
+    await store.audit("action", "ok", "redacted $event1", event_id="$event1")
+
+    assert [e.message for e in await store.audit_log()] == [
+        "redacted $event1",
+        "retroactive matching: list known has 2 new entries",  # named already: not prefixed twice
+        "retroactive: banned @alice:example.org",
+    ]
+    # The repositories behind the Store hand back the same plain records.
+    assert await store.audit_repo.log(event_id="$event1") == await store.audit_log(event_id="$event1")
+
+
 async def test_the_queue_keeps_the_event_json_and_its_transaction(store: Store) -> None:
     # The queue keeps the event as JSON text, so that a restart can resume the work.
     await store.store_transaction("txn1", [event(1)], everything)

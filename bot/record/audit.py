@@ -1,0 +1,73 @@
+"""The audit repository: the append-only log of what modbot found and did, and why."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from .db import session_factory
+from .journal import audit_row
+from .tables import AuditRow
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    ts: float
+    category: str
+    outcome: str
+    message: str
+    event_id: str | None
+    room_id: str | None
+    sender: str | None
+    mxc: str | None
+
+
+class AuditRepo:
+    """Writes and reads the audit table.
+
+    `source` names who writes (retroactive matching says "retroactive"): each message it
+    writes starts with it, unless the message names it already.
+    """
+
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], float] = time.time, *, source: str | None = None) -> None:
+        self.engine = engine
+        self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
+        self._clock = clock
+        self.source = source
+        self._insert = insert(AuditRow.__table__)
+
+    async def write(
+        self,
+        category: str,
+        outcome: str,
+        message: str,
+        *,
+        event_id: str | None = None,
+        room_id: str | None = None,
+        sender: str | None = None,
+        mxc: str | None = None,
+    ) -> None:
+        if self.source and self.source not in message:
+            message = f"{self.source}: {message}"
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                self._insert, audit_row(self._clock(), category, outcome, message, event_id, room_id, sender, mxc)
+            )
+
+    async def log(self, *, event_id: str | None = None, category: str | None = None, limit: int = 200) -> list[AuditEntry]:
+        """The latest entries first, of one event or one category if given."""
+        query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
+        if event_id is not None:
+            query = query.where(AuditRow.event_id == event_id)
+        if category is not None:
+            query = query.where(AuditRow.category == category)
+        async with self.sessions() as session:
+            return [
+                AuditEntry(r.id, r.ts, r.category, r.outcome, r.message, r.event_id, r.room_id, r.sender, r.mxc)
+                for r in (await session.execute(query)).scalars()
+            ]

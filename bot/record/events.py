@@ -1,0 +1,220 @@
+"""The event repository: the durable intake queue, and the one transaction in which all that
+processing an event writes is committed with its new status (see journal.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from .db import dialect_insert, session_factory
+from .journal import EventJournal, audit_row
+from .media import MediaWrites
+from .tables import AuditRow, EventRow, TransactionRow
+from .verdicts import verdict_insert
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    event_id: str
+    room_id: str
+    sender: str
+    type: str
+    event: dict[str, Any]
+    status: str
+    attempts: int
+    received_at: float
+    # Handed over by the intake of this process, not read back from the database: it has
+    # never been processed, so it cannot be held for a re-scan.
+    from_intake: bool = False
+
+
+@dataclass(frozen=True)
+class TransactionResult:
+    new: bool  # False when the transaction id had been seen before (its new events are stored all the same)
+    queued: tuple[StoredEvent, ...]  # events newly stored for processing, in arrival order
+    duplicates: int  # events already seen in an earlier transaction
+    rejected: tuple[str, ...]  # why malformed events were not stored
+
+    @property
+    def queued_ids(self) -> tuple[str, ...]:
+        return tuple(e.event_id for e in self.queued)
+
+
+class EventRepo:
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
+        self._clock = clock
+        self._insert = dialect_insert(engine)
+        # The hot path's statements, built once so that SQLAlchemy compiles each once and
+        # then only binds parameters (the ORM compiled them again on every call).
+        self._new_transaction = (
+            self._insert(TransactionRow.__table__)
+            .on_conflict_do_nothing(index_elements=["txn_id"])
+            .returning(TransactionRow.__table__.c.txn_id)
+        )
+        self._audit = insert(AuditRow.__table__)
+        self._media = MediaWrites.build(engine)
+        self._verdicts = verdict_insert(engine)
+        events = EventRow.__table__
+        self._finish = (
+            update(events)
+            .where(events.c.event_id == bindparam("b_event_id"))
+            .values(status=bindparam("b_status"), processed_at=bindparam("b_at"), error=bindparam("b_error"))
+        )
+
+    async def store_transaction(
+        self, txn_id: str, events: Sequence[Any], wanted: Callable[[dict[str, Any]], bool]
+    ) -> TransactionResult:
+        """Store a transaction's events in one database transaction, before it is acknowledged.
+
+        `wanted` says which events need processing; the rest are only counted, so that the
+        database does not fill up with the text of every message on the server.
+        """
+        now = self._clock()
+        rejected: list[str] = []
+        rows: dict[str, dict[str, Any]] = {}
+        raws: dict[str, dict[str, Any]] = {}
+        for raw in events:
+            problem = _malformed(raw)
+            if problem:
+                rejected.append(problem)
+                continue
+            if raw["event_id"] in rows or not wanted(raw):
+                continue
+            raws[raw["event_id"]] = raw
+            rows[raw["event_id"]] = {
+                "event_id": raw["event_id"],
+                "room_id": raw["room_id"],
+                "sender": raw["sender"],
+                "type": raw["type"],
+                "event_json": json.dumps(raw, separators=(",", ":")),
+                "txn_id": txn_id,
+                "status": "pending",
+                "attempts": 0,
+                # Distinct per event (a microsecond apart), so that the queue keeps the
+                # order within a transaction: ties on received_at come back in any order.
+                "received_at": now + len(rows) * 1e-6,
+            }
+        async with self.engine.begin() as conn:
+            # The transaction id is recorded, never trusted to say "seen": Synapse on SQLite
+            # numbers transactions from 1 again after a restart (and any Synapse after a
+            # database restore), so a known id can bring new events. Event ids decide.
+            inserted_txn = await conn.execute(
+                self._new_transaction, {"txn_id": txn_id, "received_at": now, "event_count": len(events)}
+            )
+            new_txn = inserted_txn.scalar_one_or_none() is not None
+            stored: set[str] = set()
+            if rows:
+                # One statement, so that RETURNING says which events are new.
+                result = await conn.execute(
+                    self._insert(EventRow).values(list(rows.values()))
+                    .on_conflict_do_nothing(index_elements=["event_id"])
+                    .returning(EventRow.event_id)
+                )
+                stored = set(result.scalars())
+            if rejected:
+                await conn.execute(self._audit, [audit_row(now, "intake", "rejected", reason) for reason in rejected])
+        queued = tuple(
+            StoredEvent(
+                event_id=row["event_id"], room_id=row["room_id"], sender=row["sender"], type=row["type"],
+                event=raws[event_id], status="pending", attempts=0, received_at=row["received_at"],
+                from_intake=True,
+            )
+            for event_id, row in rows.items()
+            if event_id in stored
+        )
+        return TransactionResult(new_txn, queued, len(rows) - len(queued), tuple(rejected))
+
+    async def commit(self, journal: EventJournal, *, finish: str | None = None, error: str | None = None) -> None:
+        """Write what `journal` holds in one transaction and empty it; with `finish`, set
+        the event's status too, in the same transaction."""
+        if not journal and finish is None:
+            return
+        finished = None
+        if finish is not None:
+            if journal.event_id is None:
+                raise ValueError("only an event's journal has a status to set")
+            finished = {"b_event_id": journal.event_id, "b_status": finish, "b_at": self._clock(), "b_error": error}
+        async with self.engine.begin() as conn:
+            # One greenlet for all the statements, not one per statement.
+            await conn.run_sync(self._write, journal, finished)
+        journal.clear()
+
+    def _write(self, conn: Connection, journal: EventJournal, finished: dict[str, Any] | None) -> None:
+        hashed = [row for row in journal.media.values() if "sha256" in row]
+        unhashed = [row for row in journal.media.values() if "sha256" not in row]
+        for statement, rows in (
+            (self._media.link, journal.links),
+            (self._media.hashed, hashed),
+            (self._media.unhashed, unhashed),
+            (self._verdicts, journal.verdicts),
+            (self._audit, journal.audits),
+        ):
+            if rows:
+                conn.execute(statement, rows)
+        if finished is not None:
+            conn.execute(self._finish, finished)
+
+    async def pending_ids(self) -> list[str]:
+        """The events waiting for processing, oldest first."""
+        async with self.sessions() as session:
+            result = await session.execute(
+                select(EventRow.event_id).where(EventRow.status == "pending").order_by(EventRow.received_at)
+            )
+            return list(result.scalars())
+
+    async def load(self, event_id: str) -> StoredEvent | None:
+        async with self.sessions() as session:
+            row = await session.get(EventRow, event_id)
+            if row is None:
+                return None
+            return StoredEvent(
+                event_id=row.event_id,
+                room_id=row.room_id,
+                sender=row.sender,
+                type=row.type,
+                event=json.loads(row.event_json),
+                status=row.status,
+                attempts=row.attempts,
+                received_at=row.received_at,
+            )
+
+    async def count_attempt(self, event_id: str, error: str | None) -> int:
+        """Count a processing attempt; returns the number of attempts so far."""
+        async with self.sessions.begin() as session:
+            row = await session.get(EventRow, event_id, with_for_update=True)
+            if row is None:
+                return 0
+            row.attempts += 1
+            row.error = error
+            return row.attempts
+
+    async def oldest_pending_received_at(self) -> float | None:
+        """When the oldest event still waiting for processing arrived (wall clock), if any."""
+        async with self.sessions() as session:
+            query = select(func.min(EventRow.received_at)).where(EventRow.status == "pending")
+            return (await session.execute(query)).scalar_one()
+
+    async def by_status(self) -> dict[str, int]:
+        """How many events are in each processing status."""
+        async with self.sessions() as session:
+            result = await session.execute(select(EventRow.status, func.count()).group_by(EventRow.status))
+            return {status: count for status, count in result.all()}
+
+
+def _malformed(raw: Any) -> str | None:
+    if not isinstance(raw, dict):
+        return f"event is not an object ({type(raw).__name__})"
+    for key in ("event_id", "room_id", "sender", "type"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            ident = raw.get("event_id") if isinstance(raw.get("event_id"), str) else "<no event_id>"
+            return f"event {ident}: missing or invalid {key!r}"
+    return None
