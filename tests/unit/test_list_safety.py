@@ -464,5 +464,5 @@ async def test_the_bot_audits_a_held_reload_and_tells_the_management_room(
             assert len(accepted) == 1 and accepted[0].sender == "@mod:example.org"
             assert len(hs.notices) == 1
     finally:
-        bot.hash_executor.shutdown()
+        await bot.sandbox.stop()  # never started here; stopping is safe
         await bot.engine.dispose()
