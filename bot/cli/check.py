@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 from pathlib import Path
 
 import aiohttp
@@ -13,6 +15,7 @@ from ..config import Config
 from ..filemodes import loose_files
 from ..record.db import sqlite_database_path
 from ..lists.guard import ListRecord, judge
+from .common import load
 
 
 def homeserver_for(config: Config, session: aiohttp.ClientSession) -> Homeserver:
@@ -159,3 +162,10 @@ async def _can_see(hs: Homeserver, room_id: str) -> bool:
         return room_id in await hs.joined_rooms()
     except HomeserverError:
         return False
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    print(f"config {args.config}: valid")
+    registration = Path(args.registration) if args.registration else Path(args.config).parent / "registration.yaml"
+    return asyncio.run(check(config, config_path=Path(args.config), registration_path=registration))
