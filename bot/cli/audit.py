@@ -16,11 +16,13 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from ..act.homeserver import HomeserverError
 from ..config import Config
 from ..record.evidence import AnchorFile, ChainKeyError, read_chain_key, read_room_anchors
 from ..record.chain import Anchor, check_anchors, verify_links
 from ..record.db import create_engine, migrate
 from ..record.moderation import ModerationStore
+from .check import homeserver_for
 from .common import load
 
 
@@ -73,9 +75,6 @@ async def _room_anchors(config: Config, use_homeserver: bool, max_events: int) -
         return [], "management room: none configured, not checked"
     if not use_homeserver:
         return [], "management room: not checked (--no-homeserver)"
-    from ..act.homeserver import HomeserverError
-    from .check import homeserver_for
-
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
             hs = homeserver_for(config, session)
