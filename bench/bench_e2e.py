@@ -62,7 +62,8 @@ from aiohttp import web
 from PIL import Image
 
 import bot
-from bot.demo.synapse import MatrixUser, free_port, register_appservice_user, wait_for
+from bot.demo.matrix import MatrixUser, register_appservice_user
+from bot.demo.waiting import free_port, wait_for
 from bot.intake.registration import new_token
 from bot.demo.samples import encode, make_photo
 from bot.cli.scan import add_images

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo.synapse import free_port
+from bot.demo.waiting import free_port
 
 POSTGRES_MISSING = (
     "PostgreSQL not installed — install Debian's postgresql package "

@@ -9,16 +9,21 @@ the anchor file alone; the exit status is then that of the chain and the file.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import sys
 from dataclasses import dataclass
 
 import aiohttp
 
+from ..act.homeserver import HomeserverError
 from ..config import Config
-from ..record.evidence import AnchorFile, read_chain_key, read_room_anchors
+from ..record.evidence import AnchorFile, ChainKeyError, read_chain_key, read_room_anchors
 from ..record.chain import Anchor, check_anchors, verify_links
 from ..record.db import create_engine, migrate
 from ..record.moderation import ModerationStore
+from .check import homeserver_for
+from .common import load
 
 
 @dataclass(frozen=True)
@@ -70,9 +75,6 @@ async def _room_anchors(config: Config, use_homeserver: bool, max_events: int) -
         return [], "management room: none configured, not checked"
     if not use_homeserver:
         return [], "management room: not checked (--no-homeserver)"
-    from ..act.homeserver import HomeserverError
-    from .check import homeserver_for
-
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
             hs = homeserver_for(config, session)
@@ -81,3 +83,16 @@ async def _room_anchors(config: Config, use_homeserver: bool, max_events: int) -
     except (HomeserverError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
         return [], f"management room: not reachable ({e}); checked against the anchor file only"
     return anchors, f"management room {room}: {len(anchors)} anchors in the last {read} events"
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    try:
+        report = asyncio.run(
+            verify_evidence(config, use_homeserver=not args.no_homeserver, max_room_events=args.room_events)
+        )
+    except ChainKeyError as e:
+        print(f"modbot: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(report.lines))
+    return 0 if report.ok else 1

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 from pathlib import Path
 
 import aiohttp
 from mautrix.api import HTTPAPI
+from sqlalchemy.engine import make_url
 
 from ..act.homeserver import Homeserver, HomeserverError
 from ..classify.hashlist import load_list
 from ..config import Config
 from ..filemodes import loose_files
-from ..record.db import sqlite_database_path
+from ..record.db import create_engine, current_revision, head_revision, sqlite_database_path
+from ..record.liststate import ListStateRepo
 from ..lists.guard import ListRecord, judge
+from .common import load
 
 
 def homeserver_for(config: Config, session: aiohttp.ClientSession) -> Homeserver:
@@ -105,13 +110,6 @@ async def check(config: Config, *, config_path: Path | None = None, registration
 
 async def _list_records(config: Config) -> tuple[dict[str, ListRecord], str | None]:
     """What each list last loaded, from the database; empty (with why) when there is none yet."""
-    from pathlib import Path
-
-    from sqlalchemy.engine import make_url
-
-    from ..record.db import create_engine, current_revision, head_revision
-    from ..record.liststate import ListStateRepo
-
     url = make_url(config.database.url)
     if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).exists()):
         return {}, "no database yet: lists judged as new"
@@ -159,3 +157,10 @@ async def _can_see(hs: Homeserver, room_id: str) -> bool:
         return room_id in await hs.joined_rooms()
     except HomeserverError:
         return False
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    print(f"config {args.config}: valid")
+    registration = Path(args.registration) if args.registration else Path(args.config).parent / "registration.yaml"
+    return asyncio.run(check(config, config_path=Path(args.config), registration_path=registration))

@@ -1,6 +1,7 @@
-"""`modbot hashes import|export|stats|check|retro|accept`: hash lists from the command line.
+"""`modbot hashes import|export|stats|check|retro`: hash lists from the command line.
 
-Registered on the `hashes` group of bot/cli.py by `add_commands`. Anything that may take
+Their arguments are declared in bot/cli/__init__.py; `hashes accept` is in bot/cli/accept.py and
+`hashes add-image` in bot/cli/scan.py. Anything that may take
 over a second shows a progress bar on stderr (a line every few seconds when stderr is not
 a terminal). A running bot picks up list files these commands change on its own.
 """
@@ -19,8 +20,8 @@ from typing import Any, TextIO
 from typing import TYPE_CHECKING
 
 from ..config import Config
-from ..lists.importers import EXPORT_FORMATS, IMPORT_FORMATS
-from ..model import HASH_HEX_LENGTH, HASH_TYPES, Hashes
+from ..model import HASH_HEX_LENGTH, Hashes
+from .common import load
 
 if TYPE_CHECKING:
     from ..classify.hashlist import LoadedList
@@ -62,17 +63,11 @@ class ProgressBar:
             self.stream.flush()
 
 
-def _list_config(config: Config, name: str) -> Any:
+def list_config(config: Config, name: str) -> Any:
     lists = {lst.name: lst for lst in config.hash_lists}
     if name not in lists:
         raise SystemExit(f"modbot: no hash list named {name!r} in the config (have: {', '.join(lists) or 'none'})")
     return lists[name]
-
-
-def _load(args: argparse.Namespace) -> Config:
-    from . import _load as load_config
-
-    return load_config(args.config)
 
 
 # --- import / export -----------------------------------------------------------------------------
@@ -83,8 +78,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     from ..lists.importers import columns_difference, read_import, write_list_file
     from ..lists.columns import HashColumns, read_hash_columns
 
-    config = _load(args)
-    target = _list_config(config, args.list)
+    config = load(args.config)
+    target = list_config(config, args.list)
     label = args.label or target.label
     path = resolve_list_path(target, Path.cwd())
     bar = ProgressBar(f"reading {args.file}")
@@ -122,8 +117,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..lists.importers import format_entries
     from ..lists.columns import read_hash_columns
 
-    config = _load(args)
-    target = _list_config(config, args.list)
+    config = load(args.config)
+    target = list_config(config, args.list)
     path = resolve_list_path(target, Path.cwd())
     bar = ProgressBar(f"reading {path}")
     columns = read_hash_columns(path, target.label, bar)
@@ -150,7 +145,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     from ..classify.hashlist import load_list
 
-    config = _load(args)
+    config = load(args.config)
     report: dict[str, Any] = {"lists": []}
     for list_config in config.hash_lists:
         bar = ProgressBar(f"loading {list_config.name}")
@@ -236,7 +231,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from ..classify.hashlist import load_list
     from .scan import run_with_sandbox
 
-    config = _load(args)
+    config = load(args.config)
     lists: list[LoadedList] = []
     for list_config in config.hash_lists:
         bar = ProgressBar(f"loading {list_config.name}")
@@ -329,7 +324,7 @@ def _near_entries(lst: LoadedList, hashes: Hashes, margin: int | None) -> list[t
 
 def cmd_retro(args: argparse.Namespace) -> int:
     """What retroactive matching would find now: new entries per list and the media they match."""
-    config = _load(args)
+    config = load(args.config)
     return asyncio.run(_retro_report(config, args.list))
 
 
@@ -388,48 +383,3 @@ async def _retro_report(config: Config, only: str | None) -> int:
         return 0
     finally:
         await engine.dispose()
-
-
-# --- registration --------------------------------------------------------------------------------------
-
-
-def add_commands(hashes: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add import, export, stats, check, retro and accept to the `hashes` subcommand group."""
-    from ..lists.accept import add_command as add_accept
-
-    h = hashes.add_parser("import", help="import hashes into a configured list (only new entries are added)")
-    h.add_argument("file")
-    h.add_argument("-c", "--config", required=True)
-    h.add_argument("--list", required=True, help="name of a list in the config's hash_lists")
-    h.add_argument("--format", choices=IMPORT_FORMATS, default="modbot", help="the file's format (default: modbot)")
-    h.add_argument("--type", choices=HASH_TYPES, help="hash type of a plain one-hash-per-line file")
-    h.add_argument("--label", help="label for entries that have none (default: the list's label)")
-    h.add_argument("--replace", action="store_true", help="make the file the whole list, dropping entries not in it")
-    h.add_argument("--dry-run", action="store_true", help="read and report; write nothing")
-    h.set_defaults(func=cmd_import)
-
-    h = hashes.add_parser("export", help="write a configured list in an exchange format")
-    h.add_argument("-c", "--config", required=True)
-    h.add_argument("--list", required=True)
-    h.add_argument("--format", choices=EXPORT_FORMATS, default="modbot")
-    h.add_argument("-o", "--output", help="file to write (default: standard output)")
-    h.set_defaults(func=cmd_export)
-
-    h = hashes.add_parser("stats", help="entries, labels, rejected lines and memory per list; retro runs")
-    h.add_argument("-c", "--config", required=True)
-    h.add_argument("--json", action="store_true")
-    h.set_defaults(func=cmd_stats)
-
-    h = hashes.add_parser("check", help="explain which list entries are near an image, and at what distance")
-    h.add_argument("images", nargs="+")
-    h.add_argument("-c", "--config", required=True)
-    h.add_argument("--margin", type=int, help="show entries this far beyond the threshold (default: pdq 16, phash 6)")
-    h.set_defaults(func=cmd_check)
-
-    h = hashes.add_parser("retro", help="show what retroactive matching would find now (changes nothing)")
-    h.add_argument("-c", "--config", required=True)
-    h.add_argument("--list", help="only this list")
-    h.set_defaults(func=cmd_retro)
-
-    add_accept(hashes)
-

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
+import sys
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -16,6 +19,7 @@ from ..hashing.pool import HashSandbox
 from ..lists.format import HashEntry, append_entries
 from ..model import EventContext, verdict_json
 from ..policy import DEFAULT_POLICY, decide
+from .common import load
 
 # Central crops (fraction of each side kept) whose PDQ add-image also lists. A copy cropped
 # by 2.5-10%, evenly at both ends, stays within 20 bits of one of them; in steps of 5% (0.95,
@@ -108,3 +112,50 @@ def add_images(images: list[Path], config: Config, list_name: str, label: str | 
     entries = run_with_sandbox(config, hash_all)
     added = append_entries(target.path, entries)
     return added, Path(target.path)
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    config = load(args.config) if args.config else None
+    results = scan_files([Path(f) for f in args.files], config)
+    failed = 0
+    for result in results:
+        failed += bool(result.get("error"))
+        if args.json:
+            print(json.dumps(result, sort_keys=True))
+        else:
+            print(_describe_scan(result))
+    return 1 if failed else 0
+
+
+def _describe_scan(result: dict[str, Any]) -> str:
+    if result.get("error"):
+        return f"{result['file']}: error: {result['error']}"
+    verdicts = result["verdicts"]
+    head = f"{result['file']}: sha256 {result['hashes']['sha256']}"
+    if result["hashes"].get("perceptual_error"):
+        head += f" (no perceptual hash: {result['hashes']['perceptual_error']})"
+    if not verdicts:
+        return head + "\n  no match"
+    lines = [head]
+    for v in verdicts:
+        where = v.get("list") or v["classifier"]
+        lines.append(f"  match: {where} label {v['label']} {v['kind']} {v.get('hash_type') or ''} distance {v.get('distance')}")
+    decision = result["decision"]
+    lines.append(f"  rule {decision['rule']}: would {', '.join(decision['actions']) or 'do nothing'}"
+                 + (" [dry run]" if decision["dry_run"] else ""))
+    return "\n".join(lines)
+
+
+def cmd_hashes_add_image(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    try:
+        added, path = add_images([Path(p) for p in args.images], config, args.list, args.label)
+    except KeyError as e:
+        # str() of a KeyError is the repr of its argument: quotes around the message.
+        print(f"modbot: {e.args[0]}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"modbot: {e}", file=sys.stderr)
+        return 2
+    print(f"added {added} hashes to list {args.list} ({path})")
+    return 0

@@ -1,2 +1,4 @@
-"""`modbot demo` and the throwaway Synapse it (and the end-to-end tests) run on; only the CLI
-and the tests import this package."""
+"""`modbot demo` and the throwaway Synapse it (and the end-to-end tests and benchmarks) run on.
+
+Only bot/cli/, the tests and the benchmarks import this package; the bot itself never does.
+"""

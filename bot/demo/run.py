@@ -15,7 +15,7 @@ from PIL import ImageOps
 
 from ..app import ModBot
 from ..config import load_config
-from .synapse import wait_for
+from .waiting import wait_for
 from .samples import encode, make_photo
 from ..cli.scan import add_images
 from .stage import KNOWN_LIST, Stage, build_stage

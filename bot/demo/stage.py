@@ -12,7 +12,9 @@ from typing import Any
 import yaml
 
 from ..config import Config, load_config
-from .synapse import MatrixUser, ThrowawaySynapse, free_port, register_appservice_user
+from .matrix import MatrixUser, register_appservice_user
+from .synapse import ThrowawaySynapse
+from .waiting import free_port
 from ..intake.registration import new_token, write_registration
 
 KNOWN_LIST = "known"

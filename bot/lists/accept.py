@@ -1,4 +1,4 @@
-"""`modbot hashes accept NAME`: put a held version of a hash list in use as it is.
+"""Accepting a held version of a hash list: put it in use as it is (`modbot hashes accept`, list edits).
 
 A reload that would empty a list, is mostly rejected lines or drops too many entries is
 held (bot/lists/guard.py). Accepting records the SHA-256 of the list file as it is now in
@@ -10,10 +10,7 @@ file changed again after `accept` is judged again. Each acceptance is an audit r
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import getpass
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,55 +82,3 @@ async def record_acceptance(
         await repo.accept(config.name, columns.digest, by)
         await store.audit("lists", "accepted", f"{by}: {acceptance.describe()}", sender=by)
     return acceptance
-
-
-def cmd_accept(args: argparse.Namespace) -> int:
-    from ..cli.hashes import ProgressBar, _list_config, _load
-
-    config = _load(args)
-    target = _list_config(config, args.name)
-    bar = ProgressBar(f"reading {target.name}")
-    try:
-        acceptance = asyncio.run(_accept(config, target, bar))
-    except AcceptError as e:
-        print(f"modbot: {e}", file=sys.stderr)
-        return 2
-    finally:
-        bar.close()
-    print(acceptance.describe())
-    print(
-        f"The running bot loads it within {config.hashlist.reload_interval:g} s; a stopped one at its next start. "
-        "A file changed after this is judged again."
-    )
-    return 0
-
-
-async def _accept(config: Any, target: Any, progress: Progress) -> Acceptance:
-    from ..record.db import create_engine, migrate
-    from ..record.liststate import ListStateRepo
-    from ..record.store import Store
-
-    engine = create_engine(config.database.url)
-    try:
-        await migrate(engine)
-        return await record_acceptance(
-            ListStateRepo(engine), Store(engine), target, Path.cwd(),
-            by=f"{_user()} (command line)", max_drop_share=config.hashlist.max_drop_share, progress=progress,
-        )
-    finally:
-        await engine.dispose()
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no name for this uid (containers)
-        return "unknown user"
-
-
-def add_command(hashes: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    h = hashes.add_parser("accept", help="load a held list version as it is (one that would empty the list, "
-                          "is mostly rejected lines or drops more than hashlist.max_drop_share)")
-    h.add_argument("name", help="name of a list in the config's hash_lists")
-    h.add_argument("-c", "--config", required=True)
-    h.set_defaults(func=cmd_accept)

@@ -10,7 +10,7 @@ import pytest
 from bot.classify.base import MediaInput
 from bot.classify.registry import ClassifierRegistry, ClassifierSlot, build_classifiers
 from bot.config import ClassifierConfig
-from bot.demo.synapse import free_port
+from bot.demo.waiting import free_port
 from bot.hashing import compute_hashes
 from bot.lists.format import HashEntry
 from bot.classify.hashlist import LoadedList

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.demo.synapse import wait_for
+from bot.demo.waiting import wait_for
 from bot.record.db import create_engine
 from bot.record.store import Store
 from bot.demo.stage import Stage

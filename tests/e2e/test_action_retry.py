@@ -18,7 +18,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from bot.demo.synapse import ThrowawaySynapse, free_port, wait_for
+from bot.demo.synapse import ThrowawaySynapse
+from bot.demo.waiting import free_port, wait_for
 from bot.cli.scan import add_images
 from bot.demo.stage import build_stage
 from botproc import BotProcess, StoreReader

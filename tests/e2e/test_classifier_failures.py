@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
-from bot.demo.synapse import MatrixUser, wait_for
+from bot.demo.matrix import MatrixUser
+from bot.demo.waiting import wait_for
 from bot.demo.samples import encode, make_photo
 from bot.demo.stage import Stage, build_stage
 from botproc import BotProcess, StoreReader

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from bot.demo.synapse import MatrixUser, wait_for
+from bot.demo.matrix import MatrixUser
+from bot.demo.waiting import wait_for
 from bot.record.store import AuditEntry
 from bot.demo.stage import Stage, build_stage
 from botproc import BotProcess, StoreReader

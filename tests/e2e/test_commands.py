@@ -24,7 +24,8 @@ import pytest_asyncio
 import yaml
 
 from bot.commands.handlers import build_commands
-from bot.demo.synapse import MatrixUser, wait_for
+from bot.demo.matrix import MatrixUser
+from bot.demo.waiting import wait_for
 from bot.cli.scan import add_images
 from bot.demo.stage import Stage, build_stage
 from botproc import BotProcess, StoreReader

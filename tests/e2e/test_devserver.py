@@ -9,13 +9,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from bot.demo.synapse import (
-    MatrixRequestError,
-    ThrowawaySynapse,
-    free_port,
-    register_appservice_user,
-    wait_for,
-)
+from bot.demo.matrix import MatrixRequestError, register_appservice_user
+from bot.demo.synapse import ThrowawaySynapse
+from bot.demo.waiting import free_port, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 

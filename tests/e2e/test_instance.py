@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from bot.demo.synapse import free_port, wait_for
+from bot.demo.waiting import free_port, wait_for
 from bot.record.instance import EXIT_ALREADY_RUNNING, EXIT_LOCK_LOST
 from bot.cli.scan import add_images
 from bot.demo.stage import Stage, build_stage

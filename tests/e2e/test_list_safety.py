@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.demo.synapse import wait_for
+from bot.demo.waiting import wait_for
 from bot.cli.scan import add_images
 from bot.demo.stage import Stage, build_stage
 from botproc import BotProcess, StoreReader

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bot.demo.synapse import free_port
+from bot.demo.waiting import free_port
 from bot.fetch import Fetched, MediaFetcher
 from bot.model import MediaRef
 

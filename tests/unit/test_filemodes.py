@@ -11,7 +11,7 @@ import pytest
 
 from bot.cli import main
 from bot.config import EXAMPLE_CONFIG, load_config
-from bot.demo.synapse import free_port
+from bot.demo.waiting import free_port
 from bot.filemodes import loose_files, write_private
 from bot.record.db import create_engine, migrate, sqlite_database_path
 from bot.record.store import Store

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.config import Config, HealthConfig
-from bot.demo.synapse import free_port
+from bot.demo.waiting import free_port
 from bot.health import HealthSnapshot, RestartWindow, evaluate
 from bot.intake.monitor import IntakeMonitor
 from bot.metrics import Metrics
