@@ -19,7 +19,8 @@ import pytest
 import pytest_asyncio
 from hostile import hostile_bytes, jpeg_with_scans
 
-from bot.demo.synapse import MatrixUser, wait_for
+from bot.demo.matrix import MatrixUser
+from bot.demo.waiting import wait_for
 from bot.cli.scan import add_images
 from bot.demo.stage import Stage, build_stage
 from botproc import BotProcess, StoreReader
