@@ -72,7 +72,10 @@ class CommandSet:
             raise ValueError(f"command {command.name!r} declared twice")
         self.commands[command.name] = command
 
-    def command(self, name: str, help: str, *args: Arg, scope: Scope = "management", long_running: bool = False, section: str = "general") -> Callable[[Handler], Handler]:
+    def command(
+        self, name: str, help: str, *args: Arg,
+        scope: Scope = "management", long_running: bool = False, section: str = "general",
+    ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.add(Command(name, help, handler, tuple(args), scope, long_running, section))
             return handler
