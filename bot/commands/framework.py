@@ -11,6 +11,7 @@ from .parse import Target, parse_target
 
 ArgKind = Literal["user", "room", "scope", "mxc", "target", "int", "word", "text", "flag", "onoff", "hash"]
 Scope = Literal["management", "room"]
+ROOM: Scope = "room"  # a command room moderators may run in their protected room
 
 _HASH = re.compile(r"^(?:(sha256|pdq):)?([0-9a-fA-F]{64})$")
 

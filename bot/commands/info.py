@@ -6,9 +6,7 @@ import time
 
 from .. import __version__
 from .context import CommandContext, CommandError, Reply
-from .framework import Arg, CommandSet
-
-ROOM = "room"
+from .framework import ROOM, Arg, CommandSet
 
 
 def register_info_commands(commands: CommandSet) -> None:

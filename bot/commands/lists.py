@@ -8,9 +8,7 @@ import asyncio
 from ..config import HashListConfig
 from ..lists.format import HashEntry, append_entries, remove_entries
 from .context import CommandContext, CommandError, CommandServices, Reply
-from .framework import Arg, CommandSet
-
-ROOM = "room"
+from .framework import ROOM, Arg, CommandSet
 
 
 def register_list_commands(commands: CommandSet) -> None:

@@ -8,11 +8,9 @@ from ..act.executor import MatchedMedia, describe_verdict
 from ..model import EventContext
 from ..policy import decide
 from .context import CommandContext, CommandError, Reply
-from .framework import Arg, CommandSet
+from .framework import ROOM, Arg, CommandSet
 from .members import refuse_anywhere_protected
 from .parse import Target
-
-ROOM = "room"
 
 
 def register_media_commands(commands: CommandSet) -> None:

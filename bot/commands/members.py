@@ -15,9 +15,7 @@ from collections.abc import Awaitable, Callable
 from ..act.homeserver import HomeserverError
 from .authority import MemberAction, refusal
 from .context import CommandContext, CommandError, Reply
-from .framework import Arg, CommandSet
-
-ROOM = "room"
+from .framework import ROOM, Arg, CommandSet
 
 
 def register_member_commands(commands: CommandSet) -> None:
