@@ -10,18 +10,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .act.executor import Executor, notice_text, txn_id_for
+from .act.executor import Executor
 from .act.retry import ActionRetrier
-from .allowlist import Allowlist
 from .act.homeserver import Homeserver, HomeserverError
 from .classify.base import ClassifierSetupError
 from .classify.cache import VerdictCache
-from .classify.hashlist import HashListClassifier, ListLoadReport
+from .classify.hashlist import HashListClassifier
 from .classify.registry import ClassifierRegistry, build_classifiers, effective_classifier_configs
 from .classify.runner import ClassifierRunner
+from .commands.context import BotStatus, CommandServices
 from .commands.handlers import build_commands
+from .commands.parse import Addressing, event_command_tokens
 from .commands.runner import CommandRunner
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError
+from .controls import Controls
 from .act.enforcer import Enforcer
 from .record.evidence import AnchorFile, ChainAnchors, ChainKeyError, open_chain_key
 from .extract import extract_media_refs
@@ -37,7 +39,6 @@ from .lists.registry import ListRegistry, ReloadResult
 from .metrics import Metrics
 from .pipeline import Pipeline, PowerCache, RetryLater
 from .probes import OperatorEndpoints
-from .policy import Policy, with_dry_run
 from .record.db import create_engine, migrate
 from .record.instance import EXIT_LOCK_LOST, InstanceLock, instance_lock
 from .record.liststate import ListStateRepo
@@ -74,16 +75,14 @@ class ModBot:
         self.engine = create_engine(config.database.url)
         self.store = Store(self.engine, action_lease=config.processing.action_lease)
         self.moderation = ModerationStore(self.engine)
-        self.base_policy: Policy = config.policy
-        self.policy: Policy = config.policy
-        self.dry_run_overrides: dict[str | None, bool] = {}
-        self.allowlist = Allowlist()
-        self.commands = CommandRunner(
-            self, build_commands(), prefix=config.commands.prefix, management_power=config.commands.management_power,
-            refusal_reply_interval=config.commands.refusal_reply_interval,
-        )
-        self.protected: set[str] = set()
         self.management_room: str | None = None
+        self.bot_user_id = f"@{config.appservice.bot_localpart}:{config.homeserver.domain}"
+        # Commands are recognised as they arrive; they are run once the bot has started.
+        self.addressing = Addressing(
+            config.commands.prefix, self.bot_user_id, config.appservice.bot_localpart,
+            config.appservice.bot_displayname,
+        )
+        self.commands: CommandRunner = None  # type: ignore[assignment]
         self.started_at = time.time()
         # Loaded now, reloaded without a restart when a file changes (bot/lists/registry.py); matching
         # whose lists gain entries runs against the media history (bot/retro.py).
@@ -96,6 +95,12 @@ class ModBot:
             history=self.list_states, max_drop_share=config.hashlist.max_drop_share,
         )
         self.lists.load()
+        # What moderators change while the bot runs: protected rooms, dry run, allowlist, lists.
+        self.controls = Controls(
+            config, config_path=self.config_path, store=self.store, moderation=self.moderation,
+            lists=self.lists, list_states=self.list_states, homeserver=lambda: self.homeserver,
+            management_room=lambda: self.management_room, bot_user_id=self.bot_user_id,
+        )
         self.retro: RetroMatcher | None = None
         self._retro_runs: set[asyncio.Task[object]] = set()
         # The configured classifiers (docs/classifiers.md), the hash lists' among them.
@@ -115,40 +120,30 @@ class ModBot:
         )
         self.verdict_cache = VerdictCache(VerdictCacheRepo(self.engine))
         self.classifier_runner = ClassifierRunner(self.classifier_slots, self.verdict_cache)
+        processing = config.processing
         self.rescanner = Rescanner(
-            HoldRepo(self.engine),
-            self.store,
-            delay=config.processing.rescan_delay,
-            max_delay=config.processing.rescan_max_delay,
-            give_up_after=config.processing.rescan_give_up_after,
+            HoldRepo(self.engine), self.store, delay=processing.rescan_delay,
+            max_delay=processing.rescan_max_delay, give_up_after=processing.rescan_give_up_after,
         )
         as_cfg = config.appservice
         self.appservice = DurableAppService(
-            server=str(config.homeserver.url).rstrip("/"),
-            domain=config.homeserver.domain,
-            as_token=as_cfg.as_token,
-            hs_token=as_cfg.hs_token,
-            bot_localpart=as_cfg.bot_localpart,
-            id=as_cfg.id,
-            on_transaction=self._on_transaction,
+            server=str(config.homeserver.url).rstrip("/"), domain=config.homeserver.domain,
+            as_token=as_cfg.as_token, hs_token=as_cfg.hs_token, bot_localpart=as_cfg.bot_localpart,
+            id=as_cfg.id, on_transaction=self._on_transaction,
             limits=IntakeLimits(as_cfg.max_body_bytes, as_cfg.max_json_depth),
             monitor=IntakeMonitor(),
             audit_refusal=lambda txn_id, why: self.store.audit("intake", "refused", why),
         )
-        self.bot_user_id = f"@{as_cfg.bot_localpart}:{config.homeserver.domain}"
         # Every decode of media runs in its worker processes (started in start()).
         self.sandbox = HashSandbox.from_config(config.processing)
         # /health and /metrics; the sandbox's running total of workers killed and replaced
         # (a resource limit hit, a crash) feeds /health's restart window.
         self.probes = OperatorEndpoints(
-            config,
-            self.store,
-            self.metrics,
-            self.appservice.monitor,
+            config, self.store, self.metrics, self.appservice.monitor,
             RestartWindow(lambda: self.sandbox.restarts, config.health.sandbox_restart_window),
             started_at=self.started_at,
             queue_depth=lambda: self.queue.depth if self.queue else 0,
-            protected_rooms=lambda: len(self.protected),
+            protected_rooms=lambda: len(self.controls.protected),
             ready=lambda: self.appservice.ready,
         )
         self.probes.add_routes(self.appservice.app)
@@ -159,7 +154,9 @@ class ModBot:
         self.powers: PowerCache = None  # type: ignore[assignment]
         self.executor: Executor = None  # type: ignore[assignment]
         self.enforcer: Enforcer = None  # type: ignore[assignment]
-        self.retention = RetentionRunner.for_config(config, self.engine, self.moderation.purge_incidents_before, self.store.audit)
+        self.retention = RetentionRunner.for_config(
+            config, self.engine, self.moderation.purge_incidents_before, self.store.audit
+        )
         self.anchors: ChainAnchors = None  # type: ignore[assignment]
         self.action_retrier: ActionRetrier | None = None
 
@@ -171,12 +168,12 @@ class ModBot:
         # The hashing workers start (~1 s: the fork server imports the hashing modules)
         # beside the rest of the start-up: the endpoint must not open later for it.
         warming = asyncio.create_task(self.sandbox.start())
-        await self.refresh_allowlist()
-        await self._load_overrides()
-        for report in self.list_reports:
+        await self.controls.restore()
+        for report in self.lists.reports:
             msg = f"hash list {report.name}: {report.entries} entries from {report.path}"
             if report.errors:
-                msg += f", {len(report.errors)} lines rejected (first: line {report.errors[0][0]}: {report.errors[0][1]})"
+                (line, why), count = report.errors[0], len(report.errors)
+                msg += f", {count} lines rejected (first: line {line}: {why})"
             log.info(msg)
             if report.errors:
                 await self.store.audit("lists", "rejected_lines", msg)
@@ -215,7 +212,7 @@ class ModBot:
             self.homeserver,
             self.store,
             self.metrics,
-            protected_rooms=lambda: sorted(self.protected),
+            protected_rooms=lambda: sorted(self.controls.protected),
             management_room=lambda: self.management_room,
             retry_delay=cfg.processing.action_retry_delay,
             retry_max_delay=cfg.processing.action_retry_max_delay,
@@ -237,9 +234,9 @@ class ModBot:
             enforcer=self.enforcer,
             powers=self.powers,
             metrics=self.metrics,
-            policy=lambda: self.policy,
-            allowlist=lambda: self.allowlist,
-            is_protected=lambda room_id: room_id in self.protected,
+            policy=lambda: self.controls.policy,
+            allowlist=lambda: self.controls.allowlist,
+            is_protected=self.controls.is_protected,
             bot_user_id=self.bot_user_id,
             max_image_pixels=cfg.processing.max_image_pixels,
             sandbox=self.sandbox,
@@ -249,6 +246,11 @@ class ModBot:
                 fetch_concurrency=cfg.processing.fetch_concurrency,
             ),
             failures=MediaFailureMemory(expiry=cfg.processing.failure_memory),
+        )
+        self.commands = CommandRunner(
+            self._command_services(), build_commands(), addressing=self.addressing,
+            management_power=cfg.commands.management_power,
+            refusal_reply_interval=cfg.commands.refusal_reply_interval,
         )
         await warming
         if cfg.processing.enabled:
@@ -269,7 +271,25 @@ class ModBot:
         self.anchors.start(cfg.incidents.anchor_interval)
         self._start_retro()
         self.appservice.ready = True
-        log.info("modbot ready as %s, protecting %d rooms", self.bot_user_id, len(self.protected))
+        log.info("modbot ready as %s, protecting %d rooms", self.bot_user_id, len(self.controls.protected))
+
+    def _command_services(self) -> CommandServices:
+        """What command handlers may use (bot/commands/context.py): never the bot itself."""
+        status = BotStatus(
+            self.started_at, queue_depth=lambda: self.queue.depth if self.queue else 0,
+            recent_errors=lambda: self.queue.last_errors if self.queue else [], classifiers=self.classifiers,
+        )
+        return CommandServices(
+            prefix=self.config.commands.prefix, bot_user_id=self.bot_user_id, management_room=self.management_room,
+            store=self.store, moderation=self.moderation, homeserver=self.homeserver, powers=self.powers,
+            executor=self.executor, enforcer=self.enforcer, anchors=self.anchors, controls=self.controls,
+            media=self.pipeline, hash_lists=self.config.hash_lists, status=status,
+        )
+
+    @property
+    def protected(self) -> set[str]:
+        """The protected rooms (kept by the controls)."""
+        return self.controls.protected
 
     async def _open_evidence(self) -> None:
         """The incident chain's key and anchors (bot/record/evidence.py), before anything records an incident."""
@@ -302,24 +322,9 @@ class ModBot:
                 "%s is not a server admin: quarantine will fail. Run `modbot check` for how to fix it.",
                 self.bot_user_id,
             )
-        overrides = await self.moderation.protection_overrides()
-        rooms = [r for r in cfg.rooms.protected if overrides.get(r, True)]
-        rooms += [r for r, on in overrides.items() if on and r not in rooms]
-        for room in rooms:
-            room_id = await self._join(room)
-            if room_id and overrides.get(room_id, True):
-                self.protected.add(room_id)
+        await self.controls.join_protected()
         if cfg.rooms.management_room:
-            self.management_room = await self._join(cfg.rooms.management_room)
-
-    async def _join(self, room: str) -> str | None:
-        assert self.homeserver is not None
-        try:
-            return await self.homeserver.join(room)
-        except HomeserverError as e:
-            log.error("could not join %s (invite %s first): %s", room, self.bot_user_id, e)
-            await self.store.audit("rooms", "failed", f"could not join {room}: {e}", room_id=room)
-            return None
+            self.management_room = await self.controls.join(cfg.rooms.management_room)
 
     async def _on_transaction(self, txn_id: str, events: list[Any]) -> None:
         result = await self.store.store_transaction(txn_id, events, wanted=self._wanted)
@@ -336,7 +341,7 @@ class ModBot:
             self.queue.submit(result.queued)
 
     def _wanted(self, event: dict[str, Any]) -> bool:
-        return wants_processing(event) or self.commands.is_command(event)
+        return wants_processing(event) or event_command_tokens(event, self.addressing) is not None
 
     async def _process(self, event: Any) -> None:
         if self.commands.is_command(event.event):
@@ -344,43 +349,6 @@ class ModBot:
             await self.store.finish_event(event.event_id, "done")
             return
         await self.pipeline.process(event)
-
-    # --- what moderators change at run time -------------------------------------------------
-
-    async def refresh_allowlist(self) -> None:
-        self.allowlist = Allowlist.of((a.hash_type, a.hash) for a in await self.moderation.allowlist())
-
-    async def _load_overrides(self) -> None:
-        settings = await self.moderation.settings("dry_run")
-        self.dry_run_overrides = {(None if k == "dry_run" else k.split(":", 1)[1]): bool(v) for k, v in settings.items()}
-        self.policy = with_dry_run(self.base_policy, self.dry_run_overrides)
-
-    async def set_dry_run(self, on: bool, room_id: str | None, *, by: str) -> None:
-        await self.moderation.set_setting("dry_run" if room_id is None else f"dry_run:{room_id}", on, by)
-        await self.store.audit("policy", "dry_run", f"{by}: dry run {'on' if on else 'off'} {room_id or 'everywhere'}", room_id=room_id, sender=by)
-        await self._load_overrides()
-
-    async def reload_policy(self, *, by: str) -> tuple[bool, str]:
-        """Re-read the policy from the config; an invalid one is refused and the old one kept."""
-        if self.config_path is None:
-            return False, "modbot was not started from a config file; nothing to reload"
-        try:
-            config = await asyncio.to_thread(load_config, self.config_path)
-        except ConfigError as e:
-            await self.store.audit("policy", "rejected", f"{by}: reload refused: {e}", sender=by)
-            return False, f"The policy was not reloaded; the old one stays in force:\n{e}"
-        self.base_policy = config.policy
-        self.policy = with_dry_run(self.base_policy, self.dry_run_overrides)
-        await self.store.audit("policy", "reloaded", f"{by}: policy reloaded ({len(config.policy.rules)} rules)", sender=by)
-        return True, f"Policy reloaded: {len(config.policy.rules)} rules."
-
-    async def reload_lists(self) -> ReloadResult:
-        """Reload the lists whose file changed; a list that fails to load keeps its old version."""
-        return await self.lists.reload()
-
-    @property
-    def list_reports(self) -> tuple[ListLoadReport, ...]:
-        return self.lists.reports
 
     # --- retroactive matching --------------------------------------------------------------
 
@@ -392,7 +360,7 @@ class ModBot:
             self.homeserver,
             Store(self.engine, action_lease=cfg.processing.action_lease, audit_source=RETRO),
             self.metrics,
-            protected_rooms=lambda: sorted(self.protected),
+            protected_rooms=lambda: sorted(self.controls.protected),
             management_room=lambda: self.management_room,
             retry_delay=cfg.processing.action_retry_delay,
             retry_max_delay=cfg.processing.action_retry_max_delay,
@@ -407,13 +375,13 @@ class ModBot:
 
         self.retro = RetroMatcher(
             store=self.store,
-            policy=lambda: self.policy,
+            policy=lambda: self.controls.policy,
             power=power,
             act=lambda decision, ctx, matched: enforcer.enforce(decision, ctx, matched, retroactive=True),
-            is_protected=lambda room_id: room_id in self.protected,
+            is_protected=self.controls.is_protected,
             bot_user_id=self.bot_user_id,
             pdq_min_quality=cfg.hashlist.pdq_min_quality,
-            allowlist=lambda: self.allowlist,
+            allowlist=lambda: self.controls.allowlist,
             classifier_name=self.hashlist.name,
         )
         # Lists may have gained entries while the bot was down; a held list's entries are
@@ -423,63 +391,14 @@ class ModBot:
         self.lists.start_watching(cfg.hashlist.reload_interval)
 
     async def _lists_reloaded(self, result: ReloadResult) -> None:
-        for change in result.changes:
-            outcome = change.outcome if change.outcome in ("kept", "held") else "reloaded"
-            await self.store.audit("lists", outcome, change.describe())
-            if outcome != "reloaded":
-                await self._tell_management(f"Hash list {change.name} not reloaded", change.describe(), f"lists:{outcome}:{change.name}")
+        await self.controls.report_reload(result)
         if self.retro is not None and result.reloaded:
             self._spawn_retro(self.retro.after_reload(result))
-
-    async def _tell_management(self, title: str, text: str, key: str) -> None:
-        """A notice in the management room; a failure is logged and audited, never raised."""
-        room = self.management_room
-        if room is None or self.homeserver is None:
-            return
-        body, formatted = notice_text(title, [text])
-        try:
-            await self.homeserver.send_notice(room, body, formatted, txn_id_for(f"{key}:{time.time_ns()}"))
-        except HomeserverError as e:
-            log.warning("could not send a notice to %s: %s", room, e)
-            await self.store.audit("notify", "failed", f"{title}: notice not sent: {e}", room_id=room)
-
-    async def accept_list(self, name: str, *, by: str) -> None:
-        """Accept a list file the bot itself has just edited, if it would be held (see listaccept)."""
-        from .lists.accept import AcceptError, record_acceptance
-
-        config = next(c for c in self.config.hash_lists if c.name == name)
-        try:
-            await record_acceptance(
-                self.list_states, self.store, config, Path.cwd(),
-                by=by, max_drop_share=self.config.hashlist.max_drop_share, only_if_held=True,
-            )
-        except AcceptError as e:  # a disabled or unreadable list: the reload that follows says so
-            log.warning("%s", e)
 
     def _spawn_retro(self, run: Any) -> None:
         task = asyncio.create_task(run, name="retroactive-matching")
         self._retro_runs.add(task)
         task.add_done_callback(self._retro_runs.discard)
-
-    async def protect_room(self, room: str, *, by: str) -> str:
-        from .commands.runner import CommandError
-
-        try:
-            room_id = await self.homeserver.join(room)
-        except HomeserverError as e:
-            raise CommandError(f"cannot join {room} (invite {self.bot_user_id} first): {e}") from e
-        await self.moderation.set_protected(room_id, True, by)
-        self.protected.add(room_id)
-        await self.store.audit("rooms", "protected", f"{by}: protect {room_id}", room_id=room_id, sender=by)
-        return room_id
-
-    async def unprotect_room(self, room: str, *, by: str) -> str:
-        room_id = await self.homeserver.resolve_room(room)
-        await self.moderation.set_protected(room_id, False, by)
-        self.protected.discard(room_id)
-        await self.store.audit("rooms", "unprotected", f"{by}: unprotect {room_id}", room_id=room_id, sender=by)
-        return room_id
-
 
     async def stop(self) -> None:
         await self.lists.stop_watching()

@@ -11,7 +11,7 @@ import time
 
 from ..record.actions import FAILED, GIVEN_UP, OPEN, PENDING, ActionRecord
 from .framework import Arg, CommandSet
-from .runner import CommandContext, CommandError, Reply
+from .context import CommandContext, CommandError, Reply
 
 _SHOW = {"open": OPEN, "pending": (PENDING,), "failed": (FAILED,), "given_up": (GIVEN_UP,)}
 LIST_LIMIT = 30
@@ -30,12 +30,15 @@ def register_action_commands(commands: CommandSet) -> None:
         which = (which or "open").lower()
         if which not in _SHOW:
             raise CommandError(f"`actions {which}`: say open (the default), pending, failed or given_up")
-        records = await ctx.bot.store.actions(statuses=_SHOW[which], limit=LIST_LIMIT)
+        records = await ctx.services.store.actions(statuses=_SHOW[which], limit=LIST_LIMIT)
         if not records:
             return Reply([f"No {which} actions."])
-        lines = [f"{len(records)} {which} actions (newest first" + (f", at most {LIST_LIMIT}" if len(records) == LIST_LIMIT else "") + "):"]
+        at_most = f", at most {LIST_LIMIT}" if len(records) == LIST_LIMIT else ""
+        lines = [f"{len(records)} {which} actions (newest first{at_most}):"]
         lines += [describe(r, time.time()) for r in records]
-        lines.append("`actions giveup <id> [reason]` stops the retries of one; `actions retry <id>` tries a failed one again.")
+        lines.append(
+            "`actions giveup <id> [reason]` stops the retries of one; `actions retry <id>` tries a failed one again."
+        )
         return Reply(lines)
 
     @c(
@@ -46,27 +49,31 @@ def register_action_commands(commands: CommandSet) -> None:
         section="actions",
     )
     async def give_up(ctx: CommandContext, id: int, reason: str | None) -> Reply:  # noqa: A002
-        repo = ctx.bot.store.action_repo
+        repo = ctx.services.store.action_repo
         record = await repo.give_up(id, ctx.sender, reason or "no reason given")
         if record is None:
             raise CommandError(_why_not(await repo.get(id), id, "give up"))
-        await ctx.bot.store.audit(
-            "action", "given_up", f"{ctx.sender} gave up {record.kind} {record.target} (action #{id}): {reason or 'no reason given'}",
+        why = reason or "no reason given"
+        await ctx.services.store.audit(
+            "action", "given_up", f"{ctx.sender} gave up {record.kind} {record.target} (action #{id}): {why}",
             event_id=record.event_id, room_id=record.room_id, sender=ctx.sender,
         )
         return Reply([f"Gave up action #{id}: {record.kind} {record.target}. It will not be retried."])
 
     @c("actions retry", "try a failed or given-up action again, now", Arg("id", "int"), section="actions")
     async def retry(ctx: CommandContext, id: int) -> Reply:  # noqa: A002
-        repo = ctx.bot.store.action_repo
+        repo = ctx.services.store.action_repo
         record = await repo.retry(id)
         if record is None:
             raise CommandError(_why_not(await repo.get(id), id, "retry"))
-        await ctx.bot.store.audit(
+        await ctx.services.store.audit(
             "action", "requeued", f"{ctx.sender} asked to retry {record.kind} {record.target} (action #{id})",
             event_id=record.event_id, room_id=record.room_id, sender=ctx.sender,
         )
-        return Reply([f"Action #{id} ({record.kind} {record.target}) will be tried again within seconds; `actions` shows how it went."])
+        return Reply([
+            f"Action #{id} ({record.kind} {record.target}) will be tried again within seconds; "
+            "`actions` shows how it went."
+        ])
 
 
 def describe(r: ActionRecord, now: float) -> str:

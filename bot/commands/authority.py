@@ -46,7 +46,10 @@ def refusal(
     target_power = power.of(target)
     bot_power = power.of(bot_user_id)
     if target_power >= bot_power:
-        return f"{target} has power {target_power} here, not less than the bot's ({bot_power}); modbot does not act against them"
+        return (
+            f"{target} has power {target_power} here, not less than the bot's ({bot_power}); "
+            "modbot does not act against them"
+        )
     if safety_team:
         return None
     caller_power = power.of(caller)

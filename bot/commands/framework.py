@@ -11,6 +11,7 @@ from .parse import Target, parse_target
 
 ArgKind = Literal["user", "room", "scope", "mxc", "target", "int", "word", "text", "flag", "onoff", "hash"]
 Scope = Literal["management", "room"]
+ROOM: Scope = "room"  # a command room moderators may run in their protected room
 
 _HASH = re.compile(r"^(?:(sha256|pdq):)?([0-9a-fA-F]{64})$")
 
@@ -72,7 +73,10 @@ class CommandSet:
             raise ValueError(f"command {command.name!r} declared twice")
         self.commands[command.name] = command
 
-    def command(self, name: str, help: str, *args: Arg, scope: Scope = "management", long_running: bool = False, section: str = "general") -> Callable[[Handler], Handler]:
+    def command(
+        self, name: str, help: str, *args: Arg,
+        scope: Scope = "management", long_running: bool = False, section: str = "general",
+    ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.add(Command(name, help, handler, tuple(args), scope, long_running, section))
             return handler

@@ -1,5 +1,5 @@
-"""Commands that act on members (kick, ban, unban, redact): who may be acted against in
-which room, and the per-room actions through the executor.
+"""The `members` commands (ban, unban, kick, redact): who may be acted against in which
+room, and the per-room actions through the executor.
 
 Who may act against whom is decided per room by `authority.refusal`; a room where the
 caller may not act is skipped, audited and named in the reply, and a command left with no
@@ -14,15 +14,55 @@ from collections.abc import Awaitable, Callable
 
 from ..act.homeserver import HomeserverError
 from .authority import MemberAction, refusal
-from .runner import CommandContext, CommandError, Reply
+from .context import CommandContext, CommandError, Reply
+from .framework import ROOM, Arg, CommandSet
+
+
+def register_member_commands(commands: CommandSet) -> None:
+    c = commands.command
+
+    # Who may be acted against where: bot/commands/authority.py, per room (below).
+    @c("ban", "ban a user here, in a room, or in all protected rooms", Arg("user", "user", from_reply=True),
+       Arg("scope", "scope", optional=True), Arg("reason", "text", optional=True), scope=ROOM, section="members")
+    async def ban(ctx: CommandContext, user: str | None, scope: str | None, reason: str | None) -> Reply:
+        who = await ctx.user_or_reply(user)
+        rooms = await ctx.rooms_for(scope)
+        hs = ctx.services.homeserver
+        why = reason or f"banned by {ctx.sender}"
+        return await act_in_rooms(ctx, "ban", who, rooms, lambda room: hs.ban(room, who, why))
+
+    @c("unban", "unban a user here, in a room, or in all protected rooms", Arg("user", "user"),
+       Arg("scope", "scope", optional=True), scope=ROOM, section="members")
+    async def unban(ctx: CommandContext, user: str, scope: str | None) -> Reply:
+        rooms = await ctx.rooms_for(scope)
+        hs = ctx.services.homeserver
+        why = f"unbanned by {ctx.sender}"
+        return await act_in_rooms(ctx, "unban", user, rooms, lambda room: hs.unban(room, user, why))
+
+    @c("kick", "kick a user from this room or a room", Arg("user", "user", from_reply=True),
+       Arg("room", "room", optional=True), Arg("reason", "text", optional=True), scope=ROOM, section="members")
+    async def kick(ctx: CommandContext, user: str | None, room: str | None, reason: str | None) -> Reply:
+        who = await ctx.user_or_reply(user)
+        rooms = await ctx.rooms_for(room)
+        hs = ctx.services.homeserver
+        why = reason or f"kicked by {ctx.sender}"
+        return await act_in_rooms(ctx, "kick", who, rooms, lambda room: hs.kick(room, who, why))
+
+    @c("redact", "redact a user's recent messages here, in a room, or in all protected rooms",
+       Arg("user", "user", from_reply=True), Arg("limit", "int", keyword="limit", optional=True),
+       Arg("scope", "scope", optional=True), scope=ROOM, long_running=True, section="members")
+    async def redact(ctx: CommandContext, user: str | None, limit: int | None, scope: str | None) -> Reply:
+        who = await ctx.user_or_reply(user)
+        rooms = await ctx.rooms_for(scope)
+        return await redact_user(ctx, who, rooms, limit)
 
 
 async def refuse_untouchable(ctx: CommandContext, user: str) -> None:
     """Never act against the bot itself or the safety team (the management room's members)."""
-    bot = ctx.bot
-    if user == bot.bot_user_id:
+    services = ctx.services
+    if user == services.bot_user_id:
         raise CommandError("modbot does not act against itself.")
-    if bot.management_room and user in await bot.homeserver.joined_members(bot.management_room):
+    if services.management_room and user in await services.homeserver.joined_members(services.management_room):
         raise CommandError(f"{user} is a member of the management room; modbot does not act against the safety team.")
 
 
@@ -30,16 +70,18 @@ async def refuse_anywhere_protected(ctx: CommandContext, user: str) -> None:
     """For actions on a user across the server (quarantining all their media): refused when
     the bot may not act against them in any one protected room."""
     await refuse_untouchable(ctx, user)
-    for room in sorted(ctx.bot.protected):
+    for room in sorted(ctx.services.controls.protected):
         why = refusal(
-            await ctx.bot.powers.get(room), action="ban", caller=ctx.sender, target=user,
-            bot_user_id=ctx.bot.bot_user_id, safety_team=True,
+            await ctx.services.powers.get(room), action="ban", caller=ctx.sender, target=user,
+            bot_user_id=ctx.services.bot_user_id, safety_team=True,
         )
         if why is not None:
             raise CommandError(f"{why} (in `{room}`).")
 
 
-async def permitted_rooms(ctx: CommandContext, action: MemberAction, user: str, rooms: list[str]) -> tuple[list[str], list[str]]:
+async def permitted_rooms(
+    ctx: CommandContext, action: MemberAction, user: str, rooms: list[str]
+) -> tuple[list[str], list[str]]:
     """The rooms where the caller may have the bot `action` the user, and a reply line for
     each room refused (each also audited). Raises CommandError when no room is left."""
     if not rooms:
@@ -49,18 +91,18 @@ async def permitted_rooms(ctx: CommandContext, action: MemberAction, user: str, 
     refused: list[str] = []
     for room in rooms:
         why = refusal(
-            await ctx.bot.powers.get(room),
+            await ctx.services.powers.get(room),
             action=action,
             caller=ctx.sender,
             target=user,
-            bot_user_id=ctx.bot.bot_user_id,
+            bot_user_id=ctx.services.bot_user_id,
             safety_team=ctx.scope == "management",
         )
         if why is None:
             allowed.append(room)
             continue
         refused.append(f"{action} {user} in `{room}`: refused: {why}")
-        await ctx.bot.store.audit(
+        await ctx.services.store.audit(
             "command", "refused", f"{ctx.sender}: {action} {user} in {room}: {why}",
             event_id=ctx.event_id, room_id=room, sender=ctx.sender,
         )
@@ -74,14 +116,16 @@ async def act_in_rooms(
 ) -> Reply:
     """`call(room)` in each room the caller may act in, through the executor; refusals listed."""
     allowed, refused = await permitted_rooms(ctx, action, user, rooms)
+    executor = ctx.services.executor
     reply = Reply()
     for room in allowed:
         async def do(room: str = room) -> str:
             await call(room)
             return f"{action} {user} in {room}"
 
-        result = await ctx.bot.executor.manual(action, user, room, by=ctx.sender, command_event_id=ctx.event_id, do=do)
-        reply.add(f"{action} {user} in `{room}`: {result.outcome.value}" + ("" if result.outcome.value == "ok" else f" ({result.detail})"))
+        result = await executor.manual(action, user, room, by=ctx.sender, command_event_id=ctx.event_id, do=do)
+        detail = "" if result.outcome.value == "ok" else f" ({result.detail})"
+        reply.add(f"{action} {user} in `{room}`: {result.outcome.value}{detail}")
         reply.ok = reply.ok and result.outcome.value in ("ok", "skipped")
     for line in refused:
         reply.add(line)
@@ -93,7 +137,7 @@ async def redact_user(ctx: CommandContext, user: str, rooms: list[str], limit: i
     """Redact a user's recent events in the rooms the caller may act in: Synapse's admin
     redact-user API where the bot is admin, the client API otherwise."""
     allowed, refused = await permitted_rooms(ctx, "redact", user, rooms)
-    hs = ctx.bot.homeserver
+    hs = ctx.services.homeserver
 
     async def admin_api() -> str:
         job = await hs.redact_user_events(user, allowed, f"redacted by {ctx.sender}", limit)
@@ -101,7 +145,8 @@ async def redact_user(ctx: CommandContext, user: str, rooms: list[str], limit: i
             status = await hs.redact_status(job)
             if status.get("status") in ("complete", "completed", "failed"):
                 failed = status.get("failed_redactions") or {}
-                return f"redacted {user}'s events in {len(allowed)} room(s)" + (f", {len(failed)} failed" if failed else "")
+                failures = f", {len(failed)} failed" if failed else ""
+                return f"redacted {user}'s events in {len(allowed)} room(s){failures}"
             await asyncio.sleep(0.5)
         return f"redaction of {user}'s events still running (job {job})"
 
@@ -115,7 +160,8 @@ async def redact_user(ctx: CommandContext, user: str, rooms: list[str], limit: i
                     if ev.get("sender") == user and ev.get("content") and ev.get("type") != "m.room.member":
                         if limit is not None and count >= limit:
                             break
-                        await hs.redact(room, ev["event_id"], f"redacted by {ctx.sender}", f"modbot.cmd.{ctx.event_id}.{ev['event_id']}")
+                        txn_id = f"modbot.cmd.{ctx.event_id}.{ev['event_id']}"
+                        await hs.redact(room, ev["event_id"], f"redacted by {ctx.sender}", txn_id)
                         count += 1
                 token = page.get("end")
                 if not token or not page.get("chunk"):
@@ -132,5 +178,7 @@ async def redact_user(ctx: CommandContext, user: str, rooms: list[str], limit: i
                 pass  # older Synapse without the API: fall back
         return await client_api()
 
-    result = await ctx.bot.executor.manual("redact_user", user, ",".join(allowed), by=ctx.sender, command_event_id=ctx.event_id, do=do)
+    result = await ctx.services.executor.manual(
+        "redact_user", user, ",".join(allowed), by=ctx.sender, command_event_id=ctx.event_id, do=do
+    )
     return Reply([result.detail, *refused], ok=result.outcome.value == "ok" and not refused)

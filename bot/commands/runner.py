@@ -7,20 +7,18 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..act.executor import txn_id_for
 from ..act.homeserver import HomeserverError
-from ..act.enforcer import media_ref
-from ..extract import extract_media_refs
-from ..model import Hashes, MediaRef
 from ..record.store import StoredEvent
+from .context import CommandContext, CommandError, CommandServices, Reply
 from .framework import CommandSet, UsageError, bind
 from .parse import Addressing, event_command_tokens, replied_event_id, thread_root
 from .refusals import RefusalThrottle
 
-if TYPE_CHECKING:
-    from ..app import ModBot
+# Where handlers and tests have always found them.
+__all__ = ["CommandContext", "CommandError", "CommandRunner", "Reply"]
 
 log = logging.getLogger("modbot.commands")
 
@@ -28,115 +26,25 @@ log = logging.getLogger("modbot.commands")
 _AUDIT_QUOTE_LIMIT = 500
 
 
-class CommandError(Exception):
-    """A command could not be done; the message is the reply."""
-
-
-@dataclass
-class Reply:
-    lines: list[str] = field(default_factory=list)
-    ok: bool = True
-
-    def add(self, line: str) -> Reply:
-        self.lines.append(line)
-        return self
-
-
-@dataclass
-class CommandContext:
-    bot: ModBot
-    event: StoredEvent
-    room_id: str
-    sender: str
-    scope: str  # "management" | "room"
-    reply_to: str | None
-
-    @property
-    def event_id(self) -> str:
-        return self.event.event_id
-
-    async def replied_event(self) -> dict[str, Any]:
-        if not self.reply_to:
-            raise CommandError("reply to a message, or name the target")
-        try:
-            return await self.bot.homeserver.get_event(self.room_id, self.reply_to)
-        except HomeserverError as e:
-            raise CommandError(f"cannot read the message replied to: {e}") from e
-
-    async def user_or_reply(self, user: str | None) -> str:
-        if user:
-            return user
-        return (await self.replied_event())["sender"]
-
-    async def media_or_reply(self, mxc: str | None) -> list[MediaRef]:
-        """The media named, or that of the replied-to message (also after it was redacted)."""
-        if mxc:
-            ref = media_ref(mxc)
-            if ref is None:
-                raise CommandError(f"invalid mxc URI {mxc!r}")
-            return [ref]
-        if not self.reply_to:
-            raise CommandError("reply to a message with media, or give an mxc:// URI")
-        event = await self.replied_event()
-        refs = [r for r in extract_media_refs(event).refs if not r.encrypted]
-        if not refs:
-            # Redacted already: modbot remembers which media the event carried.
-            refs = [r for r in (media_ref(m) for m in await self.bot.store.media_of_event(self.reply_to)) if r]
-        if not refs:
-            raise CommandError("the message replied to has no media modbot can read")
-        return refs
-
-    async def hashes_of(self, ref: MediaRef) -> Hashes:
-        hashes, error, _ = await self.bot.pipeline.hashes_for(ref)
-        if hashes is None:
-            raise CommandError(f"cannot hash {ref.mxc}: {error}")
-        return hashes
-
-    def target_room(self, room: str | None) -> str | None:
-        """In a protected room, room moderators act in their room only."""
-        if self.scope == "room":
-            if room not in (None, "room", self.room_id):
-                raise CommandError("in a protected room, commands act on this room only; use the management room")
-            return self.room_id
-        return None if room == "room" else room
-
-    async def rooms_for(self, scope: str | None) -> list[str]:
-        """`all` (every protected room), a named room, or this room."""
-        if scope == "all":
-            if self.scope == "room":
-                raise CommandError("`all` works in the management room only")
-            if not self.bot.protected:
-                # Never passed on empty: Synapse's admin redact API reads no rooms as every room.
-                raise CommandError("`all` names no room: modbot protects no rooms yet (`rooms protect <room>`)")
-            return sorted(self.bot.protected)
-        room = self.target_room(scope)
-        if room is None:
-            if self.room_id in self.bot.protected:
-                return [self.room_id]
-            raise CommandError("name a room, or `all`")
-        return [await self.bot.homeserver.resolve_room(room)]
-
-
 class CommandRunner:
+    """Answers the commands among the events: checks who may, parses, runs the handler with
+    the services, replies; every command and every refusal is audited."""
+
     def __init__(
         self,
-        bot: ModBot,
+        services: CommandServices,
         commands: CommandSet,
         *,
-        prefix: str,
+        addressing: Addressing,
         management_power: int,
         refusal_reply_interval: float = 300.0,
     ) -> None:
-        self.bot = bot
+        self.services = services
         self.commands = commands
-        self.prefix = prefix
+        self.addressing = addressing
+        self.prefix = addressing.prefix
         self.management_power = management_power
         self.refusals = RefusalThrottle(refusal_reply_interval)
-
-    @property
-    def addressing(self) -> Addressing:
-        appservice = self.bot.config.appservice
-        return Addressing(self.prefix, self.bot.bot_user_id, appservice.bot_localpart, appservice.bot_displayname)
 
     def tokens(self, event: Any) -> list[str] | None:
         return event_command_tokens(event, self.addressing)
@@ -149,7 +57,7 @@ class CommandRunner:
         room_id, sender = event.room_id, event.sender
         scope = await self._scope(room_id, sender)
         if scope is None:
-            if room_id == self.bot.management_room or room_id in self.bot.protected:
+            if room_id == self.services.management_room or room_id in self.services.controls.protected:
                 await self._refuse(event, tokens, "You are not permitted to run modbot commands here.")
             return
         if not tokens:
@@ -168,7 +76,7 @@ class CommandRunner:
             await self._refuse(event, tokens, f"`{command.name}` is not permitted here: use the management room.")
             return
         content = event.event.get("content") or {}
-        ctx = CommandContext(self.bot, event, room_id, sender, scope, replied_event_id(content))
+        ctx = CommandContext(self.services, event, room_id, sender, scope, replied_event_id(content))
         if command.long_running:
             await self._react(event, "⏳")
         try:
@@ -191,18 +99,21 @@ class CommandRunner:
             await self._react(event, "✅" if reply.ok else "❌")
 
     async def _scope(self, room_id: str, sender: str) -> str | None:
-        if sender == self.bot.bot_user_id:
+        services = self.services
+        protected = services.controls.protected
+        if sender == services.bot_user_id:
             return None
         try:
-            mgmt = self.bot.management_room
+            mgmt = services.management_room
             # The safety team may run every command, in the management room or in a
             # protected room (e.g. replying to the message in question).
-            if mgmt and (room_id == mgmt or room_id in self.bot.protected):
-                power = await self.bot.powers.get(mgmt)
-                if power.of(sender) >= self.management_power and sender in await self.bot.homeserver.joined_members(mgmt):
-                    return "management"
-            if room_id in self.bot.protected:
-                power = await self.bot.powers.get(room_id)
+            if mgmt and (room_id == mgmt or room_id in protected):
+                power = await services.powers.get(mgmt)
+                if power.of(sender) >= self.management_power:
+                    if sender in await services.homeserver.joined_members(mgmt):
+                        return "management"
+            if room_id in protected:
+                power = await services.powers.get(room_id)
                 return "room" if power.of(sender) >= power.ban else None
         except HomeserverError as e:
             log.warning("cannot read power levels in %s: %s", room_id, e)
@@ -220,7 +131,7 @@ class CommandRunner:
         words = " ".join(tokens)
         if len(words) > _AUDIT_QUOTE_LIMIT:  # anyone may send 64 KiB; the audit keeps the gist
             words = words[:_AUDIT_QUOTE_LIMIT] + "..."
-        await self.bot.store.audit(
+        await self.services.store.audit(
             "command", outcome, f"{event.sender}: {self.prefix} {words}".strip() + note,
             event_id=event.event_id, room_id=event.room_id, sender=event.sender,
         )
@@ -242,14 +153,14 @@ class CommandRunner:
                 "m.in_reply_to": {"event_id": event.event_id},
             }
         try:
-            await self.bot.homeserver.send_message(event.room_id, content, txn_id_for(f"reply:{event.event_id}"))
+            await self.services.homeserver.send_message(event.room_id, content, txn_id_for(f"reply:{event.event_id}"))
         except HomeserverError as e:
             log.warning("cannot reply in %s: %s", event.room_id, e)
 
     async def _react(self, event: StoredEvent, key: str) -> None:
         content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event.event_id, "key": key}}
         try:
-            await self.bot.homeserver.send_message(
+            await self.services.homeserver.send_message(
                 event.room_id, content, txn_id_for(f"react:{key}:{event.event_id}"), event_type="m.reaction"
             )
         except HomeserverError as e:

@@ -441,7 +441,7 @@ async def test_the_bot_audits_a_held_reload_and_tells_the_management_room(
             assert (await bot.lists.check_history()).changes == ()
 
             write(path, b"\x00\xff garbage \x89PNG\r\n" * 100)
-            await bot.reload_lists()
+            await bot.controls.reload_lists()
             (held,) = [a for a in await bot.store.audit_log(category="lists") if a.outcome == "held"]
             assert "it would leave the list empty (100 lines rejected)" in held.message
             (notice,) = hs.notices
@@ -452,12 +452,12 @@ async def test_the_bot_audits_a_held_reload_and_tells_the_management_room(
             # A moderator's own removal through the bot shrinks the list by half: the bot
             # accepts the file it wrote itself (audited), and loads it.
             write(path, csv(good))
-            await bot.reload_lists()
+            await bot.controls.reload_lists()
             from bot.lists.format import remove_entries
 
             assert remove_entries(path, good[:4]) == 4
-            await bot.accept_list("known", by="@mod:example.org")
-            result = await bot.reload_lists()
+            await bot.controls.accept_list("known", by="@mod:example.org")
+            result = await bot.controls.reload_lists()
             assert [c.outcome for c in result.changes] == ["loaded"]
             assert not matches(bot.lists, good[0]) and matches(bot.lists, good[7])
             accepted = [a for a in await bot.store.audit_log(category="lists") if a.outcome == "accepted"]

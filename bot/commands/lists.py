@@ -1,0 +1,102 @@
+"""The `lists` commands: the hash lists (add to and remove from their files, list them) and
+the allowlist of false positives."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ..config import HashListConfig
+from ..lists.format import HashEntry, append_entries, remove_entries
+from .context import CommandContext, CommandError, CommandServices, Reply
+from .framework import ROOM, Arg, CommandSet
+
+
+def register_list_commands(commands: CommandSet) -> None:
+    c = commands.command
+
+    @c("hash add", "add the replied-to media's hashes to a list", Arg("list", "word"), Arg("label", "word"),
+       section="lists")
+    async def hash_add(ctx: CommandContext, list: str, label: str) -> Reply:  # noqa: A002
+        config = list_config(ctx.services, list)
+        added = 0
+        for ref in await ctx.media_or_reply(None):
+            hashes = await ctx.hashes_of(ref)
+            entries = [HashEntry("sha256", hashes.sha256, label)]
+            if hashes.md5:
+                entries.append(HashEntry("md5", hashes.md5, label))
+            if hashes.pdq:
+                entries.append(HashEntry("pdq", hashes.pdq, label))
+            added += await asyncio.to_thread(append_entries, config.path, entries)
+        await ctx.services.controls.reload_lists()
+        return Reply([f"Added {added} hashes to list {list} (label {label})."])
+
+    @c("hash remove", "remove the replied-to media's (or a hash's) entries from a list", Arg("list", "word"),
+       Arg("hash", "hash", optional=True), section="lists")
+    async def hash_remove(ctx: CommandContext, list: str, hash: tuple[str, str] | None) -> Reply:  # noqa: A002
+        controls = ctx.services.controls
+        config = list_config(ctx.services, list)
+        if hash:
+            values = {hash[1]}
+        else:
+            values = set()
+            for ref in await ctx.media_or_reply(None):
+                h = await ctx.hashes_of(ref)
+                values |= {x for x in (h.sha256, h.md5, h.pdq) if x}
+        removed = await asyncio.to_thread(remove_entries, config.path, values)
+        if removed:
+            # The bot wrote this file itself: a shrink it would otherwise hold is the moderator's.
+            await controls.accept_list(list, by=ctx.sender)
+        await controls.reload_lists()
+        return Reply([f"Removed {removed} entries from list {list}."])
+
+    @c("lists", "the hash lists: names, sizes, labels, enabled", scope=ROOM, section="lists")
+    async def lists(ctx: CommandContext) -> Reply:
+        labels = {c.name: c.label for c in ctx.services.hash_lists}
+        lines = [
+            f"{r.name}: {r.entries} entries ({', '.join(f'{k} {v}' for k, v in r.counts.items() if v)}), "
+            f"label {labels.get(r.name)}, "
+            + ("enabled" if r.enabled else "disabled")
+            + (f", {len(r.errors)} bad lines" if r.errors else "")
+            for r in ctx.services.controls.list_reports
+        ]
+        return Reply(lines or ["No hash lists configured."])
+
+    @c("allow", "record a false positive (reply, or a hash): matching skips it", Arg("hash", "hash", from_reply=True),
+       Arg("reason", "text", optional=True), section="lists")
+    async def allow(ctx: CommandContext, hash: tuple[str, str] | None, reason: str | None) -> Reply:  # noqa: A002
+        moderation = ctx.services.moderation
+        reason = reason or "false positive"
+        added = []
+        if hash:
+            added.append(await moderation.allow(hash[0], hash[1], reason, ctx.sender))
+        else:
+            for ref in await ctx.media_or_reply(None):
+                hashes = await ctx.hashes_of(ref)
+                added.append(await moderation.allow("sha256", hashes.sha256, reason, ctx.sender))
+                if hashes.pdq:
+                    added.append(await moderation.allow("pdq", hashes.pdq, reason, ctx.sender))
+        await ctx.services.controls.refresh_allowlist()
+        return Reply([f"Allowlisted #{a.id} {a.hash_type} `{a.hash}`" for a in added])
+
+    @c("allow list", "the allowlist", section="lists")
+    async def allow_list(ctx: CommandContext) -> Reply:
+        entries = await ctx.services.moderation.allowlist()
+        lines = [f"#{a.id} {a.hash_type} `{a.hash}`: {a.reason} ({a.added_by})" for a in entries]
+        return Reply(lines or ["The allowlist is empty."])
+
+    @c("allow remove", "remove an allowlist entry by number or hash", Arg("entry", "word"), section="lists")
+    async def allow_remove(ctx: CommandContext, entry: str) -> Reply:
+        removed = await ctx.services.moderation.remove_allowed(entry.lstrip("#"))
+        await ctx.services.controls.refresh_allowlist()
+        if not removed:
+            raise CommandError(f"no allowlist entry {entry}")
+        return Reply([f"Removed {removed} allowlist entr{'y' if removed == 1 else 'ies'}."])
+
+
+def list_config(services: CommandServices, name: str) -> HashListConfig:
+    """The configured list of that name; a CommandError naming the lists there are, if none."""
+    for config in services.hash_lists:
+        if config.name == name:
+            return config
+    names = ", ".join(c.name for c in services.hash_lists) or "none"
+    raise CommandError(f"no hash list {name!r} (have: {names})")
