@@ -16,7 +16,8 @@ from .allowlist import Allowlist
 from .act.homeserver import Homeserver, HomeserverError
 from .classify.base import ClassifierSetupError
 from .classify.cache import VerdictCache
-from .classify.hashlist import HashListClassifier, ListLoadReport
+from .classify.hashlist import HashListClassifier
+from .lists.loaded import ListLoadReport
 from .classify.registry import ClassifierRegistry, build_classifiers, effective_classifier_configs
 from .classify.runner import ClassifierRunner
 from .commands.handlers import build_commands

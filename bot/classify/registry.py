@@ -34,7 +34,7 @@ from bot.configmodel import ClassifierConfig
 from bot.yamlload import LineMap, located, validation_messages
 
 if TYPE_CHECKING:
-    from bot.classify.hashlist import LoadedList
+    from bot.lists.loaded import LoadedList
 
 ENTRY_POINT_GROUP = "modbot.classifiers"
 BUILTIN: dict[str, str] = {

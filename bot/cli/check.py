@@ -8,7 +8,7 @@ import aiohttp
 from mautrix.api import HTTPAPI
 
 from ..act.homeserver import Homeserver, HomeserverError
-from ..classify.hashlist import load_list
+from ..lists.loaded import load_list
 from ..config import Config
 from ..filemodes import loose_files
 from ..record.db import sqlite_database_path

@@ -23,7 +23,7 @@ from ..lists.importers import EXPORT_FORMATS, IMPORT_FORMATS
 from ..model import HASH_HEX_LENGTH, HASH_TYPES, Hashes
 
 if TYPE_CHECKING:
-    from ..classify.hashlist import LoadedList
+    from ..lists.loaded import LoadedList
 
 # The matching and hashing modules load numpy, Pillow and pdqhash: imported by the
 # commands that use them, so that `modbot --help` stays quick.
@@ -79,7 +79,7 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from ..classify.hashlist import resolve_list_path
+    from ..lists.loaded import resolve_list_path
     from ..lists.importers import columns_difference, read_import, write_list_file
     from ..lists.columns import HashColumns, read_hash_columns
 
@@ -118,7 +118,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..classify.hashlist import resolve_list_path
+    from ..lists.loaded import resolve_list_path
     from ..lists.importers import format_entries
     from ..lists.columns import read_hash_columns
 
@@ -148,7 +148,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..classify.hashlist import load_list
+    from ..lists.loaded import load_list
 
     config = _load(args)
     report: dict[str, Any] = {"lists": []}
@@ -233,7 +233,7 @@ async def _history_stats(config: Config) -> dict[str, Any]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ..classify.hashlist import load_list
+    from ..lists.loaded import load_list
     from ..hashing import compute_hashes
 
     config = _load(args)
@@ -331,7 +331,8 @@ def cmd_retro(args: argparse.Namespace) -> int:
 
 
 async def _retro_report(config: Config, only: str | None) -> int:
-    from ..classify.hashlist import HashListClassifier, load_list
+    from ..classify.hashlist import HashListClassifier
+    from ..lists.loaded import load_list
     from ..lists.registry import new_entries
     from ..record.db import create_engine, current_revision, head_revision
     from ..record.store import Store

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..classify.base import MediaInput
-from ..classify.hashlist import HashListClassifier, build_lists
+from ..classify.hashlist import HashListClassifier
+from ..lists.loaded import build_lists
 from ..config import Config
 from ..hashing import compute_hashes, crop_hashes
 from ..lists.format import HashEntry, append_entries
