@@ -64,7 +64,8 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bot.classify.hashlist import HashListClassifier, LoadedList, Thresholds  # noqa: E402
+from bot.classify.hashlist import HashListClassifier  # noqa: E402
+from bot.lists.loaded import LoadedList, Thresholds  # noqa: E402
 from bot.config import Config, HashlistSettings  # noqa: E402
 from bot.hashing import compute_hashes, crop_hashes  # noqa: E402
 from bot.lists.format import HashEntry, read_hash_list  # noqa: E402

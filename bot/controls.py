@@ -17,7 +17,7 @@ from pathlib import Path
 from .act.executor import notice_text, txn_id_for
 from .act.homeserver import Homeserver, HomeserverError
 from .allowlist import Allowlist
-from .classify.hashlist import ListLoadReport
+from .lists.loaded import ListLoadReport
 from .config import Config, ConfigError, load_config
 from .lists.accept import AcceptError, record_acceptance
 from .lists.registry import ListRegistry, ReloadResult

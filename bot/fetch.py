@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from .errors import HomeserverError, MNotYetUploaded, matrix_error
 from .model import MediaRef
 
 CHUNK = 256 * 1024
@@ -130,6 +131,14 @@ class MediaFetcher:
             return Fetched(None, error=f"download timed out after {self._timeout:g} s", dead=True)
         except aiohttp.ClientError as e:
             return Fetched(None, error=f"download failed: {type(e).__name__}: {e}", retryable=True)
+        except MNotYetUploaded as e:
+            return Fetched(
+                None,
+                error=f"not uploaded yet (M_NOT_YET_UPLOADED after waiting {self.pending_upload_wait:g} s)",
+                status=e.status, dead=True, pending_upload=True,
+            )
+        except HomeserverError as e:
+            return _http_error(e.status or 0, e.errcode or "")
 
     async def _download(self, ref: MediaRef, bypass_quarantine: bool, phase: _Phase, lease: Lease) -> Fetched:
         params = {
@@ -141,7 +150,8 @@ class MediaFetcher:
             params["admin_unsafely_bypass_quarantine"] = "true"
         async with self._session.get(self.url(ref), headers=self._headers, params=params) as resp:
             if resp.status != 200:
-                return self._http_error(resp.status, await _errcode(resp))
+                errcode = await _errcode(resp)
+                raise matrix_error(f"HTTP {resp.status} {errcode}".strip(), status=resp.status, errcode=errcode or None)
             mimetype = resp.headers.get("Content-Type", "").split(";")[0].strip() or None
             declared = resp.content_length
             if declared is not None and declared > self.max_bytes:
@@ -160,15 +170,6 @@ class MediaFetcher:
                 # make us hold more than the cap.
                 return Fetched(None, mimetype, error=self._too_large(None))
         return Fetched(bytes(buf), mimetype)
-
-    def _http_error(self, status: int, errcode: str) -> Fetched:
-        if errcode == "M_NOT_YET_UPLOADED":
-            return Fetched(
-                None,
-                error=f"not uploaded yet (M_NOT_YET_UPLOADED after waiting {self.pending_upload_wait:g} s)",
-                status=status, dead=True, pending_upload=True,
-            )
-        return _http_error(status, errcode)
 
     def _too_large(self, size: int | None) -> str:
         actual = f"{size} bytes" if size is not None else "more bytes"

@@ -34,7 +34,8 @@ import numpy as np
 
 from .act.executor import MatchedMedia, describe_verdict, media_acted_on
 from .act.homeserver import HomeserverError
-from .classify.hashlist import HashListClassifier, LoadedList
+from .classify.hashlist import HashListClassifier
+from .lists.loaded import LoadedList
 from .extract import parse_mxc
 from .lists.index import code_to_hex
 from .lists.registry import ListSnapshot, ReloadResult, entry_fingerprints, new_entries

@@ -17,29 +17,21 @@ from urllib.parse import quote
 from mautrix.api import HTTPAPI, Method
 from mautrix.errors import MatrixConnectionError, MatrixRequestError
 
+from ..errors import (
+    HomeserverError,
+    MForbidden,
+    MMissingToken,
+    MNotFound,
+    MUnknownToken,
+    MUserInUse,
+    matrix_error,
+)
 from ..model import CREATOR_POWER
 
 log = logging.getLogger("modbot.homeserver")
 T = TypeVar("T")
 
-
-
-class HomeserverError(Exception):
-    """A homeserver call failed for good (after retries, or with a permanent error)."""
-
-    def __init__(self, message: str, *, status: int | None = None, errcode: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.errcode = errcode
-
-    @property
-    def transient(self) -> bool:
-        """Whether the same request may succeed later as it is: no answer at all, 429 or 5xx.
-
-        Any other answer (403 M_FORBIDDEN, 404, 400...) is the homeserver's considered
-        refusal, which stays the same until a person changes something.
-        """
-        return self.status is None or self.status == 429 or self.status >= 500
+__all__ = ["CREATOR_POWER", "Homeserver", "HomeserverError", "RoomPower", "room_power"]
 
 
 @dataclass(frozen=True)
@@ -102,7 +94,7 @@ class Homeserver:
                 transient = status == 429 or status >= 500
                 if not transient or attempt >= self._retries:
                     message = getattr(e, "message", None) or str(e)
-                    raise HomeserverError(
+                    raise matrix_error(
                         f"HTTP {status} {errcode or ''}: {message}".strip(), status=status, errcode=errcode
                     ) from e
                 delay = self._delay(attempt, retry_after_ms=_retry_after_ms(e))
@@ -135,9 +127,8 @@ class Homeserver:
                 "/_matrix/client/v3/register",
                 {"type": "m.login.application_service", "username": localpart, "inhibit_login": True},
             )
-        except HomeserverError as e:
-            if e.errcode != "M_USER_IN_USE":
-                raise
+        except MUserInUse:
+            pass
 
     async def set_displayname(self, name: str) -> None:
         await self._call(
@@ -191,10 +182,8 @@ class Homeserver:
     async def membership(self, room_id: str, user_id: str) -> str | None:
         try:
             content = await self.state_event(room_id, "m.room.member", user_id)
-        except HomeserverError as e:
-            if e.status == 404:
-                return None
-            raise
+        except MNotFound:
+            return None
         return content.get("membership")
 
     async def send_notice(self, room_id: str, body: str, html: str, txn_id: str) -> str:
@@ -241,10 +230,8 @@ class Homeserver:
     async def is_server_admin(self) -> bool:
         try:
             answer = await self._call(Method.GET, f"/_synapse/admin/v1/users/{_q(self.bot_user_id)}/admin")
-        except HomeserverError as e:
-            if e.status in (401, 403):
-                return False
-            raise
+        except (MForbidden, MUnknownToken, MMissingToken):
+            return False
         return bool(answer.get("admin"))
 
     async def quarantine(self, server: str, media_id: str) -> None:
@@ -276,10 +263,8 @@ class Homeserver:
         """Synapse's record of a file (type, length, sha256, quarantined_by); None if unknown."""
         try:
             answer = await self._call(Method.GET, f"/_synapse/admin/v1/media/{_q(server)}/{_q(media_id)}")
-        except HomeserverError as e:
-            if e.status == 404:
-                return None
-            raise
+        except MNotFound:
+            return None
         return answer.get("media_info")
 
     async def unquarantine(self, server: str, media_id: str) -> None:

@@ -28,7 +28,7 @@ from bot.classify.resilience import ServiceGuard
 from bot.model import Classification, Hashes
 
 if TYPE_CHECKING:
-    from bot.classify.hashlist import LoadedList
+    from bot.lists.loaded import LoadedList
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,11 @@ from pydantic import ValidationError
 from bot.classify.base import Classifier, ClassifierContext, ClassifierSetupError
 from bot.classify.cache import settings_fingerprint
 from bot.classify.resilience import RetryPolicy, ServiceGuard
+from bot.configmodel import ClassifierConfig
 from bot.yamlload import LineMap, located, validation_messages
 
 if TYPE_CHECKING:
-    from bot.classify.hashlist import LoadedList
+    from bot.lists.loaded import LoadedList
 
 ENTRY_POINT_GROUP = "modbot.classifiers"
 BUILTIN: dict[str, str] = {
@@ -111,8 +112,6 @@ class ClassifierRegistry:
 def effective_classifier_configs(config: Any) -> list[Any]:
     """The config's `classifiers:`, plus the implicit hash-list classifier when `hash_lists:`
     exist and no classifier of type hashlist is configured (enabled or not)."""
-    from bot.config import ClassifierConfig
-
     configured = list(config.classifiers)
     if config.hash_lists and not any(c.type == HASHLIST for c in configured):
         configured.insert(0, ClassifierConfig(name=HASHLIST, type=HASHLIST))

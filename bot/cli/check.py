@@ -11,7 +11,7 @@ from mautrix.api import HTTPAPI
 from sqlalchemy.engine import make_url
 
 from ..act.homeserver import Homeserver, HomeserverError
-from ..classify.hashlist import load_list
+from ..lists.loaded import load_list
 from ..config import Config
 from ..filemodes import loose_files
 from ..record.db import create_engine, current_revision, head_revision, sqlite_database_path

@@ -24,7 +24,7 @@ from ..model import HASH_HEX_LENGTH, Hashes
 from .common import load
 
 if TYPE_CHECKING:
-    from ..classify.hashlist import LoadedList
+    from ..lists.loaded import LoadedList
 
 # The matching and hashing modules load numpy, Pillow and pdqhash: imported by the
 # commands that use them, so that `modbot --help` stays quick.
@@ -74,7 +74,7 @@ def list_config(config: Config, name: str) -> Any:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from ..classify.hashlist import resolve_list_path
+    from ..lists.loaded import resolve_list_path
     from ..lists.importers import columns_difference, read_import, write_list_file
     from ..lists.columns import HashColumns, read_hash_columns
 
@@ -113,7 +113,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..classify.hashlist import resolve_list_path
+    from ..lists.loaded import resolve_list_path
     from ..lists.importers import format_entries
     from ..lists.columns import read_hash_columns
 
@@ -143,7 +143,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..classify.hashlist import load_list
+    from ..lists.loaded import load_list
 
     config = load(args.config)
     report: dict[str, Any] = {"lists": []}
@@ -228,7 +228,7 @@ async def _history_stats(config: Config) -> dict[str, Any]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ..classify.hashlist import load_list
+    from ..lists.loaded import load_list
     from .scan import run_with_sandbox
 
     config = load(args.config)
@@ -329,7 +329,8 @@ def cmd_retro(args: argparse.Namespace) -> int:
 
 
 async def _retro_report(config: Config, only: str | None) -> int:
-    from ..classify.hashlist import HashListClassifier, load_list
+    from ..classify.hashlist import HashListClassifier
+    from ..lists.loaded import load_list
     from ..lists.registry import new_entries
     from ..record.db import create_engine, current_revision, head_revision
     from ..record.store import Store

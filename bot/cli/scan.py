@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..classify.base import MediaInput
-from ..classify.hashlist import HashListClassifier, build_lists
+from ..classify.hashlist import HashListClassifier
 from ..config import Config, ProcessingConfig
 from ..hashing.pool import HashSandbox
+from ..lists.loaded import build_lists
 from ..lists.format import HashEntry, append_entries
 from ..model import EventContext, verdict_json
 from ..policy import DEFAULT_POLICY, decide

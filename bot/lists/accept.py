@@ -65,7 +65,7 @@ async def record_acceptance(
 
     Raises AcceptError when the file cannot be read or the list is disabled.
     """
-    from ..classify.hashlist import load_list
+    from ..lists.loaded import load_list
 
     if not config.enabled:
         raise AcceptError(f"hash list {config.name} is disabled: it is not loaded at all")

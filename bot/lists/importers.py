@@ -310,7 +310,7 @@ def _ncmec(lines: list[str], _: str, result: ImportResult) -> Iterator[Item]:
 
 def columns_difference(new: HashColumns, old: HashColumns) -> HashColumns:
     """The entries of `new` (type, hash, label) that `old` does not hold, each once."""
-    from bot.classify.hashlist import LoadedList
+    from bot.lists.loaded import LoadedList
     from bot.lists.registry import entry_fingerprints, new_entries
 
     known = entry_fingerprints(LoadedList.from_columns("old", old, label=""))

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bot.classify.hashlist import LoadedList, ListLoadReport, load_list, resolve_list_path
+from bot.lists.loaded import LoadedList, ListLoadReport, load_list, resolve_list_path
 from bot.lists.columns import HashColumns, Progress, TypedHashes, file_signature
 from bot.lists.guard import ListHistory, ListHold, ListRecord, judge
 from bot.model import HASH_TYPES

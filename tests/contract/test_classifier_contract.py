@@ -13,7 +13,7 @@ from bot.config import ClassifierConfig
 from bot.demo.waiting import free_port
 from bot.hashing import compute_hashes
 from bot.lists.format import HashEntry
-from bot.classify.hashlist import LoadedList
+from bot.lists.loaded import LoadedList
 from classifier_contract import ClassifierContract
 from classifier_kit import CLEAN, KNOWN, PLUGINS_DIR, build, install_example_plugin, media, start_case
 

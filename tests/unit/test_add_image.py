@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot.classify.hashlist import HashListClassifier, LoadedList
+from bot.classify.hashlist import HashListClassifier
+from bot.lists.loaded import LoadedList
 from bot.config import Config
 from bot.hashing import compute_hashes, crop_hashes
 from bot.lists.format import HashEntry, read_hash_list

@@ -10,7 +10,8 @@ import pytest
 
 from bot.classify.arachnid import ArachnidClassifier
 from bot.classify.base import ClassifierSetupError
-from bot.classify.hashlist import HashListClassifier, LoadedList
+from bot.classify.hashlist import HashListClassifier
+from bot.lists.loaded import LoadedList
 from bot.classify.hma import HmaClassifier
 from bot.classify.http_scanner import HttpScannerClassifier
 from bot.classify.registry import (

@@ -18,6 +18,7 @@ from mautrix.api import Method
 from mautrix.errors import MatrixConnectionError, MatrixRequestError, make_request_error
 
 from bot.act.homeserver import CREATOR_POWER, Homeserver, HomeserverError, RoomPower, room_power
+from bot.errors import MForbidden, MNotFound
 
 BOT = "@modbot:example.org"
 ROOM = "!room:example.org"
@@ -146,6 +147,18 @@ async def test_forbidden_is_not_retried(sleeps: list[float]) -> None:
     assert "permission to ban" in str(caught.value)
     assert isinstance(caught.value.__cause__, MatrixRequestError)
     assert len(api.calls) == 1 and sleeps == []
+
+
+async def test_an_error_answer_is_raised_as_the_class_of_its_errcode(sleeps: list[float]) -> None:
+    api = FakeAPI(error(403, "M_FORBIDDEN", "no"), error(404, "M_NOT_FOUND", "no"), error(400, "M_EXCLUSIVE", "no"))
+    hs = homeserver(api)
+    with pytest.raises(MForbidden):
+        await hs.ban(ROOM, "@spammer:example.org", "modbot: rule")
+    with pytest.raises(MNotFound):
+        await hs.get_event(ROOM, EVENT)
+    with pytest.raises(HomeserverError) as caught:
+        await hs.register_bot("somebody")
+    assert type(caught.value) is HomeserverError
 
 
 async def test_an_error_without_errcode_keeps_its_status(sleeps: list[float]) -> None:

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from bot.classify.hashlist import HashListClassifier, LoadedList, Thresholds
+from bot.classify.hashlist import HashListClassifier
+from bot.lists.loaded import LoadedList, Thresholds
 from bot.lists.format import HashEntry
 from bot.lists.registry import ListRegistry, ReloadResult, entry_fingerprints, new_entries
 from bot.model import Hashes, MatchKind

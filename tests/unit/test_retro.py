@@ -17,7 +17,7 @@ import pytest
 
 from bot.act.executor import Executor, MatchedMedia
 from bot.act.homeserver import HomeserverError
-from bot.classify.hashlist import LoadedList, Thresholds
+from bot.lists.loaded import LoadedList, Thresholds
 from bot.lists.format import HashEntry
 from bot.metrics import Metrics
 from bot.model import Decision, EventContext, Hashes, MediaRef

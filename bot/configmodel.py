@@ -1,0 +1,414 @@
+"""modbot's typed configuration: every section of the config file and the `Config` root.
+
+pydantic models, frozen and strict about unknown keys. Validators resolve relative paths
+against the config file's directory (passed in the validation context as `base_dir`) and
+refuse the example's placeholder tokens. Loading a file is `bot.config.load_config`; this
+module imports nothing of the classifiers, so they (and the storage layer) can import it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from bot.policy import DEFAULT_POLICY, Policy
+from bot.yamlload import LocatedValueError
+
+__all__ = [
+    "AppserviceConfig",
+    "CircuitBreakerConfig",
+    "ClassifierConfig",
+    "CommandsConfig",
+    "Config",
+    "DatabaseConfig",
+    "HashListConfig",
+    "HashlistSettings",
+    "HealthConfig",
+    "HomeserverConfig",
+    "IncidentsConfig",
+    "LoggingConfig",
+    "MetricsConfig",
+    "ProcessingConfig",
+    "RetentionConfig",
+    "RoomsConfig",
+    "ThresholdsConfig",
+]
+
+_SERVER_NAME = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?$|^\[[0-9A-Fa-f:.]+\](:[0-9]+)?$")
+
+
+def _context(info: ValidationInfo) -> dict[str, Any]:
+    return info.context or {}
+
+
+def _resolve(path: Path, info: ValidationInfo) -> Path:
+    """Relative paths are relative to the config file's directory (when loaded from a file)."""
+    path = path.expanduser()
+    base = _context(info).get("base_dir")
+    return base / path if base is not None and not path.is_absolute() else path
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _server_name(value: str) -> str:
+    if not _SERVER_NAME.match(value):
+        raise ValueError(f"expected a server name like example.org, got {value!r}")
+    return value
+
+
+def _room_ref(value: str) -> str:
+    # Room IDs of room version 12 have no server part (!opaque); aliases always do.
+    room_id = value[:1] == "!" and len(value) > 1 and not any(c.isspace() for c in value)
+    alias = value[:1] == "#" and ":" in value[2:]
+    if not (room_id or alias):
+        raise ValueError(f"expected a room ID (!id or !id:server) or alias (#alias:server), got {value!r}")
+    return value
+
+
+BaseUrl = Annotated[str, AfterValidator(_http_url)]
+RoomRef = Annotated[str, AfterValidator(_room_ref)]
+ResolvedPath = Annotated[Path, AfterValidator(_resolve)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HomeserverConfig(_Section):
+    url: BaseUrl  # client-server API base URL
+    domain: Annotated[str, AfterValidator(_server_name)]  # server_name, the part after ":" in user IDs
+
+
+class AppserviceConfig(_Section):
+    id: str = Field(default="modbot", min_length=1)
+    bind_address: str = "127.0.0.1"
+    port: int = Field(default=29330, ge=1, le=65535)
+    public_url: BaseUrl  # defaults to http://<bind_address>:<port>
+    # validate_default: a missing token gets the same advice as a placeholder.
+    as_token: str = Field(default="", validate_default=True, repr=False)
+    hs_token: str = Field(default="", validate_default=True, repr=False)
+    bot_localpart: str = Field(default="modbot", min_length=1)
+    bot_displayname: str = "modbot"
+    # Largest transaction body accepted. Synapse sends up to 100 events of up to 64 KiB (as
+    # a PDU) each, and a state event in client format repeats the previous content in
+    # unsigned.prev_content: 16 MiB holds 100 of those with margin. A refused transaction
+    # is retried by Synapse for ever with nothing sent after it, so this must stay above
+    # anything Synapse can send.
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024)
+    # Deepest JSON nesting accepted in a transaction. Synapse refuses events nested more
+    # than 127 levels (serde_json's limit in its Rust event class); the transaction adds 2.
+    # At most 900, so that parsing stays below Python's recursion limit.
+    max_json_depth: int = Field(default=256, ge=130, le=900)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_public_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("public_url") is None:
+            host = str(data.get("bind_address", "127.0.0.1"))
+            host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+            host = f"[{host}]" if ":" in host else host
+            data = {**data, "public_url": f"http://{host}:{data.get('port', 29330)}"}
+        return data
+
+    @field_validator("as_token", "hs_token")
+    @classmethod
+    def _not_placeholder(cls, token: str, info: ValidationInfo) -> str:
+        # Forbidden default: the example's tokens would let anyone who read it talk to the bot.
+        if not token or token.startswith("CHANGE"):
+            config = _context(info).get("source", "FILE")
+            raise ValueError(
+                f"{'not set' if not token else 'still the placeholder ' + repr(token)}; "
+                f"run `modbot generate-registration -c {config}` to generate tokens"
+            )
+        return token
+
+
+class DatabaseConfig(_Section):
+    # SQLAlchemy URL; a relative SQLite path is resolved against the config's directory.
+    url: str = "sqlite+aiosqlite:///modbot.db"
+
+    @field_validator("url")
+    @classmethod
+    def _resolve_sqlite_path(cls, url: str, info: ValidationInfo) -> str:
+        scheme, sep, rest = url.partition(":///")
+        if not url.startswith("sqlite") or not sep:
+            if "://" not in url:
+                raise ValueError(f"expected an SQLAlchemy URL like sqlite+aiosqlite:///modbot.db, got {url!r}")
+            return url
+        file, query_sep, query = rest.partition("?")
+        if not file or file.startswith((":memory:", "file:")):
+            return url
+        return f"{scheme}:///{_resolve(Path(file), info)}{query_sep}{query}"
+
+
+class RoomsConfig(_Section):
+    management_room: RoomRef | None = None
+    protected: tuple[RoomRef, ...] = ()
+
+
+class ProcessingConfig(_Section):
+    enabled: bool = True  # false: queue events durably, process nothing
+    concurrency: int = Field(default=4, ge=1)
+    max_media_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    download_timeout: float = Field(default=30, gt=0)  # seconds
+    max_image_pixels: int = Field(default=64_000_000, ge=1)
+    max_attempts: int = Field(default=5, ge=1)
+    action_retries: int = Field(default=4, ge=0)
+    # An action the homeserver could not take (no answer, 429, 5xx) stays pending and is
+    # retried after action_retry_delay seconds, doubling up to action_retry_max_delay, until
+    # it succeeds or a moderator gives it up (`actions giveup`). Survives restarts.
+    action_retry_delay: float = Field(default=30, gt=0)
+    action_retry_max_delay: float = Field(default=3600, gt=0)
+    # Seconds a process's claim on an action holds; a crashed claimer's actions are taken
+    # over by another process (or the restarted one) after this. A call gets half of it.
+    action_lease: float = Field(default=300, ge=2)
+    # Niceness (0-19) of the processes that hash media: on a machine shared with the
+    # homeserver, a flood of media slows modbot's scanning, not the homeserver.
+    hash_nice: int = Field(default=10, ge=0, le=19)
+    # The hashing sandbox (bot/hashing/pool.py): each worker process may grow by
+    # hash_memory_mb beyond its idle size and use hash_cpu_seconds of CPU per media; past
+    # either it is killed and replaced, and the media is audited "not scanned: resource
+    # limit". Checked before decoding (bot/hashing/limits.py): decoded size in bytes, and
+    # the scans of a progressive JPEG.
+    hash_memory_mb: int = Field(default=256, ge=64)
+    hash_cpu_seconds: float = Field(default=10, gt=0)
+    max_decoded_bytes: int = Field(default=192 * 1024 * 1024, ge=1)
+    max_jpeg_scans: int = Field(default=100, ge=1)
+    # Media held because a scan failed (on_failure: fail_closed) is scanned again after
+    # rescan_delay seconds, doubling up to rescan_max_delay, until a scan succeeds or
+    # rescan_give_up_after seconds have passed (the media then stays held).
+    rescan_delay: float = Field(default=60, gt=0)
+    rescan_max_delay: float = Field(default=3600, gt=0)
+    rescan_give_up_after: float = Field(default=7 * 24 * 3600, gt=0)
+    # Bounded work per event: references scanned per event (the rest audited as not
+    # scanned), seconds for all of them (the rest are failed scans for on_failure), and how
+    # many of one event are downloaded and scanned at once.
+    max_refs_per_event: int = Field(default=20, ge=1)
+    event_deadline: float = Field(default=60, gt=0)
+    fetch_concurrency: int = Field(default=4, ge=1)
+    # Media bodies downloaded and held at once across all events (bounds the bytes in memory).
+    max_downloads: int = Field(default=4, ge=1)
+    # Seconds the homeserver waits for media created but not uploaded yet (MSC2246 timeout_ms).
+    pending_upload_wait: float = Field(default=1, ge=0, le=60)
+    # Seconds a dead reference (timed out, never uploaded) is answered from memory.
+    failure_memory: float = Field(default=300, ge=0)
+
+
+class HashlistSettings(_Section):
+    pdq_min_quality: int = Field(default=50, ge=0, le=100)
+    # Seconds between checks of the list files for changes (reloaded without a restart).
+    reload_interval: float = Field(default=5.0, gt=0)
+    # A reloaded list that loses more than this share of its entries is held until fixed or
+    # accepted (`modbot hashes accept NAME`), as is one left empty or mostly rejected lines.
+    max_drop_share: float = Field(default=0.25, gt=0, le=1)
+
+
+class ThresholdsConfig(_Section):
+    """Greatest Hamming distance counted as a near match, per perceptual hash type."""
+
+    pdq: int = Field(default=31, ge=0, le=256)
+    phash: int = Field(default=8, ge=0, le=64)
+
+
+class HashListConfig(_Section):
+    name: str = Field(min_length=1)
+    path: ResolvedPath
+    label: str = Field(min_length=1)  # for entries without a label; defaults to the name
+    enabled: bool = True
+    thresholds: ThresholdsConfig = ThresholdsConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_label(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("label") is None and "name" in data:
+            data = {**data, "label": data["name"]}
+        return data
+
+
+def _unique_list_names(lists: tuple[HashListConfig, ...]) -> tuple[HashListConfig, ...]:
+    seen: set[str] = set()
+    for index, hash_list in enumerate(lists):
+        if hash_list.name in seen:
+            raise LocatedValueError(f"duplicate hash list name {hash_list.name!r}", (index, "name"))
+        seen.add(hash_list.name)
+    return lists
+
+
+class CircuitBreakerConfig(_Section):
+    failures: int = Field(default=5, ge=1)  # failures in a row that open the circuit
+    reset_after: float = Field(default=60, gt=0)  # seconds before a probe is let through
+
+
+_CLASSIFIER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class ClassifierConfig(_Section):
+    """One classifier: a registered type, its own `settings:`, and how to treat its service."""
+
+    # Unique; verdicts, policy rules (match.classifier), the audit and notices use it.
+    name: str = Field(min_length=1, max_length=64)
+    # A type registered in the `modbot.classifiers` entry point group; default: the name.
+    type: str = Field(min_length=1)
+    enabled: bool = True
+    timeout: float = Field(default=10, gt=0)  # seconds per request
+    retries: int = Field(default=2, ge=0, le=10)  # of timeouts, 429 and 5xx
+    backoff: float = Field(default=0.5, ge=0)  # first retry delay; doubles, with jitter
+    max_backoff: float = Field(default=30, ge=0)  # longest wait between retries
+    concurrency: int = Field(default=4, ge=1)  # requests in flight at once
+    rate_limit: float | None = Field(default=None, gt=0)  # requests a second; null: no limit
+    circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
+    # Seconds a verdict is reused for the same file (SHA-256); 0: never. Default: a day
+    # for services, none for the hash-list classifier.
+    cache_ttl: float | None = Field(default=None, ge=0)
+    settings: dict[str, Any] = {}  # validated by the type's own settings model
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_type(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("type") is None and "name" in data:
+            data = {**data, "type": data["name"]}
+        if isinstance(data, dict) and data.get("settings") is None and "settings" in data:
+            data = {**data, "settings": {}}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if not _CLASSIFIER_NAME.match(name):
+            raise ValueError(f"use letters, digits, '.', '_' and '-' only, got {name!r}")
+        return name
+
+
+def _unique_classifier_names(classifiers: tuple[ClassifierConfig, ...]) -> tuple[ClassifierConfig, ...]:
+    seen: set[str] = set()
+    for index, classifier in enumerate(classifiers):
+        if classifier.name in seen:
+            raise LocatedValueError(f"duplicate classifier name {classifier.name!r}", (index, "name"))
+        seen.add(classifier.name)
+    return classifiers
+
+
+class CommandsConfig(_Section):
+    prefix: str = Field(default="!mod", min_length=1)  # or mention the bot
+    # Members of the management room at or above this power level may run every command.
+    management_power: int = 50
+    # A user who may not run commands is told so at most once per this many seconds (the
+    # bot is exempt from rate limits); every attempt is audited. 0: answer every attempt.
+    refusal_reply_interval: float = Field(default=300, ge=0)
+
+
+class IncidentsConfig(_Section):
+    # Incidents older than this many days are purged (the hash chain stays verifiable);
+    # null keeps them for ever.
+    retention_days: int | None = Field(default=None, ge=1)
+    # The key of the incident chain (HMAC-SHA256), kept outside the database; made 0600 on
+    # the first start. validate_default: a relative default is resolved like a given path.
+    chain_key_file: ResolvedPath = Field(default=Path("modbot-chain.key"), validate_default=True)
+    # Append-only file of the chain's head after each incident and each anchor (0600).
+    anchor_file: ResolvedPath = Field(default=Path("modbot-anchors.jsonl"), validate_default=True)
+    # Seconds between two anchors posted to the management room (a day).
+    anchor_interval: float = Field(default=86400, ge=60)
+
+
+class RetentionConfig(_Section):
+    # Days to keep each kind of row (null: for ever); bot/retention.py, README "Retention".
+    events_days: int | None = Field(default=90, ge=1)  # finished events only
+    verdicts_days: int | None = Field(default=90, ge=1)  # "no match" verdicts
+    audit_days: int | None = Field(default=90, ge=1)  # routine audit rows
+    evidence_days: int | None = Field(default=None, ge=1)  # matches, decisions, actions...
+    interval: float = Field(default=3600, gt=0)  # seconds between runs, monotonic
+    max_rows_per_run: int = Field(default=10_000, ge=1)  # per kind of row
+    # A wall clock that moved this much more (or less) than the monotonic clock since the
+    # last run skips the run: a clock set a year ahead must not purge a year of evidence.
+    max_clock_jump: float = Field(default=300, gt=0)
+
+
+class MetricsConfig(_Section):
+    enabled: bool = True
+    # With a port, /metrics gets a listener of its own (e.g. on an address a Prometheus
+    # server reaches while the appservice port stays on loopback) and leaves the appservice
+    # port; null: served on the appservice port. bind_address null: 127.0.0.1.
+    bind_address: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    # When set, /metrics requires `Authorization: Bearer <token>`.
+    token: str | None = Field(default=None, min_length=16, repr=False)
+
+    @model_validator(mode="after")
+    def _address_needs_port(self) -> MetricsConfig:
+        if self.bind_address is not None and self.port is None:
+            raise LocatedValueError("bind_address needs a port of its own (metrics.port)", ("bind_address",))
+        return self
+
+
+class HealthConfig(_Section):
+    """When /health answers 503 (bot/health.py)."""
+
+    # Seconds the homeserver's transactions may keep being refused or failing, with none
+    # accepted, before /health fails: the bot is blind.
+    stall_after: float = Field(default=60, gt=0)
+    # Seconds an error answered to an authenticated transaction (4xx, 5xx) keeps /health failing.
+    error_window: float = Field(default=300, gt=0)
+    # Seconds the oldest pending event may wait for processing.
+    max_pending_age: float = Field(default=600, gt=0)
+    # Hashing-sandbox worker restarts (resource limits hit) tolerated within the window.
+    max_sandbox_restarts: int = Field(default=3, ge=0)
+    sandbox_restart_window: float = Field(default=600, gt=0)
+
+
+class LoggingConfig(_Section):
+    level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        BeforeValidator(lambda level: level.upper() if isinstance(level, str) else level),
+    ] = "INFO"
+
+
+class Config(_Section):
+    homeserver: HomeserverConfig
+    appservice: AppserviceConfig
+    database: DatabaseConfig = DatabaseConfig()
+    rooms: RoomsConfig = RoomsConfig()
+    processing: ProcessingConfig = ProcessingConfig()
+    hashlist: HashlistSettings = HashlistSettings()
+    hash_lists: Annotated[tuple[HashListConfig, ...], AfterValidator(_unique_list_names)] = ()
+    # Classifiers besides (or configuring) the hash lists: see docs/classifiers.md.
+    classifiers: Annotated[tuple[ClassifierConfig, ...], AfterValidator(_unique_classifier_names)] = ()
+    commands: CommandsConfig = CommandsConfig()
+    # Validated even when absent, so that its default file paths are resolved like given ones.
+    incidents: IncidentsConfig = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    retention: RetentionConfig = RetentionConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    health: HealthConfig = HealthConfig()
+    logging: LoggingConfig = LoggingConfig()
+    # A separate policy file, or the policy inline; neither: the default policy.
+    # load_config reads policy_file into `policy`.
+    policy_file: ResolvedPath | None = None
+    policy: Policy = DEFAULT_POLICY
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_policy_is_absent(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "policy" in data and data["policy"] is None:
+            data = {key: value for key, value in data.items() if key != "policy"}
+        return data
+
+    @model_validator(mode="after")
+    def _one_policy_source(self) -> Config:
+        if self.policy_file is not None and "policy" in self.model_fields_set:
+            raise LocatedValueError("give either policy_file or an inline policy, not both", ("policy_file",))
+        return self

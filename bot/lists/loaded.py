@@ -1,0 +1,297 @@
+"""The list model: a configured hash list loaded into arrays, ready for matching.
+
+`load_list` reads one configured list file into a `LoadedList` (its `HashIndex`: an exact
+index per cryptographic hash type, a Hamming index per perceptual one) and a
+`ListLoadReport` (entries per type, rejected lines); `build_lists` loads them all. PDQ and
+pHash match by Hamming distance through `bot.lists.index`: brute force for small lists,
+multi-index hashing for large ones, both exact. Entries are arrays, never Python objects
+per hash. The hash-list classifier (bot/classify/hashlist.py) matches against these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bot.lists.columns import HashColumns, Progress, read_hash_columns
+from bot.lists.format import HashEntry
+from bot.lists.index import (
+    BruteForceIndex,
+    ExactIndex,
+    MultiIndexHash,
+    build_hamming_index,
+    code_to_hex,
+    hex_to_codes,
+)
+from bot.model import CRYPTOGRAPHIC, HASH_HEX_LENGTH
+
+__all__ = [
+    "ExactLabels",
+    "HashIndex",
+    "ListLoadReport",
+    "LoadedList",
+    "NearIndex",
+    "Thresholds",
+    "build_lists",
+    "hex_matrix",
+    "load_list",
+    "resolve_list_path",
+]
+
+_EXACT_TYPES = CRYPTOGRAPHIC
+_NEAR_TYPES = ("pdq", "phash")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Largest Hamming distance that still counts as a match, per perceptual hash type."""
+
+    pdq: int = 31
+    phash: int = 8
+
+    def __post_init__(self) -> None:
+        for hash_type in _NEAR_TYPES:
+            value = getattr(self, hash_type)
+            bits = HASH_HEX_LENGTH[hash_type] * 4
+            if not 0 <= value <= bits:
+                raise ValueError(f"{hash_type} threshold must be within 0..{bits}, got {value}")
+
+    @classmethod
+    def from_config(cls, value: object) -> Thresholds:
+        """Accept None, a Thresholds, a mapping or any object with `pdq`/`phash` attributes."""
+        if value is None or isinstance(value, Thresholds):
+            return value or cls()
+        if isinstance(value, Mapping):
+            return cls(**{k: int(value[k]) for k in _NEAR_TYPES if value.get(k) is not None})
+        found = {k: getattr(value, k, None) for k in _NEAR_TYPES}
+        return cls(**{k: int(v) for k, v in found.items() if v is not None})
+
+
+def hex_matrix(hexes: Sequence[str], hash_type: str) -> np.ndarray:
+    """Hex hashes -> (n, words) uint64 matrix; ValueError if any is not `hash_type`-shaped."""
+    length = HASH_HEX_LENGTH[hash_type]
+    if any(len(h) != length for h in hexes):
+        raise ValueError(f"{hash_type} hashes must be {length} hex digits")
+    return hex_to_codes(hexes, length)
+
+
+def _dedupe(codes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows without repeats of the same (hash, label), in their first order.
+
+    Rows are grouped by a 64-bit fingerprint; only rows found equal in full are dropped.
+    """
+    if len(codes) < 2:
+        return codes, labels
+    fingerprint = labels.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    for word in range(codes.shape[1]):
+        fingerprint ^= codes[:, word] * np.uint64(0xBF58476D1CE4E5B9 + 2 * word)
+        fingerprint = (fingerprint << np.uint64(27)) | (fingerprint >> np.uint64(37))
+    order = np.argsort(fingerprint, kind="stable")
+    ordered = fingerprint[order]
+    pairs = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if not len(pairs):
+        return codes, labels
+    first, second = order[pairs], order[pairs + 1]
+    equal = (codes[first] == codes[second]).all(axis=1) & (labels[first] == labels[second])
+    keep = np.ones(len(codes), dtype=bool)
+    keep[second[equal]] = False
+    return codes[keep], labels[keep]
+
+
+class NearIndex:
+    """One perceptual hash type's entries of a list, with a label per row."""
+
+    def __init__(self, hash_type: str, codes: np.ndarray, label_ids: np.ndarray, label_names: Sequence[str], threshold: int) -> None:
+        self.hash_type = hash_type
+        self.label_ids = label_ids
+        self.label_names = tuple(label_names)
+        self.index: BruteForceIndex | MultiIndexHash = build_hamming_index(
+            codes, HASH_HEX_LENGTH[hash_type] * 4, threshold
+        )
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def nbytes(self) -> int:
+        return self.index.nbytes + self.label_ids.nbytes
+
+    def hash_at(self, row: int) -> str:
+        return code_to_hex(self.index.codes[row], HASH_HEX_LENGTH[self.hash_type])
+
+    def label_at(self, row: int) -> str:
+        return self.label_names[int(self.label_ids[row])]
+
+    def search(self, queries: np.ndarray, threshold: int) -> list[tuple[int, int, int]]:
+        """Rows within `threshold` of any query, as (row, best query index, distance).
+
+        The best query is the nearest one; ties go to the lowest index.
+        """
+        found = self.index.search(queries, threshold).nearest_per_row()
+        return sorted(zip(found.row.tolist(), found.query.tolist(), found.distance.tolist()))
+
+
+class ExactLabels:
+    """One cryptographic hash type's entries of a list: hash -> labels."""
+
+    def __init__(self, hash_type: str, codes: np.ndarray, label_ids: np.ndarray, label_names: Sequence[str]) -> None:
+        self.hash_type = hash_type
+        self.index = ExactIndex(codes)
+        self.label_ids = label_ids
+        self.label_names = tuple(label_names)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def nbytes(self) -> int:
+        return self.index.nbytes + self.label_ids.nbytes
+
+    def get(self, hex_hash: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        """The labels listed for `hex_hash` (lower-case hex), in first-listed order."""
+        try:
+            code = hex_to_codes([hex_hash], HASH_HEX_LENGTH[self.hash_type])[0]
+        except ValueError:
+            return default
+        rows = np.sort(self.index.find(code))
+        if not len(rows):
+            return default
+        return tuple(dict.fromkeys(self.label_names[int(i)] for i in self.label_ids[rows]))
+
+
+@dataclass(frozen=True)
+class HashIndex:
+    """One list's entries, arranged for matching."""
+
+    exact: Mapping[str, ExactLabels]  # "sha256"/"md5"/"sha1" -> index
+    near: Mapping[str, NearIndex]  # "pdq"/"phash" -> index
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[HashEntry], thresholds: Thresholds | None = None) -> HashIndex:
+        return cls.from_columns(HashColumns.from_entries(list(entries)), thresholds)
+
+    @classmethod
+    def from_columns(cls, columns: HashColumns, thresholds: Thresholds | None = None) -> HashIndex:
+        # A (type, hash, label) listed twice is one entry; one hash under two labels is two.
+        thresholds = thresholds or Thresholds()
+        exact: dict[str, ExactLabels] = {}
+        near: dict[str, NearIndex] = {}
+        for hash_type, typed in columns.by_type.items():
+            codes, labels = _dedupe(typed.codes, typed.labels)
+            if hash_type in _NEAR_TYPES:
+                near[hash_type] = NearIndex(hash_type, codes, labels, columns.labels, getattr(thresholds, hash_type))
+            else:
+                exact[hash_type] = ExactLabels(hash_type, codes, labels, columns.labels)
+        return cls(exact=exact, near=near)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = {t: len(self.exact[t]) if t in self.exact else 0 for t in _EXACT_TYPES}
+        counts.update({t: len(self.near[t]) if t in self.near else 0 for t in _NEAR_TYPES})
+        return counts
+
+    @property
+    def nbytes(self) -> int:
+        return sum(i.nbytes for i in self.exact.values()) + sum(i.nbytes for i in self.near.values())
+
+
+@dataclass(frozen=True)
+class LoadedList:
+    """A hash list ready for matching."""
+
+    name: str
+    label: str  # the default label its entries were given
+    index: HashIndex = field(repr=False)
+    enabled: bool = True
+    thresholds: Thresholds = Thresholds()
+
+    @classmethod
+    def from_entries(
+        cls,
+        name: str,
+        entries: Iterable[HashEntry],
+        *,
+        label: str,
+        enabled: bool = True,
+        thresholds: Thresholds = Thresholds(),
+    ) -> LoadedList:
+        return cls(name, label, HashIndex.from_entries(entries, thresholds), enabled, thresholds)
+
+    @classmethod
+    def from_columns(
+        cls,
+        name: str,
+        columns: HashColumns,
+        *,
+        label: str,
+        enabled: bool = True,
+        thresholds: Thresholds = Thresholds(),
+    ) -> LoadedList:
+        return cls(name, label, HashIndex.from_columns(columns, thresholds), enabled, thresholds)
+
+
+@dataclass(frozen=True)
+class ListLoadReport:
+    """What loading one configured list found: entries per type and the lines rejected."""
+
+    name: str
+    path: Path
+    enabled: bool
+    counts: Mapping[str, int]
+    errors: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def entries(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def failed(self) -> bool:
+        """Whether the file itself could not be read (not just some of its lines)."""
+        return any(line == 0 for line, _ in self.errors)
+
+
+def resolve_list_path(config: Any, base_dir: Path) -> Path:
+    path = Path(config.path)
+    return path if path.is_absolute() else Path(base_dir) / path
+
+
+def load_list(
+    config: Any, base_dir: Path, progress: Progress | None = None
+) -> tuple[LoadedList, ListLoadReport, HashColumns]:
+    """Load one configured list (an object with name, path, label, enabled, thresholds).
+
+    A disabled list is not read: a list is often disabled because its file is missing or
+    being replaced. Also returns the parsed columns, for what changed since the last load.
+    """
+    path = resolve_list_path(config, base_dir)
+    thresholds = Thresholds.from_config(getattr(config, "thresholds", None))
+    if config.enabled:
+        columns = read_hash_columns(path, config.label, progress)
+    else:
+        columns = HashColumns({}, ())
+    loaded = LoadedList.from_columns(
+        config.name, columns, label=config.label, enabled=config.enabled, thresholds=thresholds
+    )
+    report = ListLoadReport(config.name, path, config.enabled, columns.counts, columns.errors)
+    return loaded, report, columns
+
+
+def build_lists(
+    configs: Iterable[Any], base_dir: Path
+) -> tuple[tuple[LoadedList, ...], tuple[ListLoadReport, ...]]:
+    """Load the configured lists (objects with name, path, label, enabled, thresholds).
+
+    Relative paths are resolved against `base_dir`. Disabled lists are not read: a list is
+    often disabled because its file is missing or being replaced.
+    """
+    lists: list[LoadedList] = []
+    reports: list[ListLoadReport] = []
+    for config in configs:
+        loaded, report, _ = load_list(config, base_dir)
+        lists.append(loaded)
+        reports.append(report)
+    return tuple(lists), tuple(reports)
