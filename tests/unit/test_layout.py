@@ -13,20 +13,9 @@ MAX_LINES = 450
 
 MODULES = sorted(p for p in BOT.rglob("*.py") if "migrations" not in p.relative_to(BOT).parts)
 
-# Being split by other branches of issue 11 while this test was written; the marks go once
-# they are merged. A mark that no longer applies fails the test (strict), so it cannot linger.
-SPLIT_ELSEWHERE = {"app.py", "config.py", "record/store.py", "classify/hashlist.py"}
-
 
 def _name(path: Path) -> str:
     return path.relative_to(BOT).as_posix()
-
-
-def _size_case(path: Path):  # type: ignore[no-untyped-def]
-    name = _name(path)
-    if name in SPLIT_ELSEWHERE:
-        return pytest.param(path, id=name, marks=pytest.mark.xfail(strict=True, reason="split on another branch"))
-    return pytest.param(path, id=name)
 
 
 def test_the_modules_are_found() -> None:
@@ -40,7 +29,7 @@ def test_every_module_says_what_it_is_for(path: Path) -> None:
     assert docstring and docstring.strip(), f"bot/{_name(path)} has no docstring"
 
 
-@pytest.mark.parametrize("path", [_size_case(p) for p in MODULES])
+@pytest.mark.parametrize("path", MODULES, ids=_name)
 def test_no_module_is_over_450_lines(path: Path) -> None:
     lines = len(path.read_text().splitlines())
     assert lines <= MAX_LINES, f"bot/{_name(path)} has {lines} lines"
