@@ -14,7 +14,7 @@ that each peak RSS figure belongs to one mode. Kinds:
 
 Modes:
 
-- modbot: bot.hashing.compute_hashes (sha256, md5, sha1, PDQ through bot.pdq with its 8
+- modbot: bot.hashing.compute_hashes (sha256, md5, sha1, PDQ through bot.hashing.pdq with its 8
   dihedral transforms, of the trimmed image too when it has a border, pHash; reduced decode)
 - naive:  Image.open(...).convert("RGB") -> numpy -> pdqhash.compute (PDQ only, full decode)
 - decode: only the reduced JPEG decode modbot starts with (draft to ~384-768 px, load):

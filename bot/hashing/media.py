@@ -26,7 +26,7 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageFile
 
-from bot import pdq
+from . import pdq
 from bot.model import Hashes
 
 from .border import trim_box

@@ -1,4 +1,4 @@
-"""bot.pdq: PDQ computed with numpy is the reference PDQ, but for rare rounding.
+"""bot.hashing.pdq: PDQ computed with numpy is the reference PDQ, but for rare rounding.
 
 The reference is pdqhash, the Python binding of Facebook's C++ implementation. Every image
 here is generated: photo-like drawings at many sizes and aspect ratios, random noise,
@@ -19,7 +19,7 @@ from PIL import Image
 from images import make_photo
 
 from bot.hashing import hamming
-from bot.pdq import DIHEDRAL, dihedral_hashes, downsample, luma, pdq_hash
+from bot.hashing.pdq import DIHEDRAL, dihedral_hashes, downsample, luma, pdq_hash
 
 ZERO_HASH = "0" * 64
 
