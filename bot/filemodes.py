@@ -116,4 +116,8 @@ def loose_files(
     files += [(entry.path, f"hash list {entry.name}", 0o640) for entry in config.hash_lists]
     if config.policy_file is not None:
         files.append((config.policy_file, "policy file", 0o644))
+    # The incident chain's key signs the evidence; the anchor file is what a rewrite is
+    # checked against (bot/record/evidence.py): both private.
+    files.append((config.incidents.chain_key_file, "incident chain key", PRIVATE))
+    files.append((config.incidents.anchor_file, "incident anchor file", PRIVATE))
     return [found for path, what, allowed in files if (found := loose_mode(path, what, allowed))]

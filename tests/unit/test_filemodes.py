@@ -107,10 +107,11 @@ def setup(tmp_path: Path) -> Path:
     config.write_text(LISTS_CONFIG.format(port=free_port()))
     (tmp_path / "policy.yaml").write_text("rules: []\n")
     (tmp_path / "known.csv").write_text("type,hash,label\n")
-    for name in ("registration.yaml", "modbot.db", "modbot.db-wal"):
+    for name in ("registration.yaml", "modbot.db", "modbot.db-wal", "modbot-chain.key", "modbot-anchors.jsonl"):
         (tmp_path / name).write_text("")
     for name, m in (("config.yaml", 0o600), ("registration.yaml", 0o640), ("modbot.db", 0o600),
-                    ("modbot.db-wal", 0o600), ("known.csv", 0o640), ("policy.yaml", 0o644)):
+                    ("modbot.db-wal", 0o600), ("known.csv", 0o640), ("policy.yaml", 0o644),
+                    ("modbot-chain.key", 0o600), ("modbot-anchors.jsonl", 0o600)):
         (tmp_path / name).chmod(m)
     return config
 
@@ -136,6 +137,8 @@ def findings(config_path: Path) -> dict[str, int]:
         ("known.csv", 0o644, "hashes of abuse imagery"),
         ("known.csv", 0o660, "whoever writes a list can disable matching"),
         ("policy.yaml", 0o664, "whoever writes the policy decides what the bot does"),
+        ("modbot-chain.key", 0o640, "whoever reads the chain key can forge incident rows"),
+        ("modbot-anchors.jsonl", 0o644, "the anchors name incidents; whoever writes them can hide a rewrite"),
     ],
 )
 def test_looser_modes_are_found(setup: Path, name: str, loose: int, why: str) -> None:
