@@ -46,3 +46,58 @@ def test_only_the_cli_imports_the_demo(path: Path) -> None:
             ), f"bot/{_name(path)} imports the demo ({module})"
         elif isinstance(node, ast.Import):
             assert not any(a.name.startswith("bot.demo") for a in node.names), f"bot/{_name(path)} imports the demo"
+
+
+def _module_name(path: Path) -> tuple[str, bool]:
+    parts = ["bot", *path.relative_to(BOT).with_suffix("").parts]
+    is_package = parts[-1] == "__init__"
+    return ".".join(parts[:-1] if is_package else parts), is_package
+
+
+def _imports(path: Path, names: set[str]) -> set[str]:
+    """Every bot module `path` imports, at module level or inside a function alike."""
+    current, is_package = _module_name(path)
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = current.split(".") if is_package else current.split(".")[:-1]
+            if node.level:
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                target = node.module or ""
+            candidates = [f"{target}.{a.name}" for a in node.names] + [target]
+        elif isinstance(node, ast.Import):
+            candidates = [a.name for a in node.names]
+        else:
+            continue
+        for candidate in candidates:
+            while candidate and candidate not in names:
+                candidate = candidate.rpartition(".")[0]
+            # A module importing its own package (`from bot.classify import ...` inside
+            # bot/classify/) is Python's package mechanics, not a circle between modules.
+            if candidate and candidate != current and not current.startswith(candidate + "."):
+                found.add(candidate)
+    return found
+
+
+def test_no_module_imports_itself_back_through_others() -> None:
+    """No import circle among bot's modules; a function-level import counts like any other."""
+    names = {_module_name(p)[0]: p for p in MODULES}
+    graph = {name: _imports(path, set(names)) for name, path in names.items()}
+    circles: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            circles.append(trail[trail.index(name):] + [name])
+            return
+        if name in done:
+            return
+        for imported in sorted(graph[name]):
+            visit(imported, [*trail, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+    assert not circles, "import circles: " + "; ".join(" -> ".join(c) for c in circles[:5])
