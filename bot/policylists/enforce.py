@@ -115,19 +115,24 @@ class RuleEnforcer:
         """Undo what a rule no longer in the index did (removed, or replaced by new content)."""
         key = key_of(old)
         bans = await self.repo.bans_of(key)
+        kept = []
         for ban in bans:
-            still = [r for r in self.index.bans(ban.user_id) if key_of(r) != key]
+            # `old` is out of the index; a new version of it at the same key counts like any other rule.
+            still = self.index.bans(ban.user_id)
             if still:
                 # Another rule bans the same user: the ban stays, and is now that rule's.
-                await self.repo.record_ban(key_of(still[0]), ban.user_id, ban.room_id)
-                await self._audit("kept", f"{ban.user_id} stays banned in {ban.room_id}: also {still[0].describe()}", old)
+                if key_of(still[0]) == key:
+                    kept.append(ban)
+                else:
+                    await self.repo.record_ban(key_of(still[0]), ban.user_id, ban.room_id)
+                await self._audit("kept", f"{ban.user_id} stays banned in {ban.room_id}: {still[0].describe()}", old)
                 continue
             op = Operation("unban", {"room_id": ban.room_id, "user_id": ban.user_id, "reason": "policy rule removed"}, ban.user_id)
             await self.executor.perform(
                 f"policy-unban:{old.event_id}:{ban.room_id}:{ban.user_id}", op, target=ban.user_id, room_id=ban.room_id,
                 ctx=self._ctx(old.event_id, ban.room_id, ban.user_id), decision=self._decision(old, ban.room_id),
             )
-        await self.repo.forget_bans(key, bans)
+        await self.repo.forget_bans(key, [b for b in bans if b not in kept])
         if old.kind == SERVER and self.server_acl and old.bans:
             entry = acl_entry(old, self.around.own_server)
             if entry is not None and not any(acl_entry(r, self.around.own_server) == entry for r in self.index.rules.values()):
