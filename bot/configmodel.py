@@ -190,6 +190,8 @@ class PolicyListsConfig(_Section):
     ban_reason: str = Field(default="policy list", min_length=1, max_length=100)  # shown on the bans
     # A glob or hashed rule matching more members than this is refused (audited), not acted on.
     max_bans_per_rule: int = Field(default=100, ge=1)
+    # Rules kept per watched room; further new rules are refused and audited.
+    max_rules_per_list: int = Field(default=100_000, ge=1)
     publish: PolicyPublishConfig = PolicyPublishConfig()
 
 

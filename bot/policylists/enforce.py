@@ -8,6 +8,7 @@ what it did; a user still banned by another rule stays banned, and the ban passe
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -101,8 +102,10 @@ class RuleEnforcer:
             return
         for room in self.around.protected():
             op = Operation("ban", {"room_id": room, "user_id": user, "reason": self._reason(rule)}, user)
+            # The rule's event and the trigger, hashed: the key stays within its column whatever their length.
+            cause = hashlib.sha256(f"{rule.event_id}\0{trigger}".encode()).hexdigest()[:32]
             result = await self.executor.perform(
-                f"policy-ban:{rule.event_id}:{trigger}:{room}:{user}", op, target=user, room_id=room,
+                f"policy-ban:{cause}:{room}:{user}", op, target=user, room_id=room,
                 ctx=self._ctx(trigger, room, user), decision=self._decision(rule, room),
             )
             if result.outcome in _BANNED or result.outcome is Outcome.PENDING:

@@ -28,6 +28,7 @@ class RuleIndex:
         self._globs: dict[RuleKey, PolicyRule] = {}
         # How many acting rules of each kind there are: asked on every event received.
         self._acting: dict[str, int] = {}
+        self._per_list: dict[str, int] = {}
         for rule in rules:
             self.put(rule)
 
@@ -39,6 +40,7 @@ class RuleIndex:
         old = self.remove(key_of(rule))
         key = key_of(rule)
         self.rules[key] = rule
+        self._per_list[rule.list_room] = self._per_list.get(rule.list_room, 0) + 1
         if rule.bans:
             self._acting[rule.kind] = self._acting.get(rule.kind, 0) + 1
         if rule.is_glob:
@@ -53,6 +55,7 @@ class RuleIndex:
         rule = self.rules.pop(key, None)
         if rule is None:
             return None
+        self._per_list[rule.list_room] -= 1
         if rule.bans:
             self._acting[rule.kind] -= 1
         self._globs.pop(key, None)
@@ -88,9 +91,9 @@ class RuleIndex:
     def has_takedowns(self) -> bool:
         return self._acting.get(MXC, 0) > 0
 
+    def size_of(self, list_room: str) -> int:
+        return self._per_list.get(list_room, 0)
+
     def counts(self) -> dict[str, int]:
         """Rules per watched room."""
-        out: dict[str, int] = {}
-        for key in self.rules:
-            out[key[0]] = out.get(key[0], 0) + 1
-        return out
+        return {room: n for room, n in self._per_list.items() if n}

@@ -93,9 +93,12 @@ class PolicyLists:
             return True
         if event.type == "m.room.member":
             await self._joined(event)
+        if self.index.has_takedowns() and await self._media_event(event):
             return True
-        if self.index.has_takedowns():
-            return await self._media_event(event)
+        if event.type == "m.room.member":
+            # A join with a new avatar is the pipeline's too; a plain join is only ours.
+            extracted = extract_media_refs(event.event, max_refs=1)
+            return not (extracted.refs or extracted.problems or extracted.dropped)
         return False
 
     async def _joined(self, event: StoredEvent) -> None:
@@ -148,6 +151,13 @@ class PolicyLists:
                                    event_id=raw.get("event_id"), room_id=room)
             await self.enforcer.lift(current)
         else:
+            if current is None and self.index.size_of(room) >= self.config.max_rules_per_list:
+                await self.store.audit(
+                    "policylist", "refused", f"{parsed.describe()} in {room}: the list already has "
+                    f"policy_lists.max_rules_per_list ({self.config.max_rules_per_list}) rules", event_id=parsed.event_id,
+                    room_id=room,
+                )
+                return
             self.index.put(parsed)
             await self.repo.put_rule(parsed)
             what = "changed" if current is not None else "added"
@@ -166,7 +176,7 @@ class PolicyLists:
         except HomeserverError as e:
             await self.repo.mark(room_id, error=str(e)[:500], updated=False)
             await self.store.audit("policylist", "failed", f"cannot read {room_id}: {e}", room_id=room_id)
-            return len(self.index.of_list(room_id))
+            return self.index.size_of(room_id)
         seen = set()
         for raw in state:
             if not isinstance(raw, dict) or raw.get("type") not in RULE_TYPES:
@@ -180,7 +190,7 @@ class PolicyLists:
             if key_of(old) not in seen:  # gone while modbot was away
                 await self.apply(Removed(*key_of(old)), {"room_id": room_id, "type": old.event_type})
         await self.repo.mark(room_id)
-        return len(self.index.of_list(room_id))
+        return self.index.size_of(room_id)
 
     # --- watching ------------------------------------------------------------------------------------
 

@@ -245,6 +245,27 @@ async def test_a_glob_matching_more_members_than_allowed_is_refused(store: Store
     assert any("max_bans_per_rule" in e.message for e in await store.audit_log(category="policylist"))
 
 
+async def test_a_list_is_bounded_new_rules_past_the_bound_are_refused_and_audited(store: Store) -> None:
+    k = Kit(store, PolicyHomeserver(), PolicyListsConfig(max_rules_per_list=3))
+    k.hs.state[LIST] = [rule_event(f"@flood{i}:evil.org", key=f"f{i}", n=i) for i in range(10)]
+    _, rules = await k.lists.watch(LIST, by=MOD)
+    assert rules == 3 and len(await k.repo.rules()) == 3
+    refused = [e for e in await store.audit_log(category="policylist") if e.outcome == "refused"]
+    assert len(refused) == 7 and all("max_rules_per_list" in e.message for e in refused)
+    # A rule already kept may still change.
+    await k.deliver(rule_event("@changed:evil.org", key="f0", n=100))
+    assert {r.entity for r in await k.repo.rules()} == {"@changed:evil.org", "@flood1:evil.org", "@flood2:evil.org"}
+
+
+async def test_a_join_with_an_avatar_is_left_to_the_pipeline_after_the_check(kit: Kit) -> None:
+    await kit.deliver(rule_event(SPAMMER, key="r", n=1))
+    plain = {"type": "m.room.member", "state_key": BYSTANDER, "sender": BYSTANDER, "content": {"membership": "join"},
+             "room_id": ROOM, "event_id": "$plain"}
+    assert await kit.deliver(plain) is True
+    avatar = {**plain, "event_id": "$avatar", "content": {"membership": "join", "avatar_url": "mxc://example.org/face"}}
+    assert await kit.deliver(avatar) is False
+
+
 async def test_a_malformed_rule_is_audited_and_not_acted_on(kit: Kit) -> None:
     await kit.deliver(rule_event("x" * 400, key="bad", n=1))
     assert kit.hs.calls == [] and len(kit.lists.index) == 0
