@@ -10,6 +10,7 @@ and in memory (index.py) for the look-up on each join.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -56,6 +57,7 @@ class PolicyLists:
         self.watched: set[str] = set()
         self.hs: Homeserver | None = None
         self.enforcer: RuleEnforcer | None = None
+        self._applying = asyncio.Lock()
 
     async def load(self) -> None:
         """The rules as last stored: known before the intake opens, so a join is judged at once."""
@@ -89,7 +91,8 @@ class PolicyLists:
         raw = event.event
         if event.type in RULE_TYPES:
             if event.room_id in self.watched:
-                await self.apply(parse_rule(raw), raw)
+                current = await self._current(raw)
+                await self.apply(parse_rule(current), current)
             return True
         if event.type == "m.room.member":
             await self._joined(event)
@@ -100,6 +103,19 @@ class PolicyLists:
             extracted = extract_media_refs(event.event, max_refs=1)
             return not (extracted.refs or extracted.problems or extracted.dropped)
         return False
+
+    async def _current(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """The rule as the room holds it now. Events of one transaction are worked on side by side
+        and a later one may finish first: acting on the current state makes the order harmless."""
+        assert self.hs is not None
+        try:
+            now = await self.hs.state_as_event(str(raw["room_id"]), str(raw["type"]), str(raw.get("state_key")))
+        except HomeserverError as e:
+            log.warning("cannot read the current rule %s in %s, using the event: %s", raw.get("state_key"), raw.get("room_id"), e)
+            return raw
+        if now is None or not isinstance(now, dict):
+            return raw
+        return {**now, "room_id": raw["room_id"], "type": raw["type"], "state_key": raw.get("state_key")}
 
     async def _joined(self, event: StoredEvent) -> None:
         assert self.enforcer is not None
@@ -127,7 +143,12 @@ class PolicyLists:
     # --- rules -------------------------------------------------------------------------------------
 
     async def apply(self, parsed: PolicyRule | Removed | Refused | None, raw: dict[str, Any]) -> None:
-        """A rule set, changed or removed in a watched room: stored, indexed, acted on, audited."""
+        """A rule set, changed or removed in a watched room: stored, indexed, acted on, audited.
+        One at a time: a rule's removal must not overtake its arrival."""
+        async with self._applying:
+            await self._apply(parsed, raw)
+
+    async def _apply(self, parsed: PolicyRule | Removed | Refused | None, raw: dict[str, Any]) -> None:
         assert self.enforcer is not None
         room = str(raw.get("room_id", ""))
         if parsed is None:

@@ -143,6 +143,15 @@ async def test_a_rule_written_later_arrives_through_the_appservice_and_bans(worl
     await memberships(w, member.user_id, "ban")
 
 
+async def test_a_rule_written_while_modbot_is_down_is_acted_on_after_the_restart(world: World) -> None:
+    w = world
+    member = await joined(w, "whiledown")
+    await w.bot.stop()
+    await write_rule(w, "rule:whiledown", {"entity": member.user_id, "recommendation": "m.ban", "reason": "spam"})
+    await w.bot.start()
+    await memberships(w, member.user_id, "ban")
+
+
 async def test_a_glob_rule_bans_a_new_joiner_at_join(world: World) -> None:
     w = world
     await write_rule(w, "rule:glob", {"entity": "@latecomer*:localhost", "recommendation": "m.ban", "reason": "spam wave"})

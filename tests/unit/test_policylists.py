@@ -62,6 +62,11 @@ class PolicyHomeserver(FakeHomeserver):
             raise HomeserverError("HTTP 403 M_FORBIDDEN: not in room")
         return list(self.state[room_id])
 
+    async def state_as_event(self, room_id: str, event_type: str, state_key: str) -> dict[str, Any] | None:
+        """The room's current rule at the key: the last one `send` put there (the test's room state)."""
+        found = [e for e in self.state.get(room_id, []) if (e["type"], e["state_key"]) == (event_type, state_key)]
+        return found[-1] if found else None
+
     async def state_event(self, room_id: str, event_type: str, state_key: str = "") -> dict[str, Any]:
         if room_id not in self.acl:
             raise MNotFound("HTTP 404 M_NOT_FOUND", status=404, errcode="M_NOT_FOUND")
@@ -108,6 +113,12 @@ class Kit:
             ban_reason=config.ban_reason, server_acl=config.server_acl, max_bans_per_rule=config.max_bans_per_rule,
         ))
 
+    async def send(self, raw: dict[str, Any]) -> bool:
+        """A rule event sent to the policy room (its state changes) and then delivered."""
+        room = self.hs.state.setdefault(raw["room_id"], [])
+        room[:] = [e for e in room if (e["type"], e["state_key"]) != (raw["type"], raw["state_key"])] + [raw]
+        return await self.deliver(raw)
+
     async def deliver(self, raw: dict[str, Any]) -> bool:
         """An event as the work queue hands it over after the intake stored it."""
         result = await self.store.store_transaction(f"txn-{raw['event_id']}", [raw], wanted=self.lists.wants)
@@ -147,19 +158,19 @@ async def test_watching_a_room_reads_its_rules_and_bans_everywhere_including_non
 
 
 async def test_a_glob_rule_bans_matching_members_of_every_protected_room_and_spares_the_rest(kit: Kit) -> None:
-    await kit.deliver(rule_event("@spammer*:evil.org", key="g", n=1))
+    await kit.send(rule_event("@spammer*:evil.org", key="g", n=1))
     assert kit.hs.bans() == {(r, u) for r in (ROOM, OTHER) for u in (SPAMMER, SPAMMER2)}
     assert all(u != BYSTANDER for _, u in kit.hs.bans())
 
 
 async def test_a_hashed_rule_bans_the_member_whose_id_it_hashes(kit: Kit) -> None:
-    await kit.deliver(rule_event(None, key="h", n=1, hashes={"sha256": entity_hash(SPAMMER2)}))
+    await kit.send(rule_event(None, key="h", n=1, hashes={"sha256": entity_hash(SPAMMER2)}))
     assert kit.hs.bans() == {(ROOM, SPAMMER2), (OTHER, SPAMMER2)}
 
 
 async def test_removing_a_rule_unbans_what_it_banned_and_only_that(kit: Kit) -> None:
-    await kit.deliver(rule_event(SPAMMER, key="r", n=1))
-    await kit.deliver(removal("r", 1))
+    await kit.send(rule_event(SPAMMER, key="r", n=1))
+    await kit.send(removal("r", 1))
     assert kit.hs.unbans() == {(ROOM, SPAMMER), (OTHER, SPAMMER)}
     assert len(kit.lists.index) == 0 and await kit.repo.rules() == []
     outcomes = {e.outcome for e in await kit.store.audit_log(category="policylist")}
@@ -167,27 +178,36 @@ async def test_removing_a_rule_unbans_what_it_banned_and_only_that(kit: Kit) -> 
 
 
 async def test_a_user_banned_by_two_rules_stays_banned_until_both_are_gone(kit: Kit) -> None:
-    await kit.deliver(rule_event(SPAMMER, key="literal", n=1))
-    await kit.deliver(rule_event("@spam*:evil.org", key="glob", n=2))
-    await kit.deliver(removal("literal", 1))
+    await kit.send(rule_event(SPAMMER, key="literal", n=1))
+    await kit.send(rule_event("@spam*:evil.org", key="glob", n=2))
+    await kit.send(removal("literal", 1))
     assert (ROOM, SPAMMER) not in kit.hs.unbans()
-    await kit.deliver(removal("glob", 2))
+    await kit.send(removal("glob", 2))
     assert {(ROOM, SPAMMER), (OTHER, SPAMMER)} <= kit.hs.unbans()
 
 
 async def test_a_changed_rule_unbans_the_old_entity_and_bans_the_new(kit: Kit) -> None:
-    await kit.deliver(rule_event(SPAMMER, key="r", n=1))
-    await kit.deliver(rule_event(SPAMMER2, key="r", n=2))
+    await kit.send(rule_event(SPAMMER, key="r", n=1))
+    await kit.send(rule_event(SPAMMER2, key="r", n=2))
     assert kit.hs.unbans() == {(ROOM, SPAMMER), (OTHER, SPAMMER)}
     assert {(ROOM, SPAMMER2), (OTHER, SPAMMER2)} <= kit.hs.bans()
 
 
 async def test_a_rule_whose_reason_changes_keeps_its_bans_and_a_later_removal_lifts_them(kit: Kit) -> None:
-    await kit.deliver(rule_event(SPAMMER, key="r", n=1))
-    await kit.deliver(rule_event(SPAMMER, key="r", n=2, reason="still spam"))
+    await kit.send(rule_event(SPAMMER, key="r", n=1))
+    await kit.send(rule_event(SPAMMER, key="r", n=2, reason="still spam"))
     assert kit.hs.unbans() == set()
-    await kit.deliver(removal("r", 2))
+    await kit.send(removal("r", 2))
     assert kit.hs.unbans() == {(ROOM, SPAMMER), (OTHER, SPAMMER)}
+
+
+async def test_a_removal_that_overtakes_the_rule_it_removes_leaves_no_rule(kit: Kit) -> None:
+    # Both in one transaction, worked on side by side: the removal happens to finish first.
+    add, gone = rule_event(SPAMMER, key="r", n=1), removal("r", 1)
+    kit.hs.state[LIST] = [gone]  # what the room holds once both are sent
+    await kit.deliver(gone)
+    await kit.deliver(add)
+    assert kit.hs.bans() == set() and len(kit.lists.index) == 0
 
 
 async def test_a_replayed_rule_event_does_nothing_again(kit: Kit) -> None:
@@ -199,7 +219,7 @@ async def test_a_replayed_rule_event_does_nothing_again(kit: Kit) -> None:
 
 
 async def test_a_new_joiner_matching_a_glob_is_banned_at_join_and_others_are_not(kit: Kit) -> None:
-    await kit.deliver(rule_event("@late*:evil.org", key="g", n=1))
+    await kit.send(rule_event("@late*:evil.org", key="g", n=1))
     assert kit.hs.bans() == set()
     join = {"type": "m.room.member", "state_key": "@latecomer:evil.org", "sender": "@latecomer:evil.org",
             "content": {"membership": "join"}, "room_id": ROOM, "event_id": "$join1"}
@@ -215,7 +235,7 @@ async def test_the_intake_keeps_rule_events_and_joins_to_protected_rooms_only_wh
     join = {"type": "m.room.member", "state_key": SPAMMER, "content": {"membership": "join"}, "room_id": ROOM}
     assert not kit.lists.wants(join)  # no rules yet: joins are not stored
     assert kit.lists.wants(rule_event(SPAMMER, key="r", n=1))
-    await kit.deliver(rule_event(SPAMMER, key="r", n=1))
+    await kit.send(rule_event(SPAMMER, key="r", n=1))
     assert kit.lists.wants(join)
     assert not kit.lists.wants({**join, "room_id": "!unprotected:example.org"})
     assert not kit.lists.wants({**join, "content": {"membership": "leave"}})
@@ -229,10 +249,10 @@ async def test_rules_from_a_room_not_watched_are_ignored(kit: Kit) -> None:
 
 
 async def test_the_safety_team_and_the_bot_are_never_banned_by_a_list(kit: Kit) -> None:
-    await kit.deliver(rule_event(MOD, key="m", n=1))
+    await kit.send(rule_event(MOD, key="m", n=1))
     assert kit.hs.bans() == set()
     kit.hs.members[ROOM].add(BOT)
-    await kit.deliver(rule_event("@*:example.org", key="all", n=2))
+    await kit.send(rule_event("@*:example.org", key="all", n=2))
     assert kit.hs.bans() == set()
     assert any(e.outcome == "refused" and "modbot itself" in e.message for e in await kit.store.audit_log(category="policylist"))
 
@@ -240,7 +260,7 @@ async def test_the_safety_team_and_the_bot_are_never_banned_by_a_list(kit: Kit) 
 async def test_a_glob_matching_more_members_than_allowed_is_refused(store: Store) -> None:
     k = Kit(store, PolicyHomeserver(), PolicyListsConfig(max_bans_per_rule=1))
     await k.lists.watch(LIST, by=MOD)
-    await k.deliver(rule_event("@spammer*:evil.org", key="g", n=1))
+    await k.send(rule_event("@spammer*:evil.org", key="g", n=1))
     assert k.hs.bans() == set()
     assert any("max_bans_per_rule" in e.message for e in await store.audit_log(category="policylist"))
 
@@ -253,12 +273,12 @@ async def test_a_list_is_bounded_new_rules_past_the_bound_are_refused_and_audite
     refused = [e for e in await store.audit_log(category="policylist") if e.outcome == "refused"]
     assert len(refused) == 7 and all("max_rules_per_list" in e.message for e in refused)
     # A rule already kept may still change.
-    await k.deliver(rule_event("@changed:evil.org", key="f0", n=100))
+    await k.send(rule_event("@changed:evil.org", key="f0", n=100))
     assert {r.entity for r in await k.repo.rules()} == {"@changed:evil.org", "@flood1:evil.org", "@flood2:evil.org"}
 
 
 async def test_a_join_with_an_avatar_is_left_to_the_pipeline_after_the_check(kit: Kit) -> None:
-    await kit.deliver(rule_event(SPAMMER, key="r", n=1))
+    await kit.send(rule_event(SPAMMER, key="r", n=1))
     plain = {"type": "m.room.member", "state_key": BYSTANDER, "sender": BYSTANDER, "content": {"membership": "join"},
              "room_id": ROOM, "event_id": "$plain"}
     assert await kit.deliver(plain) is True
@@ -267,7 +287,7 @@ async def test_a_join_with_an_avatar_is_left_to_the_pipeline_after_the_check(kit
 
 
 async def test_a_malformed_rule_is_audited_and_not_acted_on(kit: Kit) -> None:
-    await kit.deliver(rule_event("x" * 400, key="bad", n=1))
+    await kit.send(rule_event("x" * 400, key="bad", n=1))
     assert kit.hs.calls == [] and len(kit.lists.index) == 0
     assert any(e.outcome == "refused" for e in await kit.store.audit_log(category="policylist"))
 
@@ -275,16 +295,16 @@ async def test_a_malformed_rule_is_audited_and_not_acted_on(kit: Kit) -> None:
 async def test_server_rules_add_acl_entries_only_when_opted_in(store: Store) -> None:
     off = Kit(store, PolicyHomeserver(), PolicyListsConfig())
     await off.lists.watch(LIST, by=MOD)
-    await off.deliver(rule_event("evil.org", key="s", n=1, type="m.policy.rule.server"))
+    await off.send(rule_event("evil.org", key="s", n=1, type="m.policy.rule.server"))
     assert off.hs.calls == []
 
     on = Kit(store, PolicyHomeserver(), PolicyListsConfig(server_acl=True))
     await on.lists.load()
     on.hs.acl[ROOM] = {"allow": ["*"], "deny": ["old.example"], "allow_ip_literals": False}
-    await on.deliver(rule_event("bad.org", key="s2", n=2, type="m.policy.rule.server"))
+    await on.send(rule_event("bad.org", key="s2", n=2, type="m.policy.rule.server"))
     assert on.hs.acl[ROOM] == {"allow": ["*"], "deny": ["old.example", "bad.org"], "allow_ip_literals": False}
     assert on.hs.acl[OTHER]["deny"] == ["bad.org"] and on.hs.acl[OTHER]["allow"] == ["*"]
-    await on.deliver(removal("s2", 2, type="m.policy.rule.server"))
+    await on.send(removal("s2", 2, type="m.policy.rule.server"))
     assert on.hs.acl[ROOM]["deny"] == ["old.example"] and on.hs.acl[OTHER]["deny"] == []
 
 
@@ -295,7 +315,7 @@ async def test_an_mxc_rule_quarantines_seen_media_and_redacts_its_events_and_lat
               "content": {"msgtype": "m.image", "url": mxc, "body": "x"}}
     await kit.store.store_transaction("t-posted", [posted], wanted=lambda e: True)
     await kit.store.link_event_media("$posted", [ref])
-    await kit.deliver(rule_event(None, key="m", n=1, type="m.policy.rule.mxc", recommendation="m.takedown",
+    await kit.send(rule_event(None, key="m", n=1, type="m.policy.rule.mxc", recommendation="m.takedown",
                                  reason=None, hashes={"sha256": entity_hash(mxc)}))
     assert ("quarantine", "example.org", "abc") in kit.hs.calls
     assert [c[2] for c in kit.hs.calls if c[0] == "redact"] == ["$posted"]
@@ -330,7 +350,7 @@ async def test_a_room_that_cannot_be_read_is_marked_with_why(kit: Kit) -> None:
 
 
 async def test_unwatching_forgets_the_rules_and_keeps_the_bans(kit: Kit) -> None:
-    await kit.deliver(rule_event(SPAMMER, key="r", n=1))
+    await kit.send(rule_event(SPAMMER, key="r", n=1))
     assert await kit.lists.unwatch(LIST, by=MOD) == LIST
     assert await kit.lists.status() == [] and len(kit.lists.index) == 0 and kit.hs.unbans() == set()
     with pytest.raises(KeyError):
