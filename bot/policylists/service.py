@@ -62,7 +62,11 @@ class PolicyLists:
     async def load(self) -> None:
         """The rules as last stored: known before the intake opens, so a join is judged at once."""
         self.watched = {w.room_id for w in await self.repo.lists()}
-        self.index = RuleIndex(await self.repo.rules())
+        # In place: the enforcer holds the same index.
+        for key in list(self.index.rules):
+            self.index.remove(key)
+        for rule in await self.repo.rules():
+            self.index.put(rule)
 
     def bind(self, homeserver: Homeserver, enforcer: RuleEnforcer) -> None:
         self.hs = homeserver

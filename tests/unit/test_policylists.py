@@ -16,14 +16,16 @@ import pytest
 
 from bot.act.executor import Executor
 from bot.act.homeserver import HomeserverError
-from bot.configmodel import PolicyListsConfig
+from bot.configmodel import PolicyListsConfig, PolicyPublishConfig
 from bot.errors import MNotFound
 from bot.metrics import Metrics
 from bot.model import MediaRef
 from bot.policylists.enforce import RuleEnforcer, Surroundings
+from bot.policylists.publish import Publisher
 from bot.policylists.rules import entity_hash, parse_rule
 from bot.policylists.service import PolicyLists
 from bot.record.db import create_engine, migrate
+from bot.record.moderation import Incident
 from bot.record.policyrules import PolicyRuleRepo
 from bot.record.store import Store, StoredEvent
 
@@ -340,6 +342,43 @@ async def test_a_sync_removes_rules_gone_while_modbot_was_away(kit: Kit) -> None
     kit.hs.state[LIST] = []
     await again.lists.sync(LIST)
     assert (ROOM, SPAMMER) in kit.hs.unbans() and len(again.lists.index) == 0
+
+
+async def test_after_a_restart_the_stored_rules_still_keep_a_user_banned_by_two(kit: Kit) -> None:
+    await kit.send(rule_event(SPAMMER, key="a", n=1))
+    await kit.send(rule_event("@spam*:evil.org", key="b", n=2))
+    again = Kit(kit.store, kit.hs, PolicyListsConfig())
+    await again.lists.load()
+    await again.send(removal("a", 1))
+    assert kit.hs.unbans() == set()
+    await again.send(removal("b", 2))
+    assert (ROOM, SPAMMER) in kit.hs.unbans()
+
+
+async def test_incidents_are_published_as_rules_only_when_opted_in(store: Store) -> None:
+    hs = PolicyHomeserver()
+    executor = Executor(hs, store, Metrics(), protected_rooms=lambda: [ROOM],  # type: ignore[arg-type]
+                        management_room=lambda: MANAGEMENT)
+    record = {"reported_user": SPAMMER, "room_id": ROOM, "incident_type": "csam-test",
+              "media": [{"mxc": "mxc://example.org/abc", "sha256": "ab" * 32}],
+              "actions": [{"kind": "ban", "target": SPAMMER, "outcome": "ok"}]}
+    incident = Incident(1, "$posted", record, 0.0, "", "")
+    off = Publisher(PolicyPublishConfig(room="!ours:example.org"), lambda: executor)
+    off.room_id = "!ours:example.org"
+    await off.incident_recorded(incident)
+    assert hs.calls == []
+    on = Publisher(PolicyPublishConfig(room="!ours:example.org", users=True, media=True, reason="spam"), lambda: executor)
+    on.room_id = "!ours:example.org"
+    await on.incident_recorded(incident)
+    await on.incident_recorded(incident)  # once per sender and media, whatever the number of incidents
+    published = {(c[2], json.dumps(c[4], sort_keys=True)) for c in hs.calls if c[0] == "state"}
+    assert len([c for c in hs.calls if c[0] == "state"]) == 2
+    assert published == {
+        ("m.policy.rule.user", json.dumps({"entity": SPAMMER, "reason": "spam", "recommendation": "m.ban"}, sort_keys=True)),
+        ("m.policy.rule.mxc", json.dumps({"hashes": {"sha256": entity_hash("mxc://example.org/abc")},
+                                          "recommendation": "m.takedown"}, sort_keys=True)),
+    }
+    assert "csam" not in str(hs.calls) and "ab" * 32 not in str(hs.calls)
 
 
 async def test_a_room_that_cannot_be_read_is_marked_with_why(kit: Kit) -> None:
