@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from bot.policy import DEFAULT_POLICY, Policy
+from bot.policylists.rules import neutral_reason
 from bot.yamlload import LocatedValueError
 
 __all__ = [
@@ -164,22 +165,11 @@ class RoomsConfig(_Section):
     protected: tuple[RoomRef, ...] = ()
 
 
-# Words a published reason must not contain: other servers read it, and it must neither
-# classify the media nor repeat modbot's internal labels (README: Policy lists).
-_UNPUBLISHABLE = ("csam", "csem", "child", "minor", "abuse imagery", "ncmec", "iwf", "hash", "pdq", "sha256", "md5")
-
-
-def _neutral_reason(value: str) -> str:
-    if any(word in value.lower() for word in _UNPUBLISHABLE):
-        raise ValueError(f"a published reason must be neutral; {value!r} names the kind of material or a hash")
-    return value
-
-
 class PolicyPublishConfig(_Section):
     room: RoomRef | None = None  # the operator's own policy room; modbot needs power to send state there
     users: bool = False  # each incident's sender, as m.policy.rule.user m.ban
     media: bool = False  # each incident's media, as MSC4207 m.policy.rule.mxc m.takedown (hashed mxc)
-    reason: Annotated[str, AfterValidator(_neutral_reason)] = Field(default="spam", min_length=1, max_length=100)
+    reason: Annotated[str, AfterValidator(neutral_reason)] = Field(default="spam", min_length=1, max_length=100)
 
 
 class PolicyListsConfig(_Section):

@@ -95,6 +95,18 @@ class Removed:
     state_key: str
 
 
+# Words a published reason must not contain: other servers read it, and it must neither
+# classify the media nor repeat modbot's internal labels (README: Policy lists).
+_UNPUBLISHABLE = ("csam", "csem", "child", "minor", "abuse imagery", "ncmec", "iwf", "hash", "pdq", "sha256", "md5")
+
+
+def neutral_reason(value: str) -> str:
+    """The config's check of a reason to publish (policy_lists.publish.reason)."""
+    if any(word in value.lower() for word in _UNPUBLISHABLE):
+        raise ValueError(f"a published reason must be neutral; {value!r} names the kind of material or a hash")
+    return value
+
+
 def entity_hash(value: str) -> str:
     """MSC4205's hash of an entity: base64 (padded) SHA-256 of its UTF-8 bytes."""
     return base64.b64encode(hashlib.sha256(value.encode("utf-8")).digest()).decode("ascii")
