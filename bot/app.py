@@ -38,6 +38,7 @@ from .intake.queue import WorkQueue
 from .lists.registry import ListRegistry, ReloadResult
 from .metrics import Metrics
 from .pipeline import Pipeline, PowerCache, RetryLater
+from .policylists.wiring import PolicyListWiring
 from .probes import OperatorEndpoints
 from .record.db import create_engine, migrate
 from .record.instance import EXIT_LOCK_LOST, InstanceLock, instance_lock
@@ -101,6 +102,7 @@ class ModBot:
             lists=self.lists, list_states=self.list_states, homeserver=lambda: self.homeserver,
             management_room=lambda: self.management_room, bot_user_id=self.bot_user_id,
         )
+        self.policylists = PolicyListWiring(config, self.engine, self.store, self.controls, self.bot_user_id)
         self.retro: RetroMatcher | None = None
         self._retro_runs: set[asyncio.Task[object]] = set()
         # The configured classifiers (docs/classifiers.md), the hash lists' among them.
@@ -169,6 +171,7 @@ class ModBot:
         # beside the rest of the start-up: the endpoint must not open later for it.
         warming = asyncio.create_task(self.sandbox.start())
         await self.controls.restore()
+        await self.policylists.load()
         for report in self.lists.reports:
             msg = f"hash list {report.name}: {report.entries} entries from {report.path}"
             if report.errors:
@@ -199,14 +202,9 @@ class ModBot:
         await self.lists.check_history()
         self.powers = PowerCache(self.homeserver)
         fetcher = MediaFetcher(
-            self.appservice.http_session,
-            homeserver_url=str(cfg.homeserver.url),
-            as_token=cfg.appservice.as_token,
-            user_id=self.bot_user_id,
-            max_bytes=cfg.processing.max_media_bytes,
-            timeout=cfg.processing.download_timeout,
-            pending_upload_wait=cfg.processing.pending_upload_wait,
-            max_downloads=cfg.processing.max_downloads,
+            self.appservice.http_session, homeserver_url=str(cfg.homeserver.url), as_token=cfg.appservice.as_token,
+            user_id=self.bot_user_id, max_bytes=cfg.processing.max_media_bytes, timeout=cfg.processing.download_timeout,
+            pending_upload_wait=cfg.processing.pending_upload_wait, max_downloads=cfg.processing.max_downloads,
         )
         self.executor = executor = Executor(
             self.homeserver,
@@ -218,6 +216,7 @@ class ModBot:
             retry_max_delay=cfg.processing.action_retry_max_delay,
         )
         self.action_retrier = ActionRetrier(executor, self.store)
+        await self.policylists.start(executor, self.homeserver, lambda: self.management_room)
         self.enforcer = Enforcer(
             executor,
             self.store,
@@ -283,7 +282,7 @@ class ModBot:
             prefix=self.config.commands.prefix, bot_user_id=self.bot_user_id, management_room=self.management_room,
             store=self.store, moderation=self.moderation, homeserver=self.homeserver, powers=self.powers,
             executor=self.executor, enforcer=self.enforcer, anchors=self.anchors, controls=self.controls,
-            media=self.pipeline, hash_lists=self.config.hash_lists, status=status,
+            media=self.pipeline, hash_lists=self.config.hash_lists, status=status, policylists=self.policylists.lists,
         )
 
     @property
@@ -306,7 +305,7 @@ class ModBot:
             sender=lambda: self.homeserver,
             management_room=lambda: self.management_room,
         )
-        self.moderation.use_chain_key(key, on_incident=self.anchors.incident_recorded)
+        self.moderation.use_chain_key(key, on_incident=self.policylists.after(self.anchors.incident_recorded))
 
     async def _prepare_bot(self) -> None:
         hs = self.homeserver
@@ -341,14 +340,15 @@ class ModBot:
             self.queue.submit(result.queued)
 
     def _wanted(self, event: dict[str, Any]) -> bool:
-        return wants_processing(event) or event_command_tokens(event, self.addressing) is not None
+        wanted = wants_processing(event) or self.policylists.wants(event)  # policy rules, joins to check
+        return wanted or event_command_tokens(event, self.addressing) is not None
 
     async def _process(self, event: Any) -> None:
         if self.commands.is_command(event.event):
             await self.commands.handle(event)
-            await self.store.finish_event(event.event_id, "done")
-            return
-        await self.pipeline.process(event)
+        elif not await self.policylists.handle(event):  # policy rules, joins, media taken down by a list
+            return await self.pipeline.process(event)
+        await self.store.finish_event(event.event_id, "done")
 
     # --- retroactive matching --------------------------------------------------------------
 
@@ -402,6 +402,7 @@ class ModBot:
 
     async def stop(self) -> None:
         await self.lists.stop_watching()
+        await self.policylists.stop()
         for task in list(self._retro_runs):
             task.cancel()
         await self.retention.stop()

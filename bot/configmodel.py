@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from bot.policy import DEFAULT_POLICY, Policy
+from bot.policylists.rules import neutral_reason
 from bot.yamlload import LocatedValueError
 
 __all__ = [
@@ -40,6 +41,8 @@ __all__ = [
     "IncidentsConfig",
     "LoggingConfig",
     "MetricsConfig",
+    "PolicyListsConfig",
+    "PolicyPublishConfig",
     "ProcessingConfig",
     "RetentionConfig",
     "RoomsConfig",
@@ -160,6 +163,26 @@ class DatabaseConfig(_Section):
 class RoomsConfig(_Section):
     management_room: RoomRef | None = None
     protected: tuple[RoomRef, ...] = ()
+
+
+class PolicyPublishConfig(_Section):
+    room: RoomRef | None = None  # the operator's own policy room; modbot needs power to send state there
+    users: bool = False  # each incident's sender, as m.policy.rule.user m.ban
+    media: bool = False  # each incident's media, as MSC4207 m.policy.rule.mxc m.takedown (hashed mxc)
+    reason: Annotated[str, AfterValidator(neutral_reason)] = Field(default="spam", min_length=1, max_length=100)
+
+
+class PolicyListsConfig(_Section):
+    """Matrix policy rooms (MSC2313): followed with `watch`, written with `publish`."""
+
+    watch: tuple[RoomRef, ...] = ()  # policy rooms to follow, besides those watched by command
+    server_acl: bool = False  # server rules add m.room.server_acl deny entries in protected rooms
+    ban_reason: str = Field(default="policy list", min_length=1, max_length=100)  # shown on the bans
+    # A glob or hashed rule matching more members than this is refused (audited), not acted on.
+    max_bans_per_rule: int = Field(default=100, ge=1)
+    # Rules kept per watched room; further new rules are refused and audited.
+    max_rules_per_list: int = Field(default=100_000, ge=1)
+    publish: PolicyPublishConfig = PolicyPublishConfig()
 
 
 class ProcessingConfig(_Section):
@@ -389,6 +412,7 @@ class Config(_Section):
     # Classifiers besides (or configuring) the hash lists: see docs/classifiers.md.
     classifiers: Annotated[tuple[ClassifierConfig, ...], AfterValidator(_unique_classifier_names)] = ()
     commands: CommandsConfig = CommandsConfig()
+    policy_lists: PolicyListsConfig = PolicyListsConfig()
     # Validated even when absent, so that its default file paths are resolved like given ones.
     incidents: IncidentsConfig = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
     retention: RetentionConfig = RetentionConfig()

@@ -139,6 +139,13 @@ class Executor:
         op = Operation("notice", {"room_id": room, "body": body, "html": formatted, "txn_id": txn_id_for(key)}, ctx.sender)
         return await self._durable(key, "notify", room, room, ctx, Decision(rule=decided_by), op, dry_run=False)
 
+    async def perform(
+        self, key: str, operation: Operation, *, target: str, room_id: str | None, ctx: EventContext, decision: Decision
+    ) -> ActionResult:
+        """Any stored operation (policy lists: ban, unban, state, server_acl), once per key,
+        retried and audited like the pipeline's own actions."""
+        return await self._durable(key, operation.op, target, room_id, ctx, decision, operation)
+
     async def retry(self, record: ActionRecord) -> ActionResult | None:
         """Try a due pending action again (the retry loop); None if another claimer has it."""
         if record.operation is None:

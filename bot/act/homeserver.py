@@ -152,6 +152,26 @@ class Homeserver:
             Method.GET, f"/_matrix/client/v3/rooms/{_q(room_id)}/state/{_q(event_type)}/{_q(state_key)}"
         )
 
+    async def room_state(self, room_id: str) -> list[dict[str, Any]]:
+        """Every current state event of a room (a policy room's rules, for one)."""
+        return await self._call(Method.GET, f"/_matrix/client/v3/rooms/{_q(room_id)}/state")
+
+    async def put_state(self, room_id: str, event_type: str, state_key: str, content: dict[str, Any]) -> str:
+        answer = await self._call(
+            Method.PUT, f"/_matrix/client/v3/rooms/{_q(room_id)}/state/{_q(event_type)}/{_q(state_key)}", content
+        )
+        return answer["event_id"]
+
+    async def state_as_event(self, room_id: str, event_type: str, state_key: str) -> dict[str, Any] | None:
+        """The current state event (whole: with its event_id) at a type and key; None if never set."""
+        try:
+            return await self._call(
+                Method.GET, f"/_matrix/client/v3/rooms/{_q(room_id)}/state/{_q(event_type)}/{_q(state_key)}",
+                query={"format": "event"},
+            )
+        except MNotFound:
+            return None
+
     async def room_power(self, room_id: str) -> RoomPower:
         levels = await self.state_event(room_id, "m.room.power_levels")
         # format=event gives the whole create event: since room v11 its sender, not its

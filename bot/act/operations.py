@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import MNotFound
 from .homeserver import Homeserver
 
 Perform = Callable[[Homeserver, dict[str, str]], Awaitable[str]]
@@ -52,12 +53,45 @@ async def _ban(hs: Homeserver, a: dict[str, str]) -> str:
     return f"banned {a['user_id']} from {a['room_id']}"
 
 
+async def _unban(hs: Homeserver, a: dict[str, str]) -> str:
+    await hs.unban(a["room_id"], a["user_id"], a["reason"])
+    return f"unbanned {a['user_id']} from {a['room_id']}"
+
+
+async def _state(hs: Homeserver, a: dict[str, str]) -> str:
+    # Setting a state event to the same content twice is harmless: a retry is safe.
+    event_id = await hs.put_state(a["room_id"], a["type"], a["state_key"], json.loads(a["content"]))
+    return f"{a['type']} {a['state_key']} set in {a['room_id']} ({event_id})"
+
+
+async def _server_acl(hs: Homeserver, a: dict[str, str]) -> str:
+    """Add (`deny`) or take out (`allow_again`) one entry of the room's server ACL, reading
+    the ACL at the time: a retry, or an edit by someone else meanwhile, is not undone."""
+    try:
+        acl = await hs.state_event(a["room_id"], "m.room.server_acl")
+    except MNotFound:
+        acl = {"allow": ["*"], "deny": [], "allow_ip_literals": True}
+    deny = [d for d in acl.get("deny", []) if isinstance(d, str)]
+    entry = a["entry"]
+    if a["change"] == "deny" and entry not in deny:
+        deny.append(entry)
+    elif a["change"] == "allow_again":
+        deny = [d for d in deny if d != entry]
+    else:
+        return f"server ACL of {a['room_id']} already {'denies' if entry in deny else 'allows'} {entry}"
+    await hs.put_state(a["room_id"], "m.room.server_acl", "", {**acl, "deny": deny})
+    return f"server ACL of {a['room_id']}: {a['change']} {entry}"
+
+
 async def _notice(hs: Homeserver, a: dict[str, str]) -> str:
     notice = await hs.send_notice(a["room_id"], a["body"], a["html"], a["txn_id"])
     return f"notice {notice} in {a['room_id']}"
 
 
-OPERATIONS: dict[str, Perform] = {"quarantine": _quarantine, "redact": _redact, "ban": _ban, "notice": _notice}
+OPERATIONS: dict[str, Perform] = {
+    "quarantine": _quarantine, "redact": _redact, "ban": _ban, "notice": _notice,
+    "unban": _unban, "state": _state, "server_acl": _server_acl,
+}
 
 
 async def perform(hs: Homeserver, operation: Operation) -> str:

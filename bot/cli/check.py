@@ -16,6 +16,8 @@ from ..config import Config
 from ..filemodes import loose_files
 from ..record.db import create_engine, current_revision, head_revision, sqlite_database_path
 from ..record.liststate import ListStateRepo
+from ..record.policyrules import PolicyRuleRepo, WatchedList
+from ..policylists.service import list_status
 from ..lists.guard import ListRecord, judge
 from .common import load
 
@@ -53,7 +55,7 @@ async def check(config: Config, *, config_path: Path | None = None, registration
     ):
         print(f"  WARN  {loose.describe()}\n        fix: {loose.fix}")
 
-    records, note = await _list_records(config)
+    records, watched, note = await _list_records(config)
     if note:
         print(f"  note  {note}")
     for list_config in config.hash_lists:
@@ -70,6 +72,14 @@ async def check(config: Config, *, config_path: Path | None = None, registration
             bad(f"hash list {r.name}: this version is held, the bot does not load it: {hold.reason}",
                 f"restore {r.path}, or load it as it is with `modbot hashes accept {r.name} -c <config>`")
     ok(f"policy: {len(config.policy.rules)} rules, dry_run={config.policy.dry_run}")
+    for w in watched:
+        if w.error is None:
+            ok(f"policy list {list_status(w).describe()}")
+        else:
+            print(f"  WARN  policy list {list_status(w).describe()}")
+    for room in config.policy_lists.watch:
+        if not any(w.room_id == room for w in watched):
+            print(f"  note  policy list {room}: configured, not read yet (the bot reads it at start)")
 
     async with aiohttp.ClientSession() as session:
         hs = homeserver_for(config, session)
@@ -108,18 +118,19 @@ async def check(config: Config, *, config_path: Path | None = None, registration
     return 0 if problems == 0 else 1
 
 
-async def _list_records(config: Config) -> tuple[dict[str, ListRecord], str | None]:
-    """What each list last loaded, from the database; empty (with why) when there is none yet."""
+async def _list_records(config: Config) -> tuple[dict[str, ListRecord], list[WatchedList], str | None]:
+    """What each hash list last loaded, and the policy lists watched, from the database; empty
+    (with why) when there is none yet."""
     url = make_url(config.database.url)
     if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).exists()):
-        return {}, "no database yet: lists judged as new"
+        return {}, [], "no database yet: lists judged as new"
     engine = create_engine(config.database.url)
     try:
         if await current_revision(engine) != head_revision():
-            return {}, "the database is not at the current schema (start the bot once): lists judged as new"
-        return await ListStateRepo(engine).records(), None
+            return {}, [], "the database is not at the current schema (start the bot once): lists judged as new"
+        return await ListStateRepo(engine).records(), await PolicyRuleRepo(engine).lists(), None
     except Exception as e:  # the other checks are still worth running
-        return {}, f"cannot read what the lists last loaded: {type(e).__name__}: {e}"
+        return {}, [], f"cannot read what the lists last loaded: {type(e).__name__}: {e}"
     finally:
         await engine.dispose()
 

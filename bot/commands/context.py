@@ -21,6 +21,7 @@ from ..config import HashListConfig
 from ..controls import Controls
 from ..extract import extract_media_refs
 from ..model import Hashes, MediaRef, Verdict
+from ..policylists.service import PolicyLists
 from ..record.evidence import ChainAnchors
 from ..record.moderation import ModerationStore
 from ..record.store import Store, StoredEvent
@@ -76,6 +77,7 @@ class CommandServices:
     media: MediaAnalysis
     hash_lists: Sequence[HashListConfig]
     status: BotStatus
+    policylists: PolicyLists | None = None  # the Matrix policy lists followed (bot/policylists/)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from .lists import register_list_commands
 from .media import register_media_commands
 from .members import register_member_commands
 from .policy import register_policy_commands
+from .policylists import register_policylist_commands
 from .review import register_review_commands
 from .rooms import register_room_commands
 
@@ -24,6 +25,7 @@ SECTIONS = (
     register_list_commands,
     register_member_commands,
     register_policy_commands,
+    register_policylist_commands,
     register_evidence_commands,
     register_review_commands,
     register_action_commands,

@@ -49,6 +49,8 @@ def register_info_commands(commands: CommandSet) -> None:
         ]
         for report in controls.list_reports:
             lines.append(f"List {report.name}: {report.entries} entries" + ("" if report.enabled else " (disabled)"))
+        if services.policylists is not None:
+            lines += [f"Policy list {w.describe()}" for w in await services.policylists.status()]
         for classifier in bot.classifiers:
             lines.append(f"Classifier {classifier.name}: {getattr(classifier, 'health', lambda: 'ok')()}")
         errors = list(bot.recent_errors())[-3:]

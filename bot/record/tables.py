@@ -272,3 +272,43 @@ class HashListStateRow(Base):
     accepted_digest: Mapped[str | None] = mapped_column(String(64))
     accepted_by: Mapped[str | None] = mapped_column(String(255))
     accepted_at: Mapped[float | None] = mapped_column(Float)
+
+
+class PolicyListRow(Base):
+    """A policy room modbot follows (MSC2313): from the config or `policylist watch`."""
+
+    __tablename__ = "policy_lists"
+    room_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))  # config | command
+    added_by: Mapped[str | None] = mapped_column(String(255))
+    added_at: Mapped[float] = mapped_column(Float)
+    last_update: Mapped[float | None] = mapped_column(Float)  # last rule change read
+    error: Mapped[str | None] = mapped_column(Text)  # why the last read failed, if it did
+
+
+class PolicyRuleRow(Base):
+    """The rules of the watched policy rooms, one per (room, event type, state key)."""
+
+    __tablename__ = "policy_rules"
+    list_room: Mapped[str] = mapped_column(String(255), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(255), primary_key=True)
+    state_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # user | room | server | mxc
+    recommendation: Mapped[str] = mapped_column(String(255))
+    entity: Mapped[str | None] = mapped_column(String(255))
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)  # MSC4205
+    reason: Mapped[str] = mapped_column(Text)
+    event_id: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class PolicyBanRow(Base):
+    """A ban a policy rule made, so that removing the rule lifts what it did and nothing else."""
+
+    __tablename__ = "policy_bans"
+    list_room: Mapped[str] = mapped_column(String(255), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(255), primary_key=True)
+    state_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    room_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    banned_at: Mapped[float] = mapped_column(Float)

@@ -296,6 +296,9 @@ BUILT_IN: list[tuple[str, bool, dict[str, Any]]] = [
     ("actions failed", False, {"which": "failed"}),
     ("actions giveup 3 the room is gone", False, {"id": 3, "reason": "the room is gone"}),
     ("actions retry 4", False, {"id": 4}),
+    ("policylist watch #bans:example.org", False, {"room": "#bans:example.org"}),
+    (f"policylist unwatch https://matrix.to/#/{ROOM}", False, {"room": ROOM}),
+    ("policylist list", False, {}),
 ]
 
 
