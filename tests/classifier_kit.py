@@ -62,6 +62,7 @@ def build(
     time: FakeTime | None = None,
     environ: Mapping[str, str] | None = None,
     registry: ClassifierRegistry | None = None,
+    sandbox: Any = None,
     **config: Any,
 ) -> ClassifierSlot:
     """One classifier as the config would build it; guard timing from `time`."""
@@ -72,7 +73,8 @@ def build(
         return guard_for(c, clock=fake_time.clock, sleep=fake_time.sleep, rand=lambda: 1.0)
 
     (slot,) = build_classifiers(
-        [entry], registry or ClassifierRegistry.discover(), environ=environ or {}, guard_factory=guard_factory
+        [entry], registry or ClassifierRegistry.discover(), environ=environ or {}, guard_factory=guard_factory,
+        sandbox=sandbox,
     )
     return slot
 
@@ -91,8 +93,10 @@ class AdapterCase:
     sends_media: bool
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def build(self, time: FakeTime | None = None, **config: Any) -> ClassifierSlot:
-        return build(self.type_name, self.settings, name=self.id, time=time, environ=self.environ, **config)
+    def build(self, time: FakeTime | None = None, *, settings: Mapping[str, Any] | None = None, **config: Any) -> ClassifierSlot:
+        """The classifier; `settings` are added to the case's own."""
+        merged = {**self.settings, **(settings or {})}
+        return build(self.type_name, merged, name=self.id, time=time, environ=self.environ, **config)
 
     def teach(self, data: bytes) -> None:
         """Make the fake service know `data` (as LABEL)."""

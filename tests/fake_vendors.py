@@ -31,8 +31,19 @@ def _size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
-def _near(known: list[KnownMedia], data: bytes) -> tuple[KnownMedia, int] | None:
+def _pdq(data: bytes) -> str | None:
+    """PDQ of any image Pillow reads (modbot decodes fewer formats: BMP and TIFF go via PNG)."""
     pdq = pdq_of(data)
+    if pdq is None and _size(data) is not None:
+        with Image.open(io.BytesIO(data)) as img:
+            out = io.BytesIO()
+            img.convert("RGB").save(out, "PNG")
+        pdq = pdq_of(out.getvalue())
+    return pdq
+
+
+def _near(known: list[KnownMedia], data: bytes) -> tuple[KnownMedia, int] | None:
+    pdq = _pdq(data)
     if pdq is None:
         return None
     scored = sorted((hamming(pdq, k.pdq), i) for i, k in enumerate(known) if k.pdq)

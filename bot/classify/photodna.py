@@ -96,7 +96,7 @@ class PhotoDnaClassifier(RemoteClassifier):
         sent = _describe(media, fitted)
         try:
             answer = await self.client.request(
-                "POST", "/Match", params=params, data=body, headers={"Content-Type": content_type}
+                "POST", "/Match", params=params, data=body, headers={"Content-Type": content_type}, check=_check_status
             )
             return self._verdicts(answer, sent)
         except (Rejected, ServerFailed, BadResponse) as e:
@@ -122,16 +122,6 @@ class PhotoDnaClassifier(RemoteClassifier):
         return fitted.data, fitted.mimetype, fitted
 
     def _verdicts(self, answer: Any, sent: str) -> Classification:
-        expect(isinstance(answer, dict) and isinstance(answer.get("Status"), dict), "a Status object")
-        status = answer["Status"]
-        code, description = status.get("Code"), status.get("Description")
-        expect(isinstance(code, int), "Status.Code")
-        if code == SERVICE_ERROR:
-            raise ServerFailed(f"PhotoDNA status {code}: {description or 'unknown error'}")
-        if code in REQUEST_ERRORS:
-            raise Rejected(f"PhotoDNA status {code} ({REQUEST_ERRORS[code]}): {description or ''}".rstrip(": "))
-        if code != OK:
-            raise BadResponse(f"PhotoDNA status {code} is not documented: {description or ''}".rstrip(": "))
         is_match = answer.get("IsMatch")
         expect(isinstance(is_match, bool), "IsMatch")
         if not is_match:
@@ -167,6 +157,19 @@ class PhotoDnaClassifier(RemoteClassifier):
                 )  # fmt: skip
             )
         return Classification(self.name, tuple(verdicts))
+
+
+def _check_status(answer: Any) -> None:
+    """Status.Code as an error (inside the guarded attempt: 3004 is retried)."""
+    expect(isinstance(answer, dict) and isinstance(answer.get("Status"), dict), "a Status object")
+    code, description = answer["Status"].get("Code"), answer["Status"].get("Description")
+    expect(isinstance(code, int), "Status.Code")
+    if code == SERVICE_ERROR:
+        raise ServerFailed(f"PhotoDNA status {code}: {description or 'unknown error'}")
+    if code in REQUEST_ERRORS:
+        raise Rejected(f"PhotoDNA status {code} ({REQUEST_ERRORS[code]}): {description or ''}".rstrip(": "))
+    if code != OK:
+        raise BadResponse(f"PhotoDNA status {code} is not documented: {description or ''}".rstrip(": "))
 
 
 def _describe(media: MediaInput, fitted: Fitted | None) -> str:

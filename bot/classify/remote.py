@@ -126,14 +126,21 @@ class ServiceClient:
         json_body: Any = None,
         data: Any = None,
         headers: Mapping[str, str] | None = None,
+        check: Callable[[Any], None] | None = None,
     ) -> Any:
         """Send a request (retried as the guard says) and return the decoded JSON answer.
 
-        Raises a ServiceError; its message is safe to log and audit.
+        `check` sees each answer inside the attempt: a service that reports its errors in
+        a 200 answer (PhotoDNA's Status codes) raises them there, to be retried or counted
+        by the breaker like an HTTP status. Raises a ServiceError; its message is safe to
+        log and audit.
         """
 
         async def attempt() -> Any:
-            return await self._once(method, path, params, json_body, data, headers)
+            answer = await self._once(method, path, params, json_body, data, headers)
+            if check is not None:
+                check(answer)
+            return answer
 
         try:
             return await self.guard.call(attempt)
