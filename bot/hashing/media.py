@@ -118,6 +118,10 @@ def reduced_image(data: bytes, limits: MediaLimits) -> Image.Image:
         return reduced.copy() if reduced is img else reduced  # img is closed below
     except _Unhashable as e:
         raise ValueError(str(e)) from None
+    except MemoryError:
+        raise
+    except Exception as e:  # hostile input can make any decoder raise anything
+        raise ValueError(f"truncated or corrupt image: {_describe(e)}") from None
     finally:
         img.close()
 
