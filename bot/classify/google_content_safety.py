@@ -93,7 +93,7 @@ class GoogleContentSafetyClassifier(RemoteClassifier):
             return Classification(self.name, skipped=f"{mimetype or 'unknown type'}: the Content Safety API classifies images only")
         if media.data is None:
             return Classification(self.name, error="the media's bytes were not available to send")
-        data, sent = media.data, "sent as posted"
+        data, sent, note = media.data, "sent as posted", None
         if fmt and fmt not in _FORMATS:
             return Classification(self.name, skipped=f"{fmt} is not a format the Content Safety API takes")
         if len(data) > self.settings.max_bytes:
@@ -102,7 +102,8 @@ class GoogleContentSafetyClassifier(RemoteClassifier):
             fitted = await self.sandbox.fit(data, FitSpec(1, self.settings.max_bytes))
             if isinstance(fitted, str):
                 return Classification(self.name, error=f"not sent to the Content Safety API: {fitted}")
-            data, sent = fitted.data, f"reduced: {len(media.data)} bytes -> JPEG {fitted.width}x{fitted.height}, {len(fitted.data)} bytes"
+            sent = note = f"reduced: {len(media.data)} bytes -> JPEG {fitted.width}x{fitted.height}, {len(fitted.data)} bytes"
+            data = fitted.data
         body = {"images": [base64.b64encode(data).decode("ascii")]}
         answer = await self.client.request("POST", "/images:classify", params={"key": self._key.get_secret_value()}, json_body=body)
         expect(isinstance(answer, dict) and isinstance(answer.get("reviewPriorities"), list), "reviewPriorities")
@@ -110,11 +111,11 @@ class GoogleContentSafetyClassifier(RemoteClassifier):
         expect(len(priorities) == 1 and priorities[0] in PRIORITIES, "one review priority per image sent")
         priority = priorities[0]
         if PRIORITIES.index(priority) < PRIORITIES.index(self.settings.min_priority):
-            return Classification(self.name)
+            return Classification(self.name, note=note)
         model = answer.get("modelVersion") if isinstance(answer.get("modelVersion"), str) else None
         verdict = _verdict(self.name, self.settings.label, priority, model)
         verdict.details["sent"] = sent
-        return Classification(self.name, (verdict,))
+        return Classification(self.name, (verdict,), note=note)
 
 
 def _verdict(name: str, label: str, priority: str, model: str | None) -> Verdict:

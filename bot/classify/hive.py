@@ -95,7 +95,7 @@ class HiveClassifier(RemoteClassifier):
             return Classification(self.name, skipped=f"{h.width}x{h.height} is under Hive's {self.settings.min_side} px hashing minimum")
         if media.data is None:
             return Classification(self.name, error="the media's bytes were not available to send")
-        data, sent = media.data, "sent as posted"
+        data, sent, note = media.data, "sent as posted", None
         if len(data) > self.settings.max_bytes:
             if self.sandbox is None:
                 return Classification(self.name, error="the image must be reduced to be sent, and no hashing sandbox is available here")
@@ -103,7 +103,7 @@ class HiveClassifier(RemoteClassifier):
             if isinstance(fitted, str):
                 return Classification(self.name, error=f"not sent to Hive: {fitted}")
             data, mimetype = fitted.data, fitted.mimetype
-            sent = f"reduced: {len(media.data)} bytes -> JPEG {fitted.width}x{fitted.height}, {len(fitted.data)} bytes"
+            sent = note = f"reduced: {len(media.data)} bytes -> JPEG {fitted.width}x{fitted.height}, {len(fitted.data)} bytes"
         form = aiohttp.FormData()
         form.add_field("media", data, filename="media", content_type=mimetype)
         answer = await self.client.request("POST", "/api/v2/task/sync", data=form)
@@ -111,7 +111,7 @@ class HiveClassifier(RemoteClassifier):
         verdicts = self._hash_verdicts(output.get("hashes") or [], sent)
         if not verdicts:
             verdicts = self._score_verdicts(output.get("file"), sent)
-        return Classification(self.name, tuple(verdicts))
+        return Classification(self.name, tuple(verdicts), note=note)
 
     def _hash_verdicts(self, hashes: Any, sent: str) -> list[Verdict]:
         expect(isinstance(hashes, list) and all(isinstance(h, dict) for h in hashes), "hashes list")

@@ -18,6 +18,7 @@ of 5 requests a second (10 in older pages): 5 is the default `rate_limit`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, ClassVar, Literal
 
@@ -98,7 +99,8 @@ class PhotoDnaClassifier(RemoteClassifier):
             answer = await self.client.request(
                 "POST", "/Match", params=params, data=body, headers={"Content-Type": content_type}, check=_check_status
             )
-            return self._verdicts(answer, sent)
+            result = self._verdicts(answer, sent)
+            return result if fitted is None else dataclasses.replace(result, note=sent)
         except (Rejected, ServerFailed, BadResponse) as e:
             if fitted is not None:
                 e.args = (f"{e} ({sent})",)

@@ -126,7 +126,7 @@ async def test_an_oversized_image_is_reduced_in_the_sandbox(fake: FakeContentSaf
     big = encode(Image.fromarray(pixels), "PNG")
     async with HashSandbox(workers=1, memory_bytes=256 << 20, cpu_seconds=10) as sandbox:
         result = await scan(slot(fake, sandbox, max_bytes=50_000), big)
-    assert result.error is None
+    assert result.error is None and result.note is not None and result.note.startswith(f"reduced: {len(big)} bytes -> JPEG")
     ((size, pixels_sent),) = fake.images_sent
     assert size <= 50_000 < len(big) and pixels_sent is not None
 

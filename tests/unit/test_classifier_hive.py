@@ -118,7 +118,7 @@ async def test_an_oversized_image_is_reduced_in_the_sandbox(fake: FakeHive) -> N
     big = encode(Image.fromarray(np.random.default_rng(4).integers(0, 256, (300, 400, 3), dtype=np.uint8)), "PNG")
     async with HashSandbox(workers=1, memory_bytes=256 << 20, cpu_seconds=10) as sandbox:
         result = await scan(slot(fake, sandbox, max_bytes=50_000), big)
-    assert result.error is None
+    assert result.error is None and result.note is not None and result.note.startswith(f"reduced: {len(big)} bytes")
     ((content_type, size),) = fake.uploads
     assert content_type == "image/jpeg" and size <= 50_000 < len(big)
 

@@ -106,6 +106,7 @@ async def test_an_undersized_image_is_enlarged_in_the_sandbox_and_still_matches(
     assert result.error is None, result.error
     (verdict,) = result.verdicts
     assert verdict.details["sent"].startswith("enlarged and re-encoded: PNG 120x90")
+    assert result.note == verdict.details["sent"]  # the pipeline audits it
     ((content_type, _, pixels),) = fake.bodies
     assert content_type == "image/jpeg" and pixels is not None and min(pixels) == 160
     assert sandbox.restarts == 0
@@ -116,6 +117,7 @@ async def test_an_oversized_image_is_reduced_under_the_byte_limit(fake: FakePhot
     fake.max_bytes = 100_000  # the fake refuses anything larger, as the service does over 4 MB
     result = await scan(slot(fake, sandbox, max_bytes=100_000), big)
     assert result.error is None and result.verdicts == ()
+    assert result.note is not None and result.note.startswith("re-encoded: PNG 400x300")
     ((content_type, size, _),) = fake.bodies
     assert content_type == "image/jpeg" and size <= 100_000 < len(big)
 
