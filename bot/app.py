@@ -105,6 +105,8 @@ class ModBot:
         self.policylists = PolicyListWiring(config, self.engine, self.store, self.controls, self.bot_user_id)
         self.retro: RetroMatcher | None = None
         self._retro_runs: set[asyncio.Task[object]] = set()
+        # Every decode of media runs in its worker processes (started in start()).
+        self.sandbox = HashSandbox.from_config(config.processing)
         # The configured classifiers (docs/classifiers.md), the hash lists' among them.
         try:
             self.classifier_slots = build_classifiers(
@@ -112,7 +114,7 @@ class ModBot:
                 ClassifierRegistry.discover(),
                 list_source=self.lists,
                 pdq_min_quality=config.hashlist.pdq_min_quality,
-                base_dir=Path.cwd(),
+                base_dir=Path.cwd(), sandbox=self.sandbox,  # re-encoding for services decodes
             )
         except ClassifierSetupError as e:
             raise ConfigError(f"{config_path or 'config'}: {e}") from None
@@ -136,8 +138,6 @@ class ModBot:
             monitor=IntakeMonitor(),
             audit_refusal=lambda txn_id, why: self.store.audit("intake", "refused", why),
         )
-        # Every decode of media runs in its worker processes (started in start()).
-        self.sandbox = HashSandbox.from_config(config.processing)
         # /health and /metrics; the sandbox's running total of workers killed and replaced
         # (a resource limit hit, a crash) feeds /health's restart window.
         self.probes = OperatorEndpoints(

@@ -118,6 +118,9 @@ class Classification:
     verdicts: tuple[Verdict, ...] = ()
     error: str | None = None
     skipped: str | None = None
+    # What a service was sent when it was not the file as posted (re-encoded to fit its
+    # limits): the audit keeps it, since it bears on what a match or no match means.
+    note: str | None = None
 
 
 class ActionKind(str, Enum):

@@ -273,6 +273,8 @@ class Pipeline:
                 journal.audit("scan", "skipped", f"{result.classifier}: {result.skipped}", mxc=ref.mxc)
             else:
                 journal.record_verdicts(ref.mxc, result.classifier, result.verdicts)
+                if result.note:
+                    journal.audit("scan", "sent", f"{result.classifier}: {result.note}", mxc=ref.mxc)
                 if run.cached:
                     journal.audit("scan", "cached", f"{result.classifier}: answered from the verdict cache", mxc=ref.mxc)
             verdicts.extend(result.verdicts)

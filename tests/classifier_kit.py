@@ -17,6 +17,7 @@ from bot.hashing import compute_hashes
 from bot.model import Hashes, MatchKind
 from bot.demo.samples import encode, make_photo
 from fake_services import FakeArachnid, FakeHma, FakeScanner, FakeService, KnownMedia
+from fake_vendors import FakeContentSafety, FakeHive, FakePhotoDna
 
 KNOWN_PHOTO = make_photo(seed=7)
 KNOWN = encode(KNOWN_PHOTO, "PNG")
@@ -61,6 +62,7 @@ def build(
     time: FakeTime | None = None,
     environ: Mapping[str, str] | None = None,
     registry: ClassifierRegistry | None = None,
+    sandbox: Any = None,
     **config: Any,
 ) -> ClassifierSlot:
     """One classifier as the config would build it; guard timing from `time`."""
@@ -71,7 +73,8 @@ def build(
         return guard_for(c, clock=fake_time.clock, sleep=fake_time.sleep, rand=lambda: 1.0)
 
     (slot,) = build_classifiers(
-        [entry], registry or ClassifierRegistry.discover(), environ=environ or {}, guard_factory=guard_factory
+        [entry], registry or ClassifierRegistry.discover(), environ=environ or {}, guard_factory=guard_factory,
+        sandbox=sandbox,
     )
     return slot
 
@@ -90,19 +93,26 @@ class AdapterCase:
     sends_media: bool
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def build(self, time: FakeTime | None = None, **config: Any) -> ClassifierSlot:
-        return build(self.type_name, self.settings, name=self.id, time=time, environ=self.environ, **config)
+    def build(self, time: FakeTime | None = None, *, settings: Mapping[str, Any] | None = None, **config: Any) -> ClassifierSlot:
+        """The classifier; `settings` are added to the case's own."""
+        merged = {**self.settings, **(settings or {})}
+        return build(self.type_name, merged, name=self.id, time=time, environ=self.environ, **config)
 
     def teach(self, data: bytes) -> None:
         """Make the fake service know `data` (as LABEL)."""
         known = KnownMedia.of(data, LABEL)
         if isinstance(self.fake, FakeHma):
             self.fake.add_media(LABEL, known)
+        elif isinstance(self.fake, FakeContentSafety):
+            self.fake.priorities.append((known, "VERY_HIGH"))
         else:
             self.fake.known.append(known)  # type: ignore[attr-defined]
 
 
-ADAPTERS = ["arachnid-media", "arachnid-pdq", "hma-hashes", "hma-media", "http-hashes", "http-media"]
+ADAPTERS = [
+    "arachnid-media", "arachnid-pdq", "hma-hashes", "hma-media", "http-hashes", "http-media",
+    "photodna-media", "contentsafety-media", "hive-media",
+]  # fmt: skip
 
 
 async def start_case(case_id: str) -> AdapterCase:
@@ -122,6 +132,27 @@ async def start_case(case_id: str) -> AdapterCase:
         return AdapterCase(
             case_id, hma, "hma", {"url": url, "mode": mode, "token_env": "HMA_TOKEN"}, {"HMA_TOKEN": "hma-proxy-token"},
             "hma-proxy-token", MatchKind.EXACT if mode == "hashes" else MatchKind.NEAR, mode == "media",
+        )  # fmt: skip
+    if vendor == "photodna":
+        photodna = FakePhotoDna()
+        await photodna.start()
+        return AdapterCase(
+            case_id, photodna, "photodna", {"url": photodna.base, "subscription_key_env": "PHOTODNA_KEY", "label": LABEL},
+            {"PHOTODNA_KEY": photodna.key}, photodna.key, MatchKind.NEAR, True,
+        )  # fmt: skip
+    if vendor == "contentsafety":
+        safety = FakeContentSafety()
+        url = await safety.start()
+        return AdapterCase(
+            case_id, safety, "google_content_safety", {"url": url + "/v1beta1", "api_key_env": "GCS_KEY", "label": LABEL},
+            {"GCS_KEY": safety.key}, safety.key, MatchKind.NEAR, True,
+        )  # fmt: skip
+    if vendor == "hive":
+        hive = FakeHive()
+        url = await hive.start()
+        return AdapterCase(
+            case_id, hive, "hive", {"url": url, "api_key_env": "HIVE_KEY", "labels": {LABEL: LABEL}},
+            {"HIVE_KEY": hive.key}, hive.key, MatchKind.EXACT, True,
         )  # fmt: skip
     scanner = FakeScanner()
     url = await scanner.start()

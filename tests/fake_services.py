@@ -91,6 +91,12 @@ class FakeService:
     """An aiohttp server on 127.0.0.1 with fault injection and request recording."""
 
     error_key = "detail"
+    record_json = True  # False for services whose JSON requests carry the media itself
+    credential_header = "Authorization"  # where the service expects its credential
+
+    def credential(self, request: web.Request) -> str | None:
+        """The credential a request carried (recorded as `Seen.authorization`)."""
+        return request.headers.get(self.credential_header)
 
     def __init__(self) -> None:
         self.app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
@@ -150,12 +156,12 @@ class FakeService:
                 request.method,
                 request.path,
                 dict(request.query),
-                request.headers.get("Authorization"),
+                self.credential(request),
                 request.headers.get("Content-Type"),
                 hashlib.sha256(body).hexdigest() if body else None,
             )
         )
-        if body and request.content_type == "application/json":
+        if body and request.content_type == "application/json" and self.record_json:
             self.json_bodies.append(json.loads(body))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -171,7 +177,7 @@ class FakeService:
                 if fault.status >= 400:
                     detail = fault.detail
                     if fault.echo_auth:
-                        detail += f" (Authorization: {request.headers.get('Authorization')})"
+                        detail += f" (credential: {self.credential(request)})"
                     return self.error(fault.status, detail, fault.headers)
             if self.override is not None:
                 return await self.override(request)

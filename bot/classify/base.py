@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from bot.classify.resilience import ServiceGuard
-from bot.model import Classification, Hashes
+from bot.model import Classification, Hashes, Verdict
 
 if TYPE_CHECKING:
     from bot.lists.loaded import LoadedList
@@ -72,6 +72,9 @@ class ClassifierContext:
     # its allowlist; when set they take the place of `hash_lists`.
     list_source: Any = None
     allowlist: Any = None
+    # The hashing sandbox (bot/hashing/pool.py), for a classifier that must decode media to
+    # send it (re-encode, resize); None where there is none (then it must not decode).
+    sandbox: Any = None
 
 
 def resolve_secret(value: SecretStr | None, env: str | None, environ: Mapping[str, str], key: str) -> str | None:
@@ -108,11 +111,22 @@ class Classifier(ABC):
     # How long a verdict is reused for the same SHA-256 unless the config says otherwise.
     # 0 for local classifiers (matching again is cheaper than a database read).
     default_cache_ttl: ClassVar[float] = 0
+    # Requests a second when the config's `rate_limit` is null: a service's documented limit.
+    default_rate_limit: ClassVar[float | None] = None
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__:
             cls.name = re.sub(r"Classifier$", "", cls.__name__).lower()
+
+    @classmethod
+    def review_only_verdicts(cls, settings: Any, name: str) -> tuple[Verdict, ...]:
+        """The verdicts of this classifier that may only lead to a review (a hold or a flag),
+        never to an action taken without a person: a service whose terms require human
+        review, a model's score. Each is a template with the fields policy rules match on
+        (classifier, label, kind, list); the config refuses a policy rule that could act on
+        one otherwise (bot/reviewonly.py). Default: none."""
+        return ()
 
     @classmethod
     def from_settings(cls, settings: Any, context: ClassifierContext) -> Classifier:

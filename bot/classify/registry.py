@@ -7,7 +7,7 @@ declares
     mytype = "mypackage.module:MyClassifier"
 
 and the config names it with `type: mytype`. The built-in types (hashlist, arachnid,
-hma, http) are declared the same way in modbot's own pyproject.toml and are also known
+hma, http, photodna, google_content_safety, hive) are declared the same way in modbot's own pyproject.toml and are also known
 directly, so that an install whose metadata predates one still finds it. A plugin that
 reuses a built-in name for another class is refused rather than silently shadowed.
 
@@ -31,6 +31,7 @@ from bot.classify.base import Classifier, ClassifierContext, ClassifierSetupErro
 from bot.classify.cache import settings_fingerprint
 from bot.classify.resilience import RetryPolicy, ServiceGuard
 from bot.configmodel import ClassifierConfig
+from bot.model import Verdict
 from bot.yamlload import LineMap, located, validation_messages
 
 if TYPE_CHECKING:
@@ -42,6 +43,9 @@ BUILTIN: dict[str, str] = {
     "arachnid": "bot.classify.arachnid:ArachnidClassifier",
     "hma": "bot.classify.hma:HmaClassifier",
     "http": "bot.classify.http_scanner:HttpScannerClassifier",
+    "photodna": "bot.classify.photodna:PhotoDnaClassifier",
+    "google_content_safety": "bot.classify.google_content_safety:GoogleContentSafetyClassifier",
+    "hive": "bot.classify.hive:HiveClassifier",
 }
 HASHLIST = "hashlist"
 
@@ -145,6 +149,7 @@ def build_classifiers(
     guard_factory: Callable[[Any], ServiceGuard] | None = None,
     list_source: Any = None,
     allowlist: Any = None,
+    sandbox: Any = None,
 ) -> list[ClassifierSlot]:
     """Build the enabled classifiers. Raises ClassifierSetupError naming the config entry."""
     slots: list[ClassifierSlot] = []
@@ -162,6 +167,9 @@ def build_classifiers(
                 raise ClassifierSetupError(
                     "; ".join(f"settings.{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
                 ) from None
+            if config.rate_limit is None and cls.default_rate_limit is not None:
+                # The service's documented limit, unless the config gives its own.
+                config = config.model_copy(update={"rate_limit": cls.default_rate_limit})
             guard = guard_factory(config) if guard_factory else guard_for(config)
             context = ClassifierContext(
                 name=config.name,
@@ -172,6 +180,7 @@ def build_classifiers(
                 pdq_min_quality=pdq_min_quality,
                 list_source=list_source,
                 allowlist=allowlist,
+                sandbox=sandbox,
             )
             classifier = cls.from_settings(settings, context)
         except ClassifierSetupError as e:
@@ -220,6 +229,22 @@ def check_classifier_settings(
     return messages
 
 
+def review_only_templates(entries: Any, registry: ClassifierRegistry) -> list[Verdict]:
+    """The review-only verdict templates of the enabled classifiers (see bot/reviewonly.py);
+    entries whose type or settings are invalid are left to check_classifier_settings."""
+    templates: list[Verdict] = []
+    for entry in entries:
+        if not entry.enabled:
+            continue
+        try:
+            cls = registry.get(entry.type)
+            settings = cls.Settings.model_validate(entry.settings)
+        except (UnknownClassifierType, ValidationError):
+            continue
+        templates += cls.review_only_verdicts(settings, entry.name)
+    return templates
+
+
 __all__ = [
     "BUILTIN",
     "ENTRY_POINT_GROUP",
@@ -230,4 +255,5 @@ __all__ = [
     "check_classifier_settings",
     "effective_classifier_configs",
     "guard_for",
+    "review_only_templates",
 ]

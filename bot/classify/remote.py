@@ -87,6 +87,7 @@ class ServiceClient:
         secrets: Iterable[str | None] = (),
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         error_detail: Callable[[Any], str | None] = default_error_detail,
+        error_kind: Callable[[int, Any], type[ServiceError] | None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.name = name
@@ -96,6 +97,8 @@ class ServiceClient:
         self.scrub = Scrubber([*secrets, *self._headers.values()])
         self.max_response_bytes = max_response_bytes
         self._error_detail = error_detail
+        # A service's own meaning of a status (Google answers a wrong API key with a 400).
+        self._error_kind = error_kind
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
 
@@ -123,14 +126,21 @@ class ServiceClient:
         json_body: Any = None,
         data: Any = None,
         headers: Mapping[str, str] | None = None,
+        check: Callable[[Any], None] | None = None,
     ) -> Any:
         """Send a request (retried as the guard says) and return the decoded JSON answer.
 
-        Raises a ServiceError; its message is safe to log and audit.
+        `check` sees each answer inside the attempt: a service that reports its errors in
+        a 200 answer (PhotoDNA's Status codes) raises them there, to be retried or counted
+        by the breaker like an HTTP status. Raises a ServiceError; its message is safe to
+        log and audit.
         """
 
         async def attempt() -> Any:
-            return await self._once(method, path, params, json_body, data, headers)
+            answer = await self._once(method, path, params, json_body, data, headers)
+            if check is not None:
+                check(answer)
+            return answer
 
         try:
             return await self.guard.call(attempt)
@@ -186,12 +196,17 @@ class ServiceClient:
 
     def _http_error(self, status: int, body: bytes, what: str, retry_after: float | None) -> ServiceError:
         detail = None
+        parsed: Any = None
         try:
-            detail = self._error_detail(json.loads(body))
+            parsed = json.loads(body)
+            detail = self._error_detail(parsed)
         except (UnicodeDecodeError, json.JSONDecodeError):
             text = body[:_DETAIL_CHARS].decode("utf-8", "replace").strip()
             detail = " ".join(text.split()) or None
         message = self.scrub(f"{what}: HTTP {status}" + (f": {detail[:_DETAIL_CHARS]}" if detail else ""))
+        kind = self._error_kind(status, parsed) if self._error_kind else None
+        if kind is not None:
+            return kind(message, status=status, retry_after=retry_after)
         if status in (401, 403):
             return AuthFailed(message, status=status)
         if status == 429:
@@ -235,7 +250,8 @@ class RemoteClassifier(Classifier):
 
     @classmethod
     def connect(
-        cls, settings: RemoteSettings, context: ClassifierContext, *, headers: Mapping[str, str], secrets: Iterable[str | None]
+        cls, settings: RemoteSettings, context: ClassifierContext, *, headers: Mapping[str, str],
+        secrets: Iterable[str | None], **client_options: Any,
     ) -> Self:
         """The classifier with its client, named as configured."""
         client = ServiceClient(
@@ -245,6 +261,7 @@ class RemoteClassifier(Classifier):
             headers=headers,
             secrets=secrets,
             max_response_bytes=settings.max_response_bytes,
+            **client_options,
         )
         instance = cls(settings, client)
         instance.name = context.name

@@ -105,6 +105,27 @@ def hash_within(data: bytes, limits: MediaLimits) -> Hashes:
         img.close()
 
 
+def reduced_image(data: bytes, limits: MediaLimits) -> Image.Image:
+    """The image as perceptual hashing sees it (first frame, RGB, upright, about
+    REDUCED_SIDE px on the long side), every limit applied; ValueError saying why not.
+    MemoryError propagates, as in hash_within."""
+    try:
+        img = _open(data, limits)
+    except _Unhashable as e:
+        raise ValueError(str(e)) from None
+    try:
+        reduced = _decode(img, data, limits)
+        return reduced.copy() if reduced is img else reduced  # img is closed below
+    except _Unhashable as e:
+        raise ValueError(str(e)) from None
+    except MemoryError:
+        raise
+    except Exception as e:  # hostile input can make any decoder raise anything
+        raise ValueError(f"truncated or corrupt image: {_describe(e)}") from None
+    finally:
+        img.close()
+
+
 def exact_hashes(data: bytes, perceptual_error: str | None = None) -> Hashes:
     """The cryptographic hashes alone, with the reason there are no perceptual ones."""
     return Hashes(

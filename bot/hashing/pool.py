@@ -25,13 +25,14 @@ import signal
 import socket
 import struct
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.model import Hashes
 
+from .fitting import FitSpec, Fitted
 from .limits import MediaLimits
 from .media import exact_hashes
 from .worker import EXIT_MEMORY, WorkerSettings, serve
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from bot.config import ProcessingConfig
 
 log = logging.getLogger("modbot.sandbox")
+T = TypeVar("T")
 
 _HEADER = struct.Struct(">I")
 _MAX_ANSWER = 1 << 20  # a worker's answer is a few kB; more is a misbehaving worker
@@ -148,9 +150,27 @@ class HashSandbox:
                 raise ValueError(f"crop fractions must be within (0, 1], got {f}")
         return await self._run(data, {"crops": list(fractions), "min_quality": min_quality})
 
+    async def fit(self, data: bytes, spec: FitSpec) -> Fitted | str:
+        """fit_image(data, spec) in a worker (bot/hashing/fitting.py): the re-encoded image,
+        or why it could not be made (refused by a limit, undecodable, worker replaced)."""
+        return await self._job(
+            data, {"fit": {"min_side": spec.min_side, "max_bytes": spec.max_bytes}},
+            lambda answer, extra: _parse_fit(answer, extra), extra_cap=spec.max_bytes,
+        )  # fmt: skip
+
     # --- jobs ----------------------------------------------------------------------------
 
     async def _run(self, data: bytes, job: dict[str, Any]) -> tuple[Hashes, tuple[str, ...]]:
+        result = await self._job(data, job, lambda answer, _: _parse(answer))
+        if isinstance(result, str):
+            return await asyncio.to_thread(exact_hashes, data, result), ()
+        return result
+
+    async def _job(
+        self, data: bytes, job: dict[str, Any], parse: Callable[[dict[str, Any], bytes], T], *, extra_cap: int = 0
+    ) -> T | str:
+        """`parse` of the worker's answer (and the bytes that follow it, at most `extra_cap`),
+        or, when the worker went over a limit or failed, why (the worker is replaced)."""
         if self._stopped:
             raise SandboxStopped("the hashing sandbox is stopped")
         worker = await self._idle.get()
@@ -160,12 +180,13 @@ class HashSandbox:
         healthy = False
         try:
             async with asyncio.timeout(self.wall_seconds):
-                answer = await self._exchange(worker, data, job)
+                answer, extra = await self._exchange(worker, data, job, extra_cap)
             if answer.get("limit") == "memory":
                 reason = await self._retire(worker, "memory")
             else:
+                result = parse(answer, extra)
                 healthy = True
-                return _parse(answer)
+                return result
         except TimeoutError:
             reason = await self._retire(worker, "time")
         except (OSError, EOFError, ValueError, TypeError, KeyError):
@@ -178,9 +199,11 @@ class HashSandbox:
                 self._replace(worker, "cancelled")
         if self._stopped:
             raise SandboxStopped("the hashing sandbox was stopped during the job")
-        return await asyncio.to_thread(exact_hashes, data, reason), ()
+        return reason
 
-    async def _exchange(self, worker: _Worker, data: bytes, job: dict[str, Any]) -> dict[str, Any]:
+    async def _exchange(
+        self, worker: _Worker, data: bytes, job: dict[str, Any], extra_cap: int
+    ) -> tuple[dict[str, Any], bytes]:
         loop = asyncio.get_running_loop()
         header = json.dumps({**job, "size": len(data)}).encode()
         await loop.sock_sendall(worker.sock, _HEADER.pack(len(header)) + header)
@@ -191,7 +214,13 @@ class HashSandbox:
         answer = json.loads(await _recv_exact(loop, worker.sock, size))
         if not isinstance(answer, dict):
             raise ValueError("answer is not an object")
-        return answer
+        extra = b""
+        if "size" in answer:  # raw bytes follow (a fit job's image), never more than asked for
+            count = answer["size"]
+            if not isinstance(count, int) or not 0 <= count <= extra_cap:
+                raise ValueError(f"answer announces {count!r} bytes")
+            extra = await _recv_exact(loop, worker.sock, count)
+        return answer, extra
 
     async def _retire(self, worker: _Worker, limit: str | None) -> str:
         """Kill and replace a worker that failed its job; the reason the job gets."""
@@ -320,3 +349,16 @@ def _parse(answer: dict[str, Any]) -> tuple[Hashes, tuple[str, ...]]:
     if not isinstance(crops, list) or not all(isinstance(c, str) and len(c) == 64 for c in crops):
         raise ValueError("malformed crops")
     return Hashes(**values), tuple(crops)
+
+
+def _parse_fit(answer: dict[str, Any], data: bytes) -> Fitted | str:
+    """A fit job's answer, checked (it is not trusted): the image, or the worker's reason."""
+    if "error" in answer:
+        return f"cannot be re-encoded: {str(answer['error'])[:500]}"
+    meta = answer["fitted"]
+    if not isinstance(meta, dict) or meta.get("mimetype") != "image/jpeg" or not data:
+        raise ValueError("malformed fit answer")
+    width, height, quality = (meta.get(k) for k in ("width", "height", "quality"))
+    if not all(isinstance(v, int) and v > 0 for v in (width, height, quality)):
+        raise ValueError("malformed fit answer")
+    return Fitted(data, "image/jpeg", width, height, bool(meta.get("enlarged")), quality)  # type: ignore[arg-type]

@@ -14,7 +14,8 @@ first job:
 
 Protocol on the socket it is given: frames of a 4-byte big-endian length and a JSON
 header; a request header carries the job and the size of the raw media bytes that follow
-it; the answer is one JSON frame. JSON, not pickle: the parent reads what a worker that
+it; the answer is one JSON frame (for a `fit` job, followed by the `size` bytes of the
+re-encoded image). JSON, not pickle: the parent reads what a worker that
 may have been taken over by a hostile file sends, and must not execute it.
 """
 
@@ -30,6 +31,7 @@ from dataclasses import asdict, dataclass
 
 import scipy.fftpack  # noqa: F401  imagehash imports it on the first pHash: pay it in the fork server
 
+from .fitting import FitSpec, fit_image
 from .limits import MediaLimits
 from .media import crops_within, hash_within, warm_up
 
@@ -60,6 +62,9 @@ def serve(sock: socket.socket, settings: WorkerSettings) -> None:
         if data is None:
             return
         _allow_cpu(settings.cpu_seconds)
+        if "fit" in header:
+            _fit(sock, data, settings.limits, header["fit"])
+            continue
         try:
             hashes = hash_within(data, settings.limits)
             crops: tuple[str, ...] = ()
@@ -74,6 +79,24 @@ def serve(sock: socket.socket, settings: WorkerSettings) -> None:
             finally:
                 os._exit(EXIT_MEMORY)  # the heap may be in any state: start afresh
         _send_frame(sock, answer)
+
+
+def _fit(sock: socket.socket, data: bytes, limits: MediaLimits, spec: dict) -> None:  # type: ignore[type-arg]
+    """A fit_image job: a JSON frame describing the result, then its bytes (`size` of them)."""
+    try:
+        fitted = fit_image(data, limits, FitSpec(int(spec["min_side"]), int(spec["max_bytes"])))
+    except MemoryError:
+        del data
+        try:
+            _send_frame(sock, {"limit": "memory"})
+        finally:
+            os._exit(EXIT_MEMORY)
+    except Exception as e:  # hostile input can make any decoder raise anything
+        _send_frame(sock, {"error": f"{type(e).__name__}: {e}"[:500]})
+        return
+    meta = {k: v for k, v in asdict(fitted).items() if k != "data"}
+    _send_frame(sock, {"fitted": meta, "size": len(fitted.data)})
+    sock.sendall(fitted.data)
 
 
 def _confine(settings: WorkerSettings) -> None:

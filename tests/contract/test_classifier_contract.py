@@ -95,6 +95,18 @@ class TestHttpMedia(RemoteContract):
     case_id = "http-media"
 
 
+class TestPhotoDna(RemoteContract):
+    case_id = "photodna-media"
+
+
+class TestGoogleContentSafety(RemoteContract):
+    case_id = "contentsafety-media"
+
+
+class TestHive(RemoteContract):
+    case_id = "hive-media"
+
+
 class TestExamplePlugin(ClassifierContract):
     """The tiny third-party plugin, installed for the test through its entry point."""
 

@@ -66,6 +66,23 @@ def test_the_built_in_types() -> None:
     assert registry.get("http") is HttpScannerClassifier
 
 
+def test_every_built_in_type_is_declared_as_an_entry_point_in_pyproject() -> None:
+    """The built-ins are found the way plugins are: through the entry points pip installs
+    from pyproject.toml (BUILTIN only covers an install whose metadata predates a type)."""
+    import tomllib
+
+    from bot.classify.registry import BUILTIN, ENTRY_POINT_GROUP
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    declared = pyproject["project"]["entry-points"][ENTRY_POINT_GROUP]
+    assert declared == BUILTIN
+    # Installed metadata with exactly these entry points gives the same classes, no conflict.
+    eps = [EntryPoint(name, value, ENTRY_POINT_GROUP) for name, value in declared.items()]
+    registry = ClassifierRegistry.discover(eps)
+    for name in ("photodna", "google_content_safety", "hive"):
+        assert registry.get(name).__module__ == f"bot.classify.{name}"
+
+
 def test_an_unknown_type_gets_a_suggestion() -> None:
     with pytest.raises(UnknownClassifierType, match=r"unknown classifier type 'arachnd' \(did you mean 'arachnid'\?"):
         ClassifierRegistry.discover().get("arachnd")
@@ -124,7 +141,7 @@ def test_unknown_types_and_bad_settings_are_reported_with_their_lines(tmp_path: 
     """)
     assert errors(path) == [
         f"{path}:6: classifiers[0].type: unknown classifier type 'arachnd' (did you mean 'arachnid'?"
-        " known: arachnid, hashlist, hma, http; plugins register in the 'modbot.classifiers' entry point group)",
+        " known: arachnid, google_content_safety, hashlist, hive, hma, http, photodna; plugins register in the 'modbot.classifiers' entry point group)",
         f"{path}:11: classifiers[1].settings.mode: Input should be 'media' or 'pdq' (got 'photo')",
         f"{path}:12: classifiers[1].settings.pasword_env: unknown key 'pasword_env' (did you mean 'password_env'?)",
         f"{path}:13: classifiers[2].settings: missing required key 'url'",
@@ -236,7 +253,7 @@ def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(ClassifierSetupError) as caught:
         build_classifiers(entries, ClassifierRegistry.discover())
     assert str(caught.value).splitlines() == [
-        "classifiers[0] (a): unknown classifier type 'nope' (known: arachnid, hashlist, hma, http;"
+        "classifiers[0] (a): unknown classifier type 'nope' (known: arachnid, google_content_safety, hashlist, hive, hma, http, photodna;"
         " plugins register in the 'modbot.classifiers' entry point group)",
         "classifiers[1] (b): settings.url: Field required",
     ]
