@@ -270,6 +270,51 @@ class Homeserver:
     async def unquarantine(self, server: str, media_id: str) -> None:
         await self._call(Method.POST, f"/_synapse/admin/v1/media/unquarantine/{_q(server)}/{_q(media_id)}", {})
 
+    async def suspend(self, user_id: str, suspend: bool = True) -> None:
+        """Suspend (or unsuspend) a local user: they can read but not send, join or upload (1.122+)."""
+        await self._call(Method.PUT, f"/_synapse/admin/v1/suspend/{_q(user_id)}", {"suspend": suspend})
+
+    async def deactivate(self, user_id: str, erase: bool) -> None:
+        """Deactivate a local user (irreversible); `erase` also hides their messages from new joiners."""
+        await self._call(Method.POST, f"/_synapse/admin/v1/deactivate/{_q(user_id)}", {"erase": erase})
+
+    async def user_joined_rooms(self, user_id: str) -> list[str]:
+        answer = await self._call(Method.GET, f"/_synapse/admin/v1/users/{_q(user_id)}/joined_rooms")
+        return [r for r in answer.get("joined_rooms") or [] if isinstance(r, str)]
+
+    async def block_room(self, room_id: str, block: bool = True) -> None:
+        """Block (or unblock) a room: nobody on this server may join it; nothing is deleted."""
+        await self._call(Method.PUT, f"/_synapse/admin/v1/rooms/{_q(room_id)}/block", {"block": block})
+
+    async def delete_room(self, room_id: str, *, block: bool, purge: bool, message: str | None = None) -> str:
+        """Take a room down in the background (local users are made to leave); the job's id."""
+        body: dict[str, Any] = {"block": block, "purge": purge}
+        if message:
+            body["message"] = message
+        answer = await self._call(Method.DELETE, f"/_synapse/admin/v2/rooms/{_q(room_id)}", body)
+        return str(answer.get("delete_id", ""))
+
+    async def set_state(self, room_id: str, event_type: str, content: dict[str, Any], state_key: str = "") -> str:
+        answer = await self._call(
+            Method.PUT, f"/_matrix/client/v3/rooms/{_q(room_id)}/state/{_q(event_type)}/{_q(state_key)}", content
+        )
+        return answer["event_id"]
+
+    async def event_reports(self, *, start: int = 0, limit: int = 100) -> dict[str, Any]:
+        """Users' reports of events, oldest first from offset `start`."""
+        query = {"from": str(start), "limit": str(limit), "dir": "f"}
+        return await self._call(Method.GET, "/_synapse/admin/v1/event_reports", query=query)
+
+    async def user_reports(self, *, start: int = 0, limit: int = 100) -> dict[str, Any]:
+        """Users' reports of users (Synapse 1.152+; older ones answer 404)."""
+        query = {"from": str(start), "limit": str(limit), "dir": "f"}
+        return await self._call(Method.GET, "/_synapse/admin/v1/user_reports", query=query)
+
+    async def fetch_event(self, event_id: str) -> dict[str, Any]:
+        """Any event this server has, by id (admin API)."""
+        answer = await self._call(Method.GET, f"/_synapse/admin/v1/fetch_event/{_q(event_id)}")
+        return answer.get("event", answer)
+
 
 def room_power(levels: dict[str, Any], create: dict[str, Any], creator: str | None) -> RoomPower:
     def level(value: Any, default: int) -> int:
