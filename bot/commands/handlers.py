@@ -6,6 +6,7 @@ audited like what the bot does. `help` lists the commands in the order registere
 
 from __future__ import annotations
 
+from .accounts import register_account_commands
 from .actions import register_action_commands
 from .evidence import register_evidence_commands
 from .framework import CommandSet
@@ -27,6 +28,7 @@ SECTIONS = (
     register_evidence_commands,
     register_review_commands,
     register_action_commands,
+    register_account_commands,
 )
 
 

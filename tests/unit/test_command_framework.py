@@ -296,6 +296,17 @@ BUILT_IN: list[tuple[str, bool, dict[str, Any]]] = [
     ("actions failed", False, {"which": "failed"}),
     ("actions giveup 3 the room is gone", False, {"id": 3, "reason": "the room is gone"}),
     ("actions retry 4", False, {"id": 4}),
+    (f"suspend {SPAM}", False, {"user": SPAM}),
+    ("suspend", True, {"user": None}),
+    (f"unsuspend {SPAM}", False, {"user": SPAM}),
+    (f"deactivate {SPAM} --erase", False, {"user": SPAM, "erase": True, "yes": False}),
+    ("deactivate --yes", True, {"user": None, "erase": False, "yes": True}),
+    (f"takedown {ROOM}", False, {"room": ROOM, "purge": False, "yes": False}),
+    (f"takedown {ROOM} --purge --yes", False, {"room": ROOM, "purge": True, "yes": True}),
+    (f"unblock {ROOM}", False, {"room": ROOM}),
+    (f"quarantine user {SPAM}", False, {"user": SPAM}),
+    (f"quarantine room {ROOM}", False, {"room": ROOM}),
+    ("confirm", True, {}),
 ]
 
 
