@@ -371,6 +371,18 @@ class HealthConfig(_Section):
     sandbox_restart_window: float = Field(default=600, gt=0)
 
 
+class ReportsConfig(_Section):
+    """Users' reports read from Synapse's admin API and carded (bot/intake/reports.py)."""
+
+    enabled: bool = True
+    interval: float = Field(default=30, ge=1)  # seconds between polls
+    page_size: int = Field(default=50, ge=1, le=1000)
+    # Reasons containing one of these (case-insensitive) are flagged as abuse imagery, as
+    # MSC3215's `org.matrix.msc3215.abuse.nature.csam` always is.
+    csam_reasons: tuple[str, ...] = ()
+    act_on_match: bool = True  # media that matches a list is acted on by the policy at once
+
+
 class LoggingConfig(_Section):
     level: Annotated[
         Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
@@ -394,6 +406,7 @@ class Config(_Section):
     retention: RetentionConfig = RetentionConfig()
     metrics: MetricsConfig = MetricsConfig()
     health: HealthConfig = HealthConfig()
+    reports: ReportsConfig = ReportsConfig()
     logging: LoggingConfig = LoggingConfig()
     # A separate policy file, or the policy inline; neither: the default policy.
     # load_config reads policy_file into `policy`.

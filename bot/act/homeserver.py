@@ -301,13 +301,13 @@ class Homeserver:
         return answer["event_id"]
 
     async def event_reports(self, *, start: int = 0, limit: int = 100) -> dict[str, Any]:
-        """Users' reports of events, oldest first from offset `start`."""
-        query = {"from": str(start), "limit": str(limit), "dir": "f"}
+        """Users' reports of events, newest first from offset `start`."""
+        query = {"from": str(start), "limit": str(limit), "dir": "b"}
         return await self._call(Method.GET, "/_synapse/admin/v1/event_reports", query=query)
 
     async def user_reports(self, *, start: int = 0, limit: int = 100) -> dict[str, Any]:
-        """Users' reports of users (Synapse 1.152+; older ones answer 404)."""
-        query = {"from": str(start), "limit": str(limit), "dir": "f"}
+        """Users' reports of users, newest first (Synapse 1.152+; older ones answer 404)."""
+        query = {"from": str(start), "limit": str(limit), "dir": "b"}
         return await self._call(Method.GET, "/_synapse/admin/v1/user_reports", query=query)
 
     async def fetch_event(self, event_id: str) -> dict[str, Any]:

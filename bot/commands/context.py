@@ -20,6 +20,7 @@ from ..act.powers import PowerCache
 from ..config import HashListConfig
 from ..controls import Controls
 from ..extract import extract_media_refs
+from ..intake.reports import ReportDesk
 from ..model import Hashes, MediaRef, Verdict
 from ..record.evidence import ChainAnchors
 from ..record.moderation import ModerationStore
@@ -76,6 +77,7 @@ class CommandServices:
     media: MediaAnalysis
     hash_lists: Sequence[HashListConfig]
     status: BotStatus
+    reports: ReportDesk | None = None  # users' reports (bot/intake/reports.py); None before start
 
 
 @dataclass

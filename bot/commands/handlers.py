@@ -17,6 +17,7 @@ from .members import register_member_commands
 from .policy import register_policy_commands
 from .review import register_review_commands
 from .rooms import register_room_commands
+from .userreports import register_report_commands
 
 SECTIONS = (
     register_info_commands,
@@ -29,6 +30,7 @@ SECTIONS = (
     register_review_commands,
     register_action_commands,
     register_account_commands,
+    register_report_commands,
 )
 
 

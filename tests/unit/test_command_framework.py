@@ -307,6 +307,8 @@ BUILT_IN: list[tuple[str, bool, dict[str, Any]]] = [
     (f"quarantine user {SPAM}", False, {"user": SPAM}),
     (f"quarantine room {ROOM}", False, {"room": ROOM}),
     ("confirm", True, {}),
+    ("report act 3", False, {"id": 3}),
+    ("report dismiss 3", False, {"id": 3}),
 ]
 
 
