@@ -82,6 +82,11 @@ class Homeserver:
             lambda: self.api.request(method, path, content=content, query_params=query)
         )
 
+    async def _call_as_sender(self, method: Method, path: str, query: dict[str, str]) -> Any:
+        """A call without the appservice's `user_id` query parameter (Synapse then takes the
+        registration's sender, the bot): for endpoints where `user_id` is a filter."""
+        return await self._with_retries(lambda: HTTPAPI.request(self.api, method, path, query_params=query))
+
     async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
         """Retry what a homeserver may answer differently in a moment: 429, 5xx, no connection."""
         attempt = 0
@@ -303,12 +308,13 @@ class Homeserver:
     async def event_reports(self, *, start: int = 0, limit: int = 100) -> dict[str, Any]:
         """Users' reports of events, newest first from offset `start`."""
         query = {"from": str(start), "limit": str(limit), "dir": "b"}
-        return await self._call(Method.GET, "/_synapse/admin/v1/event_reports", query=query)
+        # `user_id` filters event reports by reporter: it must not be the appservice's.
+        return await self._call_as_sender(Method.GET, "/_synapse/admin/v1/event_reports", query)
 
     async def user_reports(self, *, start: int = 0, limit: int = 100) -> dict[str, Any]:
         """Users' reports of users, newest first (Synapse 1.152+; older ones answer 404)."""
         query = {"from": str(start), "limit": str(limit), "dir": "b"}
-        return await self._call(Method.GET, "/_synapse/admin/v1/user_reports", query=query)
+        return await self._call_as_sender(Method.GET, "/_synapse/admin/v1/user_reports", query)
 
     async def fetch_event(self, event_id: str) -> dict[str, Any]:
         """Any event this server has, by id (admin API)."""

@@ -74,6 +74,7 @@ class ReportDesk:
             self._task = None
 
     async def _loop(self) -> None:
+        log.info("reading users' reports every %.0f s", self.settings.interval)
         while True:
             try:
                 await self.poll()
@@ -92,6 +93,8 @@ class ReportDesk:
             parsed = flagged_first(Report.from_json(r.detail["report"]) for r in pending)
             for report in parsed:
                 await self._card(order[(report.kind, report.report_id)], report)
+            if parsed:
+                log.info("carded %d new report(s)", len(parsed))
             return len(parsed)
 
     async def _read(self, kind: str, fetch: Fetch, field: str) -> None:
