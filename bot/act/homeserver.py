@@ -87,6 +87,15 @@ class Homeserver:
         registration's sender, the bot): for endpoints where `user_id` is a filter."""
         return await self._with_retries(lambda: HTTPAPI.request(self.api, method, path, query_params=query))
 
+    async def probe(self, method: Method, path: str) -> Any:
+        """One request, no retries: whether (and how) the homeserver answers a path."""
+        try:
+            return await self.api.request(method, path)
+        except MatrixRequestError as e:
+            status = getattr(e, "http_status", 0)
+            errcode = getattr(e, "errcode", None)
+            raise matrix_error(f"HTTP {status} {errcode or ''}", status=status, errcode=errcode) from e
+
     async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
         """Retry what a homeserver may answer differently in a moment: 429, 5xx, no connection."""
         attempt = 0

@@ -17,6 +17,7 @@ from ..filemodes import loose_files
 from ..record.db import create_engine, current_revision, head_revision, sqlite_database_path
 from ..record.liststate import ListStateRepo
 from ..lists.guard import ListRecord, judge
+from .adminapis import check_admin_apis
 from .common import load
 
 
@@ -97,6 +98,7 @@ async def check(config: Config, *, config_path: Path | None = None, registration
                 f"        curl -X PUT -H 'Authorization: Bearer <admin token>' -d '{{\"admin\": true}}' "
                 f"{config.homeserver.url}/_synapse/admin/v2/users/{hs.bot_user_id}",
             )
+        await check_admin_apis(hs, config, ok, bad, lambda msg: print(f"  note  {msg}"))
         rooms = [(r, "protected") for r in config.rooms.protected]
         if config.rooms.management_room:
             rooms.append((config.rooms.management_room, "management"))

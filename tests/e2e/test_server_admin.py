@@ -9,16 +9,22 @@ one shows what a remote sender gets instead of account actions.
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import pytest
 import pytest_asyncio
 import yaml
 
+from bot.cli.adminapis import AdminApi, offered
+from bot.cli.check import homeserver_for
 from bot.cli.scan import add_images
 from bot.demo.matrix import MatrixRequestError, MatrixUser
 from bot.demo.stage import Stage, build_stage
@@ -200,3 +206,27 @@ async def _notice_naming(a: Admin, event_id: str) -> str:
 
     await wait_for(find, timeout=20, description=f"notice naming {event_id}")
     return await find() or ""
+
+
+def _modbot_check(config_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot", "check", "-c", str(config_path)], capture_output=True, text=True, timeout=60)
+
+
+async def test_check_tells_which_admin_apis_synapse_offers_and_the_policy_uses(admin: Admin) -> None:
+    result = await asyncio.to_thread(_modbot_check, admin.stage.config_path)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "ok    admin API suspend: offered (used by: suspend)" in out
+    assert "ok    admin API user media quarantine: offered (used by: quarantine_user_media)" in out
+    assert "ok    admin API redact a user's events: offered (used by: redact_user)" in out
+    assert "ok    admin API block a room: offered (used by: takedown_room)" in out
+    assert "ok    admin API deactivate: offered (not used by the policy)" in out
+    assert "ok    admin API event reports: offered (used by: reports)" in out
+    assert "ok    admin API user reports: offered (used by: reports (optional))" in out
+
+
+async def test_an_api_synapse_lacks_is_told_apart_from_one_it_has(admin: Admin) -> None:
+    async with aiohttp.ClientSession() as session:
+        hs = homeserver_for(admin.stage.config(), session)
+        assert not await offered(hs, AdminApi("nothing", "/_synapse/admin/v1/no_such_api/{bot}", "never"), admin.stage.room)
+        assert await offered(hs, AdminApi("suspend", "/_synapse/admin/v1/suspend/{bot}", "1.122"), admin.stage.room)
