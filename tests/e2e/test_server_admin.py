@@ -230,3 +230,63 @@ async def test_an_api_synapse_lacks_is_told_apart_from_one_it_has(admin: Admin) 
         hs = homeserver_for(admin.stage.config(), session)
         assert not await offered(hs, AdminApi("nothing", "/_synapse/admin/v1/no_such_api/{bot}", "never"), admin.stage.room)
         assert await offered(hs, AdminApi("suspend", "/_synapse/admin/v1/suspend/{bot}", "1.122"), admin.stage.room)
+
+
+async def command(a: Admin, text: str, *, reply_to: str | None = None) -> tuple[str, str]:
+    """Send a command to the management room as the moderator; the bot's answer (id, body)."""
+    content: dict[str, Any] = {"msgtype": "m.text", "body": text}
+    if reply_to:
+        content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+    sent = await a.stage.moderator.send_message(a.stage.management_room, content)
+
+    async def find() -> tuple[str, str] | None:
+        for m in await a.stage.moderator.messages(a.stage.management_room, limit=100):
+            relates = m.get("content", {}).get("m.relates_to", {})
+            if m.get("sender") == a.stage.bot_user_id and relates.get("m.in_reply_to", {}).get("event_id") == sent:
+                return m["event_id"], m["content"]["body"]
+        return None
+
+    return await wait_for(find, timeout=60, description=f"the answer to {text!r}")
+
+
+async def test_commands_suspend_and_unsuspend(admin: Admin) -> None:
+    user = await admin.stage.new_user("talker", join=admin.stage.protected_rooms[1])
+    room = admin.stage.protected_rooms[1]
+    _, answer = await command(admin, f"!mod suspend {user.user_id}")
+    assert f"suspended {user.user_id}" in answer
+    error = await refused(user.send_text(room, "am I suspended?"))
+    assert error is not None and error.errcode == "M_USER_SUSPENDED"
+    _, answer = await command(admin, f"!mod unsuspend {user.user_id}")
+    assert f"unsuspended {user.user_id}" in answer
+    await user.send_text(room, "back again")
+
+
+async def test_deactivate_asks_first_and_a_reply_confirm_does_it(admin: Admin) -> None:
+    user = await admin.stage.new_user("leaving")
+    question, answer = await command(admin, f"!mod deactivate {user.user_id} --erase")
+    assert "needs confirmation" in answer and "--yes" in answer
+    assert (await user.whoami())["user_id"] == user.user_id  # nothing done yet
+    _, answer = await command(admin, "!mod confirm", reply_to=question)
+    assert f"deactivated {user.user_id} and erased" in answer
+    assert await refused(user.whoami()) is not None  # its token is gone
+    outsider = await admin.stage.new_user("outsider")
+    _, answer = await command(admin, f"!mod deactivate {outsider.user_id} --yes")
+    assert f"deactivated {outsider.user_id}" in answer
+
+
+async def test_takedown_command_blocks_unblock_undoes_and_purge_asks_first(admin: Admin) -> None:
+    stage = admin.stage
+    room = await stage.moderator.create_room("to take down")
+    guest = await stage.new_user("guest")
+    await stage.moderator.invite(room, guest.user_id)
+    _, answer = await command(admin, f"!mod takedown {room}")
+    assert f"blocked {room}" in answer
+    assert await refused(guest.join(room)) is not None
+    _, answer = await command(admin, f"!mod unblock {room}")
+    assert f"unblocked {room}" in answer
+    await guest.join(room)
+    _, answer = await command(admin, f"!mod takedown {room} --purge")
+    assert "needs confirmation" in answer
+    assert await stage.moderator.get_membership(room, guest.user_id) == "join"  # nothing purged
+    _, answer = await command(admin, f"!mod takedown {stage.management_room} --purge --yes")
+    assert "does not take down its management room" in answer
