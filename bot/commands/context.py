@@ -120,6 +120,9 @@ class CommandContext:
         if not refs:
             # Redacted already: modbot remembers which media the event carried.
             refs = [r for r in (media_ref(m) for m in await self.services.store.media_of_event(self.reply_to)) if r]
+        if not refs and self.services.reports is not None:
+            # A report's card: the reported event's media.
+            refs = [r for r in (media_ref(m) for m in await self.services.reports.media_of_card(self.reply_to)) if r]
         if not refs:
             raise CommandError("the message replied to has no media modbot can read")
         return refs

@@ -140,9 +140,11 @@ class ReportDesk:
         status, found = OPEN, []
         matched: list[MatchedMedia] = []
         event: dict[str, Any] | None = None
+        media: list[str] = []
         if report.kind == "event":
             event, found, matched = await self._scan(report)
             lines += found
+            media = [r.mxc for r in extract_media_refs(event).refs if not r.encrypted] if event else []
         lines += await self._history(report.target)
         results: list[ActionResult] = []
         if matched and self.settings.act_on_match and event is not None:
@@ -153,12 +155,12 @@ class ReportDesk:
                 lines.append(f"Acted on by policy rule {decision.rule}: " + ("; ".join(describe_result(r) for r in results) or "nothing"))
         if status == OPEN:
             lines.append(f"Resolve: `report act {row.id}` (the policy's actions as if it matched) or `report dismiss {row.id}`;"
-                         " or reply `hash add <list> <label>` to the reported message")
+                         " or reply `hash add <list> <label>` to this card")
         title = f"modbot report #{row.id}: " + ("ABUSE IMAGERY reported" if report.flagged else f"a user reported {'a message' if report.kind == 'event' else 'a user'}")
         ctx = EventContext(report.event_id or f"report:{row.id}", report.room_id or "", report.target or "", 0)
         card = await self.enforcer.executor.notice(f"report-card:{report.kind}:{report.report_id}", title, lines, ctx, "report intake")
         card_id = _event_id(card.detail)
-        await self.repo.carded(row.id, status=status, card_event_id=card_id, detail={**row.detail, "card": lines})
+        await self.repo.carded(row.id, status=status, card_event_id=card_id, detail={**row.detail, "card": lines, "media": media})
         await self.store.audit("report", "carded", f"report #{row.id} ({report.kind} {report.report_id}): {status}",
                                event_id=report.event_id, room_id=report.room_id, sender=report.target)
 
@@ -235,6 +237,11 @@ class ReportDesk:
         await self.store.audit("report", "acted", f"report #{row.id} acted on by {by}: {decision.rule}",
                                event_id=report.event_id, room_id=report.room_id, sender=report.target)
         return await self.repo.get(row.id), results, decision.rule or ""
+
+    async def media_of_card(self, card_event_id: str) -> list[str]:
+        """The reported event's media, for commands sent as a reply to its card (`hash add`)."""
+        row = await self.repo.by_card(card_event_id)
+        return list(row.detail.get("media") or []) if row else []
 
     async def dismiss(self, report_id: int, *, by: str) -> bool:
         if not await self.repo.resolve(report_id, DISMISSED, by):

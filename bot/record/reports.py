@@ -66,6 +66,12 @@ class ReportRepo:
             row = (await session.execute(query)).scalar_one_or_none()
             return _report(row) if row else None
 
+    async def by_card(self, card_event_id: str) -> UserReport | None:
+        query = select(UserReportRow).where(UserReportRow.card_event_id == card_event_id)
+        async with self.sessions() as session:
+            row = (await session.execute(query)).scalars().first()
+            return _report(row) if row else None
+
     async def get(self, id_: int) -> UserReport | None:
         async with self.sessions() as session:
             row = await session.get(UserReportRow, id_)

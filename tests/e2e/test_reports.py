@@ -5,6 +5,7 @@ cards nothing twice."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -109,8 +110,10 @@ async def test_a_report_of_unknown_media_is_carded_and_report_act_bans_and_quara
     await wait_for(lambda: _is(stage.moderator.get_membership(room, poster.user_id), "ban"), timeout=60, description="ban")
     await wait_for(lambda: _is(stage.admin.download_status(mxc), 404), timeout=30, description="quarantine")
     assert await redacted(stage.moderator, room, event)
-    incidents = [i for i in await ModerationStore(desk.db.engine).incidents() if i.event_id == event]
-    assert incidents, "report act records an incident"
+    async def incident() -> bool:
+        return any(i.event_id == event for i in await ModerationStore(desk.db.engine).incidents())
+
+    await wait_for(incident, timeout=30, description="an incident recorded for the report")
 
 
 async def test_a_report_of_known_media_is_acted_on_without_a_moderator_and_flagged_first(desk: Desk) -> None:
@@ -152,3 +155,22 @@ async def _is(coro, expected) -> bool:  # type: ignore[no-untyped-def]
 
 async def _any_card(d: Desk, events: list[str]) -> bool:
     return any(f"Event: {e}" in c for c in await cards(d) for e in events)
+
+
+async def test_hash_add_as_a_reply_to_a_card_lists_the_reported_media(desk: Desk) -> None:
+    stage, room = desk.stage, desk.stage.room
+    poster = await stage.new_user("sharer", join=room)
+    reporter = await stage.new_user("noticer", join=room)
+    image = encode(make_photo(seed=143), "PNG")
+    _, event = await post_image(poster, room, image)
+    await report(reporter, room, event, "please look")
+    await card_for(desk, event)
+    card_id = next(
+        m["event_id"] for m in await stage.moderator.messages(stage.management_room, limit=200)
+        if m.get("sender") == stage.bot_user_id and f"Event: {event}" in m.get("content", {}).get("body", "")
+    )
+    await stage.moderator.send_message(stage.management_room, {
+        "msgtype": "m.text", "body": "!mod hash add known reported", "m.relates_to": {"m.in_reply_to": {"event_id": card_id}},
+    })
+    digest = hashlib.sha256(image).hexdigest()
+    await wait_for(lambda: digest in stage.list_path.read_text(), timeout=60, description="the reported media on the list")
