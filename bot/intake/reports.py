@@ -26,7 +26,7 @@ from ..act.homeserver import Homeserver, HomeserverError
 from ..act.powers import PowerCache
 from ..allowlist import Allowlist
 from ..extract import extract_media_refs
-from ..model import Decision, EventContext, Hashes, MatchKind, MediaRef, Verdict
+from ..model import Decision, EventContext, Hashes, MatchKind, MediaRef, Outcome, Verdict
 from ..policy import PERSON_ACTIONS, Policy, Rule, decide
 from ..record.moderation import ModerationStore
 from ..record.reports import ACTED, DISMISSED, OPEN, RESOLVED, ReportRepo, UserReport
@@ -159,6 +159,10 @@ class ReportDesk:
         title = f"modbot report #{row.id}: " + ("ABUSE IMAGERY reported" if report.flagged else f"a user reported {'a message' if report.kind == 'event' else 'a user'}")
         ctx = EventContext(report.event_id or f"report:{row.id}", report.room_id or "", report.target or "", 0)
         card = await self.enforcer.executor.notice(f"report-card:{report.kind}:{report.report_id}", title, lines, ctx, "report intake")
+        if card.outcome is Outcome.PENDING or card.detail.startswith("being carried out by"):
+            # The homeserver is down, or a crashed run's claim on the card holds until its
+            # lease ends: the report stays new, and a later poll cards it (once).
+            return
         card_id = _event_id(card.detail)
         await self.repo.carded(row.id, status=status, card_event_id=card_id, detail={**row.detail, "card": lines, "media": media})
         await self.store.audit("report", "carded", f"report #{row.id} ({report.kind} {report.report_id}): {status}",

@@ -50,6 +50,8 @@ async def desk(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Desk]:
         stage.write_config(
             policy={"exempt": {"power_level": 100}, "rules": [{"name": "known-media", "actions": ["quarantine", "redact", "ban", "notify"]}]},
             reports={"interval": 1, "page_size": 2},  # small pages: paging is exercised too
+            # A card claimed by the killed process is taken over when its claim's lease ends.
+            processing={**stage.config_data["processing"], "action_lease": 5},
         )
         bot = BotProcess.for_stage(stage)
         await bot.start()
