@@ -26,7 +26,7 @@ from ..act.homeserver import Homeserver, HomeserverError
 from ..act.powers import PowerCache
 from ..allowlist import Allowlist
 from ..extract import extract_media_refs
-from ..model import Decision, EventContext, Hashes, MatchKind, MediaRef, Outcome, Verdict
+from ..model import ActionKind, Decision, EventContext, Hashes, MatchKind, MediaRef, Outcome, PlannedAction, Verdict
 from ..policy import PERSON_ACTIONS, Policy, Rule, decide
 from ..record.moderation import ModerationStore
 from ..record.reports import ACTED, DISMISSED, OPEN, RESOLVED, ReportRepo, UserReport
@@ -222,7 +222,10 @@ class ReportDesk:
         policy = self._policy()
         rule = policy.for_room(report.room_id or "").rules[0]
         verdict = Verdict(classifier="report", label="reported", kind=MatchKind.EXACT, list_name=f"report #{row.id}")
-        actions = rule.actions if report.kind == "event" else tuple(a for a in rule.actions if a.kind in PERSON_ACTIONS)
+        actions = rule.actions
+        if report.kind == "user":
+            # No event, no room: the actions against the person, a ban in every protected room.
+            actions = tuple(PlannedAction(ActionKind.BAN, "all") if a.kind is ActionKind.BAN else a for a in actions if a.kind in PERSON_ACTIONS)
         acting = policy.model_copy(update={"rules": (Rule(name=f"report #{row.id} ({rule.name}) by {by}", actions=actions),), "rooms": {}})
         if report.kind == "event":
             try:

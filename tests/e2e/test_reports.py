@@ -176,3 +176,19 @@ async def test_hash_add_as_a_reply_to_a_card_lists_the_reported_media(desk: Desk
     })
     digest = hashlib.sha256(image).hexdigest()
     await wait_for(lambda: digest in stage.list_path.read_text(), timeout=60, description="the reported media on the list")
+
+
+async def test_a_user_report_is_carded_and_report_act_bans_in_every_protected_room(desk: Desk) -> None:
+    stage, room = desk.stage, desk.stage.room
+    pest = await stage.new_user("pest", join=room)
+    reporter = await stage.new_user("annoyed", join=room)
+    await reporter.request("POST", f"/_matrix/client/v3/users/{quote(pest.user_id, safe='')}/report", json_body={"reason": "harassment"})
+
+    async def find() -> str | None:
+        return next((c for c in await cards(desk) if f"Reported user: {pest.user_id}" in c), None)
+
+    card = await wait_for(find, timeout=60, description="a card for the user report")
+    assert "a user reported a user" in card and f"Reported by: {reporter.user_id}" in card and "Reason: harassment" in card
+    number = CARD.match(card).group(1)  # type: ignore[union-attr]
+    await stage.moderator.send_text(stage.management_room, f"!mod report act {number}")
+    await wait_for(lambda: _is(stage.moderator.get_membership(room, pest.user_id), "ban"), timeout=60, description="ban")
