@@ -6,7 +6,6 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from .intake.endpoint import DurableAppService, IntakeLimits
 from .intake.monitor import IntakeMonitor
 from .mediafailures import MediaFailureMemory
 from .intake.queue import WorkQueue
+from .intake.reports import ReportDesk, report_desk
 from .lists.registry import ListRegistry, ReloadResult
 from .metrics import Metrics
 from .pipeline import Pipeline, PowerCache, RetryLater
@@ -125,10 +125,8 @@ class ModBot:
         self.verdict_cache = VerdictCache(VerdictCacheRepo(self.engine))
         self.classifier_runner = ClassifierRunner(self.classifier_slots, self.verdict_cache)
         processing = config.processing
-        self.rescanner = Rescanner(
-            HoldRepo(self.engine), self.store, delay=processing.rescan_delay,
-            max_delay=processing.rescan_max_delay, give_up_after=processing.rescan_give_up_after,
-        )
+        self.rescanner = Rescanner(HoldRepo(self.engine), self.store, delay=processing.rescan_delay,
+                                   max_delay=processing.rescan_max_delay, give_up_after=processing.rescan_give_up_after)
         as_cfg = config.appservice
         self.appservice = DurableAppService(
             server=str(config.homeserver.url).rstrip("/"), domain=config.homeserver.domain,
@@ -160,6 +158,7 @@ class ModBot:
             config, self.engine, self.moderation.purge_incidents_before, self.store.audit
         )
         self.anchors: ChainAnchors = None  # type: ignore[assignment]
+        self.reports: ReportDesk | None = None
         self.action_retrier: ActionRetrier | None = None
 
     async def start(self) -> None:
@@ -217,13 +216,8 @@ class ModBot:
         )
         self.action_retrier = ActionRetrier(executor, self.store)
         await self.policylists.start(executor, self.homeserver, lambda: self.management_room)
-        self.enforcer = Enforcer(
-            executor,
-            self.store,
-            self.moderation,
-            homeserver_name=cfg.homeserver.domain,
-            management_room=lambda: self.management_room,
-        )
+        self.enforcer = Enforcer(executor, self.store, self.moderation, homeserver_name=cfg.homeserver.domain,
+                                 management_room=lambda: self.management_room)
         await self.classifier_runner.start()
         self.pipeline = Pipeline(
             store=self.store,
@@ -246,6 +240,7 @@ class ModBot:
             ),
             failures=MediaFailureMemory(expiry=cfg.processing.failure_memory),
         )
+        self.reports = report_desk(self, cfg.reports)  # users' reports, polled once processing starts
         self.commands = CommandRunner(
             self._command_services(), build_commands(), addressing=self.addressing,
             management_power=cfg.commands.management_power,
@@ -259,6 +254,8 @@ class ModBot:
             self.rescanner.start(self.queue.submit)
             # Actions left pending (homeserver down), also by an earlier run, are retried.
             self.action_retrier.start(interval=min(5.0, max(0.2, cfg.processing.action_retry_delay / 2)))
+            if cfg.reports.enabled:
+                self.reports.start()
         else:
             log.warning("processing is disabled: events are stored but not scanned")
         try:
@@ -283,6 +280,7 @@ class ModBot:
             store=self.store, moderation=self.moderation, homeserver=self.homeserver, powers=self.powers,
             executor=self.executor, enforcer=self.enforcer, anchors=self.anchors, controls=self.controls,
             media=self.pipeline, hash_lists=self.config.hash_lists, status=status, policylists=self.policylists.lists,
+            reports=self.reports,
         )
 
     @property
@@ -409,6 +407,8 @@ class ModBot:
         if self.anchors is not None:
             await self.anchors.stop()
         await self.rescanner.stop()
+        if self.reports is not None:
+            await self.reports.stop()
         if self.action_retrier is not None:
             await self.action_retrier.stop()
         if self.queue is not None:

@@ -12,17 +12,9 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
+from bot.configtypes import BaseUrl, ResolvedPath, RoomRef, Section, context_of, resolve_path, server_name
 from bot.policy import DEFAULT_POLICY, Policy
 from bot.policylists.rules import neutral_reason
 from bot.yamlload import LocatedValueError
@@ -49,56 +41,12 @@ __all__ = [
     "ThresholdsConfig",
 ]
 
-_SERVER_NAME = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?$|^\[[0-9A-Fa-f:.]+\](:[0-9]+)?$")
-
-
-def _context(info: ValidationInfo) -> dict[str, Any]:
-    return info.context or {}
-
-
-def _resolve(path: Path, info: ValidationInfo) -> Path:
-    """Relative paths are relative to the config file's directory (when loaded from a file)."""
-    path = path.expanduser()
-    base = _context(info).get("base_dir")
-    return base / path if base is not None and not path.is_absolute() else path
-
-
-def _http_url(value: str) -> str:
-    if not value.startswith(("http://", "https://")):
-        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-    return value.rstrip("/")
-
-
-def _server_name(value: str) -> str:
-    if not _SERVER_NAME.match(value):
-        raise ValueError(f"expected a server name like example.org, got {value!r}")
-    return value
-
-
-def _room_ref(value: str) -> str:
-    # Room IDs of room version 12 have no server part (!opaque); aliases always do.
-    room_id = value[:1] == "!" and len(value) > 1 and not any(c.isspace() for c in value)
-    alias = value[:1] == "#" and ":" in value[2:]
-    if not (room_id or alias):
-        raise ValueError(f"expected a room ID (!id or !id:server) or alias (#alias:server), got {value!r}")
-    return value
-
-
-BaseUrl = Annotated[str, AfterValidator(_http_url)]
-RoomRef = Annotated[str, AfterValidator(_room_ref)]
-ResolvedPath = Annotated[Path, AfterValidator(_resolve)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class HomeserverConfig(_Section):
+class HomeserverConfig(Section):
     url: BaseUrl  # client-server API base URL
-    domain: Annotated[str, AfterValidator(_server_name)]  # server_name, the part after ":" in user IDs
+    domain: Annotated[str, AfterValidator(server_name)]  # server_name, the part after ":" in user IDs
 
 
-class AppserviceConfig(_Section):
+class AppserviceConfig(Section):
     id: str = Field(default="modbot", min_length=1)
     bind_address: str = "127.0.0.1"
     port: int = Field(default=29330, ge=1, le=65535)
@@ -134,7 +82,7 @@ class AppserviceConfig(_Section):
     def _not_placeholder(cls, token: str, info: ValidationInfo) -> str:
         # Forbidden default: the example's tokens would let anyone who read it talk to the bot.
         if not token or token.startswith("CHANGE"):
-            config = _context(info).get("source", "FILE")
+            config = context_of(info).get("source", "FILE")
             raise ValueError(
                 f"{'not set' if not token else 'still the placeholder ' + repr(token)}; "
                 f"run `modbot generate-registration -c {config}` to generate tokens"
@@ -142,7 +90,7 @@ class AppserviceConfig(_Section):
         return token
 
 
-class DatabaseConfig(_Section):
+class DatabaseConfig(Section):
     # SQLAlchemy URL; a relative SQLite path is resolved against the config's directory.
     url: str = "sqlite+aiosqlite:///modbot.db"
 
@@ -157,22 +105,22 @@ class DatabaseConfig(_Section):
         file, query_sep, query = rest.partition("?")
         if not file or file.startswith((":memory:", "file:")):
             return url
-        return f"{scheme}:///{_resolve(Path(file), info)}{query_sep}{query}"
+        return f"{scheme}:///{resolve_path(Path(file), info)}{query_sep}{query}"
 
 
-class RoomsConfig(_Section):
+class RoomsConfig(Section):
     management_room: RoomRef | None = None
     protected: tuple[RoomRef, ...] = ()
 
 
-class PolicyPublishConfig(_Section):
+class PolicyPublishConfig(Section):
     room: RoomRef | None = None  # the operator's own policy room; modbot needs power to send state there
     users: bool = False  # each incident's sender, as m.policy.rule.user m.ban
     media: bool = False  # each incident's media, as MSC4207 m.policy.rule.mxc m.takedown (hashed mxc)
     reason: Annotated[str, AfterValidator(neutral_reason)] = Field(default="spam", min_length=1, max_length=100)
 
 
-class PolicyListsConfig(_Section):
+class PolicyListsConfig(Section):
     """Matrix policy rooms (MSC2313): followed with `watch`, written with `publish`."""
 
     watch: tuple[RoomRef, ...] = ()  # policy rooms to follow, besides those watched by command
@@ -185,7 +133,7 @@ class PolicyListsConfig(_Section):
     publish: PolicyPublishConfig = PolicyPublishConfig()
 
 
-class ProcessingConfig(_Section):
+class ProcessingConfig(Section):
     enabled: bool = True  # false: queue events durably, process nothing
     concurrency: int = Field(default=4, ge=1)
     max_media_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
@@ -233,7 +181,7 @@ class ProcessingConfig(_Section):
     failure_memory: float = Field(default=300, ge=0)
 
 
-class HashlistSettings(_Section):
+class HashlistSettings(Section):
     pdq_min_quality: int = Field(default=50, ge=0, le=100)
     # Seconds between checks of the list files for changes (reloaded without a restart).
     reload_interval: float = Field(default=5.0, gt=0)
@@ -242,14 +190,14 @@ class HashlistSettings(_Section):
     max_drop_share: float = Field(default=0.25, gt=0, le=1)
 
 
-class ThresholdsConfig(_Section):
+class ThresholdsConfig(Section):
     """Greatest Hamming distance counted as a near match, per perceptual hash type."""
 
     pdq: int = Field(default=31, ge=0, le=256)
     phash: int = Field(default=8, ge=0, le=64)
 
 
-class HashListConfig(_Section):
+class HashListConfig(Section):
     name: str = Field(min_length=1)
     path: ResolvedPath
     label: str = Field(min_length=1)  # for entries without a label; defaults to the name
@@ -273,7 +221,7 @@ def _unique_list_names(lists: tuple[HashListConfig, ...]) -> tuple[HashListConfi
     return lists
 
 
-class CircuitBreakerConfig(_Section):
+class CircuitBreakerConfig(Section):
     failures: int = Field(default=5, ge=1)  # failures in a row that open the circuit
     reset_after: float = Field(default=60, gt=0)  # seconds before a probe is let through
 
@@ -281,7 +229,7 @@ class CircuitBreakerConfig(_Section):
 _CLASSIFIER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class ClassifierConfig(_Section):
+class ClassifierConfig(Section):
     """One classifier: a registered type, its own `settings:`, and how to treat its service."""
 
     # Unique; verdicts, policy rules (match.classifier), the audit and notices use it.
@@ -327,7 +275,7 @@ def _unique_classifier_names(classifiers: tuple[ClassifierConfig, ...]) -> tuple
     return classifiers
 
 
-class CommandsConfig(_Section):
+class CommandsConfig(Section):
     prefix: str = Field(default="!mod", min_length=1)  # or mention the bot
     # Members of the management room at or above this power level may run every command.
     management_power: int = 50
@@ -336,7 +284,7 @@ class CommandsConfig(_Section):
     refusal_reply_interval: float = Field(default=300, ge=0)
 
 
-class IncidentsConfig(_Section):
+class IncidentsConfig(Section):
     # Incidents older than this many days are purged (the hash chain stays verifiable);
     # null keeps them for ever.
     retention_days: int | None = Field(default=None, ge=1)
@@ -349,7 +297,7 @@ class IncidentsConfig(_Section):
     anchor_interval: float = Field(default=86400, ge=60)
 
 
-class RetentionConfig(_Section):
+class RetentionConfig(Section):
     # Days to keep each kind of row (null: for ever); bot/retention.py, README "Retention".
     events_days: int | None = Field(default=90, ge=1)  # finished events only
     verdicts_days: int | None = Field(default=90, ge=1)  # "no match" verdicts
@@ -362,7 +310,7 @@ class RetentionConfig(_Section):
     max_clock_jump: float = Field(default=300, gt=0)
 
 
-class MetricsConfig(_Section):
+class MetricsConfig(Section):
     enabled: bool = True
     # With a port, /metrics gets a listener of its own (e.g. on an address a Prometheus
     # server reaches while the appservice port stays on loopback) and leaves the appservice
@@ -379,7 +327,7 @@ class MetricsConfig(_Section):
         return self
 
 
-class HealthConfig(_Section):
+class HealthConfig(Section):
     """When /health answers 503 (bot/health.py)."""
 
     # Seconds the homeserver's transactions may keep being refused or failing, with none
@@ -394,14 +342,26 @@ class HealthConfig(_Section):
     sandbox_restart_window: float = Field(default=600, gt=0)
 
 
-class LoggingConfig(_Section):
+class ReportsConfig(Section):
+    """Users' reports read from Synapse's admin API and carded (bot/intake/reports.py)."""
+
+    enabled: bool = True
+    interval: float = Field(default=30, ge=1)  # seconds between polls
+    page_size: int = Field(default=50, ge=1, le=1000)
+    # Reasons containing one of these (case-insensitive) are flagged as abuse imagery, as
+    # MSC3215's `org.matrix.msc3215.abuse.nature.csam` always is.
+    csam_reasons: tuple[str, ...] = ()
+    act_on_match: bool = True  # media that matches a list is acted on by the policy at once
+
+
+class LoggingConfig(Section):
     level: Annotated[
         Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
         BeforeValidator(lambda level: level.upper() if isinstance(level, str) else level),
     ] = "INFO"
 
 
-class Config(_Section):
+class Config(Section):
     homeserver: HomeserverConfig
     appservice: AppserviceConfig
     database: DatabaseConfig = DatabaseConfig()
@@ -418,6 +378,7 @@ class Config(_Section):
     retention: RetentionConfig = RetentionConfig()
     metrics: MetricsConfig = MetricsConfig()
     health: HealthConfig = HealthConfig()
+    reports: ReportsConfig = ReportsConfig()
     logging: LoggingConfig = LoggingConfig()
     # A separate policy file, or the policy inline; neither: the default policy.
     # load_config reads policy_file into `policy`.

@@ -130,6 +130,22 @@ class ActionKind(str, Enum):
     NOTIFY = "notify"
     # Hold the media for a moderator's decision (the review queue) instead of acting outright.
     REVIEW = "review"
+    # Server-admin actions (Synapse's admin API). The first four act on the sender's account
+    # and apply to local users only; a remote sender gets the policy's `remote_senders` instead.
+    SUSPEND = "suspend"  # can read, cannot send, join or upload; reversible (unsuspend)
+    DEACTIVATE = "deactivate"  # {deactivate: erase} also erases; irreversible
+    QUARANTINE_USER_MEDIA = "quarantine_user_media"  # every file the sender uploaded
+    REDACT_USER = "redact_user"  # the sender's events: {redact_user: this|protected|all}
+    TAKEDOWN_ROOM = "takedown_room"  # block the event's room; {takedown_room: purge} deletes it
+    # Deny a remote sender's server in the protected rooms' m.room.server_acl, once it has
+    # had `remote_senders.server_acl.after` incidents within `.within` seconds.
+    SERVER_ACL = "server_acl"
+
+
+# Actions on the sender's account: only a local user has one here.
+ACCOUNT_ACTIONS: frozenset[ActionKind] = frozenset(
+    {ActionKind.SUSPEND, ActionKind.DEACTIVATE, ActionKind.QUARANTINE_USER_MEDIA, ActionKind.REDACT_USER}
+)
 
 
 @dataclass(frozen=True)
@@ -175,6 +191,12 @@ class Decision:
     # among the failures); None when every scan succeeded.
     failures: tuple[Classification, ...] = ()
     on_failure: FailureMode | None = None
+    # A sender of another server: the account actions the rule names (`replaced`) gave way
+    # to the policy's `remote_senders` actions.
+    remote_server: str | None = None
+    replaced: tuple[PlannedAction, ...] = ()
+    # For a server_acl action: (incidents, seconds) from one server before it is denied.
+    server_acl_after: tuple[int, float] | None = None
 
     @property
     def acts(self) -> bool:

@@ -162,7 +162,7 @@ class Pipeline:
         )
         verdicts = [v for m in matched for v in m.verdicts]
         failures = [f for s in failed for f in s.failures]
-        decision = decide(verdicts, ctx, self._policy(), failures)
+        decision = decide(verdicts, ctx, self._policy(), failures, home_server=self.enforcer.homeserver_name)
         await self._audit(event, "decision", decision_outcome(decision), describe_decision(decision))
         acting_on = media_acted_on(decision, matched, [MatchedMedia(s.ref, (), s.hashes) for s in failed])
         if decision.verdicts or decision.on_failure is FailureMode.REVIEW:

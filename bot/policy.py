@@ -43,67 +43,21 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     field_validator,
 )
 
 from bot.model import (
     CREATOR_POWER, ActionKind, Classification, Decision, EventContext,
-    FailureMode, MatchKind, PlannedAction, Verdict,
+    ACCOUNT_ACTIONS, FailureMode, MatchKind, PlannedAction, Verdict,
 )
+from bot.policy_actions import Action, names as _names, planned_text
+from bot.senders import RemoteSenders, for_sender
 from bot.yamlload import ConfigError, LineMap, LocatedValueError, load_yaml, validate
 
 # Room version 12 IDs have no server part: "!opaque" as well as "!local:server".
 _ROOM_ID = re.compile(r"^![^:\s]+(:\S+)?$")
 _USER_ID = re.compile(r"^@[^:\s]+:\S+$")
 E = TypeVar("E", bound=Enum)
-# The options an action takes, the default first. A review holds the media (quarantined,
-# event redacted) until a moderator decides, or only flags it.
-_SCOPES: dict[ActionKind, tuple[str, ...]] = {
-    ActionKind.BAN: ("room", "all"),
-    ActionKind.REVIEW: ("hold", "flag"),
-}
-
-
-def _names(values: Sequence[Any]) -> str:
-    return ", ".join(getattr(value, "value", value) for value in values)
-
-
-def _parse_action(value: Any) -> PlannedAction:
-    """`quarantine`, `ban`, `{ban: room}`, `{ban: all}`, `review`, `{review: flag}` -> PlannedAction."""
-    if isinstance(value, PlannedAction):
-        return value
-    scope: Any = None
-    if isinstance(value, dict):
-        if len(value) != 1:
-            raise ValueError("an action given as a mapping has exactly one key, like {ban: all}")
-        ((value, scope),) = value.items()
-    if not isinstance(value, str):
-        raise ValueError(f"an action is a name or a one-key mapping, got {value!r}")
-    try:
-        kind = ActionKind(value)
-    except ValueError:
-        raise ValueError(f"unknown action {value!r} (expected one of {_names(ActionKind)})") from None
-    scopes = _SCOPES.get(kind)
-    if scopes is None:
-        if scope is not None:
-            raise ValueError(f"action {value!r} takes no options")
-        return PlannedAction(kind)
-    scope = scopes[0] if scope is None else scope
-    if scope not in scopes:
-        what = "scope" if kind is ActionKind.BAN else "mode"
-        raise ValueError(f"unknown {kind.value} {what} {scope!r} (expected one of {_names(scopes)})")
-    return PlannedAction(kind, scope)
-
-
-def _action_yaml(action: PlannedAction) -> str | dict[str, str]:
-    """The inverse of _parse_action, so a dumped policy is a valid policy document."""
-    scopes = _SCOPES.get(action.kind)
-    if scopes and action.scope != scopes[0]:
-        return {action.kind.value: action.scope}
-    return action.kind.value
-
-
 def _enum_parser(enum: type[E], what: str) -> Callable[[Any], E]:
     def parse(value: Any) -> E:
         try:
@@ -141,7 +95,6 @@ def _room_id(value: str) -> str:
     return value
 
 
-Action = Annotated[PlannedAction, BeforeValidator(_parse_action), PlainSerializer(_action_yaml)]
 Kind = Annotated[MatchKind, BeforeValidator(_parse_kind)]
 OnFailure = Annotated[FailureMode, BeforeValidator(_parse_failure_mode)]
 Names = Annotated[tuple[str, ...] | None, BeforeValidator(_one_or_many), AfterValidator(_nonempty)]
@@ -289,6 +242,9 @@ class Policy(_Model):
     rooms: dict[Annotated[str, AfterValidator(_room_id)], RoomPolicy] = {}
     # What a failed scan means when no rule with `on_failure` covers the failed classifier.
     on_failure: OnFailure = FailureMode.FAIL_OPEN
+    # Servers whose users are local (account actions apply); None: the homeserver's own.
+    local_servers: tuple[str, ...] | None = None
+    remote_senders: RemoteSenders = RemoteSenders()  # instead of account actions (bot/senders.py)
 
     def for_room(self, room_id: str) -> EffectivePolicy:
         room = self.rooms.get(room_id, RoomPolicy())
@@ -335,7 +291,7 @@ FAILURE_ACTIONS: dict[FailureMode, tuple[PlannedAction, ...]] = {
 _STRICTNESS = (FailureMode.FAIL_OPEN, FailureMode.REVIEW, FailureMode.FAIL_CLOSED)
 # Actions against a person, which an exemption spares; every other action is on the media
 # (or tells the moderators) and is taken whoever posted it.
-PERSON_ACTIONS: frozenset[ActionKind] = frozenset({ActionKind.BAN})
+PERSON_ACTIONS: frozenset[ActionKind] = frozenset({ActionKind.BAN, ActionKind.SERVER_ACL, *ACCOUNT_ACTIONS})
 
 
 def with_dry_run(policy: Policy, overrides: Mapping[str | None, bool]) -> Policy:
@@ -360,6 +316,8 @@ def decide(
     ctx: EventContext,
     policy: Policy,
     failures: Sequence[Classification] = (),
+    *,
+    home_server: str | None = None,
 ) -> Decision:
     """What to do about one event: the first rule (in order) matching any verdict fires.
 
@@ -391,6 +349,10 @@ def decide(
     if mode is not None:
         kinds = {action.kind for action in actions}
         actions += tuple(a for a in FAILURE_ACTIONS[mode] if a.kind not in kinds)
+    # A remote sender has no account here: the policy's remote_senders actions instead.
+    local = policy.local_servers if policy.local_servers is not None else (home_server,) if home_server else None
+    sender = for_sender(actions, ctx.sender, local, policy.remote_senders)
+    actions = sender.actions
     exempt_reason = effective.exempt.reason(ctx)
     spared: tuple[PlannedAction, ...] = ()
     if exempt_reason:
@@ -407,6 +369,9 @@ def decide(
         verdicts=matching if fired is not None else (),
         failures=failed,
         on_failure=mode,
+        remote_server=sender.remote_server,
+        replaced=sender.replaced,
+        server_acl_after=sender.server_acl_after,
     )
 
 
@@ -435,7 +400,9 @@ def describe(d: Decision) -> str:
         exempt = f"; the sender is exempt ({d.exempt_reason}), spared: {spared}"
     if not d.actions:
         return f"rule {d.rule}: nothing to do, the media is let through{failed}"
-    actions = ", ".join(a.kind.value + (f" ({a.scope})" if a.kind in _SCOPES else "") for a in d.actions)
+    actions = ", ".join(planned_text(a) for a in d.actions)
+    if d.replaced:
+        exempt += f"; remote sender ({d.remote_server}) instead of: " + ", ".join(planned_text(a) for a in d.replaced)
     return f"rule {d.rule}{' [dry run]' if d.dry_run else ''}: {actions}{exempt}{failed}"
 
 

@@ -43,6 +43,7 @@ from .model import CRYPTOGRAPHIC, HASH_HEX_LENGTH, Decision, EventContext, Media
 from .policy import Policy, decide
 from .policy import describe as describe_decision, outcome as decision_outcome
 from .record.store import MediaEvent, Store, StoredMedia
+from .senders import server_of
 
 log = logging.getLogger("modbot.retro")
 
@@ -303,7 +304,7 @@ class RetroMatcher:
             await audit("retro", "retry", f"could not read power levels of {event.room_id}: {e}")
             return None
         ctx = EventContext(event.event_id, event.room_id, event.sender, power, event.origin_server_ts)
-        decision = decide(verdicts, ctx, self._policy())
+        decision = decide(verdicts, ctx, self._policy(), home_server=server_of(self.bot_user_id))
         outcome = decision_outcome(decision)
         await audit("decision", outcome, describe_decision(decision))
         if decision.acts:

@@ -12,38 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import html
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
 from ..metrics import Metrics
-from ..model import ActionKind, Decision, EventContext, FailureMode, Hashes, MatchKind, MediaRef, Outcome, PlannedAction, Verdict
+from ..model import ActionKind, Decision, EventContext, FailureMode, MediaRef, Outcome, PlannedAction
 from ..record.actions import DONE, GIVEN_UP, ActionRecord
 from ..record.store import Store
+from ..senders import server_of
+from .admin import ADMIN_KINDS, admin_steps, ordered
 from .homeserver import Homeserver, HomeserverError
+from .notices import (
+    ActionResult, MatchedMedia, compose_notice, describe_result, describe_verdict, media_lines, notice_text,
+)
 from .operations import Operation, perform
 
 log = logging.getLogger("modbot.act")
-
-
-@dataclass(frozen=True)
-class MatchedMedia:
-    ref: MediaRef
-    verdicts: tuple[Verdict, ...]
-    hashes: Hashes | None = None
-
-
-@dataclass(frozen=True)
-class ActionResult:
-    kind: str
-    target: str
-    room_id: str | None
-    outcome: Outcome
-    detail: str
-    # Why it failed or is pending: the homeserver's answer (errcode and error), or none.
-    error: str | None = None
 
 
 def txn_id_for(key: str) -> str:
@@ -97,8 +82,10 @@ class Executor:
         results: list[ActionResult] = []
         kinds = [a.kind for a in planned]
         # Notify goes last whatever its place in the rule, so the notice can say what was done.
-        for action in planned:
-            if action.kind is ActionKind.QUARANTINE:
+        for action in ordered(planned):
+            if action.kind in ADMIN_KINDS:
+                results += await self._admin(action, ctx, decision)
+            elif action.kind is ActionKind.QUARANTINE:
                 for m in matched:
                     results.append(await self._quarantine(m.ref, ctx, decision))
             elif action.kind is ActionKind.REDACT:
@@ -110,6 +97,40 @@ class Executor:
         if ActionKind.NOTIFY in kinds:
             results.append(await self._notify(ctx, decision, matched, results))
         return results
+
+    async def _admin(self, action: PlannedAction, ctx: EventContext, decision: Decision) -> list[ActionResult]:
+        """A server-admin action (bot/act/admin.py): its steps, each durable and audited."""
+        if action.kind is ActionKind.SERVER_ACL and not decision.dry_run:
+            waiting = await self._count_remote_incident(ctx, decision)
+            if waiting is not None:
+                return [waiting]
+        steps = admin_steps(
+            action, ctx, decision, protected_rooms=self._protected_rooms(),
+            management_room=self._management_room(), bot_user_id=self.hs.bot_user_id,
+        )
+        results = []
+        for step in steps:
+            if step.skip is not None or step.operation is None:
+                results.append(await self._skip(step.kind, step.target, step.room_id, ctx, step.skip or "nothing to do"))
+            else:
+                results.append(await self._durable(step.key, step.kind, step.target, step.room_id, ctx, decision, step.operation))
+        return results
+
+    async def _count_remote_incident(self, ctx: EventContext, decision: Decision) -> ActionResult | None:
+        """Note this incident against the sender's server; a result saying why the server is
+        not denied yet, or None once it has had `after` incidents within `within` seconds."""
+        server = server_of(ctx.sender)
+        after, within = decision.server_acl_after or (1, 0.0)
+
+        async def note() -> str:
+            return f"incident from {server} noted for its server ACL threshold"
+
+        await self._once(f"remote_incident:{ctx.event_id}", "remote_incident", server, None, ctx, decision, do=note, dry_run=False)
+        count = await self.store.count_actions(kind="remote_incident", target=server, since=self._clock() - within)
+        if count >= after:
+            return None
+        why = f"{count} of {after} incidents from {server} within {within:.0f} s: not denied yet"
+        return await self._skip("server_acl", server, None, ctx, why)
 
     def delay_for(self, attempts: int) -> float:
         """Seconds before the next attempt after `attempts` failed ones: doubling, capped."""
@@ -345,76 +366,6 @@ def media_acted_on(
     if decision.on_failure in (FailureMode.FAIL_CLOSED, FailureMode.REVIEW):
         acting_on += [m for m in unscanned if m.ref not in {a.ref for a in acting_on}]
     return acting_on
-
-
-def describe_verdict(v: Verdict) -> str:
-    where = f"list {v.list_name}" if v.list_name else v.classifier
-    if v.kind is MatchKind.EXACT:
-        how = f"exact {v.hash_type}" if v.hash_type else "exact"
-    else:
-        how = f"near, {v.hash_type or 'hash'} distance {v.distance}"
-    return f"{where}, label {v.label} ({how})"
-
-
-def compose_notice(
-    ctx: EventContext,
-    decision: Decision,
-    matched: Sequence[MatchedMedia],
-    results: Sequence[ActionResult],
-) -> tuple[str, str]:
-    """The management-room notice: who, where, what matched and what was done. Never the media."""
-    what = "known media detected" if decision.verdicts or not decision.failures else "media held: a scan failed"
-    if decision.exempt_reason:
-        what += " (sender exempt)"
-    title = f"modbot [DRY RUN]: {what}" if decision.dry_run else f"modbot: {what}"
-    lines = [
-        f"Room: {ctx.room_id}",
-        f"Event: {ctx.event_id}",
-        f"Sender: {ctx.sender}",
-        f"Rule: {decision.rule}",
-        *media_lines([m for m in matched if m.verdicts]),
-    ]
-    if decision.exempt_reason:
-        spared = ", ".join(_planned(a) for a in decision.spared) or "nothing"
-        lines.append(
-            f"The sender is exempt: {decision.exempt_reason}. Spared: {spared}; the media is dealt with as anyone's."
-        )
-    if decision.failures:
-        # Classifier errors are credential-free by contract (see bot.classify.base).
-        failed = "; ".join(f"{f.classifier}: {f.error}" for f in decision.failures)
-        mode = decision.on_failure.value if decision.on_failure else "fail_open"
-        lines.append(f"Scan failed ({mode}): {failed}")
-        if decision.holds:
-            lines.append("Held until a scan succeeds: the media is quarantined and the event redacted.")
-    if results:
-        lines.append("Actions: " + "; ".join(describe_result(r) for r in results))
-    else:
-        lines.append("Actions: none")
-    return notice_text(title, lines)
-
-
-def describe_result(r: ActionResult) -> str:
-    """`ban @u:x: failed (HTTP 403 M_FORBIDDEN: ...)`: an outcome with the homeserver's reason."""
-    text = f"{r.kind} {r.target}: {r.outcome.value}"
-    if r.outcome is Outcome.PENDING:
-        return f"{text} ({r.error}; retrying)"
-    return f"{text} ({r.error})" if r.error else text
-
-
-def _planned(action: PlannedAction) -> str:
-    return f"{action.kind.value} ({action.scope})" if action.kind is ActionKind.BAN else action.kind.value
-
-
-def media_lines(matched: Sequence[MatchedMedia]) -> list[str]:
-    """One line per matched media: its mxc (as text, never the media) and what it matched."""
-    return [f"Media {m.ref.mxc} ({m.ref.source}): " + "; ".join(describe_verdict(v) for v in m.verdicts) for m in matched]
-
-
-def notice_text(title: str, lines: Sequence[str]) -> tuple[str, str]:
-    """A notice's plain body and its HTML: the title in bold, one line each."""
-    body = title + "\n" + "\n".join(lines)
-    formatted = f"<b>{html.escape(title)}</b><br>" + "<br>".join(html.escape(line) for line in lines)
-    return body, formatted
 
 
 def _unique(items: Sequence[str]) -> list[str]:

@@ -82,6 +82,20 @@ class Homeserver:
             lambda: self.api.request(method, path, content=content, query_params=query)
         )
 
+    async def _call_as_sender(self, method: Method, path: str, query: dict[str, str]) -> Any:
+        """A call without the appservice's `user_id` query parameter (Synapse then takes the
+        registration's sender, the bot): for endpoints where `user_id` is a filter."""
+        return await self._with_retries(lambda: HTTPAPI.request(self.api, method, path, query_params=query))
+
+    async def probe(self, method: Method, path: str) -> Any:
+        """One request, no retries: whether (and how) the homeserver answers a path."""
+        try:
+            return await self.api.request(method, path)
+        except MatrixRequestError as e:
+            status = getattr(e, "http_status", 0)
+            errcode = getattr(e, "errcode", None)
+            raise matrix_error(f"HTTP {status} {errcode or ''}", status=status, errcode=errcode) from e
+
     async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
         """Retry what a homeserver may answer differently in a moment: 429, 5xx, no connection."""
         attempt = 0
@@ -289,6 +303,46 @@ class Homeserver:
 
     async def unquarantine(self, server: str, media_id: str) -> None:
         await self._call(Method.POST, f"/_synapse/admin/v1/media/unquarantine/{_q(server)}/{_q(media_id)}", {})
+
+    async def suspend(self, user_id: str, suspend: bool = True) -> None:
+        """Suspend (or unsuspend) a local user: they can read but not send, join or upload (1.122+)."""
+        await self._call(Method.PUT, f"/_synapse/admin/v1/suspend/{_q(user_id)}", {"suspend": suspend})
+
+    async def deactivate(self, user_id: str, erase: bool) -> None:
+        """Deactivate a local user (irreversible); `erase` also hides their messages from new joiners."""
+        await self._call(Method.POST, f"/_synapse/admin/v1/deactivate/{_q(user_id)}", {"erase": erase})
+
+    async def user_joined_rooms(self, user_id: str) -> list[str]:
+        answer = await self._call(Method.GET, f"/_synapse/admin/v1/users/{_q(user_id)}/joined_rooms")
+        return [r for r in answer.get("joined_rooms") or [] if isinstance(r, str)]
+
+    async def block_room(self, room_id: str, block: bool = True) -> None:
+        """Block (or unblock) a room: nobody on this server may join it; nothing is deleted."""
+        await self._call(Method.PUT, f"/_synapse/admin/v1/rooms/{_q(room_id)}/block", {"block": block})
+
+    async def delete_room(self, room_id: str, *, block: bool, purge: bool, message: str | None = None) -> str:
+        """Take a room down in the background (local users are made to leave); the job's id."""
+        body: dict[str, Any] = {"block": block, "purge": purge}
+        if message:
+            body["message"] = message
+        answer = await self._call(Method.DELETE, f"/_synapse/admin/v2/rooms/{_q(room_id)}", body)
+        return str(answer.get("delete_id", ""))
+
+    async def event_reports(self, *, start: int = 0, limit: int = 100) -> dict[str, Any]:
+        """Users' reports of events, newest first from offset `start`."""
+        query = {"from": str(start), "limit": str(limit), "dir": "b"}
+        # `user_id` filters event reports by reporter: it must not be the appservice's.
+        return await self._call_as_sender(Method.GET, "/_synapse/admin/v1/event_reports", query)
+
+    async def user_reports(self, *, start: int = 0, limit: int = 100) -> dict[str, Any]:
+        """Users' reports of users, newest first (Synapse 1.152+; older ones answer 404)."""
+        query = {"from": str(start), "limit": str(limit), "dir": "b"}
+        return await self._call_as_sender(Method.GET, "/_synapse/admin/v1/user_reports", query)
+
+    async def fetch_event(self, event_id: str) -> dict[str, Any]:
+        """Any event this server has, by id (admin API)."""
+        answer = await self._call(Method.GET, f"/_synapse/admin/v1/fetch_event/{_q(event_id)}")
+        return answer.get("event", answer)
 
 
 def room_power(levels: dict[str, Any], create: dict[str, Any], creator: str | None) -> RoomPower:

@@ -8,6 +8,7 @@ way: they report a failure in their reply, and the moderator runs them again.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -88,9 +89,63 @@ async def _notice(hs: Homeserver, a: dict[str, str]) -> str:
     return f"notice {notice} in {a['room_id']}"
 
 
+async def _suspend(hs: Homeserver, a: dict[str, str]) -> str:
+    on = a.get("suspend", "true") == "true"
+    await hs.suspend(a["user_id"], on)
+    return f"{'suspended' if on else 'unsuspended'} {a['user_id']}"
+
+
+async def _deactivate(hs: Homeserver, a: dict[str, str]) -> str:
+    erase = a.get("erase") == "true"
+    await hs.deactivate(a["user_id"], erase)
+    return f"deactivated {a['user_id']}" + (" and erased" if erase else "")
+
+
+async def _quarantine_user_media(hs: Homeserver, a: dict[str, str]) -> str:
+    count = await hs.quarantine_user_media(a["user_id"])
+    return f"quarantined {count} media of {a['user_id']}"
+
+
+async def _redact_user(hs: Homeserver, a: dict[str, str]) -> str:
+    rooms = [r for r in a.get("rooms", "").split("\n") if r]
+    if a.get("scope") == "all":
+        # Never an empty list: Synapse reads it as "every room". The rooms are those the user
+        # is in now, asked at the time of the attempt.
+        rooms = await hs.user_joined_rooms(a["user_id"])
+    if not rooms:
+        return f"no room to redact {a['user_id']}'s events in"
+    job = await hs.redact_user_events(a["user_id"], rooms, a["reason"], None)
+    status = await wait_redaction(hs, job)
+    return f"redacting {a['user_id']}'s events in {len(rooms)} room(s): job {job} {status}"
+
+
+async def wait_redaction(hs: Homeserver, job: str, *, polls: int = 60, interval: float = 1.0) -> str:
+    """Follow Synapse's background redaction a while, so that the outcome says how it went."""
+    for _ in range(polls):
+        answer = await hs.redact_status(job)
+        if answer.get("status") in ("complete", "failed"):
+            failed = answer.get("failed_redactions") or {}
+            return f"{answer['status']}" + (f", {len(failed)} failed" if failed else "")
+        await asyncio.sleep(interval)
+    return "still running"
+
+
+async def _block_room(hs: Homeserver, a: dict[str, str]) -> str:
+    on = a.get("block", "true") == "true"
+    await hs.block_room(a["room_id"], on)
+    return f"{'blocked' if on else 'unblocked'} {a['room_id']}"
+
+
+async def _purge_room(hs: Homeserver, a: dict[str, str]) -> str:
+    job = await hs.delete_room(a["room_id"], block=True, purge=True, message=a.get("message"))
+    return f"taking {a['room_id']} down (blocked and purged, job {job})"
+
+
 OPERATIONS: dict[str, Perform] = {
     "quarantine": _quarantine, "redact": _redact, "ban": _ban, "notice": _notice,
-    "unban": _unban, "state": _state, "server_acl": _server_acl,
+    "unban": _unban, "state": _state,
+    "suspend": _suspend, "deactivate": _deactivate, "quarantine_user_media": _quarantine_user_media,
+    "redact_user": _redact_user, "block_room": _block_room, "purge_room": _purge_room, "server_acl": _server_acl,
 }
 
 

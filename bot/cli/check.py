@@ -19,6 +19,7 @@ from ..record.liststate import ListStateRepo
 from ..record.policyrules import PolicyRuleRepo, WatchedList
 from ..policylists.service import list_status
 from ..lists.guard import ListRecord, judge
+from .adminapis import check_admin_apis
 from .common import load
 
 
@@ -107,6 +108,7 @@ async def check(config: Config, *, config_path: Path | None = None, registration
                 f"        curl -X PUT -H 'Authorization: Bearer <admin token>' -d '{{\"admin\": true}}' "
                 f"{config.homeserver.url}/_synapse/admin/v2/users/{hs.bot_user_id}",
             )
+        await check_admin_apis(hs, config, ok, bad, lambda msg: print(f"  note  {msg}"))
         rooms = [(r, "protected") for r in config.rooms.protected]
         if config.rooms.management_room:
             rooms.append((config.rooms.management_room, "management"))

@@ -20,6 +20,7 @@ from ..act.powers import PowerCache
 from ..config import HashListConfig
 from ..controls import Controls
 from ..extract import extract_media_refs
+from ..intake.reports import ReportDesk
 from ..model import Hashes, MediaRef, Verdict
 from ..policylists.service import PolicyLists
 from ..record.evidence import ChainAnchors
@@ -78,6 +79,7 @@ class CommandServices:
     hash_lists: Sequence[HashListConfig]
     status: BotStatus
     policylists: PolicyLists | None = None  # the Matrix policy lists followed (bot/policylists/)
+    reports: ReportDesk | None = None  # users' reports (bot/intake/reports.py); None before start
 
 
 @dataclass
@@ -120,6 +122,9 @@ class CommandContext:
         if not refs:
             # Redacted already: modbot remembers which media the event carried.
             refs = [r for r in (media_ref(m) for m in await self.services.store.media_of_event(self.reply_to)) if r]
+        if not refs and self.services.reports is not None:
+            # A report's card: the reported event's media.
+            refs = [r for r in (media_ref(m) for m in await self.services.reports.media_of_card(self.reply_to)) if r]
         if not refs:
             raise CommandError("the message replied to has no media modbot can read")
         return refs

@@ -6,6 +6,7 @@ audited like what the bot does. `help` lists the commands in the order registere
 
 from __future__ import annotations
 
+from .accounts import register_account_commands
 from .actions import register_action_commands
 from .evidence import register_evidence_commands
 from .framework import CommandSet
@@ -17,6 +18,7 @@ from .policy import register_policy_commands
 from .policylists import register_policylist_commands
 from .review import register_review_commands
 from .rooms import register_room_commands
+from .userreports import register_report_commands
 
 SECTIONS = (
     register_info_commands,
@@ -29,6 +31,8 @@ SECTIONS = (
     register_evidence_commands,
     register_review_commands,
     register_action_commands,
+    register_account_commands,
+    register_report_commands,
 )
 
 

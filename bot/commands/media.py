@@ -7,6 +7,7 @@ from ..act.enforcer import media_ref
 from ..act.executor import MatchedMedia, describe_verdict
 from ..model import EventContext
 from ..policy import decide
+from ..senders import server_of
 from .context import CommandContext, CommandError, Reply
 from .framework import ROOM, Arg, CommandSet
 from .members import refuse_anywhere_protected
@@ -39,7 +40,7 @@ def register_media_commands(commands: CommandSet) -> None:
                 event = await ctx.replied_event()
                 power = (await services.powers.get(ctx.room_id)).of(event["sender"])
                 ev_ctx = EventContext(ctx.reply_to, ctx.room_id, event["sender"], power, event.get("origin_server_ts"))
-                decision = decide(verdicts, ev_ctx, services.controls.policy)
+                decision = decide(verdicts, ev_ctx, services.controls.policy, home_server=server_of(services.bot_user_id))
                 matched = [MatchedMedia(ref, tuple(verdicts), hashes)]
                 results = await services.enforcer.enforce(decision, ev_ctx, matched)
                 outcome = "; ".join(f"{r.kind} {r.outcome.value}" for r in results)

@@ -6,7 +6,6 @@ import html
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..act.executor import txn_id_for

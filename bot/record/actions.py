@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -196,6 +196,14 @@ class ActionRepo:
             query = query.where(ActionRow.status.in_(list(statuses)))
         async with self.sessions() as session:
             return [_record(r) for r in (await session.execute(query)).scalars()]
+
+    async def count(self, *, kind: str, target: str, since: float) -> int:
+        """Actions of a kind on a target created since a time (remote incidents per server)."""
+        query = select(func.count()).select_from(ActionRow).where(
+            ActionRow.kind == kind, ActionRow.target == target, ActionRow.created_at >= since
+        )
+        async with self.sessions() as session:
+            return int((await session.execute(query)).scalar_one())
 
     async def get(self, action_id: int) -> ActionRecord | None:
         async with self.sessions() as session:

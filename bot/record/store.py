@@ -193,6 +193,9 @@ class Store:
     ) -> list[ActionRecord]:
         return await self.action_repo.list(event_id=event_id, statuses=statuses, limit=limit)
 
+    async def count_actions(self, *, kind: str, target: str, since: float) -> int:
+        return await self.action_repo.count(kind=kind, target=target, since=since)
+
     # --- audit (audit.py) ----------------------------------------------------------------------
 
     async def audit(

@@ -312,3 +312,19 @@ class PolicyBanRow(Base):
     user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     room_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     banned_at: Mapped[float] = mapped_column(Float)
+class UserReportRow(Base):
+    """A user's report read from Synapse (event or user report): carded once, then resolved."""
+
+    __tablename__ = "user_reports"
+    __table_args__ = (UniqueConstraint("kind", "report_id", name="uq_user_reports_kind_report_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # event | user
+    report_id: Mapped[str] = mapped_column(String(64))  # Synapse's id
+    received_ts: Mapped[int | None] = mapped_column(BigInteger)
+    detail_json: Mapped[str] = mapped_column(Text)  # the report as Synapse gave it, and what modbot found
+    # new (read, not carded yet) | open | acted (policy, at once) | resolved (report act) | dismissed
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    card_event_id: Mapped[str | None] = mapped_column(String(255))
+    seen_at: Mapped[float] = mapped_column(Float)
+    resolved_by: Mapped[str | None] = mapped_column(String(255))
+    resolved_at: Mapped[float | None] = mapped_column(Float)

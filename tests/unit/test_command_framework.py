@@ -299,6 +299,19 @@ BUILT_IN: list[tuple[str, bool, dict[str, Any]]] = [
     ("policylist watch #bans:example.org", False, {"room": "#bans:example.org"}),
     (f"policylist unwatch https://matrix.to/#/{ROOM}", False, {"room": ROOM}),
     ("policylist list", False, {}),
+    (f"suspend {SPAM}", False, {"user": SPAM}),
+    ("suspend", True, {"user": None}),
+    (f"unsuspend {SPAM}", False, {"user": SPAM}),
+    (f"deactivate {SPAM} --erase", False, {"user": SPAM, "erase": True, "yes": False}),
+    ("deactivate --yes", True, {"user": None, "erase": False, "yes": True}),
+    (f"takedown {ROOM}", False, {"room": ROOM, "purge": False, "yes": False}),
+    (f"takedown {ROOM} --purge --yes", False, {"room": ROOM, "purge": True, "yes": True}),
+    (f"unblock {ROOM}", False, {"room": ROOM}),
+    (f"quarantine user {SPAM}", False, {"user": SPAM}),
+    (f"quarantine room {ROOM}", False, {"room": ROOM}),
+    ("confirm", True, {}),
+    ("report act 3", False, {"id": 3}),
+    ("report dismiss 3", False, {"id": 3}),
 ]
 
 

@@ -294,7 +294,7 @@ ERROR_CASES = [
         MINIMAL + "policy:\n  rules:\n    - name: r\n      actions: [quarantine, bann]\n",
         [
             "{path}:10: policy.rules[0].actions[1]: "
-            "unknown action 'bann' (expected one of quarantine, redact, ban, notify, review)"
+            "unknown action 'bann' (expected one of quarantine, redact, ban, notify, review, suspend, deactivate, quarantine_user_media, redact_user, takedown_room)"
         ],
     ),
     (

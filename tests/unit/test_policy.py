@@ -263,12 +263,12 @@ ERROR_CASES = [
               - quarantine
               - bann
         """,
-        ["policy.yaml:5: rules[0].actions[1]: unknown action 'bann' (expected one of quarantine, redact, ban, notify, review)"],
+        ["policy.yaml:5: rules[0].actions[1]: unknown action 'bann' (expected one of quarantine, redact, ban, notify, review, suspend, deactivate, quarantine_user_media, redact_user, takedown_room)"],
     ),
     (
         "unknown action in a flow list",
         "rules:\n  - name: r\n    actions: [quarantine, bann]\n",
-        ["policy.yaml:3: rules[0].actions[1]: unknown action 'bann' (expected one of quarantine, redact, ban, notify, review)"],
+        ["policy.yaml:3: rules[0].actions[1]: unknown action 'bann' (expected one of quarantine, redact, ban, notify, review, suspend, deactivate, quarantine_user_media, redact_user, takedown_room)"],
     ),
     (
         "bad ban scope",
@@ -341,7 +341,7 @@ ERROR_CASES = [
         'rooms:\n  "!ok:example.org":\n    rules:\n      - name: r\n        actions: [bann]\n',
         [
             "policy.yaml:5: rooms['!ok:example.org'].rules[0].actions[0]: "
-            "unknown action 'bann' (expected one of quarantine, redact, ban, notify, review)"
+            "unknown action 'bann' (expected one of quarantine, redact, ban, notify, review, suspend, deactivate, quarantine_user_media, redact_user, takedown_room)"
         ],
     ),
     (
@@ -359,7 +359,7 @@ ERROR_CASES = [
         "dry_run: maybe\nrules:\n  - name: r\n    actions: [bann]\n",
         [
             "policy.yaml:1: dry_run: Input should be a valid boolean, unable to interpret input (got 'maybe')",
-            "policy.yaml:4: rules[0].actions[0]: unknown action 'bann' (expected one of quarantine, redact, ban, notify, review)",
+            "policy.yaml:4: rules[0].actions[0]: unknown action 'bann' (expected one of quarantine, redact, ban, notify, review, suspend, deactivate, quarantine_user_media, redact_user, takedown_room)",
         ],
     ),
 ]
