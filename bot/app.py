@@ -38,6 +38,7 @@ from .intake.queue import WorkQueue
 from .lists.registry import ListRegistry, ReloadResult
 from .metrics import Metrics
 from .pipeline import Pipeline, PowerCache, RetryLater
+from .presendwiring import Presend
 from .probes import OperatorEndpoints
 from .record.db import create_engine, migrate
 from .record.instance import EXIT_LOCK_LOST, InstanceLock, instance_lock
@@ -147,6 +148,8 @@ class ModBot:
             ready=lambda: self.appservice.ready,
         )
         self.probes.add_routes(self.appservice.app)
+        # Synapse's check_event_for_spam (synapse-http-antispam), bot/presend.py, on this HTTP server.
+        self.presend = Presend(config, self.engine, self.store, self.appservice.app) if config.presend.enabled else None
         self.queue: WorkQueue | None = None
         # Set in start(); typed as present because nothing uses them before.
         self.pipeline: Pipeline = None  # type: ignore[assignment]
@@ -208,15 +211,7 @@ class ModBot:
             pending_upload_wait=cfg.processing.pending_upload_wait,
             max_downloads=cfg.processing.max_downloads,
         )
-        self.executor = executor = Executor(
-            self.homeserver,
-            self.store,
-            self.metrics,
-            protected_rooms=lambda: sorted(self.controls.protected),
-            management_room=lambda: self.management_room,
-            retry_delay=cfg.processing.action_retry_delay,
-            retry_max_delay=cfg.processing.action_retry_max_delay,
-        )
+        self.executor = executor = self._executor(self.store)
         self.action_retrier = ActionRetrier(executor, self.store)
         self.enforcer = Enforcer(
             executor,
@@ -253,6 +248,11 @@ class ModBot:
             refusal_reply_interval=cfg.commands.refusal_reply_interval,
         )
         await warming
+        if self.presend is not None:
+            self.presend.start(
+                pipeline=self.pipeline, session=self.appservice.http_session, powers=self.powers,
+                controls=self.controls, bot_user_id=self.bot_user_id, submit=self.queue.submit,
+            )
         if cfg.processing.enabled:
             resumed = await self.queue.start()
             if resumed:
@@ -273,11 +273,20 @@ class ModBot:
         self.appservice.ready = True
         log.info("modbot ready as %s, protecting %d rooms", self.bot_user_id, len(self.controls.protected))
 
+    def _executor(self, store: Store) -> Executor:
+        processing = self.config.processing
+        return Executor(
+            self.homeserver, store, self.metrics, protected_rooms=lambda: sorted(self.controls.protected),
+            management_room=lambda: self.management_room, retry_delay=processing.action_retry_delay,
+            retry_max_delay=processing.action_retry_max_delay,
+        )
+
     def _command_services(self) -> CommandServices:
         """What command handlers may use (bot/commands/context.py): never the bot itself."""
         status = BotStatus(
             self.started_at, queue_depth=lambda: self.queue.depth if self.queue else 0,
             recent_errors=lambda: self.queue.last_errors if self.queue else [], classifiers=self.classifiers,
+            presend=(lambda: self.presend.counts.since_start) if self.presend else None,
         )
         return CommandServices(
             prefix=self.config.commands.prefix, bot_user_id=self.bot_user_id, management_room=self.management_room,
@@ -287,8 +296,7 @@ class ModBot:
         )
 
     @property
-    def protected(self) -> set[str]:
-        """The protected rooms (kept by the controls)."""
+    def protected(self) -> set[str]:  # the protected rooms, kept by the controls
         return self.controls.protected
 
     async def _open_evidence(self) -> None:
@@ -356,15 +364,7 @@ class ModBot:
         cfg = self.config
         # Its own executor, whose audit rows say "retroactive"; same action keys, so an
         # action the pipeline already took is not taken again.
-        executor = Executor(
-            self.homeserver,
-            Store(self.engine, action_lease=cfg.processing.action_lease, audit_source=RETRO),
-            self.metrics,
-            protected_rooms=lambda: sorted(self.controls.protected),
-            management_room=lambda: self.management_room,
-            retry_delay=cfg.processing.action_retry_delay,
-            retry_max_delay=cfg.processing.action_retry_max_delay,
-        )
+        executor = self._executor(Store(self.engine, action_lease=cfg.processing.action_lease, audit_source=RETRO))
         enforcer = Enforcer(
             executor, self.store, self.moderation,
             homeserver_name=cfg.homeserver.domain, management_room=lambda: self.management_room,
@@ -410,6 +410,8 @@ class ModBot:
         await self.rescanner.stop()
         if self.action_retrier is not None:
             await self.action_retrier.stop()
+        if self.presend is not None:
+            await self.presend.stop()
         if self.queue is not None:
             await self.queue.stop()
         await self.classifier_runner.close()

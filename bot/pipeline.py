@@ -6,6 +6,7 @@ I/O around them and writes every step to the audit log.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -159,6 +160,7 @@ class Pipeline:
             sender=event.sender,
             sender_power=power,
             origin_server_ts=event.event.get("origin_server_ts"),
+            blocked_before_delivery=event.presend == "blocked",
         )
         verdicts = [v for m in matched for v in m.verdicts]
         failures = [f for s in failed for f in s.failures]
@@ -233,6 +235,23 @@ class Pipeline:
             journal.audit("scan", "not_scanned", budget.late, mxc=late.mxc)
             self.metrics.media_scanned.labels("error").inc()
         return [o.result if isinstance(o, Finished) else self._unscanned(o.item, budget.late) for o in outcomes]
+
+    def with_fetcher(self, fetcher: MediaFetcher) -> Pipeline:
+        """This pipeline downloading through `fetcher` and remembering no dead references:
+        the pre-send check's, which must not wait for uploads nor make others wait."""
+        twin = copy.copy(self)
+        twin.fetcher = RememberingFetcher(fetcher, MediaFailureMemory(expiry=0))
+        return twin
+
+    async def scan_offered(self, journal: EventJournal, refs: Sequence[MediaRef]) -> list[ScanResult]:
+        """Scan the media of an event not stored yet (the pre-send check, bot/presend.py).
+
+        The hashes and verdicts are committed with `journal`, so the appservice path, when
+        the same event arrives, reuses them instead of downloading and hashing again."""
+        try:
+            return await self._scan_all(journal, refs, held=False)
+        finally:
+            await self.store.commit(journal)
 
     def _unscanned(self, ref: MediaRef, reason: str, *, awaiting_upload: bool = False) -> ScanResult:
         """Media no classifier could look at: a failed scan for each, for the policy's on_failure."""

@@ -95,6 +95,8 @@ class Enforcer:
             actions=[{"kind": r.kind, "target": r.target, "room": r.room_id, "outcome": r.outcome.value, "detail": r.detail} for r in results],
             retroactive=retroactive,
         )
+        if ctx.blocked_before_delivery:
+            record["delivery"] = "blocked before delivery"
         incident = await self.moderation.append_incident(ctx.event_id, record)
         await self.store.audit(
             "incident", "recorded", f"incident #{incident.id}: {record['incident_type']}" + (" (retroactive)" if retroactive else ""),

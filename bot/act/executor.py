@@ -120,6 +120,8 @@ class Executor:
         return await self._durable(f"quarantine:{ref.mxc}", "quarantine", ref.mxc, ctx.room_id, ctx, decision, op)
 
     async def _redact(self, ctx: EventContext, decision: Decision) -> ActionResult:
+        if ctx.blocked_before_delivery:
+            return await self._skip("redact", ctx.event_id, ctx.room_id, ctx, "blocked before delivery: never sent")
         key = f"redact:{ctx.event_id}"
         args = {"room_id": ctx.room_id, "event_id": ctx.event_id, "reason": f"modbot: {decision.rule}", "txn_id": txn_id_for(key)}
         return await self._durable(key, "redact", ctx.event_id, ctx.room_id, ctx, decision, Operation("redact", args, ctx.sender))
@@ -357,6 +359,8 @@ def compose_notice(
 ) -> tuple[str, str]:
     """The management-room notice: who, where, what matched and what was done. Never the media."""
     what = "known media detected" if decision.verdicts or not decision.failures else "media held: a scan failed"
+    if ctx.blocked_before_delivery:
+        what = what.replace("detected", "blocked before delivery")
     if decision.exempt_reason:
         what += " (sender exempt)"
     title = f"modbot [DRY RUN]: {what}" if decision.dry_run else f"modbot: {what}"
@@ -367,6 +371,8 @@ def compose_notice(
         f"Rule: {decision.rule}",
         *media_lines([m for m in matched if m.verdicts]),
     ]
+    if ctx.blocked_before_delivery:
+        lines.append("Blocked before delivery: Synapse rejected the event, nobody in the room received it.")
     if decision.exempt_reason:
         spared = ", ".join(_planned(a) for a in decision.spared) or "nothing"
         lines.append(
