@@ -1,0 +1,298 @@
+"""Pre-send checks against a real Synapse that loads synapse-http-antispam (issue 12).
+
+Synapse asks modbot before it accepts an event. An observer in the room syncs continuously
+and downloads every media it sees: for known media it must receive nothing at all, while the
+sender is told M_FORBIDDEN and the follow-up (quarantine, incident, ban, notice) happens
+anyway. One stage for the module: modbot with `presend.enabled`, a protected room, a
+second protected room whose policy says `presend: fail_closed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from PIL import ImageOps
+from sqlalchemy import text
+
+from bot.cli.scan import add_images
+from bot.demo.matrix import MatrixRequestError, MatrixUser
+from bot.demo.stage import Stage, build_stage
+from bot.demo.waiting import wait_for
+from bot.extract import extract_media_refs
+from bot.record.moderation import ModerationStore
+from botproc import BotProcess, StoreReader
+from fake_services import FakeScanner, KnownMedia, slow
+from images import encode, make_photo
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
+
+KNOWN = make_photo(seed=1201)
+KNOWN_PNG = encode(KNOWN, "PNG")
+DEADLINE = 2.0
+
+
+class Observer:
+    """A member who syncs without pause and downloads every media it sees, as clients do."""
+
+    def __init__(self, user: MatrixUser) -> None:
+        self.user = user
+        self.events: dict[str, dict[str, Any]] = {}
+        self.downloads: dict[str, int] = {}  # mxc -> HTTP status
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        first = await self.user.request("GET", "/_matrix/client/v3/sync", params={"timeout": "0"})
+        self._task = asyncio.create_task(self._run(first["next_batch"]))
+
+    async def _run(self, since: str) -> None:
+        while True:
+            try:
+                resp = await self.user.request("GET", "/_matrix/client/v3/sync", params={"since": since, "timeout": "500"})
+            except Exception:  # Synapse restarting: try again
+                await asyncio.sleep(0.2)
+                continue
+            since = resp["next_batch"]
+            for room in resp.get("rooms", {}).get("join", {}).values():
+                for event in room.get("timeline", {}).get("events", []):
+                    self.events[event["event_id"]] = event
+                    for ref in extract_media_refs(event).refs:
+                        if ref.mxc not in self.downloads:
+                            self.downloads[ref.mxc] = await self.user.download_status(ref.mxc)
+
+    def carrying(self, mxc: str) -> list[dict[str, Any]]:
+        return [e for e in self.events.values() if mxc in str(e.get("content", {}))]
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+@dataclass
+class World:
+    stage: Stage
+    bot: BotProcess
+    db: StoreReader
+    moderation: ModerationStore
+    observer: Observer
+    trusted: MatrixUser
+    scanner: FakeScanner
+    seen: set[str] = field(default_factory=set)
+
+    @property
+    def room(self) -> str:
+        return self.stage.protected_rooms[0]
+
+    @property
+    def closed_room(self) -> str:
+        return self.stage.protected_rooms[1]
+
+    async def synced(self, room: str) -> None:
+        """Wait until the observer has seen a message sent now: whatever came before it, it has seen too."""
+        marker = await self.stage.moderator.send_text(room, "sync marker")
+        await wait_for(lambda: _true(marker in self.observer.events), timeout=30, description="observer synced")
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def write_config(stage: Stage, scanner: FakeScanner, trusted: str, *, slow_scanner: bool = False, **presend: Any) -> None:
+    classifiers = []
+    if slow_scanner:
+        classifiers = [{
+            "name": "scanner", "type": "http_scanner", "timeout": 10, "retries": 0,
+            "settings": {"url": f"{scanner.url}/scan", "mode": "hashes", "token": scanner.token},
+        }]
+    stage.write_config(
+        presend={**stage.config_data["presend"], "deadline": DEADLINE, **presend},
+        classifiers=classifiers,
+        policy={
+            "exempt": {"users": [trusted], "power_level": 100},
+            "rules": [{"name": "known-media", "actions": ["quarantine", "redact", "ban", "notify"]}],
+            "rooms": {stage.protected_rooms[1]: {"presend": "fail_closed"}},
+        },
+        processing={**stage.config_data["processing"], "rescan_delay": 1, "rescan_max_delay": 2},
+    )
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    workdir = tmp_path_factory.mktemp("presend")
+    scanner = FakeScanner()
+    await scanner.start()
+    stage = await build_stage(workdir, protected_rooms=2, presend={"deadline": DEADLINE})
+    bot = db = observer = None
+    try:
+        known_file = workdir / "known.png"
+        known_file.write_bytes(KNOWN_PNG)
+        add_images([known_file], stage.config(), "known", None)
+        known_file.unlink()
+        trusted = await stage.new_user("trusted")
+        watcher = await stage.new_user("observer")
+        for room in stage.protected_rooms:
+            for user in (trusted, watcher):
+                await stage.moderator.invite(room, user.user_id)
+                await user.join(room)
+        write_config(stage, scanner, trusted.user_id)
+        bot = BotProcess.for_stage(stage)
+        await bot.start()
+        db = StoreReader.for_stage(stage)
+        observer = Observer(watcher)
+        await observer.start()
+        yield World(stage, bot, db, ModerationStore(db.engine), observer, trusted, scanner)
+    finally:
+        if observer is not None:
+            await observer.stop()
+        if bot is not None:
+            await bot.stop()
+        if db is not None:
+            await db.close()
+        await stage.stop()
+        await scanner.stop()
+
+
+def _variant(name: str) -> tuple[bytes, str]:
+    if name == "original":
+        return KNOWN_PNG, "image/png"
+    if name == "re-encoded":
+        return encode(KNOWN, "JPEG", quality=50), "image/jpeg"
+    if name == "mirrored":
+        return encode(ImageOps.mirror(KNOWN), "JPEG", quality=90), "image/jpeg"
+    raise ValueError(name)
+
+
+async def send_form(user: MatrixUser, room: str, form: str) -> tuple[str, str]:
+    """Upload the known image and send it in `form`; (mxc, the event's send coroutine's result or error)."""
+    if form in ("original", "re-encoded", "mirrored"):
+        data, mime = _variant(form)
+        mxc = await user.upload(data, mime, "image")
+        return mxc, await user.send_image(room, mxc, mimetype=mime, size=len(data))
+    mxc = await user.upload(encode(KNOWN.resize((KNOWN.width // 2, KNOWN.height // 2)), "JPEG", quality=85), "image/jpeg")
+    if form == "thumbnail-only":
+        main = await user.upload(encode(make_photo(seed=1299), "JPEG", quality=85), "image/jpeg")
+        return mxc, await user.send_image(room, main, mimetype="image/jpeg", thumbnail_url=mxc)
+    if form == "inline-img":
+        content = {
+            "msgtype": "m.text", "body": "look", "format": "org.matrix.custom.html",
+            "formatted_body": f'look <img src="{mxc}" alt="x">',
+        }
+        return mxc, await user.send_message(room, content)
+    raise ValueError(form)
+
+
+async def rejected(coro: Any) -> MatrixRequestError:
+    with pytest.raises(MatrixRequestError) as caught:
+        await coro
+    return caught.value
+
+
+async def blocked_event(w: World, sender: str) -> str:
+    """The id of the event the pre-send check stored for `sender` (it never reached the room)."""
+    async def find() -> str | None:
+        for entry in await w.db.store.audit_log(category="presend", limit=500):
+            if entry.outcome == "blocked" and entry.sender == sender:
+                return entry.event_id
+        return None
+
+    return await wait_for(find, timeout=20, description=f"blocked event of {sender}")
+
+
+async def notices(w: World) -> list[str]:
+    messages = await w.stage.moderator.messages(w.stage.management_room, limit=100)
+    return [
+        m["content"].get("body", "") for m in messages
+        if m.get("sender") == w.stage.bot_user_id and m.get("content", {}).get("msgtype") == "m.notice"
+    ]
+
+
+async def notice_about(w: World, event_id: str) -> str | None:
+    return next((n for n in await notices(w) if event_id in n), None)
+
+
+async def incident_of(w: World, event_id: str) -> dict[str, Any] | None:
+    return next((i.record for i in await w.moderation.incidents() if i.record["event_id"] == event_id), None)
+
+
+async def membership(w: World, room: str, user_id: str) -> str | None:
+    return await w.stage.moderator.get_membership(room, user_id)
+
+
+@pytest.mark.parametrize("form", ["original", "re-encoded", "mirrored", "thumbnail-only", "inline-img"])
+async def test_known_media_is_refused_before_anyone_receives_it_and_acted_on(world: World, form: str) -> None:
+    offender = await world.stage.new_user("offender", join=world.room)
+    error = await rejected(send_form(offender, world.room, form))
+    assert (error.status, error.errcode) == (403, "M_FORBIDDEN")
+    assert "could not be sent" in error.message and "known" not in error.message  # neutral
+    event_id = await blocked_event(world, offender.user_id)
+
+    incident = await wait_for(lambda: incident_of(world, event_id), timeout=30, description="incident")
+    assert incident["delivery"] == "blocked before delivery"
+    mxc = incident["media"][0]["mxc"]
+    assert await world.stage.admin.download_status(mxc) == 404  # quarantined: kept, unserved
+    await wait_for(lambda: _eq(membership(world, world.room, offender.user_id), "ban"), timeout=20, description="ban")
+    notice = await wait_for(lambda: notice_about(world, event_id), timeout=20, description="notice")
+    assert notice.startswith("modbot: known media blocked before delivery") and offender.user_id in notice
+    actions = {(a.kind, a.status) for a in await world.db.store.actions(event_id=event_id)}
+    assert {("quarantine", "ok"), ("ban", "ok"), ("notify", "ok")} <= actions
+    assert ("redact", "ok") not in actions  # nothing to redact: it was never sent
+    stored = await world.db.store.load_event(event_id)
+    assert stored is not None and stored.presend == "blocked" and stored.sender == offender.user_id
+
+    await world.synced(world.room)
+    assert world.observer.carrying(mxc) == []
+    assert mxc not in world.observer.downloads
+    assert not any(e.get("sender") == offender.user_id and e.get("type") == "m.room.message" for e in world.observer.events.values())
+
+
+async def _eq(coro: Any, expected: Any) -> bool:
+    return await coro == expected
+
+
+async def test_an_unknown_image_is_delivered_and_its_scan_is_shared(world: World) -> None:
+    poster = await world.stage.new_user("poster", join=world.room)
+    data = encode(make_photo(seed=1202), "JPEG", quality=85)
+    mxc = await poster.upload(data, "image/jpeg", "image")
+    event_id = await poster.send_image(world.room, mxc, mimetype="image/jpeg", size=len(data))
+    await wait_for(lambda: _true(event_id in world.observer.events), timeout=30, description="delivered")
+    await wait_for(lambda: _true(mxc in world.observer.downloads), timeout=30, description="downloaded")
+    assert world.observer.downloads[mxc] == 200
+
+    async def done() -> bool:
+        event = await world.db.store.load_event(event_id)
+        return event is not None and event.status == "done"
+
+    await wait_for(done, timeout=30, description="processed by the appservice path")
+    # Hashed once, by the pre-send check: the appservice path found the hashes it recorded
+    # (hashing again would have moved last_scanned).
+    media = await world.db.store.get_media(mxc)
+    assert media is not None and media.hashes is not None
+    async with world.db.engine.connect() as conn:
+        row = (await conn.execute(text("SELECT first_seen, last_scanned FROM media WHERE mxc = :m"), {"m": mxc})).one()
+    assert row.first_seen == row.last_scanned
+    audits = [(a.category, a.outcome) for a in await world.db.store.audit_log(event_id=event_id)]
+    assert audits.count(("verdict", "no_match")) == 2  # the pre-send scan and the appservice path's
+    assert [v.kind for v in await world.db.store.verdicts_for(event_id=event_id)] == ["no_match"]
+    assert await membership(world, world.room, poster.user_id) == "join"
+
+
+async def test_an_exempt_sender_is_refused_too_but_nothing_is_done_to_them(world: World) -> None:
+    mxc = await world.trusted.upload(KNOWN_PNG, "image/png", "image")
+    error = await rejected(world.trusted.send_image(world.room, mxc, size=len(KNOWN_PNG)))
+    assert error.errcode == "M_FORBIDDEN"
+    event_id = await blocked_event(world, world.trusted.user_id)
+    notice = await wait_for(lambda: notice_about(world, event_id), timeout=30, description="notice")
+    assert notice.startswith("modbot: known media blocked before delivery (sender exempt)")
+    assert "The sender is exempt" in notice
+    assert await world.stage.admin.download_status(mxc) == 404
+    assert await membership(world, world.room, world.trusted.user_id) == "join"
+    kinds = {a.kind for a in await world.db.store.actions(event_id=event_id)}
+    assert "ban" not in kinds
