@@ -98,18 +98,17 @@ class World:
     async def synced(self, room: str) -> None:
         """Wait until the observer has seen a message sent now: whatever came before it, it has seen too."""
         marker = await self.stage.moderator.send_text(room, "sync marker")
-        await wait_for(lambda: _true(marker in self.observer.events), timeout=30, description="observer synced")
+        await wait_for(lambda: marker in self.observer.events, timeout=30, description="observer synced")
 
 
-async def _true(value: bool) -> bool:
-    return value
-
-
-def write_config(stage: Stage, scanner: FakeScanner, trusted: str, *, slow_scanner: bool = False, **presend: Any) -> None:
+def write_config(
+    stage: Stage, scanner: FakeScanner, trusted: str, *, slow_scanner: bool = False,
+    processing: dict[str, Any] | None = None, **presend: Any,
+) -> None:
     classifiers = []
     if slow_scanner:
         classifiers = [{
-            "name": "scanner", "type": "http_scanner", "timeout": 10, "retries": 0,
+            "name": "scanner", "type": "http", "timeout": 10, "retries": 0,
             "settings": {"url": f"{scanner.url}/scan", "mode": "hashes", "token": scanner.token},
         }]
     stage.write_config(
@@ -120,7 +119,7 @@ def write_config(stage: Stage, scanner: FakeScanner, trusted: str, *, slow_scann
             "rules": [{"name": "known-media", "actions": ["quarantine", "redact", "ban", "notify"]}],
             "rooms": {stage.protected_rooms[1]: {"presend": "fail_closed"}},
         },
-        processing={**stage.config_data["processing"], "rescan_delay": 1, "rescan_max_delay": 2},
+        processing={**stage.config_data["processing"], "rescan_delay": 1, "rescan_max_delay": 2, **(processing or {})},
     )
 
 
@@ -262,8 +261,8 @@ async def test_an_unknown_image_is_delivered_and_its_scan_is_shared(world: World
     data = encode(make_photo(seed=1202), "JPEG", quality=85)
     mxc = await poster.upload(data, "image/jpeg", "image")
     event_id = await poster.send_image(world.room, mxc, mimetype="image/jpeg", size=len(data))
-    await wait_for(lambda: _true(event_id in world.observer.events), timeout=30, description="delivered")
-    await wait_for(lambda: _true(mxc in world.observer.downloads), timeout=30, description="downloaded")
+    await wait_for(lambda: event_id in world.observer.events, timeout=30, description="delivered")
+    await wait_for(lambda: mxc in world.observer.downloads, timeout=30, description="downloaded")
     assert world.observer.downloads[mxc] == 200
 
     async def done() -> bool:
@@ -296,3 +295,123 @@ async def test_an_exempt_sender_is_refused_too_but_nothing_is_done_to_them(world
     assert await membership(world, world.room, world.trusted.user_id) == "join"
     kinds = {a.kind for a in await world.db.store.actions(event_id=event_id)}
     assert "ban" not in kinds
+
+
+async def restart(w: World, **settings: Any) -> None:
+    """modbot again, with the stage's settings plus `presend` (slow_scanner: the loopback scanner as a classifier)."""
+    await w.bot.stop()
+    write_config(w.stage, w.scanner, w.trusted.user_id, **settings)
+    await w.bot.start()
+
+
+async def redacted(w: World, room: str, event_id: str) -> bool:
+    event = await w.stage.moderator.get_event(room, event_id)
+    return "redacted_because" in event.get("unsigned", {})
+
+
+async def test_with_modbot_stopped_events_flow_and_are_acted_on_once_it_is_back(world: World) -> None:
+    offender = await world.stage.new_user("whiledown", join=world.room)
+    await world.bot.stop()
+    try:
+        mxc = await offender.upload(KNOWN_PNG, "image/png", "image")
+        event_id = await offender.send_image(world.room, mxc, size=len(KNOWN_PNG))  # fail open: accepted
+        await wait_for(lambda: event_id in world.observer.events, timeout=30, description="delivered while modbot is down")
+    finally:
+        await world.bot.start()
+    await wait_for(lambda: redacted(world, world.room, event_id), timeout=60, description="redacted once modbot is back")
+    await wait_for(lambda: _eq(membership(world, world.room, offender.user_id), "ban"), timeout=20, description="ban")
+    assert await world.stage.admin.download_status(mxc) == 404
+    stored = await world.db.store.load_event(event_id)
+    assert stored is not None and stored.presend is None  # the appservice path's, not blocked
+
+
+async def test_a_slow_classifier_lets_the_event_through_on_time_and_it_is_acted_on_afterwards(world: World) -> None:
+    late_known = encode(make_photo(seed=1203), "JPEG", quality=85)
+    world.scanner.known.append(KnownMedia.of(late_known, "csam-test"))
+    world.scanner.fail_always(slow(DEADLINE + 3))  # answers, but after the deadline
+    await restart(world, slow_scanner=True)
+    try:
+        offender = await world.stage.new_user("slow", join=world.room)
+        mxc = await offender.upload(late_known, "image/jpeg", "image")
+        started = asyncio.get_running_loop().time()
+        event_id = await offender.send_image(world.room, mxc, mimetype="image/jpeg", size=len(late_known))
+        assert asyncio.get_running_loop().time() - started < DEADLINE + 2  # allowed on time, not after the scanner
+        await wait_for(lambda: redacted(world, world.room, event_id), timeout=60, description="acted on afterwards")
+        await wait_for(lambda: _eq(membership(world, world.room, offender.user_id), "ban"), timeout=20, description="ban")
+        outcomes = [a.outcome for a in await world.db.store.audit_log(event_id=event_id, category="presend")]
+        assert outcomes == ["timed_out"]
+
+        # Where the policy says `presend: fail_closed`, the same wait rejects the event instead.
+        other = await world.stage.new_user("closed", join=world.closed_room)
+        unknown = encode(make_photo(seed=1204), "JPEG", quality=85)
+        mxc2 = await other.upload(unknown, "image/jpeg", "image")
+        error = await rejected(other.send_image(world.closed_room, mxc2, mimetype="image/jpeg"))
+        assert error.errcode == "M_FORBIDDEN"
+        await world.synced(world.closed_room)
+        assert world.observer.carrying(mxc2) == []
+    finally:
+        world.scanner.fail_always(None)
+        await restart(world)
+
+
+async def create_unuploaded(user: MatrixUser) -> str:
+    """An mxc URI whose content is not uploaded yet (MSC2246 asynchronous upload)."""
+    return str((await user.request("POST", "/_matrix/media/v1/create"))["content_uri"])
+
+
+async def test_media_not_uploaded_yet_is_refused_by_default(world: World) -> None:
+    user = await world.stage.new_user("early", join=world.room)
+    mxc = await create_unuploaded(user)
+    error = await rejected(user.send_image(world.room, mxc))
+    assert error.errcode == "M_FORBIDDEN" and "finished uploading" in error.message
+    await world.synced(world.room)
+    assert world.observer.carrying(mxc) == []
+
+
+async def test_media_not_uploaded_yet_can_be_allowed_and_is_fetched_again_until_it_comes(world: World) -> None:
+    await restart(world, pending_upload="allow", processing={"failure_memory": 1})
+    try:
+        offender = await world.stage.new_user("late", join=world.room)
+        mxc = await create_unuploaded(offender)
+        event_id = await offender.send_image(world.room, mxc)  # allowed: nothing to scan yet
+        server, media_id = mxc.removeprefix("mxc://").split("/")
+        await offender.request(
+            "PUT", f"/_matrix/media/v3/upload/{server}/{media_id}", data=KNOWN_PNG, headers={"Content-Type": "image/png"}
+        )
+        await wait_for(lambda: redacted(world, world.room, event_id), timeout=90, description="late upload acted on")
+        assert await world.stage.admin.download_status(mxc) == 404
+    finally:
+        await restart(world)
+
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def failing_closed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Stage, BotProcess]]:
+    """A second server whose module is configured `fail_open: false` (presend.fail_open)."""
+    stage = await build_stage(tmp_path_factory.mktemp("presend-closed"), presend={"fail_open": False})
+    bot = BotProcess.for_stage(stage)
+    try:
+        await bot.start()
+        yield stage, bot
+    finally:
+        await bot.stop()
+        await stage.stop()
+
+
+async def test_with_the_module_failing_closed_events_are_refused_while_modbot_is_down(
+    failing_closed: tuple[Stage, BotProcess],
+) -> None:
+    stage, bot = failing_closed
+    user = await stage.new_user("poster", join=stage.room)
+    data = encode(make_photo(seed=1205), "JPEG", quality=85)
+    mxc = await user.upload(data, "image/jpeg", "image")
+    await user.send_image(stage.room, mxc, mimetype="image/jpeg")  # modbot up: an unknown image goes through
+    await bot.stop()
+    try:
+        error = await rejected(user.send_image(stage.room, mxc, mimetype="image/jpeg", body="while down"))
+        assert error.status >= 400
+        bodies = [m.get("content", {}).get("body") for m in await stage.moderator.messages(stage.room)]
+        assert "while down" not in bodies
+    finally:
+        await bot.start()
+    await user.send_image(stage.room, mxc, mimetype="image/jpeg", body="back")
