@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -415,3 +416,30 @@ async def test_with_the_module_failing_closed_events_are_refused_while_modbot_is
     finally:
         await bot.start()
     await user.send_image(stage.room, mxc, mimetype="image/jpeg", body="back")
+
+
+async def test_check_and_status_say_synapse_calls_the_endpoint(world: World) -> None:
+    async def checked() -> str | None:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "check", "-c", str(world.stage.config_path),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=world.bot.workdir,
+        )
+        out = (await proc.communicate())[0].decode()
+        return out if "blocked" in out else None  # counts are flushed every 2 s
+
+    out = await wait_for(checked, timeout=30, description="modbot check reporting pre-send counts")
+    assert "ok    pre-send: last ping from synapse-http-antispam" in out
+    assert "ok    pre-send: last check_event_for_spam" in out and "s ago" in out
+
+    await world.stage.moderator.send_text(world.stage.management_room, "!mod status")
+
+    async def status() -> str | None:
+        return next((n for n in await replies(world) if "Pre-send checks since start" in n), None)
+
+    reply = await wait_for(status, timeout=30, description="status reply")
+    assert "allowed" in reply and "blocked" in reply and "timed out" in reply
+
+
+async def replies(w: World) -> list[str]:
+    messages = await w.stage.moderator.messages(w.stage.management_room, limit=50)
+    return [m["content"].get("body", "") for m in messages if m.get("sender") == w.stage.bot_user_id]
