@@ -352,7 +352,7 @@ class ModBot:
         return wants_processing(event) or event_command_tokens(event, self.addressing) is not None
 
     async def _process(self, event: Any) -> None:
-        if self.commands.is_command(event.event):
+        if event.presend is None and self.commands.is_command(event.event):  # a blocked one was never sent
             await self.commands.handle(event)
             await self.store.finish_event(event.event_id, "done")
             return

@@ -104,7 +104,7 @@ class World:
 
 def write_config(
     stage: Stage, scanner: FakeScanner, trusted: str, *, slow_scanner: bool = False,
-    processing: dict[str, Any] | None = None, **presend: Any,
+    processing: dict[str, Any] | None = None, dry_run: bool = False, **presend: Any,
 ) -> None:
     classifiers = []
     if slow_scanner:
@@ -116,6 +116,7 @@ def write_config(
         presend={**stage.config_data["presend"], "deadline": DEADLINE, **presend},
         classifiers=classifiers,
         policy={
+            "dry_run": dry_run,
             "exempt": {"users": [trusted], "power_level": 100},
             "rules": [{"name": "known-media", "actions": ["quarantine", "redact", "ban", "notify"]}],
             "rooms": {stage.protected_rooms[1]: {"presend": "fail_closed"}},
@@ -443,3 +444,20 @@ async def test_check_and_status_say_synapse_calls_the_endpoint(world: World) -> 
 async def replies(w: World) -> list[str]:
     messages = await w.stage.moderator.messages(w.stage.management_room, limit=50)
     return [m["content"].get("body", "") for m in messages if m.get("sender") == w.stage.bot_user_id]
+
+
+async def test_in_dry_run_known_media_is_let_through_and_only_noticed(world: World) -> None:
+    await restart(world, dry_run=True)
+    try:
+        offender = await world.stage.new_user("dry", join=world.room)
+        mxc = await offender.upload(KNOWN_PNG, "image/png", "image")
+        event_id = await offender.send_image(world.room, mxc, size=len(KNOWN_PNG))  # allowed
+        await wait_for(lambda: event_id in world.observer.events, timeout=30, description="delivered")
+        notice = await wait_for(lambda: notice_about(world, event_id), timeout=30, description="dry-run notice")
+        assert "DRY RUN" in notice
+        outcomes = [a.outcome for a in await world.db.store.audit_log(event_id=event_id, category="presend")]
+        assert outcomes == ["dry_run"]
+        assert await world.stage.admin.download_status(mxc) == 200
+        assert await membership(world, world.room, offender.user_id) == "join"
+    finally:
+        await restart(world)

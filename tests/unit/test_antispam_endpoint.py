@@ -19,6 +19,7 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from bot.cli.check import presend_report
 from bot.config import load_config
 from bot.intake.antispam import AntispamEndpoint, module_block
 from bot.intake.registration import set_presend_secret
@@ -26,7 +27,7 @@ from bot.presend import PresendCounts, presend_mode, removes_media
 from bot.model import ActionKind, Decision, PlannedAction
 from bot.policy import parse_policy
 from bot.record.db import create_engine, migrate
-from bot.record.presend import PresendStatsRepo
+from bot.record.presend import PresendStat, PresendStatsRepo
 from bot.record.store import Store
 
 SECRET = "the-antispam-secret-0123456789"
@@ -194,3 +195,23 @@ def test_only_a_decision_that_takes_the_media_down_blocks(actions: tuple[ActionK
 def test_a_held_review_blocks_a_flag_does_not() -> None:
     assert removes_media(Decision(rule="r", actions=(PlannedAction(ActionKind.REVIEW, "hold"),)))
     assert not removes_media(Decision(rule="r", actions=(PlannedAction(ActionKind.REVIEW, "flag"),)))
+
+
+def test_check_reports_when_synapse_last_called() -> None:
+    stats = {
+        "ping": PresendStat("ping", 1, 900.0),
+        "allowed": PresendStat("allowed", 7, 990.0),
+        "blocked": PresendStat("blocked", 2, 950.0),
+    }
+    lines = presend_report(stats, now=1000.0)
+    assert all(good for good, _msg, _fix in lines)
+    assert "last ping from synapse-http-antispam 100 s ago" in lines[0][1]
+    assert "last check_event_for_spam 10 s ago; counts: allowed 7, blocked 2" in lines[1][1]
+
+
+def test_check_fails_when_synapse_never_pinged_or_uses_a_wrong_secret() -> None:
+    assert [good for good, _m, _f in presend_report(None, now=0.0)] == [False]
+    never = presend_report({}, now=0.0)
+    assert not never[0][0] and "never pinged" in never[0][1] and "modules:" in never[0][2]
+    wrong = presend_report({"ping": PresendStat("ping", 1, 1.0), "unauthorized": PresendStat("unauthorized", 3, 5.0)}, now=9.0)
+    assert not wrong[-1][0] and "wrong secret" in wrong[-1][1]
