@@ -246,12 +246,9 @@ class Pipeline:
     async def scan_offered(self, journal: EventJournal, refs: Sequence[MediaRef]) -> list[ScanResult]:
         """Scan the media of an event not stored yet (the pre-send check, bot/presend.py).
 
-        The hashes and verdicts are committed with `journal`, so the appservice path, when
-        the same event arrives, reuses them instead of downloading and hashing again."""
-        try:
-            return await self._scan_all(journal, refs, held=False)
-        finally:
-            await self.store.commit(journal)
+        The caller commits `journal`: the hashes and verdicts it holds let the appservice
+        path, when the same event arrives, skip downloading and hashing again."""
+        return await self._scan_all(journal, refs, held=False)
 
     def _unscanned(self, ref: MediaRef, reason: str, *, awaiting_upload: bool = False) -> ScanResult:
         """Media no classifier could look at: a failed scan for each, for the policy's on_failure."""

@@ -148,8 +148,7 @@ class PresendChecker:
         if not refs:
             return PresendAnswer(True, "unchecked")
         scan = asyncio.create_task(self._scan(event, refs), name=f"presend {event['event_id']}")
-        self._scans.add(scan)
-        scan.add_done_callback(self._scan_done)
+        self._track(scan)
         try:
             scans, power = await asyncio.wait_for(asyncio.shield(scan), self.deadline)
             return await self._answer(event, scans, power)
@@ -160,6 +159,16 @@ class PresendChecker:
             log.exception("pre-send check of %s failed", event["event_id"])
             return await self._undecided(event, FAILED, f"pre-send check failed ({type(e).__name__}: {e})")
 
+    async def _commit(self, journal: EventJournal) -> None:
+        try:
+            await self.store.commit(journal)
+        except Exception:
+            log.exception("could not record the pre-send scan of %s; the appservice path scans again", journal.event_id)
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self._scans.add(task)
+        task.add_done_callback(self._scan_done)
+
     def _scan_done(self, task: asyncio.Task[Any]) -> None:
         self._scans.discard(task)
         if not task.cancelled() and task.exception() is not None:
@@ -167,7 +176,12 @@ class PresendChecker:
 
     async def _scan(self, event: dict[str, Any], refs: Sequence[MediaRef]) -> tuple[list[ScanResult], int]:
         journal = EventJournal(event["event_id"], event["room_id"], event["sender"])
-        scans = await self.pipeline.scan_offered(journal, refs)
+        try:
+            scans = await self.pipeline.scan_offered(journal, refs)
+        finally:
+            # Recorded beside the answer, not before it: the answer needs none of it, and
+            # a write waiting on the database would hold up the sender.
+            self._track(asyncio.create_task(self._commit(journal), name=f"presend record {event['event_id']}"))
         power = (await self.powers.get(event["room_id"])).of(event["sender"])
         return scans, power
 
@@ -220,4 +234,5 @@ class PresendChecker:
     async def stop(self) -> None:
         for task in list(self._scans):
             task.cancel()
-        await asyncio.gather(*self._scans, return_exceptions=True)
+        await asyncio.gather(*list(self._scans), return_exceptions=True)
+        await asyncio.gather(*list(self._scans), return_exceptions=True)  # the records those scans left
