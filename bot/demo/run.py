@@ -56,11 +56,13 @@ async def _demo(workdir: Path, keep: bool) -> int:
         _say(f"3. modbot running on {bot.config.appservice.public_url}, protecting {len(bot.protected)} room(s)")
 
         offender = await stage.new_user("offender", join=stage.room)
+        # The first post gets its sender banned: the copy comes from another account.
+        second = await stage.new_user("offender", join=stage.room)
         bystander = await stage.new_user("bystander", join=stage.room)
         posts = {
             "the known image (PNG)": (offender, encode(known, "PNG"), "image/png"),
             "a mirrored, re-encoded copy (JPEG q50)": (
-                offender, encode(ImageOps.mirror(known), "JPEG", quality=50), "image/jpeg",
+                second, encode(ImageOps.mirror(known), "JPEG", quality=50), "image/jpeg",
             ),
             "an unrelated image": (bystander, encode(make_photo(seed=2), "JPEG", quality=85), "image/jpeg"),
         }
@@ -87,7 +89,8 @@ async def _demo(workdir: Path, keep: bool) -> int:
                 shown = "REDACTED" if "redacted_because" in event.get("unsigned", {}) else "visible"
             status = await stage.admin.download_status(mxc)
             _say(f"   {what}: event {shown}, media download HTTP {status}{' (quarantined)' if status == 404 else ''}")
-        _say(f"   {offender.user_id} membership: {await stage.moderator.get_membership(stage.room, offender.user_id)}")
+        for user in (offender, second):
+            _say(f"   {user.user_id} membership: {await stage.moderator.get_membership(stage.room, user.user_id)}")
         _say(f"   {bystander.user_id} membership: {await stage.moderator.get_membership(stage.room, bystander.user_id)}")
         _say("6. notices in the management room:")
         for message in reversed(await stage.moderator.messages(stage.management_room)):
