@@ -29,7 +29,7 @@ from bot.demo.waiting import wait_for
 from bot.extract import extract_media_refs
 from bot.record.moderation import ModerationStore
 from botproc import BotProcess, StoreReader
-from fake_services import FakeScanner, KnownMedia, slow
+from fake_services import FakeScanner, KnownMedia, server_error, slow
 from images import encode, make_photo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -352,6 +352,16 @@ async def test_a_slow_classifier_lets_the_event_through_on_time_and_it_is_acted_
         assert error.errcode == "M_FORBIDDEN"
         await world.synced(world.closed_room)
         assert world.observer.carrying(mxc2) == []
+
+        # A classifier that fails outright: allowed and audited, refused where fail_closed.
+        world.scanner.fail_always(server_error())
+        failing = encode(make_photo(seed=1206), "JPEG", quality=85)
+        mxc3 = await other.upload(failing, "image/jpeg", "image")
+        await rejected(other.send_image(world.closed_room, mxc3, mimetype="image/jpeg"))
+        poster = await world.stage.new_user("failing", join=world.room)
+        event_id = await poster.send_image(world.room, mxc3, mimetype="image/jpeg")
+        audit = [(a.outcome, a.message) for a in await world.db.store.audit_log(event_id=event_id, category="presend")]
+        assert [outcome for outcome, _ in audit] == ["failed"] and "scanner" in audit[0][1]
     finally:
         world.scanner.fail_always(None)
         await restart(world)
