@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ from .record.store import StoredEvent, Store
 from .intake.rescan import Rescanner
 
 log = logging.getLogger("modbot.pipeline")
+RECENT_HASHES = 1024  # media hashes kept in memory (bytes: a few hundred each)
 
 
 class RetryLater(Exception):
@@ -89,6 +91,10 @@ class Pipeline:
         self.max_image_pixels = max_image_pixels
         self.sandbox = sandbox
         self.budget = budget
+        # The latest media hashed, by mxc (an mxc's content never changes); shared with the
+        # pre-send twin (with_fetcher), so that an event it let through is not hashed again
+        # even before its record reaches the database.
+        self.recent: OrderedDict[str, Hashes] = OrderedDict()
 
     async def process(self, event: StoredEvent) -> None:
         """Handle one stored event. Raises RetryLater when it should be tried again.
@@ -345,7 +351,7 @@ class Pipeline:
         the caller drops them once those have run. Media the bot quarantined itself while a
         scan was failing is read with the admin's quarantine bypass, to be scanned again.
         """
-        known_hashes = journal.pending_hashes(ref.mxc)
+        known_hashes = journal.pending_hashes(ref.mxc) or self.recent.get(ref.mxc)
         if known_hashes is None:
             known = await self.store.get_media(ref.mxc)
             known_hashes = known.hashes if known is not None else None
@@ -385,6 +391,9 @@ class Pipeline:
             if lease is not None:
                 lease.release()
         journal.record_media(ref, status="hashed", hashes=hashes, mimetype=ref.mimetype, error=hashes.perceptual_error)
+        self.recent[ref.mxc] = hashes
+        while len(self.recent) > RECENT_HASHES:
+            self.recent.popitem(last=False)
         if hashes.perceptual_error:
             journal.audit(
                 "scan", "partial", f"exact hashes only, no perceptual scan: {hashes.perceptual_error}", mxc=ref.mxc
