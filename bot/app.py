@@ -1,10 +1,10 @@
-"""Composition root: build every part from the config, start them in order, stop them."""
+"""Composition root: build every part from the config, start them in order, stop them
+(the process around it, signals and the instance lock, is `modbot run`: bot/cli/run.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -39,9 +39,10 @@ from .lists.registry import ListRegistry, ReloadResult
 from .metrics import Metrics
 from .pipeline import Pipeline, PowerCache, RetryLater
 from .policylists.wiring import PolicyListWiring
+from .presendwiring import Presend
 from .probes import OperatorEndpoints
 from .record.db import create_engine, migrate
-from .record.instance import EXIT_LOCK_LOST, InstanceLock, instance_lock
+from .record.instance import InstanceLock, instance_lock
 from .record.liststate import ListStateRepo
 from .record.moderation import ModerationStore
 from .record.retention import RetentionRunner
@@ -147,6 +148,8 @@ class ModBot:
             ready=lambda: self.appservice.ready,
         )
         self.probes.add_routes(self.appservice.app)
+        # Synapse's check_event_for_spam (synapse-http-antispam), bot/presend.py, on this HTTP server.
+        self.presend = Presend(config, self.engine, self.store, self.appservice.app) if config.presend.enabled else None
         self.queue: WorkQueue | None = None
         # Set in start(); typed as present because nothing uses them before.
         self.pipeline: Pipeline = None  # type: ignore[assignment]
@@ -205,15 +208,7 @@ class ModBot:
             user_id=self.bot_user_id, max_bytes=cfg.processing.max_media_bytes, timeout=cfg.processing.download_timeout,
             pending_upload_wait=cfg.processing.pending_upload_wait, max_downloads=cfg.processing.max_downloads,
         )
-        self.executor = executor = Executor(
-            self.homeserver,
-            self.store,
-            self.metrics,
-            protected_rooms=lambda: sorted(self.controls.protected),
-            management_room=lambda: self.management_room,
-            retry_delay=cfg.processing.action_retry_delay,
-            retry_max_delay=cfg.processing.action_retry_max_delay,
-        )
+        self.executor = executor = self._executor(self.store)
         self.action_retrier = ActionRetrier(executor, self.store)
         await self.policylists.start(executor, self.homeserver, lambda: self.management_room)
         self.enforcer = Enforcer(executor, self.store, self.moderation, homeserver_name=cfg.homeserver.domain,
@@ -247,6 +242,11 @@ class ModBot:
             refusal_reply_interval=cfg.commands.refusal_reply_interval,
         )
         await warming
+        if self.presend is not None:
+            self.presend.start(
+                pipeline=self.pipeline, session=self.appservice.http_session, powers=self.powers,
+                controls=self.controls, bot_user_id=self.bot_user_id, submit=self.queue.submit,
+            )
         if cfg.processing.enabled:
             resumed = await self.queue.start()
             if resumed:
@@ -269,11 +269,20 @@ class ModBot:
         self.appservice.ready = True
         log.info("modbot ready as %s, protecting %d rooms", self.bot_user_id, len(self.controls.protected))
 
+    def _executor(self, store: Store) -> Executor:
+        processing = self.config.processing
+        return Executor(
+            self.homeserver, store, self.metrics, protected_rooms=lambda: sorted(self.controls.protected),
+            management_room=lambda: self.management_room, retry_delay=processing.action_retry_delay,
+            retry_max_delay=processing.action_retry_max_delay,
+        )
+
     def _command_services(self) -> CommandServices:
         """What command handlers may use (bot/commands/context.py): never the bot itself."""
         status = BotStatus(
             self.started_at, queue_depth=lambda: self.queue.depth if self.queue else 0,
             recent_errors=lambda: self.queue.last_errors if self.queue else [], classifiers=self.classifiers,
+            presend=(lambda: self.presend.counts.since_start) if self.presend else None,
         )
         return CommandServices(
             prefix=self.config.commands.prefix, bot_user_id=self.bot_user_id, management_room=self.management_room,
@@ -284,8 +293,7 @@ class ModBot:
         )
 
     @property
-    def protected(self) -> set[str]:
-        """The protected rooms (kept by the controls)."""
+    def protected(self) -> set[str]:  # the protected rooms, kept by the controls
         return self.controls.protected
 
     async def _open_evidence(self) -> None:
@@ -342,7 +350,7 @@ class ModBot:
         return wanted or event_command_tokens(event, self.addressing) is not None
 
     async def _process(self, event: Any) -> None:
-        if self.commands.is_command(event.event):
+        if event.presend is None and self.commands.is_command(event.event):  # a blocked one was never sent
             await self.commands.handle(event)
         elif not await self.policylists.handle(event):  # policy rules, joins, media taken down by a list
             return await self.pipeline.process(event)
@@ -354,15 +362,7 @@ class ModBot:
         cfg = self.config
         # Its own executor, whose audit rows say "retroactive"; same action keys, so an
         # action the pipeline already took is not taken again.
-        executor = Executor(
-            self.homeserver,
-            Store(self.engine, action_lease=cfg.processing.action_lease, audit_source=RETRO),
-            self.metrics,
-            protected_rooms=lambda: sorted(self.controls.protected),
-            management_room=lambda: self.management_room,
-            retry_delay=cfg.processing.action_retry_delay,
-            retry_max_delay=cfg.processing.action_retry_max_delay,
-        )
+        executor = self._executor(Store(self.engine, action_lease=cfg.processing.action_lease, audit_source=RETRO))
         enforcer = Enforcer(
             executor, self.store, self.moderation,
             homeserver_name=cfg.homeserver.domain, management_room=lambda: self.management_room,
@@ -411,6 +411,8 @@ class ModBot:
             await self.reports.stop()
         if self.action_retrier is not None:
             await self.action_retrier.stop()
+        if self.presend is not None:
+            await self.presend.stop()
         if self.queue is not None:
             await self.queue.stop()
         await self.classifier_runner.close()
@@ -421,29 +423,3 @@ class ModBot:
         # Last: until everything above has stopped, this process may still act.
         await self.instance_lock.release()
 
-
-async def run(config: Config, config_path: str | Path | None = None) -> int:
-    """Run until SIGINT/SIGTERM (exit status 0) or until the instance lock is lost (4).
-
-    The instance lock is taken before anything else, so a second bot on the same database
-    is refused at once (AlreadyRunning), before it loads lists or touches the database.
-    """
-    lock = instance_lock(config.database.url)
-    await lock.acquire()
-    stop = asyncio.Event()
-    lock.on_lost(stop.set)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        bot = ModBot(config, config_path=config_path, lock=lock)
-    except BaseException:
-        await lock.release()
-        raise
-    await bot.start()  # if it fails, the process exits, and the lock goes with it
-    try:
-        await stop.wait()
-    finally:
-        log.info("stopping")
-        await bot.stop()
-    return EXIT_LOCK_LOST if lock.lost.is_set() else 0

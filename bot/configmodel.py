@@ -35,6 +35,7 @@ __all__ = [
     "MetricsConfig",
     "PolicyListsConfig",
     "PolicyPublishConfig",
+    "PresendConfig",
     "ProcessingConfig",
     "RetentionConfig",
     "RoomsConfig",
@@ -179,6 +180,32 @@ class ProcessingConfig(Section):
     pending_upload_wait: float = Field(default=1, ge=0, le=60)
     # Seconds a dead reference (timed out, never uploaded) is answered from memory.
     failure_memory: float = Field(default=300, ge=0)
+
+
+class PresendConfig(Section):
+    """Pre-send checks: Synapse's check_event_for_spam, forwarded by synapse-http-antispam."""
+
+    enabled: bool = False
+    path_prefix: str = Field(default="/_modbot/antispam", pattern=r"^/[A-Za-z0-9_./-]*[A-Za-z0-9_-]$")
+    # The module's `authorization`; generate-registration writes a random one.
+    antispam_secret: str = Field(default="", repr=False)
+    # Seconds for extract + fetch + hash + classify; later, the event is allowed (or rejected
+    # where the policy says `presend: fail_closed`) and the appservice path acts on it.
+    deadline: float = Field(default=2.0, gt=0, le=30)
+    # The module's fail_open for check_event_for_spam: what Synapse does when modbot is down.
+    fail_open: bool = True
+    # Media referenced before its upload completed (MSC2246): reject the event, or allow it
+    # and let the appservice path fetch again until the upload comes (processing.rescan_*).
+    pending_upload: Literal["reject", "allow"] = "reject"
+    max_body_bytes: int = Field(default=256 * 1024, ge=70 * 1024)  # an event is at most 64 KiB
+
+    @model_validator(mode="after")
+    def _secret_when_enabled(self) -> PresendConfig:
+        if self.enabled and (len(self.antispam_secret) < 16 or self.antispam_secret.startswith("CHANGE")):
+            raise LocatedValueError(
+                "not set or a placeholder; run `modbot generate-registration` to generate one", ("antispam_secret",)
+            )
+        return self
 
 
 class HashlistSettings(Section):
@@ -367,6 +394,7 @@ class Config(Section):
     database: DatabaseConfig = DatabaseConfig()
     rooms: RoomsConfig = RoomsConfig()
     processing: ProcessingConfig = ProcessingConfig()
+    presend: PresendConfig = PresendConfig()
     hashlist: HashlistSettings = HashlistSettings()
     hash_lists: Annotated[tuple[HashListConfig, ...], AfterValidator(_unique_list_names)] = ()
     # Classifiers besides (or configuring) the hash lists: see docs/classifiers.md.

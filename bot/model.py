@@ -173,6 +173,9 @@ class EventContext:
     sender: str
     sender_power: int
     origin_server_ts: int | None = None
+    # The pre-send check rejected the event (bot/presend.py): nobody received it, so there
+    # is nothing to redact, and the notice and the incident say it was blocked.
+    blocked_before_delivery: bool = False
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,10 @@ I/O around them and writes every step to the audit log.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -32,6 +34,7 @@ from .record.store import StoredEvent, Store
 from .intake.rescan import Rescanner
 
 log = logging.getLogger("modbot.pipeline")
+RECENT_HASHES = 1024  # media hashes kept in memory (bytes: a few hundred each)
 
 
 class RetryLater(Exception):
@@ -88,6 +91,10 @@ class Pipeline:
         self.max_image_pixels = max_image_pixels
         self.sandbox = sandbox
         self.budget = budget
+        # The latest media hashed, by mxc (an mxc's content never changes); shared with the
+        # pre-send twin (with_fetcher), so that an event it let through is not hashed again
+        # even before its record reaches the database.
+        self.recent: OrderedDict[str, Hashes] = OrderedDict()
 
     async def process(self, event: StoredEvent) -> None:
         """Handle one stored event. Raises RetryLater when it should be tried again.
@@ -159,6 +166,7 @@ class Pipeline:
             sender=event.sender,
             sender_power=power,
             origin_server_ts=event.event.get("origin_server_ts"),
+            blocked_before_delivery=event.presend == "blocked",
         )
         verdicts = [v for m in matched for v in m.verdicts]
         failures = [f for s in failed for f in s.failures]
@@ -233,6 +241,20 @@ class Pipeline:
             journal.audit("scan", "not_scanned", budget.late, mxc=late.mxc)
             self.metrics.media_scanned.labels("error").inc()
         return [o.result if isinstance(o, Finished) else self._unscanned(o.item, budget.late) for o in outcomes]
+
+    def with_fetcher(self, fetcher: MediaFetcher) -> Pipeline:
+        """This pipeline downloading through `fetcher` and remembering no dead references:
+        the pre-send check's, which must not wait for uploads nor make others wait."""
+        twin = copy.copy(self)
+        twin.fetcher = RememberingFetcher(fetcher, MediaFailureMemory(expiry=0))
+        return twin
+
+    async def scan_offered(self, journal: EventJournal, refs: Sequence[MediaRef]) -> list[ScanResult]:
+        """Scan the media of an event not stored yet (the pre-send check, bot/presend.py).
+
+        The caller commits `journal`: the hashes and verdicts it holds let the appservice
+        path, when the same event arrives, skip downloading and hashing again."""
+        return await self._scan_all(journal, refs, held=False)
 
     def _unscanned(self, ref: MediaRef, reason: str, *, awaiting_upload: bool = False) -> ScanResult:
         """Media no classifier could look at: a failed scan for each, for the policy's on_failure."""
@@ -331,7 +353,7 @@ class Pipeline:
         the caller drops them once those have run. Media the bot quarantined itself while a
         scan was failing is read with the admin's quarantine bypass, to be scanned again.
         """
-        known_hashes = journal.pending_hashes(ref.mxc)
+        known_hashes = journal.pending_hashes(ref.mxc) or self.recent.get(ref.mxc)
         if known_hashes is None:
             known = await self.store.get_media(ref.mxc)
             known_hashes = known.hashes if known is not None else None
@@ -371,6 +393,9 @@ class Pipeline:
             if lease is not None:
                 lease.release()
         journal.record_media(ref, status="hashed", hashes=hashes, mimetype=ref.mimetype, error=hashes.perceptual_error)
+        self.recent[ref.mxc] = hashes
+        while len(self.recent) > RECENT_HASHES:
+            self.recent.popitem(last=False)
         if hashes.perceptual_error:
             journal.audit(
                 "scan", "partial", f"exact hashes only, no perceptual scan: {hashes.perceptual_error}", mxc=ref.mxc

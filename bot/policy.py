@@ -16,6 +16,7 @@ or the logs.
     rooms:                          # per-room overrides; each key given replaces the global one
       "!abc:example.org": {dry_run: true}
     on_failure: fail_open           # what a failed scan means when no rule says
+    presend: fail_open              # a pre-send check that cannot decide in time: allow (or fail_closed: reject)
 
 A failed scan (a classifier that answered with an error: a service down, a timeout, a
 refused login) is matched to rules by classifier only, since it has no verdict to compare
@@ -24,8 +25,8 @@ with the other fields: the first rule, in order, that sets `on_failure` and whos
 policy's (or the room's) `on_failure` does. `fail_open` lets the media through (the
 failure is audited), `review` flags it for a moderator (the media stays up), and
 `fail_closed` holds it: the media is quarantined and the event redacted until a later
-scan succeeds. When several classifiers fail, the strictest answer wins
-(fail_closed > review > fail_open), and a hold adds to whatever a matching rule does.
+scan succeeds. When several classifiers fail, the strictest wins (fail_closed > review >
+fail_open), and a hold adds to whatever a matching rule does. `presend` is bot/presend.py's.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from enum import Enum
-from typing import Annotated, Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -58,6 +59,9 @@ from bot.yamlload import ConfigError, LineMap, LocatedValueError, load_yaml, val
 _ROOM_ID = re.compile(r"^![^:\s]+(:\S+)?$")
 _USER_ID = re.compile(r"^@[^:\s]+:\S+$")
 E = TypeVar("E", bound=Enum)
+PresendMode = Literal["fail_open", "fail_closed"]
+
+
 def _enum_parser(enum: type[E], what: str) -> Callable[[Any], E]:
     def parse(value: Any) -> E:
         try:
@@ -216,6 +220,7 @@ class RoomPolicy(_Model):
     exempt: Exempt | None = None
     rules: Rules | None = None
     on_failure: OnFailure | None = None
+    presend: PresendMode | None = None
 
 
 @dataclass(frozen=True)
@@ -245,6 +250,7 @@ class Policy(_Model):
     # Servers whose users are local (account actions apply); None: the homeserver's own.
     local_servers: tuple[str, ...] | None = None
     remote_senders: RemoteSenders = RemoteSenders()  # instead of account actions (bot/senders.py)
+    presend: PresendMode = "fail_open"  # a pre-send check that cannot decide: allow, or reject (fail_closed)
 
     def for_room(self, room_id: str) -> EffectivePolicy:
         room = self.rooms.get(room_id, RoomPolicy())
@@ -408,6 +414,6 @@ def describe(d: Decision) -> str:
 
 __all__ = [
     "DEFAULT_POLICY", "DEFAULT_RULES", "FAILURE_ACTIONS", "FAILURE_DEFAULT_RULE", "PERSON_ACTIONS", "ConfigError",
-    "EffectivePolicy", "Exempt", "Match", "Policy", "RoomPolicy", "Rule",
-    "decide", "describe", "load_policy_file", "outcome", "parse_policy", "with_dry_run",
+    "EffectivePolicy", "Exempt", "Match", "Policy", "PresendMode", "RoomPolicy", "Rule", "decide", "describe",
+    "load_policy_file", "outcome", "parse_policy", "with_dry_run",
 ]

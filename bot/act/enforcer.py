@@ -95,6 +95,10 @@ class Enforcer:
             actions=[{"kind": r.kind, "target": r.target, "room": r.room_id, "outcome": r.outcome.value, "detail": r.detail} for r in results],
             retroactive=retroactive,
         )
+        if ctx.blocked_before_delivery:
+            # Never on the homeserver: the event as Synapse offered it is the evidence.
+            offered = await self.store.load_event(ctx.event_id)
+            record.update(delivery="blocked before delivery", event=offered.event if offered else None)
         incident = await self.moderation.append_incident(ctx.event_id, record)
         await self.store.audit(
             "incident", "recorded", f"incident #{incident.id}: {record['incident_type']}" + (" (retroactive)" if retroactive else ""),

@@ -141,6 +141,8 @@ class Executor:
         return await self._durable(f"quarantine:{ref.mxc}", "quarantine", ref.mxc, ctx.room_id, ctx, decision, op)
 
     async def _redact(self, ctx: EventContext, decision: Decision) -> ActionResult:
+        if ctx.blocked_before_delivery:
+            return await self._skip("redact", ctx.event_id, ctx.room_id, ctx, "blocked before delivery: never sent")
         key = f"redact:{ctx.event_id}"
         args = {"room_id": ctx.room_id, "event_id": ctx.event_id, "reason": f"modbot: {decision.rule}", "txn_id": txn_id_for(key)}
         return await self._durable(key, "redact", ctx.event_id, ctx.room_id, ctx, decision, Operation("redact", args, ctx.sender))

@@ -46,6 +46,8 @@ def compose_notice(
 ) -> tuple[str, str]:
     """The management-room notice: who, where, what matched and what was done. Never the media."""
     what = "known media detected" if decision.verdicts or not decision.failures else "media held: a scan failed"
+    if ctx.blocked_before_delivery:
+        what = what.replace("detected", "blocked before delivery")
     if decision.exempt_reason:
         what += " (sender exempt)"
     title = f"modbot [DRY RUN]: {what}" if decision.dry_run else f"modbot: {what}"
@@ -56,6 +58,8 @@ def compose_notice(
         f"Rule: {decision.rule}",
         *media_lines([m for m in matched if m.verdicts]),
     ]
+    if ctx.blocked_before_delivery:
+        lines.append("Blocked before delivery: Synapse rejected the event, nobody in the room received it.")
     if decision.exempt_reason:
         spared = ", ".join(planned_text(a) for a in decision.spared) or "nothing"
         lines.append(

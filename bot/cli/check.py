@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from pathlib import Path
 
 import aiohttp
@@ -18,6 +19,7 @@ from ..record.db import create_engine, current_revision, head_revision, sqlite_d
 from ..record.liststate import ListStateRepo
 from ..record.policyrules import PolicyRuleRepo, WatchedList
 from ..policylists.service import list_status
+from ..record.presend import PresendStat, PresendStatsRepo
 from ..lists.guard import ListRecord, judge
 from .adminapis import check_admin_apis
 from .common import load
@@ -81,6 +83,12 @@ async def check(config: Config, *, config_path: Path | None = None, registration
     for room in config.policy_lists.watch:
         if not any(w.room_id == room for w in watched):
             print(f"  note  policy list {room}: configured, not read yet (the bot reads it at start)")
+    if config.presend.enabled:
+        for good, msg, fix in presend_report(await _presend_stats(config), time.time()):
+            if good:
+                ok(msg)
+            else:
+                bad(msg, fix)
 
     async with aiohttp.ClientSession() as session:
         hs = homeserver_for(config, session)
@@ -118,6 +126,53 @@ async def check(config: Config, *, config_path: Path | None = None, registration
             problems += await _check_room(hs, room, role, ok, bad)
     print("all checks passed" if problems == 0 else f"{problems} problem(s) found")
     return 0 if problems == 0 else 1
+
+
+CHECK_OUTCOMES = ("allowed", "blocked", "dry_run", "pending_upload", "timed_out", "failed", "unchecked")
+
+
+def presend_report(stats: dict[str, PresendStat] | None, now: float) -> list[tuple[bool, str, str]]:
+    """Whether Synapse calls the pre-send endpoint: (ok, message, fix) lines from what it saw."""
+    fix = (
+        "add the `modules:` block `modbot generate-registration` prints to homeserver.yaml, install "
+        "synapse-http-antispam where Synapse runs, restart Synapse (it pings modbot at start)"
+    )
+    if stats is None:
+        return [(False, "pre-send: no database yet, so no sign of Synapse calling the endpoint", fix)]
+
+    def ago(outcome: str) -> str:
+        return f"{now - stats[outcome].last_at:.0f} s ago" if outcome in stats else "never"
+
+    lines = []
+    if "ping" in stats:
+        lines.append((True, f"pre-send: last ping from synapse-http-antispam {ago('ping')}", ""))
+    else:
+        lines.append((False, "pre-send: synapse-http-antispam has never pinged modbot", fix))
+    checks = [stats[o] for o in CHECK_OUTCOMES if o in stats]
+    counts = ", ".join(f"{o} {stats[o].count}" for o in CHECK_OUTCOMES if o in stats) or "none"
+    last = f"{now - max(c.last_at for c in checks):.0f} s ago" if checks else "never"
+    lines.append((True, f"pre-send: last check_event_for_spam {last}; counts: {counts}", ""))
+    if "unauthorized" in stats and stats["unauthorized"].last_at > max([c.last_at for c in checks] + [0.0]):
+        lines.append((
+            False, f"pre-send: calls with a wrong secret, last {ago('unauthorized')} (they fail open)",
+            "the module's `authorization` must equal presend.antispam_secret",
+        ))
+    return lines
+
+
+async def _presend_stats(config: Config) -> dict[str, PresendStat] | None:
+    url = make_url(config.database.url)
+    if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).exists()):
+        return None
+    engine = create_engine(config.database.url)
+    try:
+        if await current_revision(engine) != head_revision():
+            return None
+        return await PresendStatsRepo(engine).all()
+    except Exception:  # the other checks are still worth running
+        return None
+    finally:
+        await engine.dispose()
 
 
 async def _list_records(config: Config) -> tuple[dict[str, ListRecord], list[WatchedList], str | None]:

@@ -9,7 +9,7 @@ message, its media, the rooms a scope names).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -58,6 +58,7 @@ class BotStatus:
     queue_depth: Callable[[], int]
     recent_errors: Callable[[], Sequence[str]]
     classifiers: Sequence[Any]  # each has a name, and may have health() -> str
+    presend: Callable[[], Mapping[str, int]] | None = None  # pre-send outcomes since start, when enabled
 
 
 @dataclass(frozen=True)

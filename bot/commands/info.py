@@ -53,6 +53,13 @@ def register_info_commands(commands: CommandSet) -> None:
             lines += [f"Policy list {w.describe()}" for w in await services.policylists.status()]
         for classifier in bot.classifiers:
             lines.append(f"Classifier {classifier.name}: {getattr(classifier, 'health', lambda: 'ok')()}")
+        if bot.presend is not None:
+            seen = bot.presend()
+            lines.append(
+                f"Pre-send checks since start: allowed {seen.get('allowed', 0)}, blocked {seen.get('blocked', 0)}, "
+                f"timed out {seen.get('timed_out', 0)}, failed {seen.get('failed', 0)}, "
+                f"not uploaded yet {seen.get('pending_upload', 0)}, not checked {seen.get('unchecked', 0)}"
+            )
         errors = list(bot.recent_errors())[-3:]
         lines += [f"Recent error: {e}" for e in errors] or ["No recent errors"]
         return Reply(lines)

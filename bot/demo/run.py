@@ -1,7 +1,9 @@
 """`modbot demo`: modbot at work against a throwaway local Synapse, start to finish.
 
 Everything is local and benign: the "known" image is generated, put on a hash list, and
-posted by a test user along with an altered copy and an unrelated image.
+posted by a test user along with an altered copy and an unrelated image. Synapse asks modbot
+before it accepts each post (pre-send checks, bot/presend.py): the known ones are refused
+before anyone receives them, and dealt with all the same.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from PIL import ImageOps
 
 from ..app import ModBot
 from ..config import load_config
+from .matrix import MatrixRequestError
 from .waiting import wait_for
 from .samples import encode, make_photo
 from ..cli.scan import add_images
@@ -34,8 +37,8 @@ async def demo(workdir: Path | None = None, *, keep: bool = False) -> int:
 
 async def _demo(workdir: Path, keep: bool) -> int:
     _say(f"modbot demo in {workdir}")
-    _say("1. booting a throwaway Synapse with modbot registered as an appservice ...")
-    stage = await build_stage(workdir)
+    _say("1. booting a throwaway Synapse with modbot registered as an appservice and synapse-http-antispam ...")
+    stage = await build_stage(workdir, presend={})
     bot: ModBot | None = None
     try:
         _say(f"   Synapse at {stage.synapse.base_url} (booted in {stage.synapse.boot_seconds:.1f} s)")
@@ -53,11 +56,13 @@ async def _demo(workdir: Path, keep: bool) -> int:
         _say(f"3. modbot running on {bot.config.appservice.public_url}, protecting {len(bot.protected)} room(s)")
 
         offender = await stage.new_user("offender", join=stage.room)
+        # The first post gets its sender banned: the copy comes from another account.
+        second = await stage.new_user("offender", join=stage.room)
         bystander = await stage.new_user("bystander", join=stage.room)
         posts = {
             "the known image (PNG)": (offender, encode(known, "PNG"), "image/png"),
             "a mirrored, re-encoded copy (JPEG q50)": (
-                offender, encode(ImageOps.mirror(known), "JPEG", quality=50), "image/jpeg",
+                second, encode(ImageOps.mirror(known), "JPEG", quality=50), "image/jpeg",
             ),
             "an unrelated image": (bystander, encode(make_photo(seed=2), "JPEG", quality=85), "image/jpeg"),
         }
@@ -66,19 +71,26 @@ async def _demo(workdir: Path, keep: bool) -> int:
         for what, (user, data, mime) in posts.items():
             started = time.monotonic()
             mxc = await user.upload(data, mime, "photo")
-            event_id = await user.send_image(stage.room, mxc, mimetype=mime, size=len(data))
+            try:
+                event_id: str | None = await user.send_image(stage.room, mxc, mimetype=mime, size=len(data))
+                _say(f"   {user.user_id} posts {what}: {event_id}")
+            except MatrixRequestError as e:
+                event_id = None
+                _say(f"   {user.user_id} posts {what}: REFUSED before delivery ({e.errcode}: {e.message})")
             sent.append((what, user, mxc, event_id, started))
-            _say(f"   {user.user_id} posts {what}: {event_id}")
 
         await wait_for(lambda: _settled(bot), timeout=60, description="modbot to process the events")
         _say("5. what happened:")
         for what, user, mxc, event_id, started in sent:
-            event = await stage.moderator.get_event(stage.room, event_id)
-            redacted = "redacted_because" in event.get("unsigned", {})
+            if event_id is None:
+                shown = "never in the room"
+            else:
+                event = await stage.moderator.get_event(stage.room, event_id)
+                shown = "REDACTED" if "redacted_because" in event.get("unsigned", {}) else "visible"
             status = await stage.admin.download_status(mxc)
-            _say(f"   {what}: event {'REDACTED' if redacted else 'visible'}, media download HTTP {status}"
-                 f"{' (quarantined)' if status == 404 else ''}")
-        _say(f"   {offender.user_id} membership: {await stage.moderator.get_membership(stage.room, offender.user_id)}")
+            _say(f"   {what}: event {shown}, media download HTTP {status}{' (quarantined)' if status == 404 else ''}")
+        for user in (offender, second):
+            _say(f"   {user.user_id} membership: {await stage.moderator.get_membership(stage.room, user.user_id)}")
         _say(f"   {bystander.user_id} membership: {await stage.moderator.get_membership(stage.room, bystander.user_id)}")
         _say("6. notices in the management room:")
         for message in reversed(await stage.moderator.messages(stage.management_room)):

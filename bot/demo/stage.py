@@ -15,6 +15,7 @@ from ..config import Config, load_config
 from .matrix import MatrixUser, register_appservice_user
 from .synapse import ThrowawaySynapse
 from .waiting import free_port
+from ..intake.antispam import module_block
 from ..intake.registration import new_token, write_registration
 
 KNOWN_LIST = "known"
@@ -82,18 +83,28 @@ def base_config(workdir: Path, *, hs_port: int, as_port: int) -> dict[str, Any]:
     }
 
 
-async def build_stage(workdir: Path, *, protected_rooms: int = 1, log_level: str = "WARNING") -> Stage:
-    """Boot Synapse with modbot registered and set the rooms up, the way an admin would."""
+async def build_stage(
+    workdir: Path, *, protected_rooms: int = 1, log_level: str = "WARNING", presend: dict[str, Any] | None = None
+) -> Stage:
+    """Boot Synapse with modbot registered and set the rooms up, the way an admin would.
+
+    With `presend` (the config's section, without the secret), Synapse loads
+    synapse-http-antispam and asks modbot before it accepts an event (bot/presend.py)."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "lists").mkdir(exist_ok=True)
     hs_port, as_port = free_port(), free_port()
     data = base_config(workdir, hs_port=hs_port, as_port=as_port)
+    if presend is not None:
+        data["presend"] = {"enabled": True, "antispam_secret": new_token(), **presend}
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(data, sort_keys=False))
     registration = workdir / "registration.yaml"
     write_registration(load_config(config_path), registration)
 
-    synapse = ThrowawaySynapse(workdir / "synapse", port=hs_port, appservice_files=[registration], log_level=log_level)
+    modules = [module_block(load_config(config_path))] if presend is not None else []
+    synapse = ThrowawaySynapse(
+        workdir / "synapse", port=hs_port, appservice_files=[registration], log_level=log_level, modules=modules
+    )
     await synapse.start()
     try:
         admin = await synapse.register_user("admin", admin=True)

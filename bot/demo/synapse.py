@@ -67,12 +67,14 @@ class ThrowawaySynapse:
         server_name: str = "localhost",
         appservice_files: Sequence[Path] = (),
         log_level: str = "WARNING",
+        modules: Sequence[dict[str, Any]] = (),
     ):
         self.workdir = Path(workdir).resolve()
         self.port = port or free_port()
         self.server_name = server_name
         self.appservice_files = [Path(p).resolve() for p in appservice_files]
         self.log_level = log_level.upper()
+        self.modules = list(modules)  # homeserver.yaml's `modules:` (modbot's pre-send check)
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.registration_shared_secret = secrets.token_urlsafe(24)
         self._macaroon_secret_key = secrets.token_urlsafe(24)
@@ -106,7 +108,7 @@ class ThrowawaySynapse:
     def homeserver_config(self) -> dict[str, Any]:
         """The homeserver.yaml contents: everything Synapse needs to boot fast and quietly."""
         wd = self.workdir
-        return {
+        return ({"modules": self.modules} if self.modules else {}) | {
             "server_name": self.server_name,
             "public_baseurl": self.base_url + "/",
             "pid_file": str(wd / "homeserver.pid"),

@@ -33,6 +33,7 @@ class StoredEvent:
     # Handed over by the intake of this process, not read back from the database: it has
     # never been processed, so it cannot be held for a re-scan.
     from_intake: bool = False
+    presend: str | None = None  # "blocked": rejected before delivery by the pre-send check
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,32 @@ class EventRepo:
                 status=row.status,
                 attempts=row.attempts,
                 received_at=row.received_at,
+                presend=row.presend,
             )
+
+    async def store_blocked(self, raw: dict[str, Any]) -> StoredEvent | None:
+        """Store an event the pre-send check rejects, as Synapse offered it, before the answer
+        goes back; None if it was stored before (Synapse offered it twice)."""
+        problem = _malformed(raw)
+        if problem:
+            raise ValueError(problem)
+        now = self._clock()
+        row = {
+            "event_id": raw["event_id"], "room_id": raw["room_id"], "sender": raw["sender"], "type": raw["type"],
+            "event_json": json.dumps(raw, separators=(",", ":")), "txn_id": None, "status": "pending",
+            "attempts": 0, "received_at": now, "presend": "blocked",
+        }
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                self._insert(EventRow).values(row).on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(EventRow.event_id)
+            )
+            if result.scalar_one_or_none() is None:
+                return None
+        return StoredEvent(
+            event_id=row["event_id"], room_id=row["room_id"], sender=row["sender"], type=row["type"], event=raw,
+            status="pending", attempts=0, received_at=now, from_intake=True, presend="blocked",
+        )
 
     async def count_attempt(self, event_id: str, error: str | None) -> int:
         """Count a processing attempt; returns the number of attempts so far."""

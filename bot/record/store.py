@@ -59,6 +59,9 @@ class Store:
     ) -> TransactionResult:
         return await self.event_repo.store_transaction(txn_id, events, wanted)
 
+    async def store_blocked_event(self, raw: dict[str, Any]) -> StoredEvent | None:
+        return await self.event_repo.store_blocked(raw)
+
     def journal(self, event: StoredEvent | None = None) -> EventJournal:
         """A journal for what processing `event` writes; `commit` writes it."""
         if event is None:

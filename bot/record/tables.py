@@ -37,6 +37,17 @@ class EventRow(Base):
     received_at: Mapped[float] = mapped_column(Float, index=True)  # retention finds the oldest
     processed_at: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+    # "blocked": rejected by the pre-send check (bot/presend.py), never delivered.
+    presend: Mapped[str | None] = mapped_column(String(16))
+
+
+class PresendStatRow(Base):
+    """What the pre-send endpoint has answered, per outcome: how often and when last."""
+
+    __tablename__ = "presend_stats"
+    outcome: Mapped[str] = mapped_column(String(32), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    last_at: Mapped[float] = mapped_column(Float)
 
 
 class MediaRow(Base):

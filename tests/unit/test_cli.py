@@ -111,14 +111,22 @@ def test_generate_registration_replaces_the_placeholder_tokens(
 
     as_token, hs_token = _tokens(example_config)  # loads: the placeholders are gone
     assert as_token != hs_token and len(as_token) >= 40 and "CHANGE" not in as_token + hs_token
-    # Nothing but the two token lines changed.
+    # Nothing but the two token lines and the pre-send secret changed.
+    secret = load_config(example_config).presend.antispam_secret
+    assert len(secret) >= 40 and secret not in (as_token, hs_token)
     changed = [
         (old, new)
         for old, new in zip(EXAMPLE_CONFIG.splitlines(), example_config.read_text().splitlines(), strict=True)
         if old != new
     ]
     assert changed == [("  as_token: CHANGE_ME", f"  as_token: {as_token}"),
-                       ("  hs_token: CHANGE_ME", f"  hs_token: {hs_token}")]
+                       ("  hs_token: CHANGE_ME", f"  hs_token: {hs_token}"),
+                       ('  antispam_secret: ""', f"  antispam_secret: {secret}")]
+    # The modules block for homeserver.yaml, with that secret, for synapse-http-antispam.
+    block = yaml.safe_load(out[out.index("modules:"):out.index("Next:")])
+    assert block["modules"][0]["module"] == "synapse_http_antispam.HTTPAntispam"
+    assert block["modules"][0]["config"]["authorization"] == secret
+    assert block["modules"][0]["config"]["enabled_callbacks"] == ["check_event_for_spam"]
 
     assert stat.S_IMODE(registration.stat().st_mode) == 0o600
     reg = yaml.safe_load(registration.read_text())

@@ -1,0 +1,63 @@
+"""Wiring of the pre-send check for the composition root (bot/app.py): its endpoint's routes
+while the bot is built, its checker once the pipeline runs, and its stop."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .act.powers import PowerCache
+from .configmodel import Config
+from .controls import Controls
+from .fetch import MediaFetcher
+from .intake.antispam import AntispamEndpoint, stop_checker
+from .pipeline import Pipeline
+from .presend import PresendChecker, PresendCounts
+from .record.presend import PresendStatsRepo
+from .record.store import StoredEvent, Store
+
+
+class Presend:
+    """The pre-send check's parts. Built only when `presend.enabled`."""
+
+    def __init__(self, config: Config, engine: AsyncEngine, store: Store, app: web.Application) -> None:
+        self.config = config
+        self.store = store
+        self.counts = PresendCounts(PresendStatsRepo(engine))
+
+        async def audit(outcome: str, message: str) -> None:
+            await store.audit("presend", outcome, message)
+
+        self.endpoint = AntispamEndpoint(
+            prefix=config.presend.path_prefix, secret=config.presend.antispam_secret,
+            max_body_bytes=config.presend.max_body_bytes, max_json_depth=config.appservice.max_json_depth,
+            counts=self.counts, audit=audit,
+        )
+        self.endpoint.add_routes(app)
+
+    def start(
+        self, *, pipeline: Pipeline, session: aiohttp.ClientSession, powers: PowerCache, controls: Controls,
+        bot_user_id: str, submit: Callable[[Sequence[StoredEvent]], Any],
+    ) -> None:
+        cfg = self.config
+        # Its own downloads: never waiting for an upload (MSC2246), never queued behind the
+        # appservice path's.
+        fetcher = MediaFetcher(
+            session, homeserver_url=str(cfg.homeserver.url), as_token=cfg.appservice.as_token, user_id=bot_user_id,
+            max_bytes=cfg.processing.max_media_bytes, timeout=cfg.presend.deadline, pending_upload_wait=0,
+            max_downloads=cfg.processing.max_downloads,
+        )
+        self.endpoint.checker = PresendChecker(
+            pipeline=pipeline.with_fetcher(fetcher), store=self.store, powers=powers,
+            policy=lambda: controls.policy, is_protected=controls.is_protected, bot_user_id=bot_user_id,
+            deadline=cfg.presend.deadline, pending_upload=cfg.presend.pending_upload, submit=submit,
+            counts=self.counts,
+        )
+        self.counts.start()
+
+    def stop(self) -> Awaitable[None]:
+        return stop_checker(self.endpoint)
