@@ -23,7 +23,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.classify.base import Classifier, ClassifierContext, ClassifierSetupError, MediaInput
-from bot.lists.loaded import LoadedList, hex_matrix
+from bot.classify.pdqrule import FULL_QUALITY, pdq_bounds
+from bot.lists.loaded import LoadedList, NearIndex, hex_matrix
 from bot.model import CRYPTOGRAPHIC, Classification, Hashes, MatchKind, Verdict
 
 _EXACT_TYPES = CRYPTOGRAPHIC
@@ -71,10 +72,12 @@ class HashListClassifier(Classifier):
 
     - sha256/md5/sha1: exact matches.
     - PDQ: the nearest of `Hashes.pdq_queries` (rotations, flips, trimmed borders; falling
-      back to `Hashes.pdq`) within the list's threshold. Skipped when the PDQ quality is
-      unknown or below `pdq_min_quality`: such images (blank, near-uniform) match each other.
-    - pHash: `Hashes.phash` within the list's threshold; skipped too when PDQ reported a low
-      quality, for the same reason.
+      back to `Hashes.pdq`) within the list's threshold, or within the stricter bounds
+      `bot.classify.pdqrule` gives a hash of low quality (smooth images hash alike).
+      Skipped when the PDQ quality is unknown or below `pdq_min_quality`.
+    - pHash: `Hashes.phash` within the list's threshold; skipped when PDQ reported a
+      quality under pdqrule.FULL_QUALITY or `pdq_min_quality`: pHash has no quality of its
+      own and near-uniform images match each other.
 
     EXACT is kept for cryptographic hashes (the same bytes); a perceptual match is NEAR even
     at distance 0, since different images can hash alike. Each (list, label) gives at most
@@ -86,7 +89,7 @@ class HashListClassifier(Classifier):
     def __init__(
         self,
         lists: Sequence[LoadedList] | ListSource,
-        pdq_min_quality: int = 50,
+        pdq_min_quality: int = 0,
         *,
         names: Sequence[str] | None = None,
         allowlist: AllowlistLike | Callable[[], AllowlistLike | None] | None = None,
@@ -167,13 +170,12 @@ class HashListClassifier(Classifier):
 
     def _queries(self, hashes: Hashes) -> tuple[list[_Queries], list[str]]:
         quality = hashes.pdq_quality
-        low_quality = quality is not None and quality < self.pdq_min_quality
         wanted: list[tuple[str, tuple[str, ...], bool]] = []
         pdqs = ((hashes.pdq,) if hashes.pdq else ()) + hashes.pdq_queries
-        if pdqs and quality is not None and not low_quality:
+        if pdqs and quality is not None and quality >= self.pdq_min_quality:
             # The as-decoded hash goes first so that it wins ties ("original" over "variant").
             wanted.append(("pdq", tuple(dict.fromkeys(h.lower() for h in pdqs)), bool(hashes.pdq)))
-        if hashes.phash and not low_quality:
+        if hashes.phash and (quality is None or quality >= max(self.pdq_min_quality, FULL_QUALITY)):
             wanted.append(("phash", (hashes.phash.lower(),), True))
         queries: list[_Queries] = []
         errors: list[str] = []
@@ -207,8 +209,7 @@ class HashListClassifier(Classifier):
             index = lst.index.near.get(query.hash_type)
             if index is None:
                 continue
-            threshold = getattr(lst.thresholds, query.hash_type)
-            for row, query_no, distance in index.search(query.matrix, threshold):
+            for row, query_no, distance in self._search(index, query, lst, hashes.pdq_quality):
                 as_decoded = query.original and query_no == 0
                 details: dict[str, Any] = {"query": "original" if as_decoded else "variant"}
                 if not as_decoded:
@@ -225,6 +226,23 @@ class HashListClassifier(Classifier):
                     matched_hash=index.hash_at(row),
                     details=details,
                 )
+
+    def _search(self, index: NearIndex, query: _Queries, lst: LoadedList, quality: int | None) -> Iterator[tuple[int, int, int]]:
+        """(row, query number, distance) of the entries within the bound of each query."""
+        threshold = getattr(lst.thresholds, query.hash_type)
+        if query.hash_type != "pdq":
+            yield from index.search(query.matrix, threshold)
+            return
+        bounds = pdq_bounds(threshold, quality, self.pdq_min_quality)
+        if bounds.as_decoded == bounds.derived or not query.original:
+            bound = bounds.derived
+            groups = [(0, query.matrix, bound)] if bound is not None else []
+        else:  # the as-decoded hash and the derived ones searched each within its own bound
+            groups = [(0, query.matrix[:1], bounds.as_decoded), (1, query.matrix[1:], bounds.derived)]
+        for first, matrix, bound in groups:
+            if bound is not None and len(matrix):
+                for row, query_no, distance in index.search(matrix, bound):
+                    yield row, first + query_no, distance
 
 
 def _rank(verdict: Verdict) -> tuple[int, int]:

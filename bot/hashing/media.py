@@ -365,12 +365,15 @@ def _exif_orientation(img: Image.Image) -> int:
 
 def _add_perceptual(hashes: Hashes, rgb: Image.Image) -> Hashes:
     luma = _luma(rgb)
-    queries, quality = pdq.dihedral_hashes(luma)
+    # From the turned and flipped pixels, not by DCT sign changes: PDQ's sampling is not
+    # symmetric, and on textured images the sign-changed hash of a mirror can lie tens of
+    # bits from the mirrored copy's (issue 14; pdq.exact_dihedral_hashes).
+    queries, quality = pdq.exact_dihedral_hashes(luma)
     left, top, right, bottom = trim_box(rgb)
     if (left, top, right, bottom) != (0, 0, *rgb.size):
         # Only when trimming removed something: a second dihedral doubles the PDQ cost.
         # The luma of the trimmed image is the trimmed luma.
-        queries += pdq.dihedral_hashes(luma[top:bottom, left:right])[0]
+        queries += pdq.exact_dihedral_hashes(luma[top:bottom, left:right])[0]
     return replace(
         hashes,
         pdq=queries[0],  # the untransformed image
