@@ -705,12 +705,12 @@ def _print_low_quality_distances(known: Sequence[Hashed], unrelated: Sequence[Ha
     as-decoded hash and its derived queries come to its own entries, and how near an
     unrelated image's come to any entry."""
     print("## Low-quality queries: distances by the query's PDQ quality\n")
-    print("add-image list (its PDQ and crop entries). own: a copy's nearest own entry (95th "
-          "percentile / max); unrelated: nearest entry of any image (min / 1st percentile).\n")
+    print("add-image list (its PDQ and crop entries). own: a copy's nearest own entry (median / "
+          "75th percentile, over every edit, crops included); unrelated: nearest entry of any image (min / 1st percentile).\n")
     listed = [e for e in entries["add-image"] if e.type == "pdq"]
     hexes = [e.hash for e in listed]
     labels = np.array([e.label for e in listed])
-    buckets = ((10, 20), (20, 30), (30, 40), (40, 50), (50, 101))
+    buckets = ((0, 10), (10, 20), (20, 30), (30, 40), (40, 50), (50, 101))
     print("| quality | copies | own as-decoded | own derived | unrelated | unrelated as-decoded | unrelated derived |")
     print("| --- | ---: | --- | --- | ---: | --- | --- |")
     for lo, hi in buckets:
@@ -730,7 +730,7 @@ def _print_low_quality_distances(known: Sequence[Hashed], unrelated: Sequence[Ha
                 un_d.append(int(d[1:].min()) if len(d) > 1 else 256)
 
         def up(v: list[int]) -> str:
-            return f"{np.percentile(v, 95):.0f} / {max(v)}" if v else "-"
+            return f"{np.median(v):.0f} / {np.percentile(v, 75):.0f}" if v else "-"
 
         def down(v: list[int]) -> str:
             return f"{min(v)} / {np.percentile(v, 1):.0f}" if v else "-"

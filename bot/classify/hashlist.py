@@ -75,6 +75,8 @@ class HashListClassifier(Classifier):
       back to `Hashes.pdq`) within the list's threshold, or within the stricter bounds
       `bot.classify.pdqrule` gives a hash of low quality (smooth images hash alike).
       Skipped when the PDQ quality is unknown or below `pdq_min_quality`.
+    - Animations: each of `Hashes.frame_pdqs` (frames after the first) within the bound of
+      its own quality; the verdict's details name the frame.
     - pHash: `Hashes.phash` within the list's threshold; skipped when PDQ reported a
       quality under pdqrule.FULL_QUALITY or `pdq_min_quality`: pHash has no quality of its
       own and near-uniform images match each other.
@@ -157,11 +159,12 @@ class HashListClassifier(Classifier):
         if self.allowlisted(hashes):
             return Classification(self.name)
         queries, errors = self._queries(hashes)
+        frames = _frames(hashes)
         best: dict[tuple[int, str], Verdict] = {}
         for list_no, lst in enumerate(self.lists if lists is None else lists):
             if not lst.enabled:
                 continue
-            for verdict in self._list_verdicts(lst, hashes, queries):
+            for verdict in (*self._list_verdicts(lst, hashes, queries), *self._frame_verdicts(lst, frames)):
                 key = (list_no, verdict.label)
                 if key not in best or _rank(verdict) < _rank(best[key]):
                     best[key] = verdict
@@ -227,6 +230,27 @@ class HashListClassifier(Classifier):
                     details=details,
                 )
 
+    def _frame_verdicts(self, lst: LoadedList, frames: list[tuple[int, str, int, np.ndarray]]) -> Iterator[Verdict]:
+        """Matches of an animation's later frames, each within the bound of its own quality."""
+        index = lst.index.near.get("pdq")
+        if index is None:
+            return
+        for number, frame_hash, quality, matrix in frames:
+            bound = pdq_bounds(lst.thresholds.pdq, quality, self.pdq_min_quality).as_decoded
+            if bound is None:
+                continue
+            for row, _, distance in index.search(matrix, bound):
+                yield Verdict(
+                    classifier=self.name,
+                    label=index.label_at(row),
+                    kind=MatchKind.NEAR,
+                    list_name=lst.name,
+                    hash_type="pdq",
+                    distance=distance,
+                    matched_hash=index.hash_at(row),
+                    details={"query": "frame", "frame": number, "query_hash": frame_hash, "pdq_quality": quality},
+                )
+
     def _search(self, index: NearIndex, query: _Queries, lst: LoadedList, quality: int | None) -> Iterator[tuple[int, int, int]]:
         """(row, query number, distance) of the entries within the bound of each query."""
         threshold = getattr(lst.thresholds, query.hash_type)
@@ -243,6 +267,17 @@ class HashListClassifier(Classifier):
             if bound is not None and len(matrix):
                 for row, query_no, distance in index.search(matrix, bound):
                     yield row, first + query_no, distance
+
+
+def _frames(hashes: Hashes) -> list[tuple[int, str, int, np.ndarray]]:
+    """An animation's later frames as (number, hash, quality, query matrix); bad hashes skipped."""
+    frames = []
+    for number, frame_hash, quality in hashes.frame_pdqs:
+        try:
+            frames.append((number, frame_hash.lower(), quality, hex_matrix((frame_hash.lower(),), "pdq")))
+        except ValueError:
+            continue
+    return frames
 
 
 def _rank(verdict: Verdict) -> tuple[int, int]:

@@ -39,6 +39,15 @@ REDUCED_SIDE = 512
 # Python at 1-2 microseconds a pixel: a smaller limit keeps them under ~2 s of CPU.
 SLOW_DECODER_MAX_PIXELS = 1_000_000
 
+# Animations (GIF, APNG, WebP): frames hashed besides the first, spread evenly over the
+# frames reachable within ANIMATION_PIXEL_BUDGET: reaching frame k decodes every frame
+# before it (each composited on the last), so the budget bounds the decoding work.
+# Frames larger than ANIMATION_MAX_FRAME_PIXELS are not sampled (the first frame is still
+# hashed): compositing keeps two of them in memory, within the sandbox's memory limit.
+ANIMATION_FRAMES = 7
+ANIMATION_PIXEL_BUDGET = 64_000_000
+ANIMATION_MAX_FRAME_PIXELS = 4_000_000
+
 # Pixels per strip when a mode is converted before reduction: 8 MB as float64.
 _STRIP_PIXELS = 1 << 20
 
@@ -71,7 +80,7 @@ def compute_hashes(data: bytes, *, max_pixels: int | None = None, limits: MediaL
 
     sha256, md5 and size are always set. When the bytes are an image in one of the
     accepted formats (first frame of an animation), pdq, pdq_quality, phash and
-    pdq_queries are set too; otherwise they are None/empty and `perceptual_error` says
+    pdq_queries are set too, and for an animation frame_pdqs (see _frame_pdqs); otherwise they are None/empty and `perceptual_error` says
     why. width, height and image_format come from the header and are kept whenever the
     header could be read, even when decoding was refused (a decompression bomb) or failed
     (a truncated file). `limits` (default: MediaLimits()) are checked before decoding;
@@ -94,15 +103,47 @@ def hash_within(data: bytes, limits: MediaLimits) -> Hashes:
     width, height = img.size
     hashes = replace(hashes, width=width, height=height, image_format=img.format)
     try:
-        return _add_perceptual(hashes, _decode(img, data, limits))
+        hashes = _add_perceptual(hashes, _decode(img, data, limits))
     except _Unhashable as e:
         return replace(hashes, perceptual_error=str(e))
     except MemoryError:
         raise
     except Exception as e:  # hostile input can make any decoder raise anything
         return replace(hashes, perceptual_error=f"truncated or corrupt image: {_describe(e)}")
+    try:
+        return replace(hashes, frame_pdqs=_frame_pdqs(img))
+    except MemoryError:
+        raise
+    except Exception:  # a later frame truncated or corrupt: the first frame's hashes stand
+        return hashes
     finally:
         img.close()
+
+
+def _frame_pdqs(img: ImageFile.ImageFile) -> tuple[tuple[int, str, int], ...]:
+    """PDQ and quality of up to ANIMATION_FRAMES frames after the first, spread evenly over
+    the frames within ANIMATION_PIXEL_BUDGET; () for a still image. Stops at the first
+    frame that cannot be decoded (what came before it stands)."""
+    if not getattr(img, "is_animated", False):
+        return ()
+    width, height = img.size
+    if width * height > ANIMATION_MAX_FRAME_PIXELS:
+        return ()
+    reachable = min(int(getattr(img, "n_frames", 1)), ANIMATION_PIXEL_BUDGET // max(1, width * height))
+    if reachable < 2:
+        return ()
+    wanted = sorted({round(i * (reachable - 1) / ANIMATION_FRAMES) for i in range(1, ANIMATION_FRAMES + 1)} - {0})
+    found: list[tuple[int, str, int]] = []
+    for frame in wanted:
+        try:
+            img.seek(frame)
+            pdq_hash, quality = pdq.pdq_hash(_luma(_reduced_rgb(img)))
+        except MemoryError:
+            raise
+        except Exception:
+            break
+        found.append((frame, pdq_hash, quality))
+    return tuple(found)
 
 
 def exact_hashes(data: bytes, perceptual_error: str | None = None) -> Hashes:

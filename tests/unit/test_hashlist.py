@@ -170,13 +170,14 @@ async def test_below_pdq_min_quality_perceptual_matching_is_skipped_but_not_exac
 
 @pytest.mark.parametrize(
     ("quality", "distance", "matches"),
-    [(49, 24, True), (49, 25, False), (30, 18, True), (30, 19, False), (10, 12, True), (10, 13, False), (9, 0, False)],
+    [(49, 24, True), (49, 25, False), (30, 18, True), (30, 19, False), (10, 11, True), (10, 12, False), (0, 8, True),
+     (0, 9, False)],
 )
 async def test_a_low_quality_hash_matches_within_a_bound_that_shrinks_with_its_quality(
     quality: int, distance: int, matches: bool
 ) -> None:
     # Smooth images hash alike: below quality 50 the list's threshold (31) gives way to
-    # bot.classify.pdqrule's bound, 24 just under 50 down to 12 at 10; under 10, nothing.
+    # bot.classify.pdqrule's bound, 24 just under 50 down to 8 at 0.
     m = media(pdq_quality=quality)
     lst = hash_list("l", ("pdq", flip_bits(m.hashes.pdq or "", distance)))
     verdicts = (await classify([lst], m)).verdicts
@@ -208,6 +209,21 @@ async def test_a_low_quality_hash_is_matched_by_its_own_bound_even_when_a_varian
 async def test_phash_is_not_matched_below_quality_50() -> None:
     m = media(pdq_quality=49)
     assert (await classify([hash_list("l", ("phash", m.hashes.phash or ""))], m)).verdicts == ()
+
+
+async def test_a_later_frame_of_an_animation_matches_and_the_verdict_names_it() -> None:
+    frame = random_hex(64)
+    m = media(frame_pdqs=((3, random_hex(64), 90), (6, frame, 90)))
+    (verdict,) = (await classify([hash_list("l", ("pdq", flip_bits(frame, 31)))], m)).verdicts
+    assert (verdict.distance, verdict.details) == (31, {"query": "frame", "frame": 6, "query_hash": frame, "pdq_quality": 90})
+
+
+@pytest.mark.parametrize(("quality", "distance", "matches"), [(90, 31, True), (90, 32, False), (20, 15, True), (20, 16, False)])
+async def test_each_frame_is_held_to_the_bound_of_its_own_quality(quality: int, distance: int, matches: bool) -> None:
+    frame = random_hex(64)
+    m = media(pdq_quality=100, frame_pdqs=((1, frame, quality),))
+    verdicts = (await classify([hash_list("l", ("pdq", flip_bits(frame, distance)))], m)).verdicts
+    assert [v.details["frame"] for v in verdicts] == ([1] if matches else [])
 
 
 async def test_pdq_of_unknown_quality_is_not_matched() -> None:
