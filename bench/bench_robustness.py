@@ -7,11 +7,13 @@ matches by mistake.
 
 Corpus, all benign and built in memory:
 - known: the photos scikit-image ships inside its package (astronaut, camera, coffee...:
-  those that load without a download), and images from five generators — bot.demo.samples'
-  photo-like shapes, landscapes, fractal textures, Voronoi mosaics and portrait-like
+  those that load without a download), and images from eight generators — bot.demo.samples'
+  photo-like shapes, landscapes, fractal textures, Voronoi mosaics, portrait-like
   layouts (a head and shoulders on a background: many share that layout, a hard case
-  for false matches). Originals are JPEG q90 (generated) or PNG (scikit-image). Those
-  whose PDQ quality is below the classifier's minimum are left out, as a provider would.
+  for false matches), and three smooth or dark kinds whose PDQ quality is mostly under
+  50: wallpapers (gradients, waves, soft blobs), night photos, app screenshots with flat
+  panels. Originals are JPEG q90 (generated) or PNG (scikit-image). All are listed,
+  whatever their quality; "smooth" means a provider PDQ quality under 50.
 - unrelated: other seeds of the same five generators, and plain images (flat colours,
   gradients, text screenshots, slides), each posted through one of the edits in turn (so
   that trimmed, rotated and thumbnailed query hashes are exercised too).
@@ -29,7 +31,9 @@ real HashListClassifier on the real compute_hashes output, as the bot matches a 
 - add-image: the list holds what `modbot hashes add-image` writes (bot.cli.scan.add_images,
   called on each original): SHA-256, MD5, PDQ, pHash and the PDQ of central crops.
 
-Prints a Markdown table (edit x mode -> share of copies matched to their own image, with
+Prints the old quality cliff (pdq_min_quality 50) against the quality rule of
+bot/classify/pdqrule.py (the default) per edit, for textured and smooth images, and by
+the query's quality how near copies and unrelated images come; then a Markdown table (edit x mode -> share of copies matched to their own image, with
 the images missed), the false matches per mode (unrelated images matched, and copies
 matched to another known image), and distance statistics: copies to their own PDQ
 entries, unrelated images to the nearest PDQ and pHash entry, and between the originals
