@@ -75,8 +75,9 @@ class HashListClassifier(Classifier):
       back to `Hashes.pdq`) within the list's threshold, or within the stricter bounds
       `bot.classify.pdqrule` gives a hash of low quality (smooth images hash alike).
       Skipped when the PDQ quality is unknown or below `pdq_min_quality`.
-    - Animations: each of `Hashes.frame_pdqs` (frames after the first) within the bound of
-      its own quality; the verdict's details name the frame.
+    - Animations and videos: each of `Hashes.frame_pdqs` (an animation's frames after the
+      first, a video's frames once a second) within the bound of its own quality; the
+      verdict's details name the frame (or the second).
     - pHash: `Hashes.phash` within the list's threshold; skipped when PDQ reported a
       quality under pdqrule.FULL_QUALITY or `pdq_min_quality`: pHash has no quality of its
       own and near-uniform images match each other.
@@ -164,7 +165,8 @@ class HashListClassifier(Classifier):
         for list_no, lst in enumerate(self.lists if lists is None else lists):
             if not lst.enabled:
                 continue
-            for verdict in (*self._list_verdicts(lst, hashes, queries), *self._frame_verdicts(lst, frames)):
+            frame_verdicts = self._frame_verdicts(lst, frames, "second" if hashes.pdq is None else "frame")
+            for verdict in (*self._list_verdicts(lst, hashes, queries), *frame_verdicts):
                 key = (list_no, verdict.label)
                 if key not in best or _rank(verdict) < _rank(best[key]):
                     best[key] = verdict
@@ -230,8 +232,12 @@ class HashListClassifier(Classifier):
                     details=details,
                 )
 
-    def _frame_verdicts(self, lst: LoadedList, frames: list[tuple[int, str, int, np.ndarray]]) -> Iterator[Verdict]:
-        """Matches of an animation's later frames, each within the bound of its own quality."""
+    def _frame_verdicts(
+        self, lst: LoadedList, frames: list[tuple[int, str, int, np.ndarray]], unit: str
+    ) -> Iterator[Verdict]:
+        """Matches of an animation's later frames or a video's frames (numbered by `unit`:
+        "frame", or "second" for a video, which has no `pdq` of its own), each within the
+        bound of its own quality."""
         index = lst.index.near.get("pdq")
         if index is None:
             return
@@ -248,7 +254,7 @@ class HashListClassifier(Classifier):
                     hash_type="pdq",
                     distance=distance,
                     matched_hash=index.hash_at(row),
-                    details={"query": "frame", "frame": number, "query_hash": frame_hash, "pdq_quality": quality},
+                    details={"query": "frame", unit: number, "query_hash": frame_hash, "pdq_quality": quality},
                 )
 
     def _search(self, index: NearIndex, query: _Queries, lst: LoadedList, quality: int | None) -> Iterator[tuple[int, int, int]]:

@@ -31,6 +31,7 @@ from bot.model import Hashes
 
 from .border import trim_box
 from .limits import WEBP_DECODER_BYTES_PER_PIXEL, MediaLimits, decoded_bytes, identify, jpeg_scans, webp_size
+from .video import add_video_hashes, video_format
 
 # Long side, in pixels, of the image that perceptual hashes are computed from.
 REDUCED_SIDE = 512
@@ -96,6 +97,8 @@ def hash_within(data: bytes, limits: MediaLimits) -> Hashes:
     """compute_hashes, except that MemoryError propagates: a sandboxed worker that runs
     out of its memory limit must say so, and be replaced."""
     hashes = exact_hashes(data, None)
+    if video_format(data) is not None:
+        return add_video_hashes(hashes, data, limits)
     try:
         img = _open(data, limits)
     except _Unhashable as e:
