@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.classify.base import Classifier, ClassifierContext, ClassifierSetupError, MediaInput
 from bot.classify.pdqrule import FULL_QUALITY, pdq_bounds
+from bot.hashing.pdq import DIHEDRAL
 from bot.lists.loaded import LoadedList, NearIndex, hex_matrix
 from bot.model import CRYPTOGRAPHIC, Classification, Hashes, MatchKind, Verdict
 
@@ -219,6 +220,9 @@ class HashListClassifier(Classifier):
                 details: dict[str, Any] = {"query": "original" if as_decoded else "variant"}
                 if not as_decoded:
                     details["query_hash"] = query.hexes[query_no]
+                    transform = _transform(hashes, query, query_no)
+                    if transform is not None:
+                        details["transform"] = transform
                 if query.hash_type == "pdq":
                     details["pdq_quality"] = hashes.pdq_quality
                 yield Verdict(
@@ -273,6 +277,21 @@ class HashListClassifier(Classifier):
             if bound is not None and len(matrix):
                 for row, query_no, distance in index.search(matrix, bound):
                     yield row, first + query_no, distance
+
+
+def _transform(hashes: Hashes, query: _Queries, query_no: int) -> str | None:
+    """The name of the transformation (pdq.DIHEDRAL, "... of the trimmed image") of the
+    posted image whose hash matched: it undoes the poster's edit (a copy turned a quarter
+    anticlockwise matches by "rotate270"). Known when the queries are bot.hashing's full set in its order: 8 hashes,
+    or 16 with the trimmed image's. None when duplicates were dropped (a symmetric image)
+    or the hashes came from elsewhere."""
+    pdqs = hashes.pdq_queries
+    if query.hash_type != "pdq" or len(pdqs) not in (8, 16) or not hashes.pdq or pdqs[0] != hashes.pdq:
+        return None
+    if len(query.hexes) != len(pdqs):
+        return None
+    name = DIHEDRAL[query_no % 8]
+    return name if query_no < 8 else f"{name} of the trimmed image"
 
 
 def _frames(hashes: Hashes) -> list[tuple[int, str, int, np.ndarray]]:

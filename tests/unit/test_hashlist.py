@@ -226,6 +226,14 @@ async def test_each_frame_is_held_to_the_bound_of_its_own_quality(quality: int, 
     assert [v.details["frame"] for v in verdicts] == ([1] if matches else [])
 
 
+@pytest.mark.parametrize(("position", "transform"), [(5, "flip_y"), (1, "rotate90"), (12, "flip_x of the trimmed image")])
+async def test_a_variant_match_names_its_transformation(position: int, transform: str) -> None:
+    queries = tuple(random_hex(64) for _ in range(16))  # bot.hashing's order: pdq.DIHEDRAL, twice
+    m = media(pdq=queries[0], pdq_queries=queries)
+    (verdict,) = (await classify([hash_list("l", ("pdq", queries[position]))], m)).verdicts
+    assert verdict.details["transform"] == transform
+
+
 async def test_pdq_of_unknown_quality_is_not_matched() -> None:
     m = media(pdq_quality=None)
     assert (await classify([hash_list("l", ("pdq", m.hashes.pdq or ""))], m)).verdicts == ()
