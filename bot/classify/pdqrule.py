@@ -18,8 +18,8 @@ The rule (measured in bench/bench_robustness.py; README "Smooth images"):
 - the operator's `pdq_min_quality` applies first: nothing below it near-matches (set it
   to 50 for the cliff modbot had before).
 
-Why so strict, when unrelated low-quality images came no nearer than 60 bits to any
-entry in the benchmark (555 of them, 78-94 at most qualities): copies of smooth images that survive an edit at all stay within
+Why so strict, when unrelated low-quality images came no nearer than 66 bits to any
+entry in the benchmark (1,385 of them among 5,040 unrelated images): copies of smooth images that survive an edit at all stay within
 ~12 bits of their original (dark photos re-encoded, resized, greyed), and those that do
 not drift by 30-80 bits (near-flat gradients, whose DCT coefficients all sit near their
 median); no bound finds the second kind, and a tight one leaves room for what the
