@@ -7,11 +7,13 @@ matches by mistake.
 
 Corpus, all benign and built in memory:
 - known: the photos scikit-image ships inside its package (astronaut, camera, coffee...:
-  those that load without a download), and images from five generators — bot.demo.samples'
-  photo-like shapes, landscapes, fractal textures, Voronoi mosaics and portrait-like
+  those that load without a download), and images from eight generators — bot.demo.samples'
+  photo-like shapes, landscapes, fractal textures, Voronoi mosaics, portrait-like
   layouts (a head and shoulders on a background: many share that layout, a hard case
-  for false matches). Originals are JPEG q90 (generated) or PNG (scikit-image). Those
-  whose PDQ quality is below the classifier's minimum are left out, as a provider would.
+  for false matches), and three smooth or dark kinds whose PDQ quality is mostly under
+  50: wallpapers (gradients, waves, soft blobs), night photos, app screenshots with flat
+  panels. Originals are JPEG q90 (generated) or PNG (scikit-image). All are listed,
+  whatever their quality; "smooth" means a provider PDQ quality under 50.
 - unrelated: other seeds of the same five generators, and plain images (flat colours,
   gradients, text screenshots, slides), each posted through one of the edits in turn (so
   that trimmed, rotated and thumbnailed query hashes are exercised too).
@@ -29,7 +31,9 @@ real HashListClassifier on the real compute_hashes output, as the bot matches a 
 - add-image: the list holds what `modbot hashes add-image` writes (bot.cli.scan.add_images,
   called on each original): SHA-256, MD5, PDQ, pHash and the PDQ of central crops.
 
-Prints a Markdown table (edit x mode -> share of copies matched to their own image, with
+Prints the old quality cliff (pdq_min_quality 50) against the quality rule of
+bot/classify/pdqrule.py (the default) per edit, for textured and smooth images, and by
+the query's quality how near copies and unrelated images come; then a Markdown table (edit x mode -> share of copies matched to their own image, with
 the images missed), the false matches per mode (unrelated images matched, and copies
 matched to another known image), and distance statistics: copies to their own PDQ
 entries, unrelated images to the nearest PDQ and pHash entry, and between the originals
@@ -65,6 +69,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bot.classify.hashlist import HashListClassifier  # noqa: E402
+from bot.classify.pdqrule import FULL_QUALITY  # noqa: E402
 from bot.lists.loaded import LoadedList, Thresholds  # noqa: E402
 from bot.config import Config, HashlistSettings  # noqa: E402
 from bot.hashing import compute_hashes, crop_hashes  # noqa: E402
@@ -73,7 +78,10 @@ from bot.model import Hashes  # noqa: E402
 from bot.demo.samples import encode, make_photo  # noqa: E402
 from bot.cli.scan import ADD_IMAGE_CROPS, add_images  # noqa: E402
 
-PDQ_MIN_QUALITY = HashlistSettings().pdq_min_quality  # providers drop lower-quality hashes too
+# "Textured": PDQ quality at or above the old cliff (the default minimum before issue 14);
+# "smooth": below it. The classifier now matches both, smooth ones within stricter bounds.
+PDQ_MIN_QUALITY = FULL_QUALITY
+RULE_MIN_QUALITY = HashlistSettings().pdq_min_quality
 KNOWN_SIZES = ((800, 600), (600, 800), (1024, 768), (640, 640), (960, 540))
 UNRELATED_SIZES = ((480, 360), (360, 480), (512, 512), (640, 360))
 # Central-crop fractions (of each side) tried by --sweep.
@@ -261,15 +269,84 @@ def make_plain(seed: int, size: tuple[int, int]) -> Image.Image:
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
 
 
+def make_wallpaper(seed: int, size: tuple[int, int]) -> Image.Image:
+    """A smooth wallpaper: a gradient with a few soft colour blobs (PDQ quality mostly < 50)."""
+    rng = _rng("wallpaper", seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    t = (xx * np.cos(angle) + yy * np.sin(angle)) / max(w, h)
+    t = ((t - t.min()) / max(float(t.max() - t.min()), 1e-6))[..., None]
+    c0, c1 = rng.uniform(0, 90, 3), rng.uniform(140, 255, 3)  # dark to light
+    pixels = c0 * (1 - t) + c1 * t
+    # Soft waves, as in many OS wallpapers.
+    waves = np.sin(t * rng.uniform(6, 20) + rng.uniform(0, 6) + np.sin(yy / h * rng.uniform(1, 5))[..., None])
+    pixels = pixels + waves * rng.uniform(25, 70)
+    for _ in range(int(rng.integers(2, 7))):
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        r = rng.uniform(0.08, 0.35) * max(w, h)
+        blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))[..., None]
+        pixels = pixels * (1 - blob) + rng.uniform(0, 255, 3) * blob
+    noisy = pixels + rng.normal(0, 1.5, (h, w, 3))
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
+
+
+def make_night(seed: int, size: tuple[int, int]) -> Image.Image:
+    """A night photo: a landscape at a tenth to a quarter of its brightness, a few lights."""
+    rng = _rng("night", seed)
+    img = make_landscape(seed + 50_000, size)
+    pixels = np.asarray(img, dtype=np.float32) * rng.uniform(0.08, 0.25)
+    lit = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(lit)
+    w, h = size
+    for _ in range(int(rng.integers(0, 8))):
+        x, y, r = rng.uniform(0, w), rng.uniform(0.4 * h, h), rng.uniform(1, 4)
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=(255, 220, 150))
+    noisy = np.asarray(lit, dtype=np.float32) + rng.normal(0, 2, (h, w, 3))
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
+
+
+def make_screenshot(seed: int, size: tuple[int, int]) -> Image.Image:
+    """An app screenshot: flat panels (a bar, a sidebar, cards) and a little text."""
+    rng = _rng("screenshot", seed)
+    w, h = size
+    dark = rng.uniform() < 0.5
+    base = rng.uniform(10, 50, 3) if dark else rng.uniform(215, 250, 3)
+    img = Image.new("RGB", size, tuple(int(c) for c in base))
+    draw = ImageDraw.Draw(img)
+    accent = tuple(int(c) for c in rng.uniform(30, 230, 3))
+    bar = rng.uniform(0.06, 0.12) * h
+    draw.rectangle((0, 0, w, bar), fill=accent)
+    side = rng.uniform(0.15, 0.3) * w if rng.uniform() < 0.6 else 0
+    if side:
+        draw.rectangle((0, bar, side, h), fill=tuple(int(c) for c in base * rng.uniform(0.85, 1.15)))
+    ink = (220, 220, 220) if dark else (40, 40, 40)
+    font = ImageFont.load_default(size=max(9, h // 40))
+    y = bar + rng.uniform(0.02, 0.06) * h
+    while y < h * 0.9:
+        card_h = rng.uniform(0.06, 0.2) * h
+        fill = tuple(int(c) for c in np.clip(base + rng.uniform(-25, 25), 0, 255))
+        draw.rounded_rectangle((side + 0.04 * w, y, w * 0.96, y + card_h), radius=6, fill=fill)
+        if rng.uniform() < 0.6:
+            words = " ".join(rng.choice(_WORDS, int(rng.integers(2, 7))))
+            draw.text((side + 0.06 * w, y + card_h * 0.3), words, fill=ink, font=font)
+        y += card_h + rng.uniform(0.02, 0.05) * h
+    noisy = np.asarray(img, dtype=np.float32) + rng.normal(0, 1, (h, w, 3))
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
+
+
 GENERATORS: dict[str, Callable[[int, tuple[int, int]], Image.Image]] = {
     "photo": make_photo,
     "landscape": make_landscape,
     "texture": make_texture,
     "mosaic": make_mosaic,
     "portrait": make_portrait,
+    "wallpaper": make_wallpaper,
+    "night": make_night,
+    "screenshot": make_screenshot,
     "plain": make_plain,
 }
-# Plain images are mostly below the PDQ quality a list takes: unrelated images only.
+# Plain images (flat colours, gradients, text): unrelated images only.
 UNRELATED_ONLY = frozenset({"plain"})
 
 
@@ -480,7 +557,7 @@ class Outcome:
 
 
 def evaluate(entries: Iterable[HashEntry], known: Sequence[Hashed], unrelated: Sequence[Hashed],
-             threshold: int = Thresholds().pdq, min_quality: int = PDQ_MIN_QUALITY) -> Outcome:
+             threshold: int = Thresholds().pdq, min_quality: int = RULE_MIN_QUALITY) -> Outcome:
     lst = LoadedList.from_entries("known", entries, label="known", thresholds=Thresholds(pdq=threshold))
     classifier = HashListClassifier([lst], pdq_min_quality=min_quality)
     outcome = Outcome({}, [], [])
@@ -551,13 +628,14 @@ def main() -> None:
     with ProcessPoolExecutor(args.jobs) as pool:
         hashed = list(pool.map(_hash_item, [(item, args.sweep) for item in items], chunksize=4))
     hashed_at = time.perf_counter()
-    low = [h for h in hashed if h.item.role == "known" and h.provider_quality < PDQ_MIN_QUALITY]
-    known = [h for h in hashed if h.item.role == "known" and h.provider_quality >= PDQ_MIN_QUALITY]
+    known = [h for h in hashed if h.item.role == "known"]
+    low = [h for h in known if h.provider_quality < PDQ_MIN_QUALITY]
     unrelated = [h for h in hashed if h.item.role == "unrelated"]
 
     with tempfile.TemporaryDirectory() as tmp:
         entries = {"provider": provider_entries(known), "add-image": add_image_entries(known, Path(tmp))}
     outcomes = {mode: evaluate(entries[mode], known, unrelated) for mode in MODES}
+    cliff = {mode: evaluate(entries[mode], known, unrelated, min_quality=PDQ_MIN_QUALITY) for mode in MODES}
 
     print("# Robustness of hash-list matching\n")
     makers = [g for g in GENERATORS if g not in UNRELATED_ONLY]
@@ -566,17 +644,20 @@ def main() -> None:
           f"{', '.join(makers)}), {len(unrelated)} unrelated images ({args.unrelated_per_family} "
           f"other seeds of each of those and of {', '.join(sorted(UNRELATED_ONLY))}, each posted "
           f"through one edit in turn). PDQ threshold {Thresholds().pdq}, pHash "
-          f"{Thresholds().phash}, PDQ quality >= {PDQ_MIN_QUALITY}; add-image crops "
+          f"{Thresholds().phash}, pdq_min_quality {RULE_MIN_QUALITY} with the quality rule "
+          f"(bot/classify/pdqrule.py); add-image crops "
           f"{', '.join(f'{c:g}' for c in ADD_IMAGE_CROPS)} of each side.")
     if low:
-        print(f"Left out for PDQ quality < {PDQ_MIN_QUALITY} (a provider would not list them): "
+        print(f"Smooth (provider PDQ quality < {PDQ_MIN_QUALITY}): {len(low)} of them: "
               f"{', '.join(f'{h.item.name} ({h.provider_quality})' for h in low)}.")
     counts = {mode: _entry_counts(entries[mode]) for mode in MODES}
     for mode in MODES:
         print(f"- {mode} list: {counts[mode]}")
     print()
+    _print_before_after(cliff, outcomes, known)
     _print_match_table(outcomes, known)
     _print_false_matches(outcomes)
+    _print_low_quality_distances(known, unrelated, entries)
     _print_distances(known, unrelated, entries)
     _print_corpus_distances(hashed)
     if args.sweep:
@@ -585,6 +666,81 @@ def main() -> None:
               for f in ("ru_utime", "ru_stime"))
     print(f"\nGenerated and hashed in {hashed_at - started:.0f} s with {args.jobs} worker(s); "
           f"total {time.perf_counter() - started:.0f} s, {cpu:.0f} CPU-seconds.")
+
+
+def _print_before_after(cliff: dict[str, Outcome], rule: dict[str, Outcome], known: Sequence[Hashed]) -> None:
+    smooth = [h.provider_quality < PDQ_MIN_QUALITY for h in known]
+    n_smooth = sum(smooth)
+    print(f"## The quality cliff against the quality rule (%, textured n = {len(known) - n_smooth}, "
+          f"smooth n = {n_smooth})\n")
+    print(f"cliff: `pdq_min_quality: {PDQ_MIN_QUALITY}` (nothing below it near-matches); rule: "
+          f"`pdq_min_quality: {RULE_MIN_QUALITY}` with the bounds of bot/classify/pdqrule.py.\n")
+    heads = [f"{mode} {group} {which}" for mode in MODES for group in ("textured", "smooth")
+             for which in ("cliff", "rule")]
+    print("| edit | " + " | ".join(heads) + " |")
+    print("| --- | " + " | ".join("---:" for _ in heads) + " |")
+
+    def share(o: Outcome, edit: str, want_smooth: bool) -> str:
+        return _pct([ok for ok, sm in zip(o.matched[edit], smooth) if sm == want_smooth])
+
+    means: dict[str, list[float]] = {h: [] for h in heads}
+    for edit in rule["provider"].matched:
+        cells = []
+        for mode in MODES:
+            for group in (False, True):
+                for o in (cliff[mode], rule[mode]):
+                    cells.append(share(o, edit, group))
+        for h, c in zip(heads, cells):
+            if c != "-":
+                means[h].append(float(c))
+        print(f"| {edit} | " + " | ".join(cells) + " |")
+    print("| **mean** | " + " | ".join(f"{np.mean(v):.1f}" if v else "-" for v in means.values()) + " |")
+    print("\n| mode | unrelated matched, cliff | rule | cross matches, cliff | rule |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for mode in MODES:
+        print(f"| {mode} | {len({n for n, _, _ in cliff[mode].false})} | {len({n for n, _, _ in rule[mode].false})} "
+              f"| {len(cliff[mode].cross)} | {len(rule[mode].cross)} |")
+    print()
+
+
+def _print_low_quality_distances(known: Sequence[Hashed], unrelated: Sequence[Hashed],
+                                 entries: dict[str, list[HashEntry]]) -> None:
+    """What the bounds of the rule are read from: by the query's quality, how near a copy's
+    as-decoded hash and its derived queries come to its own entries, and how near an
+    unrelated image's come to any entry."""
+    print("## Low-quality queries: distances by the query's PDQ quality\n")
+    print("add-image list (its PDQ and crop entries). own: a copy's nearest own entry (median / "
+          "75th percentile, over every edit, crops included); unrelated: nearest entry of any image (min / 1st percentile).\n")
+    listed = [e for e in entries["add-image"] if e.type == "pdq"]
+    hexes = [e.hash for e in listed]
+    labels = np.array([e.label for e in listed])
+    buckets = ((0, 10), (10, 20), (20, 30), (30, 40), (40, 50), (50, 101))
+    print("| quality | copies | own as-decoded | own derived | unrelated | unrelated as-decoded | unrelated derived |")
+    print("| --- | ---: | --- | --- | ---: | --- | --- |")
+    for lo, hi in buckets:
+        own_a, own_d, un_a, un_d = [], [], [], []
+        for h in known:
+            for copy in h.copies.values():
+                if copy.pdq and copy.pdq_quality is not None and lo <= copy.pdq_quality < hi:
+                    d = _distances(list(dict.fromkeys((copy.pdq, *copy.pdq_queries))), hexes)
+                    d = d[:, labels == h.item.name]
+                    own_a.append(int(d[0].min()))
+                    own_d.append(int(d[1:].min()) if len(d) > 1 else 256)
+        for h in unrelated:
+            copy = next(iter(h.copies.values()))
+            if copy.pdq and copy.pdq_quality is not None and lo <= copy.pdq_quality < hi:
+                d = _distances(list(dict.fromkeys((copy.pdq, *copy.pdq_queries))), hexes)
+                un_a.append(int(d[0].min()))
+                un_d.append(int(d[1:].min()) if len(d) > 1 else 256)
+
+        def up(v: list[int]) -> str:
+            return f"{np.median(v):.0f} / {np.percentile(v, 75):.0f}" if v else "-"
+
+        def down(v: list[int]) -> str:
+            return f"{min(v)} / {np.percentile(v, 1):.0f}" if v else "-"
+
+        print(f"| {lo}-{hi - 1} | {len(own_a)} | {up(own_a)} | {up(own_d)} | {len(un_a)} | {down(un_a)} | {down(un_d)} |")
+    print()
 
 
 def _entry_counts(entries: Sequence[HashEntry]) -> str:

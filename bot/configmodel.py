@@ -209,7 +209,9 @@ class PresendConfig(Section):
 
 
 class HashlistSettings(Section):
-    pdq_min_quality: int = Field(default=50, ge=0, le=100)
+    # Operator override: no PDQ near match below this quality (50: the old cliff). By default
+    # low-quality hashes match within the stricter bounds of bot/classify/pdqrule.py.
+    pdq_min_quality: int = Field(default=0, ge=0, le=100)
     # Seconds between checks of the list files for changes (reloaded without a restart).
     reload_interval: float = Field(default=5.0, gt=0)
     # A reloaded list that loses more than this share of its entries is held until fixed or

@@ -69,6 +69,9 @@ class Hashes:
     perceptual_error: str | None = None
     # Matched against NCMEC-style lists; None for media hashed before modbot computed it.
     sha1: str | None = None
+    # Animations: (frame number, PDQ, PDQ quality) of frames sampled across the animation
+    # after the first (which is `pdq`). Not kept by the journal: rescans match `pdq` only.
+    frame_pdqs: tuple[tuple[int, str, int], ...] = ()
 
 
 class MatchKind(str, Enum):

@@ -67,7 +67,7 @@ class ClassifierContext:
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)  # for *_env secrets
     base_dir: Path = Path(".")  # relative paths in settings are relative to this
     hash_lists: tuple[LoadedList, ...] = ()  # the loaded `hash_lists:` of the config
-    pdq_min_quality: int = 50  # the config's `hashlist.pdq_min_quality`
+    pdq_min_quality: int = 0  # the config's `hashlist.pdq_min_quality`
     # Where the running bot keeps its lists (a ListRegistry, reloaded while running) and
     # its allowlist; when set they take the place of `hash_lists`.
     list_source: Any = None

@@ -23,7 +23,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.classify.base import Classifier, ClassifierContext, ClassifierSetupError, MediaInput
-from bot.lists.loaded import LoadedList, hex_matrix
+from bot.classify.pdqrule import FULL_QUALITY, pdq_bounds
+from bot.hashing.pdq import DIHEDRAL
+from bot.lists.loaded import LoadedList, NearIndex, hex_matrix
 from bot.model import CRYPTOGRAPHIC, Classification, Hashes, MatchKind, Verdict
 
 _EXACT_TYPES = CRYPTOGRAPHIC
@@ -71,10 +73,15 @@ class HashListClassifier(Classifier):
 
     - sha256/md5/sha1: exact matches.
     - PDQ: the nearest of `Hashes.pdq_queries` (rotations, flips, trimmed borders; falling
-      back to `Hashes.pdq`) within the list's threshold. Skipped when the PDQ quality is
-      unknown or below `pdq_min_quality`: such images (blank, near-uniform) match each other.
-    - pHash: `Hashes.phash` within the list's threshold; skipped too when PDQ reported a low
-      quality, for the same reason.
+      back to `Hashes.pdq`) within the list's threshold, or within the stricter bounds
+      `bot.classify.pdqrule` gives a hash of low quality (smooth images hash alike).
+      Skipped when the PDQ quality is unknown or below `pdq_min_quality`.
+    - Animations and videos: each of `Hashes.frame_pdqs` (an animation's frames after the
+      first, a video's frames once a second) within the bound of its own quality; the
+      verdict's details name the frame (or the second).
+    - pHash: `Hashes.phash` within the list's threshold; skipped when PDQ reported a
+      quality under pdqrule.FULL_QUALITY or `pdq_min_quality`: pHash has no quality of its
+      own and near-uniform images match each other.
 
     EXACT is kept for cryptographic hashes (the same bytes); a perceptual match is NEAR even
     at distance 0, since different images can hash alike. Each (list, label) gives at most
@@ -86,7 +93,7 @@ class HashListClassifier(Classifier):
     def __init__(
         self,
         lists: Sequence[LoadedList] | ListSource,
-        pdq_min_quality: int = 50,
+        pdq_min_quality: int = 0,
         *,
         names: Sequence[str] | None = None,
         allowlist: AllowlistLike | Callable[[], AllowlistLike | None] | None = None,
@@ -154,11 +161,13 @@ class HashListClassifier(Classifier):
         if self.allowlisted(hashes):
             return Classification(self.name)
         queries, errors = self._queries(hashes)
+        frames = _frames(hashes)
         best: dict[tuple[int, str], Verdict] = {}
         for list_no, lst in enumerate(self.lists if lists is None else lists):
             if not lst.enabled:
                 continue
-            for verdict in self._list_verdicts(lst, hashes, queries):
+            frame_verdicts = self._frame_verdicts(lst, frames, "second" if hashes.pdq is None else "frame")
+            for verdict in (*self._list_verdicts(lst, hashes, queries), *frame_verdicts):
                 key = (list_no, verdict.label)
                 if key not in best or _rank(verdict) < _rank(best[key]):
                     best[key] = verdict
@@ -167,13 +176,12 @@ class HashListClassifier(Classifier):
 
     def _queries(self, hashes: Hashes) -> tuple[list[_Queries], list[str]]:
         quality = hashes.pdq_quality
-        low_quality = quality is not None and quality < self.pdq_min_quality
         wanted: list[tuple[str, tuple[str, ...], bool]] = []
         pdqs = ((hashes.pdq,) if hashes.pdq else ()) + hashes.pdq_queries
-        if pdqs and quality is not None and not low_quality:
+        if pdqs and quality is not None and quality >= self.pdq_min_quality:
             # The as-decoded hash goes first so that it wins ties ("original" over "variant").
             wanted.append(("pdq", tuple(dict.fromkeys(h.lower() for h in pdqs)), bool(hashes.pdq)))
-        if hashes.phash and not low_quality:
+        if hashes.phash and (quality is None or quality >= max(self.pdq_min_quality, FULL_QUALITY)):
             wanted.append(("phash", (hashes.phash.lower(),), True))
         queries: list[_Queries] = []
         errors: list[str] = []
@@ -207,12 +215,14 @@ class HashListClassifier(Classifier):
             index = lst.index.near.get(query.hash_type)
             if index is None:
                 continue
-            threshold = getattr(lst.thresholds, query.hash_type)
-            for row, query_no, distance in index.search(query.matrix, threshold):
+            for row, query_no, distance in self._search(index, query, lst, hashes.pdq_quality):
                 as_decoded = query.original and query_no == 0
                 details: dict[str, Any] = {"query": "original" if as_decoded else "variant"}
                 if not as_decoded:
                     details["query_hash"] = query.hexes[query_no]
+                    transform = _transform(hashes, query, query_no)
+                    if transform is not None:
+                        details["transform"] = transform
                 if query.hash_type == "pdq":
                     details["pdq_quality"] = hashes.pdq_quality
                 yield Verdict(
@@ -225,6 +235,74 @@ class HashListClassifier(Classifier):
                     matched_hash=index.hash_at(row),
                     details=details,
                 )
+
+    def _frame_verdicts(
+        self, lst: LoadedList, frames: list[tuple[int, str, int, np.ndarray]], unit: str
+    ) -> Iterator[Verdict]:
+        """Matches of an animation's later frames or a video's frames (numbered by `unit`:
+        "frame", or "second" for a video, which has no `pdq` of its own), each within the
+        bound of its own quality."""
+        index = lst.index.near.get("pdq")
+        if index is None:
+            return
+        for number, frame_hash, quality, matrix in frames:
+            bound = pdq_bounds(lst.thresholds.pdq, quality, self.pdq_min_quality).as_decoded
+            if bound is None:
+                continue
+            for row, _, distance in index.search(matrix, bound):
+                yield Verdict(
+                    classifier=self.name,
+                    label=index.label_at(row),
+                    kind=MatchKind.NEAR,
+                    list_name=lst.name,
+                    hash_type="pdq",
+                    distance=distance,
+                    matched_hash=index.hash_at(row),
+                    details={"query": "frame", unit: number, "query_hash": frame_hash, "pdq_quality": quality},
+                )
+
+    def _search(self, index: NearIndex, query: _Queries, lst: LoadedList, quality: int | None) -> Iterator[tuple[int, int, int]]:
+        """(row, query number, distance) of the entries within the bound of each query."""
+        threshold = getattr(lst.thresholds, query.hash_type)
+        if query.hash_type != "pdq":
+            yield from index.search(query.matrix, threshold)
+            return
+        bounds = pdq_bounds(threshold, quality, self.pdq_min_quality)
+        if bounds.as_decoded == bounds.derived or not query.original:
+            bound = bounds.derived
+            groups = [(0, query.matrix, bound)] if bound is not None else []
+        else:  # the as-decoded hash and the derived ones searched each within its own bound
+            groups = [(0, query.matrix[:1], bounds.as_decoded), (1, query.matrix[1:], bounds.derived)]
+        for first, matrix, bound in groups:
+            if bound is not None and len(matrix):
+                for row, query_no, distance in index.search(matrix, bound):
+                    yield row, first + query_no, distance
+
+
+def _transform(hashes: Hashes, query: _Queries, query_no: int) -> str | None:
+    """The name of the transformation (pdq.DIHEDRAL, "... of the trimmed image") of the
+    posted image whose hash matched: it undoes the poster's edit (a copy turned a quarter
+    anticlockwise matches by "rotate270"). Known when the queries are bot.hashing's full set in its order: 8 hashes,
+    or 16 with the trimmed image's. None when duplicates were dropped (a symmetric image)
+    or the hashes came from elsewhere."""
+    pdqs = hashes.pdq_queries
+    if query.hash_type != "pdq" or len(pdqs) not in (8, 16) or not hashes.pdq or pdqs[0] != hashes.pdq:
+        return None
+    if len(query.hexes) != len(pdqs):
+        return None
+    name = DIHEDRAL[query_no % 8]
+    return name if query_no < 8 else f"{name} of the trimmed image"
+
+
+def _frames(hashes: Hashes) -> list[tuple[int, str, int, np.ndarray]]:
+    """An animation's later frames as (number, hash, quality, query matrix); bad hashes skipped."""
+    frames = []
+    for number, frame_hash, quality in hashes.frame_pdqs:
+        try:
+            frames.append((number, frame_hash.lower(), quality, hex_matrix((frame_hash.lower(),), "pdq")))
+        except ValueError:
+            continue
+    return frames
 
 
 def _rank(verdict: Verdict) -> tuple[int, int]:

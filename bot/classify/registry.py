@@ -143,7 +143,7 @@ def build_classifiers(
     registry: ClassifierRegistry,
     *,
     hash_lists: Sequence[LoadedList] = (),
-    pdq_min_quality: int = 50,
+    pdq_min_quality: int = 0,
     environ: Mapping[str, str] | None = None,
     base_dir: Path = Path("."),
     guard_factory: Callable[[Any], ServiceGuard] | None = None,

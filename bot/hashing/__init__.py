@@ -3,6 +3,7 @@
 media). Re-exports the names callers used when this was one module."""
 
 from .border import trim_uniform_border
+from . import video
 from .limits import MATRIX_IMAGE_FORMATS, MediaLimits
 from .media import (
     REDUCED_SIDE,
@@ -24,5 +25,6 @@ __all__ = [
     "exact_hashes",
     "hamming",
     "trim_uniform_border",
+    "video",
     "warm_up",
 ]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from .limits import MediaLimits
-from .media import reduced_image
+from .media import _decode, _describe, _open, _Unhashable
 
 # An image so elongated that enlarging its short side makes the long one larger than this
 # is refused: a 1-pixel-high strip enlarged to 160 would be tens of megapixels of nothing.
@@ -71,3 +71,24 @@ def fit_image(data: bytes, limits: MediaLimits, spec: FitSpec) -> Fitted:
         if min(smaller) < spec.min_side:
             raise ValueError(f"cannot encode the image within {spec.max_bytes} bytes")
         img = img.resize(smaller, Image.Resampling.LANCZOS)
+
+
+def reduced_image(data: bytes, limits: MediaLimits) -> Image.Image:
+    """The image as perceptual hashing sees it (first frame, RGB, upright, about
+    REDUCED_SIDE px on the long side), every limit applied; ValueError saying why not.
+    MemoryError propagates, as in hash_within."""
+    try:
+        img = _open(data, limits)
+    except _Unhashable as e:
+        raise ValueError(str(e)) from None
+    try:
+        reduced = _decode(img, data, limits)
+        return reduced.copy() if reduced is img else reduced  # img is closed below
+    except _Unhashable as e:
+        raise ValueError(str(e)) from None
+    except MemoryError:
+        raise
+    except Exception as e:  # hostile input can make any decoder raise anything
+        raise ValueError(f"truncated or corrupt image: {_describe(e)}") from None
+    finally:
+        img.close()

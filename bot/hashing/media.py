@@ -31,6 +31,7 @@ from bot.model import Hashes
 
 from .border import trim_box
 from .limits import WEBP_DECODER_BYTES_PER_PIXEL, MediaLimits, decoded_bytes, identify, jpeg_scans, webp_size
+from .video import add_video_hashes, video_format
 
 # Long side, in pixels, of the image that perceptual hashes are computed from.
 REDUCED_SIDE = 512
@@ -38,6 +39,15 @@ REDUCED_SIDE = 512
 # Some formats or variants (QOI, plain PPM, RLE BMP, ...) are decoded by Pillow in pure
 # Python at 1-2 microseconds a pixel: a smaller limit keeps them under ~2 s of CPU.
 SLOW_DECODER_MAX_PIXELS = 1_000_000
+
+# Animations (GIF, APNG, WebP): frames hashed besides the first, spread evenly over the
+# frames reachable within ANIMATION_PIXEL_BUDGET: reaching frame k decodes every frame
+# before it (each composited on the last), so the budget bounds the decoding work.
+# Frames larger than ANIMATION_MAX_FRAME_PIXELS are not sampled (the first frame is still
+# hashed): compositing keeps two of them in memory, within the sandbox's memory limit.
+ANIMATION_FRAMES = 7
+ANIMATION_PIXEL_BUDGET = 64_000_000
+ANIMATION_MAX_FRAME_PIXELS = 4_000_000
 
 # Pixels per strip when a mode is converted before reduction: 8 MB as float64.
 _STRIP_PIXELS = 1 << 20
@@ -71,7 +81,7 @@ def compute_hashes(data: bytes, *, max_pixels: int | None = None, limits: MediaL
 
     sha256, md5 and size are always set. When the bytes are an image in one of the
     accepted formats (first frame of an animation), pdq, pdq_quality, phash and
-    pdq_queries are set too; otherwise they are None/empty and `perceptual_error` says
+    pdq_queries are set too, and for an animation frame_pdqs (see _frame_pdqs); otherwise they are None/empty and `perceptual_error` says
     why. width, height and image_format come from the header and are kept whenever the
     header could be read, even when decoding was refused (a decompression bomb) or failed
     (a truncated file). `limits` (default: MediaLimits()) are checked before decoding;
@@ -87,6 +97,8 @@ def hash_within(data: bytes, limits: MediaLimits) -> Hashes:
     """compute_hashes, except that MemoryError propagates: a sandboxed worker that runs
     out of its memory limit must say so, and be replaced."""
     hashes = exact_hashes(data, None)
+    if video_format(data) is not None:
+        return add_video_hashes(hashes, data, limits)
     try:
         img = _open(data, limits)
     except _Unhashable as e:
@@ -94,34 +106,19 @@ def hash_within(data: bytes, limits: MediaLimits) -> Hashes:
     width, height = img.size
     hashes = replace(hashes, width=width, height=height, image_format=img.format)
     try:
-        return _add_perceptual(hashes, _decode(img, data, limits))
+        hashes = _add_perceptual(hashes, _decode(img, data, limits))
     except _Unhashable as e:
         return replace(hashes, perceptual_error=str(e))
     except MemoryError:
         raise
     except Exception as e:  # hostile input can make any decoder raise anything
         return replace(hashes, perceptual_error=f"truncated or corrupt image: {_describe(e)}")
-    finally:
-        img.close()
-
-
-def reduced_image(data: bytes, limits: MediaLimits) -> Image.Image:
-    """The image as perceptual hashing sees it (first frame, RGB, upright, about
-    REDUCED_SIDE px on the long side), every limit applied; ValueError saying why not.
-    MemoryError propagates, as in hash_within."""
     try:
-        img = _open(data, limits)
-    except _Unhashable as e:
-        raise ValueError(str(e)) from None
-    try:
-        reduced = _decode(img, data, limits)
-        return reduced.copy() if reduced is img else reduced  # img is closed below
-    except _Unhashable as e:
-        raise ValueError(str(e)) from None
+        return replace(hashes, frame_pdqs=_frame_pdqs(img))
     except MemoryError:
         raise
-    except Exception as e:  # hostile input can make any decoder raise anything
-        raise ValueError(f"truncated or corrupt image: {_describe(e)}") from None
+    except Exception:  # a later frame truncated or corrupt: the first frame's hashes stand
+        return hashes
     finally:
         img.close()
 
@@ -386,12 +383,15 @@ def _exif_orientation(img: Image.Image) -> int:
 
 def _add_perceptual(hashes: Hashes, rgb: Image.Image) -> Hashes:
     luma = _luma(rgb)
-    queries, quality = pdq.dihedral_hashes(luma)
+    # From the turned and flipped pixels, not by DCT sign changes: PDQ's sampling is not
+    # symmetric, and on textured images the sign-changed hash of a mirror can lie tens of
+    # bits from the mirrored copy's (issue 14; pdq.exact_dihedral_hashes).
+    queries, quality = pdq.exact_dihedral_hashes(luma)
     left, top, right, bottom = trim_box(rgb)
     if (left, top, right, bottom) != (0, 0, *rgb.size):
         # Only when trimming removed something: a second dihedral doubles the PDQ cost.
         # The luma of the trimmed image is the trimmed luma.
-        queries += pdq.dihedral_hashes(luma[top:bottom, left:right])[0]
+        queries += pdq.exact_dihedral_hashes(luma[top:bottom, left:right])[0]
     return replace(
         hashes,
         pdq=queries[0],  # the untransformed image
@@ -410,3 +410,29 @@ def _luma(rgb: Image.Image) -> np.ndarray:
 def _describe(e: BaseException) -> str:
     text = str(e) or type(e).__name__
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _frame_pdqs(img: ImageFile.ImageFile) -> tuple[tuple[int, str, int], ...]:
+    """PDQ and quality of up to ANIMATION_FRAMES frames after the first, spread evenly over
+    the frames within ANIMATION_PIXEL_BUDGET; () for a still image. Stops at the first
+    frame that cannot be decoded (what came before it stands)."""
+    if not getattr(img, "is_animated", False):
+        return ()
+    width, height = img.size
+    if width * height > ANIMATION_MAX_FRAME_PIXELS:
+        return ()
+    reachable = min(int(getattr(img, "n_frames", 1)), ANIMATION_PIXEL_BUDGET // max(1, width * height))
+    if reachable < 2:
+        return ()
+    wanted = sorted({round(i * (reachable - 1) / ANIMATION_FRAMES) for i in range(1, ANIMATION_FRAMES + 1)} - {0})
+    found: list[tuple[int, str, int]] = []
+    for frame in wanted:
+        try:
+            img.seek(frame)
+            pdq_hash, quality = pdq.pdq_hash(_luma(_reduced_rgb(img)))
+        except MemoryError:
+            raise
+        except Exception:
+            break
+        found.append((frame, pdq_hash, quality))
+    return tuple(found)

@@ -93,6 +93,59 @@ def dihedral_hashes(luma: np.ndarray) -> tuple[tuple[str, ...], int]:
     return _to_hex(np.stack(variants)), quality
 
 
+def exact_dihedral_hashes(luma: np.ndarray) -> tuple[tuple[str, ...], int]:
+    """The eight PDQ hashes of `luma` turned and flipped, in DIHEDRAL order, each computed
+    from the transformed pixels, and its quality (the untransformed image's).
+
+    `dihedral_hashes` derives them from one DCT by sign changes, as the reference does;
+    that is exact only if the blur and decimation are symmetric, and they are not: the
+    decimation keeps pixel int((r + 0.5) * n / 64) and the box filter's window leans one
+    way, so mirroring moves every sample by up to a pixel, and on textured images the
+    derived hash of a mirror can lie far (tens of bits) from PDQ of the mirrored copy.
+
+    Transposing commutes with PDQ's downsampling (each side has its own band matrix), so
+    only the four combinations of reversing rows and columns need their own downsample:
+    two passes over the image (rows as they are, and reversed) instead of one, and three
+    more passes over the 64-row intermediate. The first hash equals `pdq_hash`'s.
+    """
+    if luma.ndim != 2:
+        raise ValueError(f"luma must be two-dimensional, got shape {luma.shape}")
+    rows, cols = luma.shape
+    if rows < MIN_HASHABLE_SIDE or cols < MIN_HASHABLE_SIDE:
+        return (_ZERO_HASH,) * len(DIHEDRAL), 0
+    pixels = np.asarray(luma, dtype=np.float32)
+    row_bands = (_band(rows), _reversed_band(rows))
+    col_bands = (_band(cols), _reversed_band(cols))
+    # small[(r, c)]: the 64x64 image of `luma` with rows reversed if r, columns if c.
+    small: dict[tuple[int, int], np.ndarray] = {}
+    for r, row_band in enumerate(row_bands):
+        mixed_t = _weighted_rows(row_band, pixels).T  # cols x 64
+        for c, col_band in enumerate(col_bands):
+            small[r, c] = _weighted_rows(col_band, mixed_t).T
+    dct = _dct_matrix()
+    coeff = {key: dct @ value.astype(np.float64) @ dct.T for key, value in small.items()}
+    variants = (
+        coeff[0, 0],  # original
+        coeff[0, 1].T,  # rotate90 = numpy.rot90: columns reversed, then transposed
+        coeff[1, 1],  # rotate180
+        coeff[1, 0].T,  # rotate270: rows reversed, then transposed
+        coeff[1, 0],  # flip_x: upside down
+        coeff[0, 1],  # flip_y: mirrored left to right
+        coeff[0, 0].T,  # flip_plus1: transposed
+        coeff[1, 1].T,  # flip_minus1
+    )
+    return _to_hex(np.stack(variants)), _quality(small[0, 0])
+
+
+@functools.lru_cache(maxsize=256)
+def _reversed_band(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """_band(n) applied to the side reversed: the same weights at mirrored pixels."""
+    indices, weights = _band(n)
+    mirrored = (n - 1) - indices
+    mirrored.setflags(write=False)
+    return mirrored, weights
+
+
 def _dct16(luma: np.ndarray) -> tuple[np.ndarray | None, int]:
     """The 16x16 DCT coefficients (float64) and the quality, or (None, 0) if too small."""
     if luma.ndim != 2:

@@ -331,6 +331,19 @@ def _exit_code(process: BaseProcess) -> int | None:
 _HASH_FIELDS = {f.name: f for f in fields(Hashes)}
 
 
+def _frame_pdqs(value: object) -> tuple[tuple[int, str, int], ...]:
+    """A worker's frame_pdqs, checked: a short list of [frame, 64 hex digits, quality]."""
+    if not isinstance(value, list) or len(value) > 64:
+        raise ValueError("malformed frame_pdqs")
+    frames = []
+    for item in value:
+        if not (isinstance(item, list) and len(item) == 3 and type(item[0]) is int and type(item[2]) is int
+                and isinstance(item[1], str) and len(item[1]) == 64 and 0 <= item[2] <= 100):
+            raise ValueError("malformed frame_pdqs")
+        frames.append((item[0], item[1], item[2]))
+    return tuple(frames)
+
+
 def _parse(answer: dict[str, Any]) -> tuple[Hashes, tuple[str, ...]]:
     """The worker's answer as values, checked field by field (it is not trusted)."""
     raw = answer["hashes"]
@@ -342,6 +355,8 @@ def _parse(answer: dict[str, Any]) -> tuple[Hashes, tuple[str, ...]]:
             if not isinstance(value, list) or not all(isinstance(q, str) and len(q) == 64 for q in value):
                 raise ValueError("malformed pdq_queries")
             value = tuple(value)
+        elif name == "frame_pdqs":
+            value = _frame_pdqs(value)
         elif value is not None and not isinstance(value, (str, int)) or isinstance(value, str) and len(value) > 1000:
             raise ValueError(f"malformed {name}")
         values[name] = value

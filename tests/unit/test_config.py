@@ -112,7 +112,7 @@ def test_a_minimal_config_gets_defaults(tmp_path: Path) -> None:
     assert config.appservice.public_url == "http://127.0.0.1:29330"
     assert config.appservice.id == config.appservice.bot_localpart == "modbot"
     assert config.processing.max_media_bytes == 52428800
-    assert config.hashlist.pdq_min_quality == 50
+    assert config.hashlist.pdq_min_quality == 0  # issue 14: the quality rule, not a cliff
     assert config.rooms.protected == ()
     assert config.logging.level == "INFO"
     assert config.policy == DEFAULT_POLICY

@@ -27,6 +27,7 @@ from PIL import Image, ImageOps
 from images import encode, make_photo, make_png_bomb, truncated
 
 from bot.hashing import MATRIX_IMAGE_FORMATS, MediaLimits, compute_hashes, crop_hashes, hamming, trim_uniform_border
+from bot.hashing import media
 from bot.model import Hashes
 
 PDQ_MATCH = 31  # the distance at which PDQ hashes are taken to show the same image
@@ -466,3 +467,46 @@ def _framed(img: Image.Image, widths: tuple[int, int, int, int], colour: str) ->
     out = Image.new("RGB", (img.width + left + right, img.height + top + bottom), colour)
     out.paste(img, (left, top))
     return out
+
+
+def animation(fmt: str, frames: int, size: tuple[int, int] = (320, 240)) -> bytes:
+    """An animation whose frames are distinct generated photos (seeds 100, 101, ...)."""
+    images = [photo(100 + i, size) for i in range(frames)]
+    out = io.BytesIO()
+    images[0].save(out, format=fmt, save_all=True, append_images=images[1:], duration=100, loop=0)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG"])
+def test_an_animation_is_hashed_across_its_frames_not_only_the_first(fmt: str) -> None:
+    hashes = compute_hashes(animation(fmt, 12))
+    assert hashes.perceptual_error is None
+    numbers = [number for number, _, _ in hashes.frame_pdqs]
+    assert numbers == sorted(set(numbers)) and 0 not in numbers and len(numbers) == 7
+    assert numbers[-1] == 11  # as far as the last frame
+    for number, pdq, quality in hashes.frame_pdqs:
+        still = compute_hashes(encode(photo(100 + number, (320, 240)), "PNG"))
+        assert hamming(pdq, still.pdq or "") <= PDQ_MATCH  # GIF's palette moves it a little
+        assert quality >= 50
+    assert hamming(hashes.pdq or "", compute_hashes(encode(photo(100, (320, 240)), "PNG")).pdq or "") <= PDQ_MATCH
+
+
+def test_a_still_image_has_no_frame_hashes() -> None:
+    assert compute_hashes(encode(photo(1), "JPEG", quality=85)).frame_pdqs == ()
+    assert compute_hashes(animation("GIF", 1)).frame_pdqs == ()
+
+
+def test_frames_are_sampled_only_within_the_decoding_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Reaching frame k decodes every frame before it: the budget caps how far sampling goes.
+    monkeypatch.setattr(media, "ANIMATION_PIXEL_BUDGET", 10 * 320 * 240)
+    numbers = [number for number, _, _ in compute_hashes(animation("GIF", 20)).frame_pdqs]
+    assert max(numbers) == 9
+    monkeypatch.setattr(media, "ANIMATION_MAX_FRAME_PIXELS", 320 * 240 - 1)
+    assert compute_hashes(animation("GIF", 20)).frame_pdqs == ()
+
+
+def test_a_truncated_animation_keeps_the_frames_before_the_damage() -> None:
+    data = animation("GIF", 12)
+    hashes = compute_hashes(data[: len(data) * 2 // 3])
+    assert hashes.pdq is not None and hashes.perceptual_error is None
+    assert 0 < len(hashes.frame_pdqs) < 7

@@ -10,11 +10,12 @@ from __future__ import annotations
 import io
 import time
 
+import av
 import numpy as np
 import pytest
 from hostile import HOSTILE, hostile_bytes, jpeg_with_scans
 from images import encode, make_photo
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from bot.hashing import MATRIX_IMAGE_FORMATS, MediaLimits, compute_hashes
 from bot.hashing.limits import bytes_per_pixel, decoded_bytes, identify, jpeg_scans
@@ -138,3 +139,41 @@ def test_strip_wise_conversion_gives_the_whole_images_result(mode: str) -> None:
     whole = media._to_rgb(img).reduce(factor)
     strips = media._reduce(img, factor)
     assert strips.tobytes() == whole.tobytes()
+
+
+def test_an_animation_of_thousands_of_frames_is_sampled_within_the_decoding_budget() -> None:
+    frames = []
+    for i in range(3000):
+        frame = Image.new("P", (400, 400), 0)
+        ImageDraw.Draw(frame).rectangle((i % 390, 0, i % 390 + 10, 400), fill=1)
+        frames.append(frame)
+    out = io.BytesIO()
+    frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:], duration=20, optimize=False)
+
+    started = time.process_time()
+    hashes = compute_hashes(out.getvalue())
+    cpu = time.process_time() - started
+
+    # 64 MP of 400x400 frames: the first 400 are reachable, 7 of them sampled.
+    assert [number for number, _, _ in hashes.frame_pdqs] == [57, 114, 171, 228, 285, 342, 399]
+    assert cpu < 5
+
+
+def test_a_long_video_is_sampled_for_its_first_minute_only() -> None:
+    out = io.BytesIO()
+    with av.open(out, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=2)
+        stream.width, stream.height = 64, 48
+        stream.pix_fmt = "yuv420p"
+        base = np.asarray(make_photo(4, (64, 48)))
+        for i in range(2 * 150):  # two and a half minutes
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.roll(base, i, axis=1)), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+    started = time.process_time()
+    hashes = compute_hashes(out.getvalue())
+    cpu = time.process_time() - started
+
+    assert [second for second, _, _ in hashes.frame_pdqs] == list(range(60))
+    assert cpu < 5

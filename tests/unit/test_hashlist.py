@@ -148,7 +148,8 @@ async def test_pdq_without_queries_falls_back_to_pdq() -> None:
     assert verdict.details["query"] == "original"
 
 
-async def test_low_quality_skips_perceptual_matching_but_not_exact() -> None:
+async def test_below_pdq_min_quality_perceptual_matching_is_skipped_but_not_exact() -> None:
+    # pdq_min_quality: 50 is the operator's way back to the cliff before issue 14.
     m = media(pdq_quality=49)
     lst = hash_list(
         "l",
@@ -156,15 +157,81 @@ async def test_low_quality_skips_perceptual_matching_but_not_exact() -> None:
         ("phash", m.hashes.phash or ""),
         ("md5", m.hashes.md5),
     )
-    (verdict,) = (await classify([lst], m)).verdicts
+    (verdict,) = (await classify([lst], m, pdq_min_quality=50)).verdicts
     assert verdict.hash_type == "md5"
     # At the threshold it is good enough.
     m = replace(m, hashes=replace(m.hashes, pdq_quality=50))
-    result = await classify([hash_list("l", ("pdq", m.hashes.pdq or ""))], m)
+    result = await classify([hash_list("l", ("pdq", m.hashes.pdq or ""))], m, pdq_min_quality=50)
     assert [v.hash_type for v in result.verdicts] == ["pdq"]
     # The minimum is configurable.
     lst = hash_list("l", ("pdq", m.hashes.pdq or ""))
     assert (await classify([lst], m, pdq_min_quality=80)).verdicts == ()
+
+
+@pytest.mark.parametrize(
+    ("quality", "distance", "matches"),
+    [(49, 24, True), (49, 25, False), (30, 18, True), (30, 19, False), (10, 11, True), (10, 12, False), (0, 8, True),
+     (0, 9, False)],
+)
+async def test_a_low_quality_hash_matches_within_a_bound_that_shrinks_with_its_quality(
+    quality: int, distance: int, matches: bool
+) -> None:
+    # Smooth images hash alike: below quality 50 the list's threshold (31) gives way to
+    # bot.classify.pdqrule's bound, 24 just under 50 down to 8 at 0.
+    m = media(pdq_quality=quality)
+    lst = hash_list("l", ("pdq", flip_bits(m.hashes.pdq or "", distance)))
+    verdicts = (await classify([lst], m)).verdicts
+    assert [(v.hash_type, v.distance, v.details["pdq_quality"]) for v in verdicts] == (
+        [("pdq", distance, quality)] if matches else []
+    )
+
+
+@pytest.mark.parametrize(("distance", "matches"), [(8, True), (9, False)])
+async def test_derived_queries_of_a_low_quality_hash_are_held_to_the_strictest_bound(
+    distance: int, matches: bool
+) -> None:
+    rotated = random_hex(64)
+    m = media(pdq_quality=40, pdq_queries=(random_hex(64), rotated))
+    lst = hash_list("l", ("pdq", flip_bits(rotated, distance)))
+    verdicts = (await classify([lst], m)).verdicts
+    assert [(v.distance, v.details["query"]) for v in verdicts] == ([(distance, "variant")] if matches else [])
+
+
+async def test_a_low_quality_hash_is_matched_by_its_own_bound_even_when_a_variant_is_nearer() -> None:
+    # The as-decoded hash at 20 (within 24) must not be hidden by a variant at 10 (over 8).
+    pdq = random_hex(64)
+    listed = flip_bits(pdq, 20)
+    m = media(pdq=pdq, pdq_quality=49, pdq_queries=(pdq, flip_bits(listed, 10)))
+    (verdict,) = (await classify([hash_list("l", ("pdq", listed))], m)).verdicts
+    assert (verdict.distance, verdict.details["query"]) == (20, "original")
+
+
+async def test_phash_is_not_matched_below_quality_50() -> None:
+    m = media(pdq_quality=49)
+    assert (await classify([hash_list("l", ("phash", m.hashes.phash or ""))], m)).verdicts == ()
+
+
+async def test_a_later_frame_of_an_animation_matches_and_the_verdict_names_it() -> None:
+    frame = random_hex(64)
+    m = media(frame_pdqs=((3, random_hex(64), 90), (6, frame, 90)))
+    (verdict,) = (await classify([hash_list("l", ("pdq", flip_bits(frame, 31)))], m)).verdicts
+    assert (verdict.distance, verdict.details) == (31, {"query": "frame", "frame": 6, "query_hash": frame, "pdq_quality": 90})
+
+
+@pytest.mark.parametrize(("quality", "distance", "matches"), [(90, 31, True), (90, 32, False), (20, 15, True), (20, 16, False)])
+async def test_each_frame_is_held_to_the_bound_of_its_own_quality(quality: int, distance: int, matches: bool) -> None:
+    frame = random_hex(64)
+    m = media(pdq_quality=100, frame_pdqs=((1, frame, quality),))
+    verdicts = (await classify([hash_list("l", ("pdq", flip_bits(frame, distance)))], m)).verdicts
+    assert [v.details["frame"] for v in verdicts] == ([1] if matches else [])
+
+
+@pytest.mark.parametrize(("position", "transform"), [(5, "flip_y"), (1, "rotate90"), (12, "flip_x of the trimmed image")])
+async def test_a_variant_match_names_its_transformation(position: int, transform: str) -> None:
+    queries = tuple(random_hex(64) for _ in range(16))  # bot.hashing's order: pdq.DIHEDRAL, twice
+    m = media(pdq=queries[0], pdq_queries=queries)
+    (verdict,) = (await classify([hash_list("l", ("pdq", queries[position]))], m)).verdicts
+    assert verdict.details["transform"] == transform
 
 
 async def test_pdq_of_unknown_quality_is_not_matched() -> None:

@@ -19,7 +19,7 @@ from PIL import Image
 from images import make_photo
 
 from bot.hashing import hamming
-from bot.hashing.pdq import DIHEDRAL, dihedral_hashes, downsample, luma, pdq_hash
+from bot.hashing.pdq import DIHEDRAL, dihedral_hashes, downsample, exact_dihedral_hashes, luma, pdq_hash
 
 ZERO_HASH = "0" * 64
 
@@ -237,3 +237,37 @@ def test_the_64x64_buffer_is_the_references_blur_and_decimation(size: tuple[int,
 def test_luma_must_be_two_dimensional() -> None:
     with pytest.raises(ValueError):
         dihedral_hashes(np.zeros((10, 10, 3), np.float32))
+
+
+# Each DIHEDRAL transform as numpy does it to a two-dimensional luma array.
+LUMA_TRANSFORMS = {
+    "original": lambda a: a,
+    "rotate90": np.rot90,
+    "rotate180": lambda a: np.rot90(a, 2),
+    "rotate270": lambda a: np.rot90(a, -1),
+    "flip_x": np.flipud,
+    "flip_y": np.fliplr,
+    "flip_plus1": lambda a: a.T,
+    "flip_minus1": lambda a: np.rot90(a, 2).T,
+}
+
+
+@pytest.mark.parametrize("shape", [(300, 437), (64, 64), (97, 1000), (5, 7)])
+def test_exact_dihedral_hashes_are_the_hashes_of_the_transformed_pixels(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(sum(shape))
+    pixels = np.cumsum(np.cumsum(rng.normal(0, 1, shape), axis=0), axis=1).astype(np.float32)
+    hashes, quality = exact_dihedral_hashes(pixels)
+    assert (hashes[0], quality) == pdq_hash(pixels)
+    for name, got in zip(DIHEDRAL, hashes):
+        assert got == pdq_hash(np.ascontiguousarray(LUMA_TRANSFORMS[name](pixels)))[0], name
+
+
+def test_exact_dihedral_hashes_differ_from_the_sign_changed_ones_where_sampling_is_asymmetric() -> None:
+    # Why they exist: on a textured image whose side is not a multiple of 64 the
+    # reference's sign changes miss the mirrored pixels' hash by many bits.
+    rng = np.random.default_rng(3)
+    pixels = rng.uniform(0, 255, (300, 437)).astype(np.float32)
+    exact, _ = exact_dihedral_hashes(pixels)
+    derived, _ = dihedral_hashes(pixels)
+    mirrored = DIHEDRAL.index("flip_y")
+    assert (int(exact[mirrored], 16) ^ int(derived[mirrored], 16)).bit_count() > 31

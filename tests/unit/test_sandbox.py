@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import os
 import signal
 import time
@@ -45,9 +46,14 @@ def limited(**kwargs: object) -> HashSandbox:
 
 async def test_the_sandbox_gives_what_compute_hashes_gives(sandbox: HashSandbox) -> None:
     png = encode(make_photo(12), "PNG")
+    frames = [make_photo(20 + i, (160, 120)) for i in range(4)]
+    out = io.BytesIO()
+    frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    gif = out.getvalue()
 
-    for data in (NORMAL, png, b"not an image"):
+    for data in (NORMAL, png, gif, b"not an image"):
         assert await sandbox.hash(data) == compute_hashes(data)
+    assert len(compute_hashes(gif).frame_pdqs) == 3  # an animation's frames come through too
     hashes, crops = await sandbox.hash_with_crops(png, (0.95, 0.9))
     assert hashes == compute_hashes(png)
     assert crops == crop_hashes(png, (0.95, 0.9))
@@ -191,6 +197,10 @@ async def test_workers_run_at_the_configured_niceness_and_the_bot_keeps_its_own(
         {"hashes": {"sha256": "a" * 5000, "md5": None, "size": 1}},
         {"hashes": {"sha256": "x", "md5": None, "size": 1, "pdq_queries": ["short"]}},
         {"hashes": {"sha256": "x", "md5": None, "size": 1}, "crops": [1, 2]},
+        {"hashes": {"sha256": "x", "md5": None, "size": 1, "frame_pdqs": [[1, "short", 50]]}},
+        {"hashes": {"sha256": "x", "md5": None, "size": 1, "frame_pdqs": [[1, "a" * 64, 101]]}},
+        {"hashes": {"sha256": "x", "md5": None, "size": 1, "frame_pdqs": [[1, "a" * 64]]}},
+        {"hashes": {"sha256": "x", "md5": None, "size": 1, "frame_pdqs": [[1, "a" * 64, 50]] * 65}},
         {"hashes": "nope"},
     ],
 )
