@@ -193,6 +193,10 @@ async def media_info(admin: MatrixUser, mxc: str) -> dict[str, Any]:
     return answer["media_info"]
 
 
+async def _quarantined(w: World, mxc: str) -> bool:
+    return (await media_info(w.one.admin, mxc))["quarantined_by"] == w.one.bot_user_id
+
+
 async def test_known_remote_media_is_refused_before_local_users_receive_it_and_its_local_copy_quarantined(
     world: World,
 ) -> None:
@@ -227,12 +231,25 @@ async def test_known_remote_media_is_refused_before_local_users_receive_it_and_i
     assert mxc not in w.observer.downloads
     assert event_id not in w.observer.events
 
+    # The same bytes again, uploaded anew to server two by someone else: server one fetches
+    # its own copy, and that is refused and quarantined as well.
+    again = await w.remote_user("again")
+    copy = await again.upload(KNOWN, "image/png", "image")
+    await again.send_image(w.rooms[0], copy, size=len(KNOWN))
+    copy_event = await blocked_event(w, again.user_id)
+    await wait_for(lambda: incident_of(w, copy_event), timeout=60, description="incident of the copy")
+    await wait_for(lambda: _quarantined(w, copy), timeout=60, description="copy quarantined")
+    await w.synced(w.rooms[0])
+    assert copy_event not in w.observer.events and copy not in w.observer.downloads
+
     # Remote senders get the remote actions: a ban in every protected room (also the one
     # they never joined), no account action (server one has no account of theirs).
     for room in w.rooms:
         await wait_for(lambda: _eq(w.one.moderator.get_membership(room, visitor.user_id), "ban"), timeout=60, description="ban")
-    kinds = {kind for kind, _, _ in actions} | {a.kind for a in await w.db.store.actions(event_id=event_id)}
+    kinds = {a.kind for a in await w.db.store.actions(event_id=event_id)}
     assert not kinds & {"suspend", "quarantine_user_media", "deactivate", "redact_user"}
+    (presend,) = [a.message for a in await w.db.store.audit_log(event_id=event_id, category="presend")]
+    assert "ban (all)" in presend and "instead of: suspend" in presend  # the pre-send check decides as the pipeline does
 
 
 async def denied_in(w: World, host: str) -> int:
@@ -280,15 +297,12 @@ async def test_after_n_incidents_from_server_two_the_protected_rooms_deny_it(wor
     bystander = await w.remote_user("bystander")
     first, second = await w.remote_user("first"), await w.remote_user("second")
 
-    async def post_known(user: MatrixUser, quality: int) -> str:
-        # Bytes of its own for each post: server one would refuse to fetch a copy of content
-        # it has quarantined, and the post would then be let through unscanned (fail open).
-        data = encode(make_photo(seed=1701), "JPEG", quality=quality)
-        mxc = await user.upload(data, "image/jpeg", "image")
-        await user.send_image(w.rooms[0], mxc, mimetype="image/jpeg", size=len(data))
+    async def post_known(user: MatrixUser) -> str:
+        mxc = await user.upload(KNOWN, "image/png", "image")
+        await user.send_image(w.rooms[0], mxc, size=len(KNOWN))
         return await blocked_event(w, user.user_id)
 
-    one = await post_known(first, 90)
+    one = await post_known(first)
     await wait_for(lambda: incident_of(w, one), timeout=60, description="first incident")
 
     async def not_yet() -> bool:
@@ -297,7 +311,7 @@ async def test_after_n_incidents_from_server_two_the_protected_rooms_deny_it(wor
     await wait_for(not_yet, timeout=60, description="first incident counted, server two not denied yet")
     assert await allows(w, w.two_host)
 
-    two = await post_known(second, 80)
+    two = await post_known(second)
     await wait_for(lambda: incident_of(w, two), timeout=60, description="second incident")
     await wait_for(lambda: denies(w, w.two_host), timeout=60, description="server two in both rooms' ACL")
     for room in w.rooms:
