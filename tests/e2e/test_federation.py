@@ -7,9 +7,10 @@ different hosts — see bot/demo/federation.py) has users who join server one's 
 over federation. An observer on server one syncs continuously and downloads every media it
 sees, as clients do.
 
-The servers are shared by the tests of the module, which run in order: the policy-list
-server ACL (issue 15) is added and lifted before the incident-count ACL (issue 13) denies
-server two for good.
+The servers are shared by the tests of the module, which run in order: remote media refused
+before delivery (issue 12), and acted on after the fact while modbot was down; the
+policy-list server ACL (issue 15) added and lifted before the incident-count ACL (issue 13)
+denies server two for good.
 """
 
 from __future__ import annotations
@@ -246,6 +247,36 @@ async def test_known_remote_media_is_refused_before_local_users_receive_it_and_i
     assert not kinds & {"suspend", "quarantine_user_media", "deactivate", "redact_user"}
     (presend,) = [a.message for a in await w.db.store.audit_log(event_id=event_id, category="presend")]
     assert "ban (all)" in presend and "instead of: suspend" in presend  # the pre-send check decides as the pipeline does
+
+
+async def redacted(w: World, room: str, event_id: str) -> bool:
+    event = await w.one.moderator.get_event(room, event_id)
+    return "redacted_because" in event.get("unsigned", {})
+
+
+async def test_with_modbot_stopped_remote_media_flows_and_is_acted_on_once_it_is_back(world: World) -> None:
+    w = world
+    visitor = await w.remote_user("whiledown")
+    # Bytes of their own (a re-encoded copy, matched by PDQ), so that nothing about the
+    # earlier tests' quarantined copies can stand in for this one.
+    data = encode(make_photo(seed=1701), "JPEG", quality=85)
+    await w.bot.stop()
+    try:
+        mxc = await visitor.upload(data, "image/jpeg", "image")
+        event_id = await visitor.send_image(w.rooms[0], mxc, mimetype="image/jpeg", size=len(data))
+        # The module fails open: server one accepts the event and its users see it.
+        await wait_for(lambda: event_id in w.observer.events, timeout=120, description="delivered while modbot is down")
+    finally:
+        await w.bot.start()
+    # The appservice path: server one's copy of the remote media quarantined, the remote
+    # event redacted in server one's room, the sender banned in every protected room.
+    await wait_for(lambda: redacted(w, w.rooms[0], event_id), timeout=120, description="redacted once modbot is back")
+    await wait_for(lambda: _quarantined(w, mxc), timeout=60, description="remote copy quarantined")
+    assert await w.one.admin.download_status(mxc) == 404
+    for room in w.rooms:
+        await wait_for(lambda: _eq(w.one.moderator.get_membership(room, visitor.user_id), "ban"), timeout=60, description="ban")
+    stored = await w.db.store.load_event(event_id)
+    assert stored is not None and stored.presend is None  # the appservice path's, not blocked
 
 
 async def denied_in(w: World, host: str) -> int:
