@@ -118,8 +118,8 @@ async def _eq(coro: Any, expected: Any) -> bool:
     return await coro == expected
 
 
-def write_config(world_or_stage: Stage, policy_room: str, **remote_senders: Any) -> None:
-    stage = world_or_stage
+def write_config(stage: Stage, policy_room: str, **remote_senders: Any) -> None:
+    """The local offender rule, `remote_senders` as given, the policy room watched with server ACLs opted in."""
     stage.write_config(
         presend={**stage.config_data["presend"], "deadline": DEADLINE},
         policy={"rules": [LOCAL_OFFENDER_RULE], **({"remote_senders": remote_senders} if remote_senders else {})},
