@@ -350,5 +350,15 @@ async def test_after_n_incidents_from_server_two_the_protected_rooms_deny_it(wor
 
     # A user of server two who did nothing is refused too: server one no longer takes its events.
     await w.refused(bystander, w.rooms[0], "after the ACL")
-    # Server one's own users are not.
+    # Nor can anyone of server two join now.
+    latecomer = await w.two.register_user("latecomer")
+    await w.one.moderator.invite(w.rooms[1], latecomer.user_id)
+    with pytest.raises(MatrixRequestError) as refused_join:
+        await latecomer.request(
+            "POST", f"/_matrix/client/v3/join/{quote(w.rooms[1], safe='')}",
+            params={"server_name": w.one.synapse.server_name}, json_body={},
+        )
+    assert refused_join.value.status == 403
+    assert await w.one.moderator.get_membership(w.rooms[1], latecomer.user_id) != "join"
+    # Server one's own users are not refused.
     await w.synced(w.rooms[0])
