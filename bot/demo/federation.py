@@ -13,11 +13,10 @@ verify a certificate for `localhost`, so the servers skip verification. What els
   `ip_range_whitelist` does not help a server named by an IP literal (Synapse wraps its
   federation agent in a `BlocklistingAgentWrapper` given the blocklist only: "403: IP address
   blocked"), so the blocklist is emptied (Synapse still adds 0.0.0.0 and ::);
-- `trusted_key_servers: []`: each server fetches the other's signing keys directly, from the
-  `keys` resource of the same listener;
-- the `media` resource on the federation listener too: remote media is fetched through
-  `/_matrix/federation/v1/media/download` (the `federation` resource) with a fallback to the
-  legacy `/_matrix/media/v3/download` on the server's federation address.
+- `trusted_key_servers: []`: each server fetches the other's signing keys directly. The
+  `federation` resource alone serves them (`/_matrix/key/v2`) and remote media
+  (`/_matrix/federation/v1/media/download`): with it alone, server one downloaded server
+  two's media.
 """
 
 from __future__ import annotations
@@ -59,7 +58,7 @@ class FederationListener:
             "type": "http",
             "tls": True,
             "x_forwarded": False,
-            "resources": [{"names": ["federation", "keys", "media"], "compress": False}],
+            "resources": [{"names": ["federation"], "compress": False}],
         }
 
 

@@ -37,7 +37,7 @@ def test_a_federating_server_is_named_after_its_listener_and_reaches_loopback(tm
     assert config["ip_range_blacklist"] == [] and config["federation_verify_certificates"] is False
     assert config["trusted_key_servers"] == []
     tls = [listener for listener in config["listeners"] if listener["tls"]]
-    assert [(listener["port"], listener["resources"][0]["names"]) for listener in tls] == [(8448, ["federation", "keys", "media"])]
+    assert [(listener["port"], listener["resources"][0]["names"]) for listener in tls] == [(8448, ["federation"])]
     assert Path(config["tls_certificate_path"]).exists() and Path(config["tls_private_key_path"]).exists()
 
 
