@@ -7,7 +7,8 @@ verify a certificate for `localhost`, so the servers skip verification. What els
 
 - server names with an explicit port (`localhost:PORT`): no `.well-known` or SRV lookup;
 - distinct *hosts*: `m.room.server_acl` matches the server name without its port, so two
-  servers both called `localhost:…` cannot be told apart by an ACL. The second server is
+  servers both called `localhost:…` cannot be told apart by an ACL (measured: a deny entry
+  `127.0.0.1:PORT` let the second server's events in, `127.0.0.1` kept them out). The second server is
   named by an IP literal (`127.0.0.1:PORT`); `*.localhost` does not resolve on this machine;
 - loopback allowed for outbound federation: it refuses 127.0.0.0/8 by default, and
   `ip_range_whitelist` does not help a server named by an IP literal (Synapse wraps its
