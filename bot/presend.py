@@ -35,6 +35,7 @@ from .policy import Policy, decide, describe as describe_decision
 from .record.journal import EventJournal
 from .record.presend import PresendStatsRepo
 from .record.store import StoredEvent, Store
+from .senders import server_of
 
 log = logging.getLogger("modbot.presend")
 
@@ -191,7 +192,8 @@ class PresendChecker:
             origin_server_ts=event.get("origin_server_ts"),
         )
         matched = [MatchedMedia(s.ref, s.verdicts, s.hashes) for s in scans if s.verdicts]
-        decision = decide([v for m in matched for v in m.verdicts], ctx, self._policy())
+        # As the pipeline decides: a remote sender's account actions are replaced (bot/senders.py).
+        decision = decide([v for m in matched for v in m.verdicts], ctx, self._policy(), home_server=server_of(self.bot_user_id))
         if decision.verdicts and removes_media(decision):
             what = "; ".join(describe_verdict(v) for v in decision.verdicts)
             if decision.dry_run:

@@ -64,6 +64,15 @@ def server_of(user_id: str) -> str:
     return user_id.split(":", 1)[1] if ":" in user_id else ""
 
 
+def host_of(server_name: str) -> str:
+    """The host of a server name (`example.org:8448` -> `example.org`, `[::1]:8448` -> `[::1]`):
+    what `m.room.server_acl` entries match, since Synapse ignores the port when it checks one."""
+    if server_name.startswith("["):
+        end = server_name.find("]")
+        return server_name[: end + 1] if end != -1 else server_name
+    return server_name.partition(":")[0]
+
+
 def for_sender(
     actions: tuple[PlannedAction, ...], sender: str, local_servers: Iterable[str] | None, remote: RemoteSenders
 ) -> SenderActions:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..model import ActionKind, Decision, EventContext, PlannedAction
-from ..senders import server_of
+from ..senders import host_of, server_of
 from .operations import Operation
 
 # The order admin actions run in: what needs the account or the room first (its media, its
@@ -83,11 +83,13 @@ def admin_steps(
         op = Operation("block_room", {"room_id": room, "block": "true"}, sender)
         return [AdminStep(f"block_room:{room}:{ctx.event_id}", "block_room", room, room, op)]
     if kind is ActionKind.SERVER_ACL:
-        server = server_of(sender)
-        if server == server_of(bot_user_id):
-            return [AdminStep(f"server_acl:{server}", "server_acl", server, None, skip="never denies the bot's own server")]
+        # An ACL entry matches a host whatever the port: the entry is the sender's host, and
+        # a server on the bot's own host (another port) would deny the bot's server too.
+        host = host_of(server_of(sender))
+        if host == host_of(server_of(bot_user_id)):
+            return [AdminStep(f"server_acl:{host}", "server_acl", host, None, skip="never denies the bot's own server")]
         return [
-            AdminStep(f"server_acl:{room}:{server}", "server_acl", server, room, Operation("server_acl", {"room_id": room, "change": "deny", "entry": server}, sender))
+            AdminStep(f"server_acl:{room}:{host}", "server_acl", host, room, Operation("server_acl", {"room_id": room, "change": "deny", "entry": host}, sender))
             for room in dict.fromkeys(protected_rooms)
         ]
     raise ValueError(f"not an admin action: {kind.value}")

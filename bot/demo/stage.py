@@ -13,6 +13,7 @@ import yaml
 
 from ..config import Config, load_config
 from .matrix import MatrixUser, register_appservice_user
+from .federation import FederationListener
 from .synapse import ThrowawaySynapse
 from .waiting import free_port
 from ..intake.antispam import module_block
@@ -62,9 +63,9 @@ class Stage:
         await self.synapse.stop()
 
 
-def base_config(workdir: Path, *, hs_port: int, as_port: int) -> dict[str, Any]:
+def base_config(workdir: Path, *, hs_port: int, as_port: int, domain: str = "localhost") -> dict[str, Any]:
     return {
-        "homeserver": {"url": f"http://127.0.0.1:{hs_port}", "domain": "localhost"},
+        "homeserver": {"url": f"http://127.0.0.1:{hs_port}", "domain": domain},
         "appservice": {
             "id": "modbot",
             "bind_address": "127.0.0.1",
@@ -84,16 +85,19 @@ def base_config(workdir: Path, *, hs_port: int, as_port: int) -> dict[str, Any]:
 
 
 async def build_stage(
-    workdir: Path, *, protected_rooms: int = 1, log_level: str = "WARNING", presend: dict[str, Any] | None = None
+    workdir: Path, *, protected_rooms: int = 1, log_level: str = "WARNING", presend: dict[str, Any] | None = None,
+    federation: FederationListener | None = None,
 ) -> Stage:
     """Boot Synapse with modbot registered and set the rooms up, the way an admin would.
 
     With `presend` (the config's section, without the secret), Synapse loads
-    synapse-http-antispam and asks modbot before it accepts an event (bot/presend.py)."""
+    synapse-http-antispam and asks modbot before it accepts an event (bot/presend.py).
+    With `federation`, the server federates on loopback under the listener's server name."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "lists").mkdir(exist_ok=True)
     hs_port, as_port = free_port(), free_port()
-    data = base_config(workdir, hs_port=hs_port, as_port=as_port)
+    domain = federation.server_name if federation is not None else "localhost"
+    data = base_config(workdir, hs_port=hs_port, as_port=as_port, domain=domain)
     if presend is not None:
         data["presend"] = {"enabled": True, "antispam_secret": new_token(), **presend}
     config_path = workdir / "config.yaml"
@@ -103,7 +107,8 @@ async def build_stage(
 
     modules = [module_block(load_config(config_path))] if presend is not None else []
     synapse = ThrowawaySynapse(
-        workdir / "synapse", port=hs_port, appservice_files=[registration], log_level=log_level, modules=modules
+        workdir / "synapse", port=hs_port, appservice_files=[registration], log_level=log_level, modules=modules,
+        federation=federation,
     )
     await synapse.start()
     try:

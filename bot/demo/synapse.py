@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 import yaml
 
+from .federation import FederationListener
 from .matrix import MatrixUser, raise_for_status
 from .waiting import free_port
 
@@ -68,10 +69,14 @@ class ThrowawaySynapse:
         appservice_files: Sequence[Path] = (),
         log_level: str = "WARNING",
         modules: Sequence[dict[str, Any]] = (),
+        federation: FederationListener | None = None,
     ):
         self.workdir = Path(workdir).resolve()
         self.port = port or free_port()
-        self.server_name = server_name
+        # With `federation`, the server is named after its federation listener (`host:port`)
+        # and federates with other such servers on loopback (bot/demo/federation.py).
+        self.federation = federation
+        self.server_name = federation.server_name if federation is not None else server_name
         self.appservice_files = [Path(p).resolve() for p in appservice_files]
         self.log_level = log_level.upper()
         self.modules = list(modules)  # homeserver.yaml's `modules:` (modbot's pre-send check)
@@ -107,6 +112,14 @@ class ThrowawaySynapse:
 
     def homeserver_config(self) -> dict[str, Any]:
         """The homeserver.yaml contents: everything Synapse needs to boot fast and quietly."""
+        config = self._base_config()
+        if self.federation is not None:
+            del config["federation_domain_whitelist"]
+            config["listeners"].append(self.federation.listener())
+            config |= self.federation.homeserver_config(self.workdir)
+        return config
+
+    def _base_config(self) -> dict[str, Any]:
         wd = self.workdir
         return ({"modules": self.modules} if self.modules else {}) | {
             "server_name": self.server_name,
@@ -139,7 +152,8 @@ class ThrowawaySynapse:
             "max_upload_size": "100M",
             "url_preview_enabled": False,
             "presence": {"enabled": False},
-            # Nothing here federates; an empty whitelist stops any outbound federation attempt.
+            # Nothing here federates unless asked to (`federation`); an empty whitelist stops
+            # any outbound federation attempt.
             "federation_domain_whitelist": [],
             "rc_message": _RELAXED,
             "rc_registration": _RELAXED,

@@ -18,6 +18,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from ..senders import host_of
+
 USER, ROOM, SERVER, MXC = "user", "room", "server", "mxc"
 
 # The state event types that carry rules, and the kind of entity each names.
@@ -199,6 +201,9 @@ def acl_entry(rule: PolicyRule, own_server: str) -> str | None:
     modbot may write: hashed only (nothing to write), or one that would deny our own server."""
     if rule.kind != SERVER or not rule.bans or rule.entity is None:
         return None
-    if glob_match(rule.entity, own_server) or rule.entity in ("*", "?"):
+    # Synapse matches an ACL entry against the host, port ignored: an entity's port is dropped,
+    # and one matching our own host would deny our server whatever its port.
+    entry = host_of(rule.entity)
+    if glob_match(entry, host_of(own_server)) or entry in ("*", "?", ""):
         return None
-    return rule.entity
+    return entry

@@ -8,7 +8,7 @@ import pytest
 from bot.act.admin import admin_steps, ordered
 from bot.model import ActionKind, Decision, EventContext, PlannedAction, Verdict, MatchKind
 from bot.policy import ConfigError, decide, parse_policy
-from bot.senders import RemoteSenders, ServerAcl, for_sender, server_of
+from bot.senders import RemoteSenders, ServerAcl, for_sender, host_of, server_of
 
 A = PlannedAction
 CTX = EventContext("$ev", "!room:home.org", "@bad:home.org", 0)
@@ -102,6 +102,14 @@ def test_server_of() -> None:
     assert server_of("@nocolon") == ""
 
 
+@pytest.mark.parametrize(("server", "host"), [
+    ("example.org", "example.org"), ("example.org:8448", "example.org"), ("127.0.0.1:8448", "127.0.0.1"),
+    ("[::1]:8448", "[::1]"), ("[::1]", "[::1]"), ("", ""),
+])
+def test_host_of_drops_the_port(server: str, host: str) -> None:
+    assert host_of(server) == host
+
+
 def test_account_actions_end_the_account_last() -> None:
     mixed = [A(ActionKind.NOTIFY), A(ActionKind.SUSPEND), A(ActionKind.BAN), A(ActionKind.REDACT_USER), A(ActionKind.QUARANTINE)]
     assert [a.kind for a in ordered(mixed)] == [
@@ -138,6 +146,17 @@ def test_never_the_bot_the_management_room_or_its_own_server() -> None:
     mgmt = EventContext("$e", "!mgmt:home.org", "@bad:home.org", 0)
     assert steps(A(ActionKind.TAKEDOWN_ROOM, "purge"), mgmt)[0].skip == "never the management room"
     assert steps(A(ActionKind.SERVER_ACL))[0].skip == "never denies the bot's own server"
+
+
+def test_the_server_acl_denies_the_host_and_never_one_the_bot_shares() -> None:
+    # Synapse checks an ACL against the server's host, port ignored (measured with two
+    # servers in tests/e2e/test_federation.py): an entry with a port would deny nothing.
+    with_port = EventContext("$ev3", "!room:home.org", "@bad:127.0.0.1:8448", 0)
+    assert [s.operation.args["entry"] for s in steps(A(ActionKind.SERVER_ACL), with_port)] == ["127.0.0.1"] * 2  # type: ignore[union-attr]
+    # Another server on the bot's own host: denying it would deny the bot's server too.
+    neighbour = EventContext("$ev4", "!room:home.org", "@bad:home.org:8449", 0)
+    (step,) = steps(A(ActionKind.SERVER_ACL), neighbour)
+    assert step.operation is None and step.skip == "never denies the bot's own server"
 
 
 def test_server_acl_is_one_step_per_protected_room() -> None:

@@ -186,6 +186,15 @@ def test_server_rules_never_deny_our_own_server() -> None:
     assert acl_entry(rule(None, kind=SERVER, sha=entity_hash("evil.org")), "example.org") is None
 
 
+def test_a_server_rule_denies_a_host_since_acls_ignore_ports() -> None:
+    assert acl_entry(rule("evil.org:8448", kind=SERVER), "example.org:8448") == "evil.org"
+    assert acl_entry(rule("127.0.0.1", kind=SERVER), "localhost:8448") == "127.0.0.1"
+    # Our own host on another port, or our own host named with our port: both deny us.
+    assert acl_entry(rule("example.org:9999", kind=SERVER), "example.org:8448") is None
+    assert acl_entry(rule("example.org", kind=SERVER), "example.org:8448") is None
+    assert acl_entry(rule("*:8448", kind=SERVER), "example.org") is None
+
+
 # --- the index ---------------------------------------------------------------------------------------------
 
 
