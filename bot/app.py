@@ -246,6 +246,7 @@ class ModBot:
             self.presend.start(
                 pipeline=self.pipeline, session=self.appservice.http_session, powers=self.powers,
                 controls=self.controls, bot_user_id=self.bot_user_id, submit=self.queue.submit,
+                rules=self.policylists.lists.index, management_room=lambda: self.management_room,
             )
         if cfg.processing.enabled:
             resumed = await self.queue.start()

@@ -131,6 +131,10 @@ class PolicyListsConfig(Section):
     max_bans_per_rule: int = Field(default=100, ge=1)
     # Rules kept per watched room; further new rules are refused and audited.
     max_rules_per_list: int = Field(default=100_000, ge=1)
+    # m.ban room rules: `record` keeps them (status, policylist list) and does nothing;
+    # `block` blocks the named rooms on this server (admin API, undone when the rule goes)
+    # and refuses local users' joins to them. Never a protected room or the management room.
+    room_rules: Literal["record", "block"] = "record"
     publish: PolicyPublishConfig = PolicyPublishConfig()
 
 
@@ -198,6 +202,9 @@ class PresendConfig(Section):
     # and let the appservice path fetch again until the upload comes (processing.rescan_*).
     pending_upload: Literal["reject", "allow"] = "reject"
     max_body_bytes: int = Field(default=256 * 1024, ge=70 * 1024)  # an event is at most 64 KiB
+    # Also ask Synapse to forward user_may_join_room (bot/joincheck.py): users a watched
+    # policy list bans are refused at join into protected rooms. Always fails open.
+    check_joins: bool = True
 
     @model_validator(mode="after")
     def _secret_when_enabled(self) -> PresendConfig:
