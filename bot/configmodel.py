@@ -390,6 +390,16 @@ class ReportsConfig(Section):
     act_on_match: bool = True  # media that matches a list is acted on by the policy at once
 
 
+class SuspendedUploadsConfig(Section):
+    """Uploads of users modbot suspended, quarantined while they stay suspended (bot/act/uploadwatch.py)."""
+
+    enabled: bool = True
+    interval: float = Field(default=10, ge=1, le=3600)  # seconds between polls
+    page_size: int = Field(default=100, ge=1, le=1000)
+    max_pages: int = Field(default=10, ge=1, le=100)  # per user and poll
+    max_users: int = Field(default=500, ge=1)
+
+
 class LoggingConfig(Section):
     level: Annotated[
         Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
@@ -416,6 +426,7 @@ class Config(Section):
     metrics: MetricsConfig = MetricsConfig()
     health: HealthConfig = HealthConfig()
     reports: ReportsConfig = ReportsConfig()
+    suspended_uploads: SuspendedUploadsConfig = SuspendedUploadsConfig()
     logging: LoggingConfig = LoggingConfig()
     # A separate policy file, or the policy inline; neither: the default policy.
     # load_config reads policy_file into `policy`.
