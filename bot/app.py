@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .act.executor import Executor
+from .act.uploadwatch import UploadWatch, upload_watch
 from .act.retry import ActionRetrier
 from .act.homeserver import Homeserver, HomeserverError
 from .classify.base import ClassifierSetupError
@@ -162,6 +163,7 @@ class ModBot:
         )
         self.anchors: ChainAnchors = None  # type: ignore[assignment]
         self.reports: ReportDesk | None = None
+        self.uploads: UploadWatch | None = None  # suspended users' uploads (bot/act/uploadwatch.py)
         self.action_retrier: ActionRetrier | None = None
 
     async def start(self) -> None:
@@ -246,6 +248,7 @@ class ModBot:
             self.presend.start(
                 pipeline=self.pipeline, session=self.appservice.http_session, powers=self.powers,
                 controls=self.controls, bot_user_id=self.bot_user_id, submit=self.queue.submit,
+                rules=self.policylists.lists.index, management_room=lambda: self.management_room,
             )
         if cfg.processing.enabled:
             resumed = await self.queue.start()
@@ -256,6 +259,9 @@ class ModBot:
             self.action_retrier.start(interval=min(5.0, max(0.2, cfg.processing.action_retry_delay / 2)))
             if cfg.reports.enabled:
                 self.reports.start()
+            if cfg.suspended_uploads.enabled:
+                self.uploads = upload_watch(self.homeserver, executor, self.store, cfg.suspended_uploads, own_server=cfg.homeserver.domain)
+                self.uploads.start()
         else:
             log.warning("processing is disabled: events are stored but not scanned")
         try:
@@ -409,6 +415,8 @@ class ModBot:
         await self.rescanner.stop()
         if self.reports is not None:
             await self.reports.stop()
+        if self.uploads is not None:
+            await self.uploads.stop()
         if self.action_retrier is not None:
             await self.action_retrier.stop()
         if self.presend is not None:

@@ -131,6 +131,10 @@ class PolicyListsConfig(Section):
     max_bans_per_rule: int = Field(default=100, ge=1)
     # Rules kept per watched room; further new rules are refused and audited.
     max_rules_per_list: int = Field(default=100_000, ge=1)
+    # m.ban room rules: `record` keeps them (status, policylist list) and does nothing;
+    # `block` blocks the named rooms on this server (admin API, undone when the rule goes)
+    # and refuses local users' joins to them. Never a protected room or the management room.
+    room_rules: Literal["record", "block"] = "record"
     publish: PolicyPublishConfig = PolicyPublishConfig()
 
 
@@ -198,6 +202,9 @@ class PresendConfig(Section):
     # and let the appservice path fetch again until the upload comes (processing.rescan_*).
     pending_upload: Literal["reject", "allow"] = "reject"
     max_body_bytes: int = Field(default=256 * 1024, ge=70 * 1024)  # an event is at most 64 KiB
+    # Also ask Synapse to forward user_may_join_room (bot/joincheck.py): users a watched
+    # policy list bans are refused at join into protected rooms. Always fails open.
+    check_joins: bool = True
 
     @model_validator(mode="after")
     def _secret_when_enabled(self) -> PresendConfig:
@@ -383,6 +390,16 @@ class ReportsConfig(Section):
     act_on_match: bool = True  # media that matches a list is acted on by the policy at once
 
 
+class SuspendedUploadsConfig(Section):
+    """Uploads of users modbot suspended, quarantined while they stay suspended (bot/act/uploadwatch.py)."""
+
+    enabled: bool = True
+    interval: float = Field(default=10, ge=1, le=3600)  # seconds between polls
+    page_size: int = Field(default=100, ge=1, le=1000)
+    max_pages: int = Field(default=10, ge=1, le=100)  # per user and poll
+    max_users: int = Field(default=500, ge=1)
+
+
 class LoggingConfig(Section):
     level: Annotated[
         Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
@@ -409,6 +426,7 @@ class Config(Section):
     metrics: MetricsConfig = MetricsConfig()
     health: HealthConfig = HealthConfig()
     reports: ReportsConfig = ReportsConfig()
+    suspended_uploads: SuspendedUploadsConfig = SuspendedUploadsConfig()
     logging: LoggingConfig = LoggingConfig()
     # A separate policy file, or the policy inline; neither: the default policy.
     # load_config reads policy_file into `policy`.

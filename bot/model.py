@@ -135,7 +135,7 @@ class ActionKind(str, Enum):
     REVIEW = "review"
     # Server-admin actions (Synapse's admin API). The first four act on the sender's account
     # and apply to local users only; a remote sender gets the policy's `remote_senders` instead.
-    SUSPEND = "suspend"  # can read, cannot send, join or upload; reversible (unsuspend)
+    SUSPEND = "suspend"  # can read, cannot send or join (uploads: act/uploadwatch.py); reversible
     DEACTIVATE = "deactivate"  # {deactivate: erase} also erases; irreversible
     QUARANTINE_USER_MEDIA = "quarantine_user_media"  # every file the sender uploaded
     REDACT_USER = "redact_user"  # the sender's events: {redact_user: this|protected|all}

@@ -95,6 +95,7 @@ class Pipeline:
         # pre-send twin (with_fetcher), so that an event it let through is not hashed again
         # even before its record reaches the database.
         self.recent: OrderedDict[str, Hashes] = OrderedDict()
+        self.urgent = False  # the pre-send twin's hashes go before other jobs waiting for a worker
 
     async def process(self, event: StoredEvent) -> None:
         """Handle one stored event. Raises RetryLater when it should be tried again.
@@ -243,10 +244,12 @@ class Pipeline:
         return [o.result if isinstance(o, Finished) else self._unscanned(o.item, budget.late) for o in outcomes]
 
     def with_fetcher(self, fetcher: MediaFetcher) -> Pipeline:
-        """This pipeline downloading through `fetcher` and remembering no dead references:
-        the pre-send check's, which must not wait for uploads nor make others wait."""
+        """This pipeline downloading through `fetcher`, remembering no dead references, hashing
+        before other jobs: the pre-send check's, which must not wait for uploads nor behind
+        the appservice path, nor make others wait."""
         twin = copy.copy(self)
         twin.fetcher = RememberingFetcher(fetcher, MediaFailureMemory(expiry=0))
+        twin.urgent = True  # and a sender waits on its hashes: they go first in the sandbox
         return twin
 
     async def scan_offered(self, journal: EventJournal, refs: Sequence[MediaRef]) -> list[ScanResult]:
@@ -387,7 +390,7 @@ class Pipeline:
         del fetched
         # Decoding runs in the sandbox's worker processes, under memory and CPU limits: a
         # worker that goes over answers "not scanned: resource limit" with the exact hashes.
-        hashes = await self.sandbox.hash(data)
+        hashes = await self.sandbox.hash(data, urgent=self.urgent)
         if not keep_data or not await self.runner.wants_data(hashes.sha256):
             data = None  # no classifier needs the bytes: they go no further than this line
             if lease is not None:

@@ -1,8 +1,9 @@
 """Wiring of the pre-send check for the composition root (bot/app.py): its endpoint's routes
-while the bot is built, its checker once the pipeline runs, and its stop."""
+while the bot is built, its checkers (events, joins) once the pipeline runs, and its stop."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -15,10 +16,14 @@ from .configmodel import Config
 from .controls import Controls
 from .fetch import MediaFetcher
 from .intake.antispam import AntispamEndpoint, stop_checker
+from .joincheck import JoinAnswer, JoinChecker
 from .pipeline import Pipeline
+from .policylists.index import RuleIndex
 from .presend import PresendChecker, PresendCounts
 from .record.presend import PresendStatsRepo
 from .record.store import StoredEvent, Store
+
+log = logging.getLogger("modbot.presend")
 
 
 class Presend:
@@ -41,7 +46,8 @@ class Presend:
 
     def start(
         self, *, pipeline: Pipeline, session: aiohttp.ClientSession, powers: PowerCache, controls: Controls,
-        bot_user_id: str, submit: Callable[[Sequence[StoredEvent]], Any],
+        bot_user_id: str, submit: Callable[[Sequence[StoredEvent]], Any], rules: RuleIndex,
+        management_room: Callable[[], str | None],
     ) -> None:
         cfg = self.config
         # Its own downloads: never waiting for an upload (MSC2246), never queued behind the
@@ -57,7 +63,23 @@ class Presend:
             deadline=cfg.presend.deadline, pending_upload=cfg.presend.pending_upload, submit=submit,
             counts=self.counts,
         )
+        if cfg.presend.check_joins:
+            self.endpoint.joins = JoinChecker(
+                index=rules, is_protected=controls.is_protected, management_room=management_room,
+                bot_user_id=bot_user_id, block_rooms=lambda: cfg.policy_lists.room_rules == "block",
+                audit=self._audit_join, note=self.counts.note,
+            )
         self.counts.start()
+
+    async def _audit_join(self, answer: JoinAnswer, user: str, room: str) -> None:
+        rule = answer.rule
+        try:
+            await self.store.audit(
+                "presend", answer.outcome, f"{user} refused at join into {room}: {answer.why}",
+                event_id=rule.event_id if rule is not None and rule.event_id else None, room_id=room, sender=user,
+            )
+        except Exception:
+            log.exception("could not audit the refused join of %s into %s", user, room)
 
     def stop(self) -> Awaitable[None]:
         return stop_checker(self.endpoint)

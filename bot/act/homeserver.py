@@ -305,8 +305,22 @@ class Homeserver:
         await self._call(Method.POST, f"/_synapse/admin/v1/media/unquarantine/{_q(server)}/{_q(media_id)}", {})
 
     async def suspend(self, user_id: str, suspend: bool = True) -> None:
-        """Suspend (or unsuspend) a local user: they can read but not send, join or upload (1.122+)."""
+        """Suspend (or unsuspend) a local user: they can read but not send or join (1.122+). Synapse
+        1.163 does not check suspension on its media endpoints: bot/act/uploadwatch.py does the rest."""
         await self._call(Method.PUT, f"/_synapse/admin/v1/suspend/{_q(user_id)}", {"suspend": suspend})
+
+    async def is_suspended(self, user_id: str) -> bool:
+        """Whether Synapse holds `user_id` suspended now (the admin user API's `suspended`)."""
+        answer = await self._call(Method.GET, f"/_synapse/admin/v2/users/{_q(user_id)}")
+        return bool(answer.get("suspended"))
+
+    async def user_media(self, user_id: str, *, start: int, limit: int) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of a local user's uploads, newest first: the items, and the next page's `from`."""
+        query = {"from": str(start), "limit": str(limit), "order_by": "created_ts", "dir": "b"}
+        answer = await self._call(Method.GET, f"/_synapse/admin/v1/users/{_q(user_id)}/media", query=query)
+        media = [m for m in answer.get("media") or [] if isinstance(m, dict)]
+        token = answer.get("next_token")
+        return media, token if isinstance(token, int) else None
 
     async def deactivate(self, user_id: str, erase: bool) -> None:
         """Deactivate a local user (irreversible); `erase` also hides their messages from new joiners."""

@@ -87,12 +87,14 @@ def base_config(workdir: Path, *, hs_port: int, as_port: int, domain: str = "loc
 async def build_stage(
     workdir: Path, *, protected_rooms: int = 1, log_level: str = "WARNING", presend: dict[str, Any] | None = None,
     federation: FederationListener | None = None,
+    homeserver: dict[str, Any] | None = None,
 ) -> Stage:
     """Boot Synapse with modbot registered and set the rooms up, the way an admin would.
 
     With `presend` (the config's section, without the secret), Synapse loads
     synapse-http-antispam and asks modbot before it accepts an event (bot/presend.py).
-    With `federation`, the server federates on loopback under the listener's server name."""
+    With `federation`, the server federates on loopback under the listener's server name;
+    `homeserver` replaces top-level keys of homeserver.yaml."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "lists").mkdir(exist_ok=True)
     hs_port, as_port = free_port(), free_port()
@@ -109,6 +111,7 @@ async def build_stage(
     synapse = ThrowawaySynapse(
         workdir / "synapse", port=hs_port, appservice_files=[registration], log_level=log_level, modules=modules,
         federation=federation,
+        overrides=homeserver,
     )
     await synapse.start()
     try:

@@ -70,6 +70,7 @@ class ThrowawaySynapse:
         log_level: str = "WARNING",
         modules: Sequence[dict[str, Any]] = (),
         federation: FederationListener | None = None,
+        overrides: dict[str, Any] | None = None,
     ):
         self.workdir = Path(workdir).resolve()
         self.port = port or free_port()
@@ -80,6 +81,7 @@ class ThrowawaySynapse:
         self.appservice_files = [Path(p).resolve() for p in appservice_files]
         self.log_level = log_level.upper()
         self.modules = list(modules)  # homeserver.yaml's `modules:` (modbot's pre-send check)
+        self.overrides = dict(overrides or {})  # top-level keys replaced (a benchmark's settings)
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.registration_shared_secret = secrets.token_urlsafe(24)
         self._macaroon_secret_key = secrets.token_urlsafe(24)
@@ -201,7 +203,7 @@ class ThrowawaySynapse:
         if not self._started_once:
             for stale in ("homeserver.db", "homeserver.db-wal", "homeserver.db-shm", "signing.key"):
                 (self.workdir / stale).unlink(missing_ok=True)
-        self.config_path.write_text(yaml.safe_dump(self.homeserver_config(), sort_keys=False))
+        self.config_path.write_text(yaml.safe_dump(self.homeserver_config() | self.overrides, sort_keys=False))
         (self.workdir / "log.yaml").write_text(yaml.safe_dump(self.log_config(), sort_keys=False))
         key_path = self.workdir / "signing.key"
         if not key_path.exists():

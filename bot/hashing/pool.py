@@ -13,6 +13,9 @@ The fork server is a fresh interpreter that imported the hashing modules once; a
 costs milliseconds to start (measured in bench/bench_sandbox.py), so replacing one after
 a hostile file is cheap. `stop()` kills the workers at once, busy or not: SIGTERM of the
 bot never waits for a hash.
+
+Jobs wait for a free worker in arrival order, except `urgent` ones (the pre-send check,
+which a sender waits on): a freed worker goes to them first.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import multiprocessing
 import signal
 import socket
 import struct
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from multiprocessing.process import BaseProcess
@@ -85,6 +88,9 @@ class HashSandbox:
         self.restarts = 0  # workers replaced after a limit or a crash, for /health
         self.restart_reasons: Counter[str] = Counter()
         self._idle: asyncio.Queue[_Worker | None] = asyncio.Queue()  # None: stopped
+        # Urgent jobs waiting for a worker (the pre-send check: a sender waits on it); a freed
+        # worker goes to the first of them before any other job waiting.
+        self._urgent: deque[asyncio.Future[_Worker | None]] = deque()
         self._all: set[_Worker] = set()
         self._spawning: set[asyncio.Task[None]] = set()
         self._stopped = False
@@ -127,6 +133,10 @@ class HashSandbox:
         for worker in workers:
             _kill(worker)
         self._idle.put_nowait(None)  # wakes the jobs waiting for a worker, one after another
+        while self._urgent:
+            waiter = self._urgent.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
         await asyncio.gather(*(asyncio.to_thread(w.process.join, 5) for w in workers))
         for worker in workers:
             worker.sock.close()
@@ -136,9 +146,10 @@ class HashSandbox:
         """Process ids of the live workers (for tests and benchmarks)."""
         return [w.process.pid for w in self._all if w.process.pid is not None]
 
-    async def hash(self, data: bytes) -> Hashes:
-        """compute_hashes(data) in a worker, within the sandbox's limits."""
-        hashes, _ = await self._run(data, {})
+    async def hash(self, data: bytes, *, urgent: bool = False) -> Hashes:
+        """compute_hashes(data) in a worker, within the sandbox's limits; `urgent` jobs get the
+        next free worker before the jobs already waiting."""
+        hashes, _ = await self._run(data, {}, urgent=urgent)
         return hashes
 
     async def hash_with_crops(
@@ -160,20 +171,21 @@ class HashSandbox:
 
     # --- jobs ----------------------------------------------------------------------------
 
-    async def _run(self, data: bytes, job: dict[str, Any]) -> tuple[Hashes, tuple[str, ...]]:
-        result = await self._job(data, job, lambda answer, _: _parse(answer))
+    async def _run(self, data: bytes, job: dict[str, Any], *, urgent: bool = False) -> tuple[Hashes, tuple[str, ...]]:
+        result = await self._job(data, job, lambda answer, _: _parse(answer), urgent=urgent)
         if isinstance(result, str):
             return await asyncio.to_thread(exact_hashes, data, result), ()
         return result
 
     async def _job(
-        self, data: bytes, job: dict[str, Any], parse: Callable[[dict[str, Any], bytes], T], *, extra_cap: int = 0
+        self, data: bytes, job: dict[str, Any], parse: Callable[[dict[str, Any], bytes], T], *, extra_cap: int = 0,
+        urgent: bool = False,
     ) -> T | str:
         """`parse` of the worker's answer (and the bytes that follow it, at most `extra_cap`),
         or, when the worker went over a limit or failed, why (the worker is replaced)."""
         if self._stopped:
             raise SandboxStopped("the hashing sandbox is stopped")
-        worker = await self._idle.get()
+        worker = await self._take(urgent)
         if worker is None or self._stopped:
             self._idle.put_nowait(None)
             raise SandboxStopped("the hashing sandbox is stopped")
@@ -193,13 +205,34 @@ class HashSandbox:
             reason = await self._retire(worker, None)
         finally:
             if healthy:
-                self._idle.put_nowait(worker)
+                self._release(worker)
             elif worker in self._all:  # cancelled mid-job: its state is unknown
                 _kill(worker)
                 self._replace(worker, "cancelled")
         if self._stopped:
             raise SandboxStopped("the hashing sandbox was stopped during the job")
         return reason
+
+    async def _take(self, urgent: bool) -> _Worker | None:
+        if not urgent or not self._idle.empty():
+            return await self._idle.get()
+        waiter: asyncio.Future[_Worker | None] = asyncio.get_running_loop().create_future()
+        self._urgent.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
+                self._release(waiter.result())  # handed over as the job was cancelled: not lost
+            raise
+
+    def _release(self, worker: _Worker) -> None:
+        """A free worker: to the first urgent job waiting, else back to the idle queue."""
+        while self._urgent:
+            waiter = self._urgent.popleft()
+            if not waiter.done():
+                waiter.set_result(worker)
+                return
+        self._idle.put_nowait(worker)
 
     async def _exchange(
         self, worker: _Worker, data: bytes, job: dict[str, Any], extra_cap: int
@@ -270,7 +303,7 @@ class HashSandbox:
             worker.sock.close()
             return
         self._all.add(worker)
-        self._idle.put_nowait(worker)
+        self._release(worker)
 
     def _replace(self, worker: _Worker, reason: str) -> None:
         self._all.discard(worker)

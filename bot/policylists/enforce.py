@@ -1,4 +1,5 @@
-"""What a policy rule makes modbot do, through the executor: bans, unbans, server ACL entries, takedowns.
+"""What a policy rule makes modbot do, through the executor: bans, unbans, server ACL entries, takedowns,
+room blocks (opt-in).
 
 Every action goes through `Executor.perform`: keyed (a replayed rule event or a restart
 does not act twice), retried when the homeserver cannot answer now, audited. Each ban a
@@ -20,12 +21,14 @@ from ..model import Decision, EventContext, Outcome
 from ..record.policyrules import PolicyRuleRepo
 from ..record.store import Store
 from .index import RuleIndex, key_of
-from .rules import MXC, SERVER, USER, PolicyRule, acl_entry, bans_user
+from .rules import MXC, ROOM, SERVER, USER, PolicyRule, acl_entry, bans_user
 
 log = logging.getLogger("modbot.policylists")
 
 # Outcomes after which the user is banned (or was already, by this same action).
 _BANNED = (Outcome.OK, Outcome.SKIPPED)
+# The user id recorded (record/policyrules.py) for a room a room rule blocked, not a ban.
+BLOCKED_ROOM = ""
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class RuleEnforcer:
     def __init__(
         self, executor: Executor, homeserver: Homeserver, store: Store, repo: PolicyRuleRepo,
         index: RuleIndex, around: Surroundings, *, ban_reason: str, server_acl: bool, max_bans_per_rule: int,
+        block_rooms: bool = False,
     ) -> None:
         self.executor = executor
         self.hs = homeserver
@@ -53,6 +57,7 @@ class RuleEnforcer:
         self.ban_reason = ban_reason
         self.server_acl = server_acl
         self.max_bans_per_rule = max_bans_per_rule
+        self.block_rooms = block_rooms  # policy_lists.room_rules: block
 
     # --- a rule arrives ----------------------------------------------------------------------
 
@@ -66,6 +71,8 @@ class RuleEnforcer:
             await self._acl(rule, "deny")
         elif rule.kind == MXC:
             await self._takedown_seen(rule)
+        elif rule.kind == ROOM and self.block_rooms:
+            await self._block(rule)
 
     async def _ban_named(self, rule: PolicyRule) -> None:
         # A literal entity is banned everywhere at once, member or not (like `ban all`);
@@ -120,6 +127,10 @@ class RuleEnforcer:
         bans = await self.repo.bans_of(key)
         kept = []
         for ban in bans:
+            if ban.user_id == BLOCKED_ROOM:
+                if await self._unblock(old, ban.room_id):
+                    kept.append(ban)
+                continue
             # `old` is out of the index; a new version of it at the same key counts like any other rule.
             still = self.index.bans(ban.user_id)
             if still:
@@ -142,6 +153,53 @@ class RuleEnforcer:
                 await self._acl(old, "allow_again")
         if old.kind == MXC and old.bans:
             await self._audit("kept", f"{old.describe()} removed; media it took down stays quarantined", old)
+
+    # --- rooms (opt-in: policy_lists.room_rules: block) ----------------------------------------
+
+    async def _block(self, rule: PolicyRule) -> None:
+        """Block the room a literal room rule names on this server (reversible: unblocked when the
+        rule goes). Globs and hashes name no room to block: they refuse joins only (bot/joincheck.py)."""
+        if rule.entity is None or rule.is_glob:
+            await self._audit("recorded", f"{rule.describe()}: names no single room; local joins to matching rooms "
+                              "are refused at join (presend.check_joins)", rule)
+            return
+        room = rule.entity
+        if room.startswith("#"):
+            try:
+                room = await self.hs.resolve_room(room)
+            except HomeserverError as e:
+                await self._audit("failed", f"{rule.describe()}: cannot resolve the alias: {e}; not blocked", rule)
+                return
+        if not room.startswith("!"):
+            await self._audit("refused", f"{rule.describe()}: not a room id or alias; not blocked", rule)
+            return
+        if room in self.around.protected() or room == self.around.management_room():
+            await self._audit("refused", f"{rule.describe()} names {room}, a room modbot protects or is managed from: "
+                              "never blocked", rule)
+            return
+        op = Operation("block_room", {"room_id": room, "block": "true"}, None)
+        result = await self.executor.perform(
+            f"policy-block:{rule.event_id}:{room}", op, target=room, room_id=room,
+            ctx=self._ctx(rule.event_id, room, ""), decision=self._decision(rule, room),
+        )
+        if result.outcome in _BANNED or result.outcome is Outcome.PENDING:
+            await self.repo.record_ban(key_of(rule), BLOCKED_ROOM, room)
+
+    async def _unblock(self, old: PolicyRule, room: str) -> bool:
+        """Unblock a room `old` blocked, unless another room rule still names it (then the block
+        passes to that rule); True when the block stays with `old`'s key."""
+        still = [r for r in self.index.matching(ROOM, room) if r.bans]
+        if still:
+            if key_of(still[0]) != key_of(old):
+                await self.repo.record_ban(key_of(still[0]), BLOCKED_ROOM, room)
+            await self._audit("kept", f"{room} stays blocked: {still[0].describe()}", old)
+            return key_of(still[0]) == key_of(old)
+        op = Operation("block_room", {"room_id": room, "block": "false"}, None)
+        await self.executor.perform(
+            f"policy-unblock:{old.event_id}:{room}", op, target=room, room_id=room,
+            ctx=self._ctx(old.event_id, room, ""), decision=self._decision(old, room),
+        )
+        return False
 
     # --- server ACL and media ----------------------------------------------------------------------
 

@@ -57,6 +57,7 @@ class PolicyListWiring:
         self.lists.bind(homeserver, RuleEnforcer(
             executor, homeserver, self.store, self.repo, self.lists.index, around,
             ban_reason=cfg.ban_reason, server_acl=cfg.server_acl, max_bans_per_rule=cfg.max_bans_per_rule,
+            block_rooms=cfg.room_rules == "block",
         ))
         if cfg.publish.room is not None:
             try:

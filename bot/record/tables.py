@@ -339,3 +339,14 @@ class UserReportRow(Base):
     seen_at: Mapped[float] = mapped_column(Float)
     resolved_by: Mapped[str | None] = mapped_column(String(255))
     resolved_at: Mapped[float | None] = mapped_column(Float)
+
+
+class SuspendedUploadRow(Base):
+    """A user modbot suspended, whose new uploads it quarantines (bot/act/uploadwatch.py)."""
+
+    __tablename__ = "suspended_uploads"
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    suspended_at: Mapped[float] = mapped_column(Float)
+    watermark_ms: Mapped[int] = mapped_column(BigInteger)  # created_ts of the newest upload dealt with
+    quarantined: Mapped[int] = mapped_column(Integer)
+    stopped_at: Mapped[float | None] = mapped_column(Float)  # unsuspended: no longer watched

@@ -36,6 +36,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 KNOWN = encode(make_photo(seed=131), "PNG")
 OTHER = encode(make_photo(seed=132), "PNG")
+# Uploaded by suspended users; distinct, since Synapse quarantines a new copy of quarantined bytes.
+LATE, WHILE_SUSPENDED, AFTER_UNSUSPEND = (encode(make_photo(seed=seed), "PNG") for seed in (133, 134, 135))
 LOCAL_OFFENDER = [
     "quarantine", "redact", "quarantine_user_media", {"redact_user": "all"}, "suspend", "notify",
 ]
@@ -74,7 +76,8 @@ async def admin(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Admin
         known.unlink()
         a = Admin(stage, BotProcess.for_stage(stage), None, workdir / "policy.yaml")  # type: ignore[arg-type]
         a.write_policy()
-        stage.write_config(policy_file=str(a.policy_path))
+        # Suspended users' uploads polled every 2 s (bot/act/uploadwatch.py).
+        stage.write_config(policy_file=str(a.policy_path), suspended_uploads={"interval": 2})
         bot = a.bot
         await bot.start()
         db = StoreReader.for_stage(stage)
@@ -130,7 +133,10 @@ async def test_local_offender_is_suspended_their_media_quarantined_and_events_re
     join_error = await refused(offender.join(admin.takedown_room))
     assert join_error is not None and join_error.errcode == "M_USER_SUSPENDED", join_error
     # Synapse 1.163 does not refuse a suspended user's uploads (no suspension check in its
-    # media endpoints): a new upload cannot be posted, and modbot scans whatever is posted.
+    # media endpoints): the upload succeeds, and modbot quarantines it within a poll or two.
+    late_mxc = await offender.upload(LATE, "image/png", "late.png")
+    await wait_for(lambda: _eq(stage.admin.download_status(late_mxc), 404), timeout=60,
+                   description="the suspended user's new upload quarantined")
     # The other media quarantined, the events redacted, in the protected rooms and elsewhere.
     assert await stage.admin.download_status(known_mxc) == 404
     assert await stage.admin.download_status(other_mxc) == 404
@@ -190,6 +196,10 @@ async def test_a_remote_sender_gets_the_remote_actions_instead_of_account_action
         assert "another server" in notice and "instead of" in notice
     finally:
         admin.write_policy()
+
+
+async def _eq(coro: Any, expected: Any) -> bool:
+    return await coro == expected
 
 
 async def _has(coro: Any, item: Any) -> bool:
@@ -256,9 +266,21 @@ async def test_commands_suspend_and_unsuspend(admin: Admin) -> None:
     assert f"suspended {user.user_id}" in answer
     error = await refused(user.send_text(room, "am I suspended?"))
     assert error is not None and error.errcode == "M_USER_SUSPENDED"
+    while_suspended = await user.upload(WHILE_SUSPENDED, "image/png", "while.png")  # Synapse accepts it...
+    await wait_for(lambda: _eq(admin.stage.admin.download_status(while_suspended), 404), timeout=60,
+                   description="quarantined while suspended")  # ...and modbot takes it down
     _, answer = await command(admin, f"!mod unsuspend {user.user_id}")
     assert f"unsuspended {user.user_id}" in answer
     await user.send_text(room, "back again")
+
+    async def stopped() -> bool:
+        return any(e.outcome == "stopped" and user.user_id in e.message
+                   for e in await admin.db.store.audit_log(category="suspension"))
+
+    await wait_for(stopped, timeout=60, description="the upload watch stopped")
+    after = await user.upload(AFTER_UNSUSPEND, "image/png", "after.png")
+    await asyncio.sleep(5)  # two polls and more
+    assert await admin.stage.admin.download_status(after) == 200
 
 
 async def test_deactivate_asks_first_and_a_reply_confirm_does_it(admin: Admin) -> None:

@@ -118,7 +118,7 @@ async def test_before_the_checker_runs_a_check_is_answered_503_in_plain_text(end
 
 async def test_callbacks_not_enabled_are_allowed(endpoint: Any) -> None:
     client, _store, _counts = endpoint
-    assert await post(client, "user_may_join_room", {"user": "@u:x", "room": "!r:x", "is_invited": False}) == (200, "{}")
+    assert await post(client, "user_may_invite", {"inviter": "@u:x", "invitee": "@v:x", "room_id": "!r:x"}) == (200, "{}")
 
 
 async def test_counts_are_flushed_to_the_database_and_add_up(tmp_path: Path) -> None:
@@ -149,7 +149,9 @@ def test_the_module_block_points_at_the_endpoint_with_the_secret(tmp_path: Path)
         "module": "synapse_http_antispam.HTTPAntispam",
         "config": {
             "base_url": "http://10.0.0.5:29330/_modbot/antispam", "authorization": SECRET, "do_ping": True,
-            "enabled_callbacks": ["check_event_for_spam"], "fail_open": {"check_event_for_spam": False},
+            "enabled_callbacks": ["check_event_for_spam", "user_may_join_room"],
+            # Joins always fail open: the module would otherwise refuse every join while modbot is down.
+            "fail_open": {"check_event_for_spam": False, "user_may_join_room": True},
         },
     }
 

@@ -207,3 +207,43 @@ async def test_workers_run_at_the_configured_niceness_and_the_bot_keeps_its_own(
 def test_a_workers_answer_is_checked_not_trusted(answer: dict[str, object]) -> None:
     with pytest.raises((ValueError, TypeError)):
         _parse(answer)
+
+
+async def test_an_urgent_job_takes_the_next_free_worker_before_the_jobs_already_waiting() -> None:
+    # One worker, busy; three jobs wait; then an urgent one (the pre-send check) comes.
+    slow = encode(make_photo(seed=7, size=(4000, 3000)), "PNG")
+    async with limited() as sb:
+        done: list[str] = []
+
+        async def job(name: str, data: bytes, urgent: bool = False) -> None:
+            await sb.hash(data, urgent=urgent)
+            done.append(name)
+
+        busy = asyncio.create_task(job("busy", slow))
+        await asyncio.sleep(0.1)
+        queued = [asyncio.create_task(job(f"queued{i}", NORMAL)) for i in range(3)]
+        await asyncio.sleep(0.05)
+        urgent = asyncio.create_task(job("urgent", NORMAL, urgent=True))
+        await asyncio.gather(busy, urgent, *queued)
+        assert done == ["busy", "urgent", "queued0", "queued1", "queued2"]
+
+
+async def test_a_cancelled_urgent_wait_loses_no_worker_and_stop_wakes_urgent_waiters() -> None:
+    slow = encode(make_photo(seed=8, size=(4000, 3000)), "PNG")
+    sb = limited()
+    await sb.start()
+    busy = asyncio.create_task(sb.hash(slow))
+    await asyncio.sleep(0.1)
+    given_up = asyncio.create_task(sb.hash(NORMAL, urgent=True))
+    await asyncio.sleep(0.05)
+    given_up.cancel()
+    await busy
+    assert await sb.hash(NORMAL, urgent=True) == compute_hashes(NORMAL)  # the worker came back
+    busy = asyncio.create_task(sb.hash(slow))
+    await asyncio.sleep(0.1)
+    waiting = asyncio.create_task(sb.hash(NORMAL, urgent=True))
+    await asyncio.sleep(0.05)
+    await sb.stop()
+    for task in (busy, waiting):
+        with pytest.raises(SandboxStopped):
+            await task
