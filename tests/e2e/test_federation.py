@@ -32,7 +32,7 @@ from bot.demo.waiting import free_port, wait_for
 from bot.record.moderation import ModerationStore
 from botproc import BotProcess, StoreReader
 from images import encode, make_photo
-from test_presend import Observer
+from observer import Observer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
