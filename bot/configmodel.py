@@ -224,6 +224,11 @@ class ThresholdsConfig(Section):
 
     pdq: int = Field(default=31, ge=0, le=256)
     phash: int = Field(default=8, ge=0, le=64)
+    # A video matches a vPDQ entry when at least this share (percent) of its frames (quality
+    # >= 50, each hash once) is within `pdq` of one of the entry's, and at least
+    # vpdq_compared_percent of the entry's frames are of one of the video's: HMA's defaults.
+    vpdq_query_percent: float = Field(default=80.0, ge=0, le=100)
+    vpdq_compared_percent: float = Field(default=0.0, ge=0, le=100)
 
 
 class HashListConfig(Section):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
 
-HashType = Literal["sha256", "md5", "sha1", "pdq", "phash"]
+HashType = Literal["sha256", "md5", "sha1", "pdq", "phash", "vpdq"]
 # The power level that stands for "unlimited": in room version 12 a room's creators outrank
 # everyone and cannot be banned. A sender with this power is a creator of the room.
 CREATOR_POWER = 2**53
@@ -18,6 +18,8 @@ CREATOR_POWER = 2**53
 HASH_TYPES: tuple[HashType, ...] = ("sha256", "md5", "sha1", "pdq", "phash")
 # Hex length of each hash type, used to validate list entries and user input.
 HASH_HEX_LENGTH: dict[str, int] = {"sha256": 64, "md5": 32, "sha1": 40, "pdq": 64, "phash": 16}
+# A whole video's vPDQ (bot/lists/vpdq.py): a list entry of many frames, not a fixed-width digest.
+VIDEO_HASH_TYPE: Literal["vpdq"] = "vpdq"
 PERCEPTUAL: frozenset[str] = frozenset({"pdq", "phash"})
 CRYPTOGRAPHIC: tuple[HashType, ...] = ("sha256", "md5", "sha1")
 
