@@ -173,7 +173,12 @@ def _is_csv_header(line: str) -> bool:
 
 
 def _csv_row(line: str, default_label: str) -> HashEntry:
-    row = next(csv.reader([line]))
+    # Unquoted (nearly every line): a plain split, which is what the reader would do, and has
+    # no field limit (a vPDQ row of an hour's frames is ~270 kB; csv's limit is 128 kB).
+    try:
+        row = line.split(",") if '"' not in line else next(csv.reader([line]))
+    except csv.Error as e:
+        raise ValueError(f"malformed CSV: {e}") from None
     if len(row) not in (2, 3):
         raise ValueError(f"expected 2 or 3 columns (type,hash,label), got {len(row)}")
     hash_type, hex_hash = _check_hash(row[0].strip().lower(), row[1].strip().lower())

@@ -15,9 +15,8 @@ Formats (`IMPORT_FORMATS`):
 - `ncmec`: NCMEC-style CSV whose header names MD5 / SHA1 / SHA256 columns (any case,
   "SHA-1", "MD5 Hash"...), or headerless lines of MD5 (32) or SHA-1 (40) hex digits.
 
-vPDQ (whole videos, `bot.lists.vpdq`): HMA's `vpdq` signal (a JSON list of "hex,quality,timestamp")
-in te-csv, te-lines, te-json (and te-csv exports); `vpdq-file`: one video's hash file as Meta's
-`vpdq` tool writes it, or a signal string alone, as one entry. Too many frames: a rejected line.
+vPDQ (`bot.lists.vpdq`): HMA's `vpdq` signal in te-csv (also exported), te-lines and te-json;
+`vpdq-file`: one video's hash file from Meta's `vpdq` tool, or a signal string, as one entry.
 
 Unknown or malformed lines are never dropped silently and never abort an import: each is
 counted under its reason, and the first few are kept with their line numbers. Signal
@@ -43,7 +42,7 @@ from bot.lists.format import CSV_HEADER, HashEntry, _check_hash, _is_csv_header
 from bot.lists.columns import HashColumns, TypedHashes, parse_hash_columns
 from bot.lists.index import hex_to_codes
 from bot.lists.videoindex import VideoEntry
-from bot.lists.vpdq import parse_vpdq, signal_string
+from bot.lists.vpdq import leading_json, parse_vpdq, signal_string
 from bot.model import HASH_HEX_LENGTH, HASH_TYPES, VIDEO_HASH_TYPE
 
 IMPORT_FORMATS = ("modbot", "plain", "te-csv", "te-lines", "te-json", "ncmec", "vpdq-file")
@@ -196,9 +195,8 @@ def _signal_type(name: str, line: int, result: ImportResult) -> str | None:
 
 
 def _te_csv(lines: list[str], _: str, result: ImportResult) -> Iterator[Item]:
-    rows = csv.reader(lines)
     header: list[str] | None = None
-    for n, row in enumerate(rows, start=1):
+    for n, row in _csv_rows(lines, result):
         if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
             continue
         if header is None:
@@ -209,6 +207,16 @@ def _te_csv(lines: list[str], _: str, result: ImportResult) -> Iterator[Item]:
                 yield from _te_csv_row(n, row, header, result)
             continue
         yield from _te_csv_row(n, row, header, result)
+
+
+def _csv_rows(lines: list[str], result: ImportResult) -> Iterator[tuple[int, list[str]]]:
+    """(line, cells) per line; a line csv refuses (a field over its 128 kB limit: a vPDQ
+    signal of more than ~1,700 frames) is rejected, not the whole import."""
+    for n, line in enumerate(lines, start=1):
+        try:
+            yield n, next(csv.reader([line]), [])
+        except csv.Error as e:
+            result.reject(n, f"malformed CSV: {e}")
 
 
 def _te_csv_row(n: int, row: list[str], header: list[str], result: ImportResult) -> Iterator[Item]:
@@ -230,24 +238,17 @@ def _te_lines(lines: list[str], _: str, result: ImportResult) -> Iterator[Item]:
             continue
         hash_type = _signal_type(parts[0], n, result)
         if hash_type == VIDEO_HASH_TYPE:  # the signal string is JSON, spaces and all
-            rest = line[len(parts[0]) :].lstrip()
             try:
-                doc, _ = json.JSONDecoder().raw_decode(rest)
-            except json.JSONDecodeError as e:
-                result.reject(n, f"vpdq signal is not JSON: {e.msg}")
-                continue
-            yield n, (hash_type, json.dumps(doc), None)
+                yield n, (hash_type, leading_json(line[len(parts[0]) :]), None)
+            except ValueError as e:
+                result.reject(n, str(e))
         elif hash_type is not None:
             yield n, (hash_type, parts[1], None)
 
 
 def _vpdq_file(lines: list[str], _: str, result: ImportResult) -> Iterator[Item]:
     """One video's vPDQ: the vpdq tool's hash file, or a signal string; one entry."""
-    text = "\n".join(lines)
-    if text.strip():
-        yield 1, (VIDEO_HASH_TYPE, text, None)
-    else:
-        result.reject(0, "vpdq hash has no frames")
+    yield 1, (VIDEO_HASH_TYPE, "\n".join(lines), None)
 
 
 def _te_json(lines: list[str], _: str, result: ImportResult) -> Iterator[Item]:

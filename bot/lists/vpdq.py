@@ -155,6 +155,16 @@ def _signal_item(parts: list[str]) -> VpdqFrame:
     return _frame(*parts)
 
 
+def leading_json(text: str) -> str:
+    """The JSON value at the start of `text` (a signal string followed by other fields),
+    re-serialised; ValueError when there is none."""
+    try:
+        doc, _ = json.JSONDecoder().raw_decode(text.lstrip())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"vpdq signal is not JSON: {e.msg}") from None
+    return json.dumps(doc)
+
+
 def signal_string(frames: Sequence[VpdqFrame]) -> str:
     """The python-threatexchange / HMA signal string of `frames` (see the module docstring)."""
     return json.dumps([f"{f.pdq},{f.quality},{f.timestamp:.3}" for f in frames])
