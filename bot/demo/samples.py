@@ -70,7 +70,8 @@ def make_clip(
     bitrate: int | None = None,
 ) -> bytes:
     """A benign generated video: each (picture, seconds) scene shown in turn, panning slowly
-    (a pixel every 4 frames, as footage moves), encoded in memory with PyAV."""
+    (1/200 of the width a second, as footage moves: the same motion at any frame rate and
+    size, so re-encodings show the same pictures at the same times), encoded in memory with PyAV."""
     out = io.BytesIO()
     with av.open(out, mode="w", format=container) as c:
         stream = c.add_stream(codec, rate=fps)
@@ -81,7 +82,7 @@ def make_clip(
         for picture, seconds in scenes:
             base = np.asarray(picture.convert("RGB").resize(size))
             for i in range(round(seconds * fps)):
-                frame = np.ascontiguousarray(np.roll(base, i // 4, axis=1))
+                frame = np.ascontiguousarray(np.roll(base, i * size[0] // (200 * fps), axis=1))
                 c.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         c.mux(stream.encode())
     return out.getvalue()
