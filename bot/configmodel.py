@@ -162,6 +162,10 @@ class ProcessingConfig(Section):
     hash_cpu_seconds: float = Field(default=10, gt=0)
     max_decoded_bytes: int = Field(default=192 * 1024 * 1024, ge=1)
     max_jpeg_scans: int = Field(default=100, ge=1)
+    # Videos: a frame a second for the first max_video_frames seconds, decoding no more than
+    # max_video_decoded_pixels pixels (bot/hashing/video.py); either limit hit is audited.
+    max_video_frames: int = Field(default=60, ge=1, le=3600)
+    max_video_decoded_pixels: int = Field(default=2_000_000_000, ge=1)
     # Media held because a scan failed (on_failure: fail_closed) is scanned again after
     # rescan_delay seconds, doubling up to rescan_max_delay, until a scan succeeds or
     # rescan_give_up_after seconds have passed (the media then stays held).

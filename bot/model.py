@@ -72,8 +72,11 @@ class Hashes:
     # Matched against NCMEC-style lists; None for media hashed before modbot computed it.
     sha1: str | None = None
     # Animations: (frame number, PDQ, PDQ quality) of frames sampled across the animation
-    # after the first (which is `pdq`). Not kept by the journal: rescans match `pdq` only.
+    # after the first (which is `pdq`); videos: (second, PDQ, quality) a frame a second.
+    # Kept by the journal (media.frame_pdqs, migration 0012): re-posts and retro see them.
     frame_pdqs: tuple[tuple[int, str, int], ...] = ()
+    # Why a video's sampling stopped before its end (a frame or decoded-pixel limit), if it did.
+    sampling_limit: str | None = None
 
 
 class MatchKind(str, Enum):

@@ -1,8 +1,8 @@
 """`modbot hashes add-video`: hash local videos into a configured list as vPDQ entries.
 
 A video is hashed in the same sandbox, under the same limits, as a posted one
-(bot/hashing/video.py: a frame a second, PDQ and quality of each, the first VIDEO_FRAMES
-seconds); its entry is the frames as vPDQ (bot/lists/vpdq.py), beside its SHA-256 and MD5.
+(bot/hashing/video.py: a frame a second, PDQ and quality of each, for the first
+`processing.max_video_frames` seconds); its entry is the frames as vPDQ (bot/lists/vpdq.py), beside its SHA-256 and MD5.
 Posted copies then match it by the share of frames matched both ways (HMA's rule).
 """
 

@@ -47,7 +47,9 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         known.unlink()
         stage.write_config(
             policy={"rules": [{"name": "known-media", "actions": ["quarantine", "redact", "notify"]}]},
-            processing={"concurrency": 2, "download_timeout": 20},
+            # Posted videos are sampled for 6 s of their 9: the known one still matches (all
+            # its sampled frames are the entry's), and the limit is audited.
+            processing={"concurrency": 2, "download_timeout": 20, "max_video_frames": 6},
         )
         bot = BotProcess.for_stage(stage)
         await bot.start()
@@ -93,6 +95,8 @@ async def test_a_re_encoded_copy_of_a_listed_video_is_quarantined_and_redacted(w
     assert (verdict.kind, verdict.list_name, verdict.hash_type) == ("near", "known", "vpdq")
     notice = await wait_for(lambda: notice_about(world, event_id), timeout=20, description="notice")
     assert "of the video's frames" in notice and "list known" in notice
+    audit = [(a.category, a.outcome, a.message) for a in await world.db.store.audit_log(limit=200) if a.mxc == mxc]
+    assert ("scan", "partial", "video scanned in part: frame limit: the first 6 s sampled (processing.max_video_frames)") in audit
 
 
 async def test_an_unrelated_video_is_left_alone(world: World) -> None:
