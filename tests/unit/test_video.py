@@ -120,3 +120,4 @@ async def test_the_sandbox_hashes_video_as_compute_hashes_does() -> None:
         hashes = await sandbox.hash(data)
     assert hashes == compute_hashes(data)
     assert seconds_matched(hashes) == [1]
+
