@@ -48,6 +48,8 @@ def register_list_commands(commands: CommandSet) -> None:
             for ref in await ctx.media_or_reply(None):
                 h = await ctx.hashes_of(ref)
                 values |= {x for x in (h.sha256, h.md5, h.pdq) if x}
+                if is_video(h):
+                    values.add(canonical(video_frames(h.frame_pdqs)))
         removed = await asyncio.to_thread(remove_entries, config.path, values)
         if removed:
             # The bot wrote this file itself: a shrink it would otherwise hold is the moderator's.
