@@ -1,5 +1,5 @@
-"""Known images shown in videos: how many clips modbot finds, how many unrelated clips it
-matches by mistake, and what hashing video costs against a plain decode.
+"""Known images shown in videos, and known videos on vPDQ lists: how many clips modbot finds,
+how many unrelated clips it matches by mistake, and what hashing video costs against a plain decode.
 
     python bench/bench_video.py [--known 20] [--unrelated 60] [--jobs 2]
 
@@ -12,6 +12,13 @@ the original at full resolution, pdqhash) and shown for 3 s inside unrelated foo
 - re-encoded: VP8/WebM 320x240 at 25 frames/s; MPEG-4 Part 2 640x480 at 15 frames/s at a
   low bitrate; H.264 at 24 frames/s, 854x480;
 - trimmed: only 1.5 s of the known image, at the start of the clip.
+
+Known videos (vPDQ): 12 s of four generated pictures, each panning; the list holds the vPDQ
+of the original (H.264 480x360 10 fps) as `hashes add-video` writes it. Copies: the same
+footage in each encoding above, trimmed to a part (seconds 3-9, and 4.5-10.5: a cut inside
+a scene), and the whole video shown after 6 s of unrelated footage. Goal: >= 95% of the
+re-encoded and trimmed copies found (HMA's rule: >= 80% of the copy's frames within 31
+bits of the entry's), 0 unrelated clips matching a vPDQ entry.
 
 Unrelated clips: 6 s of three other seeds each. Each clip goes through compute_hashes and
 the real HashListClassifier, as the bot matches a post. Speed: seconds of video per
@@ -47,6 +54,8 @@ from bot.demo.samples import make_photo  # noqa: E402
 from bot.hashing import compute_hashes  # noqa: E402
 from bot.lists.format import HashEntry  # noqa: E402
 from bot.lists.loaded import LoadedList  # noqa: E402
+from bot.lists.videoindex import video_frames  # noqa: E402
+from bot.lists.vpdq import canonical, compare, parse_vpdq  # noqa: E402
 from bot.model import Hashes  # noqa: E402
 
 # name -> (codec, container, frames/s, size, bitrate or None)
@@ -92,6 +101,47 @@ def _known(args: tuple[str, int]) -> tuple[str, str, dict[str, Hashes]]:
     return f"{kind}:{seed}", listed, clips
 
 
+def footage(scenes: list[Image.Image], encoding: tuple, start: float = 0.0, end: float | None = None,  # type: ignore[type-arg]
+            before: list[Image.Image] = ()) -> bytes:  # type: ignore[assignment]
+    """Seconds [start, end) of 3 s scenes panning 8 px/s (the same footage at any frame rate and
+    size: a trim is a cut of it), after 3 s scenes of `before` (other footage) if given."""
+    codec, container, fps, size, bitrate = encoding
+    end = 3.0 * len(scenes) if end is None else end
+    times = [(img, t) for img in before for t in np.arange(0, 3, 1 / fps)]
+    times += [(scenes[int(t // 3)], t % 3) for t in np.arange(start, end - 1e-9, 1 / fps)]
+    out = io.BytesIO()
+    with av.open(out, mode="w", format=container) as c:
+        stream = c.add_stream(codec, rate=fps)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        if bitrate:
+            stream.bit_rate = bitrate
+        resized: dict[int, np.ndarray] = {}
+        for img, t in times:
+            base = resized.setdefault(id(img), np.asarray(img.resize(size)))
+            shifted = np.roll(base, int(t * 8 * size[0] / 640), axis=1)
+            c.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(shifted), format="rgb24")))
+        c.mux(stream.encode())
+    return out.getvalue()
+
+
+ORIGINAL = ENCODINGS["H.264 480x360 10 fps"]
+TRIMS = {"trimmed: seconds 3-9": (3.0, 9.0), "trimmed: seconds 4.5-10.5": (4.5, 10.5)}
+INSIDE = "after 6 s of unrelated footage"
+
+
+def _known_video(seed: int) -> tuple[str, str, dict[str, Hashes]]:
+    kind = "photo" if seed % 2 else "landscape"
+    scenes = [picture(kind, 300_000 + 4 * seed + i) for i in range(4)]
+    entry = canonical(video_frames(compute_hashes(footage(scenes, ORIGINAL)).frame_pdqs))
+    copies = {name: compute_hashes(footage(scenes, enc)) for name, enc in ENCODINGS.items() if enc is not ORIGINAL}
+    for name, (start, end) in TRIMS.items():
+        copies[name] = compute_hashes(footage(scenes, ORIGINAL, start, end))
+    other = [picture(kind, 400_000 + 2 * seed + i) for i in range(2)]
+    copies[INSIDE] = compute_hashes(footage(scenes, ORIGINAL, before=other))
+    return f"video:{seed}", entry, copies
+
+
 def _unrelated(seed: int) -> Hashes:
     scenes = [(picture("photo" if seed % 2 else "landscape", 200_000 + 3 * seed + i), 2.0) for i in range(3)]
     return compute_hashes(clip(scenes, ENCODINGS["H.264 480x360 10 fps"]))
@@ -112,10 +162,34 @@ def _speed(seconds: int = 20) -> tuple[float, float]:
     return seconds / hashing, seconds / decode
 
 
+def _report_videos(videos: list[tuple[str, str, dict[str, Hashes]]], unrelated: list[Hashes]) -> None:
+    entries = [HashEntry("vpdq", entry, name) for name, entry, _ in videos]
+    classifier = HashListClassifier([LoadedList.from_entries("videos", entries, label="videos")])
+    print(f"\n# Known videos on a vPDQ list\n\n{len(videos)} known videos of 12 s on a list as their vPDQ "
+          "(the original, H.264 480x360 10 fps); HMA's rule (query share >= 80%, compared >= 0%).\n")
+    print("| copy | found | query share (median) | compared share (median) |")
+    print("| --- | ---: | ---: | ---: |")
+    names = [n for n in [*ENCODINGS, *TRIMS, INSIDE] if n in videos[0][2]]
+    for copy in names:
+        found, shares = [], []
+        for name, entry, copies in videos:
+            verdicts = [v for v in classifier.match(copies[copy]).verdicts if v.hash_type == "vpdq" and v.label == name]
+            found.append(bool(verdicts))
+            result = compare(video_frames(copies[copy].frame_pdqs), parse_vpdq(entry))
+            shares.append((result.query_percent, result.compared_percent))
+        q, c = np.median([s[0] for s in shares]), np.median([s[1] for s in shares])
+        print(f"| {copy} | {100 * sum(found) / len(found):.1f}% | {q:.0f}% | {c:.0f}% |")
+    cross = sum(len({v.label for v in classifier.match(h).verdicts} - {name}) for name, _, copies in videos for h in copies.values())
+    false = [v for h in unrelated for v in classifier.match(h).verdicts]
+    print(f"\nFalse video matches: {len(false)} among {len(unrelated)} unrelated clips; {cross} copies matched "
+          "another known video.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--known", type=int, default=20)
     parser.add_argument("--unrelated", type=int, default=60)
+    parser.add_argument("--videos", type=int, default=20, help="known videos on a vPDQ list")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     args = parser.parse_args()
     started = time.perf_counter()
@@ -123,6 +197,7 @@ def main() -> None:
     with ProcessPoolExecutor(args.jobs) as pool:
         known = list(pool.map(_known, items))
         unrelated = list(pool.map(_unrelated, range(args.unrelated)))
+        videos = list(pool.map(_known_video, range(args.videos)))
     entries = [HashEntry("pdq", listed, name) for name, listed, _ in known]
     classifier = HashListClassifier([LoadedList.from_entries("known", entries, label="known")])
 
@@ -141,6 +216,7 @@ def main() -> None:
           "another known image.")
     for v in false[:5]:
         print(f"- {v.label} at {v.distance} (second {v.details.get('second')})")
+    _report_videos(videos, unrelated)
     hashing, decode = _speed()
     print(f"\nSpeed (20 s of 1280x720 H.264 at 30 frames/s, one core): compute_hashes {hashing:.1f} s of "
           f"video per CPU-second; plain decode of every frame {decode:.1f}.")

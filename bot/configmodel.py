@@ -166,6 +166,10 @@ class ProcessingConfig(Section):
     hash_cpu_seconds: float = Field(default=10, gt=0)
     max_decoded_bytes: int = Field(default=192 * 1024 * 1024, ge=1)
     max_jpeg_scans: int = Field(default=100, ge=1)
+    # Videos: a frame a second for the first max_video_frames seconds, decoding no more than
+    # max_video_decoded_pixels pixels (bot/hashing/video.py); either limit hit is audited.
+    max_video_frames: int = Field(default=60, ge=1, le=3600)
+    max_video_decoded_pixels: int = Field(default=2_000_000_000, ge=1)
     # Media held because a scan failed (on_failure: fail_closed) is scanned again after
     # rescan_delay seconds, doubling up to rescan_max_delay, until a scan succeeds or
     # rescan_give_up_after seconds have passed (the media then stays held).
@@ -231,6 +235,11 @@ class ThresholdsConfig(Section):
 
     pdq: int = Field(default=31, ge=0, le=256)
     phash: int = Field(default=8, ge=0, le=64)
+    # A video matches a vPDQ entry when at least this share (percent) of its frames (quality
+    # >= 50, each hash once) is within `pdq` of one of the entry's, and at least
+    # vpdq_compared_percent of the entry's frames are of one of the video's: HMA's defaults.
+    vpdq_query_percent: float = Field(default=80.0, ge=0, le=100)
+    vpdq_compared_percent: float = Field(default=0.0, ge=0, le=100)
 
 
 class HashListConfig(Section):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
 
-HashType = Literal["sha256", "md5", "sha1", "pdq", "phash"]
+HashType = Literal["sha256", "md5", "sha1", "pdq", "phash", "vpdq"]
 # The power level that stands for "unlimited": in room version 12 a room's creators outrank
 # everyone and cannot be banned. A sender with this power is a creator of the room.
 CREATOR_POWER = 2**53
@@ -18,6 +18,8 @@ CREATOR_POWER = 2**53
 HASH_TYPES: tuple[HashType, ...] = ("sha256", "md5", "sha1", "pdq", "phash")
 # Hex length of each hash type, used to validate list entries and user input.
 HASH_HEX_LENGTH: dict[str, int] = {"sha256": 64, "md5": 32, "sha1": 40, "pdq": 64, "phash": 16}
+# A whole video's vPDQ (bot/lists/vpdq.py): a list entry of many frames, not a fixed-width digest.
+VIDEO_HASH_TYPE: Literal["vpdq"] = "vpdq"
 PERCEPTUAL: frozenset[str] = frozenset({"pdq", "phash"})
 CRYPTOGRAPHIC: tuple[HashType, ...] = ("sha256", "md5", "sha1")
 
@@ -70,8 +72,11 @@ class Hashes:
     # Matched against NCMEC-style lists; None for media hashed before modbot computed it.
     sha1: str | None = None
     # Animations: (frame number, PDQ, PDQ quality) of frames sampled across the animation
-    # after the first (which is `pdq`). Not kept by the journal: rescans match `pdq` only.
+    # after the first (which is `pdq`); videos: (second, PDQ, quality) a frame a second.
+    # Kept by the journal (media.frame_pdqs, migration 0012): re-posts and retro see them.
     frame_pdqs: tuple[tuple[int, str, int], ...] = ()
+    # Why a video's sampling stopped before its end (a frame or decoded-pixel limit), if it did.
+    sampling_limit: str | None = None
 
 
 class MatchKind(str, Enum):

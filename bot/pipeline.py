@@ -403,6 +403,8 @@ class Pipeline:
             journal.audit(
                 "scan", "partial", f"exact hashes only, no perceptual scan: {hashes.perceptual_error}", mxc=ref.mxc
             )
+        elif hashes.sampling_limit:
+            journal.audit("scan", "partial", f"video scanned in part: {hashes.sampling_limit}", mxc=ref.mxc)
         return hashes, data, None, False
 
     async def _homeserver_record(self, journal: EventJournal, ref: MediaRef) -> Hashes | None:

@@ -221,7 +221,8 @@ class RetroMatcher:
             keep(await self.store.media_with_hashes(hash_type, values))
 
         checked = 0
-        if any(len(i) for i in delta.index.near.values()):
+        # Perceptual entries, and vPDQ entries (matched by the stored frames of each video).
+        if any(len(i) for i in delta.index.near.values()) or delta.index.videos is not None:
             total = await self.store.count_hashed_media()
             after: str | None = None
             last_report = time.monotonic()

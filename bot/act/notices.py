@@ -35,6 +35,12 @@ def describe_verdict(v: Verdict) -> str:
         how = f"exact {v.hash_type}" if v.hash_type else "exact"
     else:
         how = f"near, {v.hash_type or 'hash'} distance {v.distance}"
+    if v.hash_type == "vpdq" and "query_match_percent" in v.details:  # a whole video (bot/classify/videomatch.py)
+        seconds = ", ".join(f"{f['second']:g}" for f in v.details.get("frames", ()))
+        how = (f"video {v.matched_hash}: {v.details['query_match_percent']:g}% of the video's frames and "
+               f"{v.details['compared_match_percent']:g}% of the entry's matched; frames at {seconds} s")  # fmt: skip
+    elif "second" in v.details or v.details.get("query") == "frame":
+        how += f", {'second' if 'second' in v.details else 'frame'} {v.details.get('second', v.details.get('frame'))}"
     return f"{where}, label {v.label} ({how})"
 
 

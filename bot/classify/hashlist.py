@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.classify.base import Classifier, ClassifierContext, ClassifierSetupError, MediaInput
 from bot.classify.pdqrule import FULL_QUALITY, pdq_bounds
+from bot.classify.videomatch import video_verdicts
 from bot.hashing.pdq import DIHEDRAL
 from bot.lists.loaded import LoadedList, NearIndex, hex_matrix
 from bot.model import CRYPTOGRAPHIC, Classification, Hashes, MatchKind, Verdict
@@ -79,6 +80,8 @@ class HashListClassifier(Classifier):
     - Animations and videos: each of `Hashes.frame_pdqs` (an animation's frames after the
       first, a video's frames once a second) within the bound of its own quality; the
       verdict's details name the frame (or the second).
+    - Videos against vPDQ entries: the share of frames matched both ways, as HMA does
+      (bot/classify/videomatch.py); the verdict names the entry, both shares and the frames.
     - pHash: `Hashes.phash` within the list's threshold; skipped when PDQ reported a
       quality under pdqrule.FULL_QUALITY or `pdq_min_quality`: pHash has no quality of its
       own and near-uniform images match each other.
@@ -167,7 +170,8 @@ class HashListClassifier(Classifier):
             if not lst.enabled:
                 continue
             frame_verdicts = self._frame_verdicts(lst, frames, "second" if hashes.pdq is None else "frame")
-            for verdict in (*self._list_verdicts(lst, hashes, queries), *frame_verdicts):
+            video = video_verdicts(self.name, lst, hashes)
+            for verdict in (*self._list_verdicts(lst, hashes, queries), *frame_verdicts, *video):
                 key = (list_no, verdict.label)
                 if key not in best or _rank(verdict) < _rank(best[key]):
                     best[key] = verdict

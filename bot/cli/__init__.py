@@ -64,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--label", help="label for the entries (default: the list's label)")
     h.set_defaults(func=_command("scan", "cmd_hashes_add_image"))
 
+    h = hsub.add_parser("add-video", help="hash local videos into a configured list (vPDQ, HMA's format)")
+    h.add_argument("videos", nargs="+")
+    h.add_argument("-c", "--config", required=True)
+    h.add_argument("--list", required=True, help="name of a list in the config's hash_lists")
+    h.add_argument("--label", help="label for the entries (default: the list's label)")
+    h.set_defaults(func=_command("videos", "cmd_hashes_add_video"))
+
     h = hsub.add_parser("import", help="import hashes into a configured list (only new entries are added)")
     h.add_argument("file")
     h.add_argument("-c", "--config", required=True)

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+from ..classify.videomatch import is_video
 from ..config import HashListConfig
 from ..lists.format import HashEntry, append_entries, remove_entries
+from ..lists.videoindex import video_frames
+from ..lists.vpdq import canonical
+from ..model import VIDEO_HASH_TYPE
 from .context import CommandContext, CommandError, CommandServices, Reply
 from .framework import ROOM, Arg, CommandSet
 
@@ -26,6 +30,8 @@ def register_list_commands(commands: CommandSet) -> None:
                 entries.append(HashEntry("md5", hashes.md5, label))
             if hashes.pdq:
                 entries.append(HashEntry("pdq", hashes.pdq, label))
+            if is_video(hashes):  # a video's frames as one vPDQ entry, as `hashes add-video` writes
+                entries.append(HashEntry(VIDEO_HASH_TYPE, canonical(video_frames(hashes.frame_pdqs)), label))
             added += await asyncio.to_thread(append_entries, config.path, entries)
         await ctx.services.controls.reload_lists()
         return Reply([f"Added {added} hashes to list {list} (label {label})."])
@@ -42,6 +48,8 @@ def register_list_commands(commands: CommandSet) -> None:
             for ref in await ctx.media_or_reply(None):
                 h = await ctx.hashes_of(ref)
                 values |= {x for x in (h.sha256, h.md5, h.pdq) if x}
+                if is_video(h):
+                    values.add(canonical(video_frames(h.frame_pdqs)))
         removed = await asyncio.to_thread(remove_entries, config.path, values)
         if removed:
             # The bot wrote this file itself: a shrink it would otherwise hold is the moderator's.

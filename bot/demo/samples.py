@@ -1,4 +1,4 @@
-"""Benign generated images: the stand-ins for "known" media in the demo, tests and benchmarks.
+"""Benign generated images and clips: the stand-ins for "known" media in the demo, tests and benchmarks.
 
 Everything here is synthetic: gradients, random shapes and noise drawn from a fixed seed.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
@@ -57,4 +58,31 @@ def encode(img: Image.Image, fmt: str, **opts: Any) -> bytes:
     """The bytes of `img` saved in format `fmt` ("JPEG", "PNG", "WEBP"...) with `opts`."""
     out = io.BytesIO()
     img.save(out, format=fmt, **opts)
+    return out.getvalue()
+
+
+def make_clip(
+    scenes: list[tuple[Image.Image, float]],
+    codec: str = "libx264",
+    container: str = "mp4",
+    fps: int = 10,
+    size: tuple[int, int] = (480, 360),
+    bitrate: int | None = None,
+) -> bytes:
+    """A benign generated video: each (picture, seconds) scene shown in turn, panning slowly
+    (1/200 of the width a second, as footage moves: the same motion at any frame rate and
+    size, so re-encodings show the same pictures at the same times), encoded in memory with PyAV."""
+    out = io.BytesIO()
+    with av.open(out, mode="w", format=container) as c:
+        stream = c.add_stream(codec, rate=fps)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        if bitrate:
+            stream.bit_rate = bitrate
+        for picture, seconds in scenes:
+            base = np.asarray(picture.convert("RGB").resize(size))
+            for i in range(round(seconds * fps)):
+                frame = np.ascontiguousarray(np.roll(base, i * size[0] // (200 * fps), axis=1))
+                c.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        c.mux(stream.encode())
     return out.getvalue()

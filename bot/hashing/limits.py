@@ -57,6 +57,9 @@ class MediaLimits:
     max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
     max_jpeg_scans: int = DEFAULT_MAX_JPEG_SCANS
     formats: frozenset[str] = MATRIX_IMAGE_FORMATS
+    # Videos (bot/hashing/video.py): seconds sampled (a frame each), and decoded pixels.
+    video_frames: int = 60
+    video_pixel_budget: int = 2_000_000_000
 
 
 def identify(data: bytes, formats: frozenset[str]) -> tuple[str | None, str | None]:

@@ -38,6 +38,7 @@ from bot.model import Hashes
 from .fitting import FitSpec, Fitted
 from .limits import MediaLimits
 from .media import exact_hashes
+from .video import MAX_VIDEO_FRAMES
 from .worker import EXIT_MEMORY, WorkerSettings, serve
 
 if TYPE_CHECKING:
@@ -108,6 +109,8 @@ class HashSandbox:
                 max_pixels=processing.max_image_pixels,
                 max_decoded_bytes=processing.max_decoded_bytes,
                 max_jpeg_scans=processing.max_jpeg_scans,
+                video_frames=processing.max_video_frames,
+                video_pixel_budget=processing.max_video_decoded_pixels,
             ),
         )
 
@@ -366,7 +369,7 @@ _HASH_FIELDS = {f.name: f for f in fields(Hashes)}
 
 def _frame_pdqs(value: object) -> tuple[tuple[int, str, int], ...]:
     """A worker's frame_pdqs, checked: a short list of [frame, 64 hex digits, quality]."""
-    if not isinstance(value, list) or len(value) > 64:
+    if not isinstance(value, list) or len(value) > MAX_VIDEO_FRAMES:
         raise ValueError("malformed frame_pdqs")
     frames = []
     for item in value:

@@ -3,15 +3,17 @@
 What Meta's vPDQ samples (one frame per second by default, PDQ and quality of each), so a
 known image shown in a video for a second or more is found by the image lists through
 `Hashes.frame_pdqs`, whose frame number is, for a video, the second it was taken at.
-Matching whole videos against vPDQ list entries (HMA's share of frames matched both ways),
-importing vPDQ lists and `hashes add-video` are not done yet; a video reaches only image
-lists, frame by frame, and only by its frames with the bounds of their own quality.
+The same frames are the video's vPDQ: matched against the vPDQ entries of lists by the
+share of frames matched both ways (bot/lists/videoindex.py, HMA's rule), and what
+`hashes add-video` lists (bot/cli/videos.py).
 
 Bounded before and while decoding: only MP4/QuickTime (ISO base media) and WebM/Matroska
 are opened, identified from the bytes; a stream whose frames are over the pixel limit is
-refused from its header; decoding stops after VIDEO_FRAMES samples or VIDEO_PIXEL_BUDGET
-decoded pixels, whichever comes first; FFmpeg decodes on one thread. Memory and CPU are
-the sandbox's (bot/hashing/pool.py), as for images.
+refused from its header; decoding stops after `MediaLimits.video_frames` samples (so the
+first that many seconds: the duration limit) or `video_pixel_budget` decoded pixels,
+whichever comes first, and `Hashes.sampling_limit` says which (the pipeline audits it);
+FFmpeg decodes on one thread. Memory and CPU are the sandbox's (bot/hashing/pool.py), as
+for images.
 
 Pure: bytes in, frame hashes out.
 """
@@ -29,12 +31,14 @@ from bot.model import Hashes
 from . import pdq
 from .limits import MediaLimits
 
-# Samples taken, one a second: the first minute.
+# The defaults of MediaLimits.video_frames (samples taken, one a second: the first minute)
+# and .video_pixel_budget (decoded pixels after which decoding stops: ~3 s of CPU, ~72 s of
+# 720p or ~32 s of 1080p at 30 frames a second, since every frame is decoded, later ones
+# being built from earlier ones; well within the sandbox's CPU limit of 10 s).
 VIDEO_FRAMES = 60
-# Decoded pixels after which decoding stops: ~3 s of CPU, ~72 s of 720p or ~32 s of 1080p
-# at 30 frames a second (every frame is decoded: later ones are built from earlier ones),
-# well within the sandbox's CPU limit of 10 s.
 VIDEO_PIXEL_BUDGET = 2_000_000_000
+# The most samples a video may be configured to (processing.max_video_frames): an hour.
+MAX_VIDEO_FRAMES = 3600
 # Long side of the frame PDQ is computed from (as images: PDQ downsamples to 64x64 anyway).
 _REDUCED_SIDE = 512
 
@@ -58,16 +62,27 @@ def add_video_hashes(hashes: Hashes, data: bytes, limits: MediaLimits) -> Hashes
     image lists through its frames only."""
     fmt = video_format(data)
     try:
-        size, frames = video_frame_pdqs(data, limits)
+        size, frames, stopped = sample_video(data, limits)
     except VideoRefused as e:
         return replace(hashes, image_format=fmt, perceptual_error=str(e))
-    return replace(hashes, width=size[0], height=size[1], image_format=fmt, frame_pdqs=frames)
+    return replace(
+        hashes, width=size[0], height=size[1], image_format=fmt, frame_pdqs=frames, sampling_limit=stopped
+    )
 
 
 def video_frame_pdqs(
     data: bytes, limits: MediaLimits, every: float = 1.0
 ) -> tuple[tuple[int, int], tuple[tuple[int, str, int], ...]]:
-    """((width, height), (second, PDQ, quality) of a frame every `every` seconds).
+    """((width, height), (second, PDQ, quality) of a frame every `every` seconds); see sample_video."""
+    size, frames, _ = sample_video(data, limits, every)
+    return size, frames
+
+
+def sample_video(
+    data: bytes, limits: MediaLimits, every: float = 1.0
+) -> tuple[tuple[int, int], tuple[tuple[int, str, int], ...], str | None]:
+    """((width, height), (second, PDQ, quality) of a frame every `every` seconds, the limit
+    that stopped sampling before the end or None).
 
     VideoRefused when the video cannot be opened, has no video stream, or its frames
     exceed the pixel limit; a video that breaks off later keeps the frames before it.
@@ -93,25 +108,33 @@ def video_frame_pdqs(
         found: list[tuple[int, str, int]] = []
         decoded = 0
         next_at = 0.0
+        stopped: str | None = None
+        wanted = min(limits.video_frames, MAX_VIDEO_FRAMES)
         try:
             for frame in container.decode(stream):
-                decoded += frame.width * frame.height
-                if frame.width * frame.height > limits.max_pixels or decoded > VIDEO_PIXEL_BUDGET:
-                    break
                 at = frame.time
+                if len(found) >= wanted and at is not None and at + 1e-6 >= next_at:  # the video goes on
+                    stopped = f"frame limit: the first {wanted} s sampled (processing.max_video_frames)"
+                    break
+                decoded += frame.width * frame.height
+                if frame.width * frame.height > limits.max_pixels:
+                    stopped = f"a frame of {frame.width}x{frame.height} over the pixel limit"
+                    break
+                if decoded > limits.video_pixel_budget:
+                    stopped = (f"decoded-pixel limit: {limits.video_pixel_budget} pixels decoded after {len(found)} s "
+                               "(processing.max_video_decoded_pixels)")  # fmt: skip
+                    break
                 if at is None or at + 1e-6 < next_at:
                     continue
                 found.append((int(at), *_frame_pdq(frame)))
                 next_at = (int(at / every) + 1) * every
-                if len(found) >= VIDEO_FRAMES:
-                    break
         except MemoryError:
             raise
         except Exception:  # a broken packet later on: the frames before it stand
             pass
         if not found:
             raise VideoRefused("truncated or corrupt video: no frame decoded")
-        return (width, height), tuple(found)
+        return (width, height), tuple(found), stopped
 
 
 def _frame_pdq(frame: av.VideoFrame) -> tuple[str, int]:

@@ -10,6 +10,9 @@ which costs ~16 s and gigabytes per million lines. Here the same format is read 
 - every other line (comments, blank lines, upper-case types, quoted labels, spaces, bad
   lines) goes through `bot.lists.format`' own line parser, so both readers accept and reject
   exactly the same lines, with the same messages and line numbers.
+
+vPDQ rows (a whole video's frames, `bot.lists.vpdq`) are never canonical in that sense: they
+go through the line parser and are kept as `VideoEntry`s beside the arrays.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import numpy as np
 
 from bot.lists.format import HashEntry, _csv_row, _is_csv_header, _plain_line
 from bot.lists.index import bytes_to_codes, code_to_hex, hex_to_codes
-from bot.model import HASH_HEX_LENGTH, HASH_TYPES
+from bot.lists.videoindex import VideoEntry
+from bot.model import HASH_HEX_LENGTH, HASH_TYPES, VIDEO_HASH_TYPE
 
 # Lines handled per numpy pass: bounds the temporary arrays (~100 bytes a line).
 _BLOCK_LINES = 1 << 20
@@ -62,13 +66,18 @@ class HashColumns:
     signature: tuple[int, int, int] | None = field(default=None, compare=False)
     # SHA-256 of the bytes read: what `modbot hashes accept` records (bot.lists.guard).
     digest: str | None = field(default=None, compare=False)
+    # vPDQ entries (whole videos), in file order.
+    videos: tuple[VideoEntry, ...] = ()
 
     @property
     def counts(self) -> dict[str, int]:
-        return {t: len(self.by_type[t]) if t in self.by_type else 0 for t in HASH_TYPES}
+        counts = {t: len(self.by_type[t]) if t in self.by_type else 0 for t in HASH_TYPES}
+        if self.videos:
+            counts[VIDEO_HASH_TYPE] = len(self.videos)
+        return counts
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self.by_type.values())
+        return sum(len(v) for v in self.by_type.values()) + len(self.videos)
 
     def entries(self) -> Iterator[HashEntry]:
         """Every entry as a HashEntry: for small lists, tests and exports."""
@@ -76,12 +85,18 @@ class HashColumns:
             length = HASH_HEX_LENGTH[hash_type]
             for code, label in zip(typed.codes, typed.labels):
                 yield HashEntry(hash_type, code_to_hex(code, length), self.labels[label])  # type: ignore[arg-type]
+        for video in self.videos:
+            yield HashEntry(VIDEO_HASH_TYPE, video.text, video.label)
 
     @classmethod
     def from_entries(cls, entries: Sequence[HashEntry] | Iterator[HashEntry], errors: Sequence[tuple[int, str]] = ()) -> HashColumns:
         labels: dict[str, int] = {}
         grouped: dict[str, tuple[list[str], list[int]]] = {}
+        videos: list[VideoEntry] = []
         for e in entries:
+            if e.type == VIDEO_HASH_TYPE:
+                videos.append(VideoEntry(e.hash, e.label))
+                continue
             hexes, ids = grouped.setdefault(e.type, ([], []))
             hexes.append(e.hash.lower())
             ids.append(labels.setdefault(e.label, len(labels)))
@@ -89,7 +104,7 @@ class HashColumns:
             t: TypedHashes(hex_to_codes(hexes, HASH_HEX_LENGTH[t]), np.array(ids, dtype=np.int32))
             for t, (hexes, ids) in grouped.items()
         }
-        return cls(by_type, tuple(labels), tuple(errors))
+        return cls(by_type, tuple(labels), tuple(errors), videos=tuple(videos))
 
 
 def read_hash_columns(
@@ -111,7 +126,8 @@ def read_hash_columns(
     # Digest of the very bytes parsed, so that it names the version loaded, not a later one.
     digest = hashlib.sha256(memoryview(buf)[:size]).hexdigest()
     return HashColumns(
-        parsed.by_type, parsed.labels, parsed.errors, parsed.lines, (stat.st_ino, stat.st_size, stat.st_mtime_ns), digest
+        parsed.by_type, parsed.labels, parsed.errors, parsed.lines, (stat.st_ino, stat.st_size, stat.st_mtime_ns), digest,
+        parsed.videos,
     )
 
 
@@ -142,6 +158,7 @@ class _Builder:
         self.codes: dict[str, list[np.ndarray]] = {}
         self.label_ids: dict[str, list[np.ndarray]] = {}
         self.errors: list[tuple[int, str]] = []
+        self.videos: list[VideoEntry] = []
 
     def label(self, name: str) -> int:
         return self.labels.setdefault(name, len(self.labels))
@@ -165,7 +182,7 @@ class _Builder:
             remap[old] = new
         by_type = {t: TypedHashes(v.codes, remap[v.labels]) for t, v in by_type.items()}
         errors = tuple(sorted(self.errors))
-        return HashColumns(by_type, tuple(names[i] for i in used), errors, lines)
+        return HashColumns(by_type, tuple(names[i] for i in used), errors, lines, videos=tuple(self.videos))
 
 
 def parse_hash_columns(data: bytes, default_label: str, progress: Progress | None = None) -> HashColumns:
@@ -234,6 +251,9 @@ def _parse(padded: np.ndarray, size: int, default_label: str, progress: Progress
             except ValueError as err:
                 builder.errors.append((i + 1, str(err)))
             else:
+                if entry.type == VIDEO_HASH_TYPE:
+                    builder.videos.append(VideoEntry(entry.hash, entry.label))
+                    continue
                 builder.add(
                     entry.type,
                     hex_to_codes([entry.hash], HASH_HEX_LENGTH[entry.type]),

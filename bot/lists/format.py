@@ -8,7 +8,9 @@ Two forms, told apart by the first line that is neither blank nor a `#` comment:
                                     #
     sha256:9f86d0...                # plain: `type:hex` per line, all with the default label
 
-Types are sha256, md5, pdq and phash; hex is case-insensitive and stored lower-case.
+Types are sha256, md5, sha1, pdq and phash; hex is case-insensitive and stored lower-case.
+A `vpdq` row holds a whole video's vPDQ instead of a hex digest (`vpdq,<frames>,label`,
+`<frames>` as `bot.lists.vpdq.canonical` writes them), checked and stored in that form.
 A bad line never aborts loading and is never dropped silently: it is returned in
 `ParsedList.errors` with its 1-based line number (0 for problems with the file as a whole).
 """
@@ -22,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, cast
 
-from bot.model import HASH_HEX_LENGTH, HASH_TYPES, HashType
+from bot.lists.vpdq import canonical, parse_vpdq
+from bot.model import HASH_HEX_LENGTH, HASH_TYPES, VIDEO_HASH_TYPE, HashType
 
 CSV_HEADER = ("type", "hash", "label")
 _HEX_DIGITS = frozenset("0123456789abcdef")
@@ -170,7 +173,12 @@ def _is_csv_header(line: str) -> bool:
 
 
 def _csv_row(line: str, default_label: str) -> HashEntry:
-    row = next(csv.reader([line]))
+    # Unquoted (nearly every line): a plain split, which is what the reader would do, and has
+    # no field limit (a vPDQ row of an hour's frames is ~270 kB; csv's limit is 128 kB).
+    try:
+        row = line.split(",") if '"' not in line else next(csv.reader([line]))
+    except csv.Error as e:
+        raise ValueError(f"malformed CSV: {e}") from None
     if len(row) not in (2, 3):
         raise ValueError(f"expected 2 or 3 columns (type,hash,label), got {len(row)}")
     hash_type, hex_hash = _check_hash(row[0].strip().lower(), row[1].strip().lower())
@@ -188,9 +196,12 @@ def _plain_line(line: str, default_label: str) -> HashEntry:
 
 
 def _check_hash(hash_type: str, hex_hash: str) -> tuple[HashType, str]:
-    """Validate a lower-cased (type, hex) pair; raise ValueError with the reason."""
+    """Validate a lower-cased (type, hex) pair; raise ValueError with the reason. A vPDQ
+    (type `vpdq`) comes back in its canonical form."""
+    if hash_type == VIDEO_HASH_TYPE:
+        return VIDEO_HASH_TYPE, canonical(parse_vpdq(hex_hash))
     if hash_type not in HASH_TYPES:
-        raise ValueError(f"unknown hash type {hash_type!r} (expected {', '.join(HASH_TYPES)})")
+        raise ValueError(f"unknown hash type {hash_type!r} (expected {', '.join(HASH_TYPES)} or {VIDEO_HASH_TYPE})")
     expected = HASH_HEX_LENGTH[hash_type]
     if len(hex_hash) != expected:
         raise ValueError(f"{hash_type} hash must be {expected} hex digits, got {len(hex_hash)}")

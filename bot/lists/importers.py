@@ -15,6 +15,9 @@ Formats (`IMPORT_FORMATS`):
 - `ncmec`: NCMEC-style CSV whose header names MD5 / SHA1 / SHA256 columns (any case,
   "SHA-1", "MD5 Hash"...), or headerless lines of MD5 (32) or SHA-1 (40) hex digits.
 
+vPDQ (`bot.lists.vpdq`): HMA's `vpdq` signal in te-csv (also exported), te-lines and te-json;
+`vpdq-file`: one video's hash file from Meta's `vpdq` tool, or a signal string, as one entry.
+
 Unknown or malformed lines are never dropped silently and never abort an import: each is
 counted under its reason, and the first few are kept with their line numbers. Signal
 types modbot cannot match (video TMK, text...) are counted as unsupported.
@@ -37,9 +40,12 @@ import numpy as np
 
 from bot.lists.format import CSV_HEADER, HashEntry, _check_hash, _is_csv_header
 from bot.lists.columns import HashColumns, TypedHashes, parse_hash_columns
-from bot.model import HASH_HEX_LENGTH, HASH_TYPES
+from bot.lists.index import hex_to_codes
+from bot.lists.videoindex import VideoEntry
+from bot.lists.vpdq import leading_json, parse_vpdq, signal_string
+from bot.model import HASH_HEX_LENGTH, HASH_TYPES, VIDEO_HASH_TYPE
 
-IMPORT_FORMATS = ("modbot", "plain", "te-csv", "te-lines", "te-json", "ncmec")
+IMPORT_FORMATS = ("modbot", "plain", "te-csv", "te-lines", "te-json", "ncmec", "vpdq-file")
 EXPORT_FORMATS = ("modbot", "plain", "te-csv")
 # Problems kept with their line number; the rest are only counted.
 KEPT_PROBLEMS = 50
@@ -59,6 +65,7 @@ _SIGNAL_TYPES = {
     "hash_photo_md5": "md5",
     "hash_sha1": "sha1",
     "hash_sha256": "sha256",
+    "vpdq": "vpdq",
 }
 _HEX = re.compile(r"[0-9a-fA-F]+")
 
@@ -97,6 +104,7 @@ class _Collector:
         self.hexes: dict[str, list[str]] = {}
         self.label_ids: dict[str, list[int]] = {}
         self.labels: dict[str, int] = {}
+        self.videos: list[VideoEntry] = []
 
     def add(self, line: int, hash_type: str, value: str, label: str) -> None:
         try:
@@ -104,17 +112,19 @@ class _Collector:
         except ValueError as e:
             self.result.reject(line, str(e))
             return
+        if checked_type == VIDEO_HASH_TYPE:
+            self.videos.append(VideoEntry(checked, label))
+            self.labels.setdefault(label, len(self.labels))
+            return
         self.hexes.setdefault(checked_type, []).append(checked)
         self.label_ids.setdefault(checked_type, []).append(self.labels.setdefault(label, len(self.labels)))
 
     def finish(self) -> ImportResult:
-        from bot.lists.index import hex_to_codes
-
         by_type = {
             t: TypedHashes(hex_to_codes(h, HASH_HEX_LENGTH[t]), np.array(self.label_ids[t], dtype=np.int32))
             for t, h in self.hexes.items()
         }
-        self.result.columns = HashColumns(by_type, tuple(self.labels))
+        self.result.columns = HashColumns(by_type, tuple(self.labels), videos=tuple(self.videos))
         return self.result
 
 
@@ -147,7 +157,8 @@ def parse_import(
     text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
     result = ImportResult(HashColumns({}, ()))
     collector = _Collector(result)
-    reader = {"plain": _plain, "te-csv": _te_csv, "te-lines": _te_lines, "te-json": _te_json, "ncmec": _ncmec}[fmt]
+    readers = {"plain": _plain, "te-csv": _te_csv, "te-lines": _te_lines, "te-json": _te_json, "ncmec": _ncmec}
+    reader = readers.get(fmt, _vpdq_file)
     lines = text.splitlines()
     result.lines = len(lines)
     step = max(1, len(lines) // 100)
@@ -184,9 +195,8 @@ def _signal_type(name: str, line: int, result: ImportResult) -> str | None:
 
 
 def _te_csv(lines: list[str], _: str, result: ImportResult) -> Iterator[Item]:
-    rows = csv.reader(lines)
     header: list[str] | None = None
-    for n, row in enumerate(rows, start=1):
+    for n, row in _csv_rows(lines, result):
         if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
             continue
         if header is None:
@@ -197,6 +207,16 @@ def _te_csv(lines: list[str], _: str, result: ImportResult) -> Iterator[Item]:
                 yield from _te_csv_row(n, row, header, result)
             continue
         yield from _te_csv_row(n, row, header, result)
+
+
+def _csv_rows(lines: list[str], result: ImportResult) -> Iterator[tuple[int, list[str]]]:
+    """(line, cells) per line; a line csv refuses (a field over its 128 kB limit: a vPDQ
+    signal of more than ~1,700 frames) is rejected, not the whole import."""
+    for n, line in enumerate(lines, start=1):
+        try:
+            yield n, next(csv.reader([line]), [])
+        except csv.Error as e:
+            result.reject(n, f"malformed CSV: {e}")
 
 
 def _te_csv_row(n: int, row: list[str], header: list[str], result: ImportResult) -> Iterator[Item]:
@@ -217,8 +237,18 @@ def _te_lines(lines: list[str], _: str, result: ImportResult) -> Iterator[Item]:
             result.reject(n, "expected '<signal_type> <hash>'")
             continue
         hash_type = _signal_type(parts[0], n, result)
-        if hash_type is not None:
+        if hash_type == VIDEO_HASH_TYPE:  # the signal string is JSON, spaces and all
+            try:
+                yield n, (hash_type, leading_json(line[len(parts[0]) :]), None)
+            except ValueError as e:
+                result.reject(n, str(e))
+        elif hash_type is not None:
             yield n, (hash_type, parts[1], None)
+
+
+def _vpdq_file(lines: list[str], _: str, result: ImportResult) -> Iterator[Item]:
+    """One video's vPDQ: the vpdq tool's hash file, or a signal string; one entry."""
+    yield 1, (VIDEO_HASH_TYPE, "\n".join(lines), None)
 
 
 def _te_json(lines: list[str], _: str, result: ImportResult) -> Iterator[Item]:
@@ -324,7 +354,10 @@ def columns_difference(new: HashColumns, old: HashColumns) -> HashColumns:
     for hash_type, near in fresh.index.near.items():
         remap = np.array([labels.setdefault(n, len(labels)) for n in near.label_names], dtype=np.int32)
         by_type[hash_type] = TypedHashes(near.index.codes, remap[near.label_ids] if len(near.label_ids) else near.label_ids)
-    return HashColumns({t: v for t, v in by_type.items() if len(v)}, tuple(labels))
+    videos = fresh.index.videos.entries if fresh.index.videos is not None else ()
+    for video in videos:
+        labels.setdefault(video.label, len(labels))
+    return HashColumns({t: v for t, v in by_type.items() if len(v)}, tuple(labels), videos=videos)
 
 
 def format_entries(columns: HashColumns, fmt: str = "modbot", *, header: bool = True) -> Iterator[str]:
@@ -339,6 +372,9 @@ def format_entries(columns: HashColumns, fmt: str = "modbot", *, header: bool = 
     for entry in columns.entries():
         if fmt == "plain":
             yield f"{entry.type}:{entry.hash}\n"
+        elif fmt == "te-csv" and entry.type == VIDEO_HASH_TYPE:
+            signal = _csv_cell(signal_string(parse_vpdq(entry.hash)))
+            yield f"{entry.type},{signal},,,{_csv_cell(entry.label)}\n"
         elif fmt == "te-csv":
             yield f"{te_names.get(entry.type, entry.type)},{entry.hash},,,{_csv_cell(entry.label)}\n"
         else:

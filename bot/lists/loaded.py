@@ -5,7 +5,9 @@ index per cryptographic hash type, a Hamming index per perceptual one) and a
 `ListLoadReport` (entries per type, rejected lines); `build_lists` loads them all. PDQ and
 pHash match by Hamming distance through `bot.lists.index`: brute force for small lists,
 multi-index hashing for large ones, both exact. Entries are arrays, never Python objects
-per hash. The hash-list classifier (bot/classify/hashlist.py) matches against these.
+per hash. A list's vPDQ entries (whole videos) are a `VideoIndex` of their own
+(bot/lists/videoindex.py), matched at the list's PDQ threshold per frame and its `vpdq_*`
+shares per video. The hash-list classifier (bot/classify/hashlist.py) matches against these.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from bot.lists.index import (
     code_to_hex,
     hex_to_codes,
 )
-from bot.model import CRYPTOGRAPHIC, HASH_HEX_LENGTH
+from bot.lists.videoindex import VideoIndex
+from bot.lists.vpdq import VPDQ_INDEX_MATCH_THRESHOLD_PERCENT, VPDQ_QUERY_MATCH_THRESHOLD_PERCENT
+from bot.model import CRYPTOGRAPHIC, HASH_HEX_LENGTH, VIDEO_HASH_TYPE
 
 __all__ = [
     "ExactLabels",
@@ -44,14 +48,18 @@ __all__ = [
 
 _EXACT_TYPES = CRYPTOGRAPHIC
 _NEAR_TYPES = ("pdq", "phash")
+_SHARES = ("vpdq_query_percent", "vpdq_compared_percent")
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Largest Hamming distance that still counts as a match, per perceptual hash type."""
+    """Largest Hamming distance that still counts as a match, per perceptual hash type, and
+    the shares of frames (percent) a video must match of a vPDQ entry (HMA's defaults)."""
 
     pdq: int = 31
     phash: int = 8
+    vpdq_query_percent: float = VPDQ_QUERY_MATCH_THRESHOLD_PERCENT
+    vpdq_compared_percent: float = VPDQ_INDEX_MATCH_THRESHOLD_PERCENT
 
     def __post_init__(self) -> None:
         for hash_type in _NEAR_TYPES:
@@ -59,16 +67,19 @@ class Thresholds:
             bits = HASH_HEX_LENGTH[hash_type] * 4
             if not 0 <= value <= bits:
                 raise ValueError(f"{hash_type} threshold must be within 0..{bits}, got {value}")
+        for name in _SHARES:
+            if not 0 <= getattr(self, name) <= 100:
+                raise ValueError(f"{name} must be within 0..100, got {getattr(self, name)}")
 
     @classmethod
     def from_config(cls, value: object) -> Thresholds:
         """Accept None, a Thresholds, a mapping or any object with `pdq`/`phash` attributes."""
         if value is None or isinstance(value, Thresholds):
             return value or cls()
-        if isinstance(value, Mapping):
-            return cls(**{k: int(value[k]) for k in _NEAR_TYPES if value.get(k) is not None})
-        found = {k: getattr(value, k, None) for k in _NEAR_TYPES}
-        return cls(**{k: int(v) for k, v in found.items() if v is not None})
+        get = value.get if isinstance(value, Mapping) else lambda k: getattr(value, k, None)
+        found: dict[str, Any] = {k: int(get(k)) for k in _NEAR_TYPES if get(k) is not None}
+        found.update({k: float(get(k)) for k in _SHARES if get(k) is not None})
+        return cls(**found)
 
 
 def hex_matrix(hexes: Sequence[str], hash_type: str) -> np.ndarray:
@@ -169,6 +180,7 @@ class HashIndex:
 
     exact: Mapping[str, ExactLabels]  # "sha256"/"md5"/"sha1" -> index
     near: Mapping[str, NearIndex]  # "pdq"/"phash" -> index
+    videos: VideoIndex | None = None  # vPDQ entries, if the list has any
 
     @classmethod
     def from_entries(cls, entries: Iterable[HashEntry], thresholds: Thresholds | None = None) -> HashIndex:
@@ -186,17 +198,26 @@ class HashIndex:
                 near[hash_type] = NearIndex(hash_type, codes, labels, columns.labels, getattr(thresholds, hash_type))
             else:
                 exact[hash_type] = ExactLabels(hash_type, codes, labels, columns.labels)
-        return cls(exact=exact, near=near)
+        videos = None
+        if columns.videos:
+            videos = VideoIndex(
+                columns.videos, thresholds.pdq,
+                query_percent=thresholds.vpdq_query_percent, compared_percent=thresholds.vpdq_compared_percent,
+            )  # fmt: skip
+        return cls(exact=exact, near=near, videos=videos)
 
     @property
     def counts(self) -> dict[str, int]:
         counts = {t: len(self.exact[t]) if t in self.exact else 0 for t in _EXACT_TYPES}
         counts.update({t: len(self.near[t]) if t in self.near else 0 for t in _NEAR_TYPES})
+        if self.videos is not None:
+            counts[VIDEO_HASH_TYPE] = len(self.videos)
         return counts
 
     @property
     def nbytes(self) -> int:
-        return sum(i.nbytes for i in self.exact.values()) + sum(i.nbytes for i in self.near.values())
+        videos = self.videos.nbytes if self.videos is not None else 0
+        return sum(i.nbytes for i in self.exact.values()) + sum(i.nbytes for i in self.near.values()) + videos
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import numpy as np
 from bot.lists.loaded import LoadedList, ListLoadReport, load_list, resolve_list_path
 from bot.lists.columns import HashColumns, Progress, TypedHashes, file_signature
 from bot.lists.guard import ListHistory, ListHold, ListRecord, judge
+from bot.lists.videoindex import new_videos, video_fingerprints
 from bot.model import HASH_TYPES
 
 log = logging.getLogger("modbot.lists")
@@ -422,6 +423,8 @@ def _typed_parts(lst: LoadedList) -> Iterable[tuple[str, np.ndarray, np.ndarray,
 def entry_fingerprints(lst: LoadedList) -> np.ndarray:
     """Sorted, distinct fingerprints of every entry of `lst`."""
     parts = [_fingerprints(t, codes, names, ids) for t, codes, ids, names in _typed_parts(lst)]
+    if lst.index.videos is not None:
+        parts.append(video_fingerprints(lst.index.videos.entries))
     return np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint64)
 
 
@@ -442,6 +445,6 @@ def new_entries(lst: LoadedList, known: np.ndarray | None) -> LoadedList:
             continue
         remap = np.array([labels.setdefault(n, len(labels)) for n in names], dtype=np.int32)
         by_type[hash_type] = TypedHashes(np.ascontiguousarray(codes), remap[ids] if len(ids) else ids.astype(np.int32))
-    return LoadedList.from_columns(
-        lst.name, HashColumns(by_type, tuple(labels)), label=lst.label, enabled=True, thresholds=lst.thresholds
-    )
+    videos = new_videos(lst.index.videos.entries if lst.index.videos else (), known)
+    columns = HashColumns(by_type, tuple(dict.fromkeys([*labels, *(v.label for v in videos)])), videos=videos)
+    return LoadedList.from_columns(lst.name, columns, label=lst.label, enabled=True, thresholds=lst.thresholds)

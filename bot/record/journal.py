@@ -108,6 +108,7 @@ def media_hash_columns(hashes: Hashes) -> dict[str, Any]:
         "pdq_quality": hashes.pdq_quality,
         "phash": hashes.phash,
         "pdq_queries": ",".join(hashes.pdq_queries) or None,
+        "frame_pdqs": ";".join(f"{n}:{h}:{q}" for n, h, q in hashes.frame_pdqs) or None,
         "size": hashes.size,
         "width": hashes.width,
         "height": hashes.height,
@@ -131,7 +132,19 @@ def hashes_from_columns(column: Callable[[str], Any]) -> Hashes | None:
         pdq_queries=tuple(queries.split(",")) if queries else (),
         width=column("width"),
         height=column("height"),
+        frame_pdqs=_frames(column("frame_pdqs")),
     )
+
+
+def _frames(text: str | None) -> tuple[tuple[int, str, int], ...]:
+    """The frame_pdqs column read back (media_hash_columns wrote it)."""
+    frames = []
+    for item in (text or "").split(";"):
+        number, _, rest = item.partition(":")
+        pdq, _, quality = rest.partition(":")
+        if number.isdigit() and len(pdq) == 64 and quality.isdigit():
+            frames.append((int(number), pdq, int(quality)))
+    return tuple(frames)
 
 
 def verdict_rows(

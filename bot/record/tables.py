@@ -66,6 +66,9 @@ class MediaRow(Base):
     # The rotated/flipped/trimmed PDQ variants, comma-separated, so that a re-post of the
     # same mxc (which may already be quarantined and undownloadable) can be matched again.
     pdq_queries: Mapped[str | None] = mapped_column(Text)
+    # An animation's or a video's sampled frames, `number:pdq:quality` joined by `;` (since
+    # migration 0012), so that retroactive matching sees every frame.
+    frame_pdqs: Mapped[str | None] = mapped_column(Text)
     size: Mapped[int | None] = mapped_column(BigInteger)
     mimetype: Mapped[str | None] = mapped_column(String(255))
     width: Mapped[int | None] = mapped_column(Integer)

@@ -25,6 +25,7 @@ import yaml
 
 from bot.commands.handlers import build_commands
 from bot.demo.matrix import MatrixUser
+from bot.demo.samples import make_clip
 from bot.demo.waiting import wait_for
 from bot.cli.scan import add_images
 from bot.demo.stage import Stage, build_stage
@@ -297,6 +298,21 @@ async def test_hash_add_and_remove_change_what_matches(team: Team) -> None:
     _, third = await post(third_user, team.room_a, image)
     await wait_for(lambda: processed(team, third), timeout=20)
     assert not await _redacted(team, team.room_a, third)
+
+
+async def test_hash_add_of_a_video_lists_its_vpdq_and_a_re_encoded_copy_is_then_acted_on(team: Team) -> None:
+    scenes = [(make_photo(seed, (480, 360)), 3.0) for seed in (2031, 2032)]
+    poster = await team.stage.new_user("filmer", join=team.room_a)
+    mxc = await poster.upload(make_clip(scenes), "video/mp4", "clip")
+    event_id = await poster.send_message(team.room_a, {"msgtype": "m.video", "body": "clip", "url": mxc})
+    await wait_for(lambda: processed(team, event_id), timeout=30)
+    assert not await _redacted(team, team.room_a, event_id)
+    assert "Added 3 hashes" in await ask(team, team.mod, team.room_a, "!mod hash add known csam", reply_to=event_id)
+    again = await team.stage.new_user("refilmer", join=team.room_a)
+    copy = await again.upload(make_clip(scenes, "libvpx", "webm", 25, (320, 240)), "video/webm", "clip")
+    second = await again.send_message(team.room_a, {"msgtype": "m.video", "body": "clip", "url": copy})
+    await wait_for(lambda: _redacted(team, team.room_a, second), timeout=30)
+    assert "Removed 3 entries" in await ask(team, team.mod, team.room_a, "!mod hash remove known", reply_to=event_id)
 
 
 async def test_an_allowlisted_false_positive_is_skipped_until_removed(team: Team) -> None:

@@ -19,6 +19,7 @@ from bot.act.executor import Executor, MatchedMedia
 from bot.act.homeserver import HomeserverError
 from bot.lists.loaded import LoadedList, Thresholds
 from bot.lists.format import HashEntry
+from bot.lists.vpdq import VpdqFrame, canonical
 from bot.metrics import Metrics
 from bot.model import Decision, EventContext, Hashes, MediaRef
 from bot.policy import parse_policy
@@ -333,3 +334,26 @@ async def test_runs_do_not_overlap(world: World) -> None:
     lst = listed(("sha256", h.sha256))
     reports = await asyncio.gather(matcher.run_list(lst), matcher.run_list(lst))
     assert sorted(len(r.hits) for r in reports) == [0, 1]
+
+
+async def test_every_stored_frame_of_videos_and_animations_is_matched_retroactively(world: World) -> None:
+    frames = tuple((second, hexdigits(64), 90) for second in range(8))
+    video = random_hashes(pdq=None, pdq_quality=None, phash=None, pdq_queries=(), frame_pdqs=frames)
+    video_event, video_mxc = await world.post(video)
+    late_frame = hexdigits(64)
+    animation = random_hashes(frame_pdqs=((3, hexdigits(64), 90), (6, late_frame, 90)))
+    animation_event, _ = await world.post(animation)
+    unrelated = random_hashes(pdq=None, pdq_quality=None, phash=None, pdq_queries=(),
+                              frame_pdqs=tuple((s, hexdigits(64), 90) for s in range(8)))  # fmt: skip
+    unrelated_event, _ = await world.post(unrelated)
+    assert (await world.store.get_media(video_mxc)).hashes.frame_pdqs == frames  # type: ignore[union-attr]
+
+    matcher = world.matcher()
+    await matcher.run_list(listed(("md5", hexdigits(32))))  # the list as first seen
+    # The video re-encoded: each of its frames within 20 bits, as the vPDQ entry a provider shares.
+    entry = canonical([VpdqFrame(flip(h, 20), q, float(s)) for s, h, q in frames])
+    report = await matcher.run_list(listed(("md5", hexdigits(32)), ("vpdq", entry), ("pdq", flip(late_frame, 10))))
+    assert {h.event_id for h in report.hits} == {video_event, animation_event}
+    verdicts = await world.store.verdicts_for(event_id=video_event)
+    assert {(v.kind, v.list_name, v.hash_type) for v in verdicts} >= {("near", "known", "vpdq")}
+    assert not any(unrelated_event in str(c) for c in world.hs.calls)

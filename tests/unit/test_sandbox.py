@@ -200,7 +200,7 @@ async def test_workers_run_at_the_configured_niceness_and_the_bot_keeps_its_own(
         {"hashes": {"sha256": "x", "md5": None, "size": 1, "frame_pdqs": [[1, "short", 50]]}},
         {"hashes": {"sha256": "x", "md5": None, "size": 1, "frame_pdqs": [[1, "a" * 64, 101]]}},
         {"hashes": {"sha256": "x", "md5": None, "size": 1, "frame_pdqs": [[1, "a" * 64]]}},
-        {"hashes": {"sha256": "x", "md5": None, "size": 1, "frame_pdqs": [[1, "a" * 64, 50]] * 65}},
+        {"hashes": {"sha256": "x", "md5": None, "size": 1, "frame_pdqs": [[1, "a" * 64, 50]] * 3601}},
         {"hashes": "nope"},
     ],
 )

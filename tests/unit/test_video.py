@@ -82,13 +82,19 @@ def test_a_trimmed_clip_is_found_and_unrelated_footage_is_not() -> None:
     assert seconds_matched(compute_hashes(clip([(seed, 2) for seed in UNRELATED]))) == []
 
 
-def test_sampling_stops_at_the_frame_and_pixel_budgets(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sampling_stops_at_the_frame_and_pixel_budgets_and_says_so() -> None:
     data = clip([(UNRELATED[0], 6)])
-    monkeypatch.setattr(video, "VIDEO_FRAMES", 3)
-    assert len(compute_hashes(data).frame_pdqs) == 3
-    monkeypatch.setattr(video, "VIDEO_FRAMES", 60)
-    monkeypatch.setattr(video, "VIDEO_PIXEL_BUDGET", 480 * 360 * 25)  # 2.5 s at 10 frames/s
-    assert len(compute_hashes(data).frame_pdqs) == 3
+    whole = compute_hashes(data)
+    assert len(whole.frame_pdqs) == 6 and whole.sampling_limit is None
+    assert compute_hashes(data, limits=MediaLimits(video_frames=6)).sampling_limit is None  # exactly its length
+    by_frames = compute_hashes(data, limits=MediaLimits(video_frames=3))
+    assert len(by_frames.frame_pdqs) == 3
+    assert by_frames.sampling_limit == "frame limit: the first 3 s sampled (processing.max_video_frames)"
+    by_pixels = compute_hashes(data, limits=MediaLimits(video_pixel_budget=480 * 360 * 25))  # 2.5 s at 10 frames/s
+    assert len(by_pixels.frame_pdqs) == 3
+    assert by_pixels.sampling_limit == (
+        f"decoded-pixel limit: {480 * 360 * 25} pixels decoded after 3 s (processing.max_video_decoded_pixels)"
+    )
 
 
 def test_hostile_videos_get_a_reason_not_a_crash() -> None:
@@ -114,3 +120,4 @@ async def test_the_sandbox_hashes_video_as_compute_hashes_does() -> None:
         hashes = await sandbox.hash(data)
     assert hashes == compute_hashes(data)
     assert seconds_matched(hashes) == [1]
+
