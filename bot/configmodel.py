@@ -4,11 +4,11 @@ pydantic models, frozen and strict about unknown keys. Validators resolve relati
 against the config file's directory (passed in the validation context as `base_dir`) and
 refuse the example's placeholder tokens. Loading a file is `bot.config.load_config`; this
 module imports nothing of the classifiers, so they (and the storage layer) can import it.
+The hash-list and classifier sections are in bot/configdetect.py (re-exported here).
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,6 +17,15 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, fie
 from bot.configtypes import BaseUrl, ResolvedPath, RoomRef, Section, context_of, resolve_path, server_name
 from bot.policy import DEFAULT_POLICY, Policy
 from bot.policylists.rules import neutral_reason
+from bot.configdetect import (
+    CircuitBreakerConfig,
+    ClassifierConfig,
+    HashListConfig,
+    HashlistSettings,
+    ThresholdsConfig,
+    unique_classifier_names,
+    unique_list_names,
+)
 from bot.yamlload import LocatedValueError
 
 __all__ = [
@@ -219,107 +228,6 @@ class PresendConfig(Section):
         return self
 
 
-class HashlistSettings(Section):
-    # Operator override: no PDQ near match below this quality (50: the old cliff). By default
-    # low-quality hashes match within the stricter bounds of bot/classify/pdqrule.py.
-    pdq_min_quality: int = Field(default=0, ge=0, le=100)
-    # Seconds between checks of the list files for changes (reloaded without a restart).
-    reload_interval: float = Field(default=5.0, gt=0)
-    # A reloaded list that loses more than this share of its entries is held until fixed or
-    # accepted (`modbot hashes accept NAME`), as is one left empty or mostly rejected lines.
-    max_drop_share: float = Field(default=0.25, gt=0, le=1)
-
-
-class ThresholdsConfig(Section):
-    """Greatest Hamming distance counted as a near match, per perceptual hash type."""
-
-    pdq: int = Field(default=31, ge=0, le=256)
-    phash: int = Field(default=8, ge=0, le=64)
-    # A video matches a vPDQ entry when at least this share (percent) of its frames (quality
-    # >= 50, each hash once) is within `pdq` of one of the entry's, and at least
-    # vpdq_compared_percent of the entry's frames are of one of the video's: HMA's defaults.
-    vpdq_query_percent: float = Field(default=80.0, ge=0, le=100)
-    vpdq_compared_percent: float = Field(default=0.0, ge=0, le=100)
-
-
-class HashListConfig(Section):
-    name: str = Field(min_length=1)
-    path: ResolvedPath
-    label: str = Field(min_length=1)  # for entries without a label; defaults to the name
-    enabled: bool = True
-    thresholds: ThresholdsConfig = ThresholdsConfig()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_label(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("label") is None and "name" in data:
-            data = {**data, "label": data["name"]}
-        return data
-
-
-def _unique_list_names(lists: tuple[HashListConfig, ...]) -> tuple[HashListConfig, ...]:
-    seen: set[str] = set()
-    for index, hash_list in enumerate(lists):
-        if hash_list.name in seen:
-            raise LocatedValueError(f"duplicate hash list name {hash_list.name!r}", (index, "name"))
-        seen.add(hash_list.name)
-    return lists
-
-
-class CircuitBreakerConfig(Section):
-    failures: int = Field(default=5, ge=1)  # failures in a row that open the circuit
-    reset_after: float = Field(default=60, gt=0)  # seconds before a probe is let through
-
-
-_CLASSIFIER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-class ClassifierConfig(Section):
-    """One classifier: a registered type, its own `settings:`, and how to treat its service."""
-
-    # Unique; verdicts, policy rules (match.classifier), the audit and notices use it.
-    name: str = Field(min_length=1, max_length=64)
-    # A type registered in the `modbot.classifiers` entry point group; default: the name.
-    type: str = Field(min_length=1)
-    enabled: bool = True
-    timeout: float = Field(default=10, gt=0)  # seconds per request
-    retries: int = Field(default=2, ge=0, le=10)  # of timeouts, 429 and 5xx
-    backoff: float = Field(default=0.5, ge=0)  # first retry delay; doubles, with jitter
-    max_backoff: float = Field(default=30, ge=0)  # longest wait between retries
-    concurrency: int = Field(default=4, ge=1)  # requests in flight at once
-    rate_limit: float | None = Field(default=None, gt=0)  # requests a second; null: no limit
-    circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
-    # Seconds a verdict is reused for the same file (SHA-256); 0: never. Default: a day
-    # for services, none for the hash-list classifier.
-    cache_ttl: float | None = Field(default=None, ge=0)
-    settings: dict[str, Any] = {}  # validated by the type's own settings model
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_type(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("type") is None and "name" in data:
-            data = {**data, "type": data["name"]}
-        if isinstance(data, dict) and data.get("settings") is None and "settings" in data:
-            data = {**data, "settings": {}}
-        return data
-
-    @field_validator("name")
-    @classmethod
-    def _plain_name(cls, name: str) -> str:
-        if not _CLASSIFIER_NAME.match(name):
-            raise ValueError(f"use letters, digits, '.', '_' and '-' only, got {name!r}")
-        return name
-
-
-def _unique_classifier_names(classifiers: tuple[ClassifierConfig, ...]) -> tuple[ClassifierConfig, ...]:
-    seen: set[str] = set()
-    for index, classifier in enumerate(classifiers):
-        if classifier.name in seen:
-            raise LocatedValueError(f"duplicate classifier name {classifier.name!r}", (index, "name"))
-        seen.add(classifier.name)
-    return classifiers
-
-
 class CommandsConfig(Section):
     prefix: str = Field(default="!mod", min_length=1)  # or mention the bot
     # Members of the management room at or above this power level may run every command.
@@ -424,9 +332,9 @@ class Config(Section):
     processing: ProcessingConfig = ProcessingConfig()
     presend: PresendConfig = PresendConfig()
     hashlist: HashlistSettings = HashlistSettings()
-    hash_lists: Annotated[tuple[HashListConfig, ...], AfterValidator(_unique_list_names)] = ()
+    hash_lists: Annotated[tuple[HashListConfig, ...], AfterValidator(unique_list_names)] = ()
     # Classifiers besides (or configuring) the hash lists: see docs/classifiers.md.
-    classifiers: Annotated[tuple[ClassifierConfig, ...], AfterValidator(_unique_classifier_names)] = ()
+    classifiers: Annotated[tuple[ClassifierConfig, ...], AfterValidator(unique_classifier_names)] = ()
     commands: CommandsConfig = CommandsConfig()
     policy_lists: PolicyListsConfig = PolicyListsConfig()
     # Validated even when absent, so that its default file paths are resolved like given ones.

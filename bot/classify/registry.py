@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from bot.classify.base import Classifier, ClassifierContext, ClassifierSetupError
 from bot.classify.cache import settings_fingerprint
 from bot.classify.resilience import RetryPolicy, ServiceGuard
-from bot.configmodel import ClassifierConfig
+from bot.configdetect import ClassifierConfig
 from bot.model import Verdict
 from bot.yamlload import LineMap, located, validation_messages
 
