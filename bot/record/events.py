@@ -14,6 +14,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .db import dialect_insert, session_factory
+from .direct import TransactionRunner, transaction_runner
+from .groupcommit import GroupCommit
 from .journal import EventJournal, audit_row
 from .media import MediaWrites
 from .tables import AuditRow, EventRow, TransactionRow
@@ -49,8 +51,12 @@ class TransactionResult:
 
 
 class EventRepo:
-    def __init__(self, engine: AsyncEngine, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, engine: AsyncEngine, clock: Callable[[], float] = time.time, runner: TransactionRunner | None = None
+    ) -> None:
         self.engine = engine
+        # The hot path's transactions (intake, an event's commit), one trip each (direct.py).
+        self._runner = runner or transaction_runner(engine)
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
         self._clock = clock
         self._insert = dialect_insert(engine)
@@ -65,6 +71,7 @@ class EventRepo:
         self._media = MediaWrites.build(engine)
         self._verdicts = verdict_insert(engine)
         events = EventRow.__table__
+        self._group: GroupCommit[tuple[EventJournal, dict[str, Any] | None]] = GroupCommit(self._runner, self._write)
         self._finish = (
             update(events)
             .where(events.c.event_id == bindparam("b_event_id"))
@@ -104,25 +111,29 @@ class EventRepo:
                 # order within a transaction: ties on received_at come back in any order.
                 "received_at": now + len(rows) * 1e-6,
             }
-        async with self.engine.begin() as conn:
+
+        def store(conn: Connection) -> tuple[bool, set[str]]:
             # The transaction id is recorded, never trusted to say "seen": Synapse on SQLite
             # numbers transactions from 1 again after a restart (and any Synapse after a
             # database restore), so a known id can bring new events. Event ids decide.
-            inserted_txn = await conn.execute(
+            inserted_txn = conn.execute(
                 self._new_transaction, {"txn_id": txn_id, "received_at": now, "event_count": len(events)}
             )
             new_txn = inserted_txn.scalar_one_or_none() is not None
             stored: set[str] = set()
             if rows:
                 # One statement, so that RETURNING says which events are new.
-                result = await conn.execute(
+                result = conn.execute(
                     self._insert(EventRow).values(list(rows.values()))
                     .on_conflict_do_nothing(index_elements=["event_id"])
                     .returning(EventRow.event_id)
                 )
                 stored = set(result.scalars())
             if rejected:
-                await conn.execute(self._audit, [audit_row(now, "intake", "rejected", reason) for reason in rejected])
+                conn.execute(self._audit, [audit_row(now, "intake", "rejected", reason) for reason in rejected])
+            return new_txn, stored
+
+        new_txn, stored = await self._runner.run(store)
         queued = tuple(
             StoredEvent(
                 event_id=row["event_id"], room_id=row["room_id"], sender=row["sender"], type=row["type"],
@@ -144,25 +155,25 @@ class EventRepo:
             if journal.event_id is None:
                 raise ValueError("only an event's journal has a status to set")
             finished = {"b_event_id": journal.event_id, "b_status": finish, "b_at": self._clock(), "b_error": error}
-        async with self.engine.begin() as conn:
-            # One greenlet for all the statements, not one per statement.
-            await conn.run_sync(self._write, journal, finished)
+        # With the other events finishing meanwhile, in one transaction (groupcommit.py).
+        await self._group.write((journal, finished))
         journal.clear()
 
-    def _write(self, conn: Connection, journal: EventJournal, finished: dict[str, Any] | None) -> None:
-        hashed = [row for row in journal.media.values() if "sha256" in row]
-        unhashed = [row for row in journal.media.values() if "sha256" not in row]
-        for statement, rows in (
-            (self._media.link, journal.links),
-            (self._media.hashed, hashed),
-            (self._media.unhashed, unhashed),
-            (self._verdicts, journal.verdicts),
-            (self._audit, journal.audits),
-        ):
-            if rows:
-                conn.execute(statement, rows)
-        if finished is not None:
-            conn.execute(self._finish, finished)
+    def _write(self, conn: Connection, writes: Sequence[tuple[EventJournal, dict[str, Any] | None]]) -> None:
+        """Several events' writes, one statement per table; in rounds where a piece of media
+        or an event comes up twice, so that the outcome is that of committing them in turn."""
+        for part in _rounds(writes):
+            media = [row for journal, _ in part for row in journal.media.values()]
+            for statement, rows in (
+                (self._media.link, [row for journal, _ in part for row in journal.links]),
+                (self._media.hashed, [row for row in media if "sha256" in row]),
+                (self._media.unhashed, [row for row in media if "sha256" not in row]),
+                (self._verdicts, [row for journal, _ in part for row in journal.verdicts]),
+                (self._audit, [row for journal, _ in part for row in journal.audits]),
+                (self._finish, [finished for _, finished in part if finished is not None]),
+            ):
+                if rows:
+                    conn.execute(statement, rows)
 
     async def pending_ids(self) -> list[str]:
         """The events waiting for processing, oldest first."""
@@ -234,6 +245,24 @@ class EventRepo:
         async with self.sessions() as session:
             result = await session.execute(select(EventRow.status, func.count()).group_by(EventRow.status))
             return {status: count for status, count in result.all()}
+
+
+def _rounds(
+    writes: Sequence[tuple[EventJournal, dict[str, Any] | None]],
+) -> list[list[tuple[EventJournal, dict[str, Any] | None]]]:
+    """`writes` in order, cut where an event or a piece of media comes up again: an upsert
+    may not touch a row twice in one statement (PostgreSQL), and the later write must win."""
+    parts: list[list[tuple[EventJournal, dict[str, Any] | None]]] = [[]]
+    seen: set[str] = set()
+    for write in writes:
+        journal = write[0]
+        keys = {f"m {mxc}" for mxc in journal.media} | ({f"e {journal.event_id}"} if journal.event_id else set())
+        if keys & seen:
+            parts.append([])
+            seen = set()
+        parts[-1].append(write)
+        seen |= keys
+    return parts
 
 
 def _malformed(raw: Any) -> str | None:
