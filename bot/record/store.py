@@ -50,8 +50,8 @@ class Store:
         self.media_repo = MediaRepo(engine, runner)
         self.verdict_repo = VerdictRepo(engine, clock)
         # Claims on actions are this Store's: two Stores (two processes) never share one.
-        self.action_repo = ActionRepo(engine, clock, lease=action_lease)
-        self.audit_repo = AuditRepo(engine, clock, source=audit_source)
+        self.action_repo = ActionRepo(engine, clock, lease=action_lease, runner=runner)
+        self.audit_repo = AuditRepo(engine, clock, source=audit_source, runner=runner)
         self.retro_repo = RetroRepo(engine, clock)
 
     # --- intake and an event's writes (events.py) ----------------------------------------
