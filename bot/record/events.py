@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .db import dialect_insert, session_factory
 from .direct import TransactionRunner, transaction_runner
-from .groupcommit import GroupCommit
 from .journal import EventJournal, audit_row
 from .media import MediaWrites
 from .tables import AuditRow, EventRow, TransactionRow
@@ -68,10 +67,14 @@ class EventRepo:
             .returning(TransactionRow.__table__.c.txn_id)
         )
         self._audit = insert(AuditRow.__table__)
+        self._new_events = (
+            self._insert(EventRow.__table__)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(EventRow.__table__.c.event_id)
+        )
         self._media = MediaWrites.build(engine)
         self._verdicts = verdict_insert(engine)
         events = EventRow.__table__
-        self._group: GroupCommit[tuple[EventJournal, dict[str, Any] | None]] = GroupCommit(self._runner, self._write)
         self._finish = (
             update(events)
             .where(events.c.event_id == bindparam("b_event_id"))
@@ -122,13 +125,8 @@ class EventRepo:
             new_txn = inserted_txn.scalar_one_or_none() is not None
             stored: set[str] = set()
             if rows:
-                # One statement, so that RETURNING says which events are new.
-                result = conn.execute(
-                    self._insert(EventRow).values(list(rows.values()))
-                    .on_conflict_do_nothing(index_elements=["event_id"])
-                    .returning(EventRow.event_id)
-                )
-                stored = set(result.scalars())
+                # RETURNING says which events are new (a batch of rows per statement).
+                stored = set(conn.execute(self._new_events, list(rows.values())).scalars())
             if rejected:
                 conn.execute(self._audit, [audit_row(now, "intake", "rejected", reason) for reason in rejected])
             return new_txn, stored
@@ -155,25 +153,23 @@ class EventRepo:
             if journal.event_id is None:
                 raise ValueError("only an event's journal has a status to set")
             finished = {"b_event_id": journal.event_id, "b_status": finish, "b_at": self._clock(), "b_error": error}
-        # With the other events finishing meanwhile, in one transaction (groupcommit.py).
-        await self._group.write((journal, finished))
+        await self._runner.run(lambda conn: self._write(conn, journal, finished))
         journal.clear()
 
-    def _write(self, conn: Connection, writes: Sequence[tuple[EventJournal, dict[str, Any] | None]]) -> None:
-        """Several events' writes, one statement per table; in rounds where a piece of media
-        or an event comes up twice, so that the outcome is that of committing them in turn."""
-        for part in _rounds(writes):
-            media = [row for journal, _ in part for row in journal.media.values()]
-            for statement, rows in (
-                (self._media.link, [row for journal, _ in part for row in journal.links]),
-                (self._media.hashed, [row for row in media if "sha256" in row]),
-                (self._media.unhashed, [row for row in media if "sha256" not in row]),
-                (self._verdicts, [row for journal, _ in part for row in journal.verdicts]),
-                (self._audit, [row for journal, _ in part for row in journal.audits]),
-                (self._finish, [finished for _, finished in part if finished is not None]),
-            ):
-                if rows:
-                    conn.execute(statement, rows)
+    def _write(self, conn: Connection, journal: EventJournal, finished: dict[str, Any] | None) -> None:
+        hashed = [row for row in journal.media.values() if "sha256" in row]
+        unhashed = [row for row in journal.media.values() if "sha256" not in row]
+        for statement, rows in (
+            (self._media.link, journal.links),
+            (self._media.hashed, hashed),
+            (self._media.unhashed, unhashed),
+            (self._verdicts, journal.verdicts),
+            (self._audit, journal.audits),
+        ):
+            if rows:
+                conn.execute(statement, rows)
+        if finished is not None:
+            conn.execute(self._finish, finished)
 
     async def pending_ids(self) -> list[str]:
         """The events waiting for processing, oldest first."""
@@ -245,24 +241,6 @@ class EventRepo:
         async with self.sessions() as session:
             result = await session.execute(select(EventRow.status, func.count()).group_by(EventRow.status))
             return {status: count for status, count in result.all()}
-
-
-def _rounds(
-    writes: Sequence[tuple[EventJournal, dict[str, Any] | None]],
-) -> list[list[tuple[EventJournal, dict[str, Any] | None]]]:
-    """`writes` in order, cut where an event or a piece of media comes up again: an upsert
-    may not touch a row twice in one statement (PostgreSQL), and the later write must win."""
-    parts: list[list[tuple[EventJournal, dict[str, Any] | None]]] = [[]]
-    seen: set[str] = set()
-    for write in writes:
-        journal = write[0]
-        keys = {f"m {mxc}" for mxc in journal.media} | ({f"e {journal.event_id}"} if journal.event_id else set())
-        if keys & seen:
-            parts.append([])
-            seen = set()
-        parts[-1].append(write)
-        seen |= keys
-    return parts
 
 
 def _malformed(raw: Any) -> str | None:
