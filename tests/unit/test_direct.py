@@ -1,6 +1,6 @@
 """The hot path's one-trip transactions (bot/record/direct.py): several events committing at
 once each return only once their own writes are committed, one bad write fails only its own
-caller, commits land in the order they were made, and a transaction is all or nothing.
+caller, and a transaction is all or nothing.
 
 Every test runs against an SQLite file (through the runner's own thread) and a real
 PostgreSQL (through the async engine), each migrated from empty.
@@ -105,26 +105,6 @@ async def test_a_bad_write_fails_only_its_own_caller(store: Store) -> None:
     assert never_stored.links  # not written, so not cleared: the caller may try again
     async with store.engine.connect() as conn:
         assert (await conn.execute(select(EventMediaRow))).all() == []
-
-
-async def test_the_same_media_committed_at_once_ends_as_committed_in_turn(store: Store) -> None:
-    events = await stored_events(store, 3)
-    shared = ref(7)
-
-    async def record(event: Any, status: str, hashes: Hashes | None) -> None:
-        journal = store.journal(event)
-        journal.record_media(shared, status=status, hashes=hashes)
-        await store.commit(journal, finish="done")
-
-    await asyncio.gather(
-        record(events[0], "hashed", HASHES),
-        record(events[1], "hashed", HASHES),
-        record(events[2], "not_scanned", None),  # later, without hashes: keeps the hashes, takes the status
-    )
-
-    media = await store.get_media(shared.mxc)
-    assert media is not None and media.status == "not_scanned"
-    assert media.hashes is not None and media.hashes.sha256 == HASHES.sha256
 
 
 async def test_an_sqlite_file_gets_its_own_thread_and_memory_the_async_engine(tmp_path: Path) -> None:
