@@ -75,7 +75,11 @@ MB = 1024 * 1024
 REPO = Path(bot.__file__).resolve().parent.parent
 BASELINE_LOCALPART = "baseline"
 IDEAL_LOCALPART = "ideal"
-HEALTH_POLL = 0.05  # seconds between polls of modbot's /health and the baseline's count
+HEALTH_POLL = 0.05  # seconds between polls while starting up
+# ... and while a phase runs. Each end time comes from the appservice's own record (arrival,
+# processed_at), not from the poll; modbot's /health reads its database (two queries), and
+# 20 polls a second are a cost to modbot's CPU that no operator's probe imposes.
+PHASE_POLL = 0.25
 SETUP_PARALLEL = 8  # concurrent requests while registering users and uploading media
 
 
@@ -202,16 +206,63 @@ def _die_with_parent() -> None:
         pass
 
 
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state is [0]), None if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+
+
 def proc_cpu_seconds(pid: int | None) -> float:
     """User + system CPU time of a process so far (all its threads)."""
+    fields = _proc_stat(pid) if pid is not None else None
+    if fields is None:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_seconds(pid: int | None) -> dict[str, float]:
+    """CPU time of a process's live threads: the main thread (modbot's event loop) and the
+    others (aiosqlite runs each database connection in a thread of its own, asyncio.to_thread
+    its pool; Python 3.11 gives them no name the kernel shows, so they are not told apart)."""
+    spent: dict[str, float] = {"event loop": 0.0, "threads": 0.0}
+    if pid is None:
+        return spent
+    try:
+        tids = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+    except OSError:
+        return spent
+    for tid in tids:
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        kind = "event loop" if tid == pid else "threads"
+        spent[kind] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return spent
+
+
+def descendants_cpu_seconds(pid: int | None) -> float:
+    """CPU time of every live descendant of a process (modbot's hashing fork server and its
+    workers), read live since they are long-lived, plus what those descendants reaped from
+    children that ended (cutime + cstime): a worker replaced after a hostile file still counts."""
     if pid is None:
         return 0.0
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _proc_stat(int(entry.name))) is not None:
+            stats[int(entry.name)] = fields
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, todo = 0, list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        fields = stats[child]
+        total += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+        todo += children.get(child, [])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def proc_peak_rss(pid: int | None) -> int | None:
@@ -256,11 +307,11 @@ class Child:
                 preexec_fn=_die_with_parent,
             )
 
-    async def stop(self) -> None:
+    async def stop(self, sig: int = signal.SIGTERM) -> None:
         proc, self.proc = self.proc, None
         if proc is None or proc.returncode is not None:
             return
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         try:
             await asyncio.wait_for(proc.wait(), 10)
         except asyncio.TimeoutError:
@@ -370,6 +421,7 @@ class PhaseResult:
     cpu: dict[str, float]
     extra_latency: tuple[str, list[float]] | None = None
     notes: list[str] = field(default_factory=list)
+    threads: dict[str, float] = field(default_factory=dict)  # modbot's CPU by thread kind (phase B)
 
     @property
     def rate(self) -> float:
@@ -394,6 +446,7 @@ class PhaseResult:
             cpu={k: sum(p.cpu.get(k, 0.0) for p in parts) for k in first.cpu},
             extra_latency=extra,
             notes=[n for p in parts for n in p.notes],
+            threads={k: sum(p.threads.get(k, 0.0) for p in parts) for k in first.threads},
         )
 
 
@@ -427,15 +480,23 @@ class CpuMeter:
     def __init__(self, pids: dict[str, int | None]) -> None:
         self.pids = pids
         self._start: dict[str, float] = {}
+        self.threads: dict[str, float] = {}  # modbot's own CPU by thread kind, since start()
+        self._threads_start: dict[str, float] = {}
 
     def _now(self) -> dict[str, float]:
         now = {name: proc_cpu_seconds(pid) for name, pid in self.pids.items()}
+        if "modbot" in self.pids:
+            now["modbot hashing"] = descendants_cpu_seconds(self.pids["modbot"])
+            # Not summed into the machine's total below: they split modbot's own figure.
+            self.threads = {k: v - self._threads_start.get(k, 0.0)
+                            for k, v in thread_cpu_seconds(self.pids["modbot"]).items()}
         now["bench"] = time.process_time()
         now["machine"], now["stolen"] = machine_cpu_seconds()
         return now
 
     def start(self) -> None:
         self._start = self._now()
+        self._threads_start = dict(self.threads)
 
     def stop(self) -> dict[str, float]:
         spent = {name: value - self._start[name] for name, value in self._now().items()}
@@ -467,12 +528,17 @@ class Bench:
         self.posts: list[Post] = []
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         self.setup_seconds = 0.0
+        self._profiles = 0  # phase B chunks profiled so far
 
     @property
     def stage(self) -> Stage:
         if self._stage is None:
             raise RuntimeError("the stage is not built yet")
         return self._stage
+
+    @property
+    def profile_path(self) -> Path:
+        return self.workdir / "modbot.spy"
 
     @property
     def modbot_url(self) -> str:
@@ -737,7 +803,7 @@ class Bench:
             counted = await get_json(self.http, f"{url}/bench/count") or {}
             return counted.get("count", 0) >= before + n
 
-        await wait_for(all_done, timeout=self.args.timeout, interval=HEALTH_POLL,
+        await wait_for(all_done, timeout=self.args.timeout, interval=PHASE_POLL,
                        description=f"the {child.name} to see {n} events")
         cpu = meter.stop()
         done = await get_json(self.http, f"{url}/bench/arrivals") or {}
@@ -768,6 +834,7 @@ class Bench:
         modbot = self.modbot
         n = len(posts)
         before = (await get_json(self.http, f"{self.modbot_url}/health") or {}).get("events", {})
+        spy = await self._start_profiler() if self.args.profile else None
         meter = self._meter()
         meter.start()
         sent, send_seconds = await self._send(self.stage.room, posts, "B")
@@ -781,10 +848,12 @@ class Bench:
             finished = sum(v - before.get(k, 0) for k, v in events.items() if k != "pending")
             return finished >= n and not events.get("pending") and health.get("queue_depth") == 0
 
-        await wait_for(all_processed, timeout=self.args.timeout, interval=HEALTH_POLL,
+        await wait_for(all_processed, timeout=self.args.timeout, interval=PHASE_POLL,
                        description=f"modbot to process {n} events")
         done_polled = time.time()
         cpu = meter.stop()
+        if spy is not None:
+            await spy.stop(signal.SIGINT)  # py-spy writes its samples on SIGINT
 
         at = {s.event_id: s.at for s in sent}
         processed = self._processed_times()
@@ -809,8 +878,23 @@ class Bench:
             cpu=cpu,
             extra_latency=extra,
             notes=notes,
+            threads=meter.threads,
         )
         return result, sent
+
+    async def _start_profiler(self) -> Child:
+        """py-spy sampling modbot's bot process (not its hashing workers) for one phase B;
+        each phase appends to its own file, merged by print_profile."""
+        assert self.modbot is not None and self.modbot.pid is not None
+        exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        self._profiles += 1
+        path = self.profile_path.with_suffix(f".{self._profiles}.spy")
+        spy = Child("py-spy", [exe, "record", "--pid", str(self.modbot.pid), "--format", "raw", "--rate", "250", "--gil",
+                               "--nonblocking", "--output", str(path)], self.workdir / "py-spy.log")
+        await spy.start()
+        await asyncio.sleep(1)  # attached before the first post
+        spy.check_alive()
+        return spy
 
     async def finish_modbot(self, result: PhaseResult, sent: list[Sent]) -> PhaseResult:
         """Phase B's redaction latencies and checks, read once from the room, and peak RSS."""
@@ -918,6 +1002,18 @@ def report(
     say("|---|---:|" + "---:|" * len(names))
     for r in phases:
         say(f"| {r.name} | {r.seconds:.1f} | " + " | ".join(f"{r.cpu.get(n, 0):.1f}" for n in names) + " |")
+    say()
+    say("The same per event, in CPU milliseconds (load-insensitive: compare these across runs and machines; "
+        "modbot hashing = its hashing fork server and worker processes):")
+    say("| phase | " + " | ".join(names) + " |")
+    say("|---|" + "---:|" * len(names))
+    for r in phases:
+        say(f"| {r.name} | " + " | ".join(f"{r.cpu.get(n, 0) * 1000 / r.events:.2f}" for n in names) + " |")
+    bot_ms, hash_ms = (b.cpu.get(n, 0) * 1000 / b.events for n in ("modbot", "modbot hashing"))
+    say()
+    threads = ", ".join(f"{k} {v * 1000 / b.events:.2f}" for k, v in b.threads.items())
+    say(f"modbot CPU per media event: {bot_ms + hash_ms:.2f} ms (bot process {bot_ms:.2f}: {threads}; "
+        f"hashing workers {hash_ms:.2f}); goal <= 3.5 ms; Synapse {b.cpu.get('synapse', 0) * 1000 / b.events:.2f} ms")
     notes = [n for r in phases for n in r.notes]
     if bench.modbot is not None:
         errors = bench.modbot.count_in_log(" ERROR ", "Traceback")
@@ -925,6 +1021,45 @@ def report(
             notes.append(f"modbot log: {errors} ERROR/Traceback lines ({bench.modbot.log_path})")
     for note in notes:
         say(f"note: {note}")
+
+
+def print_profile(first: Path, top: int) -> None:
+    """The py-spy samples of every phase B (collapsed stacks), by function: self and total
+    share of the bot process's busy samples."""
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    for path in sorted(first.parent.glob(first.stem + ".*.spy")):
+        for line in path.read_text(errors="replace").splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if not stack or not count_text.isdigit():
+                continue
+            count = int(count_text)
+            samples += count
+            frames = [_frame_name(f) for f in stack.split(";")]
+            own[frames[-1]] = own.get(frames[-1], 0) + count
+            for name in set(frames):
+                total[name] = total.get(name, 0) + count
+    if not samples:
+        return
+    say(f"\nmodbot's bot process during phase B, py-spy: {samples} busy samples at 250/s, every thread; "
+        "self = in the function itself, total = with what it calls:")
+    say("| self % | total % | function |")
+    say("|---:|---:|---|")
+    for name, count in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        say(f"| {100 * count / samples:.1f} | {100 * total[name] / samples:.1f} | {name} |")
+    say("\nCumulative, modbot's own functions:")
+    say("| total % | function |")
+    say("|---:|---|")
+    ours = [(n, c) for n, c in total.items() if "(bot/" in n or " (bot" in n]
+    for name, count in sorted(ours, key=lambda kv: -kv[1])[:top]:
+        say(f"| {100 * count / samples:.1f} | {name} |")
+
+
+def _frame_name(frame: str) -> str:
+    """`function (path/file.py:line)` as `function (package/file.py)`: lines merged."""
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.rsplit(':', 1)[0].rstrip(')')})" if where else name
 
 
 # -- entry point ------------------------------------------------------------------------------
@@ -974,6 +1109,8 @@ async def main(args: argparse.Namespace) -> int:
         raise
     finally:
         await bench.close()
+        if args.profile:
+            print_profile(bench.profile_path, args.profile)
         if args.workdir or args.keep:
             say(f"files kept in {workdir}")
         else:
@@ -997,6 +1134,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the known/unknown order")
     p.add_argument("--synapse-log-level", default="WARNING",
                    help="INFO logs each request's time to synapse.log (costs Synapse CPU; use with --workdir)")
+    p.add_argument("--profile", type=int, nargs="?", const=30, default=0, metavar="N",
+                   help="sample modbot's bot process (every thread) with py-spy during phase B and print its "
+                        "N costliest functions (default 30); needs `py-spy` on the PATH or beside this Python")
     p.add_argument("--workdir", help="keep all files here (default: a temporary directory, removed)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)

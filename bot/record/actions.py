@@ -26,9 +26,12 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from .db import session_factory
+from .direct import AsyncRunner, TransactionRunner
 from .journal import audit_row
 from .tables import ActionRow, AuditRow
 
@@ -67,9 +70,12 @@ def process_owner() -> str:
 
 class ActionRepo:
     def __init__(
-        self, engine: AsyncEngine, clock: Callable[[], float] = time.time, *, lease: float = 300.0, owner: str | None = None
+        self, engine: AsyncEngine, clock: Callable[[], float] = time.time, *, lease: float = 300.0, owner: str | None = None,
+        runner: TransactionRunner | None = None,
     ) -> None:
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
+        # Claims and outcomes are on every action's path: one trip per transaction (direct.py).
+        self._runner = runner or AsyncRunner(engine)
         self._clock = clock
         self._insert: Any = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self.lease = lease
@@ -95,55 +101,66 @@ class ActionRepo:
         """
         now = self._clock()
         lease_until = now + self.lease
-        async with self.sessions.begin() as session:
-            claimed = False
-            if not due_only:
-                inserted = await session.execute(
-                    self._insert(ActionRow)
-                    .values(
-                        key=key, kind=kind, target=target, event_id=event_id, room_id=room_id, decided_by=decided_by,
-                        status=PENDING, attempts=0, created_at=now, updated_at=now,
-                        owner=self.owner, lease_until=lease_until, operation=operation,
-                        # Should this claimer die mid-attempt, the retry loop takes over here.
-                        next_attempt_at=lease_until,
-                    )
-                    .on_conflict_do_nothing(index_elements=["key"])
-                    .returning(ActionRow.id)
+
+        def claim(conn: Connection) -> ActionRecord:
+            with Session(bind=conn) as session:  # within the runner's transaction
+                return self._claim(session, key, kind, target, event_id, room_id, decided_by, operation, due_only,
+                                   now, lease_until)
+
+        return await self._runner.run(claim)
+
+    def _claim(
+        self, session: Session, key: str, kind: str, target: str, event_id: str | None, room_id: str | None,
+        decided_by: str | None, operation: str | None, due_only: bool, now: float, lease_until: float,
+    ) -> ActionRecord:
+        claimed = False
+        if not due_only:
+            inserted = session.execute(
+                self._insert(ActionRow)
+                .values(
+                    key=key, kind=kind, target=target, event_id=event_id, room_id=room_id, decided_by=decided_by,
+                    status=PENDING, attempts=0, created_at=now, updated_at=now,
+                    owner=self.owner, lease_until=lease_until, operation=operation,
+                    # Should this claimer die mid-attempt, the retry loop takes over here.
+                    next_attempt_at=lease_until,
                 )
-                claimed = inserted.scalar_one_or_none() is not None
-            if not claimed:
-                # Read only to name a previous holder in the audit; the UPDATE decides.
-                before = (await session.execute(select(ActionRow).where(ActionRow.key == key))).scalar_one_or_none()
-                free = or_(ActionRow.owner.is_(None), ActionRow.lease_until < now)
-                if due_only:
-                    claimable = and_(ActionRow.status == PENDING, free, ActionRow.next_attempt_at <= now)
-                else:
-                    claimable = or_(and_(ActionRow.status == PENDING, free), ActionRow.status == FAILED)
-                values: dict[str, Any] = {
-                    "owner": self.owner, "lease_until": lease_until, "status": PENDING, "next_attempt_at": lease_until,
-                }
-                if operation is not None:
-                    values["operation"] = operation
-                result = await session.execute(
-                    update(ActionRow).where(ActionRow.key == key, claimable).values(**values)
-                    .execution_options(synchronize_session=False)
+                .on_conflict_do_nothing(index_elements=["key"])
+                .returning(ActionRow.id)
+            )
+            claimed = inserted.scalar_one_or_none() is not None
+        if not claimed:
+            # Read only to name a previous holder in the audit; the UPDATE decides.
+            before = session.execute(select(ActionRow).where(ActionRow.key == key)).scalar_one_or_none()
+            free = or_(ActionRow.owner.is_(None), ActionRow.lease_until < now)
+            if due_only:
+                claimable = and_(ActionRow.status == PENDING, free, ActionRow.next_attempt_at <= now)
+            else:
+                claimable = or_(and_(ActionRow.status == PENDING, free), ActionRow.status == FAILED)
+            values: dict[str, Any] = {
+                "owner": self.owner, "lease_until": lease_until, "status": PENDING, "next_attempt_at": lease_until,
+            }
+            if operation is not None:
+                values["operation"] = operation
+            result = session.execute(
+                update(ActionRow).where(ActionRow.key == key, claimable).values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            claimed = bool(result.rowcount)
+            if claimed and before is not None and before.owner not in (None, self.owner) and before.status == PENDING:
+                # Whoever held it stopped renewing: crashed, or stuck past its lease.
+                session.execute(
+                    AuditRow.__table__.insert(),
+                    audit_row(
+                        now, "action", "taken_over",
+                        f"{kind} {target}: the claim of {before.owner} expired; taken over by {self.owner}",
+                        event_id, room_id,
+                    ),
                 )
-                claimed = bool(result.rowcount)
-                if claimed and before is not None and before.owner not in (None, self.owner) and before.status == PENDING:
-                    # Whoever held it stopped renewing: crashed, or stuck past its lease.
-                    await session.execute(
-                        AuditRow.__table__.insert(),
-                        audit_row(
-                            now, "action", "taken_over",
-                            f"{kind} {target}: the claim of {before.owner} expired; taken over by {self.owner}",
-                            event_id, room_id,
-                        ),
-                    )
-            session.expire_all()
-            row = (await session.execute(select(ActionRow).where(ActionRow.key == key))).scalar_one_or_none()
-            if row is None:  # due_only on a key that does not exist
-                return ActionRecord(key, kind, target, "missing", 0, event_id, room_id, decided_by, None, now)
-            return _record(row, claimed=claimed)
+        session.expire_all()
+        row = session.execute(select(ActionRow).where(ActionRow.key == key)).scalar_one_or_none()
+        if row is None:  # due_only on a key that does not exist
+            return ActionRecord(key, kind, target, "missing", 0, event_id, room_id, decided_by, None, now)
+        return _record(row, claimed=claimed)
 
     async def finish(
         self,
@@ -157,17 +174,15 @@ class ActionRepo:
         """Record an attempt's outcome and let go of the claim. False if this Store does not
         hold the claim (its lease expired and someone else took the action over, or finished
         it): nothing is written then."""
-        async with self.sessions.begin() as session:
-            result = await session.execute(
-                update(ActionRow)
-                .where(ActionRow.key == key, ActionRow.owner == self.owner)
-                .values(
-                    status=status, attempts=ActionRow.attempts + attempts, detail=detail, updated_at=self._clock(),
-                    owner=None, lease_until=None, next_attempt_at=next_attempt_at,
-                )
-                .execution_options(synchronize_session=False)
+        statement = (
+            update(ActionRow)
+            .where(ActionRow.key == key, ActionRow.owner == self.owner)
+            .values(
+                status=status, attempts=ActionRow.attempts + attempts, detail=detail, updated_at=self._clock(),
+                owner=None, lease_until=None, next_attempt_at=next_attempt_at,
             )
-            return bool(result.rowcount)
+        )
+        return await self._runner.run(lambda conn: bool(conn.execute(statement).rowcount))
 
     async def due(self, limit: int = 100) -> list[ActionRecord]:
         """Pending actions whose next attempt is due, that nobody holds and that can be redone."""

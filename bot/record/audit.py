@@ -10,6 +10,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .db import session_factory
+from .direct import AsyncRunner, TransactionRunner
 from .journal import audit_row
 from .tables import AuditRow
 
@@ -34,8 +35,12 @@ class AuditRepo:
     writes starts with it, unless the message names it already.
     """
 
-    def __init__(self, engine: AsyncEngine, clock: Callable[[], float] = time.time, *, source: str | None = None) -> None:
+    def __init__(
+        self, engine: AsyncEngine, clock: Callable[[], float] = time.time, *, source: str | None = None,
+        runner: TransactionRunner | None = None,
+    ) -> None:
         self.engine = engine
+        self._runner = runner or AsyncRunner(engine)  # every action writes here (direct.py)
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
         self._clock = clock
         self.source = source
@@ -54,10 +59,8 @@ class AuditRepo:
     ) -> None:
         if self.source and self.source not in message:
             message = f"{self.source}: {message}"
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                self._insert, audit_row(self._clock(), category, outcome, message, event_id, room_id, sender, mxc)
-            )
+        row = audit_row(self._clock(), category, outcome, message, event_id, room_id, sender, mxc)
+        await self._runner.run(lambda conn: conn.execute(self._insert, row))
 
     async def log(self, *, event_id: str | None = None, category: str | None = None, limit: int = 200) -> list[AuditEntry]:
         """The latest entries first, of one event or one category if given."""

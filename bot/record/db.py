@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from ..filemodes import create_private
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_SECONDS = 30  # how long a connection waits for another's write lock
 
 
 def sqlite_database_path(url: str) -> Path | None:
@@ -38,20 +39,21 @@ def create_engine(url: str) -> AsyncEngine:
             # Events and user IDs: created 0600 before SQLite opens it; SQLite gives its
             # -wal, -shm and -journal files the database's mode (bot/filemodes.py).
             create_private(database)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
-            cur = dbapi_conn.cursor()
-            # WAL lets the intake write while workers read; synchronous=FULL makes a
-            # committed transaction survive a power cut, which the 200 to Synapse promises.
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
+        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    """Every SQLite connection's settings (async engine's and direct.py's alike)."""
+    cur = dbapi_conn.cursor()
+    # WAL lets the intake write while workers read; synchronous=FULL makes a
+    # committed transaction survive a power cut, which the 200 to Synapse promises.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .db import dialect_insert, session_factory
+from .direct import TransactionRunner, transaction_runner
 from .journal import EventJournal, audit_row
 from .media import MediaWrites
 from .tables import AuditRow, EventRow, TransactionRow
@@ -49,8 +50,12 @@ class TransactionResult:
 
 
 class EventRepo:
-    def __init__(self, engine: AsyncEngine, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, engine: AsyncEngine, clock: Callable[[], float] = time.time, runner: TransactionRunner | None = None
+    ) -> None:
         self.engine = engine
+        # The hot path's transactions (intake, an event's commit), one trip each (direct.py).
+        self._runner = runner or transaction_runner(engine)
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
         self._clock = clock
         self._insert = dialect_insert(engine)
@@ -62,6 +67,11 @@ class EventRepo:
             .returning(TransactionRow.__table__.c.txn_id)
         )
         self._audit = insert(AuditRow.__table__)
+        self._new_events = (
+            self._insert(EventRow.__table__)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(EventRow.__table__.c.event_id)
+        )
         self._media = MediaWrites.build(engine)
         self._verdicts = verdict_insert(engine)
         events = EventRow.__table__
@@ -104,25 +114,24 @@ class EventRepo:
                 # order within a transaction: ties on received_at come back in any order.
                 "received_at": now + len(rows) * 1e-6,
             }
-        async with self.engine.begin() as conn:
+
+        def store(conn: Connection) -> tuple[bool, set[str]]:
             # The transaction id is recorded, never trusted to say "seen": Synapse on SQLite
             # numbers transactions from 1 again after a restart (and any Synapse after a
             # database restore), so a known id can bring new events. Event ids decide.
-            inserted_txn = await conn.execute(
+            inserted_txn = conn.execute(
                 self._new_transaction, {"txn_id": txn_id, "received_at": now, "event_count": len(events)}
             )
             new_txn = inserted_txn.scalar_one_or_none() is not None
             stored: set[str] = set()
             if rows:
-                # One statement, so that RETURNING says which events are new.
-                result = await conn.execute(
-                    self._insert(EventRow).values(list(rows.values()))
-                    .on_conflict_do_nothing(index_elements=["event_id"])
-                    .returning(EventRow.event_id)
-                )
-                stored = set(result.scalars())
+                # RETURNING says which events are new (a batch of rows per statement).
+                stored = set(conn.execute(self._new_events, list(rows.values())).scalars())
             if rejected:
-                await conn.execute(self._audit, [audit_row(now, "intake", "rejected", reason) for reason in rejected])
+                conn.execute(self._audit, [audit_row(now, "intake", "rejected", reason) for reason in rejected])
+            return new_txn, stored
+
+        new_txn, stored = await self._runner.run(store)
         queued = tuple(
             StoredEvent(
                 event_id=row["event_id"], room_id=row["room_id"], sender=row["sender"], type=row["type"],
@@ -144,9 +153,7 @@ class EventRepo:
             if journal.event_id is None:
                 raise ValueError("only an event's journal has a status to set")
             finished = {"b_event_id": journal.event_id, "b_status": finish, "b_at": self._clock(), "b_error": error}
-        async with self.engine.begin() as conn:
-            # One greenlet for all the statements, not one per statement.
-            await conn.run_sync(self._write, journal, finished)
+        await self._runner.run(lambda conn: self._write(conn, journal, finished))
         journal.clear()
 
     def _write(self, conn: Connection, journal: EventJournal, finished: dict[str, Any] | None) -> None:

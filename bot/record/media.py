@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ..model import Hashes
 from .db import dialect_insert, session_factory
+from .direct import AsyncRunner, TransactionRunner
 from .journal import hashes_from_columns, media_hash_columns
 from .tables import EventMediaRow, EventRow, MediaRow
 
@@ -67,16 +69,19 @@ class MediaWrites:
 class MediaRepo:
     """Reads the media table and the event-media links; EventJournal writes them."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, runner: TransactionRunner | None = None) -> None:
         self.engine = engine
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
+        self._runner = runner or AsyncRunner(engine)  # get() is on every event's path (direct.py)
         media = MediaRow.__table__
         self._by_mxc = select(media).where(media.c.mxc == bindparam("b_mxc"))
 
     async def get(self, mxc: str) -> StoredMedia | None:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(self._by_mxc, {"b_mxc": mxc})).first()
+        def read(conn: Connection) -> StoredMedia | None:
+            row = conn.execute(self._by_mxc, {"b_mxc": mxc}).first()
             return stored_media(row) if row else None
+
+        return await self._runner.run(read)
 
     async def of_event(self, event_id: str) -> list[str]:
         """The mxcs an event carried."""

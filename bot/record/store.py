@@ -19,6 +19,7 @@ from ..model import Hashes, MediaRef, Verdict
 from .actions import ActionRecord, ActionRepo
 from .audit import AuditEntry, AuditRepo
 from .db import session_factory
+from .direct import transaction_runner
 from .events import EventRepo, StoredEvent, TransactionResult
 from .journal import EventJournal
 from .media import MediaEvent, MediaRepo, StoredMedia
@@ -44,12 +45,13 @@ class Store:
         self.engine = engine
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
         self._clock = clock
-        self.event_repo = EventRepo(engine, clock)
-        self.media_repo = MediaRepo(engine)
+        runner = transaction_runner(engine)  # the hot path's transactions, one trip each
+        self.event_repo = EventRepo(engine, clock, runner)
+        self.media_repo = MediaRepo(engine, runner)
         self.verdict_repo = VerdictRepo(engine, clock)
         # Claims on actions are this Store's: two Stores (two processes) never share one.
-        self.action_repo = ActionRepo(engine, clock, lease=action_lease)
-        self.audit_repo = AuditRepo(engine, clock, source=audit_source)
+        self.action_repo = ActionRepo(engine, clock, lease=action_lease, runner=runner)
+        self.audit_repo = AuditRepo(engine, clock, source=audit_source, runner=runner)
         self.retro_repo = RetroRepo(engine, clock)
 
     # --- intake and an event's writes (events.py) ----------------------------------------

@@ -1,0 +1,136 @@
+"""The hot path's one-trip transactions (bot/record/direct.py): several events committing at
+once each return only once their own writes are committed, one bad write fails only its own
+caller, and a transaction is all or nothing.
+
+Every test runs against an SQLite file (through the runner's own thread) and a real
+PostgreSQL (through the async engine), each migrated from empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select
+
+from bot.model import Hashes, MediaRef
+from bot.record.db import create_engine, migrate
+from bot.record.direct import AsyncRunner, SqliteThreadRunner, transaction_runner
+from bot.record.store import Store
+from bot.record.tables import AuditRow, EventMediaRow, MediaRow
+
+ROOM = "!room:example.org"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'modbot.db'}"
+    return str(request.getfixturevalue("fresh_postgres_url"))
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    engine = create_engine(database_url)
+    await migrate(engine)
+    try:
+        yield Store(engine)
+    finally:
+        await engine.dispose()
+
+
+def image_event(n: int) -> dict[str, Any]:
+    return {
+        "event_id": f"$event{n}", "room_id": ROOM, "sender": "@alice:example.org", "type": "m.room.message",
+        "content": {"msgtype": "m.image", "body": "a.jpg", "url": f"mxc://example.org/media{n}"},
+    }
+
+
+def ref(n: int) -> MediaRef:
+    return MediaRef(mxc=f"mxc://example.org/media{n}", server="example.org", media_id=f"media{n}", source="content.url")
+
+
+HASHES = Hashes(sha256="a" * 64, md5="b" * 32, size=1000)
+
+
+async def stored_events(store: Store, count: int) -> list[Any]:
+    result = await store.store_transaction("txn1", [image_event(n) for n in range(count)], wanted=lambda _e: True)
+    return list(result.queued)
+
+
+async def test_events_finishing_together_are_each_committed_before_their_commit_returns(store: Store) -> None:
+    events = await stored_events(store, 6)
+
+    async def finish(event: Any) -> None:
+        journal = store.journal(event)
+        journal.link([ref(int(event.event_id.removeprefix("$event")))])
+        journal.record_media(ref(int(event.event_id.removeprefix("$event"))), status="hashed", hashes=HASHES)
+        journal.audit("verdict", "no_match", "no match")
+        await store.commit(journal, finish="done")
+        # Returned: its own writes are committed, whoever wrote them.
+        assert (await store.load_event(event.event_id)).status == "done"  # type: ignore[union-attr]
+
+    await asyncio.gather(*(finish(e) for e in events))
+
+    assert await store.events_by_status() == {"done": 6}
+    for n in range(6):
+        media = await store.get_media(ref(n).mxc)
+        assert media is not None and media.hashes is not None and media.hashes.sha256 == HASHES.sha256
+    async with store.engine.connect() as conn:
+        audits = (await conn.execute(select(AuditRow.event_id).where(AuditRow.outcome == "no_match"))).scalars()
+        assert sorted(audits) == sorted(e.event_id for e in events)
+
+
+async def test_a_bad_write_fails_only_its_own_caller(store: Store) -> None:
+    events = await stored_events(store, 3)
+    never_stored = store.journal()
+    never_stored.event_id = "$never-stored"  # its link breaks the foreign key to events
+    never_stored.link([ref(99)])
+
+    async def finish(event: Any) -> None:
+        journal = store.journal(event)
+        journal.audit("verdict", "no_match", "no match")
+        await store.commit(journal, finish="done")
+
+    results = await asyncio.gather(
+        finish(events[0]), store.commit(never_stored), finish(events[1]), finish(events[2]), return_exceptions=True
+    )
+
+    assert [type(r).__name__ for r in results if r is not None] == ["IntegrityError"]
+    assert results[0] is None and results[2:] == [None, None]
+    assert await store.events_by_status() == {"done": 3}
+    assert never_stored.links  # not written, so not cleared: the caller may try again
+    async with store.engine.connect() as conn:
+        assert (await conn.execute(select(EventMediaRow))).all() == []
+
+
+async def test_an_sqlite_file_gets_its_own_thread_and_memory_the_async_engine(tmp_path: Path) -> None:
+    file_engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'modbot.db'}")
+    memory_engine = create_engine("sqlite+aiosqlite://")
+    try:
+        assert isinstance(transaction_runner(file_engine), SqliteThreadRunner)
+        # A second connection to an in-memory database would see another, empty database.
+        assert isinstance(transaction_runner(memory_engine), AsyncRunner)
+    finally:
+        await file_engine.dispose()
+        await memory_engine.dispose()
+
+
+async def test_a_transaction_is_all_or_nothing_and_seen_by_the_async_engine(store: Store) -> None:
+    runner = transaction_runner(store.engine)
+    row = {"mxc": "mxc://example.org/one", "status": "hashed", "first_seen": 1.0, "last_scanned": 1.0}
+
+    def half_then_fail(conn: Any) -> None:
+        conn.execute(insert(MediaRow), row)
+        raise RuntimeError("failed after the first statement")
+
+    with pytest.raises(RuntimeError):
+        await runner.run(half_then_fail)
+    assert await store.get_media(row["mxc"]) is None
+
+    await runner.run(lambda conn: conn.execute(insert(MediaRow), row))
+    async with store.engine.connect() as conn:  # committed when run() returned
+        assert (await conn.execute(select(MediaRow.status))).scalars().all() == ["hashed"]
