@@ -36,7 +36,7 @@ def trim_box(img: Image.Image) -> tuple[int, int, int, int]:
     w, h = rgb.size
     if w >= 4 and h >= 4 and not any(map(_uniform, _edges(rgb))):
         # Most images: no edge line is uniform, so no band starts (what _bands would find
-        # after reading the first few lines at each end, for a quarter of the cost).
+        # after reading the first few lines at each end, for ~60% of the cost).
         return 0, 0, w, h
     return scanned_box(rgb)
 

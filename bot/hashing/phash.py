@@ -2,10 +2,12 @@
 
 `imagehash.phash` reduces the greyscale image to 32x32 (Pillow's LANCZOS), takes
 scipy.fftpack's DCT-II of the pixels along each axis, keeps the top-left 8x8 coefficients
-and sets a bit for each one above their median. The same here, with only the coefficients kept
-computed, as sums and differences of pixels folded first and cosine products last: the hash
-is imagehash's bit for bit (tests/unit/test_phash.py compares them on generated images),
-and the hashing workers no longer import scipy (~0.8 s on the first pHash).
+and sets a bit for each one above their median. The same here, computing only the
+coefficients kept, sums and differences of pixels first and cosine products last: the
+hash is imagehash's bit for bit (tests/unit/test_phash.py compares them on generated
+images), and the hashing workers no longer import scipy (~0.8 s on the first pHash).
+The reduction stays Pillow's: imagehash's bits depend on it, and its order of passes
+changes between Pillow versions.
 
 Where the two could differ: a coefficient within floating point rounding of the median,
 which needs the two middle coefficients to be within rounding of each other. Exact ties
