@@ -1,30 +1,25 @@
-"""How fast modbot hashes images, against the naive full-decode PDQ, on one core.
+"""What hashing an image costs through the hashing sandbox, against the floor, in one run.
 
-    python bench/bench_hashing.py [--seconds N]
+    python bench/bench_hashing.py [--seconds 4] [--rounds 2] [--scan-files 12]
 
-Generates benign photo-like JPEGs (quality 90) in memory, then times each (mode, kind) in
-its own single-core subprocess — the images reach it through a pipe — so
-that each peak RSS figure belongs to one mode. Kinds:
+The floor is the work no implementation can skip: decoding the image at the scale PDQ
+needs (a JPEG drafted as bot/hashing/media.py drafts it, by libjpeg's DCT scaling; other
+formats in full) plus SHA-256, MD5 and SHA-1 of the bytes. Against it, in the same run:
 
-- 1 MP 1152x864, camera-like: drawn at half size, upscaled, sensor-like noise added
-- 12 MP 4000x3000, camera-like: drawn at 1/4 size, upscaled, sensor-like noise added (the
-  noise makes the file as large as a camera's, ~3.4 MB, and its entropy decode slow)
-- 12 MP 4000x3000, smooth: the same drawing upscaled without added noise (a smaller file,
-  as from a phone's denoising or a re-encoded picture): the entropy decode costs less
+- sandbox: `HashSandbox.hash` (bot/hashing/pool.py, one worker), every hash modbot
+  computes (sha256, md5, sha1, PDQ with its 8 exact rotations/flips, those of the trimmed
+  image when it has a border, pHash). CPU of this process and the worker together: what
+  the sandbox costs the machine, the socket and the JSON answer included.
+- in-process: `compute_hashes` called here, to show what the sandbox adds.
+- `modbot scan` per file, start-up excluded: the CPU of `python -m bot scan` (its whole
+  process tree) on --scan-files copies minus the same on one file, divided by the
+  difference.
 
-Modes:
-
-- modbot: bot.hashing.compute_hashes (sha256, md5, sha1, PDQ through bot.hashing.pdq with its 8
-  dihedral transforms, of the trimmed image too when it has a border, pHash; reduced decode)
-- naive:  Image.open(...).convert("RGB") -> numpy -> pdqhash.compute (PDQ only, full decode)
-- decode: only the reduced JPEG decode modbot starts with (draft to ~384-768 px, load):
-  the floor, as libjpeg still entropy-decodes every coefficient
-
-Rates are per CPU-second of the worker (user + system time), which stays meaningful on
-a shared machine; wall-clock rates are shown too. Peak RSS is the worker's VmHWM: its
-ru_maxrss would start from the parent's size, which Linux carries across fork and exec.
-
-Prints a Markdown table, and how far the fast PDQ lands from the full-decode PDQ.
+Images (benign, generated in memory; bench/bench_hashing.py's make_jpeg): 1 MP 1152x864
+and 12 MP 4000x3000 JPEGs (quality 90), camera-like (sensor-like noise: large files, a
+slow entropy decode) and smooth (no noise), and a 1 MP PNG for reference. Modes alternate
+by round (A B C, C B A, ...) so that a shared machine's drifting speed weighs on all
+alike; ratios are within the run. Prints Markdown tables and the machine's load.
 """
 
 from __future__ import annotations
@@ -35,30 +30,39 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # before numpy is imported, here and in the workers
 
 import argparse
+import asyncio
+import ctypes
+import hashlib
 import io
-import json
-import pickle
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-# label -> (size, sensor-like noise added)
-KINDS = {
-    "1 MP 1152x864": ((1152, 864), True),
-    "12 MP 4000x3000 camera-like": ((4000, 3000), True),
-    "12 MP 4000x3000 smooth": ((4000, 3000), False),
-}
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
+
+MB = 1024 * 1024
+_PR_SET_CHILD_SUBREAPER = 36
 IMAGES_PER_KIND = 4
-MODES = ("modbot", "naive", "decode")
+# label -> (size, sensor-like noise added, format)
+KINDS = {
+    "1 MP camera-like JPEG": ((1152, 864), True, "JPEG"),
+    "1 MP smooth JPEG": ((1152, 864), False, "JPEG"),
+    "12 MP camera-like JPEG": ((4000, 3000), True, "JPEG"),
+    "12 MP smooth JPEG": ((4000, 3000), False, "JPEG"),
+    "1 MP PNG (reference)": ((1152, 864), False, "PNG"),
+}
+MODES = ("floor", "sandbox", "in-process")
 
 
-def make_jpeg(seed: int, size: tuple[int, int], noise: bool = True) -> bytes:
-    """A photo-like JPEG: detail drawn at 1/4 (12 MP) or 1/2 (1 MP) scale, upscaled, then
+def make_jpeg(seed: int, size: tuple[int, int], noise: bool = True, fmt: str = "JPEG") -> bytes:
+    """A photo-like image: detail drawn at 1/4 (12 MP) or 1/2 (1 MP) scale, upscaled, then
     (with `noise`) sensor-like noise at full size so the file is as large as a camera's
-    (quality 90)."""
+    (JPEG quality 90)."""
     import numpy as np
     from PIL import Image
 
@@ -67,15 +71,28 @@ def make_jpeg(seed: int, size: tuple[int, int], noise: bool = True) -> bytes:
     w, h = size
     shrink = 4 if w * h > 4_000_000 else 2
     img = make_photo(seed, (w // shrink, h // shrink)).resize(size, Image.Resampling.BICUBIC)
-    if not noise:
-        return encode(img, "JPEG", quality=90)
-    rng = np.random.default_rng(seed)
-    noise = rng.standard_normal((h, w, 1), dtype=np.float32) * 5
-    pixels = np.clip(np.asarray(img, dtype=np.float32) + noise, 0, 255).astype(np.uint8)
-    return encode(Image.fromarray(pixels, "RGB"), "JPEG", quality=90)
+    if noise:
+        rng = np.random.default_rng(seed)
+        grain = rng.standard_normal((h, w, 1), dtype=np.float32) * 5
+        img = Image.fromarray(np.clip(np.asarray(img, dtype=np.float32) + grain, 0, 255).astype(np.uint8), "RGB")
+    return encode(img, fmt, quality=90) if fmt == "JPEG" else encode(img, fmt)
+
+
+def floor(data: bytes) -> object:
+    """Decode at the scale perceptual hashing decodes at, and the three cryptographic hashes."""
+    from PIL import Image
+
+    from bot.hashing.media import draft_size
+
+    img = Image.open(io.BytesIO(data))
+    if img.format == "JPEG":
+        img.draft("RGB", draft_size(*img.size))
+    img.load()
+    return img, hashlib.sha256(data).digest(), hashlib.md5(data).digest(), hashlib.sha1(data).digest()
 
 
 def naive_pdq(data: bytes) -> str:
+    """PDQ of the full-size decode by the reference implementation (pdqhash)."""
     import numpy as np
     import pdqhash
     from PIL import Image
@@ -84,108 +101,132 @@ def naive_pdq(data: bytes) -> str:
     return np.packbits(bits.astype(np.uint8)).tobytes().hex()
 
 
-def reduced_decode(data: bytes) -> object:
-    from PIL import Image
-
-    from bot.hashing import REDUCED_SIDE
-
-    img = Image.open(io.BytesIO(data))
-    w, h = img.size
-    wanted = REDUCED_SIDE * 3 // 4
-    img.draft("RGB", (w * wanted // max(w, h), h * wanted // max(w, h)))
-    img.load()
-    return img
-
-
-def peak_rss_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes (all their threads), from /proc."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
 
 
-def worker(mode: str, seconds: float) -> None:
-    """Time `mode` over the images on stdin; print one JSON line."""
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {0})
-    images: list[bytes] = pickle.load(sys.stdin.buffer)
-    if mode == "modbot":
-        from bot.hashing import compute_hashes
+async def rates(seconds: float, rounds: int) -> dict[tuple[str, str], float]:
+    """CPU ms per image for each (kind, mode)."""
+    from bot.hashing import compute_hashes
+    from bot.hashing.pool import HashSandbox
 
-        def run(data: bytes) -> object:
-            return compute_hashes(data)
-    elif mode == "naive":
-        run = naive_pdq
-    else:
-        run = reduced_decode
+    totals: dict[tuple[str, str], list[float]] = {}
+    async with HashSandbox(workers=1, memory_bytes=256 * MB, cpu_seconds=10, nice=0) as sandbox:
+        for label, (size, noise, fmt) in KINDS.items():
+            images = [make_jpeg(seed, size, noise, fmt) for seed in range(IMAGES_PER_KIND)]
+            runs: dict[str, Callable[[bytes], object]] = {"floor": floor, "in-process": compute_hashes}
+            for r in range(rounds):
+                for mode in MODES if r % 2 == 0 else MODES[::-1]:
+                    pids = [os.getpid(), *sandbox.pids]
+                    await sandbox.hash(images[0]) if mode == "sandbox" else runs[mode](images[0])  # warm
+                    done, cpu0, stop = 0, _cpu_seconds(pids), time.perf_counter() + seconds / rounds
+                    while time.perf_counter() < stop or done < len(images):
+                        data = images[done % len(images)]
+                        await sandbox.hash(data) if mode == "sandbox" else runs[mode](data)
+                        done += 1
+                    total = totals.setdefault((label, mode), [0, 0.0])
+                    total[0] += done
+                    total[1] += _cpu_seconds(pids) - cpu0
+            totals[(label, "MB")] = [1, sum(map(len, images)) / len(images) / 1e6]
+            from bot.hashing import hamming
 
-    run(images[0])  # warm up: imports, lazy plugin registration
-    done, wall0, cpu0 = 0, time.perf_counter(), time.process_time()
-    while True:
-        run(images[done % len(images)])
-        done += 1
-        wall = time.perf_counter() - wall0
-        if wall >= seconds and done >= len(images):
-            break
-    cpu = time.process_time() - cpu0
-    print(json.dumps({"images": done, "wall": wall, "cpu": cpu, "peak_rss_mb": peak_rss_mb()}))
+            d = [hamming(compute_hashes(data).pdq or "", naive_pdq(data)) for data in images]
+            totals[(label, "pdq distance")] = [1, sum(d) / len(d)]
+            totals[(label, "pdq max")] = [1, max(d)]
+    return {key: 1000 * cpu / n if key[1] in MODES else cpu for key, (n, cpu) in totals.items()}
 
 
-def measure(mode: str, images: list[bytes], seconds: float) -> dict[str, float]:
-    result = subprocess.run(
-        [sys.executable, __file__, "--worker", mode, "--seconds", str(seconds)],
-        input=pickle.dumps(images),
-        capture_output=True,
-        check=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    return json.loads(result.stdout.decode().strip().splitlines()[-1])
+def scan_per_file(count: int, rounds: int) -> dict[str, float]:
+    """CPU ms per file of `python -m bot scan`, start-up excluded, for each kind: the CPU of
+    the whole process tree (the command, its fork server and hashing worker) on `count`
+    files, minus the same on one file, divided by the difference. This process makes itself
+    the subreaper of that tree, so the fork server and worker, which outlive the command by
+    a moment, are reaped here and their CPU time counted (RUSAGE_CHILDREN)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:
+        for label, (size, noise, fmt) in KINDS.items():
+            images = [make_jpeg(seed, size, noise, fmt) for seed in range(IMAGES_PER_KIND)]
+            files = []
+            for i in range(count):
+                path = Path(tmp) / f"{len(out)}-{i}.{fmt.lower()}"
+                path.write_bytes(images[i % len(images)])
+                files.append(str(path))
+            cpu = {1: 0.0, count: 0.0}
+            for r in range(rounds):
+                for n in (1, count) if r % 2 == 0 else (count, 1):
+                    cpu[n] += _tree_cpu([sys.executable, "-m", "bot", "scan", *files[:n]])
+            out[label] = 1000 * (cpu[count] - cpu[1]) / rounds / (count - 1)
+    return out
+
+
+def _tree_cpu(command: list[str]) -> float:
+    """User + system CPU seconds of `command` and every process it started."""
+    ours = _children()  # this process's own sandbox: not to be waited for
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "PYTHONPATH": str(REPO)})
+    while orphans := _children() - ours:  # the command's fork server and resource tracker,
+        for pid in orphans:  # which exit once it has
+            os.waitpid(pid, 0)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+
+def _children() -> set[int]:
+    """The ids of this process's children (orphans adopted as their subreaper included)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                        found.add(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="time per mode and size")
-    parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=4.0, help="CPU-bound seconds per kind and mode")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds each mode is split into")
+    parser.add_argument("--scan-files", type=int, default=40, help="files per `modbot scan` run (0: skip)")
     args = parser.parse_args()
-    if args.worker:
-        worker(args.worker, args.seconds)
-        return
 
-    sys.path.insert(0, str(REPO))
-    from bot.hashing import compute_hashes, hamming
-
-    rows, distances = [], []
-    for label, (size, noise) in KINDS.items():
-        images = [make_jpeg(seed, size, noise) for seed in range(IMAGES_PER_KIND)]
-        mean_mb = sum(map(len, images)) / len(images) / 1e6
-        for mode in MODES:
-            r = measure(mode, images, args.seconds)
-            rate = r["images"] / r["cpu"]
-            rows.append(
-                f"| {mode} | {label} ({mean_mb:.2f} MB) | {rate:.1f} "
-                f"| {1000 / rate:.1f} | {r['images'] / r['wall']:.1f} | {r['peak_rss_mb']:.0f} |"
-            )
-        d = [hamming(compute_hashes(data).pdq or "", naive_pdq(data)) for data in images]
-        distances.append(
-            f"- {label}: PDQ distance fast vs naive over {len(d)} images: "
-            f"mean {sum(d) / len(d):.1f}, max {max(d)} bits"
-        )
+    load_before = os.getloadavg()
+    ms = asyncio.run(rates(args.seconds, args.rounds))
+    scan = scan_per_file(args.scan_files, args.rounds) if args.scan_files > 1 else {}
+    load_after = os.getloadavg()
 
     cpu = next(
         (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
          if line.startswith("model name")),
         "unknown CPU",
     ) if Path("/proc/cpuinfo").exists() else "unknown CPU"
-    print(f"One core of {cpu}; JPEG quality 90; {args.seconds:g} s per row.\n")
-    print("| mode | JPEG | images/s (CPU) | ms/image (CPU) | images/s (wall) | peak RSS MB |")
-    print("|---|---|---:|---:|---:|---:|")
-    print("\n".join(rows))
-    print()
-    print("\n".join(distances))
+    print(f"{cpu}; {args.seconds:g} s per kind and mode in {args.rounds} rounds; "
+          f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after.\n")
+    print("CPU ms per image (sandbox: this process and the worker together); ratios to the floor:\n")
+    print("| image | MB | floor | sandbox | in-process | sandbox / floor | in-process / floor "
+          "| `modbot scan` per file | scan / floor | PDQ vs full decode: mean / max bits |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label in KINDS:
+        f, s, i = ms[(label, "floor")], ms[(label, "sandbox")], ms[(label, "in-process")]
+        sc = scan.get(label)
+        scan_cells = f"{sc:.1f} | {sc / f:.2f}x" if sc is not None else "- | -"
+        print(f"| {label} | {ms[(label, 'MB')]:.2f} | {f:.1f} | {s:.1f} | {i:.1f} | **{s / f:.2f}x** | {i / f:.2f}x "
+              f"| {scan_cells} | {ms[(label, 'pdq distance')]:.1f} / {ms[(label, 'pdq max')]:.0f} |")
 
 
 if __name__ == "__main__":

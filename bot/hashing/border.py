@@ -34,6 +34,16 @@ def trim_box(img: Image.Image) -> tuple[int, int, int, int]:
     """The (left, top, right, bottom) box `trim_uniform_border` crops `img` to."""
     rgb = img if img.mode == "RGB" else img.convert("RGB")
     w, h = rgb.size
+    if w >= 4 and h >= 4 and not any(map(_uniform, _edges(rgb))):
+        # Most images: no edge line is uniform, so no band starts (what _bands would find
+        # after reading the first few lines at each end, for ~60% of the cost).
+        return 0, 0, w, h
+    return scanned_box(rgb)
+
+
+def scanned_box(rgb: Image.Image) -> tuple[int, int, int, int]:
+    """trim_box's answer for an RGB image, found by reading lines from each end."""
+    w, h = rgb.size
     top, bottom = _bands(rgb, (0, 0, w, h), columns=False)
     left, right = _bands(rgb, (0, top, w, h - bottom), columns=True)
     if (left or right) and not (top or bottom):
@@ -98,6 +108,22 @@ def _band_width(read: Callable[[int, int], np.ndarray], limit: int) -> int:
         width += len(chunk)
         step *= 2
     return width
+
+
+def _edges(rgb: Image.Image) -> list[np.ndarray]:
+    """The first and last rows and columns of `rgb`, each as pixels x 3."""
+    w, h = rgb.size
+    boxes = ((0, 0, w, 1), (0, h - 1, w, h), (0, 0, 1, h), (w - 1, 0, w, h))
+    return [np.asarray(rgb.crop(box)).reshape(-1, 3) for box in boxes]
+
+
+def _uniform(line: np.ndarray) -> bool:
+    """Whether `line` (pixels x 3) is uniform as _band_width judges its first line."""
+    colour = _median_colour(line)
+    low = np.maximum(colour - _BAND_TOLERANCE, 0)
+    span = (np.minimum(colour + _BAND_TOLERANCE, 255) - low).astype(np.uint8)
+    near = ((line - low.astype(np.uint8)) <= span).all(axis=1)
+    return bool(np.count_nonzero(near) / len(line) >= _BAND_FRACTION)
 
 
 def _median_colour(line: np.ndarray) -> np.ndarray:

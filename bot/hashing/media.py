@@ -22,7 +22,6 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 
-import imagehash
 import numpy as np
 from PIL import Image, ImageFile
 
@@ -30,6 +29,7 @@ from . import pdq
 from bot.model import Hashes
 
 from .border import trim_box
+from .phash import phash
 from .limits import WEBP_DECODER_BYTES_PER_PIXEL, MediaLimits, decoded_bytes, identify, jpeg_scans, webp_size
 from .video import add_video_hashes, video_format
 
@@ -196,8 +196,8 @@ def crops_within(data: bytes, fractions: Sequence[float], limits: MediaLimits, m
 
 def warm_up() -> None:
     """Hash a small generated JPEG once, so that what the first hash would pay for happens
-    now: imagehash imports scipy on its first pHash (~0.8 s), Pillow registers its format
-    plugins, numpy's BLAS starts. Call it at start-up, before the first event."""
+    now: Pillow registers its format plugins, numpy's BLAS starts. Call it at start-up,
+    before the first event."""
     ramp = np.add.outer(np.arange(48), np.arange(64) * 2).astype(np.uint8)
     rgb = Image.fromarray(np.stack([ramp, ramp[::-1], ramp[:, ::-1]], axis=-1), "RGB")
     out = io.BytesIO()
@@ -283,12 +283,7 @@ def _decode(img: ImageFile.ImageFile, data: bytes, limits: MediaLimits) -> Image
         scans = jpeg_scans(data)
         if scans > limits.max_jpeg_scans:
             raise _Unhashable(f"too many JPEG scans: {scans} exceeds the limit of {limits.max_jpeg_scans}")
-        # DCT scaling: libjpeg decodes at 1/2, 1/4 or 1/8 scale, the smallest that keeps
-        # the long side at least 3/4 of REDUCED_SIDE (4000x3000 -> 500x375). Entropy
-        # decoding still reads every coefficient, so this is the dominant cost.
-        long_side = max(width, height)
-        wanted = REDUCED_SIDE * 3 // 4
-        img.draft("RGB", (max(1, width * wanted // long_side), max(1, height * wanted // long_side)))
+        img.draft("RGB", draft_size(width, height))
     needed = decoded_bytes(img, (width, height))
     if needed > limits.max_decoded_bytes:
         raise _Unhashable(
@@ -296,6 +291,19 @@ def _decode(img: ImageFile.ImageFile, data: bytes, limits: MediaLimits) -> Image
             f"over the limit of {limits.max_decoded_bytes}"
         )
     return _reduced_rgb(img)
+
+
+def draft_size(width: int, height: int) -> tuple[int, int]:
+    """The size a JPEG of `width` x `height` is drafted to (Image.draft's request).
+
+    DCT scaling: libjpeg decodes at 1/2, 1/4 or 1/8 scale, the smallest that keeps the
+    long side at least 3/4 of REDUCED_SIDE (4000x3000 -> 500x375). Entropy decoding still
+    reads every coefficient, so this is the dominant cost. Smaller scales move PDQ too far
+    from the full-size decode's (bench/bench_draft.py: at 1/4 of this side the mean
+    distance doubles)."""
+    long_side = max(width, height)
+    wanted = REDUCED_SIDE * 3 // 4
+    return max(1, width * wanted // long_side), max(1, height * wanted // long_side)
 
 
 def _python_decoder(img: ImageFile.ImageFile) -> str | None:
@@ -396,7 +404,7 @@ def _add_perceptual(hashes: Hashes, rgb: Image.Image) -> Hashes:
         hashes,
         pdq=queries[0],  # the untransformed image
         pdq_quality=quality,
-        phash=str(imagehash.phash(rgb)),
+        phash=phash(rgb),
         pdq_queries=tuple(dict.fromkeys(queries)),
     )
 

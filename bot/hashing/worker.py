@@ -1,7 +1,7 @@
 """The hashing worker: a process that decodes and hashes media under memory and CPU limits.
 
 Started by bot/hashing/pool.py from multiprocessing's fork server, which imported this
-module (and so numpy, Pillow, scipy) once: a new worker is a fork of an idle,
+module (and so numpy and Pillow) once: a new worker is a fork of an idle,
 single-threaded process, ready in milliseconds. Each worker confines itself before its
 first job:
 
@@ -28,8 +28,6 @@ import resource
 import socket
 import struct
 from dataclasses import asdict, dataclass
-
-import scipy.fftpack  # noqa: F401  imagehash imports it on the first pHash: pay it in the fork server
 
 from .fitting import FitSpec, fit_image
 from .limits import MediaLimits

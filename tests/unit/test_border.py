@@ -1,0 +1,46 @@
+"""bot/hashing/border.py: the quick look at the four edge lines gives the box the full
+scan gives, on images with and without borders."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bot.hashing.border import scanned_box, trim_box
+from images import make_photo
+
+
+def _bordered(seed: int) -> Image.Image:
+    """A photo with bands of a random colour on a random subset of its sides (sometimes a
+    single line, sometimes none), JPEG-compressed half of the time."""
+    rng = np.random.default_rng(seed)
+    photo = make_photo(seed, ((320, 240), (240, 320), (97, 61), (6, 5))[seed % 4])
+    w, h = photo.size
+    sides = rng.integers(0, 2, 4) * rng.integers(1, max(2, min(w, h) // 4), 4)
+    if seed % 5 == 0:
+        sides = np.array([1, 0, 0, 0])  # one uniform line, too thin to be a band
+    left, top, right, bottom = (int(v) for v in sides)
+    colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+    out = Image.new("RGB", (w + left + right, h + top + bottom), colour)
+    out.paste(photo, (left, top))
+    if seed % 2:
+        buffer = io.BytesIO()
+        out.save(buffer, "JPEG", quality=80)
+        out = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_trim_box_equals_the_full_scan(seed: int) -> None:
+    img = _bordered(seed)
+
+    assert trim_box(img) == scanned_box(img)
+
+
+def test_the_quick_look_answers_for_a_photo_without_border() -> None:
+    img = make_photo(3, (320, 240))
+
+    assert trim_box(img) == scanned_box(img) == (0, 0, 320, 240)

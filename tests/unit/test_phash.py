@@ -1,0 +1,75 @@
+"""pHash computed with numpy (bot/hashing/phash.py) is imagehash's, bit for bit.
+
+imagehash (and scipy under it) is a test dependency only: it is the reference here.
+"""
+
+from __future__ import annotations
+
+import imagehash
+import numpy as np
+import pytest
+from PIL import Image
+
+from bot.hashing.phash import phash
+from images import make_photo
+
+SIZES = ((576, 432), (432, 576), (500, 375), (300, 200), (64, 48), (33, 31), (8, 8), (1, 5))
+
+
+def _generated() -> list[Image.Image]:
+    """Photo-like images of many sizes, their greyscale, mirrored and noisy versions."""
+    images = []
+    for seed in range(60):
+        img = make_photo(seed, SIZES[seed % len(SIZES)])
+        images.append(img)
+        if seed % 3 == 0:
+            images.append(img.convert("L"))
+        if seed % 3 == 1:
+            images.append(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+        if seed % 3 == 2:
+            rng = np.random.default_rng(seed)
+            noise = rng.integers(0, 256, (img.height, img.width, 3), dtype=np.uint8)
+            images.append(Image.fromarray(noise, "RGB"))
+    return images
+
+
+def _structured() -> dict[str, Image.Image]:
+    """Images whose DCT has exact zeros, so that the median falls on a tie: flat, graded
+    along one axis, mirror-symmetric, periodic."""
+    rng = np.random.default_rng(7)
+    half = rng.integers(0, 256, (60, 50), dtype=np.uint8)
+    mirrored = np.hstack([half, half[:, ::-1]])
+    ramp = np.add.outer(np.arange(80), np.zeros(100)).astype(np.uint8)
+    return {
+        "black": Image.new("RGB", (100, 80), (0, 0, 0)),
+        "white": Image.new("RGB", (100, 80), (255, 255, 255)),
+        "flat colour": Image.new("RGB", (64, 64), (128, 50, 30)),
+        "vertical ramp": Image.fromarray(ramp, "L"),
+        "horizontal ramp": Image.fromarray(np.ascontiguousarray(ramp.T), "L"),
+        "mirrored left to right": Image.fromarray(mirrored, "L"),
+        "mirrored upside down": Image.fromarray(np.vstack([half, half[::-1]]), "L"),
+        "mirrored both ways": Image.fromarray(np.vstack([mirrored, mirrored[::-1]]), "L"),
+        "checkerboard": Image.fromarray((np.indices((64, 64)).sum(0) // 8 % 2 * 255).astype(np.uint8), "L"),
+    }
+
+
+def test_phash_equals_imagehash_on_generated_images() -> None:
+    images = _generated()
+
+    differing = [i for i, img in enumerate(images) if phash(img) != str(imagehash.phash(img))]
+
+    assert len(images) == 120
+    assert differing == []
+
+
+@pytest.mark.parametrize("name", list(_structured()))
+def test_phash_equals_imagehash_where_coefficients_tie(name: str) -> None:
+    img = _structured()[name]
+
+    assert phash(img) == str(imagehash.phash(img))
+
+
+def test_phash_is_sixteen_hex_digits_of_the_8x8_bits() -> None:
+    h = phash(make_photo(3, (200, 150)))
+
+    assert len(h) == 16 and int(h, 16) >= 0
