@@ -126,7 +126,10 @@ def test_generate_registration_replaces_the_placeholder_tokens(
     block = yaml.safe_load(out[out.index("modules:"):out.index("Next:")])
     assert block["modules"][0]["module"] == "synapse_http_antispam.HTTPAntispam"
     assert block["modules"][0]["config"]["authorization"] == secret
-    assert block["modules"][0]["config"]["enabled_callbacks"] == ["check_event_for_spam"]
+    # Joins are checked too (presend.check_joins, on by default), and fail open: the module
+    # would otherwise refuse every join while modbot is down.
+    assert block["modules"][0]["config"]["enabled_callbacks"] == ["check_event_for_spam", "user_may_join_room"]
+    assert block["modules"][0]["config"]["fail_open"]["user_may_join_room"] is True
 
     assert stat.S_IMODE(registration.stat().st_mode) == 0o600
     reg = yaml.safe_load(registration.read_text())
