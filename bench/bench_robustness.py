@@ -335,6 +335,29 @@ def make_screenshot(seed: int, size: tuple[int, int]) -> Image.Image:
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
 
 
+
+def make_dark(seed: int, size: tuple[int, int]) -> Image.Image:
+    """An underexposed indoor photo: a room lit by one lamp, most of it in deep shadow.
+
+    A portrait-like scene through a steep tone curve (shadows crushed, as a phone does at
+    low light), a warm pool of light with a soft edge, heavy smoothing (the phone's noise
+    reduction) and chroma-free sensor noise on top."""
+    rng = _rng("dark", seed)
+    w, h = size
+    scene = np.asarray(make_portrait(seed + 70_000, size), dtype=np.float32) / 255
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    lx, ly = rng.uniform(0.1, 0.9) * w, rng.uniform(0.1, 0.6) * h
+    reach = rng.uniform(0.25, 0.6) * max(w, h)
+    lamp = np.exp(-((xx - lx) ** 2 + (yy - ly) ** 2) / (2 * reach * reach))[..., None]
+    light = rng.uniform(0.06, 0.15) + rng.uniform(0.4, 0.9) * lamp
+    warm = np.array([1.0, rng.uniform(0.75, 0.9), rng.uniform(0.45, 0.7)], dtype=np.float32)
+    pixels = 255 * (scene * light * warm) ** rng.uniform(1.2, 1.6)
+    img = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+    img = img.filter(ImageFilter.GaussianBlur(max(w, h) / rng.uniform(250, 500)))
+    grain = rng.normal(0, rng.uniform(1.5, 3.5), (h, w, 1))
+    return Image.fromarray(np.clip(np.asarray(img, dtype=np.float32) + grain, 0, 255).astype(np.uint8), "RGB")
+
+
 GENERATORS: dict[str, Callable[[int, tuple[int, int]], Image.Image]] = {
     "photo": make_photo,
     "landscape": make_landscape,
@@ -345,6 +368,7 @@ GENERATORS: dict[str, Callable[[int, tuple[int, int]], Image.Image]] = {
     "night": make_night,
     "screenshot": make_screenshot,
     "plain": make_plain,
+    "dark": make_dark,
 }
 # Plain images (flat colours, gradients, text): unrelated images only.
 UNRELATED_ONLY = frozenset({"plain"})
