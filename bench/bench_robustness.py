@@ -10,9 +10,10 @@ Corpus, all benign and built in memory:
   those that load without a download), and images from eight generators — bot.demo.samples'
   photo-like shapes, landscapes, fractal textures, Voronoi mosaics, portrait-like
   layouts (a head and shoulders on a background: many share that layout, a hard case
-  for false matches), and three smooth or dark kinds whose PDQ quality is mostly under
+  for false matches), and four smooth or dark kinds whose PDQ quality is mostly under
   50: wallpapers (gradients, waves, soft blobs), night photos, app screenshots with flat
-  panels. Originals are JPEG q90 (generated) or PNG (scikit-image). All are listed,
+  panels, underexposed indoor photos (a portrait-like room lit by one lamp, shadows
+  crushed, smoothed by noise reduction: mean luma ~10-30). Originals are JPEG q90 (generated) or PNG (scikit-image). All are listed,
   whatever their quality; "smooth" means a provider PDQ quality under 50.
 - unrelated: other seeds of the same five generators, and plain images (flat colours,
   gradients, text screenshots, slides), each posted through one of the edits in turn (so
@@ -32,7 +33,8 @@ real HashListClassifier on the real compute_hashes output, as the bot matches a 
   called on each original): SHA-256, MD5, PDQ, pHash and the PDQ of central crops.
 
 Prints the old quality cliff (pdq_min_quality 50) against the quality rule of
-bot/classify/pdqrule.py (the default) per edit, for textured and smooth images, and by
+bot/classify/pdqrule.py (the default) per edit, for textured and smooth images; per
+family, the cliff, the previous session's rule and the current one; and by
 the query's quality how near copies and unrelated images come; then a Markdown table (edit x mode -> share of copies matched to their own image, with
 the images missed), the false matches per mode (unrelated images matched, and copies
 matched to another known image), and distance statistics: copies to their own PDQ
@@ -51,12 +53,13 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # before numpy is imported, here and in the workers
 
 import argparse
+import contextlib
 import importlib.util
 import resource
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +71,9 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import bot.classify.hashlist as hashlist_module  # noqa: E402
 from bot.classify.hashlist import HashListClassifier  # noqa: E402
+from bot.classify.pdqrule import PdqBounds  # noqa: E402
 from bot.classify.pdqrule import FULL_QUALITY  # noqa: E402
 from bot.lists.loaded import LoadedList, Thresholds  # noqa: E402
 from bot.config import Config, HashlistSettings  # noqa: E402
@@ -335,6 +340,29 @@ def make_screenshot(seed: int, size: tuple[int, int]) -> Image.Image:
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
 
 
+
+def make_dark(seed: int, size: tuple[int, int]) -> Image.Image:
+    """An underexposed indoor photo: a room lit by one lamp, most of it in deep shadow.
+
+    A portrait-like scene through a steep tone curve (shadows crushed, as a phone does at
+    low light), a warm pool of light with a soft edge, heavy smoothing (the phone's noise
+    reduction) and chroma-free sensor noise on top."""
+    rng = _rng("dark", seed)
+    w, h = size
+    scene = np.asarray(make_portrait(seed + 70_000, size), dtype=np.float32) / 255
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    lx, ly = rng.uniform(0.1, 0.9) * w, rng.uniform(0.1, 0.6) * h
+    reach = rng.uniform(0.25, 0.6) * max(w, h)
+    lamp = np.exp(-((xx - lx) ** 2 + (yy - ly) ** 2) / (2 * reach * reach))[..., None]
+    light = rng.uniform(0.06, 0.15) + rng.uniform(0.4, 0.9) * lamp
+    warm = np.array([1.0, rng.uniform(0.75, 0.9), rng.uniform(0.45, 0.7)], dtype=np.float32)
+    pixels = 255 * (scene * light * warm) ** rng.uniform(1.2, 1.6)
+    img = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+    img = img.filter(ImageFilter.GaussianBlur(max(w, h) / rng.uniform(250, 500)))
+    grain = rng.normal(0, rng.uniform(1.5, 3.5), (h, w, 1))
+    return Image.fromarray(np.clip(np.asarray(img, dtype=np.float32) + grain, 0, 255).astype(np.uint8), "RGB")
+
+
 GENERATORS: dict[str, Callable[[int, tuple[int, int]], Image.Image]] = {
     "photo": make_photo,
     "landscape": make_landscape,
@@ -345,6 +373,7 @@ GENERATORS: dict[str, Callable[[int, tuple[int, int]], Image.Image]] = {
     "night": make_night,
     "screenshot": make_screenshot,
     "plain": make_plain,
+    "dark": make_dark,
 }
 # Plain images (flat colours, gradients, text): unrelated images only.
 UNRELATED_ONLY = frozenset({"plain"})
@@ -636,6 +665,8 @@ def main() -> None:
         entries = {"provider": provider_entries(known), "add-image": add_image_entries(known, Path(tmp))}
     outcomes = {mode: evaluate(entries[mode], known, unrelated) for mode in MODES}
     cliff = {mode: evaluate(entries[mode], known, unrelated, min_quality=PDQ_MIN_QUALITY) for mode in MODES}
+    with _previous_rule():
+        previous = {mode: evaluate(entries[mode], known, unrelated) for mode in MODES}
 
     print("# Robustness of hash-list matching\n")
     makers = [g for g in GENERATORS if g not in UNRELATED_ONLY]
@@ -655,6 +686,7 @@ def main() -> None:
         print(f"- {mode} list: {counts[mode]}")
     print()
     _print_before_after(cliff, outcomes, known)
+    _print_families(cliff, previous, outcomes, known)
     _print_match_table(outcomes, known)
     _print_false_matches(outcomes)
     _print_low_quality_distances(known, unrelated, entries)
@@ -700,6 +732,65 @@ def _print_before_after(cliff: dict[str, Outcome], rule: dict[str, Outcome], kno
     for mode in MODES:
         print(f"| {mode} | {len({n for n, _, _ in cliff[mode].false})} | {len({n for n, _, _ in rule[mode].false})} "
               f"| {len(cliff[mode].cross)} | {len(rule[mode].cross)} |")
+    print()
+
+
+@contextlib.contextmanager
+def _previous_rule() -> Iterator[None]:
+    """The matching of the session before this rule (commit 69ddd49), for a before/after on
+    the same corpus: below quality 50, the as-decoded hash within 24 bits just under 50
+    down to 8 at 0 (linear), derived queries within 8; pHash matches unconfirmed."""
+
+    def bounds(threshold: int, quality: int | None, min_quality: int) -> PdqBounds:
+        if quality is None or quality < min_quality:
+            return PdqBounds(None, None)
+        if quality >= FULL_QUALITY:
+            return PdqBounds(threshold, threshold)
+        low = round(8 + 16 * min(1.0, max(0.0, quality / (FULL_QUALITY - 1))))
+        return PdqBounds(min(threshold, low), min(threshold, 8))
+
+    saved = hashlist_module.pdq_bounds, hashlist_module._confirmed_by_pdq
+    hashlist_module.pdq_bounds = bounds
+    hashlist_module._confirmed_by_pdq = lambda found, *_: found
+    try:
+        yield
+    finally:
+        hashlist_module.pdq_bounds, hashlist_module._confirmed_by_pdq = saved
+
+
+def _print_families(cliff: dict[str, Outcome], previous: dict[str, Outcome], rule: dict[str, Outcome],
+                    known: Sequence[Hashed]) -> None:
+    """Per family: the share of copies matched over the edits inside the goal."""
+    print("## Per family, edits inside the goal (%: cliff / previous rule / rule)\n")
+    print("previous rule: the bounds before this one (24 down to 8 under quality 50, derived 8; pHash "
+          "unconfirmed); rule: bot/classify/pdqrule.py now. smooth: known images of provider PDQ quality under 50.\n")
+    families = sorted({h.item.family for h in known})
+    print("| family | known | smooth | provider | add-image |")
+    print("| --- | ---: | ---: | --- | --- |")
+    groups = [(f, [h.item.family == f for h in known]) for f in families]
+    groups.append(("all smooth", [h.provider_quality < PDQ_MIN_QUALITY for h in known]))
+    groups.append(("all textured", [h.provider_quality >= PDQ_MIN_QUALITY for h in known]))
+    for name, members in groups:
+        cells = []
+        for mode in MODES:
+            goal = [e for e in rule[mode].matched if e not in OUTSIDE_GOAL[mode]]
+            shares = []
+            for o in (cliff[mode], previous[mode], rule[mode]):
+                flags = [ok for e in goal for ok, m in zip(o.matched[e], members) if m]
+                shares.append(_pct(flags))
+            cells.append(" / ".join(shares))
+        n = sum(members)
+        n_smooth = sum(1 for h, m in zip(known, members) if m and h.provider_quality < PDQ_MIN_QUALITY)
+        print(f"| {name} | {n} | {n_smooth} | {cells[0]} | {cells[1]} |")
+    print("\n| mode | unrelated matched: cliff / previous / rule | cross matches |")
+    print("| --- | --- | --- |")
+    for mode in MODES:
+        false = [str(len({n for n, _, _ in o.false})) for o in (cliff[mode], previous[mode], rule[mode])]
+        cross = [str(len(o.cross)) for o in (cliff[mode], previous[mode], rule[mode])]
+        print(f"| {mode} | {' / '.join(false)} | {' / '.join(cross)} |")
+    for mode in MODES:
+        for name, edit, label in previous[mode].false[:5]:
+            print(f"- previous rule, {mode}: unrelated {name} ({edit}) matched {label}")
     print()
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.classify.base import Classifier, ClassifierContext, ClassifierSetupError, MediaInput
-from bot.classify.pdqrule import FULL_QUALITY, pdq_bounds
+from bot.classify.pdqrule import FULL_QUALITY, PHASH_PDQ_CONFIRM, pdq_bounds
 from bot.classify.videomatch import video_verdicts
 from bot.hashing.pdq import DIHEDRAL
 from bot.lists.loaded import LoadedList, NearIndex, hex_matrix
@@ -84,7 +84,8 @@ class HashListClassifier(Classifier):
       (bot/classify/videomatch.py); the verdict names the entry, both shares and the frames.
     - pHash: `Hashes.phash` within the list's threshold; skipped when PDQ reported a
       quality under pdqrule.FULL_QUALITY or `pdq_min_quality`: pHash has no quality of its
-      own and near-uniform images match each other.
+      own and near-uniform images match each other. A pHash match of a label the list also
+      has PDQ entries for needs one of them within pdqrule.PHASH_PDQ_CONFIRM.
 
     EXACT is kept for cryptographic hashes (the same bytes); a perceptual match is NEAR even
     at distance 0, since different images can hash alike. Each (list, label) gives at most
@@ -215,11 +216,15 @@ class HashListClassifier(Classifier):
                     distance=0,
                     matched_hash=value,
                 )
+        pdq_query = next((q for q in queries if q.hash_type == "pdq"), None)
         for query in queries:
             index = lst.index.near.get(query.hash_type)
             if index is None:
                 continue
-            for row, query_no, distance in self._search(index, query, lst, hashes.pdq_quality):
+            found = list(self._search(index, query, lst, hashes.pdq_quality))
+            if query.hash_type == "phash" and found:
+                found = _confirmed_by_pdq(found, index, lst, pdq_query)
+            for row, query_no, distance in found:
                 as_decoded = query.original and query_no == 0
                 details: dict[str, Any] = {"query": "original" if as_decoded else "variant"}
                 if not as_decoded:
@@ -281,6 +286,23 @@ class HashListClassifier(Classifier):
             if bound is not None and len(matrix):
                 for row, query_no, distance in index.search(matrix, bound):
                     yield row, first + query_no, distance
+
+
+def _confirmed_by_pdq(
+    found: list[tuple[int, int, int]], index: NearIndex, lst: LoadedList, pdq_query: _Queries | None
+) -> list[tuple[int, int, int]]:
+    """The pHash matches that stand: those whose label has a PDQ entry in `lst` within
+    pdqrule.PHASH_PDQ_CONFIRM of a PDQ query, or no PDQ entry at all (see pdqrule)."""
+    pdq_index = lst.index.near.get("pdq")
+    if pdq_index is None or not len(pdq_index):
+        return found
+    ids = {name: i for i, name in enumerate(pdq_index.label_names)}
+    labels = {index.label_at(row) for row, _, _ in found}
+    with_pdq = {label for label in labels if label in ids and bool(np.any(pdq_index.label_ids == ids[label]))}
+    near: set[str] = set()
+    if with_pdq and pdq_query is not None:
+        near = {pdq_index.label_at(row) for row, _, _ in pdq_index.search(pdq_query.matrix, PHASH_PDQ_CONFIRM)}
+    return [m for m in found if index.label_at(m[0]) not in with_pdq or index.label_at(m[0]) in near]
 
 
 def _transform(hashes: Hashes, query: _Queries, query_no: int) -> str | None:

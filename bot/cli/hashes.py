@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from typing import TYPE_CHECKING
 
-from ..classify.pdqrule import DERIVED_LOW_BOUND, FULL_QUALITY, low_bound
+from ..classify.pdqrule import FULL_QUALITY, LOW_BOUND
 from ..config import Config
 from ..model import HASH_HEX_LENGTH, Hashes
 from .common import load
@@ -267,8 +267,8 @@ def explain(name: str, hashes: Hashes, lists: list[LoadedList], pdq_min_quality:
         quality = hashes.pdq_quality
         note = "" if quality is not None and quality >= pdq_min_quality else f" (below {pdq_min_quality}: perceptual hashes not matched)"
         if not note and quality is not None and quality < FULL_QUALITY:
-            note = (f" (under {FULL_QUALITY}: pdq matched within {low_bound(quality)} bits, its rotations/flips/trims"
-                    f" within {DERIVED_LOW_BOUND}, phash not matched)")
+            note = (f" (under {FULL_QUALITY}: pdq and its rotations/flips/trims matched within {LOW_BOUND} bits,"
+                    f" phash not matched)")
         lines.append(f"  pdq {hashes.pdq} quality {quality}{note}; {len(hashes.pdq_queries)} rotations/flips/trims tried")
         lines.append(f"  phash {hashes.phash}")
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageEnhance, ImageFilter
 
 from bot.classify.hashlist import HashListClassifier
 from bot.lists.loaded import LoadedList
@@ -102,3 +102,33 @@ def test_a_5_percent_crop_matches_only_through_the_crop_hashes(tmp_path: Path, s
 
     assert matched_labels(pdq, copy) == {"csam"}
     assert matched_labels(pdq[:1], copy) == set()  # the original's PDQ, as a provider lists it
+
+
+def smooth_image(seed: int) -> Image.Image:
+    """A dark, smooth picture (PDQ quality about 10): a generated photo blurred and at 15%
+    of its brightness, like a photo taken at night."""
+    return ImageEnhance.Brightness(make_photo(seed).filter(ImageFilter.GaussianBlur(6))).enhance(0.15)
+
+
+@pytest.mark.parametrize("seed", [21, 23, 24])
+def test_add_image_lists_the_crops_of_a_smooth_image_and_a_cropped_copy_matches(tmp_path: Path, seed: int) -> None:
+    # Crops under quality 50 are listed too (bot.cli.scan.CROP_MIN_QUALITY): a smooth copy
+    # cropped 5% matches its crop's entry within bot.classify.pdqrule.LOW_BOUND.
+    image = tmp_path / "dark.png"
+    image.write_bytes(encode(smooth_image(seed), "PNG"))
+    assert 0 < (compute_hashes(image.read_bytes()).pdq_quality or 0) < 50
+    add_images([image], make_config(tmp_path), "known", None)
+    pdq = [e for e in read_hash_list(tmp_path / "known.csv", "csam").entries if e.type == "pdq"]
+    assert len(pdq) == 1 + len(ADD_IMAGE_CROPS)
+
+    copy = compute_hashes(encode(centre_crop(smooth_image(seed), 0.95), "JPEG", quality=85))
+    assert matched_labels(pdq, copy) == {"csam"}
+    assert matched_labels(pdq[:1], copy) == set()  # the whole image's PDQ alone does not
+
+
+def test_add_image_leaves_out_the_crops_of_a_flat_image(tmp_path: Path) -> None:
+    # A flat image's PDQ (quality 0) is noise: its crops would be noise entries.
+    image = tmp_path / "flat.png"
+    image.write_bytes(encode(Image.new("RGB", (400, 300), (90, 120, 150)), "PNG"))
+    add_images([image], make_config(tmp_path), "known", None)
+    assert [e.type for e in read_hash_list(tmp_path / "known.csv", "csam").entries].count("pdq") <= 1

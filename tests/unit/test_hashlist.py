@@ -170,14 +170,11 @@ async def test_below_pdq_min_quality_perceptual_matching_is_skipped_but_not_exac
 
 @pytest.mark.parametrize(
     ("quality", "distance", "matches"),
-    [(49, 24, True), (49, 25, False), (30, 18, True), (30, 19, False), (10, 11, True), (10, 12, False), (0, 8, True),
-     (0, 9, False)],
+    [(49, 28, True), (49, 29, False), (30, 28, True), (30, 29, False), (0, 28, True), (0, 29, False), (50, 31, True)],
 )
-async def test_a_low_quality_hash_matches_within_a_bound_that_shrinks_with_its_quality(
-    quality: int, distance: int, matches: bool
-) -> None:
-    # Smooth images hash alike: below quality 50 the list's threshold (31) gives way to
-    # bot.classify.pdqrule's bound, 24 just under 50 down to 8 at 0.
+async def test_a_low_quality_hash_matches_within_the_low_quality_bound(quality: int, distance: int, matches: bool) -> None:
+    # Below quality 50 the list's threshold (31) gives way to bot.classify.pdqrule's
+    # LOW_BOUND (28), whatever the quality; from 50 on the threshold applies.
     m = media(pdq_quality=quality)
     lst = hash_list("l", ("pdq", flip_bits(m.hashes.pdq or "", distance)))
     verdicts = (await classify([lst], m)).verdicts
@@ -186,10 +183,8 @@ async def test_a_low_quality_hash_matches_within_a_bound_that_shrinks_with_its_q
     )
 
 
-@pytest.mark.parametrize(("distance", "matches"), [(8, True), (9, False)])
-async def test_derived_queries_of_a_low_quality_hash_are_held_to_the_strictest_bound(
-    distance: int, matches: bool
-) -> None:
+@pytest.mark.parametrize(("distance", "matches"), [(28, True), (29, False)])
+async def test_derived_queries_of_a_low_quality_hash_are_held_to_the_same_bound(distance: int, matches: bool) -> None:
     rotated = random_hex(64)
     m = media(pdq_quality=40, pdq_queries=(random_hex(64), rotated))
     lst = hash_list("l", ("pdq", flip_bits(rotated, distance)))
@@ -197,13 +192,12 @@ async def test_derived_queries_of_a_low_quality_hash_are_held_to_the_strictest_b
     assert [(v.distance, v.details["query"]) for v in verdicts] == ([(distance, "variant")] if matches else [])
 
 
-async def test_a_low_quality_hash_is_matched_by_its_own_bound_even_when_a_variant_is_nearer() -> None:
-    # The as-decoded hash at 20 (within 24) must not be hidden by a variant at 10 (over 8).
-    pdq = random_hex(64)
-    listed = flip_bits(pdq, 20)
-    m = media(pdq=pdq, pdq_quality=49, pdq_queries=(pdq, flip_bits(listed, 10)))
-    (verdict,) = (await classify([hash_list("l", ("pdq", listed))], m)).verdicts
-    assert (verdict.distance, verdict.details["query"]) == (20, "original")
+async def test_a_stricter_list_threshold_wins_over_the_low_quality_bound() -> None:
+    m = media(pdq_quality=20)
+    listed = flip_bits(m.hashes.pdq or "", 21)
+    strict = hash_list("strict", ("pdq", listed), thresholds=Thresholds(pdq=20))
+    loose = hash_list("loose", ("pdq", listed))
+    assert [v.list_name for v in (await classify([strict, loose], m)).verdicts] == ["loose"]
 
 
 async def test_phash_is_not_matched_below_quality_50() -> None:
@@ -218,7 +212,7 @@ async def test_a_later_frame_of_an_animation_matches_and_the_verdict_names_it() 
     assert (verdict.distance, verdict.details) == (31, {"query": "frame", "frame": 6, "query_hash": frame, "pdq_quality": 90})
 
 
-@pytest.mark.parametrize(("quality", "distance", "matches"), [(90, 31, True), (90, 32, False), (20, 15, True), (20, 16, False)])
+@pytest.mark.parametrize(("quality", "distance", "matches"), [(90, 31, True), (90, 32, False), (20, 28, True), (20, 29, False)])
 async def test_each_frame_is_held_to_the_bound_of_its_own_quality(quality: int, distance: int, matches: bool) -> None:
     frame = random_hex(64)
     m = media(pdq_quality=100, frame_pdqs=((1, frame, quality),))
@@ -247,6 +241,29 @@ async def test_phash_near_match(flipped: int, matches: bool) -> None:
     assert [(v.hash_type, v.distance, v.kind) for v in verdicts] == (
         [("phash", flipped, MatchKind.NEAR)] if matches else []
     )
+
+
+@pytest.mark.parametrize(("pdq_distance", "matches"), [(64, True), (65, False)])
+async def test_a_phash_match_needs_the_same_labels_pdq_nearby_when_the_list_has_one(
+    pdq_distance: int, matches: bool
+) -> None:
+    # Unrelated screenshots came within 8 bits of a listed pHash while their PDQ was
+    # 72+ bits away (bot.classify.pdqrule): the list's PDQ of that image must agree.
+    m = media()
+    lst = hash_list("l", ("phash", flip_bits(m.hashes.phash or "", 8)), ("pdq", flip_bits(m.hashes.pdq or "", pdq_distance)))
+    verdicts = (await classify([lst], m)).verdicts
+    assert [v.hash_type for v in verdicts] == (["phash"] if matches else [])
+
+
+async def test_a_phash_match_is_confirmed_by_its_own_label_only() -> None:
+    m = media()
+    other = HashEntry("pdq", m.hashes.pdq or "", "other")
+    lst = LoadedList.from_entries(
+        "l", [HashEntry("phash", m.hashes.phash or "", "csam"), HashEntry("pdq", flip_bits(m.hashes.pdq or "", 100), "csam"), other],
+        label="csam",
+    )
+    verdicts = (await classify([lst], m)).verdicts
+    assert [(v.label, v.hash_type) for v in verdicts] == [("other", "pdq")]
 
 
 async def test_phash_threshold_is_per_list() -> None:
