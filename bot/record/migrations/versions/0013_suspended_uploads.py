@@ -1,7 +1,7 @@
 """suspended uploads: users modbot suspended, whose new uploads it quarantines
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-11-30
 
 suspended_uploads: one row per user modbot suspended (bot/act/uploadwatch.py): since when,
@@ -13,8 +13,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = "0014"
-down_revision = "0013"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
