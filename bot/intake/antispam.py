@@ -158,14 +158,7 @@ class AntispamEndpoint:
             # A 64 KiB event parses in well under a millisecond: no thread needed.
             event = parse_offer(body, self.max_json_depth)
         except _Refused as refused:
-            self.counts.note("refused")
-            message = f"check_event_for_spam refused ({refused.status}): {refused}; the module's fail_open decided"
-            log.warning(message)
-            try:
-                await self._audit("refused", message)
-            except Exception:
-                log.exception("could not audit a refused pre-send check")
-            return web.Response(status=refused.status, text=str(refused))
+            return await self._refused("check_event_for_spam", refused)
         if self.checker is None:
             self.counts.note("not_ready")
             return web.Response(status=503, text="modbot is starting")
@@ -182,20 +175,25 @@ class AntispamEndpoint:
         try:
             user, room = parse_join(await self._body(request, MAX_JOIN_BODY))
         except _Refused as refused:
-            self.counts.note("refused")
-            message = f"user_may_join_room refused ({refused.status}): {refused}; the module's fail_open decided"
-            log.warning(message)
-            try:
-                await self._audit("refused", message)
-            except Exception:
-                log.exception("could not audit a refused join check")
-            return web.Response(status=refused.status, text=str(refused))
+            return await self._refused("user_may_join_room", refused)
         if self.joins is None:
             self.counts.note("not_ready")
             return web.Response(status=503, text="modbot is starting")
         if self.joins.check(user, room).allow:
             return web.json_response({})
         return web.json_response({"errcode": "M_FORBIDDEN", "error": REFUSED_JOIN}, status=403)
+
+    async def _refused(self, callback: str, refused: _Refused) -> web.Response:
+        """A request we will not read (too large, malformed): counted, audited, and answered in
+        plain text, so that the module's fail_open for `callback` decides."""
+        self.counts.note("refused")
+        message = f"{callback} refused ({refused.status}): {refused}; the module's fail_open decided"
+        log.warning(message)
+        try:
+            await self._audit("refused", message)
+        except Exception:
+            log.exception("could not audit a refused %s request", callback)
+        return web.Response(status=refused.status, text=str(refused))
 
     async def _other(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
