@@ -24,10 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.classify.base import Classifier, ClassifierContext, ClassifierSetupError, MediaInput
 from bot.classify.pdqrule import FULL_QUALITY, PHASH_PDQ_CONFIRM, pdq_bounds
+from bot.classify.smoothmatch import smooth_verdicts
 from bot.classify.videomatch import video_verdicts
 from bot.hashing.pdq import DIHEDRAL
 from bot.lists.loaded import LoadedList, NearIndex, hex_matrix
-from bot.model import CRYPTOGRAPHIC, Classification, Hashes, MatchKind, Verdict
+from bot.model import CRYPTOGRAPHIC, SIGNATURE_HASH_TYPE, Classification, Hashes, MatchKind, Verdict
 
 _EXACT_TYPES = CRYPTOGRAPHIC
 # Above this many perceptual entries a search takes over ~1 ms: it moves off the event loop.
@@ -172,7 +173,8 @@ class HashListClassifier(Classifier):
                 continue
             frame_verdicts = self._frame_verdicts(lst, frames, "second" if hashes.pdq is None else "frame")
             video = video_verdicts(self.name, lst, hashes)
-            for verdict in (*self._list_verdicts(lst, hashes, queries), *frame_verdicts, *video):
+            smooth = smooth_verdicts(self.name, lst, hashes, self.pdq_min_quality)
+            for verdict in (*self._list_verdicts(lst, hashes, queries), *frame_verdicts, *video, *smooth):
                 key = (list_no, verdict.label)
                 if key not in best or _rank(verdict) < _rank(best[key]):
                     best[key] = verdict
@@ -332,4 +334,6 @@ def _frames(hashes: Hashes) -> list[tuple[int, str, int, np.ndarray]]:
 
 
 def _rank(verdict: Verdict) -> tuple[int, int]:
-    return (0 if verdict.kind is MatchKind.EXACT else 1, verdict.distance or 0)
+    """Exact first, then hashes by distance; a signature (another unit) only when nothing else matched."""
+    kind = 0 if verdict.kind is MatchKind.EXACT else 2 if verdict.hash_type == SIGNATURE_HASH_TYPE else 1
+    return (kind, verdict.distance or 0)
