@@ -8,7 +8,8 @@ in well under a millisecond.
 
 The classifier reads its lists from a `ListSource` at each call, so a `bot.lists.registry.ListRegistry`
 can swap in reloaded lists while scans go on: a scan sees the old lists or the new ones,
-never a mix. An allowlist, when given, always wins: a verdict for allowlisted media, or
+never a mix. Smooth images (PDQ quality under 50) are also matched by their low-frequency
+signature against a list's `lowfreq` entries (bot/classify/smoothmatch.py). An allowlist, when given, always wins: a verdict for allowlisted media, or
 for an allowlisted list entry, is never returned.
 """
 
@@ -33,6 +34,8 @@ from bot.model import CRYPTOGRAPHIC, SIGNATURE_HASH_TYPE, Classification, Hashes
 _EXACT_TYPES = CRYPTOGRAPHIC
 # Above this many perceptual entries a search takes over ~1 ms: it moves off the event loop.
 _OFFLOAD_ROWS = 250_000
+# The same for low-frequency signatures (bot/lists/sigindex.py: ~2 ms at 10,000).
+_OFFLOAD_SIGNATURES = 5_000
 
 
 class ListSource(Protocol):
@@ -157,7 +160,9 @@ class HashListClassifier(Classifier):
 
     async def classify(self, media: MediaInput) -> Classification:
         lists = self.lists
-        if sum(len(i) for lst in lists if lst.enabled for i in lst.index.near.values()) > _OFFLOAD_ROWS:
+        rows = sum(len(i) for lst in lists if lst.enabled for i in lst.index.near.values())
+        signatures = sum(len(lst.index.signatures or ()) for lst in lists if lst.enabled)
+        if rows > _OFFLOAD_ROWS or signatures > _OFFLOAD_SIGNATURES:
             return await asyncio.to_thread(self.match, media.hashes, lists)
         return self.match(media.hashes, lists)
 

@@ -23,6 +23,7 @@ from bot.hashing import compute_hashes, hamming, smoothsig
 from bot.lists.columns import HashColumns, read_hash_columns
 from bot.lists.format import HashEntry, append_entries, read_hash_list
 from bot.lists.loaded import LoadedList
+from bot.lists.sigindex import SignatureEntry, SignatureIndex
 from bot.model import Hashes, Verdict
 
 
@@ -195,3 +196,27 @@ def test_turning_the_signature_is_turning_the_image() -> None:
     turned = [np.rot90(luma), np.rot90(luma, 2), np.rot90(luma, 3), np.flipud(luma), np.fliplr(luma), luma.T, np.rot90(luma, 2).T]
     for derived, image in zip(smoothsig.dihedral(original)[1:], turned):
         assert smoothsig.distance(derived, smoothsig.parse(smoothsig.signatures(np.ascontiguousarray(image))[0])) <= 1
+
+
+def test_the_index_finds_what_comparing_with_every_entry_finds() -> None:
+    rng = np.random.default_rng(7)
+    listed = [smoothsig.parse(compute_hashes(encode(wallpaper(seed), "PNG")).lowfreq[0]) for seed in range(6)]
+
+    def text(v: np.ndarray) -> str:
+        return np.rint(v / np.abs(v).max() * 127).astype(np.int8).tobytes().hex()
+
+    entries = [SignatureEntry(text(v), f"w{i}") for i, v in enumerate(listed)]
+    entries += [SignatureEntry(text(rng.normal(size=36)), "noise") for _ in range(500)]
+    index = SignatureIndex(entries)
+    query = smoothsig.dihedral(listed[3] + rng.normal(0, 0.02, 36).astype(np.float32))
+    query /= np.linalg.norm(query, axis=1, keepdims=True)
+    for bound in (5, 20, 300):
+        expected = []
+        for row, entry in enumerate(index.entries):
+            d = [smoothsig.distance(q, smoothsig.parse(entry.text)) for q in query]
+            if min(d) <= bound:
+                expected.append((row, int(np.argmin(d)), min(d)))
+        found = index.search(query, bound)
+        assert [(r, q) for r, q, _ in found] == [(r, q) for r, q, _ in expected]
+        assert all(abs(a[2] - b[2]) <= 1 for a, b in zip(found, expected))  # float32 against float64
+    assert [index.entries[r].label for r, _, _ in index.search(query, LOWFREQ_BOUND)] == ["w3"]
