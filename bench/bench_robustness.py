@@ -30,7 +30,8 @@ real HashListClassifier on the real compute_hashes output, as the bot matches a 
 - provider: the list holds what a hash provider ships — SHA-256 of the original file and
   the PDQ of the original at full resolution (pdqhash.compute, no reduced decode).
 - add-image: the list holds what `modbot hashes add-image` writes (bot.cli.scan.add_images,
-  called on each original): SHA-256, MD5, PDQ, pHash and the PDQ of central crops.
+  called on each original): SHA-256, MD5, PDQ, pHash, the PDQ of central crops and the
+  low-frequency signature (`lowfreq`, matched under PDQ quality 50: bot/classify/smoothmatch.py).
 
 Prints the old quality cliff (pdq_min_quality 50) against the quality rule of
 bot/classify/pdqrule.py (the default) per edit, for textured and smooth images; per
