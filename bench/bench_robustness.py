@@ -30,7 +30,8 @@ real HashListClassifier on the real compute_hashes output, as the bot matches a 
 - provider: the list holds what a hash provider ships — SHA-256 of the original file and
   the PDQ of the original at full resolution (pdqhash.compute, no reduced decode).
 - add-image: the list holds what `modbot hashes add-image` writes (bot.cli.scan.add_images,
-  called on each original): SHA-256, MD5, PDQ, pHash and the PDQ of central crops.
+  called on each original): SHA-256, MD5, PDQ, pHash, the PDQ of central crops and the
+  low-frequency signature (`lowfreq`, matched under PDQ quality 50: bot/classify/smoothmatch.py).
 
 Prints the old quality cliff (pdq_min_quality 50) against the quality rule of
 bot/classify/pdqrule.py (the default) per edit, for textured and smooth images; per
@@ -72,6 +73,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import bot.classify.hashlist as hashlist_module  # noqa: E402
+import bot.classify.smoothmatch as smooth_module  # noqa: E402
 from bot.classify.hashlist import HashListClassifier  # noqa: E402
 from bot.classify.pdqrule import PdqBounds  # noqa: E402
 from bot.classify.pdqrule import FULL_QUALITY  # noqa: E402
@@ -739,7 +741,8 @@ def _print_before_after(cliff: dict[str, Outcome], rule: dict[str, Outcome], kno
 def _previous_rule() -> Iterator[None]:
     """The matching of the session before this rule (commit 69ddd49), for a before/after on
     the same corpus: below quality 50, the as-decoded hash within 24 bits just under 50
-    down to 8 at 0 (linear), derived queries within 8; pHash matches unconfirmed."""
+    down to 8 at 0 (linear), derived queries within 8; pHash matches unconfirmed; no
+    low-frequency signature (bot/classify/smoothmatch.py)."""
 
     def bounds(threshold: int, quality: int | None, min_quality: int) -> PdqBounds:
         if quality is None or quality < min_quality:
@@ -749,13 +752,14 @@ def _previous_rule() -> Iterator[None]:
         low = round(8 + 16 * min(1.0, max(0.0, quality / (FULL_QUALITY - 1))))
         return PdqBounds(min(threshold, low), min(threshold, 8))
 
-    saved = hashlist_module.pdq_bounds, hashlist_module._confirmed_by_pdq
+    saved = hashlist_module.pdq_bounds, hashlist_module._confirmed_by_pdq, smooth_module.lowfreq_bound
     hashlist_module.pdq_bounds = bounds
     hashlist_module._confirmed_by_pdq = lambda found, *_: found
+    smooth_module.lowfreq_bound = lambda *_: None
     try:
         yield
     finally:
-        hashlist_module.pdq_bounds, hashlist_module._confirmed_by_pdq = saved
+        hashlist_module.pdq_bounds, hashlist_module._confirmed_by_pdq, smooth_module.lowfreq_bound = saved
 
 
 def _print_families(cliff: dict[str, Outcome], previous: dict[str, Outcome], rule: dict[str, Outcome],

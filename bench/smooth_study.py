@@ -18,8 +18,8 @@ image): tens of MB for the default run, a few minutes of CPU per thousand images
 3. a low-frequency signature for add-image lists: the 6x6 lowest PDQ DCT coefficients
    (frequencies 1-6, DC excluded), normalised, compared by correlation with the query's
    eight turns and flips (sign changes and transposition of those coefficients); as
-   1000 x (1 - correlation). Not in modbot: a measurement of what a second, list-side
-   signal would buy.
+   1000 x (1 - correlation). The measurement behind modbot's `lowfreq` entries
+   (bot/hashing/smoothsig.py, bot/classify/smoothmatch.py), built since.
 
 Rotations here are of the 64x64 intermediate, not of the pixels (a few bits from what
 modbot computes on textured images; the same on smooth ones). add-image lists are

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
 
-HashType = Literal["sha256", "md5", "sha1", "pdq", "phash", "vpdq"]
+HashType = Literal["sha256", "md5", "sha1", "pdq", "phash", "vpdq", "lowfreq"]
 # The power level that stands for "unlimited": in room version 12 a room's creators outrank
 # everyone and cannot be banned. A sender with this power is a creator of the room.
 CREATOR_POWER = 2**53
@@ -20,6 +20,8 @@ HASH_TYPES: tuple[HashType, ...] = ("sha256", "md5", "sha1", "pdq", "phash")
 HASH_HEX_LENGTH: dict[str, int] = {"sha256": 64, "md5": 32, "sha1": 40, "pdq": 64, "phash": 16}
 # A whole video's vPDQ (bot/lists/vpdq.py): a list entry of many frames, not a fixed-width digest.
 VIDEO_HASH_TYPE: Literal["vpdq"] = "vpdq"
+# A smooth image's low-frequency signature (bot/hashing/smoothsig.py): add-image lists only.
+SIGNATURE_HASH_TYPE: Literal["lowfreq"] = "lowfreq"
 PERCEPTUAL: frozenset[str] = frozenset({"pdq", "phash"})
 CRYPTOGRAPHIC: tuple[HashType, ...] = ("sha256", "md5", "sha1")
 
@@ -77,6 +79,9 @@ class Hashes:
     frame_pdqs: tuple[tuple[int, str, int], ...] = ()
     # Why a video's sampling stopped before its end (a frame or decoded-pixel limit), if it did.
     sampling_limit: str | None = None
+    # Low-frequency signatures (bot/hashing/smoothsig.py) of the image as decoded and of its
+    # border-trimmed image: matched under PDQ quality 50 against add-image lists' entries.
+    lowfreq: tuple[str, ...] = ()
 
 
 class MatchKind(str, Enum):

@@ -8,7 +8,8 @@ in well under a millisecond.
 
 The classifier reads its lists from a `ListSource` at each call, so a `bot.lists.registry.ListRegistry`
 can swap in reloaded lists while scans go on: a scan sees the old lists or the new ones,
-never a mix. An allowlist, when given, always wins: a verdict for allowlisted media, or
+never a mix. Smooth images (PDQ quality under 50) are also matched by their low-frequency
+signature against a list's `lowfreq` entries (bot/classify/smoothmatch.py). An allowlist, when given, always wins: a verdict for allowlisted media, or
 for an allowlisted list entry, is never returned.
 """
 
@@ -24,14 +25,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.classify.base import Classifier, ClassifierContext, ClassifierSetupError, MediaInput
 from bot.classify.pdqrule import FULL_QUALITY, PHASH_PDQ_CONFIRM, pdq_bounds
+from bot.classify.smoothmatch import smooth_verdicts
 from bot.classify.videomatch import video_verdicts
 from bot.hashing.pdq import DIHEDRAL
 from bot.lists.loaded import LoadedList, NearIndex, hex_matrix
-from bot.model import CRYPTOGRAPHIC, Classification, Hashes, MatchKind, Verdict
+from bot.model import CRYPTOGRAPHIC, SIGNATURE_HASH_TYPE, Classification, Hashes, MatchKind, Verdict
 
 _EXACT_TYPES = CRYPTOGRAPHIC
 # Above this many perceptual entries a search takes over ~1 ms: it moves off the event loop.
 _OFFLOAD_ROWS = 250_000
+# The same for low-frequency signatures (bot/lists/sigindex.py: ~2 ms at 10,000).
+_OFFLOAD_SIGNATURES = 5_000
 
 
 class ListSource(Protocol):
@@ -156,7 +160,9 @@ class HashListClassifier(Classifier):
 
     async def classify(self, media: MediaInput) -> Classification:
         lists = self.lists
-        if sum(len(i) for lst in lists if lst.enabled for i in lst.index.near.values()) > _OFFLOAD_ROWS:
+        rows = sum(len(i) for lst in lists if lst.enabled for i in lst.index.near.values())
+        signatures = sum(len(lst.index.signatures or ()) for lst in lists if lst.enabled)
+        if rows > _OFFLOAD_ROWS or signatures > _OFFLOAD_SIGNATURES:
             return await asyncio.to_thread(self.match, media.hashes, lists)
         return self.match(media.hashes, lists)
 
@@ -172,7 +178,8 @@ class HashListClassifier(Classifier):
                 continue
             frame_verdicts = self._frame_verdicts(lst, frames, "second" if hashes.pdq is None else "frame")
             video = video_verdicts(self.name, lst, hashes)
-            for verdict in (*self._list_verdicts(lst, hashes, queries), *frame_verdicts, *video):
+            smooth = smooth_verdicts(self.name, lst, hashes, self.pdq_min_quality)
+            for verdict in (*self._list_verdicts(lst, hashes, queries), *frame_verdicts, *video, *smooth):
                 key = (list_no, verdict.label)
                 if key not in best or _rank(verdict) < _rank(best[key]):
                     best[key] = verdict
@@ -332,4 +339,6 @@ def _frames(hashes: Hashes) -> list[tuple[int, str, int, np.ndarray]]:
 
 
 def _rank(verdict: Verdict) -> tuple[int, int]:
-    return (0 if verdict.kind is MatchKind.EXACT else 1, verdict.distance or 0)
+    """Exact first, then hashes by distance; a signature (another unit) only when nothing else matched."""
+    kind = 0 if verdict.kind is MatchKind.EXACT else 2 if verdict.hash_type == SIGNATURE_HASH_TYPE else 1
+    return (kind, verdict.distance or 0)

@@ -36,6 +36,15 @@ whose 8x8 DCT signs agree), while their PDQ lay 72-112 bits from that image's; c
 that pHash alone finds (crops, edits that lower the quality) lie within 64 of their PDQ,
 and requiring it cost no family any share of its copies in the benchmark.
 
+The low-frequency signature (bot/hashing/smoothsig.py; add-image lists only, provider
+lists carry no such entry): a query under FULL_QUALITY (and at or above `pdq_min_quality`)
+also matches a list's `lowfreq` entry when one of its turns or flips lies within
+LOWFREQ_BOUND of it, as 1000 x (1 - correlation). Why 20: smooth copies stayed within 3
+for most edits (JPEG q20 at most 23, 320 px thumbnails 45), while the nearest of the 1,813
+unrelated images under quality 50 came to 55, and no copy came within 84 of another known
+image (bench/smooth_study.py). Not at quality 50 or more, where PDQ's own bits are stable
+and the 36 coefficients say too little to tell textured images apart.
+
 Pure: integers in, integers out.
 """
 
@@ -49,6 +58,8 @@ FULL_QUALITY = 50
 # Below FULL_QUALITY: every PDQ query (as decoded, rotated, flipped, trimmed; an
 # animation's or a video's frames) within this many bits.
 LOW_BOUND = 28
+# Below FULL_QUALITY: a low-frequency signature within this of a listed one, 1000 x (1 - r).
+LOWFREQ_BOUND = 20
 # A pHash match needs the same label's PDQ within this many bits (when the list has one).
 PHASH_PDQ_CONFIRM = 64
 
@@ -69,3 +80,10 @@ def pdq_bounds(list_threshold: int, quality: int | None, min_quality: int) -> Pd
         return PdqBounds(list_threshold, list_threshold)
     bound = min(list_threshold, LOW_BOUND)
     return PdqBounds(bound, bound)
+
+
+def lowfreq_bound(quality: int | None, min_quality: int) -> int | None:
+    """The signature bound for a query of PDQ `quality`; None: not matched by signature."""
+    if quality is None or quality < min_quality or quality >= FULL_QUALITY:
+        return None
+    return LOWFREQ_BOUND

@@ -18,7 +18,7 @@ from ..config import Config, ProcessingConfig
 from ..hashing.pool import HashSandbox
 from ..lists.loaded import build_lists
 from ..lists.format import HashEntry, append_entries
-from ..model import EventContext, verdict_json
+from ..model import SIGNATURE_HASH_TYPE, EventContext, verdict_json
 from ..policy import DEFAULT_POLICY, decide
 from .common import load
 
@@ -113,6 +113,8 @@ def add_images(images: list[Path], config: Config, list_name: str, label: str | 
             if hashes.phash:
                 entries.append(HashEntry("phash", hashes.phash, label))
             entries.extend(HashEntry("pdq", crop, label) for crop in crops)
+            # The low-frequency signature: what finds copies of smooth images PDQ cannot (pdqrule).
+            entries.extend(HashEntry(SIGNATURE_HASH_TYPE, sig, label) for sig in hashes.lowfreq[:1])
         return entries
 
     entries = run_with_sandbox(config, hash_all)

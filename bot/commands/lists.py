@@ -10,7 +10,7 @@ from ..config import HashListConfig
 from ..lists.format import HashEntry, append_entries, remove_entries
 from ..lists.videoindex import video_frames
 from ..lists.vpdq import canonical
-from ..model import VIDEO_HASH_TYPE
+from ..model import SIGNATURE_HASH_TYPE, VIDEO_HASH_TYPE
 from .context import CommandContext, CommandError, CommandServices, Reply
 from .framework import ROOM, Arg, CommandSet
 
@@ -30,6 +30,7 @@ def register_list_commands(commands: CommandSet) -> None:
                 entries.append(HashEntry("md5", hashes.md5, label))
             if hashes.pdq:
                 entries.append(HashEntry("pdq", hashes.pdq, label))
+            entries.extend(HashEntry(SIGNATURE_HASH_TYPE, sig, label) for sig in hashes.lowfreq[:1])
             if is_video(hashes):  # a video's frames as one vPDQ entry, as `hashes add-video` writes
                 entries.append(HashEntry(VIDEO_HASH_TYPE, canonical(video_frames(hashes.frame_pdqs)), label))
             added += await asyncio.to_thread(append_entries, config.path, entries)
@@ -47,7 +48,7 @@ def register_list_commands(commands: CommandSet) -> None:
             values = set()
             for ref in await ctx.media_or_reply(None):
                 h = await ctx.hashes_of(ref)
-                values |= {x for x in (h.sha256, h.md5, h.pdq) if x}
+                values |= {x for x in (h.sha256, h.md5, h.pdq, *h.lowfreq[:1]) if x}
                 if is_video(h):
                     values.add(canonical(video_frames(h.frame_pdqs)))
         removed = await asyncio.to_thread(remove_entries, config.path, values)

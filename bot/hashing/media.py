@@ -25,7 +25,7 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image, ImageFile
 
-from . import pdq
+from . import pdq, smoothsig
 from bot.model import Hashes
 
 from .border import trim_box
@@ -406,6 +406,7 @@ def _add_perceptual(hashes: Hashes, rgb: Image.Image) -> Hashes:
         pdq_quality=quality,
         phash=phash(rgb),
         pdq_queries=tuple(dict.fromkeys(queries)),
+        lowfreq=smoothsig.signatures(luma, (left, top, right, bottom)),
     )
 
 

@@ -12,7 +12,8 @@ which costs ~16 s and gigabytes per million lines. Here the same format is read 
   exactly the same lines, with the same messages and line numbers.
 
 vPDQ rows (a whole video's frames, `bot.lists.vpdq`) are never canonical in that sense: they
-go through the line parser and are kept as `VideoEntry`s beside the arrays.
+go through the line parser and are kept as `VideoEntry`s beside the arrays; so do low-frequency
+signatures (`lowfreq` rows, few: one per image added with `hashes add-image`), as `SignatureEntry`s.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ import numpy as np
 
 from bot.lists.format import HashEntry, _csv_row, _is_csv_header, _plain_line
 from bot.lists.index import bytes_to_codes, code_to_hex, hex_to_codes
+from bot.lists.sigindex import SignatureEntry
 from bot.lists.videoindex import VideoEntry
-from bot.model import HASH_HEX_LENGTH, HASH_TYPES, VIDEO_HASH_TYPE
+from bot.model import HASH_HEX_LENGTH, HASH_TYPES, SIGNATURE_HASH_TYPE, VIDEO_HASH_TYPE
 
 # Lines handled per numpy pass: bounds the temporary arrays (~100 bytes a line).
 _BLOCK_LINES = 1 << 20
@@ -68,16 +70,20 @@ class HashColumns:
     digest: str | None = field(default=None, compare=False)
     # vPDQ entries (whole videos), in file order.
     videos: tuple[VideoEntry, ...] = ()
+    # Low-frequency signatures (smooth images), in file order.
+    signatures: tuple[SignatureEntry, ...] = ()
 
     @property
     def counts(self) -> dict[str, int]:
         counts = {t: len(self.by_type[t]) if t in self.by_type else 0 for t in HASH_TYPES}
         if self.videos:
             counts[VIDEO_HASH_TYPE] = len(self.videos)
+        if self.signatures:
+            counts[SIGNATURE_HASH_TYPE] = len(self.signatures)
         return counts
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self.by_type.values()) + len(self.videos)
+        return sum(len(v) for v in self.by_type.values()) + len(self.videos) + len(self.signatures)
 
     def entries(self) -> Iterator[HashEntry]:
         """Every entry as a HashEntry: for small lists, tests and exports."""
@@ -87,15 +93,21 @@ class HashColumns:
                 yield HashEntry(hash_type, code_to_hex(code, length), self.labels[label])  # type: ignore[arg-type]
         for video in self.videos:
             yield HashEntry(VIDEO_HASH_TYPE, video.text, video.label)
+        for signature in self.signatures:
+            yield HashEntry(SIGNATURE_HASH_TYPE, signature.text, signature.label)
 
     @classmethod
     def from_entries(cls, entries: Sequence[HashEntry] | Iterator[HashEntry], errors: Sequence[tuple[int, str]] = ()) -> HashColumns:
         labels: dict[str, int] = {}
         grouped: dict[str, tuple[list[str], list[int]]] = {}
         videos: list[VideoEntry] = []
+        signatures: list[SignatureEntry] = []
         for e in entries:
             if e.type == VIDEO_HASH_TYPE:
                 videos.append(VideoEntry(e.hash, e.label))
+                continue
+            if e.type == SIGNATURE_HASH_TYPE:
+                signatures.append(SignatureEntry(e.hash, e.label))
                 continue
             hexes, ids = grouped.setdefault(e.type, ([], []))
             hexes.append(e.hash.lower())
@@ -104,7 +116,7 @@ class HashColumns:
             t: TypedHashes(hex_to_codes(hexes, HASH_HEX_LENGTH[t]), np.array(ids, dtype=np.int32))
             for t, (hexes, ids) in grouped.items()
         }
-        return cls(by_type, tuple(labels), tuple(errors), videos=tuple(videos))
+        return cls(by_type, tuple(labels), tuple(errors), videos=tuple(videos), signatures=tuple(signatures))
 
 
 def read_hash_columns(
@@ -127,7 +139,7 @@ def read_hash_columns(
     digest = hashlib.sha256(memoryview(buf)[:size]).hexdigest()
     return HashColumns(
         parsed.by_type, parsed.labels, parsed.errors, parsed.lines, (stat.st_ino, stat.st_size, stat.st_mtime_ns), digest,
-        parsed.videos,
+        parsed.videos, parsed.signatures,
     )
 
 
@@ -159,6 +171,7 @@ class _Builder:
         self.label_ids: dict[str, list[np.ndarray]] = {}
         self.errors: list[tuple[int, str]] = []
         self.videos: list[VideoEntry] = []
+        self.signatures: list[SignatureEntry] = []
 
     def label(self, name: str) -> int:
         return self.labels.setdefault(name, len(self.labels))
@@ -182,7 +195,9 @@ class _Builder:
             remap[old] = new
         by_type = {t: TypedHashes(v.codes, remap[v.labels]) for t, v in by_type.items()}
         errors = tuple(sorted(self.errors))
-        return HashColumns(by_type, tuple(names[i] for i in used), errors, lines, videos=tuple(self.videos))
+        return HashColumns(
+            by_type, tuple(names[i] for i in used), errors, lines, videos=tuple(self.videos), signatures=tuple(self.signatures)
+        )
 
 
 def parse_hash_columns(data: bytes, default_label: str, progress: Progress | None = None) -> HashColumns:
@@ -253,6 +268,9 @@ def _parse(padded: np.ndarray, size: int, default_label: str, progress: Progress
             else:
                 if entry.type == VIDEO_HASH_TYPE:
                     builder.videos.append(VideoEntry(entry.hash, entry.label))
+                    continue
+                if entry.type == SIGNATURE_HASH_TYPE:
+                    builder.signatures.append(SignatureEntry(entry.hash, entry.label))
                     continue
                 builder.add(
                     entry.type,

@@ -11,6 +11,8 @@ Two forms, told apart by the first line that is neither blank nor a `#` comment:
 Types are sha256, md5, sha1, pdq and phash; hex is case-insensitive and stored lower-case.
 A `vpdq` row holds a whole video's vPDQ instead of a hex digest (`vpdq,<frames>,label`,
 `<frames>` as `bot.lists.vpdq.canonical` writes them), checked and stored in that form.
+A `lowfreq` row holds a smooth image's low-frequency signature (`lowfreq,<72 hex>,label`,
+bot/hashing/smoothsig.py: 36 signed bytes, the largest +-127), as `hashes add-image` writes it.
 A bad line never aborts loading and is never dropped silently: it is returned in
 `ParsedList.errors` with its 1-based line number (0 for problems with the file as a whole).
 """
@@ -24,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, cast
 
+from bot.hashing.smoothsig import parse as parse_signature
 from bot.lists.vpdq import canonical, parse_vpdq
-from bot.model import HASH_HEX_LENGTH, HASH_TYPES, VIDEO_HASH_TYPE, HashType
+from bot.model import HASH_HEX_LENGTH, HASH_TYPES, SIGNATURE_HASH_TYPE, VIDEO_HASH_TYPE, HashType
 
 CSV_HEADER = ("type", "hash", "label")
 _HEX_DIGITS = frozenset("0123456789abcdef")
@@ -200,8 +203,13 @@ def _check_hash(hash_type: str, hex_hash: str) -> tuple[HashType, str]:
     (type `vpdq`) comes back in its canonical form."""
     if hash_type == VIDEO_HASH_TYPE:
         return VIDEO_HASH_TYPE, canonical(parse_vpdq(hex_hash))
+    if hash_type == SIGNATURE_HASH_TYPE:
+        parse_signature(hex_hash)
+        return SIGNATURE_HASH_TYPE, hex_hash
     if hash_type not in HASH_TYPES:
-        raise ValueError(f"unknown hash type {hash_type!r} (expected {', '.join(HASH_TYPES)} or {VIDEO_HASH_TYPE})")
+        raise ValueError(
+            f"unknown hash type {hash_type!r} (expected {', '.join(HASH_TYPES)}, {VIDEO_HASH_TYPE} or {SIGNATURE_HASH_TYPE})"
+        )
     expected = HASH_HEX_LENGTH[hash_type]
     if len(hex_hash) != expected:
         raise ValueError(f"{hash_type} hash must be {expected} hex digits, got {len(hex_hash)}")

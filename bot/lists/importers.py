@@ -43,7 +43,7 @@ from bot.lists.columns import HashColumns, TypedHashes, parse_hash_columns
 from bot.lists.index import hex_to_codes
 from bot.lists.videoindex import VideoEntry
 from bot.lists.vpdq import leading_json, parse_vpdq, signal_string
-from bot.model import HASH_HEX_LENGTH, HASH_TYPES, VIDEO_HASH_TYPE
+from bot.model import HASH_HEX_LENGTH, HASH_TYPES, SIGNATURE_HASH_TYPE, VIDEO_HASH_TYPE
 
 IMPORT_FORMATS = ("modbot", "plain", "te-csv", "te-lines", "te-json", "ncmec", "vpdq-file")
 EXPORT_FORMATS = ("modbot", "plain", "te-csv")
@@ -369,7 +369,7 @@ def format_entries(columns: HashColumns, fmt: str = "modbot", *, header: bool = 
     if header and fmt == "te-csv":
         yield "signal_type,signal_str,collab,category,tags\n"
     te_names = {"md5": "video_md5"}
-    for entry in columns.entries():
+    for entry in (e for e in columns.entries() if fmt != "te-csv" or e.type != SIGNATURE_HASH_TYPE):  # not a TE signal
         if fmt == "plain":
             yield f"{entry.type}:{entry.hash}\n"
         elif fmt == "te-csv" and entry.type == VIDEO_HASH_TYPE:

@@ -7,7 +7,8 @@ pHash match by Hamming distance through `bot.lists.index`: brute force for small
 multi-index hashing for large ones, both exact. Entries are arrays, never Python objects
 per hash. A list's vPDQ entries (whole videos) are a `VideoIndex` of their own
 (bot/lists/videoindex.py), matched at the list's PDQ threshold per frame and its `vpdq_*`
-shares per video. The hash-list classifier (bot/classify/hashlist.py) matches against these.
+shares per video; its low-frequency signatures (smooth images) a `SignatureIndex`
+(bot/lists/sigindex.py). The hash-list classifier (bot/classify/hashlist.py) matches against these.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from bot.lists.index import (
     code_to_hex,
     hex_to_codes,
 )
+from bot.lists.sigindex import SignatureIndex
 from bot.lists.videoindex import VideoIndex
 from bot.lists.vpdq import VPDQ_INDEX_MATCH_THRESHOLD_PERCENT, VPDQ_QUERY_MATCH_THRESHOLD_PERCENT
-from bot.model import CRYPTOGRAPHIC, HASH_HEX_LENGTH, VIDEO_HASH_TYPE
+from bot.model import CRYPTOGRAPHIC, HASH_HEX_LENGTH, SIGNATURE_HASH_TYPE, VIDEO_HASH_TYPE
 
 __all__ = [
     "ExactLabels",
@@ -181,6 +183,7 @@ class HashIndex:
     exact: Mapping[str, ExactLabels]  # "sha256"/"md5"/"sha1" -> index
     near: Mapping[str, NearIndex]  # "pdq"/"phash" -> index
     videos: VideoIndex | None = None  # vPDQ entries, if the list has any
+    signatures: SignatureIndex | None = None  # low-frequency signatures, if it has any
 
     @classmethod
     def from_entries(cls, entries: Iterable[HashEntry], thresholds: Thresholds | None = None) -> HashIndex:
@@ -204,7 +207,8 @@ class HashIndex:
                 columns.videos, thresholds.pdq,
                 query_percent=thresholds.vpdq_query_percent, compared_percent=thresholds.vpdq_compared_percent,
             )  # fmt: skip
-        return cls(exact=exact, near=near, videos=videos)
+        signatures = SignatureIndex(columns.signatures) if columns.signatures else None
+        return cls(exact=exact, near=near, videos=videos, signatures=signatures)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -212,11 +216,14 @@ class HashIndex:
         counts.update({t: len(self.near[t]) if t in self.near else 0 for t in _NEAR_TYPES})
         if self.videos is not None:
             counts[VIDEO_HASH_TYPE] = len(self.videos)
+        if self.signatures is not None:
+            counts[SIGNATURE_HASH_TYPE] = len(self.signatures)
         return counts
 
     @property
     def nbytes(self) -> int:
         videos = self.videos.nbytes if self.videos is not None else 0
+        videos += self.signatures.nbytes if self.signatures is not None else 0
         return sum(i.nbytes for i in self.exact.values()) + sum(i.nbytes for i in self.near.values()) + videos
 
 

@@ -55,7 +55,7 @@ def added(tmp_path: Path) -> tuple[Path, list[HashEntry]]:
     return image, entries
 
 
-def test_add_image_lists_the_central_crops_pdq_too(added: tuple[Path, list[HashEntry]]) -> None:
+def test_add_image_lists_the_central_crops_pdq_and_the_low_frequency_signature_too(added: tuple[Path, list[HashEntry]]) -> None:
     image, entries = added
     data = image.read_bytes()
     hashes = compute_hashes(data)
@@ -68,6 +68,7 @@ def test_add_image_lists_the_central_crops_pdq_too(added: tuple[Path, list[HashE
         ("pdq", hashes.pdq),
         ("phash", hashes.phash),
         *(("pdq", crop) for crop in crops),
+        ("lowfreq", hashes.lowfreq[0]),  # of the image as decoded (bot/hashing/smoothsig.py)
     ]
     assert {e.label for e in entries} == {"csam"}
 

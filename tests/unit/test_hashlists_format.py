@@ -67,7 +67,7 @@ phash,{PHASH}0
     parsed = parse_hash_list(text, "default")
     assert parsed.entries == (HashEntry("sha256", SHA256, "csam"),)
     assert parsed.errors == (
-        (2, "unknown hash type 'sha512' (expected sha256, md5, sha1, pdq, phash or vpdq)"),
+        (2, "unknown hash type 'sha512' (expected sha256, md5, sha1, pdq, phash, vpdq or lowfreq)"),
         (3, "sha256 hash must be 64 hex digits, got 63"),
         (4, "md5 hash is not hexadecimal"),
         (5, "expected 2 or 3 columns (type,hash,label), got 4"),

@@ -1,0 +1,99 @@
+"""The low-frequency signature: a second signal for smooth images, where PDQ's bits are noise.
+
+PDQ keeps one bit per DCT coefficient (above the median or not). In a near-flat gradient
+(a wallpaper, PDQ quality 5-30) every coefficient sits next to the median, so a plain
+re-encode moves 30-80 of the 256 bits and no PDQ bound tells copies from unrelated
+images. The coefficients themselves are stable: the 6x6 lowest of PDQ's own 64x64 image
+(frequencies 1-6 along each axis, DC left out) describe the shape of the gradient, and
+after normalising they change little under re-encoding, resizing, brightness and contrast
+(an affine change of luma scales them all alike). Two signatures are compared by
+correlation, reported as 1000 x (1 - r): copies of smooth images stay within ~3 for most
+edits (JPEG q20 at most 23), the nearest of 1,813 unrelated images under quality 50 was
+55 (bench/smooth_study.py; the bound is in bot/classify/pdqrule.py).
+
+Turns and flips are sign changes and a transposition of the coefficients (exactly, for
+the 64x64 image), so a posted image carries one signature (and one of its border-trimmed
+image) and the matcher derives the other seven (`dihedral`, in pdq.DIHEDRAL's order).
+
+Text form (list entries, `Hashes.lowfreq`): 72 hex digits, the 36 coefficients row by
+row (vertical frequency first) as signed bytes, scaled so that the largest is +-127.
+
+Pure: numpy in, strings and arrays out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import pdq
+
+SIDE = 6  # coefficients per axis: frequencies 1..SIDE
+LENGTH = SIDE * SIDE
+TEXT_LENGTH = 2 * LENGTH
+# Below this norm (of coefficients of a 0-255 luma) the image is flat: no shape to compare.
+_FLAT_NORM = 1e-3
+_HEX = frozenset("0123456789abcdef")
+
+
+def signatures(luma: np.ndarray, trim: tuple[int, int, int, int] | None = None) -> tuple[str, ...]:
+    """The signature of `luma` (as PDQ sees it), then that of the box `trim` (left, top,
+    right, bottom) of it when it is given and is not the whole image; flat images have none."""
+    found = [_signature(luma)]
+    if trim is not None and trim != (0, 0, luma.shape[1], luma.shape[0]):
+        left, top, right, bottom = trim
+        found.append(_signature(luma[top:bottom, left:right]))
+    return tuple(dict.fromkeys(s for s in found if s is not None))
+
+
+def parse(text: str) -> np.ndarray:
+    """The unit vector (36 float32) a signature's text stands for; ValueError with the reason."""
+    if len(text) != TEXT_LENGTH:
+        raise ValueError(f"lowfreq signature must be {TEXT_LENGTH} hex digits, got {len(text)}")
+    if not _HEX.issuperset(text):
+        raise ValueError("lowfreq signature is not lower-case hexadecimal")
+    values = np.frombuffer(bytes.fromhex(text), dtype=np.int8).astype(np.float32)
+    if np.abs(values).max() != 127:
+        raise ValueError("lowfreq signature is not normalised (its largest coefficient must be +-127)")
+    return values / np.linalg.norm(values)
+
+
+def checked(value: object) -> tuple[str, ...]:
+    """`Hashes.lowfreq` as a sandbox worker sent it (JSON, not trusted): at most two valid
+    signatures, or ValueError."""
+    if not isinstance(value, (list, tuple)) or len(value) > 2 or not all(isinstance(v, str) for v in value):
+        raise ValueError("malformed lowfreq")
+    for text in value:
+        parse(text)
+    return tuple(value)
+
+
+def dihedral(vector: np.ndarray) -> np.ndarray:
+    """The 8 x 36 signatures of the image turned and flipped, in pdq.DIHEDRAL's order (as
+    pdq.dihedral_hashes derives PDQ's): frequency f changes sign under a mirror along its
+    axis when f is odd, and turning is mirroring and transposing."""
+    c = np.asarray(vector, dtype=np.float32).reshape(SIDE, SIDE)
+    sign = np.where(np.arange(SIDE) % 2 == 0, -1.0, 1.0).astype(np.float32)  # row i: frequency i + 1
+    upside_down = c * sign[:, None]
+    mirrored = c * sign[None, :]
+    both = upside_down * sign[None, :]
+    variants = (c, mirrored.T, both, upside_down.T, upside_down, mirrored, c.T, both.T)
+    return np.stack([v.reshape(-1) for v in variants])
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> int:
+    """1000 x (1 - correlation) of two unit vectors, rounded: 0 alike, 1000 unrelated, 2000 opposite."""
+    return int(np.rint(1000 * (1 - float(np.dot(a, b)))))
+
+
+def _signature(luma: np.ndarray) -> str | None:
+    rows, cols = luma.shape
+    if rows < pdq.MIN_HASHABLE_SIDE or cols < pdq.MIN_HASHABLE_SIDE:
+        return None
+    dct = pdq._dct_matrix()[:SIDE]
+    small = pdq.downsample(np.asarray(luma, dtype=np.float32)).astype(np.float64)
+    coefficients = (dct @ small @ dct.T).reshape(-1)
+    largest = float(np.abs(coefficients).max())
+    if float(np.linalg.norm(coefficients)) < _FLAT_NORM:
+        return None
+    scaled = np.clip(np.rint(coefficients / largest * 127), -127, 127).astype(np.int8)
+    return scaled.tobytes().hex()
