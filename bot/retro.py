@@ -4,7 +4,7 @@ modbot keeps the hashes of every piece of media it scanned (never the bytes). Af
 loads with entries it has not matched the history against — new lines in its file, a new
 label on a known hash, or a list seen for the first time — `RetroMatcher.run_list`:
 
-1. takes the new entries as a list of their own (`bot.lists.registry.new_entries`), with the list's
+1. takes the new entries as a list of their own (`bot.lists.fingerprints.new_entries`), with the list's
    name, labels and thresholds;
 2. finds them in the history: cryptographic hashes through the media table's indexes,
    perceptual ones by matching every hashed piece of media, page by page, in a thread;
@@ -38,7 +38,8 @@ from .classify.hashlist import HashListClassifier
 from .lists.loaded import LoadedList
 from .extract import parse_mxc
 from .lists.index import code_to_hex
-from .lists.registry import ListSnapshot, ReloadResult, entry_fingerprints, new_entries
+from .lists.fingerprints import entry_fingerprints, new_entries
+from .lists.registry import ListSnapshot, ReloadResult
 from .model import CRYPTOGRAPHIC, HASH_HEX_LENGTH, Decision, EventContext, MediaRef, Verdict
 from .policy import Policy, decide
 from .policy import describe as describe_decision, outcome as decision_outcome
@@ -221,8 +222,10 @@ class RetroMatcher:
             keep(await self.store.media_with_hashes(hash_type, values))
 
         checked = 0
-        # Perceptual entries, and vPDQ entries (matched by the stored frames of each video).
-        if any(len(i) for i in delta.index.near.values()) or delta.index.videos is not None:
+        # Perceptual entries, vPDQ entries (matched by the stored frames of each video) and
+        # low-frequency signatures (by the stored signatures of smooth images).
+        texts = delta.index.videos is not None or delta.index.signatures is not None
+        if any(len(i) for i in delta.index.near.values()) or texts:
             total = await self.store.count_hashed_media()
             after: str | None = None
             last_report = time.monotonic()

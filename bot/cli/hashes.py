@@ -76,7 +76,8 @@ def list_config(config: Config, name: str) -> Any:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from ..lists.loaded import resolve_list_path
-    from ..lists.importers import columns_difference, read_import, write_list_file
+    from ..lists.fingerprints import columns_difference
+    from ..lists.importers import read_import, write_list_file
     from ..lists.columns import HashColumns, read_hash_columns
 
     config = load(args.config)
@@ -335,7 +336,7 @@ def cmd_retro(args: argparse.Namespace) -> int:
 async def _retro_report(config: Config, only: str | None) -> int:
     from ..classify.hashlist import HashListClassifier
     from ..lists.loaded import load_list
-    from ..lists.registry import new_entries
+    from ..lists.fingerprints import new_entries
     from ..record.db import create_engine, current_revision, head_revision
     from ..record.store import Store
     from ..retro import decode_digests

@@ -338,28 +338,6 @@ def _ncmec(lines: list[str], _: str, result: ImportResult) -> Iterator[Item]:
 # --- writing lists -------------------------------------------------------------------------------
 
 
-def columns_difference(new: HashColumns, old: HashColumns) -> HashColumns:
-    """The entries of `new` (type, hash, label) that `old` does not hold, each once."""
-    from bot.lists.loaded import LoadedList
-    from bot.lists.registry import entry_fingerprints, new_entries
-
-    known = entry_fingerprints(LoadedList.from_columns("old", old, label=""))
-    fresh = new_entries(LoadedList.from_columns("new", new, label=""), known)
-    by_type: dict[str, TypedHashes] = {}
-    labels: dict[str, int] = {}
-    for hash_type, exact in fresh.index.exact.items():
-        ids = exact.label_ids[exact.index.order]
-        remap = np.array([labels.setdefault(n, len(labels)) for n in exact.label_names], dtype=np.int32)
-        by_type[hash_type] = TypedHashes(exact.index.codes, remap[ids] if len(ids) else ids)
-    for hash_type, near in fresh.index.near.items():
-        remap = np.array([labels.setdefault(n, len(labels)) for n in near.label_names], dtype=np.int32)
-        by_type[hash_type] = TypedHashes(near.index.codes, remap[near.label_ids] if len(near.label_ids) else near.label_ids)
-    videos = fresh.index.videos.entries if fresh.index.videos is not None else ()
-    for video in videos:
-        labels.setdefault(video.label, len(labels))
-    return HashColumns({t: v for t, v in by_type.items() if len(v)}, tuple(labels), videos=videos)
-
-
 def format_entries(columns: HashColumns, fmt: str = "modbot", *, header: bool = True) -> Iterator[str]:
     """Lines (with their newline) of `columns` in an export format."""
     if fmt not in EXPORT_FORMATS:
@@ -442,7 +420,6 @@ __all__ = [
     "IMPORT_FORMATS",
     "HashEntry",
     "ImportResult",
-    "columns_difference",
     "format_entries",
     "parse_import",
     "read_import",

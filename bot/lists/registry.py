@@ -24,13 +24,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bot.lists.loaded import LoadedList, ListLoadReport, load_list, resolve_list_path
-from bot.lists.columns import HashColumns, Progress, TypedHashes, file_signature
+from bot.lists.columns import Progress, file_signature
 from bot.lists.guard import ListHistory, ListHold, ListRecord, judge
-from bot.lists.videoindex import new_videos, video_fingerprints
-from bot.model import HASH_TYPES
 
 log = logging.getLogger("modbot.lists")
 
@@ -386,65 +382,3 @@ class ListRegistry:
             except asyncio.CancelledError:
                 pass
             self._watcher = None
-
-
-# --- which entries are new -------------------------------------------------------------------
-
-_TYPE_SALT = {t: np.uint64(0x632BE59BD9B4E019 * (i + 1) & 0xFFFFFFFFFFFFFFFF) for i, t in enumerate(HASH_TYPES)}
-
-
-def _fingerprints(hash_type: str, codes: np.ndarray, labels: Sequence[str], label_ids: np.ndarray) -> np.ndarray:
-    """A 64-bit digest of (type, hash, label) per row; labels enter by their text, not id."""
-    label_digest = np.array([_text_digest(name) for name in labels], dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        fp = _TYPE_SALT[hash_type] ^ (label_digest[label_ids] if len(labels) else np.zeros(len(codes), np.uint64))
-        for word in range(codes.shape[1]):
-            fp = fp * np.uint64(0x9E3779B97F4A7C15) + codes[:, word]
-            fp ^= fp >> np.uint64(31)
-        fp *= np.uint64(0xBF58476D1CE4E5B9)
-        fp ^= fp >> np.uint64(29)
-    return fp
-
-
-def _text_digest(text: str) -> int:
-    digest = 0xCBF29CE484222325
-    for byte in text.encode():
-        digest = ((digest ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return digest
-
-
-def _typed_parts(lst: LoadedList) -> Iterable[tuple[str, np.ndarray, np.ndarray, tuple[str, ...]]]:
-    for hash_type, exact in lst.index.exact.items():
-        yield hash_type, exact.index.codes, exact.label_ids[exact.index.order], exact.label_names
-    for hash_type, near in lst.index.near.items():
-        yield hash_type, near.index.codes, near.label_ids, near.label_names
-
-
-def entry_fingerprints(lst: LoadedList) -> np.ndarray:
-    """Sorted, distinct fingerprints of every entry of `lst`."""
-    parts = [_fingerprints(t, codes, names, ids) for t, codes, ids, names in _typed_parts(lst)]
-    if lst.index.videos is not None:
-        parts.append(video_fingerprints(lst.index.videos.entries))
-    return np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint64)
-
-
-def new_entries(lst: LoadedList, known: np.ndarray | None) -> LoadedList:
-    """The entries of `lst` whose fingerprint is not in `known` (sorted), as a list of their own.
-
-    With `known` None (never seen), every entry is new.
-    """
-    by_type: dict[str, TypedHashes] = {}
-    labels: dict[str, int] = {}
-    for hash_type, codes, ids, names in _typed_parts(lst):
-        if known is not None and len(known):
-            fp = _fingerprints(hash_type, codes, names, ids)
-            pos = np.minimum(np.searchsorted(known, fp), len(known) - 1)
-            fresh = known[pos] != fp
-            codes, ids = codes[fresh], ids[fresh]
-        if not len(codes):
-            continue
-        remap = np.array([labels.setdefault(n, len(labels)) for n in names], dtype=np.int32)
-        by_type[hash_type] = TypedHashes(np.ascontiguousarray(codes), remap[ids] if len(ids) else ids.astype(np.int32))
-    videos = new_videos(lst.index.videos.entries if lst.index.videos else (), known)
-    columns = HashColumns(by_type, tuple(dict.fromkeys([*labels, *(v.label for v in videos)])), videos=videos)
-    return LoadedList.from_columns(lst.name, columns, label=lst.label, enabled=True, thresholds=lst.thresholds)

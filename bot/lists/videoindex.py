@@ -11,7 +11,6 @@ comparing with every entry.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -125,19 +124,3 @@ class VideoIndex:
 def video_frames(frame_pdqs: Sequence[tuple[int, str, int]]) -> tuple[VpdqFrame, ...]:
     """A hashed video's `Hashes.frame_pdqs` (second, PDQ, quality) as vPDQ frames."""
     return tuple(VpdqFrame(pdq.lower(), quality, float(second)) for second, pdq, quality in frame_pdqs)
-
-
-def video_fingerprints(entries: Sequence[VideoEntry]) -> np.ndarray:
-    """A 64-bit digest of (frames, label) per entry: what `bot.lists.registry` remembers of
-    the entries already matched against the history."""
-    digests = (hashlib.sha256(f"vpdq\0{e.text}\0{e.label}".encode()).digest()[:8] for e in entries)
-    return np.array([int.from_bytes(d, "big") for d in digests], dtype=np.uint64)
-
-
-def new_videos(entries: Sequence[VideoEntry], known: np.ndarray | None) -> tuple[VideoEntry, ...]:
-    """The entries whose fingerprint is not in `known` (sorted); all of them when None."""
-    if not entries or known is None or not len(known):
-        return tuple(entries)
-    fp = video_fingerprints(entries)
-    pos = np.minimum(np.searchsorted(known, fp), len(known) - 1)
-    return tuple(e for e, fresh in zip(entries, known[pos] != fp) if fresh)

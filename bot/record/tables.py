@@ -69,6 +69,9 @@ class MediaRow(Base):
     # An animation's or a video's sampled frames, `number:pdq:quality` joined by `;` (since
     # migration 0012), so that retroactive matching sees every frame.
     frame_pdqs: Mapped[str | None] = mapped_column(Text)
+    # A smooth image's low-frequency signatures (72 hex digits each) joined by `,` (since
+    # migration 0014), for re-posts and retroactive matching of `lowfreq` list entries.
+    lowfreq: Mapped[str | None] = mapped_column(Text)
     size: Mapped[int | None] = mapped_column(BigInteger)
     mimetype: Mapped[str | None] = mapped_column(String(255))
     width: Mapped[int | None] = mapped_column(Integer)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot.lists.format import HashEntry, parse_hash_list
-from bot.lists.importers import columns_difference, format_entries, parse_import, write_list_file
+from bot.lists.fingerprints import columns_difference
+from bot.lists.importers import format_entries, parse_import, write_list_file
 from bot.lists.columns import HashColumns, read_hash_columns
 
 PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
@@ -149,3 +150,19 @@ def test_replace_and_export_formats(tmp_path: Path) -> None:
     assert te == f'signal_type,signal_str,collab,category,tags\nvideo_md5,{MD5},,,"a, b"\n'
     back = parse_import(te.encode(), "te-csv", "x")
     assert entries(back.columns) == {HashEntry("md5", MD5, "x")}
+
+
+def test_an_import_of_a_modbot_list_carries_its_signatures_over(tmp_path: Path) -> None:
+    # `lowfreq` rows (smooth images' signatures, written by `hashes add-image`) are not hashes
+    # of fixed width; the ones the list lacks are added like any other entry.
+    old_sig = bytes([127, *range(1, 36)]).hex()
+    new_sig = bytes([0x81, *range(2, 37)]).hex()  # -127 first
+    path = tmp_path / "l.csv"
+    path.write_text(f"type,hash,label\nlowfreq,{old_sig},csam\n", encoding="utf-8")
+    existing = read_hash_columns(path, "csam")
+    imported = parse_import(f"type,hash,label\nlowfreq,{old_sig},\nlowfreq,{new_sig},\npdq,{PDQ},\n".encode(), "modbot", "csam")
+    added = columns_difference(imported.columns, existing)
+    assert entries(added) == {HashEntry("lowfreq", new_sig, "csam"), HashEntry("pdq", PDQ, "csam")}
+    assert write_list_file(path, existing, added, default_label="csam") == 2
+    parsed = parse_hash_list(path.read_text(encoding="utf-8"), "csam")
+    assert parsed.errors == () and HashEntry("lowfreq", new_sig, "csam") in set(parsed.entries)

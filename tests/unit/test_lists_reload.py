@@ -15,7 +15,8 @@ import pytest
 from bot.classify.hashlist import HashListClassifier
 from bot.lists.loaded import LoadedList, Thresholds
 from bot.lists.format import HashEntry
-from bot.lists.registry import ListRegistry, ReloadResult, entry_fingerprints, new_entries
+from bot.lists.fingerprints import entry_fingerprints, new_entries
+from bot.lists.registry import ListRegistry, ReloadResult
 from bot.model import Hashes, MatchKind
 
 RNG = random.Random(99)

@@ -85,7 +85,7 @@ class World:
     allowed: set[str] = field(default_factory=set)
     posted: int = 0
 
-    def matcher(self) -> RetroMatcher:
+    def matcher(self, pdq_min_quality: int = 50) -> RetroMatcher:
         executor = Executor(
             self.hs,  # type: ignore[arg-type]
             Store(self.store.engine, audit_source=RETRO),
@@ -118,6 +118,7 @@ class World:
             bot_user_id=BOT,
             allowlist=Allow(),
             page_size=3,  # several pages even for a small history
+            pdq_min_quality=pdq_min_quality,
         )
 
     async def post(self, hashes: Hashes | None, *, room: str = ROOM, sender: str = "@user:example.org", scanned_match: tuple[str, str] | None = None) -> tuple[str, str]:
@@ -357,3 +358,30 @@ async def test_every_stored_frame_of_videos_and_animations_is_matched_retroactiv
     verdicts = await world.store.verdicts_for(event_id=video_event)
     assert {(v.kind, v.list_name, v.hash_type) for v in verdicts} >= {("near", "known", "vpdq")}
     assert not any(unrelated_event in str(c) for c in world.hs.calls)
+
+
+def signature_text(rng: random.Random) -> str:
+    """A `lowfreq` signature as bot/hashing/smoothsig.py writes it: 36 signed bytes, the
+    largest of them +-127."""
+    values = [127, *(rng.randint(-126, 126) for _ in range(35))]
+    return bytes(v & 0xFF for v in values).hex()
+
+
+async def test_a_smooth_images_stored_signature_is_matched_by_an_entry_listed_later(world: World) -> None:
+    rng = random.Random(1407)
+    signature, other = signature_text(rng), signature_text(rng)
+    # Smooth images: PDQ quality under 50, where the signature is the second signal.
+    smooth_event, smooth_mxc = await world.post(random_hashes(pdq_quality=20, lowfreq=(signature,)))
+    unrelated_event, _ = await world.post(random_hashes(pdq_quality=20, lowfreq=(other,)))
+    assert (await world.store.get_media(smooth_mxc)).hashes.lowfreq == (signature,)  # type: ignore[union-attr]
+
+    matcher = world.matcher(pdq_min_quality=0)  # the default: no cliff
+    await matcher.run_list(listed(("md5", hexdigits(32))))  # the list as first seen
+    report = await matcher.run_list(listed(("md5", hexdigits(32)), ("lowfreq", signature)))
+    assert {h.event_id for h in report.hits} == {smooth_event}
+    verdicts = await world.store.verdicts_for(event_id=smooth_event)
+    assert {(v.kind, v.list_name, v.hash_type) for v in verdicts} >= {("near", "known", "lowfreq")}
+    assert not any(unrelated_event in str(c) for c in world.hs.calls)
+    # Matched once: the same list again has no new entry.
+    again = await matcher.run_list(listed(("md5", hexdigits(32)), ("lowfreq", signature)))
+    assert again.hits == ()
