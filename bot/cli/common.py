@@ -10,7 +10,7 @@ import logging
 import sys
 from typing import Any
 
-from ..config import Config, ConfigError, load_config
+from ..config import Config, ConfigError, HashListConfig, load_config
 
 
 def load(path: str, **kwargs: Any) -> Config:
@@ -33,3 +33,11 @@ def setup_logging(level: str) -> None:
     # mautrix logs every request at INFO/DEBUG; the bot's own log says what matters.
     logging.getLogger("mau").setLevel(max(logging.WARNING, logging.getLogger().level))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def configured_list(config: Config, name: str) -> HashListConfig:
+    """The hash list of the config named `name`; KeyError naming the lists there are."""
+    lists = {lst.name: lst for lst in config.hash_lists}
+    if name not in lists:
+        raise KeyError(f"no hash list named {name!r} in the config (have: {', '.join(lists) or 'none'})")
+    return lists[name]

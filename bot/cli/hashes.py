@@ -20,9 +20,9 @@ from typing import Any, TextIO
 from typing import TYPE_CHECKING
 
 from ..classify.pdqrule import FULL_QUALITY, LOW_BOUND
-from ..config import Config
+from ..config import Config, HashListConfig
 from ..model import HASH_HEX_LENGTH, Hashes
-from .common import load
+from .common import configured_list, load
 
 if TYPE_CHECKING:
     from ..lists.loaded import LoadedList
@@ -64,11 +64,11 @@ class ProgressBar:
             self.stream.flush()
 
 
-def list_config(config: Config, name: str) -> Any:
-    lists = {lst.name: lst for lst in config.hash_lists}
-    if name not in lists:
-        raise SystemExit(f"modbot: no hash list named {name!r} in the config (have: {', '.join(lists) or 'none'})")
-    return lists[name]
+def list_config(config: Config, name: str) -> HashListConfig:
+    try:
+        return configured_list(config, name)
+    except KeyError as e:
+        raise SystemExit(f"modbot: {e.args[0]}") from None
 
 
 # --- import / export -----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from ..lists.loaded import build_lists
 from ..lists.format import HashEntry, append_entries
 from ..model import SIGNATURE_HASH_TYPE, EventContext, verdict_json
 from ..policy import DEFAULT_POLICY, decide
-from .common import load
+from .common import configured_list, load
 
 # Central crops (fraction of each side kept) whose PDQ add-image also lists. A copy cropped
 # by 2.5-10%, evenly at both ends, stays within 20 bits of one of them; in steps of 5% (0.95,
@@ -92,10 +92,7 @@ def scan_files(files: list[Path], config: Config | None) -> list[dict[str, Any]]
 
 def add_images(images: list[Path], config: Config, list_name: str, label: str | None) -> tuple[int, Path]:
     """Hash local images into a configured list file; returns (entries added, file)."""
-    lists = {lst.name: lst for lst in config.hash_lists}
-    if list_name not in lists:
-        raise KeyError(f"no hash list named {list_name!r} in the config (have: {', '.join(lists) or 'none'})")
-    target = lists[list_name]
+    target = configured_list(config, list_name)
     label = label or target.label
 
     async def hash_all(sandbox: HashSandbox) -> list[HashEntry]:

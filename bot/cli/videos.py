@@ -18,7 +18,7 @@ from ..lists.format import HashEntry, append_entries
 from ..lists.videoindex import video_frames
 from ..lists.vpdq import canonical
 from ..model import VIDEO_HASH_TYPE
-from .common import load
+from .common import configured_list, load
 from .scan import run_with_sandbox
 
 
@@ -30,10 +30,7 @@ def add_videos(videos: list[Path], config: Config, list_name: str, label: str | 
     """Hash local videos into a configured list file; returns (entries added, file).
 
     KeyError for an unknown list, NotAVideo (nothing written) when a file is not a video."""
-    lists = {lst.name: lst for lst in config.hash_lists}
-    if list_name not in lists:
-        raise KeyError(f"no hash list named {list_name!r} in the config (have: {', '.join(lists) or 'none'})")
-    target = lists[list_name]
+    target = configured_list(config, list_name)
     label = label or target.label
 
     async def hash_all(sandbox: HashSandbox) -> list[HashEntry]:

@@ -22,8 +22,10 @@ from bot.policy import DEFAULT_POLICY
 from bot.demo.samples import encode, make_photo
 from bot.cli.scan import ADD_IMAGE_CROPS
 
-# What add-image writes for a photo: sha256, md5, pdq, phash and one PDQ per central crop.
-PHOTO_HASHES = 4 + len(ADD_IMAGE_CROPS)
+# What add-image writes for a photo: sha256, md5, pdq, phash, its low-frequency signature
+# (bot/hashing/smoothsig.py; matched only for queries of PDQ quality under 50) and one PDQ per
+# central crop.
+PHOTO_HASHES = 5 + len(ADD_IMAGE_CROPS)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -326,7 +328,7 @@ def test_adding_the_same_image_twice_adds_nothing_the_second_time(
     assert run(capsys, *argv) == (0, f"added {PHOTO_HASHES} hashes to list other ({config.parent / 'lists' / 'other.csv'})\n", "")
     listed = (config.parent / "lists" / "other.csv").read_text()
     assert listed.splitlines()[0] == "type,hash,label"
-    assert {line.split(",")[0] for line in listed.splitlines()[1:]} == {"sha256", "md5", "pdq", "phash"}
+    assert {line.split(",")[0] for line in listed.splitlines()[1:]} == {"sha256", "md5", "pdq", "phash", "lowfreq"}
     assert all(line.endswith(",spam") for line in listed.splitlines()[1:])
 
     assert run(capsys, *argv)[:2] == (0, f"added 0 hashes to list other ({config.parent / 'lists' / 'other.csv'})\n")
