@@ -49,6 +49,7 @@ log = logging.getLogger("modbot.sandbox")
 T = TypeVar("T")
 
 _HEADER = struct.Struct(">I")
+_SEND_BUFFER = 4 << 20  # asked for; see _spawn
 _MAX_ANSWER = 1 << 20  # a worker's answer is a few kB; more is a misbehaving worker
 # The fork server imports these once. "__main__" too: otherwise every worker would import
 # the program's main script again on start (multiprocessing's rule for spawned children),
@@ -299,6 +300,10 @@ class HashSandbox:
             theirs.close()
             raise
         ours.setblocking(False)
+        # A job's bytes in one send, not a send, a wait for the worker to drain the default
+        # ~200 kB buffer and another (half the sandbox's cost per 1 MP job; bench/README.md,
+        # issue 16). The kernel caps the request at twice net.core.wmem_max (>= 416 kB).
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
         return _Worker(process, ours)
 
     def _adopt(self, worker: _Worker) -> None:

@@ -28,12 +28,13 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
 
 from .db import session_factory
 from .direct import AsyncRunner, TransactionRunner
 from .journal import audit_row
 from .tables import ActionRow, AuditRow
+
+_ACTIONS = ActionRow.__table__
 
 # Statuses. A fresh decision may claim `pending` (when nobody holds it) and `failed` (a new
 # reason to try: a later match by the same user, or a moderator's retry); the retry loop
@@ -102,21 +103,22 @@ class ActionRepo:
         now = self._clock()
         lease_until = now + self.lease
 
-        def claim(conn: Connection) -> ActionRecord:
-            with Session(bind=conn) as session:  # within the runner's transaction
-                return self._claim(session, key, kind, target, event_id, room_id, decided_by, operation, due_only,
-                                   now, lease_until)
+        def claim(conn: Connection) -> ActionRecord:  # within the runner's transaction
+            return self._claim(conn, key, kind, target, event_id, room_id, decided_by, operation, due_only,
+                               now, lease_until)
 
         return await self._runner.run(claim)
 
     def _claim(
-        self, session: Session, key: str, kind: str, target: str, event_id: str | None, room_id: str | None,
+        self, conn: Connection, key: str, kind: str, target: str, event_id: str | None, room_id: str | None,
         decided_by: str | None, operation: str | None, due_only: bool, now: float, lease_until: float,
     ) -> ActionRecord:
-        claimed = False
+        # SQLAlchemy Core on the table, not the ORM: every action's path, and the ORM's
+        # session and identity map were half of a claim's CPU (bench/README.md, issue 16).
+        # A statement that wins the claim returns the row (RETURNING); only a lost claim reads it.
         if not due_only:
-            inserted = session.execute(
-                self._insert(ActionRow)
+            won = conn.execute(
+                self._insert(_ACTIONS)
                 .values(
                     key=key, kind=kind, target=target, event_id=event_id, room_id=room_id, decided_by=decided_by,
                     status=PENDING, attempts=0, created_at=now, updated_at=now,
@@ -125,42 +127,42 @@ class ActionRepo:
                     next_attempt_at=lease_until,
                 )
                 .on_conflict_do_nothing(index_elements=["key"])
-                .returning(ActionRow.id)
-            )
-            claimed = inserted.scalar_one_or_none() is not None
-        if not claimed:
-            # Read only to name a previous holder in the audit; the UPDATE decides.
-            before = session.execute(select(ActionRow).where(ActionRow.key == key)).scalar_one_or_none()
-            free = or_(ActionRow.owner.is_(None), ActionRow.lease_until < now)
-            if due_only:
-                claimable = and_(ActionRow.status == PENDING, free, ActionRow.next_attempt_at <= now)
-            else:
-                claimable = or_(and_(ActionRow.status == PENDING, free), ActionRow.status == FAILED)
-            values: dict[str, Any] = {
-                "owner": self.owner, "lease_until": lease_until, "status": PENDING, "next_attempt_at": lease_until,
-            }
-            if operation is not None:
-                values["operation"] = operation
-            result = session.execute(
-                update(ActionRow).where(ActionRow.key == key, claimable).values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            claimed = bool(result.rowcount)
-            if claimed and before is not None and before.owner not in (None, self.owner) and before.status == PENDING:
-                # Whoever held it stopped renewing: crashed, or stuck past its lease.
-                session.execute(
-                    AuditRow.__table__.insert(),
-                    audit_row(
-                        now, "action", "taken_over",
-                        f"{kind} {target}: the claim of {before.owner} expired; taken over by {self.owner}",
-                        event_id, room_id,
-                    ),
-                )
-        session.expire_all()
-        row = session.execute(select(ActionRow).where(ActionRow.key == key)).scalar_one_or_none()
-        if row is None:  # due_only on a key that does not exist
+                .returning(*_ACTIONS.c)
+            ).first()
+            if won is not None:
+                return _record(won, claimed=True)
+        # Read only to name a previous holder in the audit; the UPDATE decides.
+        before = conn.execute(select(_ACTIONS.c.owner, _ACTIONS.c.status).where(_ACTIONS.c.key == key)).first()
+        if before is None and due_only:  # due_only on a key that does not exist
             return ActionRecord(key, kind, target, "missing", 0, event_id, room_id, decided_by, None, now)
-        return _record(row, claimed=claimed)
+        c = _ACTIONS.c
+        free = or_(c.owner.is_(None), c.lease_until < now)
+        if due_only:
+            claimable = and_(c.status == PENDING, free, c.next_attempt_at <= now)
+        else:
+            claimable = or_(and_(c.status == PENDING, free), c.status == FAILED)
+        values: dict[str, Any] = {
+            "owner": self.owner, "lease_until": lease_until, "status": PENDING, "next_attempt_at": lease_until,
+        }
+        if operation is not None:
+            values["operation"] = operation
+        won = conn.execute(update(_ACTIONS).where(c.key == key, claimable).values(**values).returning(*c)).first()
+        if won is None:
+            row = conn.execute(select(_ACTIONS).where(c.key == key)).first()
+            if row is None:
+                return ActionRecord(key, kind, target, "missing", 0, event_id, room_id, decided_by, None, now)
+            return _record(row)
+        if before is not None and before.owner not in (None, self.owner) and before.status == PENDING:
+            # Whoever held it stopped renewing: crashed, or stuck past its lease.
+            conn.execute(
+                AuditRow.__table__.insert(),
+                audit_row(
+                    now, "action", "taken_over",
+                    f"{kind} {target}: the claim of {before.owner} expired; taken over by {self.owner}",
+                    event_id, room_id,
+                ),
+            )
+        return _record(won, claimed=True)
 
     async def finish(
         self,
@@ -268,7 +270,8 @@ class ActionRepo:
         return await self.get(action_id)
 
 
-def _record(row: ActionRow, *, claimed: bool = False) -> ActionRecord:
+def _record(row: Any, *, claimed: bool = False) -> ActionRecord:
+    """An ActionRow, or a Core row of the actions table, as a record."""
     return ActionRecord(
         key=row.key,
         kind=row.kind,

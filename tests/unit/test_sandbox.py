@@ -13,6 +13,7 @@ import hashlib
 import io
 import os
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -93,6 +94,14 @@ async def test_every_hostile_file_finishes_within_the_limits_at_full_concurrency
             assert (hashes.perceptual_error or "").startswith(hostile.expected), hostile.name
     assert sandbox.restarts == 0  # the checks before decoding caught what they had to
     assert elapsed < 120  # generous: the machine is shared
+
+
+async def test_a_1_mp_photo_goes_to_a_worker_in_one_send(sandbox: HashSandbox) -> None:
+    # The kernel grants at least 2 x 208 kB (its default net.core.wmem_max) of what is asked.
+    assert len(NORMAL) < 400_000
+    for worker in sandbox._all:
+        assert worker.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) >= 400_000
+    assert await sandbox.hash(NORMAL) == compute_hashes(NORMAL)
 
 
 async def test_a_worker_over_its_memory_limit_is_replaced_and_the_media_not_scanned() -> None:
