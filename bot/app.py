@@ -53,6 +53,8 @@ from .intake.rescan import Rescanner
 from .retro import RETRO, RetroMatcher
 
 log = logging.getLogger("modbot")
+# Seconds start-up waits for the appservice ping before going on without it.
+STARTUP_PING_TIMEOUT = 10.0
 
 
 def wants_processing(event: dict[str, Any]) -> bool:
@@ -265,10 +267,12 @@ class ModBot:
         else:
             log.warning("processing is disabled: events are stored but not scanned")
         try:
-            # The ping makes Synapse retry at once the transactions it was holding back.
-            await self.homeserver.ping(cfg.appservice.id)
-        except HomeserverError as e:
-            log.warning("appservice ping failed (is the registration installed?): %s", e)
+            # The ping makes Synapse retry at once the transactions it was holding back. It is
+            # a nudge (Synapse's recoverer retries anyway), so start-up does not hang on it: a
+            # ping Synapse did not answer in a minute held a test's restart (seen once in CI).
+            await asyncio.wait_for(self.homeserver.ping(cfg.appservice.id), timeout=STARTUP_PING_TIMEOUT)
+        except (HomeserverError, asyncio.TimeoutError) as e:
+            log.warning("appservice ping failed (is the registration installed?): %s", str(e) or "no answer in time")
         self.retention.start()
         self.anchors.start(cfg.incidents.anchor_interval)
         self._start_retro()
