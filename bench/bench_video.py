@@ -36,6 +36,7 @@ import argparse
 import io
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -50,7 +51,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from bench_robustness import make_landscape  # noqa: E402
 from bot.classify.hashlist import HashListClassifier  # noqa: E402
-from bot.demo.samples import make_photo  # noqa: E402
+from bot.demo.samples import encode_frames, make_photo  # noqa: E402
 from bot.hashing import compute_hashes  # noqa: E402
 from bot.lists.format import HashEntry  # noqa: E402
 from bot.lists.loaded import LoadedList  # noqa: E402
@@ -74,20 +75,14 @@ def picture(kind: str, seed: int) -> Image.Image:
 
 def clip(scenes: list[tuple[Image.Image, float]], encoding: tuple) -> bytes:  # type: ignore[type-arg]
     codec, container, fps, size, bitrate = encoding
-    out = io.BytesIO()
-    with av.open(out, mode="w", format=container) as c:
-        stream = c.add_stream(codec, rate=fps)
-        stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"
-        if bitrate:
-            stream.bit_rate = bitrate
+
+    def frames() -> Iterator[np.ndarray]:
         for img, seconds in scenes:
             base = np.asarray(img.resize(size))
             for i in range(round(seconds * fps)):
-                shifted = np.roll(base, i * 8 // fps, axis=1)  # a slow pan
-                c.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(shifted), format="rgb24")))
-        c.mux(stream.encode())
-    return out.getvalue()
+                yield np.roll(base, i * 8 // fps, axis=1)  # a slow pan
+
+    return encode_frames(frames(), codec, container, fps, size, bitrate)
 
 
 def _known(args: tuple[str, int]) -> tuple[str, str, dict[str, Hashes]]:
@@ -109,20 +104,12 @@ def footage(scenes: list[Image.Image], encoding: tuple, start: float = 0.0, end:
     end = 3.0 * len(scenes) if end is None else end
     times = [(img, t) for img in before for t in np.arange(0, 3, 1 / fps)]
     times += [(scenes[int(t // 3)], t % 3) for t in np.arange(start, end - 1e-9, 1 / fps)]
-    out = io.BytesIO()
-    with av.open(out, mode="w", format=container) as c:
-        stream = c.add_stream(codec, rate=fps)
-        stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"
-        if bitrate:
-            stream.bit_rate = bitrate
-        resized: dict[int, np.ndarray] = {}
-        for img, t in times:
-            base = resized.setdefault(id(img), np.asarray(img.resize(size)))
-            shifted = np.roll(base, int(t * 8 * size[0] / 640), axis=1)
-            c.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(shifted), format="rgb24")))
-        c.mux(stream.encode())
-    return out.getvalue()
+    resized: dict[int, np.ndarray] = {}
+    frames = (
+        np.roll(resized.setdefault(id(img), np.asarray(img.resize(size))), int(t * 8 * size[0] / 640), axis=1)
+        for img, t in times
+    )
+    return encode_frames(frames, codec, container, fps, size, bitrate)
 
 
 ORIGINAL = ENCODINGS["H.264 480x360 10 fps"]

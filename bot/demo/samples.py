@@ -6,6 +6,7 @@ Everything here is synthetic: gradients, random shapes and noise drawn from a fi
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import av
@@ -72,6 +73,20 @@ def make_clip(
     """A benign generated video: each (picture, seconds) scene shown in turn, panning slowly
     (1/200 of the width a second, as footage moves: the same motion at any frame rate and
     size, so re-encodings show the same pictures at the same times), encoded in memory with PyAV."""
+
+    def frames() -> Iterator[np.ndarray]:
+        for picture, seconds in scenes:
+            base = np.asarray(picture.convert("RGB").resize(size))
+            for i in range(round(seconds * fps)):
+                yield np.roll(base, i * size[0] // (200 * fps), axis=1)
+
+    return encode_frames(frames(), codec, container, fps, size, bitrate)
+
+
+def encode_frames(
+    frames: Iterable[np.ndarray], codec: str, container: str, fps: int, size: tuple[int, int], bitrate: int | None = None
+) -> bytes:
+    """RGB frames (height x width x 3, `size`) as a video file, encoded in memory with PyAV."""
     out = io.BytesIO()
     with av.open(out, mode="w", format=container) as c:
         stream = c.add_stream(codec, rate=fps)
@@ -79,10 +94,7 @@ def make_clip(
         stream.pix_fmt = "yuv420p"
         if bitrate:
             stream.bit_rate = bitrate
-        for picture, seconds in scenes:
-            base = np.asarray(picture.convert("RGB").resize(size))
-            for i in range(round(seconds * fps)):
-                frame = np.ascontiguousarray(np.roll(base, i * size[0] // (200 * fps), axis=1))
-                c.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        for frame in frames:
+            c.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
         c.mux(stream.encode())
     return out.getvalue()
