@@ -3,7 +3,7 @@
     python bench/bench_draft.py [--per-family 3]
 
 modbot decodes a JPEG with libjpeg's DCT scaling (Image.draft: 1/2, 1/4 or 1/8) to the
-smallest scale whose long side is at least 3/4 of REDUCED_SIDE (bot/hashing/media.py,
+smallest scale whose long side is at least 3/4 of REDUCED_SIDE (bot/hashing/decode.py,
 draft_size), because PDQ reduces the image to 64x64 anyway. A smaller scale decodes
 faster, but PDQ's blur and sampling then see other pixels. This bench hashes generated
 images (bench/bench_robustness.py's families, JPEG quality 90, at 1 MP, 3 MP and 12 MP,
@@ -35,7 +35,7 @@ from PIL import Image  # noqa: E402
 import bench_robustness as robustness  # noqa: E402
 from bench_hashing import naive_pdq  # noqa: E402
 from bot.demo.samples import encode  # noqa: E402
-from bot.hashing import hamming, media  # noqa: E402
+from bot.hashing import decode, hamming, media  # noqa: E402
 
 FULL = 1 << 30  # a REDUCED_SIDE no image reaches: no draft, no reduction
 SIDES = (FULL, 1024, 512, 256, 128)  # 512 is today's
@@ -67,10 +67,10 @@ def main() -> None:
           "(pdqhash), in bits, and decode time of the drafted JPEG:\n")
     print("| REDUCED_SIDE | decoded long side (1 MP / 12 MP) | mean | p50 | p90 | max | decode ms (mean) |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    default = media.REDUCED_SIDE
+    default = decode.REDUCED_SIDE
     try:
         for side in SIDES:
-            media.REDUCED_SIDE = side
+            decode.REDUCED_SIDE = side
             d = np.array([hamming(media.compute_hashes(data, max_pixels=1 << 40).pdq or "", ref)
                           for data, ref in zip(corpus, reference, strict=True)])
             longs, t0 = [], time.process_time()
@@ -86,7 +86,7 @@ def main() -> None:
             print(f"| {label} | {one} / {twelve} | {d.mean():.1f} | {np.percentile(d, 50):.0f} "
                   f"| {np.percentile(d, 90):.0f} | {d.max()} | {decode_ms:.1f} |")
     finally:
-        media.REDUCED_SIDE = default
+        decode.REDUCED_SIDE = default
 
 
 if __name__ == "__main__":

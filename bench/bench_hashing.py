@@ -3,8 +3,12 @@
     python bench/bench_hashing.py [--seconds 4] [--rounds 2] [--scan-files 12]
 
 The floor is the work no implementation can skip: decoding the image at the scale PDQ
-needs (a JPEG drafted as bot/hashing/media.py drafts it, by libjpeg's DCT scaling; other
-formats in full) plus SHA-256, MD5 and SHA-1 of the bytes. Against it, in the same run:
+needs (a JPEG drafted as bot/hashing/decode.py drafts it, by libjpeg's DCT scaling; other
+formats in full) plus SHA-256, MD5 and SHA-1 of the bytes. It decodes to RGB, as the
+issue that set the goals measured it. PDQ and pHash read luma alone, and modbot decodes a
+colour JPEG to its luma plane only (libjpeg then skips the chroma planes), so a second
+column, the luma floor, decodes that way: the least any implementation could do. Against
+them, in the same run:
 
 - sandbox: `HashSandbox.hash` (bot/hashing/pool.py, one worker), every hash modbot
   computes (sha256, md5, sha1, PDQ with its 8 exact rotations/flips, those of the trimmed
@@ -56,7 +60,7 @@ KINDS = {
     "12 MP smooth JPEG": ((4000, 3000), False, "JPEG"),
     "1 MP PNG (reference)": ((1152, 864), False, "PNG"),
 }
-MODES = ("floor", "sandbox", "in-process")
+MODES = ("floor", "luma floor", "sandbox", "in-process")
 
 
 def make_jpeg(seed: int, size: tuple[int, int], noise: bool = True, fmt: str = "JPEG") -> bytes:
@@ -78,17 +82,22 @@ def make_jpeg(seed: int, size: tuple[int, int], noise: bool = True, fmt: str = "
     return encode(img, fmt, quality=90) if fmt == "JPEG" else encode(img, fmt)
 
 
-def floor(data: bytes) -> object:
+def floor(data: bytes, mode: str = "RGB") -> object:
     """Decode at the scale perceptual hashing decodes at, and the three cryptographic hashes."""
     from PIL import Image
 
-    from bot.hashing.media import draft_size
+    from bot.hashing.decode import draft_size
 
     img = Image.open(io.BytesIO(data))
     if img.format == "JPEG":
-        img.draft("RGB", draft_size(*img.size))
+        img.draft(mode, draft_size(*img.size))
     img.load()
     return img, hashlib.sha256(data).digest(), hashlib.md5(data).digest(), hashlib.sha1(data).digest()
+
+
+def luma_floor(data: bytes) -> object:
+    """The floor, a JPEG decoded to its luma plane alone."""
+    return floor(data, "L")
 
 
 def naive_pdq(data: bytes) -> str:
@@ -123,7 +132,8 @@ async def rates(seconds: float, rounds: int) -> dict[tuple[str, str], float]:
     async with HashSandbox(workers=1, memory_bytes=256 * MB, cpu_seconds=10, nice=0) as sandbox:
         for label, (size, noise, fmt) in KINDS.items():
             images = [make_jpeg(seed, size, noise, fmt) for seed in range(IMAGES_PER_KIND)]
-            runs: dict[str, Callable[[bytes], object]] = {"floor": floor, "in-process": compute_hashes}
+            runs: dict[str, Callable[[bytes], object]] = {
+                "floor": floor, "luma floor": luma_floor, "in-process": compute_hashes}
             for r in range(rounds):
                 for mode in MODES if r % 2 == 0 else MODES[::-1]:
                     pids = [os.getpid(), *sandbox.pids]
@@ -218,14 +228,16 @@ def main() -> None:
     print(f"{cpu}; {args.seconds:g} s per kind and mode in {args.rounds} rounds; "
           f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after.\n")
     print("CPU ms per image (sandbox: this process and the worker together); ratios to the floor:\n")
-    print("| image | MB | floor | sandbox | in-process | sandbox / floor | in-process / floor "
-          "| `modbot scan` per file | scan / floor | PDQ vs full decode: mean / max bits |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| image | MB | floor | luma floor | sandbox | in-process | sandbox / floor | sandbox / luma floor "
+          "| in-process / floor | `modbot scan` per file | scan / floor | PDQ vs full decode: mean / max bits |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label in KINDS:
-        f, s, i = ms[(label, "floor")], ms[(label, "sandbox")], ms[(label, "in-process")]
+        f, lf = ms[(label, "floor")], ms[(label, "luma floor")]
+        s, i = ms[(label, "sandbox")], ms[(label, "in-process")]
         sc = scan.get(label)
         scan_cells = f"{sc:.1f} | {sc / f:.2f}x" if sc is not None else "- | -"
-        print(f"| {label} | {ms[(label, 'MB')]:.2f} | {f:.1f} | {s:.1f} | {i:.1f} | **{s / f:.2f}x** | {i / f:.2f}x "
+        print(f"| {label} | {ms[(label, 'MB')]:.2f} | {f:.1f} | {lf:.1f} | {s:.1f} | {i:.1f} | **{s / f:.2f}x** "
+              f"| {s / lf:.2f}x | {i / f:.2f}x "
               f"| {scan_cells} | {ms[(label, 'pdq distance')]:.1f} / {ms[(label, 'pdq max')]:.0f} |")
 
 

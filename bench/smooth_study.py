@@ -24,7 +24,7 @@ image): tens of MB for the default run, a few minutes of CPU per thousand images
 Rotations here are of the 64x64 intermediate, not of the pixels (a few bits from what
 modbot computes on textured images; the same on smooth ones). add-image lists are
 modelled by their PDQ entry only (no crop entries), so "crop 5% centred" is not
-representative in (2). Uses bot.hashing.media's private decoder: a study, not a test.
+representative in (2). Uses bot.hashing.decode's decoder: a study, not a test.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import bench_robustness as br  # noqa: E402
 from bot.demo.samples import encode  # noqa: E402
-from bot.hashing import media, pdq  # noqa: E402
+from bot.hashing import decode, media, pdq  # noqa: E402
 from bot.hashing.border import trim_box  # noqa: E402
 from bot.hashing.limits import MediaLimits  # noqa: E402
 
@@ -62,8 +62,8 @@ LOW = 6  # coefficients per axis in the low-frequency signature
 
 def _intermediates(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
     limits = MediaLimits()
-    img = media._open(data, limits)
-    rgb = media._decode(img, data, limits)
+    img = decode.open_image(data, limits)
+    rgb = decode.decode(img, data, limits, luma_only=True)
     luma = media._luma(rgb)
     left, top, right, bottom = trim_box(rgb)
     trimmed = None

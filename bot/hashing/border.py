@@ -1,6 +1,7 @@
 """Uniform borders (padding, letterbox, frame) around an image, found so they can be trimmed.
 
-Pure: a reduced RGB image in, a box out. Part of perceptual hashing (bot/hashing/media.py):
+Pure: a reduced RGB or greyscale image (or its pixels) in, a box out (a JPEG is decoded to its luma alone,
+bot/hashing/media.py; a border is then a band of uniform brightness). Part of perceptual hashing (bot/hashing/media.py):
 a copy posted with a border added gets the trimmed image's PDQ queries too.
 """
 
@@ -30,33 +31,35 @@ def trim_uniform_border(img: Image.Image) -> Image.Image:
     return img if box == (0, 0, *img.size) else img.crop(box)
 
 
-def trim_box(img: Image.Image) -> tuple[int, int, int, int]:
-    """The (left, top, right, bottom) box `trim_uniform_border` crops `img` to."""
-    rgb = img if img.mode == "RGB" else img.convert("RGB")
-    w, h = rgb.size
-    if w >= 4 and h >= 4 and not any(map(_uniform, _edges(rgb))):
+def trim_box(img: Image.Image | np.ndarray) -> tuple[int, int, int, int]:
+    """The (left, top, right, bottom) box `trim_uniform_border` crops `img` to. `img` may
+    be its pixels already (rows x columns, or rows x columns x channels, uint8)."""
+    pixels = _pixels(img)
+    h, w = pixels.shape[:2]
+    if w >= 4 and h >= 4 and not any(map(_uniform, _edges(pixels))):
         # Most images: no edge line is uniform, so no band starts (what _bands would find
         # after reading the first few lines at each end, for ~60% of the cost).
         return 0, 0, w, h
-    return scanned_box(rgb)
+    return scanned_box(pixels)
 
 
-def scanned_box(rgb: Image.Image) -> tuple[int, int, int, int]:
-    """trim_box's answer for an RGB image, found by reading lines from each end."""
-    w, h = rgb.size
-    top, bottom = _bands(rgb, (0, 0, w, h), columns=False)
-    left, right = _bands(rgb, (0, top, w, h - bottom), columns=True)
+def scanned_box(img: Image.Image | np.ndarray) -> tuple[int, int, int, int]:
+    """trim_box's answer, found by reading lines from each end."""
+    pixels = _pixels(img)
+    h, w = pixels.shape[:2]
+    top, bottom = _bands(pixels, (0, 0, w, h), columns=False)
+    left, right = _bands(pixels, (0, top, w, h - bottom), columns=True)
     if (left or right) and not (top or bottom):
         # Side bands found; the top/bottom ones may only show once the sides are gone.
-        top, bottom = _bands(rgb, (left, 0, w - right, h), columns=False)
+        top, bottom = _bands(pixels, (left, 0, w - right, h), columns=False)
     return left, top, w - right, h - bottom
 
 
-def _bands(rgb: Image.Image, box: tuple[int, int, int, int], columns: bool) -> tuple[int, int]:
-    """Widths of the uniform bands at both ends of the rows (or columns) of `box` in `rgb`.
+def _bands(pixels: np.ndarray, box: tuple[int, int, int, int], columns: bool) -> tuple[int, int]:
+    """Widths of the uniform bands at both ends of the rows (or columns) of `box` in `pixels`.
 
-    Only the lines looked at are read out of the image, a few at a time: most images have
-    no border, and their first few lines at each end settle it.
+    Only the lines looked at are compared, a few at a time: most images have no border,
+    and their first few lines at each end settle it.
     """
     x0, y0, x1, y1 = box
     n, length = (x1 - x0, y1 - y0) if columns else (y1 - y0, x1 - x0)
@@ -64,12 +67,12 @@ def _bands(rgb: Image.Image, box: tuple[int, int, int, int], columns: bool) -> t
         return 0, 0
 
     def read(first: int, stop: int, from_end: bool) -> np.ndarray:
-        """Lines first..stop-1 counted from the start (or end), as lines x pixels x 3."""
+        """Lines first..stop-1 counted from the start (or end), as lines x pixels x channels."""
         lo, hi = (n - stop, n - first) if from_end else (first, stop)
-        region = (x0 + lo, y0, x0 + hi, y1) if columns else (x0, y0 + lo, x1, y0 + hi)
-        lines = np.asarray(rgb.crop(region))
         if columns:
-            lines = lines.transpose(1, 0, 2)
+            lines = pixels[y0:y1, x0 + lo : x0 + hi].transpose(1, 0, 2)
+        else:
+            lines = pixels[y0 + lo : y0 + hi, x0:x1]
         return lines[::-1] if from_end else lines
 
     most = n - int(np.ceil(_MIN_KEPT * n))  # the most both bands together may remove
@@ -91,7 +94,7 @@ def _band_width(read: Callable[[int, int], np.ndarray], limit: int) -> int:
     low = span = None
     while width < limit:
         chunk = read(width, min(limit, width + step))
-        lines, pixels = chunk.shape[:2]
+        lines, pixels, channels = chunk.shape
         if low is None or span is None:
             colour = _median_colour(chunk[0])
             bottom = np.maximum(colour - _BAND_TOLERANCE, 0)
@@ -100,8 +103,10 @@ def _band_width(read: Callable[[int, int], np.ndarray], limit: int) -> int:
             low = np.tile(bottom.astype(np.uint8), pixels)
             span = np.tile((top - bottom).astype(np.uint8), pixels)
         # low <= value <= low + span in one uint8 subtraction: values below low wrap round.
-        within = ((chunk.reshape(lines, pixels * 3) - low) <= span).reshape(lines, pixels, 3)
-        near = within[..., 0] & within[..., 1] & within[..., 2]
+        within = ((chunk.reshape(lines, pixels * channels) - low) <= span).reshape(lines, pixels, channels)
+        near = within[..., 0]
+        for channel in range(1, channels):  # numpy is slow at all() over a short last axis
+            near = near & within[..., channel]
         uniform = np.count_nonzero(near, axis=1) / pixels >= _BAND_FRACTION
         if not uniform.all():
             return width + int(np.argmin(uniform))
@@ -110,15 +115,20 @@ def _band_width(read: Callable[[int, int], np.ndarray], limit: int) -> int:
     return width
 
 
-def _edges(rgb: Image.Image) -> list[np.ndarray]:
-    """The first and last rows and columns of `rgb`, each as pixels x 3."""
-    w, h = rgb.size
-    boxes = ((0, 0, w, 1), (0, h - 1, w, h), (0, 0, 1, h), (w - 1, 0, w, h))
-    return [np.asarray(rgb.crop(box)).reshape(-1, 3) for box in boxes]
+def _pixels(img: Image.Image | np.ndarray) -> np.ndarray:
+    """`img`'s pixels as rows x columns x channels (1 for "L", 3 for RGB and the rest)."""
+    if isinstance(img, Image.Image):
+        img = np.asarray(img if img.mode in ("RGB", "L") else img.convert("RGB"))
+    return img[..., None] if img.ndim == 2 else img
+
+
+def _edges(pixels: np.ndarray) -> list[np.ndarray]:
+    """The first and last rows and columns, each as pixels x channels."""
+    return [pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]
 
 
 def _uniform(line: np.ndarray) -> bool:
-    """Whether `line` (pixels x 3) is uniform as _band_width judges its first line."""
+    """Whether `line` (pixels x channels) is uniform as _band_width judges its first line."""
     colour = _median_colour(line)
     low = np.maximum(colour - _BAND_TOLERANCE, 0)
     span = (np.minimum(colour + _BAND_TOLERANCE, 255) - low).astype(np.uint8)
@@ -127,7 +137,7 @@ def _uniform(line: np.ndarray) -> bool:
 
 
 def _median_colour(line: np.ndarray) -> np.ndarray:
-    """Per channel, the median of `line` (pixels x 3, uint8) rounded half to even, as
+    """Per channel, the median of `line` (pixels x channels, uint8) rounded half to even, as
     numpy.median(line, axis=0).round() gives it (the mean of the middle two when even)."""
     values = np.ascontiguousarray(line.T)  # partitioning along a contiguous axis is faster
     middle = values.shape[1] // 2

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from .limits import MediaLimits
-from .media import _decode, _describe, _open, _Unhashable
+from .decode import Unhashable, decode, describe, open_image
 
 # An image so elongated that enlarging its short side makes the long one larger than this
 # is refused: a 1-pixel-high strip enlarged to 160 would be tens of megapixels of nothing.
@@ -78,17 +78,17 @@ def reduced_image(data: bytes, limits: MediaLimits) -> Image.Image:
     REDUCED_SIDE px on the long side), every limit applied; ValueError saying why not.
     MemoryError propagates, as in hash_within."""
     try:
-        img = _open(data, limits)
-    except _Unhashable as e:
+        img = open_image(data, limits)
+    except Unhashable as e:
         raise ValueError(str(e)) from None
     try:
-        reduced = _decode(img, data, limits)
+        reduced = decode(img, data, limits)
         return reduced.copy() if reduced is img else reduced  # img is closed below
-    except _Unhashable as e:
+    except Unhashable as e:
         raise ValueError(str(e)) from None
     except MemoryError:
         raise
     except Exception as e:  # hostile input can make any decoder raise anything
-        raise ValueError(f"truncated or corrupt image: {_describe(e)}") from None
+        raise ValueError(f"truncated or corrupt image: {describe(e)}") from None
     finally:
         img.close()

@@ -108,11 +108,18 @@ def exact_dihedral_hashes(luma: np.ndarray) -> tuple[tuple[str, ...], int]:
     two passes over the image (rows as they are, and reversed) instead of one, and three
     more passes over the 64-row intermediate. The first hash equals `pdq_hash`'s.
     """
+    hashes, quality, _small = exact_dihedral(luma)
+    return hashes, quality
+
+
+def exact_dihedral(luma: np.ndarray) -> tuple[tuple[str, ...], int, np.ndarray | None]:
+    """`exact_dihedral_hashes`, and the 64x64 image of `luma` (`downsample`'s; None when
+    `luma` is too small to hash) for what else is computed from it."""
     if luma.ndim != 2:
         raise ValueError(f"luma must be two-dimensional, got shape {luma.shape}")
     rows, cols = luma.shape
     if rows < MIN_HASHABLE_SIDE or cols < MIN_HASHABLE_SIDE:
-        return (_ZERO_HASH,) * len(DIHEDRAL), 0
+        return (_ZERO_HASH,) * len(DIHEDRAL), 0, None
     pixels = np.asarray(luma, dtype=np.float32)
     row_bands = (_band(rows), _reversed_band(rows))
     col_bands = (_band(cols), _reversed_band(cols))
@@ -134,7 +141,7 @@ def exact_dihedral_hashes(luma: np.ndarray) -> tuple[tuple[str, ...], int]:
         coeff[0, 0].T,  # flip_plus1: transposed
         coeff[1, 1].T,  # flip_minus1
     )
-    return _to_hex(np.stack(variants)), _quality(small[0, 0])
+    return _to_hex(np.stack(variants)), _quality(small[0, 0]), small[0, 0]
 
 
 @functools.lru_cache(maxsize=256)

@@ -89,9 +89,14 @@ def _signature(luma: np.ndarray) -> str | None:
     rows, cols = luma.shape
     if rows < pdq.MIN_HASHABLE_SIDE or cols < pdq.MIN_HASHABLE_SIDE:
         return None
+    return of_downsampled(pdq.downsample(np.asarray(luma, dtype=np.float32)))
+
+
+def of_downsampled(small: np.ndarray) -> str | None:
+    """The signature of an image from its 64x64 PDQ image (`pdq.downsample`'s, which
+    `pdq.exact_dihedral` hands back: no second downsample); None when it is flat."""
     dct = pdq._dct_matrix()[:SIDE]
-    small = pdq.downsample(np.asarray(luma, dtype=np.float32)).astype(np.float64)
-    coefficients = (dct @ small @ dct.T).reshape(-1)
+    coefficients = (dct @ small.astype(np.float64) @ dct.T).reshape(-1)
     largest = float(np.abs(coefficients).max())
     if float(np.linalg.norm(coefficients)) < _FLAT_NORM:
         return None

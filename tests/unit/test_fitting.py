@@ -67,3 +67,16 @@ async def test_hostile_files_are_refused_by_the_hashing_limits(sandbox: HashSand
     result = await sandbox.fit(hostile_bytes(hostile.name), PHOTODNA)
     assert isinstance(result, str) and hostile.expected in result
     assert sandbox.restarts == 0
+
+
+async def test_a_colour_jpeg_is_fitted_in_colour(sandbox: HashSandbox) -> None:
+    # Hashing decodes a JPEG's luma alone; what a scanning service is sent keeps its colours.
+    data = encode(make_photo(4, (1152, 864)), "JPEG", quality=90)
+
+    result = await fitted(sandbox, data)
+
+    with Image.open(io.BytesIO(result.data)) as img:
+        assert img.mode == "RGB"
+        chroma = img.convert("YCbCr").getextrema()[1:]
+    assert all(high - low > 40 for low, high in chroma)
+

@@ -112,6 +112,24 @@ def test_reduced_decode_stays_close_to_the_full_resolution_hash() -> None:
         assert hamming(compute_hashes(data).pdq, full) <= 12
 
 
+def test_a_colour_jpeg_is_hashed_from_its_luma_plane_as_from_its_colours() -> None:
+    # JPEGs are decoded to their Y plane alone (bot/hashing/decode.py): the hashes must be
+    # those of the colour decode's luma but for rounding.
+    from bot.hashing.decode import draft_size
+    from bot.hashing.pdq import exact_dihedral_hashes
+
+    for seed in range(10):
+        data = encode(photo(seed, (1152, 864)), "JPEG", quality=85)
+        colour = Image.open(io.BytesIO(data))
+        colour.draft("RGB", draft_size(*colour.size))
+        assert colour.mode == "RGB"
+        queries, _quality = exact_dihedral_hashes(np.asarray(colour.convert("F")))
+
+        hashes = compute_hashes(data)
+
+        assert max(hamming(a, b) for a, b in zip(hashes.pdq_queries, queries)) <= 4
+
+
 # --- what is returned -----------------------------------------------------------------
 
 @pytest.mark.parametrize(

@@ -122,8 +122,8 @@ def test_the_scan_limit_is_the_callers() -> None:
 @pytest.mark.parametrize("mode", ["P", "I;16", "1", "PA"])
 def test_strip_wise_conversion_gives_the_whole_images_result(mode: str) -> None:
     # Modes Image.reduce cannot average are converted a strip at a time: the hash must be
-    # what converting the whole image first gives (bot.hashing.media._reduce).
-    from bot.hashing import media
+    # what converting the whole image first gives (bot.hashing.decode._reduce).
+    from bot.hashing import decode
 
     photo = make_photo(5, (1700, 1300))
     if mode == "P":
@@ -136,8 +136,8 @@ def test_strip_wise_conversion_gives_the_whole_images_result(mode: str) -> None:
     else:
         img = photo.convert("1")
     factor = 3
-    whole = media._to_rgb(img).reduce(factor)
-    strips = media._reduce(img, factor)
+    whole = decode._to_rgb(img).reduce(factor)
+    strips = decode._reduce(img, factor)
     assert strips.tobytes() == whole.tobytes()
 
 
