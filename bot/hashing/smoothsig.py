@@ -47,23 +47,31 @@ def signatures(luma: np.ndarray, trim: tuple[int, int, int, int] | None = None) 
 
 def parse(text: str) -> np.ndarray:
     """The unit vector (36 float32) a signature's text stands for; ValueError with the reason."""
+    values = np.frombuffer(_valid_bytes(text), dtype=np.int8).astype(np.float32)
+    return values / np.linalg.norm(values)
+
+
+def _valid_bytes(text: str) -> bytes:
+    """The signed bytes of a valid signature's text; ValueError with the reason."""
     if len(text) != TEXT_LENGTH:
         raise ValueError(f"lowfreq signature must be {TEXT_LENGTH} hex digits, got {len(text)}")
     if not _HEX.issuperset(text):
         raise ValueError("lowfreq signature is not lower-case hexadecimal")
-    values = np.frombuffer(bytes.fromhex(text), dtype=np.int8).astype(np.float32)
-    if np.abs(values).max() != 127:
+    raw = bytes.fromhex(text)
+    # As signed bytes, the largest magnitude must be 127: +127 (7f) or -127 (81) present,
+    # -128 (80) absent.
+    if 0x80 in raw or (0x7F not in raw and 0x81 not in raw):
         raise ValueError("lowfreq signature is not normalised (its largest coefficient must be +-127)")
-    return values / np.linalg.norm(values)
+    return raw
 
 
 def checked(value: object) -> tuple[str, ...]:
     """`Hashes.lowfreq` as a sandbox worker sent it (JSON, not trusted): at most two valid
-    signatures, or ValueError."""
+    signatures, or ValueError. Checked on every hashed image: no numpy here."""
     if not isinstance(value, (list, tuple)) or len(value) > 2 or not all(isinstance(v, str) for v in value):
         raise ValueError("malformed lowfreq")
     for text in value:
-        parse(text)
+        _valid_bytes(text)
     return tuple(value)
 
 

@@ -27,12 +27,15 @@ import os
 import resource
 import socket
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+
+from bot.model import Hashes
 
 from .fitting import FitSpec, fit_image
 from .limits import MediaLimits
 from .media import crops_within, hash_within, warm_up
 
+_HASH_FIELDS = tuple(f.name for f in fields(Hashes))
 EXIT_MEMORY = 3  # the job ran out of the memory limit (the answer said so, if it could)
 _HEADER = struct.Struct(">I")
 _PR_SET_DUMPABLE = 4
@@ -69,7 +72,9 @@ def serve(sock: socket.socket, settings: WorkerSettings) -> None:
             if header.get("crops") and hashes.pdq:
                 crops = crops_within(data, header["crops"], settings.limits, int(header.get("min_quality", 50)))
             del data
-            answer = {"hashes": asdict(hashes), "crops": list(crops)}
+            # Hashes holds strings, integers and tuples of them: a shallow dict serialises as
+            # asdict's deep copy would, without copying.
+            answer = {"hashes": {name: getattr(hashes, name) for name in _HASH_FIELDS}, "crops": list(crops)}
         except MemoryError:
             del data
             try:
