@@ -4,11 +4,11 @@
 
 The floor is the work no implementation can skip: decoding the image at the scale PDQ
 needs (a JPEG drafted as bot/hashing/decode.py drafts it, by libjpeg's DCT scaling; other
-formats in full) plus SHA-256, MD5 and SHA-1 of the bytes. It decodes to RGB, as the
-issue that set the goals measured it. PDQ and pHash read luma alone, and modbot decodes a
-colour JPEG to its luma plane only (libjpeg then skips the chroma planes), so a second
-column, the luma floor, decodes that way: the least any implementation could do. Against
-them, in the same run:
+formats in full) plus SHA-256, MD5 and SHA-1 of the bytes, decoded to RGB as modbot
+decodes. A second column, the luma floor, decodes a JPEG to its luma plane alone (libjpeg
+then skips the chroma planes): less work, but not what modbot does, because 8-bit luma
+bands smooth gradients and the border search needs colours (bot/hashing/decode.py).
+Against them, in the same run:
 
 - sandbox: `HashSandbox.hash` (bot/hashing/pool.py, one worker), every hash modbot
   computes (sha256, md5, sha1, PDQ with its 8 exact rotations/flips, those of the trimmed

@@ -63,7 +63,7 @@ LOW = 6  # coefficients per axis in the low-frequency signature
 def _intermediates(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
     limits = MediaLimits()
     img = decode.open_image(data, limits)
-    rgb = decode.decode(img, data, limits, luma_only=True)
+    rgb = decode.decode(img, data, limits)
     luma = media._luma(rgb)
     left, top, right, bottom = trim_box(rgb)
     trimmed = None

@@ -26,6 +26,9 @@ from .common import configured_list, load
 # by 2.5-10%, evenly at both ends, stays within 20 bits of one of them; in steps of 5% (0.95,
 # 0.9) 10% of 7.5% crops are missed (bench/bench_robustness.py --sweep).
 ADD_IMAGE_CROPS = (0.975, 0.95, 0.925, 0.9)
+# The whole image brightened by these gains (highlights clipped) is listed too: the one tone
+# edit PDQ does not survive (bot/hashing/media.py crop_hashes; bench/bench_robustness.py).
+ADD_IMAGE_GAINS = (1.3,)
 # The least PDQ quality of a crop add-image lists: smooth and dark images' crops match
 # their copies' crops like the whole image does (bench/bench_robustness.py).
 CROP_MIN_QUALITY = 1
@@ -101,7 +104,9 @@ def add_images(images: list[Path], config: Config, list_name: str, label: str | 
             # PDQ does not survive cropping; the crops' hashes find copies trimmed about as much.
             # Smooth crops too (quality under 50 matches within pdqrule.LOW_BOUND); flat
             # ones (quality 0) hash noise and are left out.
-            hashes, crops = await sandbox.hash_with_crops(image.read_bytes(), ADD_IMAGE_CROPS, min_quality=CROP_MIN_QUALITY)
+            hashes, crops = await sandbox.hash_with_crops(
+                image.read_bytes(), ADD_IMAGE_CROPS, min_quality=CROP_MIN_QUALITY, gains=ADD_IMAGE_GAINS
+            )
             entries.append(HashEntry("sha256", hashes.sha256, label))
             if hashes.md5:
                 entries.append(HashEntry("md5", hashes.md5, label))

@@ -103,9 +103,8 @@ def _check_webp(data: bytes, limits: MediaLimits) -> None:
         )
 
 
-def decode(img: ImageFile.ImageFile, data: bytes, limits: MediaLimits, *, luma_only: bool = False) -> Image.Image:
-    """The reduced image, RGB; Unhashable if refused. With `luma_only` (perceptual hashing,
-    which reads luma alone) it may be "L" instead: a JPEG's luma plane, a greyscale image.
+def decode(img: ImageFile.ImageFile, data: bytes, limits: MediaLimits) -> Image.Image:
+    """The reduced RGB image perceptual hashes are computed from; Unhashable if refused.
 
     Every limit is checked from the header and the bytes before any pixel is decoded."""
     width, height = img.size
@@ -128,19 +127,18 @@ def decode(img: ImageFile.ImageFile, data: bytes, limits: MediaLimits, *, luma_o
         scans = jpeg_scans(data)
         if scans > limits.max_jpeg_scans:
             raise Unhashable(f"too many JPEG scans: {scans} exceeds the limit of {limits.max_jpeg_scans}")
-        # PDQ, pHash and the low-frequency signature all read luma, and a JPEG's Y plane is
-        # that luma (JFIF's Y is 0.299 R + 0.587 G + 0.114 B, PDQ's weights): decoded to
-        # "L", libjpeg skips the chroma planes' inverse DCT, upsampling and colour
-        # conversion, and no RGB-to-luma conversion follows. PDQ of the Y plane and of the
-        # RGB decode's luma differ by rounding (at most ~2 grey levels a pixel).
-        img.draft("L" if luma_only else "RGB", draft_size(width, height))
+        # Decoded in colour, not to the luma plane alone (which would skip the chroma planes,
+        # ~10% of the decode): 8-bit luma bands smooth gradients, and PDQ of wallpaper-like
+        # images moved 10-15 bits further from their copies' (bench/bench_robustness.py),
+        # and the border search needs colours to tell a pale panel from white padding.
+        img.draft("RGB", draft_size(width, height))
     needed = decoded_bytes(img, (width, height))
     if needed > limits.max_decoded_bytes:
         raise Unhashable(
             f"decoded image too large: {width}x{height} {img.mode} needs {needed} bytes to decode, "
             f"over the limit of {limits.max_decoded_bytes}"
         )
-    return reduced(img, luma_only=luma_only)
+    return reduced(img)
 
 
 def draft_size(width: int, height: int) -> tuple[int, int]:
@@ -164,17 +162,16 @@ def _python_decoder(img: ImageFile.ImageFile) -> str | None:
     return None
 
 
-def reduced(img: ImageFile.ImageFile, *, luma_only: bool = False) -> Image.Image:
-    """The current frame as RGB, ~REDUCED_SIDE px on the long side, upright per EXIF. With
-    `luma_only`, a greyscale frame (a JPEG drafted to its luma by `decode`) stays "L"."""
+def reduced(img: ImageFile.ImageFile) -> Image.Image:
+    """The current frame as RGB, ~REDUCED_SIDE px on the long side, upright per EXIF
+    (a JPEG already drafted by `decode`)."""
     img.load()
     orientation = _exif_orientation(img)
     frame: Image.Image = img
     factor = max(frame.size) * 4 // (REDUCED_SIDE * 3)  # reduce only below 3/4 of the side
     if factor >= 2:
         frame = _reduce(frame, factor)
-    if not (luma_only and frame.mode == "L"):
-        frame = _to_rgb(frame)
+    frame = _to_rgb(frame)
     method = _ORIENTATION.get(orientation)
     return frame.transpose(method) if method is not None else frame
 

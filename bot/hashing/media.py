@@ -5,8 +5,7 @@ changed — limits are passed explicitly (`MediaLimits`, bot/hashing/limits.py: 
 formats are decoded, and the pixel, decoded-byte and JPEG-scan limits checked before
 decoding, bot/hashing/decode.py). The bot runs this in worker processes with memory and
 CPU limits (bot/hashing/pool.py); the checks keep ordinary hostile files from reaching
-those. Every perceptual hash here reads luma alone, so a colour JPEG is decoded to its
-luma plane only (decode.py's `luma_only`).
+those.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image, ImageEnhance, ImageFile
 
 from . import pdq, smoothsig
 from bot.model import Hashes
@@ -51,6 +50,9 @@ ANIMATION_MAX_FRAME_PIXELS = 4_000_000
 
 OUT_OF_MEMORY = "out of memory while decoding the image"
 
+# crop_hashes lists a brightened image only when at least this share of its pixels clip.
+MIN_CLIPPED_SHARE = 0.01
+
 def compute_hashes(data: bytes, *, max_pixels: int | None = None, limits: MediaLimits | None = None) -> Hashes:
     """Hash `data`. Never raises on hostile input.
 
@@ -81,7 +83,7 @@ def hash_within(data: bytes, limits: MediaLimits) -> Hashes:
     width, height = img.size
     hashes = replace(hashes, width=width, height=height, image_format=img.format)
     try:
-        hashes = _add_perceptual(hashes, decode(img, data, limits, luma_only=True))
+        hashes = _add_perceptual(hashes, decode(img, data, limits))
     except Unhashable as e:
         return replace(hashes, perceptual_error=str(e))
     except MemoryError:
@@ -121,8 +123,10 @@ def crop_hashes(
     max_pixels: int | None = None,
     min_quality: int = 50,
     limits: MediaLimits | None = None,
+    gains: Sequence[float] = (),
 ) -> tuple[str, ...]:
-    """PDQ hashes of central crops of the image in `data`, one per usable fraction, in order.
+    """PDQ hashes of central crops of the image in `data`, one per usable fraction, in order,
+    then of the whole image brightened by each of `gains`.
 
     For a fraction f the crop keeps the centred f x width by f x height region (f = 0.95
     drops 2.5% of the length at each end of each side) of the image decoded exactly as
@@ -130,37 +134,54 @@ def crop_hashes(
     these finds copies cropped by about as much, evenly at both ends, and their rotations
     and flips through the queries' transforms. PDQ moves by ~25 bits when the content
     shifts by ~1% of a side, so a crop taken mostly off one end is still missed.
-    Crops whose PDQ quality is below `min_quality` (flat centres) are left out, as are
+    Brightening (each colour channel times the gain, clipped at white, as a photo editor's
+    brightness slider does) is the one tone edit PDQ does not survive: PDQ compares DCT
+    coefficients with their median, so scaling or shifting luma changes nothing until the
+    highlights clip, and then the clipped areas go flat. A copy brightened by about as much
+    clips where this hash's image clips. A gain under which less than MIN_CLIPPED_SHARE of
+    the pixels clip adds nothing.
+
+    Hashes whose PDQ quality is below `min_quality` (flat centres) are left out, as are
     duplicates. Empty when `data` has no perceptual hash (see `compute_hashes`); never
-    raises on hostile input. ValueError if a fraction is not within (0, 1].
+    raises on hostile input. ValueError if a fraction is not within (0, 1] or a gain not
+    over 1.
     """
     try:
-        return crops_within(data, fractions, _limits(limits, max_pixels), min_quality)
+        return crops_within(data, fractions, _limits(limits, max_pixels), min_quality, gains)
     except MemoryError:
         return ()
 
 
-def crops_within(data: bytes, fractions: Sequence[float], limits: MediaLimits, min_quality: int = 50) -> tuple[str, ...]:
+def crops_within(
+    data: bytes, fractions: Sequence[float], limits: MediaLimits, min_quality: int = 50, gains: Sequence[float] = ()
+) -> tuple[str, ...]:
     """crop_hashes, except that MemoryError propagates (see hash_within)."""
     for f in fractions:
         if not 0 < f <= 1:
             raise ValueError(f"crop fractions must be within (0, 1], got {f}")
+    for g in gains:
+        if not 1 < g <= 4:
+            raise ValueError(f"brightening gains must be within (1, 4], got {g}")
     try:
         img = open_image(data, limits)
     except Unhashable:
         return ()
     try:
-        image = decode(img, data, limits, luma_only=True)
+        # Brightened in colour: each channel clips on its own (a saturated red stays red).
+        image = decode(img, data, limits)
         luma = _luma(image)  # a crop's luma is the luma's crop
         w, h = image.size
         found: list[str] = []
         for f in fractions:
             cw, ch = max(1, round(w * f)), max(1, round(h * f))
             left, top = (w - cw) // 2, (h - ch) // 2
-            pdq_hash, quality = pdq.pdq_hash(luma[top : top + ch, left : left + cw])
-            if quality >= min_quality:
-                found.append(pdq_hash)
-        return tuple(dict.fromkeys(found))
+            found.append(pdq.pdq_hash(luma[top : top + ch, left : left + cw]))
+        rgb = np.asarray(image)
+        for g in gains:
+            # Without clipping, brightening is a scaling, which PDQ does not see.
+            if np.count_nonzero((rgb.max(axis=2) * g) > 255) >= MIN_CLIPPED_SHARE * rgb.shape[0] * rgb.shape[1]:
+                found.append(pdq.pdq_hash(_luma(ImageEnhance.Brightness(image).enhance(g))))
+        return tuple(dict.fromkeys(h for h, quality in found if quality >= min_quality))
     except MemoryError:
         raise
     except Exception:  # refused, or whatever a decoder raises on hostile input
@@ -188,14 +209,14 @@ def hamming(a_hex: str, b_hex: str) -> int:
 
 
 def _add_perceptual(hashes: Hashes, image: Image.Image) -> Hashes:
-    pixels = np.asarray(image)  # one copy out of Pillow, for the luma and the border search
-    luma = pixels.astype(np.float32) if image.mode == "L" else _luma(image)
+    """`hashes` with the perceptual hashes of the reduced RGB `image`."""
+    luma = _luma(image)
     # From the turned and flipped pixels, not by DCT sign changes: PDQ's sampling is not
     # symmetric, and on textured images the sign-changed hash of a mirror can lie tens of
     # bits from the mirrored copy's (issue 14; pdq.exact_dihedral_hashes).
     queries, quality, small = pdq.exact_dihedral(luma)
     smalls = [small]
-    left, top, right, bottom = trim_box(pixels)
+    left, top, right, bottom = trim_box(np.asarray(image))  # one copy out of Pillow, not four crops
     if (left, top, right, bottom) != (0, 0, *image.size):
         # Only when trimming removed something: a second dihedral doubles the PDQ cost.
         # The luma of the trimmed image is the trimmed luma.
@@ -214,11 +235,10 @@ def _add_perceptual(hashes: Hashes, image: Image.Image) -> Hashes:
     )
 
 
-def _luma(image: Image.Image) -> np.ndarray:
-    """PDQ's luma of an RGB or "L" image, float32: of RGB, Pillow's "F" conversion computes
-    the same 0.299 R + 0.587 G + 0.114 B as pdqhash, bit for bit (tests/unit/test_pdq.py);
-    "L" is luma already."""
-    return np.asarray(image.convert("F"))
+def _luma(rgb: Image.Image) -> np.ndarray:
+    """PDQ's luma of an RGB image, float32: Pillow's "F" conversion computes the same
+    0.299 R + 0.587 G + 0.114 B as pdqhash, bit for bit (tests/unit/test_pdq.py)."""
+    return np.asarray(rgb.convert("F"))
 
 
 def _frame_pdqs(img: ImageFile.ImageFile) -> tuple[tuple[int, str, int], ...]:
@@ -238,7 +258,7 @@ def _frame_pdqs(img: ImageFile.ImageFile) -> tuple[tuple[int, str, int], ...]:
     for frame in wanted:
         try:
             img.seek(frame)
-            pdq_hash, quality = pdq.pdq_hash(_luma(reduced(img, luma_only=True)))
+            pdq_hash, quality = pdq.pdq_hash(_luma(reduced(img)))
         except MemoryError:
             raise
         except Exception:

@@ -158,13 +158,16 @@ class HashSandbox:
         return hashes
 
     async def hash_with_crops(
-        self, data: bytes, fractions: Sequence[float], *, min_quality: int = 50
+        self, data: bytes, fractions: Sequence[float], *, min_quality: int = 50, gains: Sequence[float] = ()
     ) -> tuple[Hashes, tuple[str, ...]]:
-        """The hashes and crop_hashes(data, fractions) in one job (for add-image)."""
+        """The hashes and crop_hashes(data, fractions, gains=gains) in one job (for add-image)."""
         for f in fractions:
             if not 0 < f <= 1:
                 raise ValueError(f"crop fractions must be within (0, 1], got {f}")
-        return await self._run(data, {"crops": list(fractions), "min_quality": min_quality})
+        for g in gains:
+            if not 1 < g <= 4:
+                raise ValueError(f"brightening gains must be within (1, 4], got {g}")
+        return await self._run(data, {"crops": list(fractions), "min_quality": min_quality, "gains": list(gains)})
 
     async def fit(self, data: bytes, spec: FitSpec) -> Fitted | str:
         """fit_image(data, spec) in a worker (bot/hashing/fitting.py): the re-encoded image,

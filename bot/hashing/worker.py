@@ -70,7 +70,9 @@ def serve(sock: socket.socket, settings: WorkerSettings) -> None:
             hashes = hash_within(data, settings.limits)
             crops: tuple[str, ...] = ()
             if header.get("crops") and hashes.pdq:
-                crops = crops_within(data, header["crops"], settings.limits, int(header.get("min_quality", 50)))
+                crops = crops_within(
+                    data, header["crops"], settings.limits, int(header.get("min_quality", 50)), header.get("gains", ())
+                )
             del data
             # Hashes holds strings, integers and tuples of them: a shallow dict serialises as
             # asdict's deep copy would, without copying.

@@ -18,7 +18,7 @@ from bot.hashing import compute_hashes, crop_hashes
 from bot.lists.format import HashEntry, read_hash_list
 from bot.model import Hashes
 from bot.demo.samples import encode, make_photo
-from bot.cli.scan import ADD_IMAGE_CROPS, add_images
+from bot.cli.scan import ADD_IMAGE_CROPS, ADD_IMAGE_GAINS, add_images
 
 
 def make_config(tmp_path: Path) -> Config:
@@ -59,9 +59,10 @@ def test_add_image_lists_the_central_crops_pdq_and_the_low_frequency_signature_t
     image, entries = added
     data = image.read_bytes()
     hashes = compute_hashes(data)
-    crops = crop_hashes(data, ADD_IMAGE_CROPS)
+    crops = crop_hashes(data, ADD_IMAGE_CROPS, gains=ADD_IMAGE_GAINS)  # and the brightened image
 
-    assert len(crops) == len(ADD_IMAGE_CROPS)  # a photo: no crop is left out for low quality
+    # A photo: no crop is left out for low quality, and brightening it clips its highlights.
+    assert len(crops) == len(ADD_IMAGE_CROPS) + len(ADD_IMAGE_GAINS)
     assert [(e.type, e.hash) for e in entries] == [
         ("sha256", hashes.sha256),
         ("md5", hashes.md5),

@@ -70,7 +70,6 @@ async def test_hostile_files_are_refused_by_the_hashing_limits(sandbox: HashSand
 
 
 async def test_a_colour_jpeg_is_fitted_in_colour(sandbox: HashSandbox) -> None:
-    # Hashing decodes a JPEG's luma alone; what a scanning service is sent keeps its colours.
     data = encode(make_photo(4, (1152, 864)), "JPEG", quality=90)
 
     result = await fitted(sandbox, data)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pdqhash
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageEnhance, ImageOps
 
 # tests/ is on sys.path because tests/conftest.py lives there.
 from images import encode, make_photo, make_png_bomb, truncated
@@ -110,24 +110,6 @@ def test_reduced_decode_stays_close_to_the_full_resolution_hash() -> None:
 
     for data in (encode(img, "JPEG", quality=90), encode(img, "PNG", compress_level=1)):
         assert hamming(compute_hashes(data).pdq, full) <= 12
-
-
-def test_a_colour_jpeg_is_hashed_from_its_luma_plane_as_from_its_colours() -> None:
-    # JPEGs are decoded to their Y plane alone (bot/hashing/decode.py): the hashes must be
-    # those of the colour decode's luma but for rounding.
-    from bot.hashing.decode import draft_size
-    from bot.hashing.pdq import exact_dihedral_hashes
-
-    for seed in range(10):
-        data = encode(photo(seed, (1152, 864)), "JPEG", quality=85)
-        colour = Image.open(io.BytesIO(data))
-        colour.draft("RGB", draft_size(*colour.size))
-        assert colour.mode == "RGB"
-        queries, _quality = exact_dihedral_hashes(np.asarray(colour.convert("F")))
-
-        hashes = compute_hashes(data)
-
-        assert max(hamming(a, b) for a, b in zip(hashes.pdq_queries, queries)) <= 4
 
 
 # --- what is returned -----------------------------------------------------------------
@@ -351,6 +333,33 @@ def test_crops_of_low_quality_are_left_out() -> None:
 
     assert crop_hashes(data, (0.9,)) == ()
     assert crop_hashes(data, (0.9,), min_quality=0) != ()
+
+
+def high_key(seed: int) -> Image.Image:
+    """A bright photo (mean luma ~200): brightening it by 30% clips much of it to white."""
+    pixels = np.asarray(photo(seed), dtype=np.float32)
+    return Image.fromarray(np.clip(pixels * 0.5 + 140, 0, 255).astype(np.uint8))
+
+
+def test_a_brightened_copy_is_near_the_brightened_hash_and_far_from_the_original() -> None:
+    # Why a brightened hash is worth listing: clipped highlights go flat, and PDQ moves.
+    data = encode(high_key(4), "PNG")
+    whole, brightened = crop_hashes(data, (1.0,), gains=(1.3,))
+    copy = compute_hashes(encode(ImageEnhance.Brightness(high_key(4)).enhance(1.3), "JPEG", quality=85))
+
+    assert nearest(copy, whole) > PDQ_MATCH
+    assert nearest(copy, brightened) <= 8
+
+
+def test_brightened_hashes_come_after_the_crops_and_gains_must_brighten() -> None:
+    data = encode(high_key(4), "PNG")
+
+    both = crop_hashes(data, (0.95,), gains=(1.3,))
+
+    assert both == crop_hashes(data, (0.95,)) + crop_hashes(data, (), gains=(1.3,))
+    for gain in (1.0, 0.7, 4.5):
+        with pytest.raises(ValueError):
+            crop_hashes(data, (0.95,), gains=(gain,))
 
 
 @pytest.mark.parametrize(
