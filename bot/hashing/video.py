@@ -8,12 +8,16 @@ share of frames matched both ways (bot/lists/videoindex.py, HMA's rule), and wha
 `hashes add-video` lists (bot/cli/videos.py).
 
 Bounded before and while decoding: only MP4/QuickTime (ISO base media) and WebM/Matroska
-are opened, identified from the bytes; a stream whose frames are over the pixel limit is
-refused from its header; decoding stops after `MediaLimits.video_frames` samples (so the
-first that many seconds: the duration limit) or `video_pixel_budget` decoded pixels,
-whichever comes first, and `Hashes.sampling_limit` says which (the pipeline audits it);
-FFmpeg decodes on one thread. Memory and CPU are the sandbox's (bot/hashing/pool.py), as
-for images.
+are opened, identified from the bytes; a stream whose frames are over the pixel limit, or
+would take more than `MediaLimits.max_decoded_bytes` to decode and sample (VIDEO_BYTES_PER_PIXEL),
+is refused from its header, and a later frame that grows past either stops decoding;
+decoding stops after `MediaLimits.video_frames` samples (so the first that many seconds:
+the duration limit, whatever duration the container claims) or `video_pixel_budget`
+decoded pixels, every frame counted as at least MIN_FRAME_PIXELS (a stream of thousands of
+tiny frames a second costs per frame, not per pixel), whichever comes first, and
+`Hashes.sampling_limit` says which (the pipeline audits it); FFmpeg decodes on one thread.
+The sandbox's memory and CPU limits (bot/hashing/pool.py) stay the backstop, as for images:
+tests/unit/test_video_limits.py has a hostile video hit each limit.
 
 Pure: bytes in, frame hashes out.
 """
@@ -39,6 +43,17 @@ VIDEO_FRAMES = 60
 VIDEO_PIXEL_BUDGET = 2_000_000_000
 # The most samples a video may be configured to (processing.max_video_frames): an hour.
 MAX_VIDEO_FRAMES = 3600
+# Address space a frame costs while it is sampled, per pixel: two decoded YUV 4:2:0 frames
+# held at once (the one sampled and the next), FFmpeg's RGB conversion, PyAV's copy of it
+# and Pillow's 4-byte RGB image. Measured: a worker's peak grew 16.4 bytes per pixel with
+# 16 MP frames, 15.9 with 33 MP (8K) ones. With the default max_decoded_bytes (192 MiB),
+# frames up to 12.5 MP (4K UHD is 8.3 MP) are sampled within the sandbox's 256 MiB.
+VIDEO_BYTES_PER_PIXEL = 16
+# Decoding a frame costs ~13 us whatever its size (FFmpeg and PyAV per-frame work; measured
+# on 16x16 frames), what ~9,000 pixels of a large frame cost: each frame is counted as at
+# least this many pixels against video_pixel_budget, so that 2e9 is ~3 s of CPU however
+# small the frames (without it, 2e9 is millions of tiny frames: minutes).
+MIN_FRAME_PIXELS = 16_384
 # Long side of the frame PDQ is computed from (as images: PDQ downsamples to 64x64 anyway).
 _REDUCED_SIDE = 512
 
@@ -100,13 +115,11 @@ def sample_video(
         width, height = stream.codec_context.width, stream.codec_context.height
         if width <= 0 or height <= 0:
             raise VideoRefused(f"corrupt video: frame size {width}x{height}")
-        if width * height > limits.max_pixels:
-            raise VideoRefused(
-                f"decompression bomb: {width}x{height} = {width * height} pixels "
-                f"exceeds the limit of {limits.max_pixels}"
-            )
+        refused = _frame_refused(width, height, limits)
+        if refused:
+            raise VideoRefused(f"decompression bomb: {refused}")
         found: list[tuple[int, str, int]] = []
-        decoded = 0
+        decoded = frames = 0
         next_at = 0.0
         stopped: str | None = None
         wanted = min(limits.video_frames, MAX_VIDEO_FRAMES)
@@ -116,13 +129,19 @@ def sample_video(
                 if len(found) >= wanted and at is not None and at + 1e-6 >= next_at:  # the video goes on
                     stopped = f"frame limit: the first {wanted} s sampled (processing.max_video_frames)"
                     break
-                decoded += frame.width * frame.height
-                if frame.width * frame.height > limits.max_pixels:
-                    stopped = f"a frame of {frame.width}x{frame.height} over the pixel limit"
+                pixels = frame.width * frame.height
+                decoded += max(pixels, MIN_FRAME_PIXELS)
+                frames += 1
+                refused = _frame_refused(frame.width, frame.height, limits)
+                if refused:
+                    stopped = f"a later frame is too large: {refused}"
                     break
                 if decoded > limits.video_pixel_budget:
-                    stopped = (f"decoded-pixel limit: {limits.video_pixel_budget} pixels decoded after {len(found)} s "
-                               "(processing.max_video_decoded_pixels)")  # fmt: skip
+                    small = f", frames of {frame.width}x{frame.height} counted as {MIN_FRAME_PIXELS} pixels each" * (
+                        pixels < MIN_FRAME_PIXELS
+                    )
+                    stopped = (f"decoded-pixel limit: {limits.video_pixel_budget} pixels decoded in {frames} frames "
+                               f"after {len(found)} s{small} (processing.max_video_decoded_pixels)")  # fmt: skip
                     break
                 if at is None or at + 1e-6 < next_at:
                     continue
@@ -135,6 +154,19 @@ def sample_video(
         if not found:
             raise VideoRefused("truncated or corrupt video: no frame decoded")
         return (width, height), tuple(found), stopped
+
+
+def _frame_refused(width: int, height: int, limits: MediaLimits) -> str | None:
+    """Why frames of width x height are not decoded (over the pixel or decoded-byte limit), or None."""
+    if width * height > limits.max_pixels:
+        return f"{width}x{height} = {width * height} pixels exceeds the limit of {limits.max_pixels}"
+    needed = width * height * VIDEO_BYTES_PER_PIXEL
+    if needed > limits.max_decoded_bytes:
+        return (
+            f"video frames of {width}x{height} need {needed} bytes to decode and sample, "
+            f"over the limit of {limits.max_decoded_bytes} (processing.max_decoded_bytes)"
+        )
+    return None
 
 
 def _frame_pdq(frame: av.VideoFrame) -> tuple[str, int]:

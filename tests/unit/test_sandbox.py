@@ -112,7 +112,9 @@ async def test_a_worker_over_its_memory_limit_is_replaced_and_the_media_not_scan
 
         hashes = await sb.hash(hostile)
 
-        assert hashes.perceptual_error == "not scanned: resource limit (memory)"
+        assert hashes.perceptual_error == (
+            "not scanned: resource limit (memory): over 64 MiB beyond the worker's idle size (processing.hash_memory_mb)"
+        )
         assert hashes.sha256 == hashlib.sha256(hostile).hexdigest() and hashes.size == len(hostile)
         assert hashes.pdq is None
         assert sb.restarts == 1 and sb.restart_reasons["memory"] == 1
@@ -126,7 +128,9 @@ async def test_a_worker_over_its_cpu_limit_is_killed_and_replaced() -> None:
         started = time.monotonic()
         hashes = await sb.hash(hostile)
 
-        assert hashes.perceptual_error == "not scanned: resource limit (cpu)"
+        assert hashes.perceptual_error == (
+            "not scanned: resource limit (cpu): over 1 s of CPU for one media (processing.hash_cpu_seconds)"
+        )
         assert hashes.sha256 == hashlib.sha256(hostile).hexdigest()
         assert time.monotonic() - started < 15
         assert sb.restarts == 1 and sb.restart_reasons["cpu"] == 1
