@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from bot.configtypes import ResolvedPath, Section
+from bot.lists.vpdq import DEFAULT_MAX_FRAMES, MAX_FRAMES_CEILING
 from bot.yamlload import LocatedValueError
 
 
@@ -45,6 +46,10 @@ class HashListConfig(Section):
     label: str = Field(min_length=1)  # for entries without a label; defaults to the name
     enabled: bool = True
     thresholds: ThresholdsConfig = ThresholdsConfig()
+    # The most frames a vPDQ entry of this list may have (a frame a second: 3600 is an hour);
+    # a longer entry is a rejected line, so one line cannot grow the index without bound.
+    # Raise it for a list of longer videos.
+    max_vpdq_frames: int = Field(default=DEFAULT_MAX_FRAMES, ge=1, le=MAX_FRAMES_CEILING)
 
     @model_validator(mode="before")
     @classmethod

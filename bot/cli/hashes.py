@@ -86,14 +86,18 @@ def cmd_import(args: argparse.Namespace) -> int:
     path = resolve_list_path(target, Path.cwd())
     bar = ProgressBar(f"reading {args.file}")
     try:
-        result = read_import(args.file, args.format, label, hash_type=args.type, progress=bar)
+        result = read_import(
+            args.file, args.format, label, hash_type=args.type, progress=bar, max_vpdq_frames=target.max_vpdq_frames
+        )
     except (OSError, ValueError) as e:
         print(f"modbot: {e}", file=sys.stderr)
         return 2
     finally:
         bar.close()
     bar = ProgressBar(f"reading {path}")
-    existing = read_hash_columns(path, target.label, bar) if path.exists() and not args.replace else None
+    existing = (
+        read_hash_columns(path, target.label, bar, target.max_vpdq_frames) if path.exists() and not args.replace else None
+    )
     bar.close()
     # Each entry once, and only those the list does not hold yet.
     added = columns_difference(result.columns, existing or HashColumns({}, ()))
@@ -123,7 +127,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     target = list_config(config, args.list)
     path = resolve_list_path(target, Path.cwd())
     bar = ProgressBar(f"reading {path}")
-    columns = read_hash_columns(path, target.label, bar)
+    columns = read_hash_columns(path, target.label, bar, target.max_vpdq_frames)
     bar.close()
     if any(line == 0 for line, _ in columns.errors):
         print(f"modbot: {columns.errors[0][1]}", file=sys.stderr)
