@@ -35,6 +35,7 @@ import numpy as np
 from .act.executor import MatchedMedia, describe_verdict, media_acted_on
 from .act.homeserver import HomeserverError
 from .classify.hashlist import HashListClassifier
+from .configdetect import DEFAULT_PDQ_MIN_QUALITY
 from .lists.loaded import LoadedList
 from .extract import parse_mxc
 from .lists.index import code_to_hex
@@ -120,7 +121,7 @@ class RetroMatcher:
         act: Act,
         is_protected: Callable[[str], bool],
         bot_user_id: str,
-        pdq_min_quality: int = 50,
+        pdq_min_quality: int = DEFAULT_PDQ_MIN_QUALITY,  # the live classifier's, in the bot
         allowlist: Any = None,
         classifier_name: str = "hashlist",
         progress: Progress | None = None,
