@@ -9,8 +9,9 @@ share of frames matched both ways (bot/lists/videoindex.py, HMA's rule), and wha
 
 Bounded before and while decoding: only MP4/QuickTime (ISO base media) and WebM/Matroska
 are opened, identified from the bytes; a stream whose frames are over the pixel limit, or
-would take more than `MediaLimits.max_decoded_bytes` to decode and sample (VIDEO_BYTES_PER_PIXEL),
-is refused from its header, and a later frame that grows past either stops decoding;
+would take more than `MediaLimits.max_decoded_bytes` to decode (VIDEO_BYTES_PER_PIXEL),
+is refused from its header, and a later frame that grows past either stops decoding (a
+sampled frame is reduced by FFmpeg before any RGB conversion: no full-size copy);
 decoding stops after `MediaLimits.video_frames` samples (so the first that many seconds:
 the duration limit, whatever duration the container claims) or `video_pixel_budget`
 decoded pixels, every frame counted as at least MIN_FRAME_PIXELS (a stream of thousands of
@@ -43,11 +44,13 @@ VIDEO_FRAMES = 60
 VIDEO_PIXEL_BUDGET = 2_000_000_000
 # The most samples a video may be configured to (processing.max_video_frames): an hour.
 MAX_VIDEO_FRAMES = 3600
-# Address space a frame costs while it is sampled, per pixel: two decoded YUV 4:2:0 frames
-# held at once (the one sampled and the next), FFmpeg's RGB conversion, PyAV's copy of it
-# and Pillow's 4-byte RGB image. Measured: a worker's peak grew 16.4 bytes per pixel with
-# 16 MP frames, 15.9 with 33 MP (8K) ones. With the default max_decoded_bytes (192 MiB),
-# frames up to 12.5 MP (4K UHD is 8.3 MP) are sampled within the sandbox's 256 MiB.
+# Address space decoding takes, per pixel of a frame: the decoder's frames in flight, 1.5
+# bytes a pixel each in 4:2:0 (an H.264 stream keeps its reference frames and those waiting
+# to be reordered: 8-9 with 4 references and 2 B-frames). Measured growth of a process's
+# peak: 12.8 bytes a pixel for 8K H.264 so encoded, 16 for 4K (fixed costs included), 3.3-4.4
+# for intra-only streams (sampling reduces frames in FFmpeg, with no full-size RGB copy).
+# With the default max_decoded_bytes (192 MiB) frames up to 12.5 MP are decoded (4K UHD is
+# 8.3 MP); a stream with more references (16 at 4K: 237 MB) meets the sandbox's limit.
 VIDEO_BYTES_PER_PIXEL = 16
 # Decoding a frame costs ~13 us whatever its size (FFmpeg and PyAV per-frame work; measured
 # on 16x16 frames), what ~9,000 pixels of a large frame cost: each frame is counted as at
@@ -163,18 +166,21 @@ def _frame_refused(width: int, height: int, limits: MediaLimits) -> str | None:
     needed = width * height * VIDEO_BYTES_PER_PIXEL
     if needed > limits.max_decoded_bytes:
         return (
-            f"video frames of {width}x{height} need {needed} bytes to decode and sample, "
+            f"video frames of {width}x{height} need {needed} bytes to decode, "
             f"over the limit of {limits.max_decoded_bytes} (processing.max_decoded_bytes)"
         )
     return None
 
 
 def _frame_pdq(frame: av.VideoFrame) -> tuple[str, int]:
-    image = frame.to_image()  # RGB
-    factor = max(image.size) // _REDUCED_SIDE
+    factor = max(frame.width, frame.height) // _REDUCED_SIDE
     if factor >= 2:
-        image = image.reduce(factor)
-    return pdq.pdq_hash(np.asarray(image.convert("F")))
+        # Reduced by FFmpeg straight from the decoded YUV (area averaging, as Pillow's
+        # reduce): no full-size RGB copy. A 4K frame costs 7 ms instead of 64 and ~3 bytes
+        # a pixel instead of 16; the hash is within 0-6 bits of reducing the RGB frame.
+        frame = frame.reformat(width=frame.width // factor, height=frame.height // factor, format="rgb24",
+                               interpolation="AREA")  # fmt: skip
+    return pdq.pdq_hash(np.asarray(frame.to_image().convert("F")))
 
 
 def _describe(e: BaseException) -> str:

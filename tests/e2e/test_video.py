@@ -114,12 +114,12 @@ async def test_an_unrelated_video_is_left_alone(world: World) -> None:
 
 async def test_a_video_with_frames_too_large_to_sample_keeps_its_exact_hashes_and_is_audited(world: World) -> None:
     poster = await world.stage.new_user("bigposter", join=world.room)
-    huge = flat_clip(7680, 4320, 3)  # 8K frames: 530 MB to decode and sample, refused from the header
+    huge = flat_clip(7680, 4320, 3)  # 8K frames: 530 MB to decode (16 bytes a pixel), refused from the header
     mxc, event_id = await post_video(poster, world.room, huge, "video/x-matroska")
     assert await wait_for(lambda: processed(world, event_id), timeout=60) == "done"
     audit = [(a.category, a.outcome, a.message) for a in await world.db.store.audit_log(limit=200) if a.mxc == mxc]
     needed = 7680 * 4320 * VIDEO_BYTES_PER_PIXEL
     assert ("scan", "partial", "exact hashes only, no perceptual scan: decompression bomb: video frames of 7680x4320 "
-            f"need {needed} bytes to decode and sample, over the limit of 201326592 (processing.max_decoded_bytes)") in audit
+            f"need {needed} bytes to decode, over the limit of 201326592 (processing.max_decoded_bytes)") in audit
     assert [v.kind for v in await world.db.store.verdicts_for(event_id=event_id)] == ["no_match"]
     assert (await world.bot.health() or {}).get("status") == "ok"  # no worker was lost to it

@@ -1,6 +1,6 @@
 """Every limit on hashing a video, each hit by a hostile video (tests/hostile_video.py).
 
-What it promises: frames too large to decode and sample within the decoded-byte limit are
+What it promises: frames too large to decode within the decoded-byte limit are
 refused from the header, and a later frame that grows past it stops decoding; a stream of
 thousands of tiny frames stops at the decoded-pixel limit (each frame counted as at least
 MIN_FRAME_PIXELS); the duration a container claims costs nothing (what is sampled is the
@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import time
 
-from hostile_video import flat_clip, flat_jpeg, mjpeg_clip
+from hostile_video import flat_clip, flat_jpeg, mjpeg_clip, skip_clip
 
 from bot.config import ProcessingConfig
 from bot.hashing import MediaLimits, compute_hashes
@@ -34,7 +34,7 @@ def test_8k_frames_are_refused_from_the_header_and_4k_ones_are_sampled() -> None
     assert time.process_time() - started < 0.5  # nothing decoded
     assert refused.perceptual_error == (
         f"decompression bomb: video frames of 7680x4320 need {7680 * 4320 * VIDEO_BYTES_PER_PIXEL} bytes to "
-        f"decode and sample, over the limit of {DEFAULT_DECODED_BYTES} (processing.max_decoded_bytes)"
+        f"decode, over the limit of {DEFAULT_DECODED_BYTES} (processing.max_decoded_bytes)"
     )
     assert refused.sha256 == hashlib.sha256(eight_k).hexdigest() and refused.frame_pdqs == ()
 
@@ -51,7 +51,7 @@ def test_a_frame_larger_than_the_header_said_stops_decoding_and_the_frames_befor
     assert hashes.perceptual_error is None and [s for s, _, _ in hashes.frame_pdqs] == [0, 1]
     assert hashes.sampling_limit == (
         "a later frame is too large: video frames of 8000x8000 need "
-        f"{8000 * 8000 * VIDEO_BYTES_PER_PIXEL} bytes to decode and sample, over the limit of "
+        f"{8000 * 8000 * VIDEO_BYTES_PER_PIXEL} bytes to decode, over the limit of "
         f"{DEFAULT_DECODED_BYTES} (processing.max_decoded_bytes)"
     )
     lifted = compute_hashes(data, limits=MediaLimits(max_decoded_bytes=1 << 40, max_pixels=63_000_000))
@@ -95,10 +95,14 @@ def test_a_container_claiming_ten_hours_costs_what_its_frames_cost() -> None:
 
 
 async def test_a_video_over_a_workers_cpu_limit_has_it_replaced_and_the_media_not_scanned() -> None:
-    # 40 frames of 4K, one a second: within every limit checked while decoding (0.33e9 of the
-    # 2e9 pixels), each sample costs ~80 ms of CPU: ~3 s in all, over a 1 s CPU limit.
-    data = flat_clip(3840, 2160, 40)
-    async with HashSandbox(workers=1, memory_bytes=256 * MB, cpu_seconds=1) as sb:
+    # 1500 frames of 4K (50 s, 5 MB): ~3 ms of CPU each to decode, ~5 s in all. By default
+    # the decoded-pixel limit stops decoding after 242 of them; with it lifted the worker
+    # decodes on, past a CPU limit of 1 s.
+    data = skip_clip(3840, 2160, 1500)
+    assert (compute_hashes(data).sampling_limit or "").startswith("decoded-pixel limit: 2000000000 pixels decoded in 242 frames")
+    async with HashSandbox(
+        workers=1, memory_bytes=256 * MB, cpu_seconds=1, limits=MediaLimits(video_pixel_budget=1 << 62)
+    ) as sb:
         hashes = await sb.hash(data)
 
         assert hashes.perceptual_error == (
@@ -111,9 +115,11 @@ async def test_a_video_over_a_workers_cpu_limit_has_it_replaced_and_the_media_no
 
 
 async def test_a_video_over_a_workers_memory_limit_has_it_replaced_and_the_media_not_scanned() -> None:
-    # 64 MP frames (2 MB of file): refused from the header by default; with the decoded-byte
-    # check lifted, the worker really tries, and ~1 GB of frames does not fit in 256 MiB.
-    data = flat_clip(8000, 8000, 2)
+    # 64 MP frames in 4:4:4 (3 MB of file): refused from the header by default; with the
+    # decoded-byte check lifted the worker really tries, and two decoded frames held at once
+    # (192 MB each) do not fit in 256 MiB.
+    jpeg = flat_jpeg(8000, 8000, subsampling=0)
+    data = mjpeg_clip([(jpeg, 0), (jpeg, 1000), (jpeg, 2000)], (8000, 8000))
     async with HashSandbox(
         workers=1, memory_bytes=256 * MB, cpu_seconds=10, limits=MediaLimits(max_decoded_bytes=1 << 40)
     ) as sb:
