@@ -50,7 +50,8 @@ MAX_VIDEO_FRAMES = 3600
 # peak: 12.8 bytes a pixel for 8K H.264 so encoded, 16 for 4K (fixed costs included), 3.3-4.4
 # for intra-only streams (sampling reduces frames in FFmpeg, with no full-size RGB copy).
 # With the default max_decoded_bytes (192 MiB) frames up to 12.5 MP are decoded (4K UHD is
-# 8.3 MP); a stream with more references (16 at 4K: 237 MB) meets the sandbox's limit.
+# 8.3 MP). Streams that hold more than the estimate are left to the sandbox's memory limit:
+# 4K H.264 with 16 references took 237 MB, 4K 10-bit HEVC 224 MB (both fit in 256 MiB).
 VIDEO_BYTES_PER_PIXEL = 16
 # Decoding a frame costs ~13 us whatever its size (FFmpeg and PyAV per-frame work; measured
 # on 16x16 frames), what ~9,000 pixels of a large frame cost: each frame is counted as at
