@@ -18,7 +18,7 @@ from PIL import Image
 
 from bot.classify.hashlist import HashListClassifier
 from bot.config import ProcessingConfig
-from bot.hashing import MediaLimits, compute_hashes, video
+from bot.hashing import MediaLimits, compute_hashes
 from bot.hashing.pool import HashSandbox
 from bot.lists.format import HashEntry
 from bot.lists.loaded import LoadedList
