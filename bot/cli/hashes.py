@@ -343,7 +343,7 @@ async def _retro_report(config: Config, only: str | None) -> int:
     from ..lists.fingerprints import new_entries
     from ..record.db import create_engine, current_revision, head_revision
     from ..record.store import Store
-    from ..retro import decode_digests
+    from ..retro import decode_digests, live_min_quality
 
     engine = create_engine(config.database.url)
     try:
@@ -366,7 +366,7 @@ async def _retro_report(config: Config, only: str | None) -> int:
                   + (" (never matched: the whole list)" if chunks is None else ""))
             if not count:
                 continue
-            classifier = HashListClassifier([delta], config.hashlist.pdq_min_quality)
+            classifier = HashListClassifier([delta], live_min_quality(config))  # as the bot's
             bar = ProgressBar(f"matching {list_config.name}")
             after, checked, hits = None, 0, []
             while True:
