@@ -88,6 +88,7 @@ class HashSandbox:
         # A backstop for a worker that stops answering without using CPU (it should not
         # happen): generous, since on a loaded machine 10 s of CPU can take much longer.
         self.wall_seconds = wall_seconds if wall_seconds is not None else max(30.0, 6 * cpu_seconds)
+        self._wall_source = "" if wall_seconds is not None else " (6 x processing.hash_cpu_seconds, at least 30)"
         self.restarts = 0  # workers replaced after a limit or a crash, for /health
         self.restart_reasons: Counter[str] = Counter()
         self._idle: asyncio.Queue[_Worker | None] = asyncio.Queue()  # None: stopped
@@ -285,7 +286,7 @@ class HashSandbox:
             return f"over {self.settings.memory_bytes >> 20} MiB beyond the worker's idle size (processing.hash_memory_mb)"
         if limit == "cpu":
             return f"over {self.settings.cpu_seconds:g} s of CPU for one media (processing.hash_cpu_seconds)"
-        return f"no answer in {self.wall_seconds:g} s"
+        return f"no answer in {self.wall_seconds:g} s{self._wall_source}"
 
     # --- workers -------------------------------------------------------------------------
 

@@ -163,7 +163,10 @@ def sample_video(
 def _frame_refused(width: int, height: int, limits: MediaLimits) -> str | None:
     """Why frames of width x height are not decoded (over the pixel or decoded-byte limit), or None."""
     if width * height > limits.max_pixels:
-        return f"{width}x{height} = {width * height} pixels exceeds the limit of {limits.max_pixels}"
+        return (
+            f"{width}x{height} = {width * height} pixels exceeds the limit of {limits.max_pixels} "
+            "(processing.max_image_pixels)"
+        )
     needed = width * height * VIDEO_BYTES_PER_PIXEL
     if needed > limits.max_decoded_bytes:
         return (

@@ -55,7 +55,9 @@ def test_a_frame_larger_than_the_header_said_stops_decoding_and_the_frames_befor
         f"{DEFAULT_DECODED_BYTES} (processing.max_decoded_bytes)"
     )
     lifted = compute_hashes(data, limits=MediaLimits(max_decoded_bytes=1 << 40, max_pixels=63_000_000))
-    assert lifted.sampling_limit == "a later frame is too large: 8000x8000 = 64000000 pixels exceeds the limit of 63000000"
+    assert lifted.sampling_limit == (
+        "a later frame is too large: 8000x8000 = 64000000 pixels exceeds the limit of 63000000 (processing.max_image_pixels)"
+    )
 
 
 def test_thousands_of_tiny_frames_at_one_instant_stop_at_the_decoded_pixel_limit() -> None:
