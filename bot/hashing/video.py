@@ -8,7 +8,8 @@ share of frames matched both ways (bot/lists/videoindex.py, HMA's rule), and wha
 `hashes add-video` lists (bot/cli/videos.py).
 
 Bounded before and while decoding: only MP4/QuickTime (ISO base media) and WebM/Matroska
-are opened, identified from the bytes; a stream whose frames are over the pixel limit, or
+are opened, identified from the bytes, and only the codecs of `MediaLimits.video_codecs`
+(limits.MATRIX_VIDEO_CODECS) decoded; a stream whose frames are over the pixel limit, or
 would take more than `MediaLimits.max_decoded_bytes` to decode (VIDEO_BYTES_PER_PIXEL),
 is refused from its header, and a later frame that grows past either stops decoding (a
 sampled frame is reduced by FFmpeg before any RGB conversion: no full-size copy);
@@ -58,6 +59,8 @@ VIDEO_BYTES_PER_PIXEL = 16
 # least this many pixels against video_pixel_budget, so that 2e9 is ~3 s of CPU however
 # small the frames (without it, 2e9 is millions of tiny frames: minutes).
 MIN_FRAME_PIXELS = 16_384
+# FFmpeg's demuxers for the formats video_format identifies.
+_DEMUXERS = {"MP4": "mov", "WEBM": "matroska"}
 # Long side of the frame PDQ is computed from (as images: PDQ downsamples to 64x64 anyway).
 _REDUCED_SIDE = 512
 
@@ -106,14 +109,24 @@ def sample_video(
     VideoRefused when the video cannot be opened, has no video stream, or its frames
     exceed the pixel limit; a video that breaks off later keeps the frames before it.
     """
+    # The demuxer of the format identified (no other is probed), and FFmpeg told which
+    # decoders it may open at all: opening a file already decodes a first frame of a stream
+    # whose header leaves its parameters open.
+    demuxer = _DEMUXERS.get(video_format(data) or "")
     try:
-        container = av.open(io.BytesIO(data), mode="r")
+        container = av.open(
+            io.BytesIO(data), mode="r", format=demuxer,
+            container_options={"codec_whitelist": ",".join(sorted(limits.video_codecs))},
+        )  # fmt: skip
     except Exception as e:  # FFmpeg raises its own errors for anything malformed
         raise VideoRefused(f"truncated or corrupt video: {_describe(e)}") from None
     with container:
         if not container.streams.video:
             raise VideoRefused("no video stream")
         stream = container.streams.video[0]
+        codec = stream.codec_context.name
+        if codec not in limits.video_codecs:
+            raise VideoRefused(f"unsupported video codec {codec}")
         stream.thread_type = "SLICE"
         stream.codec_context.thread_count = 1
         width, height = stream.codec_context.width, stream.codec_context.height

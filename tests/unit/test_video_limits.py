@@ -1,8 +1,8 @@
 """Every limit on hashing a video, each hit by a hostile video (tests/hostile_video.py).
 
-What it promises: frames too large to decode within the decoded-byte limit are
-refused from the header, and a later frame that grows past it stops decoding; a stream of
-thousands of tiny frames stops at the decoded-pixel limit (each frame counted as at least
+What it promises: only the codecs Matrix clients send are decoded; frames too large to
+decode within the decoded-byte limit are refused from the header, and a later frame that
+grows past it stops decoding; a stream of thousands of tiny frames stops at the decoded-pixel limit (each frame counted as at least
 MIN_FRAME_PIXELS); the duration a container claims costs nothing (what is sampled is the
 first `video_frames` seconds of decoded frames). Through the sandbox, a video over the CPU
 or memory limit of its worker has the worker replaced and the media not scanned, the
@@ -15,10 +15,13 @@ from __future__ import annotations
 import hashlib
 import time
 
+import numpy as np
 from hostile_video import flat_clip, flat_jpeg, mjpeg_clip, skip_clip
 
 from bot.config import ProcessingConfig
+from bot.demo.samples import encode_frames
 from bot.hashing import MediaLimits, compute_hashes
+from bot.hashing.limits import MATRIX_VIDEO_CODECS
 from bot.hashing.pool import HashSandbox
 from bot.hashing.video import MIN_FRAME_PIXELS, VIDEO_BYTES_PER_PIXEL
 
@@ -40,6 +43,19 @@ def test_8k_frames_are_refused_from_the_header_and_4k_ones_are_sampled() -> None
 
     four_k = compute_hashes(flat_clip(3840, 2160, 2))
     assert four_k.perceptual_error is None and len(four_k.frame_pdqs) == 2
+
+
+def test_only_the_codecs_matrix_clients_send_are_decoded() -> None:
+    # FFV1 (a lossless archival codec) in Matroska: a container modbot reads, a decoder it
+    # does not open. The same frames in VP8/WebM are hashed.
+    frames = [np.full((240, 320, 3), 90, np.uint8)] * 10
+    ffv1 = encode_frames(frames, "ffv1", "matroska", 10, (320, 240))
+    refused = compute_hashes(ffv1)
+    assert refused.perceptual_error == "unsupported video codec ffv1"
+    assert refused.sha256 == hashlib.sha256(ffv1).hexdigest() and refused.image_format == "WEBM"
+    assert "ffv1" not in MATRIX_VIDEO_CODECS and {"h264", "hevc", "vp8", "vp9", "libdav1d"} <= MATRIX_VIDEO_CODECS
+    vp8 = compute_hashes(encode_frames(frames, "libvpx", "webm", 10, (320, 240)))
+    assert vp8.perceptual_error is None and len(vp8.frame_pdqs) == 1
 
 
 def test_a_frame_larger_than_the_header_said_stops_decoding_and_the_frames_before_stand() -> None:
