@@ -388,7 +388,9 @@ class ModBot:
             act=lambda decision, ctx, matched: enforcer.enforce(decision, ctx, matched, retroactive=True),
             is_protected=self.controls.is_protected,
             bot_user_id=self.bot_user_id,
-            pdq_min_quality=cfg.hashlist.pdq_min_quality,
+            # The live hash-list classifier's floor (its own `settings.pdq_min_quality`, else
+            # hashlist.pdq_min_quality): an entry found later matches what it would have then.
+            pdq_min_quality=self.hashlist.pdq_min_quality,
             allowlist=lambda: self.controls.allowlist,
             classifier_name=self.hashlist.name,
         )

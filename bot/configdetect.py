@@ -13,13 +13,20 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from bot.configtypes import ResolvedPath, Section
+from bot.lists.vpdq import DEFAULT_MAX_FRAMES, MAX_FRAMES_CEILING
 from bot.yamlload import LocatedValueError
 
 
+# The one default of `hashlist.pdq_min_quality`, for every matcher that has one (live
+# matching, retroactive matching, the command line): no floor, low-quality hashes match
+# within the stricter bounds of bot/classify/pdqrule.py. Two defaults drifted apart once
+# (retroactive matching kept the old cliff of 50 while live matching had none).
+DEFAULT_PDQ_MIN_QUALITY = 0
+
+
 class HashlistSettings(Section):
-    # Operator override: no PDQ near match below this quality (50: the old cliff). By default
-    # low-quality hashes match within the stricter bounds of bot/classify/pdqrule.py.
-    pdq_min_quality: int = Field(default=0, ge=0, le=100)
+    # Operator override: no PDQ near match below this quality (50: the old cliff).
+    pdq_min_quality: int = Field(default=DEFAULT_PDQ_MIN_QUALITY, ge=0, le=100)
     # Seconds between checks of the list files for changes (reloaded without a restart).
     reload_interval: float = Field(default=5.0, gt=0)
     # A reloaded list that loses more than this share of its entries is held until fixed or
@@ -45,6 +52,10 @@ class HashListConfig(Section):
     label: str = Field(min_length=1)  # for entries without a label; defaults to the name
     enabled: bool = True
     thresholds: ThresholdsConfig = ThresholdsConfig()
+    # The most frames a vPDQ entry of this list may have (a frame a second: 3600 is an hour);
+    # a longer entry is a rejected line, so one line cannot grow the index without bound.
+    # Raise it for a list of longer videos.
+    max_vpdq_frames: int = Field(default=DEFAULT_MAX_FRAMES, ge=1, le=MAX_FRAMES_CEILING)
 
     @model_validator(mode="before")
     @classmethod

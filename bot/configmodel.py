@@ -169,8 +169,9 @@ class ProcessingConfig(Section):
     # The hashing sandbox (bot/hashing/pool.py): each worker process may grow by
     # hash_memory_mb beyond its idle size and use hash_cpu_seconds of CPU per media; past
     # either it is killed and replaced, and the media is audited "not scanned: resource
-    # limit". Checked before decoding (bot/hashing/limits.py): decoded size in bytes, and
-    # the scans of a progressive JPEG.
+    # limit (memory|cpu): ...". Checked before decoding (bot/hashing/limits.py): decoded
+    # size in bytes (of a video's frames too: bot/hashing/video.py), and the scans of a
+    # progressive JPEG.
     hash_memory_mb: int = Field(default=256, ge=64)
     hash_cpu_seconds: float = Field(default=10, gt=0)
     max_decoded_bytes: int = Field(default=192 * 1024 * 1024, ge=1)

@@ -35,6 +35,8 @@ import numpy as np
 from .act.executor import MatchedMedia, describe_verdict, media_acted_on
 from .act.homeserver import HomeserverError
 from .classify.hashlist import HashListClassifier
+from .classify.registry import HASHLIST, effective_classifier_configs
+from .configdetect import DEFAULT_PDQ_MIN_QUALITY
 from .lists.loaded import LoadedList
 from .extract import parse_mxc
 from .lists.index import code_to_hex
@@ -108,6 +110,18 @@ def decode_digests(chunks: Iterable[str]) -> np.ndarray:
     return np.frombuffer(raw, dtype=">u8").astype(np.uint64)
 
 
+def live_min_quality(config: Any) -> int:
+    """The PDQ quality floor the bot's hash-list classifier matches with, from the config:
+    the first enabled one's own `pdq_min_quality`, else `hashlist.pdq_min_quality`. For
+    reports of what retroactive matching would find (`modbot hashes retro`); the bot itself
+    takes the floor of the classifier it built."""
+    for classifier in effective_classifier_configs(config):
+        if classifier.type == HASHLIST and classifier.enabled:
+            own = HashListClassifier.Settings.model_validate(classifier.settings).pdq_min_quality
+            return config.hashlist.pdq_min_quality if own is None else own
+    return config.hashlist.pdq_min_quality
+
+
 class RetroMatcher:
     """Matches new list entries against the media history and acts on what it finds."""
 
@@ -120,7 +134,7 @@ class RetroMatcher:
         act: Act,
         is_protected: Callable[[str], bool],
         bot_user_id: str,
-        pdq_min_quality: int = 50,
+        pdq_min_quality: int = DEFAULT_PDQ_MIN_QUALITY,  # the live classifier's, in the bot
         allowlist: Any = None,
         classifier_name: str = "hashlist",
         progress: Progress | None = None,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from bot.classify.resilience import ServiceGuard
+from bot.configdetect import DEFAULT_PDQ_MIN_QUALITY
 from bot.model import Classification, Hashes, Verdict
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ class ClassifierContext:
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)  # for *_env secrets
     base_dir: Path = Path(".")  # relative paths in settings are relative to this
     hash_lists: tuple[LoadedList, ...] = ()  # the loaded `hash_lists:` of the config
-    pdq_min_quality: int = 0  # the config's `hashlist.pdq_min_quality`
+    pdq_min_quality: int = DEFAULT_PDQ_MIN_QUALITY  # the config's `hashlist.pdq_min_quality`
     # Where the running bot keeps its lists (a ListRegistry, reloaded while running) and
     # its allowlist; when set they take the place of `hash_lists`.
     list_source: Any = None

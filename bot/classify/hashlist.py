@@ -27,6 +27,7 @@ from bot.classify.base import Classifier, ClassifierContext, ClassifierSetupErro
 from bot.classify.pdqrule import FULL_QUALITY, PHASH_PDQ_CONFIRM, pdq_bounds
 from bot.classify.smoothmatch import smooth_verdicts
 from bot.classify.videomatch import video_verdicts
+from bot.configdetect import DEFAULT_PDQ_MIN_QUALITY
 from bot.hashing.pdq import DIHEDRAL
 from bot.lists.loaded import LoadedList, NearIndex, hex_matrix
 from bot.model import CRYPTOGRAPHIC, SIGNATURE_HASH_TYPE, Classification, Hashes, MatchKind, Verdict
@@ -101,7 +102,7 @@ class HashListClassifier(Classifier):
     def __init__(
         self,
         lists: Sequence[LoadedList] | ListSource,
-        pdq_min_quality: int = 0,
+        pdq_min_quality: int = DEFAULT_PDQ_MIN_QUALITY,
         *,
         names: Sequence[str] | None = None,
         allowlist: AllowlistLike | Callable[[], AllowlistLike | None] | None = None,

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from bot.classify.base import Classifier, ClassifierContext, ClassifierSetupError
 from bot.classify.cache import settings_fingerprint
 from bot.classify.resilience import RetryPolicy, ServiceGuard
-from bot.configdetect import ClassifierConfig
+from bot.configdetect import DEFAULT_PDQ_MIN_QUALITY, ClassifierConfig
 from bot.model import Verdict
 from bot.yamlload import LineMap, located, validation_messages
 
@@ -143,7 +143,7 @@ def build_classifiers(
     registry: ClassifierRegistry,
     *,
     hash_lists: Sequence[LoadedList] = (),
-    pdq_min_quality: int = 0,
+    pdq_min_quality: int = DEFAULT_PDQ_MIN_QUALITY,
     environ: Mapping[str, str] | None = None,
     base_dir: Path = Path("."),
     guard_factory: Callable[[Any], ServiceGuard] | None = None,

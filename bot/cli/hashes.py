@@ -86,14 +86,18 @@ def cmd_import(args: argparse.Namespace) -> int:
     path = resolve_list_path(target, Path.cwd())
     bar = ProgressBar(f"reading {args.file}")
     try:
-        result = read_import(args.file, args.format, label, hash_type=args.type, progress=bar)
+        result = read_import(
+            args.file, args.format, label, hash_type=args.type, progress=bar, max_vpdq_frames=target.max_vpdq_frames
+        )
     except (OSError, ValueError) as e:
         print(f"modbot: {e}", file=sys.stderr)
         return 2
     finally:
         bar.close()
     bar = ProgressBar(f"reading {path}")
-    existing = read_hash_columns(path, target.label, bar) if path.exists() and not args.replace else None
+    existing = (
+        read_hash_columns(path, target.label, bar, target.max_vpdq_frames) if path.exists() and not args.replace else None
+    )
     bar.close()
     # Each entry once, and only those the list does not hold yet.
     added = columns_difference(result.columns, existing or HashColumns({}, ()))
@@ -123,7 +127,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     target = list_config(config, args.list)
     path = resolve_list_path(target, Path.cwd())
     bar = ProgressBar(f"reading {path}")
-    columns = read_hash_columns(path, target.label, bar)
+    columns = read_hash_columns(path, target.label, bar, target.max_vpdq_frames)
     bar.close()
     if any(line == 0 for line, _ in columns.errors):
         print(f"modbot: {columns.errors[0][1]}", file=sys.stderr)
@@ -339,7 +343,7 @@ async def _retro_report(config: Config, only: str | None) -> int:
     from ..lists.fingerprints import new_entries
     from ..record.db import create_engine, current_revision, head_revision
     from ..record.store import Store
-    from ..retro import decode_digests
+    from ..retro import decode_digests, live_min_quality
 
     engine = create_engine(config.database.url)
     try:
@@ -362,7 +366,7 @@ async def _retro_report(config: Config, only: str | None) -> int:
                   + (" (never matched: the whole list)" if chunks is None else ""))
             if not count:
                 continue
-            classifier = HashListClassifier([delta], config.hashlist.pdq_min_quality)
+            classifier = HashListClassifier([delta], live_min_quality(config))  # as the bot's
             bar = ProgressBar(f"matching {list_config.name}")
             after, checked, hits = None, 0, []
             while True:

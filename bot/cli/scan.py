@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from ..classify.base import MediaInput
 from ..classify.hashlist import HashListClassifier
 from ..config import Config, ProcessingConfig
+from ..configdetect import DEFAULT_PDQ_MIN_QUALITY
 from ..hashing.pool import HashSandbox
 from ..lists.loaded import build_lists
 from ..lists.format import HashEntry, append_entries
@@ -56,7 +57,7 @@ def run_with_sandbox(config: Config | None, work: Callable[[HashSandbox], Awaita
 def scan_files(files: list[Path], config: Config | None) -> list[dict[str, Any]]:
     """Hash, classify and decide for each file as if an ordinary user had posted it."""
     lists = build_lists(config.hash_lists, base_dir=Path.cwd())[0] if config else ()
-    classifier = HashListClassifier(lists, pdq_min_quality=config.hashlist.pdq_min_quality if config else 50)
+    classifier = HashListClassifier(lists, pdq_min_quality=config.hashlist.pdq_min_quality if config else DEFAULT_PDQ_MIN_QUALITY)
     policy = config.policy if config else DEFAULT_POLICY
     max_bytes = config.processing.max_media_bytes if config else 50 * 1024 * 1024
     ctx = EventContext(event_id="$local", room_id="!local:localhost", sender="@someone:localhost", sender_power=0)

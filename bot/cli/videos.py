@@ -23,13 +23,14 @@ from .scan import run_with_sandbox
 
 
 class NotAVideo(ValueError):
-    """A file given to add-video has no video frames; the message says why."""
+    """A file given to add-video cannot be listed (no video frames, or too many); the message says why."""
 
 
 def add_videos(videos: list[Path], config: Config, list_name: str, label: str | None) -> tuple[int, Path]:
     """Hash local videos into a configured list file; returns (entries added, file).
 
-    KeyError for an unknown list, NotAVideo (nothing written) when a file is not a video."""
+    KeyError for an unknown list, NotAVideo (nothing written) when a file is not a video
+    or has more sampled frames than the list's entries may (`max_vpdq_frames`)."""
     target = configured_list(config, list_name)
     label = label or target.label
 
@@ -40,6 +41,11 @@ def add_videos(videos: list[Path], config: Config, list_name: str, label: str | 
             if hashes.pdq is not None or not hashes.frame_pdqs:
                 why = hashes.perceptual_error or "an image, not a video"
                 raise NotAVideo(f"{path}: not a video ({why})")
+            if len(hashes.frame_pdqs) > target.max_vpdq_frames:
+                raise NotAVideo(
+                    f"{path}: {len(hashes.frame_pdqs)} frames sampled, more than list {list_name}'s "
+                    f"max_vpdq_frames ({target.max_vpdq_frames}); lower processing.max_video_frames or raise it"
+                )
             entries.append(HashEntry("sha256", hashes.sha256, label))
             if hashes.md5:
                 entries.append(HashEntry("md5", hashes.md5, label))
@@ -47,7 +53,7 @@ def add_videos(videos: list[Path], config: Config, list_name: str, label: str | 
         return entries
 
     entries = run_with_sandbox(config, hash_all)
-    return append_entries(target.path, entries), Path(target.path)
+    return append_entries(target.path, entries, max_vpdq_frames=target.max_vpdq_frames), Path(target.path)
 
 
 def cmd_hashes_add_video(args: argparse.Namespace) -> int:

@@ -39,6 +39,13 @@ from PIL import Image, ImageFile
 # reader, which returns an MPO image for JPEGs carrying a multi-picture index.
 MATRIX_IMAGE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP"})
 
+# The video codecs decoded (bot/hashing/video.py), by FFmpeg decoder name: what phones,
+# browsers and screen recorders put in MP4/QuickTime and WebM (H.264, HEVC, VP8, VP9, AV1,
+# which FFmpeg decodes with dav1d), older phones' 3GP (MPEG-4 Part 2, H.263) and cameras'
+# Motion-JPEG. The containers can hold any of FFmpeg's ~200 other decoders, each more
+# attack surface, as Pillow's rarer readers are for images: such a video gets exact hashes.
+MATRIX_VIDEO_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "libdav1d", "mpeg4", "h263", "mjpeg"})
+
 DEFAULT_MAX_PIXELS = 64_000_000
 # A 48 MP RGB image, or a 64 MP palette or greyscale one, fully decoded; a JPEG of any size
 # up to the pixel limit (it is decoded at 1/8 scale). Below the sandbox's 256 MiB with room
@@ -60,6 +67,7 @@ class MediaLimits:
     # Videos (bot/hashing/video.py): seconds sampled (a frame each), and decoded pixels.
     video_frames: int = 60
     video_pixel_budget: int = 2_000_000_000
+    video_codecs: frozenset[str] = MATRIX_VIDEO_CODECS
 
 
 def identify(data: bytes, formats: frozenset[str]) -> tuple[str | None, str | None]:

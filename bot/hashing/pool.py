@@ -3,8 +3,8 @@ memory and a CPU-time limit each (bot/hashing/worker.py).
 
 `await sandbox.hash(data)` gives the same `Hashes` compute_hashes would, or, when the
 worker handling it went over a limit or died, the exact hashes (computed here) with
-`perceptual_error` "not scanned: resource limit (memory)", "... (cpu)" or "not scanned:
-hashing worker crashed ...": the worker is killed and replaced, `restarts` counts it,
+`perceptual_error` "not scanned: resource limit (memory): ...", "... (cpu): ..." (the
+limit and its configuration key) or "not scanned: hashing worker crashed ...": the worker is killed and replaced, `restarts` counts it,
 and the caller goes on with the event. As many workers as `processing.concurrency`.
 
 Workers are forked from multiprocessing's fork server, never from this process: modbot
@@ -88,6 +88,7 @@ class HashSandbox:
         # A backstop for a worker that stops answering without using CPU (it should not
         # happen): generous, since on a loaded machine 10 s of CPU can take much longer.
         self.wall_seconds = wall_seconds if wall_seconds is not None else max(30.0, 6 * cpu_seconds)
+        self._wall_source = "" if wall_seconds is not None else " (6 x processing.hash_cpu_seconds, at least 30)"
         self.restarts = 0  # workers replaced after a limit or a crash, for /health
         self.restart_reasons: Counter[str] = Counter()
         self._idle: asyncio.Queue[_Worker | None] = asyncio.Queue()  # None: stopped
@@ -273,12 +274,22 @@ class HashSandbox:
             elif code == -signal.SIGXCPU:  # RLIMIT_CPU's soft limit (the hard one is not set)
                 limit = "cpu"
         reason = (
-            f"not scanned: resource limit ({limit})" if limit else f"not scanned: hashing worker crashed (exit {code})"
+            f"not scanned: resource limit ({limit}): {self._limit_detail(limit)}"
+            if limit
+            else f"not scanned: hashing worker crashed (exit {code})"
         )
         self._replace(worker, limit or "crash")
         if not self._stopped:
             log.warning("hashing worker %s replaced: %s", worker.process.pid, reason)
         return reason
+
+    def _limit_detail(self, limit: str) -> str:
+        """Which limit, in the terms of the configuration, for the audit row."""
+        if limit == "memory":
+            return f"over {self.settings.memory_bytes >> 20} MiB beyond the worker's idle size (processing.hash_memory_mb)"
+        if limit == "cpu":
+            return f"over {self.settings.cpu_seconds:g} s of CPU for one media (processing.hash_cpu_seconds)"
+        return f"no answer in {self.wall_seconds:g} s{self._wall_source}"
 
     # --- workers -------------------------------------------------------------------------
 

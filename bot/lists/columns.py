@@ -30,6 +30,7 @@ from bot.lists.format import HashEntry, _csv_row, _is_csv_header, _plain_line
 from bot.lists.index import bytes_to_codes, code_to_hex, hex_to_codes
 from bot.lists.sigindex import SignatureEntry
 from bot.lists.videoindex import VideoEntry
+from bot.lists.vpdq import DEFAULT_MAX_FRAMES
 from bot.model import HASH_HEX_LENGTH, HASH_TYPES, SIGNATURE_HASH_TYPE, VIDEO_HASH_TYPE
 
 # Lines handled per numpy pass: bounds the temporary arrays (~100 bytes a line).
@@ -120,9 +121,11 @@ class HashColumns:
 
 
 def read_hash_columns(
-    path: str | os.PathLike[str], default_label: str, progress: Progress | None = None
+    path: str | os.PathLike[str], default_label: str, progress: Progress | None = None,
+    max_vpdq_frames: int = DEFAULT_MAX_FRAMES,
 ) -> HashColumns:
-    """Read a list file; an unreadable file is an empty list with one error (line 0)."""
+    """Read a list file; an unreadable file is an empty list with one error (line 0). A vPDQ
+    entry of more than `max_vpdq_frames` frames is a rejected line."""
     try:
         with open(path, "rb") as f:
             stat = os.fstat(f.fileno())
@@ -134,7 +137,7 @@ def read_hash_columns(
         return HashColumns({}, (), ((0, f"file not found: {path}"),))
     except OSError as e:
         return HashColumns({}, (), ((0, f"cannot read {path}: {e.strerror or e}"),))
-    parsed = _parse(buf, size, default_label, progress)
+    parsed = _parse(buf, size, default_label, progress, max_vpdq_frames)
     # Digest of the very bytes parsed, so that it names the version loaded, not a later one.
     digest = hashlib.sha256(memoryview(buf)[:size]).hexdigest()
     return HashColumns(
@@ -200,14 +203,18 @@ class _Builder:
         )
 
 
-def parse_hash_columns(data: bytes, default_label: str, progress: Progress | None = None) -> HashColumns:
+def parse_hash_columns(
+    data: bytes, default_label: str, progress: Progress | None = None, max_vpdq_frames: int = DEFAULT_MAX_FRAMES
+) -> HashColumns:
     """Parse a list file's bytes (UTF-8); the same result as `bot.lists.format.parse_hash_list`."""
     buf = np.zeros(len(data) + _PAD, dtype=np.uint8)
     buf[: len(data)] = np.frombuffer(data, dtype=np.uint8)
-    return _parse(buf, len(data), default_label, progress)
+    return _parse(buf, len(data), default_label, progress, max_vpdq_frames)
 
 
-def _parse(padded: np.ndarray, size: int, default_label: str, progress: Progress | None) -> HashColumns:
+def _parse(
+    padded: np.ndarray, size: int, default_label: str, progress: Progress | None, max_vpdq_frames: int
+) -> HashColumns:
     """`padded` holds the file's `size` bytes then _PAD zeros, so fixed-width reads never overrun."""
     skip = len(_BOM) if padded[: len(_BOM)].tobytes() == _BOM else 0
     padded = padded[skip:]
@@ -262,7 +269,7 @@ def _parse(padded: np.ndarray, size: int, default_label: str, progress: Progress
             if not line or line.startswith("#"):
                 continue
             try:
-                entry = _csv_row(line, default_label) if is_csv else _plain_line(line, default_label)
+                entry = (_csv_row if is_csv else _plain_line)(line, default_label, max_vpdq_frames)
             except ValueError as err:
                 builder.errors.append((i + 1, str(err)))
             else:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterable, cast
 
 from bot.hashing.smoothsig import parse as parse_signature
-from bot.lists.vpdq import canonical, parse_vpdq
+from bot.lists.vpdq import DEFAULT_MAX_FRAMES, MAX_FRAMES_CEILING, canonical, parse_vpdq
 from bot.model import HASH_HEX_LENGTH, HASH_TYPES, SIGNATURE_HASH_TYPE, VIDEO_HASH_TYPE, HashType
 
 CSV_HEADER = ("type", "hash", "label")
@@ -47,8 +47,9 @@ class ParsedList:
     errors: tuple[tuple[int, str], ...] = ()  # (line number, reason)
 
 
-def parse_hash_list(text: str, default_label: str) -> ParsedList:
-    """Parse a list file's text; see the module docstring for the format."""
+def parse_hash_list(text: str, default_label: str, max_vpdq_frames: int = DEFAULT_MAX_FRAMES) -> ParsedList:
+    """Parse a list file's text; see the module docstring for the format. A vPDQ entry of
+    more than `max_vpdq_frames` frames is a rejected line."""
     entries: list[HashEntry] = []
     errors: list[tuple[int, str]] = []
     is_csv: bool | None = None  # decided by the first meaningful line
@@ -61,7 +62,7 @@ def parse_hash_list(text: str, default_label: str) -> ParsedList:
             if is_csv:
                 continue
         try:
-            entry = _csv_row(line, default_label) if is_csv else _plain_line(line, default_label)
+            entry = (_csv_row if is_csv else _plain_line)(line, default_label, max_vpdq_frames)
         except ValueError as e:
             errors.append((line_no, str(e)))
         else:
@@ -85,20 +86,21 @@ def append_entries(
     entries: Iterable[HashEntry],
     *,
     default_label: str | None = None,
+    max_vpdq_frames: int = DEFAULT_MAX_FRAMES,
 ) -> int:
     """Append the entries whose (type, hash) the file does not hold yet; return how many.
 
     A missing file is created as CSV with its header. Rows are written in the file's own
     form. A plain-form file cannot record labels, so its entries take the list's default
     label: pass `default_label` to refuse (ValueError, nothing written) entries that would
-    lose theirs.
+    lose theirs. A vPDQ entry of more than `max_vpdq_frames` frames is refused (ValueError).
     """
     path = Path(path)
     existing = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-    present = {(e.type, e.hash) for e in parse_hash_list(existing, "").entries}
+    present = {(e.type, e.hash) for e in parse_hash_list(existing, "", MAX_FRAMES_CEILING).entries}
     new: list[HashEntry] = []
     for entry in entries:
-        key = _check_hash(entry.type.lower(), entry.hash.lower())
+        key = _check_hash(entry.type.lower(), entry.hash.lower(), max_vpdq_frames)
         if any(c in entry.label for c in "\r\n"):
             raise ValueError(f"label {entry.label!r} spans lines")
         if key not in present:
@@ -143,7 +145,7 @@ def remove_entries(path: str | os.PathLike[str], hashes: Iterable[str]) -> int:
         line = raw.strip()
         if line and not line.startswith("#") and not (is_csv and _is_csv_header(line)):
             try:
-                entry = _csv_row(line, "") if is_csv else _plain_line(line, "")
+                entry = (_csv_row if is_csv else _plain_line)(line, "", MAX_FRAMES_CEILING)
             except ValueError:
                 entry = None
             if entry is not None and entry.hash in wanted:
@@ -175,7 +177,7 @@ def _is_csv_header(line: str) -> bool:
     return columns in (CSV_HEADER, CSV_HEADER[:2])
 
 
-def _csv_row(line: str, default_label: str) -> HashEntry:
+def _csv_row(line: str, default_label: str, max_vpdq_frames: int = DEFAULT_MAX_FRAMES) -> HashEntry:
     # Unquoted (nearly every line): a plain split, which is what the reader would do, and has
     # no field limit (a vPDQ row of an hour's frames is ~270 kB; csv's limit is 128 kB).
     try:
@@ -184,25 +186,25 @@ def _csv_row(line: str, default_label: str) -> HashEntry:
         raise ValueError(f"malformed CSV: {e}") from None
     if len(row) not in (2, 3):
         raise ValueError(f"expected 2 or 3 columns (type,hash,label), got {len(row)}")
-    hash_type, hex_hash = _check_hash(row[0].strip().lower(), row[1].strip().lower())
+    hash_type, hex_hash = _check_hash(row[0].strip().lower(), row[1].strip().lower(), max_vpdq_frames)
     label = row[2].strip() if len(row) == 3 else ""
     return HashEntry(type=hash_type, hash=hex_hash, label=label or default_label)
 
 
-def _plain_line(line: str, default_label: str) -> HashEntry:
+def _plain_line(line: str, default_label: str, max_vpdq_frames: int = DEFAULT_MAX_FRAMES) -> HashEntry:
     hash_type, colon, hex_hash = line.partition(":")
     if not colon or "," in line or any(c.isspace() for c in line):
         hint = " (a CSV list needs the header 'type,hash,label')" if "," in line else ""
         raise ValueError(f"expected 'type:hex'{hint}")
-    hash_type, hex_hash = _check_hash(hash_type.lower(), hex_hash.lower())
+    hash_type, hex_hash = _check_hash(hash_type.lower(), hex_hash.lower(), max_vpdq_frames)
     return HashEntry(type=hash_type, hash=hex_hash, label=default_label)
 
 
-def _check_hash(hash_type: str, hex_hash: str) -> tuple[HashType, str]:
+def _check_hash(hash_type: str, hex_hash: str, max_vpdq_frames: int = DEFAULT_MAX_FRAMES) -> tuple[HashType, str]:
     """Validate a lower-cased (type, hex) pair; raise ValueError with the reason. A vPDQ
-    (type `vpdq`) comes back in its canonical form."""
+    (type `vpdq`, at most `max_vpdq_frames` frames) comes back in its canonical form."""
     if hash_type == VIDEO_HASH_TYPE:
-        return VIDEO_HASH_TYPE, canonical(parse_vpdq(hex_hash))
+        return VIDEO_HASH_TYPE, canonical(parse_vpdq(hex_hash, max_vpdq_frames))
     if hash_type == SIGNATURE_HASH_TYPE:
         parse_signature(hex_hash)
         return SIGNATURE_HASH_TYPE, hex_hash

@@ -42,7 +42,7 @@ from bot.lists.format import CSV_HEADER, HashEntry, _check_hash, _is_csv_header
 from bot.lists.columns import HashColumns, TypedHashes, parse_hash_columns
 from bot.lists.index import hex_to_codes
 from bot.lists.videoindex import VideoEntry
-from bot.lists.vpdq import leading_json, parse_vpdq, signal_string
+from bot.lists.vpdq import DEFAULT_MAX_FRAMES, MAX_FRAMES_CEILING, leading_json, parse_vpdq, signal_string
 from bot.model import HASH_HEX_LENGTH, HASH_TYPES, SIGNATURE_HASH_TYPE, VIDEO_HASH_TYPE
 
 IMPORT_FORMATS = ("modbot", "plain", "te-csv", "te-lines", "te-json", "ncmec", "vpdq-file")
@@ -99,8 +99,9 @@ def _reason_kind(reason: str) -> str:
 class _Collector:
     """Entries gathered line by line, kept as hex per type until the end."""
 
-    def __init__(self, result: ImportResult) -> None:
+    def __init__(self, result: ImportResult, max_vpdq_frames: int) -> None:
         self.result = result
+        self.max_vpdq_frames = max_vpdq_frames
         self.hexes: dict[str, list[str]] = {}
         self.label_ids: dict[str, list[int]] = {}
         self.labels: dict[str, int] = {}
@@ -108,7 +109,7 @@ class _Collector:
 
     def add(self, line: int, hash_type: str, value: str, label: str) -> None:
         try:
-            checked_type, checked = _check_hash(hash_type, value.strip().lower())
+            checked_type, checked = _check_hash(hash_type, value.strip().lower(), self.max_vpdq_frames)
         except ValueError as e:
             self.result.reject(line, str(e))
             return
@@ -135,19 +136,22 @@ def read_import(
     *,
     hash_type: str | None = None,
     progress: Progress | None = None,
+    max_vpdq_frames: int = DEFAULT_MAX_FRAMES,
 ) -> ImportResult:
-    """Read a file in format `fmt` (see IMPORT_FORMATS); entries without a label get `label`."""
+    """Read a file in format `fmt` (see IMPORT_FORMATS); entries without a label get `label`;
+    a vPDQ of more than `max_vpdq_frames` frames (the target list's) is a rejected line."""
     data = Path(path).read_bytes()
-    return parse_import(data, fmt, label, hash_type=hash_type, progress=progress)
+    return parse_import(data, fmt, label, hash_type=hash_type, progress=progress, max_vpdq_frames=max_vpdq_frames)
 
 
 def parse_import(
-    data: bytes, fmt: str, label: str, *, hash_type: str | None = None, progress: Progress | None = None
+    data: bytes, fmt: str, label: str, *, hash_type: str | None = None, progress: Progress | None = None,
+    max_vpdq_frames: int = DEFAULT_MAX_FRAMES,
 ) -> ImportResult:
     if fmt not in IMPORT_FORMATS:
         raise ValueError(f"unknown format {fmt!r} (expected one of {', '.join(IMPORT_FORMATS)})")
     if fmt == "modbot":
-        columns = parse_hash_columns(data, label, progress)
+        columns = parse_hash_columns(data, label, progress, max_vpdq_frames)
         result = ImportResult(columns, columns.lines)
         for line, reason in columns.errors:
             result.reject(line, reason)
@@ -156,7 +160,7 @@ def parse_import(
         raise ValueError(f"the plain format needs --type ({', '.join(HASH_TYPES)})")
     text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
     result = ImportResult(HashColumns({}, ()))
-    collector = _Collector(result)
+    collector = _Collector(result, max_vpdq_frames)
     readers = {"plain": _plain, "te-csv": _te_csv, "te-lines": _te_lines, "te-json": _te_json, "ncmec": _ncmec}
     reader = readers.get(fmt, _vpdq_file)
     lines = text.splitlines()
@@ -351,7 +355,7 @@ def format_entries(columns: HashColumns, fmt: str = "modbot", *, header: bool = 
         if fmt == "plain":
             yield f"{entry.type}:{entry.hash}\n"
         elif fmt == "te-csv" and entry.type == VIDEO_HASH_TYPE:
-            signal = _csv_cell(signal_string(parse_vpdq(entry.hash)))
+            signal = _csv_cell(signal_string(parse_vpdq(entry.hash, MAX_FRAMES_CEILING)))  # checked when read
             yield f"{entry.type},{signal},,,{_csv_cell(entry.label)}\n"
         elif fmt == "te-csv":
             yield f"{te_names.get(entry.type, entry.type)},{entry.hash},,,{_csv_cell(entry.label)}\n"

@@ -32,7 +32,7 @@ from bot.lists.index import (
 )
 from bot.lists.sigindex import SignatureIndex
 from bot.lists.videoindex import VideoIndex
-from bot.lists.vpdq import VPDQ_INDEX_MATCH_THRESHOLD_PERCENT, VPDQ_QUERY_MATCH_THRESHOLD_PERCENT
+from bot.lists.vpdq import DEFAULT_MAX_FRAMES, VPDQ_INDEX_MATCH_THRESHOLD_PERCENT, VPDQ_QUERY_MATCH_THRESHOLD_PERCENT
 from bot.model import CRYPTOGRAPHIC, HASH_HEX_LENGTH, SIGNATURE_HASH_TYPE, VIDEO_HASH_TYPE
 
 __all__ = [
@@ -298,7 +298,8 @@ def load_list(
     path = resolve_list_path(config, base_dir)
     thresholds = Thresholds.from_config(getattr(config, "thresholds", None))
     if config.enabled:
-        columns = read_hash_columns(path, config.label, progress)
+        max_frames = getattr(config, "max_vpdq_frames", DEFAULT_MAX_FRAMES)
+        columns = read_hash_columns(path, config.label, progress, max_frames)
     else:
         columns = HashColumns({}, ())
     loaded = LoadedList.from_columns(

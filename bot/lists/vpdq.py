@@ -40,9 +40,13 @@ VPDQ_QUALITY_THRESHOLD = 50
 VPDQ_DISTANCE_THRESHOLD = 31
 VPDQ_QUERY_MATCH_THRESHOLD_PERCENT = 80.0
 VPDQ_INDEX_MATCH_THRESHOLD_PERCENT = 0.0
-# Frames a list entry may hold: an hour sampled once a second. A longer entry is refused
-# (a rejected line), so one line cannot make a list's index arbitrarily large.
+# Frames a list entry may hold by default (a list's `max_vpdq_frames`): an hour sampled
+# once a second. A longer entry is refused (a rejected line), so one line cannot make a
+# list's index arbitrarily large; a list of longer videos (films) raises it.
 DEFAULT_MAX_FRAMES = 3600
+# The most a list may be configured to: a day at a frame a second (a line of ~6.5 MB).
+# Rewriting a list file (removing entries) reads entries up to this, whatever the list's cap.
+MAX_FRAMES_CEILING = 86_400
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -108,7 +112,7 @@ def _from_items(items: Iterable[list[str]], max_frames: int, make: object) -> tu
     frames: list[VpdqFrame] = []
     for parts in items:
         if len(frames) >= max_frames:
-            raise ValueError(f"vpdq hash has more than {max_frames} frames")
+            raise ValueError(f"vpdq hash has more than {max_frames} frames (the list's max_vpdq_frames)")
         frames.append(make(parts))  # type: ignore[operator]
     return tuple(frames)
 

@@ -1,6 +1,7 @@
 """Videos against a real Synapse and a real modbot process: an m.video whose vPDQ is on a
 list (put there by `hashes add-video`) is acted on, re-encoded as a poster would; an
-unrelated video is left alone. Clips are generated (bot.demo.samples.make_clip)."""
+unrelated video is left alone; a video too large to sample keeps its exact hashes and is
+audited. Clips are generated (bot.demo.samples.make_clip, tests/hostile_video.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from bot.demo.matrix import MatrixUser
 from bot.demo.samples import make_clip, make_photo
 from bot.demo.stage import Stage, build_stage
 from bot.demo.waiting import wait_for
+from bot.hashing.video import VIDEO_BYTES_PER_PIXEL
 from botproc import BotProcess, StoreReader
+from hostile_video import flat_clip
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -107,3 +110,16 @@ async def test_an_unrelated_video_is_left_alone(world: World) -> None:
     assert not await redacted(world.stage.moderator, world.room, event_id)
     assert await world.stage.admin.download_status(mxc) == 200
     assert [v.kind for v in await world.db.store.verdicts_for(event_id=event_id)] == ["no_match"]
+
+
+async def test_a_video_with_frames_too_large_to_sample_keeps_its_exact_hashes_and_is_audited(world: World) -> None:
+    poster = await world.stage.new_user("bigposter", join=world.room)
+    huge = flat_clip(7680, 4320, 3)  # 8K frames: 530 MB to decode (16 bytes a pixel), refused from the header
+    mxc, event_id = await post_video(poster, world.room, huge, "video/x-matroska")
+    assert await wait_for(lambda: processed(world, event_id), timeout=60) == "done"
+    audit = [(a.category, a.outcome, a.message) for a in await world.db.store.audit_log(limit=200) if a.mxc == mxc]
+    needed = 7680 * 4320 * VIDEO_BYTES_PER_PIXEL
+    assert ("scan", "partial", "exact hashes only, no perceptual scan: decompression bomb: video frames of 7680x4320 "
+            f"need {needed} bytes to decode, over the limit of 201326592 (processing.max_decoded_bytes)") in audit
+    assert [v.kind for v in await world.db.store.verdicts_for(event_id=event_id)] == ["no_match"]
+    assert (await world.bot.health() or {}).get("status") == "ok"  # no worker was lost to it

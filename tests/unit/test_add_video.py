@@ -92,3 +92,17 @@ def test_add_video_of_an_image_or_a_missing_file_exits_2_and_writes_nothing(
     code, _, err = run(capsys, "hashes", "add-video", str(image), "--list", "nope", "-c", str(config))
     assert code == 2 and err == "modbot: no hash list named 'nope' in the config (have: videos)\n"
     assert not (config.parent / "lists" / "videos.csv").exists()
+
+
+def test_add_video_refuses_a_video_longer_than_the_lists_vpdq_entries_may_be(
+    capsys: pytest.CaptureFixture[str], config: Path, tmp_path: Path
+) -> None:
+    config.write_text(CONFIG + "    max_vpdq_frames: 5\n")
+    original = write(tmp_path / "known.mp4", known_clip())  # 9 frames sampled
+    code, out, err = run(capsys, "hashes", "add-video", str(original), "--list", "videos", "-c", str(config))
+    assert (code, out) == (2, "")
+    assert err == (
+        f"modbot: {original}: 9 frames sampled, more than list videos's max_vpdq_frames (5); "
+        "lower processing.max_video_frames or raise it\n"
+    )
+    assert not (config.parent / "lists" / "videos.csv").exists()

@@ -142,3 +142,42 @@ def test_retro_shows_what_the_history_holds_and_changes_nothing(config: Path, tm
     assert "mxc://example.org/m: sha1 distance 0, label csam; events: $e in !r:example.org by @u:example.org" in out
     code, out, _ = run(capsys, "hashes", "retro", "-c", str(config))
     assert "1 entries not yet matched" in out  # nothing was recorded
+
+
+def test_retro_matches_low_quality_hashes_with_the_floor_the_bot_would_use(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from bot.model import Hashes, MediaRef
+    from bot.record.db import create_engine, migrate
+    from bot.record.store import Store
+
+    # A smooth image's hash (quality 20) and a list entry 10 bits from it: within the
+    # low-quality bound by default, not matched under a floor of 50.
+    pdq = "5a" * 32
+    near = f"{int(pdq, 16) ^ 0x3FF:064x}"
+    hashes = Hashes(sha256="ab" * 32, md5="cd" * 16, size=10, pdq=pdq, pdq_quality=20, pdq_queries=(pdq,))
+
+    async def history() -> None:
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'modbot.db'}")
+        await migrate(engine)
+        store = Store(engine)
+        event = {"event_id": "$e", "room_id": "!r:example.org", "sender": "@u:example.org", "type": "m.room.message"}
+        await store.store_transaction("t", [event], lambda e: True)
+        ref = MediaRef("mxc://example.org/m", "example.org", "m", "content.url")
+        await store.link_event_media("$e", [ref])
+        await store.record_media(ref, status="hashed", hashes=hashes)
+        await engine.dispose()
+
+    asyncio.run(history())
+    (tmp_path / "lists" / "known.csv").write_text(f"type,hash,label\npdq,{near},csam\n", encoding="utf-8")
+    _, out, _ = run(capsys, "hashes", "retro", "-c", str(config))
+    assert "mxc://example.org/m: pdq distance 10, label csam" in out
+    text = config.read_text()
+    config.write_text(text + "classifiers:\n  - name: hashlist\n    settings: {pdq_min_quality: 50}\n")
+    _, out, _ = run(capsys, "hashes", "retro", "-c", str(config))
+    assert "mxc://example.org/m" not in out
+    config.write_text(text + "hashlist:\n  pdq_min_quality: 50\n")
+    _, out, _ = run(capsys, "hashes", "retro", "-c", str(config))
+    assert "mxc://example.org/m" not in out

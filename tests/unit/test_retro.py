@@ -17,6 +17,8 @@ import pytest
 
 from bot.act.executor import Executor, MatchedMedia
 from bot.act.homeserver import HomeserverError
+from bot.classify.hashlist import HashListClassifier
+from bot.configdetect import DEFAULT_PDQ_MIN_QUALITY, HashlistSettings
 from bot.lists.loaded import LoadedList, Thresholds
 from bot.lists.format import HashEntry
 from bot.lists.vpdq import VpdqFrame, canonical
@@ -85,7 +87,7 @@ class World:
     allowed: set[str] = field(default_factory=set)
     posted: int = 0
 
-    def matcher(self, pdq_min_quality: int = 50) -> RetroMatcher:
+    def matcher(self, pdq_min_quality: int | None = None) -> RetroMatcher:
         executor = Executor(
             self.hs,  # type: ignore[arg-type]
             Store(self.store.engine, audit_source=RETRO),
@@ -118,7 +120,7 @@ class World:
             bot_user_id=BOT,
             allowlist=Allow(),
             page_size=3,  # several pages even for a small history
-            pdq_min_quality=pdq_min_quality,
+            **({} if pdq_min_quality is None else {"pdq_min_quality": pdq_min_quality}),
         )
 
     async def post(self, hashes: Hashes | None, *, room: str = ROOM, sender: str = "@user:example.org", scanned_match: tuple[str, str] | None = None) -> tuple[str, str]:
@@ -249,11 +251,28 @@ async def test_sha1_md5_and_phash_entries_are_found_too(world: World) -> None:
     assert sorted(h.event_id for h in report.hits) == sorted(events)
 
 
-async def test_low_quality_pdq_is_not_matched_retroactively_either(world: World) -> None:
-    h = random_hashes(pdq_quality=20)
-    await world.post(h)
-    report = await world.matcher().run_list(listed(("pdq", h.pdq or "")))
-    assert report.media_matched == 0
+def test_retroactive_and_live_matching_share_one_default_quality_floor(world: World) -> None:
+    assert world.matcher().pdq_min_quality == HashlistSettings().pdq_min_quality == DEFAULT_PDQ_MIN_QUALITY
+    assert HashListClassifier([]).pdq_min_quality == DEFAULT_PDQ_MIN_QUALITY
+
+
+@pytest.mark.parametrize("floor", [None, 50])  # the default (no floor), and the operator's cliff
+async def test_retroactive_matching_agrees_with_live_matching_on_low_quality_hashes(world: World, floor: int | None) -> None:
+    # A smooth image (quality 20): under the default its copies match within the low-quality
+    # bound (28 bits), not the list's 31; with the floor at 50 it near-matches nothing.
+    low = random_hashes(pdq_quality=20)
+    close, between = flip(low.pdq or "", 10), flip(low.pdq or "", 30)
+    lst = listed(("pdq", close), ("pdq", between))
+    live = HashListClassifier([lst], **({} if floor is None else {"pdq_min_quality": floor})).match(low).verdicts
+    await world.post(low)
+
+    report = await world.matcher(floor).run_list(lst)
+
+    assert [(v.distance, v.matched_hash) for v in live] == ([] if floor else [(10, close)])
+    assert report.media_matched == len(live) == (0 if floor else 1)
+    if live:
+        stored = await world.store.verdicts_for(event_id=report.hits[0].event_id)
+        assert [(v.hash_type, v.distance) for v in stored if v.kind == "near"] == [("pdq", 10)]
 
 
 async def test_exempt_senders_unprotected_rooms_and_allowlisted_media(world: World) -> None:

@@ -1,8 +1,8 @@
 """bot.hashing.pool: the hashing sandbox, through real worker processes.
 
 What it promises: the same hashes as compute_hashes; a worker over its memory or CPU
-limit, or crashed, is killed and replaced, and the job answers "not scanned: ..." with
-the exact hashes; stopping never waits for a busy worker; workers run niced. Every
+limit, silent past the wall-clock limit, or crashed, is killed and replaced, and the job
+answers "not scanned: ..." with the exact hashes; stopping never waits for a busy worker; workers run niced. Every
 hostile file of tests/hostile.py finishes within its limits through it.
 """
 
@@ -112,7 +112,9 @@ async def test_a_worker_over_its_memory_limit_is_replaced_and_the_media_not_scan
 
         hashes = await sb.hash(hostile)
 
-        assert hashes.perceptual_error == "not scanned: resource limit (memory)"
+        assert hashes.perceptual_error == (
+            "not scanned: resource limit (memory): over 64 MiB beyond the worker's idle size (processing.hash_memory_mb)"
+        )
         assert hashes.sha256 == hashlib.sha256(hostile).hexdigest() and hashes.size == len(hostile)
         assert hashes.pdq is None
         assert sb.restarts == 1 and sb.restart_reasons["memory"] == 1
@@ -126,7 +128,9 @@ async def test_a_worker_over_its_cpu_limit_is_killed_and_replaced() -> None:
         started = time.monotonic()
         hashes = await sb.hash(hostile)
 
-        assert hashes.perceptual_error == "not scanned: resource limit (cpu)"
+        assert hashes.perceptual_error == (
+            "not scanned: resource limit (cpu): over 1 s of CPU for one media (processing.hash_cpu_seconds)"
+        )
         assert hashes.sha256 == hashlib.sha256(hostile).hexdigest()
         assert time.monotonic() - started < 15
         assert sb.restarts == 1 and sb.restart_reasons["cpu"] == 1
@@ -153,6 +157,27 @@ async def test_a_crashed_worker_is_replaced_and_the_media_not_scanned() -> None:
 
         assert hashes.perceptual_error == f"not scanned: hashing worker crashed (exit {-signal.SIGSEGV})"
         assert sb.restarts == 1 and sb.restart_reasons["crash"] == 1
+        assert await sb.hash(NORMAL) == compute_hashes(NORMAL)
+
+
+async def test_a_worker_that_stops_answering_is_replaced_at_the_wall_clock_limit() -> None:
+    # The backstop for a worker that neither answers nor uses CPU (no decoder is known to
+    # block: media is read from memory): one stopped mid-job stands in for it.
+    assert HashSandbox.from_config(ProcessingConfig())._limit_detail("time") == (
+        "no answer in 60 s (6 x processing.hash_cpu_seconds, at least 30)"
+    )
+    hostile = jpeg_with_scans(2000, (4096, 4096))
+    async with limited(wall_seconds=1, limits=MediaLimits(max_jpeg_scans=1 << 30)) as sb:
+        [pid] = sb.pids
+        job = asyncio.create_task(sb.hash(hostile))
+        await asyncio.sleep(0.3)
+        os.kill(pid, signal.SIGSTOP)
+
+        hashes = await job
+
+        assert hashes.perceptual_error == "not scanned: resource limit (time): no answer in 1 s"
+        assert hashes.sha256 == hashlib.sha256(hostile).hexdigest()
+        assert sb.restarts == 1 and sb.restart_reasons["time"] == 1
         assert await sb.hash(NORMAL) == compute_hashes(NORMAL)
 
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from bot.classify.hashlist import HashListClassifier
 from bot.config import ProcessingConfig
-from bot.hashing import MediaLimits, compute_hashes, video
+from bot.hashing import MediaLimits, compute_hashes
 from bot.hashing.pool import HashSandbox
 from bot.lists.format import HashEntry
 from bot.lists.loaded import LoadedList
@@ -93,7 +93,7 @@ def test_sampling_stops_at_the_frame_and_pixel_budgets_and_says_so() -> None:
     by_pixels = compute_hashes(data, limits=MediaLimits(video_pixel_budget=480 * 360 * 25))  # 2.5 s at 10 frames/s
     assert len(by_pixels.frame_pdqs) == 3
     assert by_pixels.sampling_limit == (
-        f"decoded-pixel limit: {480 * 360 * 25} pixels decoded after 3 s (processing.max_video_decoded_pixels)"
+        f"decoded-pixel limit: {480 * 360 * 25} pixels decoded in 26 frames after 3 s (processing.max_video_decoded_pixels)"
     )
 
 

@@ -12,10 +12,13 @@ import random
 
 import pytest
 
-from bot.lists.columns import parse_hash_columns
-from bot.lists.format import HashEntry, append_entries, parse_hash_list
+from pydantic import ValidationError
+
+from bot.configdetect import HashListConfig
+from bot.lists.columns import parse_hash_columns, read_hash_columns
+from bot.lists.format import HashEntry, append_entries, parse_hash_list, remove_entries
 from bot.lists.importers import format_entries, parse_import
-from bot.lists.loaded import LoadedList, Thresholds
+from bot.lists.loaded import LoadedList, Thresholds, load_list
 from bot.lists.videoindex import VideoEntry, VideoIndex
 from bot.lists.vpdq import (
     DEFAULT_MAX_FRAMES,
@@ -165,8 +168,37 @@ def test_a_bad_vpdq_row_is_a_rejected_line_with_its_number() -> None:
     assert columns.videos == ()
     assert columns.errors == (
         (2, "vpdq frame quality must be within 0..100, got 101"),
-        (3, f"vpdq hash has more than {DEFAULT_MAX_FRAMES} frames"),
+        (3, f"vpdq hash has more than {DEFAULT_MAX_FRAMES} frames (the list's max_vpdq_frames)"),
     )
+
+
+def test_a_lists_max_vpdq_frames_rejects_a_longer_entry_by_line_and_the_rest_of_the_list_loads(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    short, long = video(3), video(6)
+    sha = "ab" * 32
+    path = tmp_path / "videos.csv"
+    path.write_text(f"type,hash,label\nvpdq,{canonical(short)},csam\nvpdq,{canonical(long)},csam\nsha256,{sha},csam\n")
+    config = HashListConfig(name="videos", path=str(path), max_vpdq_frames=5)
+
+    loaded, report, _ = load_list(config, tmp_path)
+
+    assert report.errors == ((3, "vpdq hash has more than 5 frames (the list's max_vpdq_frames)"),)
+    assert loaded.index.counts["vpdq"] == 1 and loaded.index.counts["sha256"] == 1
+    assert [parse_vpdq(v.text) for v in read_hash_columns(path, "csam", None, 5).videos] == [short]
+    # The default (an hour at a frame a second) loads both; the key is bounded.
+    assert load_list(HashListConfig(name="videos", path=str(path)), tmp_path)[0].index.counts["vpdq"] == 2
+    assert HashListConfig(name="v", path="x").max_vpdq_frames == DEFAULT_MAX_FRAMES == 3600
+    with pytest.raises(ValidationError, match="less than or equal to 86400"):
+        HashListConfig(name="v", path="x", max_vpdq_frames=86_401)
+    # An import into such a list rejects the entry the same way; removing entries from the
+    # file reads a long entry whatever the cap.
+    imported = parse_import(json.dumps([{"signal_type": "vpdq", "signal": signal_string(long)}]).encode(), "te-json",
+                            "csam", max_vpdq_frames=5)
+    assert (imported.rejected, imported.columns.videos) == (1, ())
+    assert imported.problems == [(1, "vpdq hash has more than 5 frames (the list's max_vpdq_frames)")]
+    assert remove_entries(path, [sha]) == 1 and canonical(long) in path.read_text()
+    assert remove_entries(path, [canonical(long)]) == 1 and canonical(long) not in path.read_text()
+    with pytest.raises(ValueError, match="more than 5 frames"):
+        append_entries(path, [HashEntry("vpdq", canonical(video(7)), "csam")], max_vpdq_frames=5)
 
 
 def test_appending_a_vpdq_entry_twice_writes_it_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
