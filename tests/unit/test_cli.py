@@ -20,12 +20,12 @@ from bot.cli import main
 from bot.config import EXAMPLE_CONFIG, load_config
 from bot.policy import DEFAULT_POLICY
 from bot.demo.samples import encode, make_photo
-from bot.cli.scan import ADD_IMAGE_CROPS
+from bot.cli.scan import ADD_IMAGE_CROPS, ADD_IMAGE_GAINS
 
 # What add-image writes for a photo: sha256, md5, pdq, phash, its low-frequency signature
-# (bot/hashing/smoothsig.py; matched only for queries of PDQ quality under 50) and one PDQ per
-# central crop.
-PHOTO_HASHES = 5 + len(ADD_IMAGE_CROPS)
+# (bot/hashing/smoothsig.py; matched only for queries of PDQ quality under 50), one PDQ per
+# central crop and one per brightening gain that clips the photo's highlights.
+PHOTO_HASHES = 5 + len(ADD_IMAGE_CROPS) + len(ADD_IMAGE_GAINS)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
