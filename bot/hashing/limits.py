@@ -154,18 +154,27 @@ def _progressive_coefficients(img: ImageFile.ImageFile, full_size: tuple[int, in
 # marker (D0-D7) or fill bytes (FF).
 _MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 _SOS, _EOI = 0xDA, 0xD9
+_SEQUENTIAL_SOF = frozenset({0xC0, 0xC1})  # baseline and extended sequential, Huffman-coded
 _NO_LENGTH = frozenset({0xD8, 0xD9, 0x01, *range(0xD0, 0xD8)})  # SOI, EOI, TEM, RSTn
 
 
 def jpeg_scans(data: bytes) -> int:
-    """The number of scans (SOS markers) of the first image in a JPEG file.
+    """The number of scans (SOS markers) of the first image in a JPEG file that libjpeg
+    would decode.
 
     Segments are skipped by their length, so bytes inside APPn segments (an EXIF thumbnail,
     an ICC profile) are not mistaken for markers; entropy-coded data is searched for the
-    next marker with a regular expression (C speed even on 50 MB). Counting stops at the
-    first EOI: later images of an MPO file are not decoded.
+    next marker with a regular expression (C speed, but ~1.2 ms for a 3.4 MB photo).
+    Counting stops at the first EOI: later images of an MPO file are not decoded.
+
+    Most photos need no search: a sequential (baseline or extended, Huffman) JPEG whose
+    first scan holds every component is one scan for libjpeg, which stops with an error at
+    a second SOS (jdinput.c: such a file does not have multiple scans), so 1 is returned at
+    that first scan. Progressive files, and sequential ones that send their components in
+    separate scans, are counted.
     """
     pos, scans, size = 2, 0, len(data)
+    components = 0  # of the frame (SOF), when it is sequential Huffman
     while pos + 1 < size:
         if data[pos] != 0xFF:
             found = _MARKER.search(data, pos)  # entropy-coded data after a scan header
@@ -182,8 +191,12 @@ def jpeg_scans(data: bytes) -> int:
         if marker in _NO_LENGTH or marker == 0x00:
             pos += 2
             continue
+        if marker in _SEQUENTIAL_SOF and pos + 9 < size:
+            components = data[pos + 9]
         if marker == _SOS:
             scans += 1
+            if scans == 1 and components and pos + 4 < size and data[pos + 4] == components:
+                return 1
         if pos + 4 > size:
             break
         pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")

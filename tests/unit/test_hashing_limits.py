@@ -110,6 +110,18 @@ def test_jpeg_scans_are_counted_structurally() -> None:
     assert jpeg_scans(b"\xff\xd8") == 0
 
 
+def test_a_baseline_jpeg_is_one_scan_for_libjpeg_whatever_follows_it() -> None:
+    # Its first scan holds every component, so libjpeg decodes no other: a second SOS is an
+    # error. Repeated scans after it cost nothing, and need not be counted.
+    baseline = encode(make_photo(4, (640, 480)), "JPEG", quality=85)
+    sos, eoi = baseline.index(b"\xff\xda"), baseline.rindex(b"\xff\xd9")
+    repeated = baseline[:eoi] + baseline[sos:eoi] * 200 + baseline[eoi:]
+
+    assert jpeg_scans(repeated) == 1
+    hashes = compute_hashes(repeated, limits=MediaLimits(max_jpeg_scans=1))
+    assert hashes.perceptual_error is not None and hashes.perceptual_error.startswith("truncated or corrupt image")
+
+
 def test_the_scan_limit_is_the_callers() -> None:
     data = jpeg_with_scans(50, (256, 256))
     scans = jpeg_scans(data)
