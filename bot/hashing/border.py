@@ -1,8 +1,8 @@
 """Uniform borders (padding, letterbox, frame) around an image, found so they can be trimmed.
 
-Pure: a reduced RGB or greyscale image (or its pixels) in, a box out (a JPEG is decoded to its luma alone,
-bot/hashing/media.py; a border is then a band of uniform brightness). Part of perceptual hashing (bot/hashing/media.py):
-a copy posted with a border added gets the trimmed image's PDQ queries too.
+Pure: a reduced RGB image (or its pixels) in, a box out. Part of perceptual hashing
+(bot/hashing/media.py): a copy posted with a border added gets the trimmed image's PDQ
+queries too.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def trim_uniform_border(img: Image.Image) -> Image.Image:
 
 def trim_box(img: Image.Image | np.ndarray) -> tuple[int, int, int, int]:
     """The (left, top, right, bottom) box `trim_uniform_border` crops `img` to. `img` may
-    be its pixels already (rows x columns, or rows x columns x channels, uint8)."""
+    be its RGB pixels already (rows x columns x 3, uint8): hashing has them."""
     pixels = _pixels(img)
     h, w = pixels.shape[:2]
     if w >= 4 and h >= 4 and not any(map(_uniform, _edges(pixels))):
@@ -67,7 +67,7 @@ def _bands(pixels: np.ndarray, box: tuple[int, int, int, int], columns: bool) ->
         return 0, 0
 
     def read(first: int, stop: int, from_end: bool) -> np.ndarray:
-        """Lines first..stop-1 counted from the start (or end), as lines x pixels x channels."""
+        """Lines first..stop-1 counted from the start (or end), as lines x pixels x 3."""
         lo, hi = (n - stop, n - first) if from_end else (first, stop)
         if columns:
             lines = pixels[y0:y1, x0 + lo : x0 + hi].transpose(1, 0, 2)
@@ -94,7 +94,7 @@ def _band_width(read: Callable[[int, int], np.ndarray], limit: int) -> int:
     low = span = None
     while width < limit:
         chunk = read(width, min(limit, width + step))
-        lines, pixels, channels = chunk.shape
+        lines, pixels = chunk.shape[:2]
         if low is None or span is None:
             colour = _median_colour(chunk[0])
             bottom = np.maximum(colour - _BAND_TOLERANCE, 0)
@@ -103,10 +103,8 @@ def _band_width(read: Callable[[int, int], np.ndarray], limit: int) -> int:
             low = np.tile(bottom.astype(np.uint8), pixels)
             span = np.tile((top - bottom).astype(np.uint8), pixels)
         # low <= value <= low + span in one uint8 subtraction: values below low wrap round.
-        within = ((chunk.reshape(lines, pixels * channels) - low) <= span).reshape(lines, pixels, channels)
-        near = within[..., 0]
-        for channel in range(1, channels):  # numpy is slow at all() over a short last axis
-            near = near & within[..., channel]
+        within = ((chunk.reshape(lines, pixels * 3) - low) <= span).reshape(lines, pixels, 3)
+        near = within[..., 0] & within[..., 1] & within[..., 2]
         uniform = np.count_nonzero(near, axis=1) / pixels >= _BAND_FRACTION
         if not uniform.all():
             return width + int(np.argmin(uniform))
@@ -116,19 +114,19 @@ def _band_width(read: Callable[[int, int], np.ndarray], limit: int) -> int:
 
 
 def _pixels(img: Image.Image | np.ndarray) -> np.ndarray:
-    """`img`'s pixels as rows x columns x channels (1 for "L", 3 for RGB and the rest)."""
-    if isinstance(img, Image.Image):
-        img = np.asarray(img if img.mode in ("RGB", "L") else img.convert("RGB"))
-    return img[..., None] if img.ndim == 2 else img
+    """`img`'s pixels as rows x columns x 3 (RGB)."""
+    if isinstance(img, np.ndarray):
+        return img
+    return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
 
 
 def _edges(pixels: np.ndarray) -> list[np.ndarray]:
-    """The first and last rows and columns, each as pixels x channels."""
+    """The first and last rows and columns, each as pixels x 3."""
     return [pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]
 
 
 def _uniform(line: np.ndarray) -> bool:
-    """Whether `line` (pixels x channels) is uniform as _band_width judges its first line."""
+    """Whether `line` (pixels x 3) is uniform as _band_width judges its first line."""
     colour = _median_colour(line)
     low = np.maximum(colour - _BAND_TOLERANCE, 0)
     span = (np.minimum(colour + _BAND_TOLERANCE, 255) - low).astype(np.uint8)
@@ -137,7 +135,7 @@ def _uniform(line: np.ndarray) -> bool:
 
 
 def _median_colour(line: np.ndarray) -> np.ndarray:
-    """Per channel, the median of `line` (pixels x channels, uint8) rounded half to even, as
+    """Per channel, the median of `line` (pixels x 3, uint8) rounded half to even, as
     numpy.median(line, axis=0).round() gives it (the mean of the middle two when even)."""
     values = np.ascontiguousarray(line.T)  # partitioning along a contiguous axis is faster
     middle = values.shape[1] // 2

@@ -53,6 +53,7 @@ OUT_OF_MEMORY = "out of memory while decoding the image"
 # crop_hashes lists a brightened image only when at least this share of its pixels clip.
 MIN_CLIPPED_SHARE = 0.01
 
+
 def compute_hashes(data: bytes, *, max_pixels: int | None = None, limits: MediaLimits | None = None) -> Hashes:
     """Hash `data`. Never raises on hostile input.
 
@@ -223,7 +224,8 @@ def _add_perceptual(hashes: Hashes, image: Image.Image) -> Hashes:
         trimmed_queries, _quality, trimmed_small = pdq.exact_dihedral(luma[top:bottom, left:right])
         queries += trimmed_queries
         smalls.append(trimmed_small)
-    # The low-frequency signatures come from the same 64x64 images (smoothsig.signatures).
+    # The low-frequency signatures from the same 64x64 images: what smoothsig.signatures
+    # computes from the luma, without downsampling it again.
     signatures = (smoothsig.of_downsampled(s) for s in smalls if s is not None)
     return replace(
         hashes,

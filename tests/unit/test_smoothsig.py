@@ -220,3 +220,26 @@ def test_the_index_finds_what_comparing_with_every_entry_finds() -> None:
         assert [(r, q) for r, q, _ in found] == [(r, q) for r, q, _ in expected]
         assert all(abs(a[2] - b[2]) <= 1 for a, b in zip(found, expected))  # float32 against float64
     assert [index.entries[r].label for r, _, _ in index.search(query, LOWFREQ_BOUND)] == ["w3"]
+
+
+@pytest.mark.parametrize("bordered", [False, True], ids=["plain", "with a border"])
+def test_hashing_gives_the_signatures_of_the_decoded_luma_and_its_trimmed_box(bordered: bool) -> None:
+    # compute_hashes reuses PDQ's 64x64 images instead of downsampling again: the same values.
+    from bot.hashing.border import trim_box
+    from bot.hashing.decode import decode, open_image
+    from bot.hashing.limits import MediaLimits
+
+    img = wallpaper(3)
+    if bordered:
+        framed = Image.new("RGB", (img.width + 80, img.height + 80), "white")
+        framed.paste(img, (40, 40))
+        img = framed
+    data = encode(img, "PNG")
+    limits = MediaLimits()
+    decoded = decode(open_image(data, limits), data, limits)
+    box = trim_box(decoded)
+
+    expected = smoothsig.signatures(np.asarray(decoded.convert("F")), box)
+
+    assert (box != (0, 0, *decoded.size)) == bordered
+    assert compute_hashes(data).lowfreq == expected and len(expected) == 1 + bordered
