@@ -48,7 +48,7 @@ async def _demo(workdir: Path, keep: bool) -> int:
         known_path = workdir / "known.png"
         known_path.write_bytes(encode(known, "PNG"))
         added, _ = add_images([known_path], stage.config(), KNOWN_LIST, None)
-        _say(f"2. put a generated image on the hash list '{KNOWN_LIST}' ({added} hashes: sha256, md5, pdq, phash, and PDQ of central crops)")
+        _say(f"2. put a generated image on the hash list '{KNOWN_LIST}' ({added} hashes: sha256, md5, pdq, phash, lowfreq, PDQ of central crops and of a brightened copy)")
         known_path.unlink()  # like every benign stand-in here, it is not kept on disk
 
         bot = ModBot(load_config(stage.config_path), config_path=stage.config_path)
