@@ -79,7 +79,7 @@ class ModBot:
         self.metrics = Metrics()
         self.engine = create_engine(config.database.url)
         self.store = Store(self.engine, action_lease=config.processing.action_lease)
-        self.moderation = ModerationStore(self.engine)
+        self.moderation = ModerationStore(self.engine, runner=self.store.runner)
         self.management_room: str | None = None
         self.bot_user_id = f"@{config.appservice.bot_localpart}:{config.homeserver.domain}"
         # Commands are recognised as they arrive; they are run once the bot has started.

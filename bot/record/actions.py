@@ -35,6 +35,7 @@ from .journal import audit_row
 from .tables import ActionRow, AuditRow
 
 _ACTIONS = ActionRow.__table__
+_AUDIT_INSERT = AuditRow.__table__.insert()
 
 # Statuses. A fresh decision may claim `pending` (when nobody holds it) and `failed` (a new
 # reason to try: a later match by the same user, or a moderator's retry); the retry loop
@@ -155,7 +156,7 @@ class ActionRepo:
         if before is not None and before.owner not in (None, self.owner) and before.status == PENDING:
             # Whoever held it stopped renewing: crashed, or stuck past its lease.
             conn.execute(
-                AuditRow.__table__.insert(),
+                _AUDIT_INSERT,
                 audit_row(
                     now, "action", "taken_over",
                     f"{kind} {target}: the claim of {before.owner} expired; taken over by {self.owner}",
@@ -172,10 +173,12 @@ class ActionRepo:
         detail: str | None,
         *,
         next_attempt_at: float | None = None,
+        audit: dict[str, Any] | None = None,
     ) -> bool:
         """Record an attempt's outcome and let go of the claim. False if this Store does not
         hold the claim (its lease expired and someone else took the action over, or finished
-        it): nothing is written then."""
+        it): nothing is written then but `audit`, an audit row (journal.audit_row) written in
+        the same transaction whatever the claim, which saves each action a trip."""
         statement = (
             update(ActionRow)
             .where(ActionRow.key == key, ActionRow.owner == self.owner)
@@ -184,7 +187,14 @@ class ActionRepo:
                 owner=None, lease_until=None, next_attempt_at=next_attempt_at,
             )
         )
-        return await self._runner.run(lambda conn: bool(conn.execute(statement).rowcount))
+
+        def finish(conn: Connection) -> bool:
+            held = bool(conn.execute(statement).rowcount)
+            if audit is not None:
+                conn.execute(_AUDIT_INSERT, audit)
+            return held
+
+        return await self._runner.run(finish)
 
     async def due(self, limit: int = 100) -> list[ActionRecord]:
         """Pending actions whose next attempt is due, that nobody holds and that can be redone."""
