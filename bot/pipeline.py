@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ from .policy import Policy, decide
 from .policy import describe as describe_decision, outcome as decision_outcome
 from .act.powers import PowerCache
 from .record.journal import EventJournal
+from .record.media import RecentHashes
 from .record.store import StoredEvent, Store
 from .intake.rescan import Rescanner
 
@@ -94,7 +94,7 @@ class Pipeline:
         # The latest media hashed, by mxc (an mxc's content never changes); shared with the
         # pre-send twin (with_fetcher), so that an event it let through is not hashed again
         # even before its record reaches the database.
-        self.recent: OrderedDict[str, Hashes] = OrderedDict()
+        self.recent = RecentHashes(RECENT_HASHES)
         self.urgent = False  # the pre-send twin's hashes go before other jobs waiting for a worker
 
     async def process(self, event: StoredEvent) -> None:
@@ -356,10 +356,13 @@ class Pipeline:
         the caller drops them once those have run. Media the bot quarantined itself while a
         scan was failing is read with the admin's quarantine bypass, to be scanned again.
         """
-        known_hashes = journal.pending_hashes(ref.mxc) or self.recent.get(ref.mxc)
+        known_hashes = journal.pending_hashes(ref.mxc)
         if known_hashes is None:
-            known = await self.store.get_media(ref.mxc)
-            known_hashes = known.hashes if known is not None else None
+            # Hashed lately, or read with the event at intake; else the database says.
+            answered, known_hashes = self.recent.lookup(ref.mxc, journal.seen)
+            if not answered:
+                known = await self.store.get_media(ref.mxc)
+                known_hashes = known.hashes if known is not None else None
         if known_hashes is not None:
             if not keep_data or not await self.runner.wants_data(known_hashes.sha256):
                 return known_hashes, None, None, False
@@ -396,9 +399,7 @@ class Pipeline:
             if lease is not None:
                 lease.release()
         journal.record_media(ref, status="hashed", hashes=hashes, mimetype=ref.mimetype, error=hashes.perceptual_error)
-        self.recent[ref.mxc] = hashes
-        while len(self.recent) > RECENT_HASHES:
-            self.recent.popitem(last=False)
+        self.recent.put(ref.mxc, hashes)
         if hashes.perceptual_error:
             journal.audit(
                 "scan", "partial", f"exact hashes only, no perceptual scan: {hashes.perceptual_error}", mxc=ref.mxc

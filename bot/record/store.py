@@ -59,9 +59,10 @@ class Store:
     # --- intake and an event's writes (events.py) ----------------------------------------
 
     async def store_transaction(
-        self, txn_id: str, events: Sequence[Any], wanted: Callable[[dict[str, Any]], bool]
+        self, txn_id: str, events: Sequence[Any], wanted: Callable[[dict[str, Any]], bool],
+        media_of: Callable[[dict[str, Any]], Sequence[str]] | None = None, forgotten: int = 0,
     ) -> TransactionResult:
-        return await self.event_repo.store_transaction(txn_id, events, wanted)
+        return await self.event_repo.store_transaction(txn_id, events, wanted, media_of, forgotten)
 
     async def store_blocked_event(self, raw: dict[str, Any]) -> StoredEvent | None:
         return await self.event_repo.store_blocked(raw)
@@ -70,7 +71,7 @@ class Store:
         """A journal for what processing `event` writes; `commit` writes it."""
         if event is None:
             return EventJournal(clock=self._clock)
-        return EventJournal(event.event_id, event.room_id, event.sender, clock=self._clock)
+        return EventJournal(event.event_id, event.room_id, event.sender, clock=self._clock, seen=event.media_seen)
 
     async def commit(self, journal: EventJournal, *, finish: str | None = None, error: str | None = None) -> None:
         await self.event_repo.commit(journal, finish=finish, error=error)
