@@ -128,8 +128,7 @@ class Pipeline:
         failed = [s for s in scans if s.failures]
         decision = None
         if matched or failed:
-            await self.store.commit(journal)
-            decision = await self._act(event, matched, failed)
+            decision = await self._act(event, journal, matched, failed)
         # A dry run only says it would hold: nothing is quarantined, so nothing is re-scanned.
         holding = decision is not None and decision.holds and not decision.dry_run
         # Media not uploaded yet (MSC2246) may be uploaded later, whatever on_failure let
@@ -154,10 +153,13 @@ class Pipeline:
                 max(0.0, time.time() - event.event["origin_server_ts"] / 1000)
             )
 
-    async def _act(self, event: StoredEvent, matched: list[MatchedMedia], failed: Sequence[ScanResult] = ()) -> Decision:
+    async def _act(
+        self, event: StoredEvent, journal: EventJournal, matched: list[MatchedMedia], failed: Sequence[ScanResult]
+    ) -> Decision:
         try:
             power = (await self.powers.get(event.room_id)).of(event.sender)
         except HomeserverError as e:
+            await self.store.commit(journal)  # what the scan found stays on record
             # Without power levels the exemption rules can't be applied; acting anyway could
             # punish a moderator, so the event is retried rather than guessed at.
             raise RetryLater(f"could not read power levels of {event.room_id}: {e}") from e
@@ -172,7 +174,8 @@ class Pipeline:
         verdicts = [v for m in matched for v in m.verdicts]
         failures = [f for s in failed for f in s.failures]
         decision = decide(verdicts, ctx, self._policy(), failures, home_server=self.enforcer.homeserver_name)
-        await self._audit(event, "decision", decision_outcome(decision), describe_decision(decision))
+        journal.audit("decision", decision_outcome(decision), describe_decision(decision))
+        await self.store.commit(journal)  # what was found and decided, in one trip, before acting on it
         acting_on = media_acted_on(decision, matched, [MatchedMedia(s.ref, (), s.hashes) for s in failed])
         if decision.verdicts or decision.on_failure is FailureMode.REVIEW:
             await self.enforcer.enforce(decision, ctx, acting_on)

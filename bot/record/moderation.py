@@ -29,7 +29,7 @@ from .chain import (
 )
 from .db import session_factory
 from .direct import TransactionRunner, transaction_runner
-from .tables import AllowRow, IncidentRow, ProtectedRoomRow, ReviewRow, SettingRow
+from .tables import AllowRow, AuditRow, IncidentRow, ProtectedRoomRow, ReviewRow, SettingRow
 
 # The retention mark (prev_hash of the oldest row kept after a purge, keyed); the setting's
 # name predates the anchors kept outside the database (bot/record/evidence.py).
@@ -37,6 +37,7 @@ ANCHOR_KEY = "incidents.anchor"
 incident_hash = legacy_hash  # the plain SHA-256 link of rows from before the key
 _INCIDENTS = IncidentRow.__table__
 _SETTINGS = SettingRow.__table__
+_AUDIT_INSERT = AuditRow.__table__.insert()
 
 
 @dataclass(frozen=True)
@@ -201,8 +202,11 @@ class ModerationStore:
         self._chain_key = key
         self._on_incident = on_incident
 
-    async def append_incident(self, event_id: str, record: dict[str, Any]) -> Incident:
-        """Append an incident (once per event) to the keyed hash chain, in one transaction."""
+    async def append_incident(
+        self, event_id: str, record: dict[str, Any], audit: Callable[[Incident], dict[str, Any]] | None = None
+    ) -> Incident:
+        """Append an incident (once per event) to the keyed hash chain, in one transaction,
+        with the audit row `audit` makes of it (Store.audit_row), if given."""
         if self._chain_key is None:
             raise RuntimeError("no chain key: incidents are keyed (bot/record/evidence.py open_chain_key)")
         key = self._chain_key
@@ -212,8 +216,12 @@ class ModerationStore:
             # SQLAlchemy Core in one trip (direct.py): every known post records one, and the
             # ORM session took some twenty trips to aiosqlite's thread for these statements.
             existing = conn.execute(self._incident_of_event, {"b_event_id": event_id}).first()
-            if existing is not None:
-                return _incident(existing)
+            incident = _incident(existing) if existing is not None else new_row(conn)
+            if audit is not None:
+                conn.execute(_AUDIT_INSERT, audit(incident))
+            return incident
+
+        def new_row(conn: Connection) -> Incident:
             last = conn.execute(self._last_incident).first()
             if last is not None:
                 prev_hash, new_id = last.row_hash, last.id + 1
