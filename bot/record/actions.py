@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -82,6 +82,20 @@ class ActionRepo:
         self._insert: Any = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self.lease = lease
         self.owner = owner or process_owner()
+        # Built once: SQLAlchemy then only binds the values (a statement built per call is
+        # walked again for its cache key each time).
+        self._new_claim = (
+            self._insert(_ACTIONS).on_conflict_do_nothing(index_elements=["key"]).returning(*_ACTIONS.c)
+        )
+        c = _ACTIONS.c
+        self._finish = (
+            update(_ACTIONS)
+            .where(c.key == bindparam("b_key"), c.owner == bindparam("b_owner"))
+            .values(
+                status=bindparam("b_status"), attempts=c.attempts + bindparam("b_attempts"), detail=bindparam("b_detail"),
+                updated_at=bindparam("b_at"), owner=None, lease_until=None, next_attempt_at=bindparam("b_next"),
+            )
+        )
 
     async def claim(
         self,
@@ -119,16 +133,14 @@ class ActionRepo:
         # A statement that wins the claim returns the row (RETURNING); only a lost claim reads it.
         if not due_only:
             won = conn.execute(
-                self._insert(_ACTIONS)
-                .values(
-                    key=key, kind=kind, target=target, event_id=event_id, room_id=room_id, decided_by=decided_by,
-                    status=PENDING, attempts=0, created_at=now, updated_at=now,
-                    owner=self.owner, lease_until=lease_until, operation=operation,
+                self._new_claim,
+                {
+                    "key": key, "kind": kind, "target": target, "event_id": event_id, "room_id": room_id,
+                    "decided_by": decided_by, "status": PENDING, "attempts": 0, "created_at": now, "updated_at": now,
+                    "owner": self.owner, "lease_until": lease_until, "operation": operation,
                     # Should this claimer die mid-attempt, the retry loop takes over here.
-                    next_attempt_at=lease_until,
-                )
-                .on_conflict_do_nothing(index_elements=["key"])
-                .returning(*_ACTIONS.c)
+                    "next_attempt_at": lease_until,
+                },
             ).first()
             if won is not None:
                 return _record(won, claimed=True)
@@ -179,17 +191,13 @@ class ActionRepo:
         hold the claim (its lease expired and someone else took the action over, or finished
         it): nothing is written then but `audit`, an audit row (journal.audit_row) written in
         the same transaction whatever the claim, which saves each action a trip."""
-        statement = (
-            update(ActionRow)
-            .where(ActionRow.key == key, ActionRow.owner == self.owner)
-            .values(
-                status=status, attempts=ActionRow.attempts + attempts, detail=detail, updated_at=self._clock(),
-                owner=None, lease_until=None, next_attempt_at=next_attempt_at,
-            )
-        )
+        values = {
+            "b_key": key, "b_owner": self.owner, "b_status": status, "b_attempts": attempts, "b_detail": detail,
+            "b_at": self._clock(), "b_next": next_attempt_at,
+        }
 
         def finish(conn: Connection) -> bool:
-            held = bool(conn.execute(statement).rowcount)
+            held = bool(conn.execute(self._finish, values).rowcount)
             if audit is not None:
                 conn.execute(_AUDIT_INSERT, audit)
             return held
