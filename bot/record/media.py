@@ -106,13 +106,16 @@ class MediaWrites:
 
 def media_hashes(conn: Connection, mxcs: Sequence[str]) -> dict[str, Hashes | None]:
     """The media table's hashes of `mxcs` (None: no row, or no hashes), within the caller's transaction."""
-    media = MediaRow.__table__
     found: dict[str, Hashes | None] = dict.fromkeys(mxcs)
     unique = list(found)
     for start in range(0, len(unique), 500):  # within any database's limit on parameters
-        for row in conn.execute(select(media).where(media.c.mxc.in_(unique[start : start + 500]))):
+        for row in conn.execute(_BY_MXCS, {"b_mxcs": unique[start : start + 500]}):
             found[row.mxc] = stored_media(row).hashes
     return found
+
+
+# Built once (every transaction of the intake reads it): SQLAlchemy then only binds the list.
+_BY_MXCS = select(MediaRow.__table__).where(MediaRow.__table__.c.mxc.in_(bindparam("b_mxcs", expanding=True)))
 
 
 class MediaRepo:
