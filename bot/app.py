@@ -79,7 +79,7 @@ class ModBot:
         self.metrics = Metrics()
         self.engine = create_engine(config.database.url)
         self.store = Store(self.engine, action_lease=config.processing.action_lease)
-        self.moderation = ModerationStore(self.engine)
+        self.moderation = ModerationStore(self.engine, runner=self.store.runner)
         self.management_room: str | None = None
         self.bot_user_id = f"@{config.appservice.bot_localpart}:{config.homeserver.domain}"
         # Commands are recognised as they arrive; they are run once the bot has started.
@@ -342,7 +342,12 @@ class ModBot:
             self.management_room = await self.controls.join(cfg.rooms.management_room)
 
     async def _on_transaction(self, txn_id: str, events: list[Any]) -> None:
-        result = await self.store.store_transaction(txn_id, events, wanted=self._wanted)
+        # The media table is read for the new events' media in the same trip (record/events.py).
+        ready = self.pipeline is not None
+        result = await self.store.store_transaction(
+            txn_id, events, wanted=self._wanted, media_of=self._media_of if ready else None,
+            forgotten=self.pipeline.recent.forgotten if ready else 0,
+        )
         # "repeated": an id seen before; its events already stored are skipped, new ones
         # (Synapse numbering again from 1 after a restart) are queued like any others.
         self.metrics.transactions.labels("new" if result.new else "repeated").inc()
@@ -354,6 +359,9 @@ class ModBot:
                     self.powers.invalidate(raw["room_id"])
         if self.queue is not None and self.config.processing.enabled:
             self.queue.submit(result.queued)
+
+    def _media_of(self, event: dict[str, Any]) -> list[str]:
+        return [r.mxc for r in extract_media_refs(event, max_refs=self.pipeline.budget.max_refs).refs if not r.encrypted]
 
     def _wanted(self, event: dict[str, Any]) -> bool:
         wanted = wants_processing(event) or self.policylists.wants(event)  # policy rules, joins to check

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ from .policy import Policy, decide
 from .policy import describe as describe_decision, outcome as decision_outcome
 from .act.powers import PowerCache
 from .record.journal import EventJournal
+from .record.media import RecentHashes
 from .record.store import StoredEvent, Store
 from .intake.rescan import Rescanner
 
@@ -94,7 +94,7 @@ class Pipeline:
         # The latest media hashed, by mxc (an mxc's content never changes); shared with the
         # pre-send twin (with_fetcher), so that an event it let through is not hashed again
         # even before its record reaches the database.
-        self.recent: OrderedDict[str, Hashes] = OrderedDict()
+        self.recent = RecentHashes(RECENT_HASHES)
         self.urgent = False  # the pre-send twin's hashes go before other jobs waiting for a worker
 
     async def process(self, event: StoredEvent) -> None:
@@ -128,8 +128,7 @@ class Pipeline:
         failed = [s for s in scans if s.failures]
         decision = None
         if matched or failed:
-            await self.store.commit(journal)
-            decision = await self._act(event, matched, failed)
+            decision = await self._act(event, journal, matched, failed)
         # A dry run only says it would hold: nothing is quarantined, so nothing is re-scanned.
         holding = decision is not None and decision.holds and not decision.dry_run
         # Media not uploaded yet (MSC2246) may be uploaded later, whatever on_failure let
@@ -154,10 +153,13 @@ class Pipeline:
                 max(0.0, time.time() - event.event["origin_server_ts"] / 1000)
             )
 
-    async def _act(self, event: StoredEvent, matched: list[MatchedMedia], failed: Sequence[ScanResult] = ()) -> Decision:
+    async def _act(
+        self, event: StoredEvent, journal: EventJournal, matched: list[MatchedMedia], failed: Sequence[ScanResult]
+    ) -> Decision:
         try:
             power = (await self.powers.get(event.room_id)).of(event.sender)
         except HomeserverError as e:
+            await self.store.commit(journal)  # what the scan found stays on record
             # Without power levels the exemption rules can't be applied; acting anyway could
             # punish a moderator, so the event is retried rather than guessed at.
             raise RetryLater(f"could not read power levels of {event.room_id}: {e}") from e
@@ -172,7 +174,8 @@ class Pipeline:
         verdicts = [v for m in matched for v in m.verdicts]
         failures = [f for s in failed for f in s.failures]
         decision = decide(verdicts, ctx, self._policy(), failures, home_server=self.enforcer.homeserver_name)
-        await self._audit(event, "decision", decision_outcome(decision), describe_decision(decision))
+        journal.audit("decision", decision_outcome(decision), describe_decision(decision))
+        await self.store.commit(journal)  # what was found and decided, in one trip, before acting on it
         acting_on = media_acted_on(decision, matched, [MatchedMedia(s.ref, (), s.hashes) for s in failed])
         if decision.verdicts or decision.on_failure is FailureMode.REVIEW:
             await self.enforcer.enforce(decision, ctx, acting_on)
@@ -356,10 +359,13 @@ class Pipeline:
         the caller drops them once those have run. Media the bot quarantined itself while a
         scan was failing is read with the admin's quarantine bypass, to be scanned again.
         """
-        known_hashes = journal.pending_hashes(ref.mxc) or self.recent.get(ref.mxc)
+        known_hashes = journal.pending_hashes(ref.mxc)
         if known_hashes is None:
-            known = await self.store.get_media(ref.mxc)
-            known_hashes = known.hashes if known is not None else None
+            # Hashed lately, or read with the event at intake; else the database says.
+            answered, known_hashes = self.recent.lookup(ref.mxc, journal.seen)
+            if not answered:
+                known = await self.store.get_media(ref.mxc)
+                known_hashes = known.hashes if known is not None else None
         if known_hashes is not None:
             if not keep_data or not await self.runner.wants_data(known_hashes.sha256):
                 return known_hashes, None, None, False
@@ -396,9 +402,7 @@ class Pipeline:
             if lease is not None:
                 lease.release()
         journal.record_media(ref, status="hashed", hashes=hashes, mimetype=ref.mimetype, error=hashes.perceptual_error)
-        self.recent[ref.mxc] = hashes
-        while len(self.recent) > RECENT_HASHES:
-            self.recent.popitem(last=False)
+        self.recent.put(ref.mxc, hashes)
         if hashes.perceptual_error:
             journal.audit(
                 "scan", "partial", f"exact hashes only, no perceptual scan: {hashes.perceptual_error}", mxc=ref.mxc

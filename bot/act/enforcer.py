@@ -99,12 +99,15 @@ class Enforcer:
             # Never on the homeserver: the event as Synapse offered it is the evidence.
             offered = await self.store.load_event(ctx.event_id)
             record.update(delivery="blocked before delivery", event=offered.event if offered else None)
-        incident = await self.moderation.append_incident(ctx.event_id, record)
-        await self.store.audit(
-            "incident", "recorded", f"incident #{incident.id}: {record['incident_type']}" + (" (retroactive)" if retroactive else ""),
-            event_id=ctx.event_id, room_id=ctx.room_id, sender=ctx.sender,
-        )
-        return incident
+
+        def audit(incident: Incident) -> dict[str, Any]:  # written in the incident's transaction
+            return self.store.audit_row(
+                "incident", "recorded",
+                f"incident #{incident.id}: {record['incident_type']}" + (" (retroactive)" if retroactive else ""),
+                event_id=ctx.event_id, room_id=ctx.room_id, sender=ctx.sender,
+            )
+
+        return await self.moderation.append_incident(ctx.event_id, record, audit)
 
     # --- review queue ----------------------------------------------------------------------------
 

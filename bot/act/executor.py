@@ -347,13 +347,17 @@ class Executor:
         error: str | None = None,
         next_attempt_at: float | None = None,
     ) -> ActionResult:
-        if update and not await self.store.finish_action(key, outcome.value, attempts, detail, next_attempt_at=next_attempt_at):
+        who = {"event_id": ctx.event_id or None, "room_id": room_id, "sender": ctx.sender or None,
+               "mxc": target if target.startswith("mxc://") else None}
+        if not update:
+            await self.store.audit("action", outcome.value, detail, **who)
+        elif not await self.store.finish_action(
+            # The audit row goes in the outcome's transaction: one trip for both.
+            key, outcome.value, attempts, detail, next_attempt_at=next_attempt_at,
+            audit=self.store.audit_row("action", outcome.value, detail, **who),
+        ):
             # Our lease expired meanwhile and another process took the action over.
             log.warning("action %s: the claim was taken over before this attempt ended (%s)", key, outcome.value)
-        await self.store.audit(
-            "action", outcome.value, detail, event_id=ctx.event_id or None, room_id=room_id, sender=ctx.sender or None,
-            mxc=target if target.startswith("mxc://") else None,
-        )
         self.metrics.actions.labels(kind, outcome.value).inc()
         return ActionResult(kind, target, room_id, outcome, detail, error)
 

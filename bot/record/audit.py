@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -57,10 +58,24 @@ class AuditRepo:
         sender: str | None = None,
         mxc: str | None = None,
     ) -> None:
+        row = self.row(category, outcome, message, event_id=event_id, room_id=room_id, sender=sender, mxc=mxc)
+        await self._runner.run(lambda conn: conn.execute(self._insert, row))
+
+    def row(
+        self,
+        category: str,
+        outcome: str,
+        message: str,
+        *,
+        event_id: str | None = None,
+        room_id: str | None = None,
+        sender: str | None = None,
+        mxc: str | None = None,
+    ) -> dict[str, Any]:
+        """The row `write` would insert, stamped now, for a transaction of another repository."""
         if self.source and self.source not in message:
             message = f"{self.source}: {message}"
-        row = audit_row(self._clock(), category, outcome, message, event_id, room_id, sender, mxc)
-        await self._runner.run(lambda conn: conn.execute(self._insert, row))
+        return audit_row(self._clock(), category, outcome, message, event_id, room_id, sender, mxc)
 
     async def log(self, *, event_id: str | None = None, category: str | None = None, limit: int = 200) -> list[AuditEntry]:
         """The latest entries first, of one event or one category if given."""

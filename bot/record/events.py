@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .db import dialect_insert, session_factory
 from .direct import TransactionRunner, transaction_runner
-from .journal import EventJournal, audit_row
-from .media import MediaWrites
+from .journal import EventJournal, MediaSeen, audit_row
+from .media import MediaWrites, media_hashes
 from .tables import AuditRow, EventRow, TransactionRow
 from .verdicts import verdict_insert
 
@@ -35,6 +35,7 @@ class StoredEvent:
     # never been processed, so it cannot be held for a re-scan.
     from_intake: bool = False
     presend: str | None = None  # "blocked": rejected before delivery by the pre-send check
+    media_seen: MediaSeen | None = None  # its media as the intake found it in the database
 
 
 @dataclass(frozen=True)
@@ -82,12 +83,15 @@ class EventRepo:
         )
 
     async def store_transaction(
-        self, txn_id: str, events: Sequence[Any], wanted: Callable[[dict[str, Any]], bool]
+        self, txn_id: str, events: Sequence[Any], wanted: Callable[[dict[str, Any]], bool],
+        media_of: Callable[[dict[str, Any]], Sequence[str]] | None = None, forgotten: int = 0,
     ) -> TransactionResult:
         """Store a transaction's events in one database transaction, before it is acknowledged.
 
         `wanted` says which events need processing; the rest are only counted, so that the
-        database does not fill up with the text of every message on the server.
+        database does not fill up with the text of every message on the server. With
+        `media_of` (an event's mxcs), the same transaction reads what the media table holds
+        of each new event's media (its `media_seen`, with `forgotten`: media.RecentHashes).
         """
         now = self._clock()
         rejected: list[str] = []
@@ -115,7 +119,7 @@ class EventRepo:
                 "received_at": now + len(rows) * 1e-6,
             }
 
-        def store(conn: Connection) -> tuple[bool, set[str]]:
+        def store(conn: Connection) -> tuple[bool, set[str], dict[str, MediaSeen]]:
             # The transaction id is recorded, never trusted to say "seen": Synapse on SQLite
             # numbers transactions from 1 again after a restart (and any Synapse after a
             # database restore), so a known id can bring new events. Event ids decide.
@@ -129,14 +133,19 @@ class EventRepo:
                 stored = set(conn.execute(self._new_events, list(rows.values())).scalars())
             if rejected:
                 conn.execute(self._audit, [audit_row(now, "intake", "rejected", reason) for reason in rejected])
-            return new_txn, stored
+            if media_of is None or not stored:
+                return new_txn, stored, {}
+            # The lookups the events' processing would make, in this trip (direct.py).
+            mxcs = {e: media_of(raws[e]) for e in stored}
+            found = media_hashes(conn, [m for ms in mxcs.values() for m in ms])
+            return new_txn, stored, {e: MediaSeen({m: found[m] for m in ms}, forgotten) for e, ms in mxcs.items()}
 
-        new_txn, stored = await self._runner.run(store)
+        new_txn, stored, seen = await self._runner.run(store)
         queued = tuple(
             StoredEvent(
                 event_id=row["event_id"], room_id=row["room_id"], sender=row["sender"], type=row["type"],
                 event=raws[event_id], status="pending", attempts=0, received_at=row["received_at"],
-                from_intake=True,
+                from_intake=True, media_seen=seen.get(event_id),
             )
             for event_id, row in rows.items()
             if event_id in stored

@@ -14,11 +14,22 @@ again from the start.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..model import Hashes, MediaRef, Verdict
+
+
+@dataclass(frozen=True)
+class MediaSeen:
+    """What the media table held of an event's media when the intake stored the event, read
+    in the intake's own transaction (bot/record/events.py), so that processing it needs no
+    lookup of its own: hashes by mxc, None for media without hashes then. `forgotten` is
+    media.RecentHashes.forgotten when it was read (see there)."""
+
+    hashes: Mapping[str, Hashes | None]
+    forgotten: int
 
 
 @dataclass
@@ -33,6 +44,7 @@ class EventJournal:
     media: dict[str, dict[str, Any]] = field(default_factory=dict)  # by mxc: the latest row wins
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     audits: list[dict[str, Any]] = field(default_factory=list)
+    seen: MediaSeen | None = None  # the event's media as the intake found it (media.py)
 
     def __bool__(self) -> bool:
         return bool(self.links or self.media or self.verdicts or self.audits)

@@ -4,6 +4,7 @@ bytes) and which events carried it, as scans and retroactive matching read it.""
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from ..model import Hashes
 from .db import dialect_insert, session_factory
 from .direct import AsyncRunner, TransactionRunner
-from .journal import hashes_from_columns, media_hash_columns
+from .journal import MediaSeen, hashes_from_columns, media_hash_columns
 from .tables import EventMediaRow, EventRow, MediaRow
 
 
@@ -26,6 +27,43 @@ class StoredMedia:
     hashes: Hashes | None
     mimetype: str | None
     error: str | None
+
+
+class RecentHashes:
+    """The latest media hashed by this process, by mxc (an mxc's content never changes), and
+    how many it has forgotten to stay within `size`.
+
+    Media this process hashed after a MediaSeen was read is here unless forgotten since, so
+    while `forgotten` has not moved, that MediaSeen and this cache together say what a
+    lookup of the media table would (what other processes wrote since is only hashed again).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.forgotten = 0
+        self._hashes: OrderedDict[str, Hashes] = OrderedDict()
+
+    def get(self, mxc: str) -> Hashes | None:
+        return self._hashes.get(mxc)
+
+    def lookup(self, mxc: str, seen: MediaSeen | None) -> tuple[bool, Hashes | None]:
+        """(True, hashes) from this cache, else from `seen` while nothing was forgotten since
+        it was read (hashes None: media not hashed yet); (False, None): ask the database."""
+        hashes = self._hashes.get(mxc)
+        if hashes is not None:
+            return True, hashes
+        if seen is not None and seen.forgotten == self.forgotten and mxc in seen.hashes:
+            return True, seen.hashes[mxc]
+        return False, None
+
+    def put(self, mxc: str, hashes: Hashes) -> None:
+        self._hashes[mxc] = hashes
+        while len(self._hashes) > self.size:
+            self._hashes.popitem(last=False)
+            self.forgotten += 1
+
+    def __len__(self) -> int:
+        return len(self._hashes)
 
 
 @dataclass(frozen=True)
@@ -64,6 +102,20 @@ class MediaWrites:
             ),
             link=dialect_insert(engine)(EventMediaRow.__table__).on_conflict_do_nothing(),
         )
+
+
+def media_hashes(conn: Connection, mxcs: Sequence[str]) -> dict[str, Hashes | None]:
+    """The media table's hashes of `mxcs` (None: no row, or no hashes), within the caller's transaction."""
+    found: dict[str, Hashes | None] = dict.fromkeys(mxcs)
+    unique = list(found)
+    for start in range(0, len(unique), 500):  # within any database's limit on parameters
+        for row in conn.execute(_BY_MXCS, {"b_mxcs": unique[start : start + 500]}):
+            found[row.mxc] = stored_media(row).hashes
+    return found
+
+
+# Built once (every transaction of the intake reads it): SQLAlchemy then only binds the list.
+_BY_MXCS = select(MediaRow.__table__).where(MediaRow.__table__.c.mxc.in_(bindparam("b_mxcs", expanding=True)))
 
 
 class MediaRepo:

@@ -10,8 +10,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .chain import (
@@ -27,12 +28,16 @@ from .chain import (
     verify_links,
 )
 from .db import session_factory
-from .tables import AllowRow, IncidentRow, ProtectedRoomRow, ReviewRow, SettingRow
+from .direct import TransactionRunner, transaction_runner
+from .tables import AllowRow, AuditRow, IncidentRow, ProtectedRoomRow, ReviewRow, SettingRow
 
 # The retention mark (prev_hash of the oldest row kept after a purge, keyed); the setting's
 # name predates the anchors kept outside the database (bot/record/evidence.py).
 ANCHOR_KEY = "incidents.anchor"
 incident_hash = legacy_hash  # the plain SHA-256 link of rows from before the key
+_INCIDENTS = IncidentRow.__table__
+_SETTINGS = SettingRow.__table__
+_AUDIT_INSERT = AuditRow.__table__.insert()
 
 
 @dataclass(frozen=True)
@@ -72,8 +77,14 @@ class Incident:
 
 
 class ModerationStore:
-    def __init__(self, engine: AsyncEngine, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, engine: AsyncEngine, clock: Callable[[], float] = time.time, runner: TransactionRunner | None = None
+    ) -> None:
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
+        # Appending an incident and reading the chain's head, one trip each (direct.py).
+        self._runner = runner or transaction_runner(engine)
+        self._incident_of_event = select(_INCIDENTS).where(_INCIDENTS.c.event_id == bindparam("b_event_id"))
+        self._last_incident = select(_INCIDENTS.c.id, _INCIDENTS.c.row_hash).order_by(_INCIDENTS.c.id.desc()).limit(1)
         self._clock = clock
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         # One writer of the incident chain at a time: each row needs the previous row's hash.
@@ -191,35 +202,45 @@ class ModerationStore:
         self._chain_key = key
         self._on_incident = on_incident
 
-    async def append_incident(self, event_id: str, record: dict[str, Any]) -> Incident:
-        """Append an incident (once per event) to the keyed hash chain."""
+    async def append_incident(
+        self, event_id: str, record: dict[str, Any], audit: Callable[[Incident], dict[str, Any]] | None = None
+    ) -> Incident:
+        """Append an incident (once per event) to the keyed hash chain, in one transaction,
+        with the audit row `audit` makes of it (Store.audit_row), if given."""
         if self._chain_key is None:
             raise RuntimeError("no chain key: incidents are keyed (bot/record/evidence.py open_chain_key)")
+        key = self._chain_key
         record_json = canonical_record(record)
+
+        def append(conn: Connection) -> Incident:
+            # SQLAlchemy Core in one trip (direct.py): every known post records one, and the
+            # ORM session took some twenty trips to aiosqlite's thread for these statements.
+            existing = conn.execute(self._incident_of_event, {"b_event_id": event_id}).first()
+            incident = _incident(existing) if existing is not None else new_row(conn)
+            if audit is not None:
+                conn.execute(_AUDIT_INSERT, audit(incident))
+            return incident
+
+        def new_row(conn: Connection) -> Incident:
+            last = conn.execute(self._last_incident).first()
+            if last is not None:
+                prev_hash, new_id = last.row_hash, last.id + 1
+            else:
+                mark = _retention_mark_of(conn)
+                prev_hash, new_id = (mark.prev_hash, mark.next_id) if mark else (GENESIS, 1)
+            now = self._clock()
+            row_hash = keyed_hash(key, prev_hash, new_id, event_id, now, record_json)
+            conn.execute(
+                _INCIDENTS.insert(),
+                {
+                    "id": new_id, "event_id": event_id, "record_json": record_json, "created_at": now,
+                    "prev_hash": prev_hash, "row_hash": row_hash, "chain_scheme": KEYED,
+                },
+            )
+            return Incident(new_id, event_id, json.loads(record_json), now, prev_hash, row_hash)
+
         async with self._chain_lock:
-            async with self.sessions.begin() as s:
-                existing = (await s.execute(select(IncidentRow).where(IncidentRow.event_id == event_id))).scalar_one_or_none()
-                if existing is not None:
-                    return _incident(existing)
-                last = (await s.execute(select(IncidentRow).order_by(IncidentRow.id.desc()).limit(1))).scalar_one_or_none()
-                if last is not None:
-                    prev_hash, new_id = last.row_hash, last.id + 1
-                else:
-                    mark = await self._retention_mark(s)
-                    prev_hash, new_id = (mark.prev_hash, mark.next_id) if mark else (GENESIS, 1)
-                now = self._clock()
-                row = IncidentRow(
-                    id=new_id,
-                    event_id=event_id,
-                    record_json=record_json,
-                    created_at=now,
-                    prev_hash=prev_hash,
-                    row_hash=keyed_hash(self._chain_key, prev_hash, new_id, event_id, now, record_json),
-                    chain_scheme=KEYED,
-                )
-                s.add(row)
-                await s.flush()
-                incident = _incident(row)
+            incident = await self._runner.run(append)
             if self._on_incident is not None:
                 await self._on_incident(incident)
             return incident
@@ -247,13 +268,17 @@ class ModerationStore:
 
     async def chain_head(self) -> tuple[int, int, str]:
         """(rows held, id of the newest, its hash); an empty chain: (0, 0, the mark's hash or GENESIS)."""
-        async with self.sessions() as s:
-            count = (await s.execute(select(func.count()).select_from(IncidentRow))).scalar_one()
-            last = (await s.execute(select(IncidentRow).order_by(IncidentRow.id.desc()).limit(1))).scalar_one_or_none()
+
+        def head(conn: Connection) -> tuple[int, int, str]:
+            # One trip (direct.py): the anchor file learns the head after every incident.
+            count = conn.execute(select(func.count()).select_from(_INCIDENTS)).scalar_one()
+            last = conn.execute(self._last_incident).first()
             if last is not None:
                 return count, last.id, last.row_hash
-            mark = await self._retention_mark(s)
+            mark = _retention_mark_of(conn)
             return 0, 0, mark.prev_hash if mark else GENESIS
+
+        return await self._runner.run(head)
 
     async def keyed_evidence(self) -> Link | RetentionMark | None:
         """The newest keyed row, else a keyed retention mark: proof the chain has been keyed."""
@@ -308,6 +333,14 @@ class ModerationStore:
         return RetentionMark(data["prev_hash"], data["next_id"], data.get("mac"))
 
 
+def _retention_mark_of(conn: Connection) -> RetentionMark | None:
+    value = conn.execute(select(_SETTINGS.c.value).where(_SETTINGS.c.key == ANCHOR_KEY)).scalar_one_or_none()
+    if value is None:
+        return None
+    data = json.loads(value)
+    return RetentionMark(data["prev_hash"], data["next_id"], data.get("mac"))
+
+
 def _allow(r: AllowRow) -> AllowEntry:
     return AllowEntry(r.id, r.hash_type, r.hash, r.reason, r.added_by, r.added_at)
 
@@ -319,7 +352,7 @@ def _review(r: ReviewRow) -> ReviewItem:
     )
 
 
-def _incident(r: IncidentRow) -> Incident:
+def _incident(r: Any) -> Incident:  # an IncidentRow, or a Core row of the incidents table
     return Incident(r.id, r.event_id, json.loads(r.record_json), r.created_at, r.prev_hash, r.row_hash)
 
 

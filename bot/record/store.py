@@ -45,7 +45,9 @@ class Store:
         self.engine = engine
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
         self._clock = clock
-        runner = transaction_runner(engine)  # the hot path's transactions, one trip each
+        # The hot path's transactions, one trip each; the ModerationStore of the same
+        # database takes it too (incidents), so that one connection and thread serve both.
+        self.runner = runner = transaction_runner(engine)
         self.event_repo = EventRepo(engine, clock, runner)
         self.media_repo = MediaRepo(engine, runner)
         self.verdict_repo = VerdictRepo(engine, clock)
@@ -57,9 +59,10 @@ class Store:
     # --- intake and an event's writes (events.py) ----------------------------------------
 
     async def store_transaction(
-        self, txn_id: str, events: Sequence[Any], wanted: Callable[[dict[str, Any]], bool]
+        self, txn_id: str, events: Sequence[Any], wanted: Callable[[dict[str, Any]], bool],
+        media_of: Callable[[dict[str, Any]], Sequence[str]] | None = None, forgotten: int = 0,
     ) -> TransactionResult:
-        return await self.event_repo.store_transaction(txn_id, events, wanted)
+        return await self.event_repo.store_transaction(txn_id, events, wanted, media_of, forgotten)
 
     async def store_blocked_event(self, raw: dict[str, Any]) -> StoredEvent | None:
         return await self.event_repo.store_blocked(raw)
@@ -68,7 +71,7 @@ class Store:
         """A journal for what processing `event` writes; `commit` writes it."""
         if event is None:
             return EventJournal(clock=self._clock)
-        return EventJournal(event.event_id, event.room_id, event.sender, clock=self._clock)
+        return EventJournal(event.event_id, event.room_id, event.sender, clock=self._clock, seen=event.media_seen)
 
     async def commit(self, journal: EventJournal, *, finish: str | None = None, error: str | None = None) -> None:
         await self.event_repo.commit(journal, finish=finish, error=error)
@@ -189,9 +192,12 @@ class Store:
         )
 
     async def finish_action(
-        self, key: str, status: str, attempts: int, detail: str | None, *, next_attempt_at: float | None = None
+        self, key: str, status: str, attempts: int, detail: str | None, *, next_attempt_at: float | None = None,
+        audit: dict[str, Any] | None = None,
     ) -> bool:
-        return await self.action_repo.finish(key, status, attempts, detail, next_attempt_at=next_attempt_at)
+        """Record an attempt's outcome; `audit` (a row from `audit_row`) goes in the same
+        transaction, written whether or not this Store still held the claim."""
+        return await self.action_repo.finish(key, status, attempts, detail, next_attempt_at=next_attempt_at, audit=audit)
 
     async def actions(
         self, *, event_id: str | None = None, statuses: Sequence[str] | None = None, limit: int = 100
@@ -215,6 +221,20 @@ class Store:
         mxc: str | None = None,
     ) -> None:
         await self.audit_repo.write(category, outcome, message, event_id=event_id, room_id=room_id, sender=sender, mxc=mxc)
+
+    def audit_row(
+        self,
+        category: str,
+        outcome: str,
+        message: str,
+        *,
+        event_id: str | None = None,
+        room_id: str | None = None,
+        sender: str | None = None,
+        mxc: str | None = None,
+    ) -> dict[str, Any]:
+        """The audit row `audit` would write now, for `finish_action` to write with its update."""
+        return self.audit_repo.row(category, outcome, message, event_id=event_id, room_id=room_id, sender=sender, mxc=mxc)
 
     async def audit_log(
         self, *, event_id: str | None = None, category: str | None = None, limit: int = 200

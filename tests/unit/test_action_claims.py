@@ -164,3 +164,37 @@ async def test_an_action_without_an_operation_cannot_be_requeued(stores: tuple[S
     await a.finish_action("cmd:$c:kick", "failed", 1, "HTTP 403")
     [record] = await a.actions()
     assert await a.action_repo.retry(record.id) is None
+
+
+async def test_an_outcomes_audit_row_is_written_with_it_and_also_when_the_claim_was_lost(
+    stores: tuple[Store, Store], clock: Clock
+) -> None:
+    a, b = stores
+    key = "ban:!room:example.org:@spammer:evil.example"
+    assert (await a.claim_action(key, **CLAIM)).claimed
+    clock.now += 61
+    assert (await b.claim_action(key, **CLAIM)).claimed  # a's lease expired: b took it over
+    late = a.audit_row("action", "ok", "ban @spammer:evil.example: banned", event_id="$event1", room_id=ROOM)
+    assert not await a.finish_action(key, "ok", 1, "banned", audit=late)
+    done = b.audit_row("action", "ok", "ban @spammer:evil.example: banned again", event_id="$event1", room_id=ROOM)
+    assert await b.finish_action(key, "ok", 1, "banned again", audit=done)
+    entries = [e for e in await b.audit_log(event_id="$event1") if e.outcome == "ok"]
+    # Newest first; each says what its claimer did, whether or not its claim still held.
+    assert [e.message for e in entries] == ["ban @spammer:evil.example: banned again", "ban @spammer:evil.example: banned"]
+    assert all((e.category, e.room_id, e.ts) == ("action", ROOM, clock.now) for e in entries)
+    [record] = await a.actions()
+    assert (record.status, record.detail, record.owner) == ("ok", "banned again", None)
+
+
+async def test_a_retroactive_stores_audit_rows_name_their_source(database_url: str, clock: Clock) -> None:
+    engine = create_engine(database_url)
+    await migrate(engine)
+    try:
+        store = Store(engine, clock, audit_source="retroactive")
+        assert (await store.claim_action("redact:$old", **CLAIM)).claimed
+        row = store.audit_row("action", "ok", "redact $old: redacted", event_id="$old")
+        assert await store.finish_action("redact:$old", "ok", 1, "redacted", audit=row)
+        [entry] = await store.audit_log(category="action")
+        assert entry.message == "retroactive: redact $old: redacted"
+    finally:
+        await engine.dispose()

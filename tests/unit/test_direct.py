@@ -134,3 +134,52 @@ async def test_a_transaction_is_all_or_nothing_and_seen_by_the_async_engine(stor
     await runner.run(lambda conn: conn.execute(insert(MediaRow), row))
     async with store.engine.connect() as conn:  # committed when run() returned
         assert (await conn.execute(select(MediaRow.status))).scalars().all() == ["hashed"]
+
+
+def mxcs_of(event: dict[str, Any]) -> list[str]:
+    return [event["content"]["url"]]
+
+
+async def test_the_intake_reads_what_is_known_of_the_new_events_media_in_its_own_transaction(store: Store) -> None:
+    [first] = await stored_events(store, 1)
+    journal = store.journal(first)
+    journal.record_media(ref(0), status="hashed", hashes=HASHES)
+    journal.record_media(ref(2), status="not_scanned", error="too large")  # a row without hashes
+    await store.commit(journal, finish="done")
+
+    again = {**image_event(0), "event_id": "$again"}  # media 0 posted again
+    result = await store.store_transaction(
+        "txn2", [image_event(0), again, image_event(1), image_event(2)], wanted=lambda _e: True,
+        media_of=mxcs_of, forgotten=7,
+    )
+
+    # $event0 was stored before: not queued, not looked up.
+    seen = {e.event_id: e.media_seen for e in result.queued}
+    assert list(seen) == ["$again", "$event1", "$event2"]
+    assert seen["$again"] is not None and seen["$again"].hashes == {ref(0).mxc: HASHES}
+    assert seen["$event1"] is not None and seen["$event1"].hashes == {ref(1).mxc: None}
+    assert seen["$event2"] is not None and seen["$event2"].hashes == {ref(2).mxc: None}
+    assert {s.forgotten for s in seen.values() if s is not None} == {7}
+    # Each event's journal carries what the intake found, for the pipeline.
+    assert store.journal(result.queued[0]).seen == seen["$again"]
+
+
+async def test_without_media_of_nothing_is_read_and_an_event_from_the_database_has_nothing_seen(store: Store) -> None:
+    [event] = await stored_events(store, 1)
+    assert event.media_seen is None and store.journal(event).seen is None
+    loaded = await store.load_event(event.event_id)
+    assert loaded is not None and loaded.media_seen is None
+
+
+async def test_many_events_media_are_read_in_chunks_the_database_takes(store: Store) -> None:
+    # More mxcs than one IN (...) holds: 1,200 events, one known.
+    [first] = await stored_events(store, 1)
+    journal = store.journal(first)
+    journal.record_media(ref(1100), status="hashed", hashes=HASHES)
+    await store.commit(journal, finish="done")
+    result = await store.store_transaction(
+        "txn2", [image_event(n) for n in range(1, 1201)], wanted=lambda _e: True, media_of=mxcs_of
+    )
+    assert len(result.queued) == 1200
+    known = [e.event_id for e in result.queued if e.media_seen and any(e.media_seen.hashes.values())]
+    assert known == ["$event1100"]

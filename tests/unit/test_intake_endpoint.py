@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.intake.endpoint import DurableAppService, IntakeLimits
+from bot.intake.endpoint import INLINE_PARSE_BYTES, DurableAppService, IntakeLimits
 from bot.intake.jsondepth import exceeds_depth
 from bot.record.db import create_engine, migrate
 from bot.record.store import Store
@@ -178,6 +178,24 @@ async def test_a_body_that_is_not_json_is_refused_and_audited(intake: Intake) ->
     status, answer = await intake.put("13", {"no_events": []})
     assert (status, answer["errcode"]) == (400, "M_BAD_JSON")
     assert len(await intake.refusals()) == 2
+
+
+@pytest.mark.parametrize("size", [INLINE_PARSE_BYTES, INLINE_PARSE_BYTES + 1], ids=["on the loop", "in a thread"])
+async def test_bodies_parsed_on_the_loop_or_in_a_thread_are_held_to_the_same_limits(intake: Intake, size: int) -> None:
+    too_deep = b"[" * 257 + b"1" + b"]" * 257
+    status, answer = await intake.put("14", too_deep + b" " * (size - len(too_deep)))
+    assert (status, answer["errcode"]) == (400, "M_BAD_JSON") and "nested deeper than 256" in answer["error"]
+    # Thousands of tiny strings among brackets: the costliest body to measure, still refused.
+    hostile = b"[" * 300 + b'"",' * ((size - 600) // 3)
+    status, answer = await intake.put("15", hostile + b"]" * (size - len(hostile)))
+    assert (status, answer["errcode"]) == (400, "M_BAD_JSON")
+    not_json = b"\xff" * size
+    status, answer = await intake.put("16", not_json)
+    assert (status, answer["errcode"]) == (400, "M_NOT_JSON")
+    padded = json.dumps({"events": [event(1)]}).encode()
+    status, _ = await intake.put("17", padded + b" " * (size - len(padded)))
+    assert status == 200 and await intake.store.pending_event_ids() == ["$e1"]
+    assert len(await intake.refusals()) == 3
 
 
 # --- the token ----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from bot.record.db import create_engine, migrate
 from bot.record.chain import keyed_hash
+from bot.record.journal import audit_row
 from bot.record.moderation import GENESIS, ChainReport, Incident, ModerationStore
 
 KEY = bytes(range(32))
@@ -40,7 +41,7 @@ class StepClock:
         return self.now
 
 
-MODERATION_TABLES = ("protected_rooms", "settings", "allowlist", "reviews", "incidents")
+MODERATION_TABLES = ("protected_rooms", "settings", "allowlist", "reviews", "incidents", "audit")
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -267,6 +268,35 @@ async def test_the_same_event_twice_is_the_first_incident(store: ModerationStore
     again = await store.append_incident("$event1", {"something": "else"})
     assert again == first
     assert len(await store.incidents()) == 2
+    assert (await store.verify_chain()).ok
+
+
+def incident_audit(incident: Incident) -> dict[str, Any]:
+    return audit_row(1.0, "incident", "recorded", f"incident #{incident.id}", incident.event_id)
+
+
+async def audit_messages(store: ModerationStore) -> list[str]:
+    async with store.sessions() as s:
+        return list((await s.execute(text("SELECT message FROM audit ORDER BY id"))).scalars())
+
+
+async def test_an_incidents_audit_row_is_written_in_its_transaction_also_for_an_event_recorded_before(
+    store: ModerationStore,
+) -> None:
+    first = await store.append_incident("$event1", record(1), incident_audit)
+    again = await store.append_incident("$event1", record(1), incident_audit)
+    assert again == first
+    assert await audit_messages(store) == ["incident #1", "incident #1"]
+
+
+async def test_an_incident_whose_audit_row_fails_is_not_recorded(store: ModerationStore) -> None:
+    def broken(_incident: Incident) -> dict[str, Any]:
+        raise ValueError("no audit row")
+
+    with pytest.raises(ValueError):
+        await store.append_incident("$event1", record(1), broken)
+    assert await store.incidents() == [] and await audit_messages(store) == []
+    assert (await store.append_incident("$event1", record(1), incident_audit)).id == 1
     assert (await store.verify_chain()).ok
 
 
