@@ -12,6 +12,7 @@ from PIL import ImageOps
 from bot.cli import main
 from bot.cli.hashes import ProgressBar
 from bot.hashing import compute_hashes
+from bot.model import Hashes
 from bot.demo.samples import encode, make_photo
 
 CONFIG = """\
@@ -114,14 +115,15 @@ def test_progress_bar_shows_only_after_a_second() -> None:
     assert "100% 10/10" in stream.getvalue()
 
 
-def test_retro_shows_what_the_history_holds_and_changes_nothing(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+
+def posted_before(tmp_path: Path, hashes: Hashes) -> None:
+    """The bot's database in tmp_path holds one event, $e in !r by @u, whose media
+    mxc://example.org/m was hashed as `hashes`: the history `hashes retro` matches."""
     import asyncio
 
     from bot.model import MediaRef
     from bot.record.db import create_engine, migrate
     from bot.record.store import Store
-
-    hashes = compute_hashes(encode(make_photo(seed=21), "PNG"))
 
     async def history() -> None:
         engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'modbot.db'}")
@@ -135,6 +137,12 @@ def test_retro_shows_what_the_history_holds_and_changes_nothing(config: Path, tm
         await engine.dispose()
 
     asyncio.run(history())
+
+
+def test_retro_shows_what_the_history_holds_and_changes_nothing(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hashes = compute_hashes(encode(make_photo(seed=21), "PNG"))
+
+    posted_before(tmp_path, hashes)
     (tmp_path / "lists" / "known.csv").write_text(f"type,hash,label\nsha1,{hashes.sha1},csam\n", encoding="utf-8")
     code, out, _ = run(capsys, "hashes", "retro", "-c", str(config))
     assert code == 0
@@ -147,30 +155,13 @@ def test_retro_shows_what_the_history_holds_and_changes_nothing(config: Path, tm
 def test_retro_matches_low_quality_hashes_with_the_floor_the_bot_would_use(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import asyncio
-
-    from bot.model import Hashes, MediaRef
-    from bot.record.db import create_engine, migrate
-    from bot.record.store import Store
-
     # A smooth image's hash (quality 20) and a list entry 10 bits from it: within the
     # low-quality bound by default, not matched under a floor of 50.
     pdq = "5a" * 32
     near = f"{int(pdq, 16) ^ 0x3FF:064x}"
     hashes = Hashes(sha256="ab" * 32, md5="cd" * 16, size=10, pdq=pdq, pdq_quality=20, pdq_queries=(pdq,))
 
-    async def history() -> None:
-        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'modbot.db'}")
-        await migrate(engine)
-        store = Store(engine)
-        event = {"event_id": "$e", "room_id": "!r:example.org", "sender": "@u:example.org", "type": "m.room.message"}
-        await store.store_transaction("t", [event], lambda e: True)
-        ref = MediaRef("mxc://example.org/m", "example.org", "m", "content.url")
-        await store.link_event_media("$e", [ref])
-        await store.record_media(ref, status="hashed", hashes=hashes)
-        await engine.dispose()
-
-    asyncio.run(history())
+    posted_before(tmp_path, hashes)
     (tmp_path / "lists" / "known.csv").write_text(f"type,hash,label\npdq,{near},csam\n", encoding="utf-8")
     _, out, _ = run(capsys, "hashes", "retro", "-c", str(config))
     assert "mxc://example.org/m: pdq distance 10, label csam" in out
