@@ -115,7 +115,6 @@ def test_progress_bar_shows_only_after_a_second() -> None:
     assert "100% 10/10" in stream.getvalue()
 
 
-
 def posted_before(tmp_path: Path, hashes: Hashes) -> None:
     """The bot's database in tmp_path holds one event, $e in !r by @u, whose media
     mxc://example.org/m was hashed as `hashes`: the history `hashes retro` matches."""
