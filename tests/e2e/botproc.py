@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import aiohttp
 from bot.demo.waiting import wait_for
 from bot.record.db import create_engine
 from bot.record.store import Store
-from bot.demo.stage import Stage
+from bot.demo.stage import Stage, build_stage
 
 
 class BotProcess:
@@ -133,3 +135,36 @@ class StoreReader:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+@asynccontextmanager
+async def staged(workdir: Path, **stage_args: Any) -> AsyncIterator[Stage]:
+    """A stage built in `workdir` (`stage_args` are build_stage's keywords), stopped on the way out.
+
+    If the build itself fails there is nothing to stop: build_stage cleans up after itself.
+    """
+    stage = await build_stage(workdir, **stage_args)
+    try:
+        yield stage
+    finally:
+        await stage.stop()
+
+
+@asynccontextmanager
+async def bot_running(stage: Stage, bot: BotProcess | None = None) -> AsyncIterator[tuple[BotProcess, StoreReader]]:
+    """modbot started on `stage` (or `bot`, made earlier for a fixture's world) and a reader of its database.
+
+    Write the config before entering: modbot reads it once, at start. On the way out the bot
+    is stopped first, then the reader closed. A start that fails part-way still has the
+    process stopped (it may be up but not ready); the reader is only closed if it was opened.
+    """
+    bot = bot if bot is not None else BotProcess.for_stage(stage)
+    db: StoreReader | None = None
+    try:
+        await bot.start()
+        db = StoreReader.for_stage(stage)
+        yield bot, db
+    finally:
+        await bot.stop()
+        if db is not None:
+            await db.close()

@@ -21,8 +21,7 @@ from aiohttp import web
 from bot.demo.synapse import ThrowawaySynapse
 from bot.demo.waiting import free_port, wait_for
 from bot.cli.scan import add_images
-from bot.demo.stage import build_stage
-from botproc import BotProcess, StoreReader
+from botproc import BotProcess, StoreReader, bot_running, staged
 from images import encode, make_photo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -100,31 +99,23 @@ class OutageProxy:
 @pytest_asyncio.fixture(loop_scope="session")
 async def outage(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[object, OutageProxy, BotProcess, StoreReader]]:
     workdir = tmp_path_factory.mktemp("outage")
-    stage = await build_stage(workdir)
-    proxy = OutageProxy(stage.synapse, "/media/quarantine/", OUTAGE)
-    bot = db = None
-    try:
-        known = workdir / "known.png"
-        known.write_bytes(KNOWN)
-        add_images([known], stage.config(), "known", None)
-        known.unlink()
-        await proxy.start()
-        stage.write_config(
-            homeserver={**stage.config_data["homeserver"], "url": proxy.url},
-            # One quick in-call retry: the durable retries have to do the work.
-            processing={**stage.config_data["processing"], "action_retries": 1, "action_retry_delay": 1, "action_retry_max_delay": 4},
-        )
-        bot = BotProcess.for_stage(stage)
-        await bot.start()
-        db = StoreReader.for_stage(stage)
-        yield stage, proxy, bot, db
-    finally:
-        if bot is not None:
-            await bot.stop()
-        if db is not None:
-            await db.close()
-        await proxy.stop()
-        await stage.stop()
+    async with staged(workdir) as stage:
+        proxy = OutageProxy(stage.synapse, "/media/quarantine/", OUTAGE)
+        try:
+            known = workdir / "known.png"
+            known.write_bytes(KNOWN)
+            add_images([known], stage.config(), "known", None)
+            known.unlink()
+            await proxy.start()
+            stage.write_config(
+                homeserver={**stage.config_data["homeserver"], "url": proxy.url},
+                # One quick in-call retry: the durable retries have to do the work.
+                processing={**stage.config_data["processing"], "action_retries": 1, "action_retry_delay": 1, "action_retry_max_delay": 4},
+            )
+            async with bot_running(stage) as (bot, db):
+                yield stage, proxy, bot, db
+        finally:
+            await proxy.stop()
 
 
 async def test_actions_failed_during_an_outage_are_done_once_synapse_is_back(outage) -> None:  # type: ignore[no-untyped-def]

@@ -19,8 +19,8 @@ import pytest_asyncio
 from bot.demo.matrix import MatrixUser
 from bot.demo.waiting import wait_for
 from bot.demo.samples import encode, make_photo
-from bot.demo.stage import Stage, build_stage
-from botproc import BotProcess, StoreReader
+from bot.demo.stage import Stage
+from botproc import BotProcess, StoreReader, bot_running, staged
 from fake_services import Fault, FakeArachnid, KnownMedia, server_error
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -63,53 +63,45 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     workdir = tmp_path_factory.mktemp("classifier-failures")
     arachnid = FakeArachnid()
     await arachnid.start()
-    stage = await build_stage(workdir, protected_rooms=3)
-    bot = db = None
     saved = os.environ.get(PASSWORD_ENV)
-    # The password reaches modbot the way an operator's would: from its environment.
-    os.environ[PASSWORD_ENV] = arachnid.password
     try:
-        stage.write_config(
-            hash_lists=[],
-            classifiers=[
-                {
-                    "name": "arachnid",
-                    "type": "arachnid",
-                    "timeout": 5,
-                    "retries": 1,
-                    "backoff": 0.1,
-                    "max_backoff": 1,
-                    # Failing scans must stay failures the service is asked about again,
-                    # not a breaker that refuses: each test flips the service.
-                    "circuit_breaker": {"failures": 1000, "reset_after": 1},
-                    "settings": {
-                        "url": arachnid.url,
-                        "mode": "media",
-                        "username": arachnid.username,
-                        "password_env": PASSWORD_ENV,
+        async with staged(workdir, protected_rooms=3) as stage:
+            # The password reaches modbot the way an operator's would: from its environment.
+            os.environ[PASSWORD_ENV] = arachnid.password
+            stage.write_config(
+                hash_lists=[],
+                classifiers=[
+                    {
+                        "name": "arachnid",
+                        "type": "arachnid",
+                        "timeout": 5,
+                        "retries": 1,
+                        "backoff": 0.1,
+                        "max_backoff": 1,
+                        # Failing scans must stay failures the service is asked about again,
+                        # not a breaker that refuses: each test flips the service.
+                        "circuit_breaker": {"failures": 1000, "reset_after": 1},
+                        "settings": {
+                            "url": arachnid.url,
+                            "mode": "media",
+                            "username": arachnid.username,
+                            "password_env": PASSWORD_ENV,
+                        },
+                    }
+                ],
+                processing={"concurrency": 4, "download_timeout": 20, "rescan_delay": 1, "rescan_max_delay": 2},
+                policy={
+                    "exempt": {"users": [], "power_level": 100},
+                    "rules": [rule("fail_open")],
+                    "rooms": {
+                        stage.protected_rooms[1]: {"rules": [rule("fail_closed")]},
+                        stage.protected_rooms[2]: {"rules": [rule("review")]},
                     },
-                }
-            ],
-            processing={"concurrency": 4, "download_timeout": 20, "rescan_delay": 1, "rescan_max_delay": 2},
-            policy={
-                "exempt": {"users": [], "power_level": 100},
-                "rules": [rule("fail_open")],
-                "rooms": {
-                    stage.protected_rooms[1]: {"rules": [rule("fail_closed")]},
-                    stage.protected_rooms[2]: {"rules": [rule("review")]},
                 },
-            },
-        )
-        bot = BotProcess.for_stage(stage)
-        await bot.start()
-        db = StoreReader.for_stage(stage)
-        yield World(stage, bot, db, arachnid)
+            )
+            async with bot_running(stage) as (bot, db):
+                yield World(stage, bot, db, arachnid)
     finally:
-        if bot is not None:
-            await bot.stop()
-        if db is not None:
-            await db.close()
-        await stage.stop()
         await arachnid.stop()
         if saved is None:
             os.environ.pop(PASSWORD_ENV, None)

@@ -21,8 +21,8 @@ import pytest_asyncio
 from bot.demo.matrix import MatrixUser
 from bot.demo.waiting import wait_for
 from bot.record.store import AuditEntry
-from bot.demo.stage import Stage, build_stage
-from botproc import BotProcess, StoreReader
+from bot.demo.stage import Stage
+from botproc import BotProcess, StoreReader, bot_running, staged
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -50,23 +50,13 @@ class Room:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def ranks(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Room]:
-    stage = await build_stage(tmp_path_factory.mktemp("ranks"))
-    bot = db = None
-    try:
+    async with staged(tmp_path_factory.mktemp("ranks")) as stage:
         roommod = await stage.new_user("roommod", join=stage.room)
         senior = await stage.new_user("senior", join=stage.room)
         await stage.moderator.set_power_level(stage.room, roommod.user_id, 50)
         await stage.moderator.set_power_level(stage.room, senior.user_id, 75)
-        bot = BotProcess.for_stage(stage)
-        await bot.start()
-        db = StoreReader.for_stage(stage)
-        yield Room(stage, bot, db, roommod, senior)
-    finally:
-        if bot is not None:
-            await bot.stop()
-        if db is not None:
-            await db.close()
-        await stage.stop()
+        async with bot_running(stage) as (bot, db):
+            yield Room(stage, bot, db, roommod, senior)
 
 
 async def send(user: MatrixUser, room: str, body: str, **extra: Any) -> str:

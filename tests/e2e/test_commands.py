@@ -28,8 +28,8 @@ from bot.demo.matrix import MatrixUser
 from bot.demo.samples import make_clip
 from bot.demo.waiting import wait_for
 from bot.cli.scan import add_images
-from bot.demo.stage import Stage, build_stage
-from botproc import BotProcess, StoreReader
+from bot.demo.stage import Stage
+from botproc import BotProcess, StoreReader, bot_running, staged
 from images import encode, make_photo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -76,9 +76,7 @@ class Team:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def team(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Team]:
     workdir = tmp_path_factory.mktemp("commands")
-    stage = await build_stage(workdir, protected_rooms=2)
-    bot = db = None
-    try:
+    async with staged(workdir, protected_rooms=2) as stage:
         roommod = await stage.new_user("roommod", join=stage.protected_rooms[0])
         peer = await stage.new_user("peer", join=stage.protected_rooms[0])
         await stage.moderator.set_power_level(stage.protected_rooms[0], roommod.user_id, 50)
@@ -91,17 +89,9 @@ async def team(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Team]:
         t = Team(stage, BotProcess.for_stage(stage), None, roommod, peer, policy_path)  # type: ignore[arg-type]
         t.write_policy()
         stage.write_config(policy_file=str(policy_path))
-        bot = t.bot
-        await bot.start()
-        db = StoreReader.for_stage(stage)
-        t.db = db
-        yield t
-    finally:
-        if bot is not None:
-            await bot.stop()
-        if db is not None:
-            await db.close()
-        await stage.stop()
+        async with bot_running(stage, t.bot) as (_, db):
+            t.db = db
+            yield t
 
 
 async def command(user: MatrixUser, room: str, text: str, *, reply_to: str | None = None) -> str:

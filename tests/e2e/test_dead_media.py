@@ -22,8 +22,8 @@ import pytest_asyncio
 from bot.demo.matrix import MatrixUser
 from bot.demo.waiting import wait_for
 from bot.cli.scan import add_images
-from bot.demo.stage import Stage, build_stage
-from botproc import BotProcess, StoreReader
+from bot.demo.stage import Stage
+from botproc import BotProcess, StoreReader, bot_running, staged
 from images import encode, make_photo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -41,24 +41,14 @@ BOUND = 5.0  # seconds over the known image's own processing time (issue 10)
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def stage_and_bot(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Stage, BotProcess, StoreReader]]:
     workdir = tmp_path_factory.mktemp("dead-media")
-    stage = await build_stage(workdir)
-    bot = db = None
-    try:
+    async with staged(workdir) as stage:
         for name, data in (("alone", KNOWN_ALONE), ("behind", KNOWN_BEHIND), ("late", KNOWN_LATE)):
             path = workdir / f"{name}.png"
             path.write_bytes(data)
             add_images([Path(path)], stage.config(), "known", None)
             path.unlink()
-        bot = BotProcess.for_stage(stage)
-        await bot.start()
-        db = StoreReader.for_stage(stage)
-        yield stage, bot, db
-    finally:
-        if bot is not None:
-            await bot.stop()
-        if db is not None:
-            await db.close()
-        await stage.stop()
+        async with bot_running(stage) as (bot, db):
+            yield stage, bot, db
 
 
 async def create_unuploaded(user: MatrixUser) -> str:

@@ -26,11 +26,11 @@ import pytest_asyncio
 from bot.cli.scan import add_images
 from bot.demo.federation import FederationListener
 from bot.demo.matrix import MatrixRequestError, MatrixUser
-from bot.demo.stage import Stage, build_stage
+from bot.demo.stage import Stage
 from bot.demo.synapse import ThrowawaySynapse
 from bot.demo.waiting import free_port, wait_for
 from bot.record.moderation import ModerationStore
-from botproc import BotProcess, StoreReader
+from botproc import BotProcess, StoreReader, bot_running, staged
 from images import encode, make_photo
 from observer import Observer
 
@@ -133,38 +133,30 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     workdir = tmp_path_factory.mktemp("federation")
     two = ThrowawaySynapse(workdir / "two", federation=FederationListener(free_port(), host="127.0.0.1"))
     await two.start()
-    one = bot = db = observer = None
     try:
-        one = await build_stage(
+        async with staged(
             workdir / "one", protected_rooms=2, presend={"deadline": DEADLINE}, federation=FederationListener(free_port())
-        )
-        known_file = workdir / "known.png"
-        known_file.write_bytes(KNOWN)
-        add_images([known_file], one.config(), "known", None)
-        known_file.unlink()
-        watcher = await one.new_user("observer")
-        lobby = await one.moderator.create_room("lobby")
-        for room in (*one.protected_rooms, lobby):
-            await one.moderator.invite(room, watcher.user_id)
-            await watcher.join(room)
-        curator = await one.new_user("curator")
-        policy_room = await curator.create_room("server ban list", preset="public_chat")
-        write_config(one, policy_room)
-        bot = BotProcess.for_stage(one)
-        await bot.start()
-        db = StoreReader.for_stage(one)
-        observer = Observer(watcher)
-        await observer.start()
-        yield World(one, two, bot, db, ModerationStore(db.engine), observer, curator, policy_room, lobby)
+        ) as one:
+            known_file = workdir / "known.png"
+            known_file.write_bytes(KNOWN)
+            add_images([known_file], one.config(), "known", None)
+            known_file.unlink()
+            watcher = await one.new_user("observer")
+            lobby = await one.moderator.create_room("lobby")
+            for room in (*one.protected_rooms, lobby):
+                await one.moderator.invite(room, watcher.user_id)
+                await watcher.join(room)
+            curator = await one.new_user("curator")
+            policy_room = await curator.create_room("server ban list", preset="public_chat")
+            write_config(one, policy_room)
+            async with bot_running(one) as (bot, db):
+                observer = Observer(watcher)
+                try:
+                    await observer.start()
+                    yield World(one, two, bot, db, ModerationStore(db.engine), observer, curator, policy_room, lobby)
+                finally:
+                    await observer.stop()
     finally:
-        if observer is not None:
-            await observer.stop()
-        if bot is not None:
-            await bot.stop()
-        if db is not None:
-            await db.close()
-        if one is not None:
-            await one.stop()
         await two.stop()
 
 

@@ -22,8 +22,8 @@ from hostile import hostile_bytes, jpeg_with_scans
 from bot.demo.matrix import MatrixUser
 from bot.demo.waiting import wait_for
 from bot.cli.scan import add_images
-from bot.demo.stage import Stage, build_stage
-from botproc import BotProcess, StoreReader
+from bot.demo.stage import Stage
+from botproc import BotProcess, StoreReader, bot_running, staged
 from images import encode, make_photo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -58,25 +58,16 @@ class World:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     workdir = tmp_path_factory.mktemp("hostile")
-    stage = await build_stage(workdir)
-    bot = db = None
-    try:
+    async with staged(workdir) as stage:
         known_file = workdir / "known.png"
         known_file.write_bytes(KNOWN_PNG)
         add_images([known_file], stage.config(), "known", None)
         known_file.unlink()
         w = World(stage, BotProcess.for_stage(stage), None)  # type: ignore[arg-type]
         w.write_config()
-        bot = w.bot
-        await bot.start()
-        db = w.db = StoreReader.for_stage(stage)
-        yield w
-    finally:
-        if bot is not None:
-            await bot.stop()
-        if db is not None:
-            await db.close()
-        await stage.stop()
+        async with bot_running(stage, w.bot) as (_, db):
+            w.db = db
+            yield w
 
 
 async def post(user: MatrixUser, room: str, data: bytes, mimetype: str) -> tuple[str, str]:

@@ -19,8 +19,8 @@ import yaml
 from bot.demo.waiting import free_port, wait_for
 from bot.record.instance import EXIT_ALREADY_RUNNING, EXIT_LOCK_LOST
 from bot.cli.scan import add_images
-from bot.demo.stage import Stage, build_stage
-from botproc import BotProcess
+from bot.demo.stage import Stage
+from botproc import BotProcess, staged
 from images import encode, make_photo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -30,14 +30,11 @@ KNOWN_PNG = encode(make_photo(seed=313), "PNG")
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def stage(tmp_path: Path) -> AsyncIterator[Stage]:
-    stage = await build_stage(tmp_path / "stage")
-    try:
+    async with staged(tmp_path / "stage") as stage:
         known = tmp_path / "known.png"
         known.write_bytes(KNOWN_PNG)
         add_images([known], stage.config(), "known", None)
         yield stage
-    finally:
-        await stage.stop()
 
 
 def second_config(stage: Stage) -> tuple[Path, int]:

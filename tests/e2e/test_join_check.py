@@ -19,10 +19,10 @@ import pytest
 import pytest_asyncio
 
 from bot.demo.matrix import MatrixRequestError, MatrixUser
-from bot.demo.stage import Stage, build_stage
+from bot.demo.stage import Stage
 from bot.demo.waiting import wait_for
 from bot.joincheck import REFUSED_JOIN
-from botproc import BotProcess, StoreReader
+from botproc import BotProcess, StoreReader, bot_running, staged
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -42,27 +42,16 @@ class World:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    stage = await build_stage(tmp_path_factory.mktemp("joincheck"), presend={"deadline": 5.0})
-    bot = db = None
-    try:
+    async with staged(tmp_path_factory.mktemp("joincheck"), presend={"deadline": 5.0}) as stage:
         curator = await stage.new_user("curator")
         policy_room = await curator.create_room("ban list", preset="public_chat")
         stage.write_config(policy_lists={"watch": [policy_room], "room_rules": "block"})
-        bot = BotProcess.for_stage(stage)
-        await bot.start()
-        db = StoreReader.for_stage(stage)
+        async with bot_running(stage) as (bot, db):
+            async def watching() -> bool:
+                return any(e.outcome == "watched" for e in await db.store.audit_log(category="policylist"))
 
-        async def watching() -> bool:
-            return any(e.outcome == "watched" for e in await db.store.audit_log(category="policylist"))
-
-        await wait_for(watching, timeout=60, description="modbot watches the policy room")
-        yield World(stage, bot, db, curator, policy_room)
-    finally:
-        if bot is not None:
-            await bot.stop()
-        if db is not None:
-            await db.close()
-        await stage.stop()
+            await wait_for(watching, timeout=60, description="modbot watches the policy room")
+            yield World(stage, bot, db, curator, policy_room)
 
 
 async def rule(w: World, state_key: str, content: dict[str, Any], type: str = "m.policy.rule.user") -> None:

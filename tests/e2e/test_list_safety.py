@@ -19,8 +19,8 @@ import pytest_asyncio
 
 from bot.demo.waiting import wait_for
 from bot.cli.scan import add_images
-from bot.demo.stage import Stage, build_stage
-from botproc import BotProcess, StoreReader
+from bot.demo.stage import Stage
+from botproc import BotProcess, StoreReader, bot_running, staged
 from images import encode, make_photo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -45,9 +45,7 @@ def replace_list(path: Path, data: bytes) -> None:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     workdir = tmp_path_factory.mktemp("listsafety")
-    stage = await build_stage(workdir)
-    bot = db = None
-    try:
+    async with staged(workdir) as stage:
         image = workdir / "known.png"
         image.write_bytes(KNOWN)
         add_images([image], stage.config(), "known", None)
@@ -57,16 +55,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
             policy={"rules": [{"name": "known-media", "actions": ["quarantine", "redact", "notify"]}]},
             hashlist={"reload_interval": 0.5},
         )
-        bot = BotProcess.for_stage(stage)
-        await bot.start()
-        db = StoreReader.for_stage(stage)
-        yield World(stage, bot, db)
-    finally:
-        if bot is not None:
-            await bot.stop()
-        if db is not None:
-            await db.close()
-        await stage.stop()
+        async with bot_running(stage) as (bot, db):
+            yield World(stage, bot, db)
 
 
 async def modbot(w: World, *args: str) -> tuple[int, str]:

@@ -23,8 +23,8 @@ from PIL import ImageOps
 from bot.demo.matrix import MatrixUser
 from bot.demo.waiting import wait_for
 from bot.cli.scan import add_images
-from bot.demo.stage import Stage, build_stage
-from botproc import BotProcess, StoreReader
+from bot.demo.stage import Stage
+from botproc import BotProcess, StoreReader, bot_running, staged
 from images import encode, make_photo, make_png_bomb, truncated
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -63,10 +63,7 @@ class World:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     workdir = tmp_path_factory.mktemp("stage")
-    stage = await build_stage(workdir, protected_rooms=2)
-    bot = None
-    db = None
-    try:
+    async with staged(workdir, protected_rooms=2) as stage:
         trusted = await stage.new_user("trusted")
         for room in stage.protected_rooms:
             await stage.moderator.invite(room, trusted.user_id)
@@ -77,17 +74,9 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         known_file.unlink()
         w = World(stage, BotProcess.for_stage(stage), None, trusted)  # type: ignore[arg-type]
         w.write_config()
-        bot = w.bot
-        await bot.start()
-        db = StoreReader.for_stage(stage)
-        w.db = db
-        yield w
-    finally:
-        if bot is not None:
-            await bot.stop()
-        if db is not None:
-            await db.close()
-        await stage.stop()
+        async with bot_running(stage, w.bot) as (_, db):
+            w.db = db
+            yield w
 
 
 async def post_image(user: MatrixUser, room: str, data: bytes, mimetype: str = "image/png", **extra: object) -> tuple[str, str]:

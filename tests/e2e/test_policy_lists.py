@@ -23,9 +23,9 @@ import pytest_asyncio
 
 from bot.cli.scan import add_images
 from bot.demo.matrix import MatrixUser
-from bot.demo.stage import Stage, build_stage
+from bot.demo.stage import Stage
 from bot.demo.waiting import wait_for
-from botproc import BotProcess, StoreReader
+from botproc import BotProcess, StoreReader, bot_running, staged
 from images import encode, make_photo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -60,9 +60,7 @@ class World:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     workdir = tmp_path_factory.mktemp("policylists")
-    stage = await build_stage(workdir, protected_rooms=2)
-    bot = db = None
-    try:
+    async with staged(workdir, protected_rooms=2) as stage:
         curator = await stage.new_user("curator")
         # Draupnir's policy rooms are public, so that any bot may follow them.
         policy_room = await curator.create_room("ban list", preset="public_chat")
@@ -76,16 +74,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         stage.write_config(policy_lists={
             "publish": {"room": publish_room, "users": True, "media": True, "reason": NEUTRAL_REASON},
         })
-        bot = BotProcess.for_stage(stage)
-        await bot.start()
-        db = StoreReader.for_stage(stage)
-        yield World(stage, bot, db, curator, policy_room, publish_room)
-    finally:
-        if bot is not None:
-            await bot.stop()
-        if db is not None:
-            await db.close()
-        await stage.stop()
+        async with bot_running(stage) as (bot, db):
+            yield World(stage, bot, db, curator, policy_room, publish_room)
 
 
 async def ask(w: World, text: str, timeout: float = 30) -> str:

@@ -22,10 +22,10 @@ from sqlalchemy import text
 
 from bot.cli.scan import add_images
 from bot.demo.matrix import MatrixRequestError, MatrixUser
-from bot.demo.stage import Stage, build_stage
+from bot.demo.stage import Stage
 from bot.demo.waiting import wait_for
 from bot.record.moderation import ModerationStore
-from botproc import BotProcess, StoreReader
+from botproc import BotProcess, StoreReader, bot_running, staged
 from observer import Observer
 from fake_services import FakeScanner, KnownMedia, server_error, slow
 from images import encode, make_photo
@@ -90,34 +90,27 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     workdir = tmp_path_factory.mktemp("presend")
     scanner = FakeScanner()
     await scanner.start()
-    stage = await build_stage(workdir, protected_rooms=2, presend={"deadline": DEADLINE})
-    bot = db = observer = None
     try:
-        known_file = workdir / "known.png"
-        known_file.write_bytes(KNOWN_PNG)
-        add_images([known_file], stage.config(), "known", None)
-        known_file.unlink()
-        trusted = await stage.new_user("trusted")
-        watcher = await stage.new_user("observer")
-        for room in stage.protected_rooms:
-            for user in (trusted, watcher):
-                await stage.moderator.invite(room, user.user_id)
-                await user.join(room)
-        write_config(stage, scanner, trusted.user_id)
-        bot = BotProcess.for_stage(stage)
-        await bot.start()
-        db = StoreReader.for_stage(stage)
-        observer = Observer(watcher)
-        await observer.start()
-        yield World(stage, bot, db, ModerationStore(db.engine), observer, trusted, scanner)
+        async with staged(workdir, protected_rooms=2, presend={"deadline": DEADLINE}) as stage:
+            known_file = workdir / "known.png"
+            known_file.write_bytes(KNOWN_PNG)
+            add_images([known_file], stage.config(), "known", None)
+            known_file.unlink()
+            trusted = await stage.new_user("trusted")
+            watcher = await stage.new_user("observer")
+            for room in stage.protected_rooms:
+                for user in (trusted, watcher):
+                    await stage.moderator.invite(room, user.user_id)
+                    await user.join(room)
+            write_config(stage, scanner, trusted.user_id)
+            async with bot_running(stage) as (bot, db):
+                observer = Observer(watcher)
+                try:
+                    await observer.start()
+                    yield World(stage, bot, db, ModerationStore(db.engine), observer, trusted, scanner)
+                finally:
+                    await observer.stop()
     finally:
-        if observer is not None:
-            await observer.stop()
-        if bot is not None:
-            await bot.stop()
-        if db is not None:
-            await db.close()
-        await stage.stop()
         await scanner.stop()
 
 
@@ -361,14 +354,13 @@ async def test_media_not_uploaded_yet_can_be_allowed_and_is_fetched_again_until_
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def failing_closed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Stage, BotProcess]]:
     """A second server whose module is configured `fail_open: false` (presend.fail_open)."""
-    stage = await build_stage(tmp_path_factory.mktemp("presend-closed"), presend={"fail_open": False})
-    bot = BotProcess.for_stage(stage)
-    try:
-        await bot.start()
-        yield stage, bot
-    finally:
-        await bot.stop()
-        await stage.stop()
+    async with staged(tmp_path_factory.mktemp("presend-closed"), presend={"fail_open": False}) as stage:
+        bot = BotProcess.for_stage(stage)
+        try:
+            await bot.start()
+            yield stage, bot
+        finally:
+            await bot.stop()
 
 
 async def test_with_the_module_failing_closed_events_are_refused_while_modbot_is_down(

@@ -17,11 +17,11 @@ import pytest_asyncio
 
 from bot.cli.scan import add_images
 from bot.demo.matrix import MatrixUser
-from bot.demo.stage import Stage, build_stage
+from bot.demo.stage import Stage
 from bot.demo.waiting import wait_for
 from bot.intake.reported import CSAM_TAG
 from bot.record.moderation import ModerationStore
-from botproc import BotProcess, StoreReader
+from botproc import BotProcess, StoreReader, bot_running, staged
 from images import encode, make_photo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -40,9 +40,7 @@ class Desk:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def desk(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Desk]:
     workdir = tmp_path_factory.mktemp("reports")
-    stage = await build_stage(workdir, protected_rooms=1)
-    bot = db = None
-    try:
+    async with staged(workdir, protected_rooms=1) as stage:
         known = workdir / "known.png"
         known.write_bytes(KNOWN)
         add_images([known], stage.config(), "known", None)
@@ -53,16 +51,8 @@ async def desk(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Desk]:
             # A card claimed by the killed process is taken over when its claim's lease ends.
             processing={**stage.config_data["processing"], "action_lease": 5},
         )
-        bot = BotProcess.for_stage(stage)
-        await bot.start()
-        db = StoreReader.for_stage(stage)
-        yield Desk(stage, bot, db)
-    finally:
-        if bot is not None:
-            await bot.stop()
-        if db is not None:
-            await db.close()
-        await stage.stop()
+        async with bot_running(stage) as (bot, db):
+            yield Desk(stage, bot, db)
 
 
 async def post_image(user: MatrixUser, room: str, data: bytes) -> tuple[str, str]:

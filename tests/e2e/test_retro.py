@@ -18,8 +18,8 @@ import pytest_asyncio
 from bot.demo.matrix import MatrixUser
 from bot.demo.waiting import wait_for
 from bot.cli.scan import add_images
-from bot.demo.stage import Stage, build_stage
-from botproc import BotProcess, StoreReader
+from bot.demo.stage import Stage
+from botproc import BotProcess, StoreReader, bot_running, staged
 from images import encode, make_photo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -38,23 +38,13 @@ class World:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     workdir = tmp_path_factory.mktemp("retro")
-    stage = await build_stage(workdir)
-    bot = db = None
-    try:
+    async with staged(workdir) as stage:
         stage.list_path.write_text("type,hash,label\n", encoding="utf-8")  # nothing known yet
         stage.write_config(
             policy={"rules": [{"name": "known-media", "actions": ["quarantine", "redact", "ban", "notify"]}]}
         )
-        bot = BotProcess.for_stage(stage)
-        await bot.start()
-        db = StoreReader.for_stage(stage)
-        yield World(stage, bot, db)
-    finally:
-        if bot is not None:
-            await bot.stop()
-        if db is not None:
-            await db.close()
-        await stage.stop()
+        async with bot_running(stage) as (bot, db):
+            yield World(stage, bot, db)
 
 
 async def post_image(user: MatrixUser, room: str, data: bytes, mimetype: str) -> tuple[str, str]:

@@ -16,9 +16,9 @@ import pytest
 import pytest_asyncio
 
 from bot.demo.samples import encode, make_photo
-from bot.demo.stage import Stage, build_stage
+from bot.demo.stage import Stage
 from bot.demo.waiting import wait_for
-from botproc import BotProcess, StoreReader
+from botproc import BotProcess, StoreReader, bot_running, staged
 from fake_services import KnownMedia
 from fake_vendors import FakeContentSafety, FakePhotoDna
 
@@ -46,36 +46,28 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     photodna, safety = FakePhotoDna(ENV["MODBOT_TEST_PHOTODNA_KEY"]), FakeContentSafety(ENV["MODBOT_TEST_GCS_KEY"])
     await photodna.start()
     await safety.start()
-    stage = await build_stage(workdir, protected_rooms=1)
-    bot = db = None
     saved = {k: os.environ.get(k) for k in ENV}
-    os.environ.update(ENV)  # the keys reach modbot the way an operator's would
     try:
-        stage.write_config(
-            hash_lists=[],
-            classifiers=[
-                {"name": "photodna", "timeout": 5, "settings": {"url": photodna.base, "subscription_key_env": "MODBOT_TEST_PHOTODNA_KEY"}},
-                {"name": "gcs", "type": "google_content_safety", "timeout": 5,
-                 "settings": {"url": safety.url + "/v1beta1", "api_key_env": "MODBOT_TEST_GCS_KEY", "min_priority": "HIGH"}},
-            ],
-            policy={
-                "exempt": {"users": [], "power_level": 100},
-                "rules": [
-                    {"name": "gcs-review", "match": {"classifier": "gcs"}, "actions": [{"review": "hold"}, "notify"]},
-                    {"name": "known", "actions": ["quarantine", "redact", "ban", "notify"]},
+        async with staged(workdir, protected_rooms=1) as stage:
+            os.environ.update(ENV)  # the keys reach modbot the way an operator's would
+            stage.write_config(
+                hash_lists=[],
+                classifiers=[
+                    {"name": "photodna", "timeout": 5, "settings": {"url": photodna.base, "subscription_key_env": "MODBOT_TEST_PHOTODNA_KEY"}},
+                    {"name": "gcs", "type": "google_content_safety", "timeout": 5,
+                     "settings": {"url": safety.url + "/v1beta1", "api_key_env": "MODBOT_TEST_GCS_KEY", "min_priority": "HIGH"}},
                 ],
-            },
-        )  # fmt: skip
-        bot = BotProcess.for_stage(stage)
-        await bot.start()
-        db = StoreReader.for_stage(stage)
-        yield World(stage, bot, db, photodna, safety)
+                policy={
+                    "exempt": {"users": [], "power_level": 100},
+                    "rules": [
+                        {"name": "gcs-review", "match": {"classifier": "gcs"}, "actions": [{"review": "hold"}, "notify"]},
+                        {"name": "known", "actions": ["quarantine", "redact", "ban", "notify"]},
+                    ],
+                },
+            )  # fmt: skip
+            async with bot_running(stage) as (bot, db):
+                yield World(stage, bot, db, photodna, safety)
     finally:
-        if bot is not None:
-            await bot.stop()
-        if db is not None:
-            await db.close()
-        await stage.stop()
         await photodna.stop()
         await safety.stop()
         for k, v in saved.items():

@@ -27,9 +27,9 @@ from bot.cli.adminapis import AdminApi, offered
 from bot.cli.check import homeserver_for
 from bot.cli.scan import add_images
 from bot.demo.matrix import MatrixRequestError, MatrixUser
-from bot.demo.stage import Stage, build_stage
+from bot.demo.stage import Stage
 from bot.demo.waiting import wait_for
-from botproc import BotProcess, StoreReader
+from botproc import BotProcess, StoreReader, bot_running, staged
 from images import encode, make_photo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -67,9 +67,7 @@ class Admin:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def admin(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Admin]:
     workdir = tmp_path_factory.mktemp("admin")
-    stage = await build_stage(workdir, protected_rooms=3)
-    bot = db = None
-    try:
+    async with staged(workdir, protected_rooms=3) as stage:
         known = workdir / "known.png"
         known.write_bytes(KNOWN)
         add_images([known], stage.config(), "known", None)
@@ -78,17 +76,9 @@ async def admin(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Admin
         a.write_policy()
         # Suspended users' uploads polled every 2 s (bot/act/uploadwatch.py).
         stage.write_config(policy_file=str(a.policy_path), suspended_uploads={"interval": 2})
-        bot = a.bot
-        await bot.start()
-        db = StoreReader.for_stage(stage)
-        a.db = db
-        yield a
-    finally:
-        if bot is not None:
-            await bot.stop()
-        if db is not None:
-            await db.close()
-        await stage.stop()
+        async with bot_running(stage, a.bot) as (_, db):
+            a.db = db
+            yield a
 
 
 async def post_image(user: MatrixUser, room: str, data: bytes) -> tuple[str, str]:

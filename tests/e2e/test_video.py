@@ -14,10 +14,10 @@ import pytest_asyncio
 from bot.cli.videos import add_videos
 from bot.demo.matrix import MatrixUser
 from bot.demo.samples import make_clip, make_photo
-from bot.demo.stage import Stage, build_stage
+from bot.demo.stage import Stage
 from bot.demo.waiting import wait_for
 from bot.hashing.video import VIDEO_BYTES_PER_PIXEL
-from botproc import BotProcess, StoreReader
+from botproc import BotProcess, StoreReader, bot_running, staged
 from hostile_video import flat_clip
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -39,10 +39,7 @@ class World:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     workdir = tmp_path_factory.mktemp("stage")
-    stage = await build_stage(workdir, protected_rooms=1)
-    bot = None
-    db = None
-    try:
+    async with staged(workdir, protected_rooms=1) as stage:
         known = workdir / "known.mp4"
         known.write_bytes(make_clip(KNOWN_SCENES))
         added, _ = add_videos([known], stage.config(), "known", None)
@@ -54,16 +51,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
             # its sampled frames are the entry's), and the limit is audited.
             processing={"concurrency": 2, "download_timeout": 20, "max_video_frames": 6},
         )
-        bot = BotProcess.for_stage(stage)
-        await bot.start()
-        db = StoreReader.for_stage(stage)
-        yield World(stage, bot, db)
-    finally:
-        if bot is not None:
-            await bot.stop()
-        if db is not None:
-            await db.close()
-        await stage.stop()
+        async with bot_running(stage) as (bot, db):
+            yield World(stage, bot, db)
 
 
 async def post_video(user: MatrixUser, room: str, data: bytes, mimetype: str) -> tuple[str, str]:
