@@ -54,6 +54,9 @@ class Store:
         # Claims on actions are this Store's: two Stores (two processes) never share one.
         self.action_repo = ActionRepo(engine, clock, lease=action_lease, runner=runner)
         self.audit_repo = AuditRepo(engine, clock, source=audit_source, runner=runner)
+        # The audit row `audit` would write now, for another repository's transaction to
+        # write with its own (an action's outcome: finish_action).
+        self.audit_row = self.audit_repo.row
         self.retro_repo = RetroRepo(engine, clock)
 
     # --- intake and an event's writes (events.py) ----------------------------------------
@@ -221,20 +224,6 @@ class Store:
         mxc: str | None = None,
     ) -> None:
         await self.audit_repo.write(category, outcome, message, event_id=event_id, room_id=room_id, sender=sender, mxc=mxc)
-
-    def audit_row(
-        self,
-        category: str,
-        outcome: str,
-        message: str,
-        *,
-        event_id: str | None = None,
-        room_id: str | None = None,
-        sender: str | None = None,
-        mxc: str | None = None,
-    ) -> dict[str, Any]:
-        """The audit row `audit` would write now, for `finish_action` to write with its update."""
-        return self.audit_repo.row(category, outcome, message, event_id=event_id, room_id=room_id, sender=sender, mxc=mxc)
 
     async def audit_log(
         self, *, event_id: str | None = None, category: str | None = None, limit: int = 200
