@@ -3,8 +3,6 @@ Real store (SQLite); the handlers are called as the command runner calls them.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,21 +11,10 @@ import pytest
 from bot.commands.actions import register_action_commands
 from bot.commands.framework import CommandSet, bind
 from bot.commands.runner import CommandContext, CommandError, Reply
-from bot.record.db import create_engine, migrate
 from bot.record.store import Store, StoredEvent
 
 MOD = "@mod:example.org"
 ROOM = "!room:example.org"
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'modbot.db'}")
-    await migrate(engine)
-    try:
-        yield Store(engine)
-    finally:
-        await engine.dispose()
 
 
 async def run(store: Store, words: str) -> Reply:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +15,6 @@ from bot.act.executor import ActionResult, Executor, compose_notice, txn_id_for
 from bot.act.homeserver import HomeserverError
 from bot.metrics import Metrics
 from bot.model import ActionKind, Decision, EventContext, Outcome, PlannedAction
-from bot.record.db import create_engine, migrate
 from bot.record.store import Store
 
 from action_kit import (  # the shared fake homeserver and values
@@ -34,16 +31,6 @@ from action_kit import (  # the shared fake homeserver and values
     media,
     outcomes,
 )
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'modbot.db'}")
-    await migrate(engine)
-    try:
-        yield Store(engine)
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ A fake homeserver records what the bot asked of it; the store is real (SQLite, m
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -45,16 +44,6 @@ class AdminHomeserver(FakeHomeserver):
         await self._record("put_state", room_id, event_type, content)
         self.state[(room_id, event_type)] = content
         return "$state"
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'modbot.db'}")
-    await migrate(engine)
-    try:
-        yield Store(engine)
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture

@@ -3,9 +3,6 @@ can require a token and have a listener of its own."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import aiohttp
 import pytest
 from aiohttp import web
@@ -17,7 +14,6 @@ from bot.health import HealthSnapshot, RestartWindow, evaluate
 from bot.intake.monitor import IntakeMonitor
 from bot.metrics import Metrics
 from bot.probes import OperatorEndpoints
-from bot.record.db import create_engine, migrate
 from bot.record.store import Store
 
 LIMITS = HealthConfig()  # the documented defaults
@@ -126,16 +122,6 @@ def config(**metrics: object) -> Config:
             "metrics": metrics,
         }
     )
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'modbot.db'}")
-    await migrate(engine)
-    try:
-        yield Store(engine)
-    finally:
-        await engine.dispose()
 
 
 def endpoints(cfg: Config, store: Store, monitor: IntakeMonitor, restarts: list[int] | None = None) -> OperatorEndpoints:

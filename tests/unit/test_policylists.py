@@ -8,8 +8,6 @@ recording: the homeserver (tests/action_kit.py), with rooms' members and state s
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -19,22 +17,11 @@ from bot.metrics import Metrics
 from bot.model import MediaRef
 from bot.policylists.publish import Publisher
 from bot.policylists.rules import entity_hash, parse_rule
-from bot.record.db import create_engine, migrate
 from bot.record.moderation import Incident
 from bot.record.store import Store, StoredEvent
 
 from action_kit import BOT, MANAGEMENT, OTHER, ROOM
 from policylist_kit import BYSTANDER, LIST, MOD, SPAMMER, SPAMMER2, Kit, PolicyHomeserver, removal, rule_event
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'modbot.db'}")
-    await migrate(engine)
-    try:
-        yield Store(engine)
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture

@@ -8,16 +8,11 @@ homeserver is the recording fake of test_policylists.py.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from bot.configmodel import PolicyListsConfig
 from bot.errors import HomeserverError
 from bot.policylists.rules import entity_hash
-from bot.record.db import create_engine, migrate
 from bot.record.store import Store
 
 from action_kit import MANAGEMENT, OTHER, ROOM
@@ -39,16 +34,6 @@ class BlockingHomeserver(PolicyHomeserver):
 
     async def resolve_room(self, room: str) -> str:
         return self.aliases.get(room, room)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'modbot.db'}")
-    await migrate(engine)
-    try:
-        yield Store(engine)
-    finally:
-        await engine.dispose()
 
 
 async def kit(store: Store, room_rules: str) -> Kit:

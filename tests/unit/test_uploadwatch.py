@@ -8,18 +8,13 @@ admin API's format (`GET /_synapse/admin/v1/users/<user_id>/media`, newest first
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from bot.act.executor import Executor
 from bot.act.operations import Operation
 from bot.act.uploadwatch import MARGIN, UploadWatch, WatchSettings
 from bot.metrics import Metrics
 from bot.model import Decision, EventContext
-from bot.record.db import create_engine, migrate
 from bot.record.store import Store
 from bot.record.suspensions import SuspendedUploadRepo
 
@@ -72,16 +67,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'modbot.db'}")
-    await migrate(engine)
-    try:
-        yield Store(engine)
-    finally:
-        await engine.dispose()
 
 
 class Kit:

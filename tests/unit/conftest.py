@@ -1,0 +1,22 @@
+"""Fixtures the unit tests share (a module's own fixture of the same name wins)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.record.db import create_engine, migrate
+from bot.record.store import Store
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A Store on a new, migrated SQLite database in tmp_path."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'modbot.db'}")
+    await migrate(engine)
+    try:
+        yield Store(engine)
+    finally:
+        await engine.dispose()
