@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
 from bot.demo.samples import encode, make_clip, make_photo
 from bot.lists.columns import read_hash_columns
 from bot.lists.vpdq import parse_vpdq
+from cli_kit import run
 
 CONFIG = """\
 homeserver:
@@ -34,15 +34,6 @@ hash_lists:
 def known_clip(codec: str = "libx264", container: str = "mp4", fps: int = 10, size: tuple[int, int] = (480, 360)) -> bytes:
     """Eight seconds of three known photos."""
     return make_clip([(make_photo(seed, (480, 360)), 8 / 3) for seed in (21, 22, 23)], codec, container, fps, size)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

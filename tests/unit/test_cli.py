@@ -16,11 +16,11 @@ import yaml
 from PIL import ImageOps
 
 import bot
-from bot.cli import main
 from bot.config import EXAMPLE_CONFIG, load_config
 from bot.policy import DEFAULT_POLICY
 from bot.demo.samples import encode, make_photo
 from bot.cli.scan import ADD_IMAGE_CROPS, ADD_IMAGE_GAINS
+from cli_kit import run
 
 # What add-image writes for a photo: sha256, md5, pdq, phash, its low-frequency signature
 # (bot/hashing/smoothsig.py; matched only for queries of PDQ quality under 50), one PDQ per
@@ -43,16 +43,6 @@ hash_lists:
     path: lists/other.csv
     label: spam
 """
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """main(argv) in-process: (exit code, stdout, stderr); SystemExit counts as a return."""
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def run_process(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
 from bot.config import EXAMPLE_CONFIG, load_config
 from bot.demo.waiting import free_port
 from bot.filemodes import loose_files, write_private
 from bot.record.db import create_engine, migrate, sqlite_database_path
 from bot.record.store import Store
+from cli_kit import run
 
 
 def mode(path: Path) -> int:
@@ -29,15 +29,6 @@ def usual_umask() -> Iterator[None]:
         yield
     finally:
         os.umask(old)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_write_private_creates_0600_and_tightens_an_existing_file_before_writing(tmp_path: Path) -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from PIL import ImageOps
 
-from bot.cli import main
 from bot.cli.hashes import ProgressBar
 from bot.hashing import compute_hashes
 from bot.model import Hashes
 from bot.demo.samples import encode, make_photo
+from cli_kit import run
 
 CONFIG = """\
 homeserver:
@@ -40,15 +40,6 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path.write_text(CONFIG, encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     return path
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_import_adds_new_entries_and_reports_rejected_lines(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
