@@ -6,7 +6,6 @@ Every test runs against SQLite and a real PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,14 +24,6 @@ from bot.record.store import Store
 from bot.record.tables import Base
 
 ALEMBIC_TABLE = "alembic_version"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'modbot.db'}"
-    # Through the fixture, so that a missing PostgreSQL is a loud skip, not a pass.
-    return str(request.getfixturevalue("fresh_postgres_url"))
 
 
 @pytest.fixture

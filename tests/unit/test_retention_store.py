@@ -24,13 +24,6 @@ RECENT = NOW - 10 * DAY
 CUTOFF = NOW - 90 * DAY
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'modbot.db'}"
-    return str(request.getfixturevalue("fresh_postgres_url"))  # a missing PostgreSQL skips loudly
-
-
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
