@@ -177,11 +177,12 @@ def crops_within(
             cw, ch = max(1, round(w * f)), max(1, round(h * f))
             left, top = (w - cw) // 2, (h - ch) // 2
             found.append(pdq.pdq_hash(luma[top : top + ch, left : left + cw]))
-        rgb = np.asarray(image)
-        for g in gains:
-            # Without clipping, brightening is a scaling, which PDQ does not see.
-            if np.count_nonzero((rgb.max(axis=2) * g) > 255) >= MIN_CLIPPED_SHARE * rgb.shape[0] * rgb.shape[1]:
-                found.append(pdq.pdq_hash(_luma(ImageEnhance.Brightness(image).enhance(g))))
+        if gains:
+            brightest = np.asarray(image).max(axis=2)  # a pixel clips when its brightest channel does
+            for g in gains:
+                # Without clipping, brightening is a scaling, which PDQ does not see.
+                if np.count_nonzero(brightest * g > 255) >= MIN_CLIPPED_SHARE * brightest.size:
+                    found.append(pdq.pdq_hash(_luma(ImageEnhance.Brightness(image).enhance(g))))
         return tuple(dict.fromkeys(h for h, quality in found if quality >= min_quality))
     except MemoryError:
         raise
