@@ -19,7 +19,11 @@ image): tens of MB for the default run, a few minutes of CPU per thousand images
    (frequencies 1-6, DC excluded), normalised, compared by correlation with the query's
    eight turns and flips (sign changes and transposition of those coefficients); as
    1000 x (1 - correlation). The measurement behind modbot's `lowfreq` entries
-   (bot/hashing/smoothsig.py, bot/classify/smoothmatch.py), built since.
+   (bot/hashing/smoothsig.py, bot/classify/smoothmatch.py), built since;
+4. the most reliable bits (bot/classify/reliablematch.py): per tier of pdqrule.RELIABLE_TIERS,
+   the nearest unrelated query under quality 50, the unrelated images matched at the limits
+   and one step looser, copies' own mismatches, and the share of copies matched with and
+   without the rule, in both kinds of list.
 
 Rotations here are of the 64x64 intermediate, not of the pixels (a few bits from what
 modbot computes on textured images; the same on smooth ones). add-image lists are
@@ -52,6 +56,7 @@ from bot.demo.samples import encode  # noqa: E402
 from bot.hashing import decode, media, pdq  # noqa: E402
 from bot.hashing.border import trim_box  # noqa: E402
 from bot.hashing.limits import MediaLimits  # noqa: E402
+from bot.classify.pdqrule import RELIABLE_TIERS  # noqa: E402
 
 QUALITY_BANDS = ((0, 20), (20, 35), (35, 50), (50, 101))
 BOUNDS = (16, 20, 24, 28, 31, 34, 38, 42)
@@ -125,6 +130,13 @@ class Query:
         self.quality = pdq._quality(small)
         self.bits = np.array([_bits(c) for c in coefficients])
         self.signatures = np.array([_signature(c) for c in coefficients])
+        # Tiers of most reliable bits (bot/classify/reliablematch.py), in _bits' order.
+        flat = np.array([c.reshape(-1)[::-1] for c in coefficients])
+        distance = np.abs(flat - np.partition(flat, 127, axis=1)[:, 127:128])
+        order = np.argsort(-distance, axis=1, kind="stable")
+        self.tiers = np.zeros((len(RELIABLE_TIERS), len(flat), 256), dtype=bool)
+        for t, (count, _limit) in enumerate(RELIABLE_TIERS):
+            np.put_along_axis(self.tiers[t], order[:, :count], True, axis=1)
 
 
 def _hexbits(hex_hash: str) -> np.ndarray:
@@ -135,6 +147,20 @@ def _nearest(q: Query, bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per listed image: Hamming distance of the as-decoded query, and of the best derived one."""
     d = (q.bits[:, None, :] != bits[None]).sum(axis=2)
     return d[0], d[1:].min(axis=0)
+
+
+def _reliable(q: Query, bits: np.ndarray, limits: tuple[int, ...]) -> np.ndarray:
+    """Per listed image: whether one of the as-decoded image's eight queries (not the
+    trimmed image's, as modbot) has its mismatches in every tier within `limits`."""
+    differ = q.bits[:8, None, :] != bits[None]  # as-decoded queries x listed x 256
+    counts = np.einsum("tqb,qlb->tql", q.tiers[:, :8].astype(np.int32), differ.astype(np.int32))
+    return np.all(counts <= np.asarray(limits)[:, None, None], axis=0).any(axis=0)
+
+
+def _tier_counts(q: Query, bits: np.ndarray) -> np.ndarray:
+    """Per tier and listed image: the fewest mismatches over the queries (tiers x listed)."""
+    differ = q.bits[:8, None, :] != bits[None]
+    return np.einsum("tqb,qlb->tql", q.tiers[:, :8].astype(np.int32), differ.astype(np.int32)).min(axis=1)
 
 
 def _nearest_signature(q: Query, signatures: np.ndarray) -> np.ndarray:
@@ -239,6 +265,42 @@ def report(cache: Path) -> None:
         false = int(((sig_un <= limit) & low_others).sum())
         print(f"\nPDQ (28 under 50) or, under 50, the signature within {limit}: smooth {100 * m[:, smooth].mean():.1f}%, "
               + ", ".join(f"{f} {100 * m[:, family == f].mean():.0f}" for f in fams) + f"; unrelated matched {false}.")
+    _report_reliable(known, others, copies, lists, smooth, family, fams, edits)
+
+
+def _report_reliable(known: list, others: list, copies: dict, lists: dict, smooth: np.ndarray,
+                     family: np.ndarray, fams: list, edits: list) -> None:
+    limits = tuple(limit for _, limit in RELIABLE_TIERS)
+    looser = (limits[0] + 1, limits[1] + 2, limits[2] + 4)
+    print("\n## 4. Most reliable bits (bot/classify/pdqrule.py RELIABLE_TIERS), queries under quality 50\n")
+    low = [q for q in others if q.quality < br.FULL_QUALITY]
+    for mode, bits in lists.items():
+        nearest = np.min([_tier_counts(q, bits).min(axis=1) for q in low], axis=0)
+        near_un = [sum(bool(_reliable(q, bits, lim).any()) for q in low) for lim in (limits, looser)]
+        own = {e: np.array([_tier_counts(q, bits)[:, i] for i, q in enumerate(copies[e])]) for e in edits}
+        print(f"{mode}: nearest unrelated per tier (each tier alone) {tuple(int(n) for n in nearest)}; "
+              f"unrelated matched at {limits}: {near_un[0]}, at {looser}: {near_un[1]}")
+        per_family = []
+        for f in fams:
+            v = np.concatenate([own[e][[i for i, q in enumerate(copies[e]) if q.quality < br.FULL_QUALITY and family[i] == f], 0]
+                                for e in edits])
+            if len(v):
+                per_family.append(f"{f} {np.median(v):.0f}/{np.percentile(v, 90):.0f}/{v.max()}")
+        print("  own copies under quality 50, mismatches in the first tier (median / 90th pct / max): " + ", ".join(per_family))
+        goal = [e for e in edits if e not in br.OUTSIDE_GOAL[mode]]
+        rows = []
+        for e in goal:
+            row = []
+            for i, q in enumerate(copies[e]):
+                a, d = _nearest(q, bits)
+                pdq_ok = min(a[i], d[i]) <= (31 if q.quality >= br.FULL_QUALITY else 28)
+                row.append((pdq_ok, pdq_ok or (q.quality < br.FULL_QUALITY and bool(_reliable(q, bits, limits)[i]))))
+            rows.append(row)
+        m = np.array(rows)
+        cross = sum(int(np.delete(_reliable(q, bits, limits), i).any()) for e in goal for i, q in enumerate(copies[e]) if q.quality < br.FULL_QUALITY)
+        print(f"  in-goal copies matched, PDQ bounds alone -> with reliable bits: smooth {100 * m[:, smooth, 0].mean():.1f} -> "
+              f"{100 * m[:, smooth, 1].mean():.1f}, textured {100 * m[:, ~smooth, 0].mean():.1f} -> {100 * m[:, ~smooth, 1].mean():.1f}; "
+              + ", ".join(f"{f} {100 * m[:, family == f, 1].mean():.0f}" for f in fams) + f"; copies matching another known image: {cross}\n")
 
 
 def main() -> None:

@@ -82,6 +82,9 @@ class Hashes:
     # Low-frequency signatures (bot/hashing/smoothsig.py) of the image as decoded and of its
     # border-trimmed image: matched under PDQ quality 50 against add-image lists' entries.
     lowfreq: tuple[str, ...] = ()
+    # Under PDQ quality 50: PDQ's DCT coefficients (bot/hashing/pdqcoef.py) of the image as
+    # decoded (one text, or none), whose most reliable bits are matched.
+    pdq_coefficients: tuple[str, ...] = ()
 
 
 class MatchKind(str, Enum):

@@ -9,7 +9,8 @@ in well under a millisecond.
 The classifier reads its lists from a `ListSource` at each call, so a `bot.lists.registry.ListRegistry`
 can swap in reloaded lists while scans go on: a scan sees the old lists or the new ones,
 never a mix. Smooth images (PDQ quality under 50) are also matched by their low-frequency
-signature against a list's `lowfreq` entries (bot/classify/smoothmatch.py). An allowlist, when given, always wins: a verdict for allowlisted media, or
+signature against a list's `lowfreq` entries (bot/classify/smoothmatch.py) and by their most reliable
+PDQ bits against its PDQ entries (bot/classify/reliablematch.py). An allowlist, when given, always wins: a verdict for allowlisted media, or
 for an allowlisted list entry, is never returned.
 """
 
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.classify.base import Classifier, ClassifierContext, ClassifierSetupError, MediaInput
 from bot.classify.pdqrule import FULL_QUALITY, PHASH_PDQ_CONFIRM, pdq_bounds
+from bot.classify.reliablematch import reliable_queries, reliable_verdicts
 from bot.classify.smoothmatch import smooth_verdicts
 from bot.classify.videomatch import video_verdicts
 from bot.configdetect import DEFAULT_PDQ_MIN_QUALITY
@@ -173,6 +175,7 @@ class HashListClassifier(Classifier):
             return Classification(self.name)
         queries, errors = self._queries(hashes)
         frames = _frames(hashes)
+        reliable_query = reliable_queries(hashes, self.pdq_min_quality)
         best: dict[tuple[int, str], Verdict] = {}
         for list_no, lst in enumerate(self.lists if lists is None else lists):
             if not lst.enabled:
@@ -180,7 +183,8 @@ class HashListClassifier(Classifier):
             frame_verdicts = self._frame_verdicts(lst, frames, "second" if hashes.pdq is None else "frame")
             video = video_verdicts(self.name, lst, hashes)
             smooth = smooth_verdicts(self.name, lst, hashes, self.pdq_min_quality)
-            for verdict in (*self._list_verdicts(lst, hashes, queries), *frame_verdicts, *video, *smooth):
+            reliable = reliable_verdicts(self.name, lst, hashes, reliable_query)
+            for verdict in (*self._list_verdicts(lst, hashes, queries), *frame_verdicts, *video, *smooth, *reliable):
                 key = (list_no, verdict.label)
                 if key not in best or _rank(verdict) < _rank(best[key]):
                     best[key] = verdict

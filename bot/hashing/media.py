@@ -18,7 +18,7 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFile
 
-from . import pdq, smoothsig
+from . import pdq, pdqcoef, smoothsig
 from bot.model import Hashes
 
 from .border import trim_box
@@ -228,6 +228,10 @@ def _add_perceptual(hashes: Hashes, image: Image.Image) -> Hashes:
     # The low-frequency signatures from the same 64x64 images: what smoothsig.signatures
     # computes from the luma, without downsampling it again.
     signatures = (smoothsig.of_downsampled(s) for s in smalls if s is not None)
+    # Under quality 50 the coefficients too, for matching the most reliable bits: of the
+    # image as decoded only (a trimmed image's against a list's crop entries matched
+    # unrelated dark images, whose dark margins trim like borders; README "Smooth images").
+    coefficients = pdqcoef.of_downsampled(small) if small is not None and quality < pdqcoef.BELOW_QUALITY else None
     return replace(
         hashes,
         pdq=queries[0],  # the untransformed image
@@ -235,6 +239,7 @@ def _add_perceptual(hashes: Hashes, image: Image.Image) -> Hashes:
         phash=phash(image),
         pdq_queries=tuple(dict.fromkeys(queries)),
         lowfreq=tuple(dict.fromkeys(s for s in signatures if s is not None)),
+        pdq_coefficients=(coefficients,) if coefficients else (),
     )
 
 

@@ -73,6 +73,12 @@ def dihedral_hashes(luma: np.ndarray) -> tuple[tuple[str, ...], int]:
     c, quality = _dct16(luma)
     if c is None:
         return (_ZERO_HASH,) * len(DIHEDRAL), 0
+    return _to_hex(dihedral_coefficients(c)), quality
+
+
+def dihedral_coefficients(c: np.ndarray) -> np.ndarray:
+    """The 8 x 16 x 16 DCT coefficients of the image whose coefficients are `c`, turned and
+    flipped, in DIHEDRAL order (exactly so for a 64x64 image)."""
     # A DCT coefficient of frequency f along an axis changes sign when the image is
     # mirrored along that axis if f is odd. Row i holds frequency i + 1: odd for even i.
     sign = np.where(np.arange(_DCT_SIDE) % 2 == 0, -1.0, 1.0)  # under mirroring
@@ -90,7 +96,7 @@ def dihedral_hashes(luma: np.ndarray) -> tuple[tuple[str, ...], int]:
         c.T,  # flip_plus1: transposed
         both.T,  # flip_minus1: transposed about the other diagonal
     )
-    return _to_hex(np.stack(variants)), quality
+    return np.stack(variants)
 
 
 def exact_dihedral_hashes(luma: np.ndarray) -> tuple[tuple[str, ...], int]:

@@ -38,6 +38,7 @@ from bot.model import Hashes
 from .fitting import FitSpec, Fitted
 from .limits import MediaLimits
 from .media import exact_hashes
+from .pdqcoef import checked as checked_coefficients
 from .smoothsig import checked as checked_lowfreq
 from .video import MAX_VIDEO_FRAMES
 from .worker import EXIT_MEMORY, WorkerSettings, serve
@@ -415,6 +416,8 @@ def _parse(answer: dict[str, Any]) -> tuple[Hashes, tuple[str, ...]]:
             value = _frame_pdqs(value)
         elif name == "lowfreq":
             value = checked_lowfreq(value)
+        elif name == "pdq_coefficients":
+            value = checked_coefficients(value)
         elif value is not None and not isinstance(value, (str, int)) or isinstance(value, str) and len(value) > 1000:
             raise ValueError(f"malformed {name}")
         values[name] = value

@@ -122,6 +122,7 @@ def media_hash_columns(hashes: Hashes) -> dict[str, Any]:
         "pdq_queries": ",".join(hashes.pdq_queries) or None,
         "frame_pdqs": ";".join(f"{n}:{h}:{q}" for n, h, q in hashes.frame_pdqs) or None,
         "lowfreq": ",".join(hashes.lowfreq) or None,
+        "pdq_coefficients": ",".join(hashes.pdq_coefficients) or None,
         "size": hashes.size,
         "width": hashes.width,
         "height": hashes.height,
@@ -147,12 +148,18 @@ def hashes_from_columns(column: Callable[[str], Any]) -> Hashes | None:
         height=column("height"),
         frame_pdqs=_frames(column("frame_pdqs")),
         lowfreq=_signatures(column("lowfreq")),
+        pdq_coefficients=_coefficients(column("pdq_coefficients")),
     )
 
 
 def _signatures(text: str | None) -> tuple[str, ...]:
     """The lowfreq column read back: the texts media_hash_columns wrote (72 hex digits each)."""
     return tuple(t for t in (text or "").split(",") if len(t) == 72 and t.isalnum())
+
+
+def _coefficients(text: str | None) -> tuple[str, ...]:
+    """The pdq_coefficients column read back: the texts media_hash_columns wrote (1024 hex digits each)."""
+    return tuple(t for t in (text or "").split(",") if len(t) == 1024 and t.isalnum())
 
 
 def _frames(text: str | None) -> tuple[tuple[int, str, int], ...]:

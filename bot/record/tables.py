@@ -72,6 +72,9 @@ class MediaRow(Base):
     # A smooth image's low-frequency signatures (72 hex digits each) joined by `,` (since
     # migration 0014), for re-posts and retroactive matching of `lowfreq` list entries.
     lowfreq: Mapped[str | None] = mapped_column(Text)
+    # Under PDQ quality 50, PDQ's DCT coefficients (1024 hex digits each) joined by `,`
+    # (since migration 0015), so that re-posts and retro match the same reliable bits.
+    pdq_coefficients: Mapped[str | None] = mapped_column(Text)
     size: Mapped[int | None] = mapped_column(BigInteger)
     mimetype: Mapped[str | None] = mapped_column(String(255))
     width: Mapped[int | None] = mapped_column(Integer)
