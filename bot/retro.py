@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from .act.executor import MatchedMedia, describe_verdict, media_acted_on
+from .act.executor import media_acted_on
 from .act.homeserver import HomeserverError
+from .act.notices import MatchedMedia, describe_verdict
 from .classify.hashlist import HashListClassifier
 from .classify.registry import HASHLIST, effective_classifier_configs
 from .configdetect import DEFAULT_PDQ_MIN_QUALITY

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from bot.act.executor import Executor, MatchedMedia
+from bot.act.executor import Executor
 from bot.act.homeserver import HomeserverError
+from bot.act.notices import MatchedMedia
 from bot.classify.hashlist import HashListClassifier
 from bot.configdetect import DEFAULT_PDQ_MIN_QUALITY, HashlistSettings
 from bot.lists.loaded import LoadedList, Thresholds
