@@ -115,7 +115,8 @@ class TooManyFrames(ValueError):
 def check_entry_frames(frames: int, list_name: str, max_frames: int) -> None:
     """TooManyFrames, naming the list, its `max_vpdq_frames` and the setting to lower, when a
     video of `frames` sampled frames would be a longer entry than the list takes. What adding
-    a video to a list checks first (`hashes add-video`, `!mod hash add`), before writing anything."""
+    a video to a list checks first (`hashes add-video`, `!mod hash add`), before writing
+    anything."""
     if frames > max_frames:
         raise TooManyFrames(
             f"{frames} frames sampled, more than list {list_name}'s max_vpdq_frames ({max_frames}); "
