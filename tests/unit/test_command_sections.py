@@ -7,14 +7,17 @@ from __future__ import annotations
 from dataclasses import replace
 from types import SimpleNamespace
 
+import command_kit
 import pytest
-from command_kit import (
-    BOT, MGMT, MOD, OTHER, PDQ, ROOM, ROOM_MOD, SHA, SPAMMER, CommandKit, known, kit, power,  # noqa: F401
-)
+from command_kit import BOT, MGMT, MOD, OTHER, PDQ, ROOM, ROOM_MOD, SHA, SPAMMER, CommandKit, known, power
 
 from bot import __version__
 from bot.commands.context import CommandError
 from bot.model import Hashes
+
+# The fixture, found by pytest under this name. Bound by assignment, not imported: the
+# tests' `kit` parameters would otherwise shadow an unused import (as pyflakes reports).
+kit = command_kit.kit
 
 IMAGE = "mxc://evil.example/abc"
 
