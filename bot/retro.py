@@ -118,7 +118,7 @@ def live_classifiers(config: Any) -> list[HashListClassifier]:
     lists: for reports of what retroactive matching would find (`modbot hashes retro`); the
     bot itself hands RetroMatcher the classifiers it built. With none enabled, the bot's
     fallback: one matching every list at `hashlist.pdq_min_quality`."""
-    built = []
+    built: list[HashListClassifier] = []
     for classifier in effective_classifier_configs(config):
         if classifier.type == HASHLIST and classifier.enabled:
             settings = HashListClassifier.Settings.model_validate(classifier.settings)
@@ -135,7 +135,7 @@ def matchers_for(
     """For each of the live `classifiers` that matches the list `delta` was taken from (its
     `lists` name it, or it has none), one matching `delta` alone with that classifier's floor
     and name: what each would have found had the entries been there when the media came."""
-    matchers = []
+    matchers: list[HashListClassifier] = []
     for live in classifiers:
         if live.names is None or delta.name in live.names:
             matcher = HashListClassifier([delta], live.pdq_min_quality, allowlist=allowlist)
