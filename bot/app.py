@@ -396,11 +396,11 @@ class ModBot:
             act=lambda decision, ctx, matched: enforcer.enforce(decision, ctx, matched, retroactive=True),
             is_protected=self.controls.is_protected,
             bot_user_id=self.bot_user_id,
-            # The live hash-list classifier's floor (its own `settings.pdq_min_quality`, else
-            # hashlist.pdq_min_quality): an entry found later matches what it would have then.
-            pdq_min_quality=self.hashlist.pdq_min_quality,
+            # The live hash-list classifiers, each list matched by those that match it live,
+            # with their floors (own `settings.pdq_min_quality`, else hashlist.pdq_min_quality)
+            # and names: an entry found later matches what it would have then.
+            classifiers=[c for c in self.classifiers if isinstance(c, HashListClassifier)] or [self.hashlist],
             allowlist=lambda: self.controls.allowlist,
-            classifier_name=self.hashlist.name,
         )
         # Lists may have gained entries while the bot was down; a held list's entries are
         # not the version to remember as seen.

@@ -14,8 +14,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .act.executor import notice_text, txn_id_for
+from .act.executor import txn_id_for
 from .act.homeserver import Homeserver, HomeserverError
+from .act.notices import notice_text
 from .allowlist import Allowlist
 from .lists.loaded import ListLoadReport
 from .config import Config, ConfigError, load_config

@@ -12,8 +12,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .act.executor import MatchedMedia, describe_verdict, media_acted_on, notice_text, txn_id_for
+from .act.executor import media_acted_on, txn_id_for
 from .act.homeserver import HomeserverError
+from .act.notices import MatchedMedia, describe_verdict, notice_text
 from .allowlist import Allowlist
 from .classify.base import Classifier, MediaInput
 from .classify.runner import ClassifierRunner

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .act.executor import MatchedMedia, describe_verdict
+from .act.notices import MatchedMedia, describe_verdict
 from .act.powers import PowerCache
 from .extract import extract_media_refs
 from .model import ActionKind, Decision, EventContext, MediaRef

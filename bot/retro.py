@@ -8,6 +8,8 @@ label on a known hash, or a list seen for the first time — `RetroMatcher.run_l
    name, labels and thresholds;
 2. finds them in the history: cryptographic hashes through the media table's indexes,
    perceptual ones by matching every hashed piece of media, page by page, in a thread;
+   matched as live matching does, by each hash-list classifier that matches the list (its
+   `lists`), with that classifier's PDQ quality floor and name (`matchers_for`);
 3. for each event that carried matching media and was not already matched for that
    (list, label) when it was scanned, builds the event's context (the sender's power now),
    lets the policy decide and hands the decision to the same action path as the pipeline:
@@ -32,11 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from .act.executor import MatchedMedia, describe_verdict, media_acted_on
+from .act.executor import media_acted_on
 from .act.homeserver import HomeserverError
+from .act.notices import MatchedMedia, describe_verdict
 from .classify.hashlist import HashListClassifier
 from .classify.registry import HASHLIST, effective_classifier_configs
-from .configdetect import DEFAULT_PDQ_MIN_QUALITY
 from .lists.loaded import LoadedList
 from .extract import parse_mxc
 from .lists.index import code_to_hex
@@ -110,16 +112,36 @@ def decode_digests(chunks: Iterable[str]) -> np.ndarray:
     return np.frombuffer(raw, dtype=">u8").astype(np.uint64)
 
 
-def live_min_quality(config: Any) -> int:
-    """The PDQ quality floor the bot's hash-list classifier matches with, from the config:
-    the first enabled one's own `pdq_min_quality`, else `hashlist.pdq_min_quality`. For
-    reports of what retroactive matching would find (`modbot hashes retro`); the bot itself
-    takes the floor of the classifier it built."""
+def live_classifiers(config: Any) -> list[HashListClassifier]:
+    """The hash-list classifiers the bot builds from the config (each enabled one's name,
+    `lists` and floor: its own `pdq_min_quality`, else `hashlist.pdq_min_quality`), holding no
+    lists: for reports of what retroactive matching would find (`modbot hashes retro`); the
+    bot itself hands RetroMatcher the classifiers it built. With none enabled, the bot's
+    fallback: one matching every list at `hashlist.pdq_min_quality`."""
+    built: list[HashListClassifier] = []
     for classifier in effective_classifier_configs(config):
         if classifier.type == HASHLIST and classifier.enabled:
-            own = HashListClassifier.Settings.model_validate(classifier.settings).pdq_min_quality
-            return config.hashlist.pdq_min_quality if own is None else own
-    return config.hashlist.pdq_min_quality
+            settings = HashListClassifier.Settings.model_validate(classifier.settings)
+            own = settings.pdq_min_quality
+            live = HashListClassifier((), config.hashlist.pdq_min_quality if own is None else own, names=settings.lists)
+            live.name = classifier.name
+            built.append(live)
+    return built or [HashListClassifier((), config.hashlist.pdq_min_quality)]
+
+
+def matchers_for(
+    delta: LoadedList, classifiers: Sequence[HashListClassifier], allowlist: Any = None
+) -> list[HashListClassifier]:
+    """For each of the live `classifiers` that matches the list `delta` was taken from (its
+    `lists` name it, or it has none), one matching `delta` alone with that classifier's floor
+    and name: what each would have found had the entries been there when the media came."""
+    matchers: list[HashListClassifier] = []
+    for live in classifiers:
+        if live.names is None or delta.name in live.names:
+            matcher = HashListClassifier([delta], live.pdq_min_quality, allowlist=allowlist)
+            matcher.name = live.name
+            matchers.append(matcher)
+    return matchers
 
 
 class RetroMatcher:
@@ -134,9 +156,8 @@ class RetroMatcher:
         act: Act,
         is_protected: Callable[[str], bool],
         bot_user_id: str,
-        pdq_min_quality: int = DEFAULT_PDQ_MIN_QUALITY,  # the live classifier's, in the bot
+        classifiers: Sequence[HashListClassifier] = (),
         allowlist: Any = None,
-        classifier_name: str = "hashlist",
         progress: Progress | None = None,
         page_size: int = _PAGE,
     ) -> None:
@@ -146,9 +167,10 @@ class RetroMatcher:
         self._act = act
         self._is_protected = is_protected
         self.bot_user_id = bot_user_id
-        self.pdq_min_quality = pdq_min_quality
+        # The live hash-list classifiers (the bot's: each with its lists, floor and name);
+        # none given: the one implicit classifier, every list at the default floor.
+        self.classifiers = tuple(classifiers) or (HashListClassifier(()),)
         self._allowlist = allowlist
-        self.classifier_name = classifier_name
         self.progress = progress
         self.page_size = page_size
         self._lock = asyncio.Lock()
@@ -215,15 +237,16 @@ class RetroMatcher:
     # --- finding the new entries in the history -----------------------------------------------
 
     async def _match_history(self, delta: LoadedList) -> tuple[int, dict[str, tuple[StoredMedia, tuple[Verdict, ...]]]]:
-        classifier = HashListClassifier([delta], self.pdq_min_quality, allowlist=self._allowlist)
-        classifier.name = self.classifier_name
+        matchers = matchers_for(delta, self.classifiers, self._allowlist)
         matched: dict[str, tuple[StoredMedia, tuple[Verdict, ...]]] = {}
+        if not matchers:
+            return 0, matched  # no live classifier matches this list: neither does this
 
         def keep(media: Iterable[StoredMedia]) -> None:
             for m in media:
                 if m.hashes is None or m.mxc in matched:
                     continue
-                verdicts = classifier.match(m.hashes).verdicts
+                verdicts = tuple(v for matcher in matchers for v in matcher.match(m.hashes).verdicts)
                 if verdicts:
                     matched[m.mxc] = (m, verdicts)
 
@@ -334,7 +357,11 @@ class RetroMatcher:
 
     async def _record(self, found: list[tuple[MediaEvent, StoredMedia, tuple[Verdict, ...]]]) -> None:
         for e, _, vs in found:
-            await self.store.record_verdicts(e.event_id, e.mxc, self.classifier_name, vs)
+            by_classifier: dict[str, list[Verdict]] = {}
+            for v in vs:  # each under the classifier that found it, as live verdicts are
+                by_classifier.setdefault(v.classifier, []).append(v)
+            for name, verdicts in by_classifier.items():
+                await self.store.record_verdicts(e.event_id, e.mxc, name, verdicts)
 
 
 def _ref(event: MediaEvent, media: StoredMedia) -> MediaRef:

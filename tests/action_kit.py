@@ -7,8 +7,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from bot.act.executor import ActionResult, MatchedMedia
 from bot.act.homeserver import HomeserverError
+from bot.act.notices import ActionResult, MatchedMedia
 from bot.model import ActionKind, Decision, EventContext, MatchKind, MediaRef, Outcome, PlannedAction, Verdict
 
 BOT = "@modbot:example.org"

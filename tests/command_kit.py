@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from bot.act.executor import ActionResult
 from bot.act.homeserver import HomeserverError, RoomPower
+from bot.act.notices import ActionResult
 from bot.commands.context import BotStatus, CommandContext, CommandServices, Reply
 from bot.commands.framework import bind
 from bot.commands.handlers import build_commands

@@ -10,10 +10,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from .executor import ActionResult, Executor, MatchedMedia, media_lines, notice_text
+from .executor import Executor
 from .homeserver import HomeserverError
 from ..extract import parse_mxc
 from .incidents import build_record
+from .notices import ActionResult, MatchedMedia, media_lines, notice_text
 from ..model import ActionKind, Decision, EventContext, Hashes, MatchKind, MediaRef, Outcome, PlannedAction, Verdict, verdict_json
 from ..record.moderation import Incident, ModerationStore, ReviewItem
 from ..record.store import Store

@@ -23,9 +23,7 @@ from ..record.store import Store
 from ..senders import server_of
 from .admin import ADMIN_KINDS, admin_steps, ordered
 from .homeserver import Homeserver, HomeserverError
-from .notices import (
-    ActionResult, MatchedMedia, compose_notice, describe_result, describe_verdict, media_lines, notice_text,
-)
+from .notices import ActionResult, MatchedMedia, compose_notice, notice_text
 from .operations import Operation, perform
 
 log = logging.getLogger("modbot.act")

@@ -19,7 +19,8 @@ from collections import defaultdict
 
 from ..model import EventContext, Outcome
 from ..record.store import Store
-from .executor import ActionResult, Executor, describe_result
+from .executor import Executor
+from .notices import ActionResult, describe_result
 
 log = logging.getLogger("modbot.act.retry")
 

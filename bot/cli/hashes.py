@@ -338,12 +338,11 @@ def cmd_retro(args: argparse.Namespace) -> int:
 
 
 async def _retro_report(config: Config, only: str | None) -> int:
-    from ..classify.hashlist import HashListClassifier
     from ..lists.loaded import load_list
     from ..lists.fingerprints import new_entries
     from ..record.db import create_engine, current_revision, head_revision
     from ..record.store import Store
-    from ..retro import decode_digests, live_min_quality
+    from ..retro import decode_digests, live_classifiers, matchers_for
 
     engine = create_engine(config.database.url)
     try:
@@ -352,6 +351,7 @@ async def _retro_report(config: Config, only: str | None) -> int:
             return 2
         store = Store(engine)
         total = await store.count_hashed_media()
+        live = live_classifiers(config)
         for list_config in config.hash_lists:
             if only and list_config.name != only or not list_config.enabled:
                 continue
@@ -366,7 +366,7 @@ async def _retro_report(config: Config, only: str | None) -> int:
                   + (" (never matched: the whole list)" if chunks is None else ""))
             if not count:
                 continue
-            classifier = HashListClassifier([delta], live_min_quality(config))  # as the bot's
+            matchers = matchers_for(delta, live)  # each list as the bot's classifiers match it
             bar = ProgressBar(f"matching {list_config.name}")
             after, checked, hits = None, 0, []
             while True:
@@ -374,7 +374,7 @@ async def _retro_report(config: Config, only: str | None) -> int:
                 if not page:
                     break
                 for media in page:
-                    if media.hashes is not None and (verdicts := classifier.match(media.hashes).verdicts):
+                    if media.hashes is not None and (verdicts := [v for m in matchers for v in m.match(media.hashes).verdicts]):
                         hits.append((media.mxc, verdicts))
                 checked += len(page)
                 after = page[-1].mxc

@@ -16,7 +16,7 @@ from ..config import Config
 from ..hashing.pool import HashSandbox
 from ..lists.format import HashEntry, append_entries
 from ..lists.videoindex import video_frames
-from ..lists.vpdq import canonical
+from ..lists.vpdq import TooManyFrames, canonical, check_entry_frames
 from ..model import VIDEO_HASH_TYPE
 from .common import configured_list, load
 from .scan import run_with_sandbox
@@ -41,11 +41,10 @@ def add_videos(videos: list[Path], config: Config, list_name: str, label: str | 
             if hashes.pdq is not None or not hashes.frame_pdqs:
                 why = hashes.perceptual_error or "an image, not a video"
                 raise NotAVideo(f"{path}: not a video ({why})")
-            if len(hashes.frame_pdqs) > target.max_vpdq_frames:
-                raise NotAVideo(
-                    f"{path}: {len(hashes.frame_pdqs)} frames sampled, more than list {list_name}'s "
-                    f"max_vpdq_frames ({target.max_vpdq_frames}); lower processing.max_video_frames or raise it"
-                )
+            try:
+                check_entry_frames(len(hashes.frame_pdqs), list_name, target.max_vpdq_frames)
+            except TooManyFrames as e:
+                raise NotAVideo(f"{path}: {e}") from None
             entries.append(HashEntry("sha256", hashes.sha256, label))
             if hashes.md5:
                 entries.append(HashEntry("md5", hashes.md5, label))

@@ -9,7 +9,7 @@ from ..classify.videomatch import is_video
 from ..config import HashListConfig
 from ..lists.format import HashEntry, append_entries, remove_entries
 from ..lists.videoindex import video_frames
-from ..lists.vpdq import canonical
+from ..lists.vpdq import TooManyFrames, canonical, check_entry_frames
 from ..model import SIGNATURE_HASH_TYPE, VIDEO_HASH_TYPE
 from .context import CommandContext, CommandError, CommandServices, Reply
 from .framework import ROOM, Arg, CommandSet
@@ -22,18 +22,23 @@ def register_list_commands(commands: CommandSet) -> None:
        section="lists")
     async def hash_add(ctx: CommandContext, list: str, label: str) -> Reply:  # noqa: A002
         config = list_config(ctx.services, list)
-        added = 0
+        entries: list[HashEntry] = []
         for ref in await ctx.media_or_reply(None):
             hashes = await ctx.hashes_of(ref)
-            entries = [HashEntry("sha256", hashes.sha256, label)]
+            entries.append(HashEntry("sha256", hashes.sha256, label))
             if hashes.md5:
                 entries.append(HashEntry("md5", hashes.md5, label))
             if hashes.pdq:
                 entries.append(HashEntry("pdq", hashes.pdq, label))
             entries.extend(HashEntry(SIGNATURE_HASH_TYPE, sig, label) for sig in hashes.lowfreq[:1])
             if is_video(hashes):  # a video's frames as one vPDQ entry, as `hashes add-video` writes
+                try:
+                    check_entry_frames(len(hashes.frame_pdqs), list, config.max_vpdq_frames)
+                except TooManyFrames as e:
+                    raise CommandError(f"`{ref.mxc}`: {e}; nothing added") from None
                 entries.append(HashEntry(VIDEO_HASH_TYPE, canonical(video_frames(hashes.frame_pdqs)), label))
-            added += await asyncio.to_thread(append_entries, config.path, entries)
+        # One write once every piece is checked: a refusal leaves the file as it was.
+        added = await asyncio.to_thread(append_entries, config.path, entries, max_vpdq_frames=config.max_vpdq_frames)
         await ctx.services.controls.reload_lists()
         return Reply([f"Added {added} hashes to list {list} (label {label})."])
 

@@ -4,7 +4,7 @@ executor, like the pipeline's, so each is audited."""
 from __future__ import annotations
 
 from ..act.enforcer import media_ref
-from ..act.executor import MatchedMedia, describe_verdict
+from ..act.notices import MatchedMedia, describe_verdict
 from ..model import EventContext
 from ..policy import decide
 from ..senders import server_of

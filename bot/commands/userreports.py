@@ -4,7 +4,7 @@ matched, `report dismiss <id>` closes the card with nothing done."""
 
 from __future__ import annotations
 
-from ..act.executor import describe_result
+from ..act.notices import describe_result
 from ..intake.reports import ReportDesk
 from .context import CommandContext, CommandError, Reply
 from .framework import Arg, CommandSet

@@ -54,6 +54,12 @@ DEFAULT_MAX_DECODED_BYTES = 192 * 1024 * 1024
 # Real encoders write 1 scan (baseline) or about 10 (progressive); MPO and thumbnails do
 # not count (only the first image's scans are).
 DEFAULT_MAX_JPEG_SCANS = 100
+# Videos (bot/hashing/video.py): samples taken, one a second (the first minute), and
+# decoded pixels after which decoding stops (~3 s of CPU, ~72 s of 720p or ~32 s of 1080p at
+# 30 frames a second, since every frame is decoded, later ones being built from earlier
+# ones; well within the sandbox's CPU limit of 10 s).
+DEFAULT_VIDEO_FRAMES = 60
+DEFAULT_VIDEO_PIXEL_BUDGET = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -65,8 +71,8 @@ class MediaLimits:
     max_jpeg_scans: int = DEFAULT_MAX_JPEG_SCANS
     formats: frozenset[str] = MATRIX_IMAGE_FORMATS
     # Videos (bot/hashing/video.py): seconds sampled (a frame each), and decoded pixels.
-    video_frames: int = 60
-    video_pixel_budget: int = 2_000_000_000
+    video_frames: int = DEFAULT_VIDEO_FRAMES
+    video_pixel_budget: int = DEFAULT_VIDEO_PIXEL_BUDGET
     video_codecs: frozenset[str] = MATRIX_VIDEO_CODECS
 
 

@@ -37,12 +37,6 @@ from bot.model import Hashes
 from . import pdq
 from .limits import MediaLimits
 
-# The defaults of MediaLimits.video_frames (samples taken, one a second: the first minute)
-# and .video_pixel_budget (decoded pixels after which decoding stops: ~3 s of CPU, ~72 s of
-# 720p or ~32 s of 1080p at 30 frames a second, since every frame is decoded, later ones
-# being built from earlier ones; well within the sandbox's CPU limit of 10 s).
-VIDEO_FRAMES = 60
-VIDEO_PIXEL_BUDGET = 2_000_000_000
 # The most samples a video may be configured to (processing.max_video_frames): an hour.
 MAX_VIDEO_FRAMES = 3600
 # Address space decoding takes, per pixel of a frame: the decoder's frames in flight, 1.5

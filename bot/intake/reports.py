@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..act.enforcer import Enforcer
-from ..act.executor import ActionResult, MatchedMedia, describe_result, describe_verdict
 from ..act.homeserver import Homeserver, HomeserverError
+from ..act.notices import ActionResult, MatchedMedia, describe_result, describe_verdict
 from ..act.powers import PowerCache
 from ..allowlist import Allowlist
 from ..extract import extract_media_refs

@@ -108,6 +108,22 @@ def parse_vpdq(text: str, max_frames: int = DEFAULT_MAX_FRAMES) -> tuple[VpdqFra
     return frames
 
 
+class TooManyFrames(ValueError):
+    """A video sampled into more frames than a list's vPDQ entries may hold."""
+
+
+def check_entry_frames(frames: int, list_name: str, max_frames: int) -> None:
+    """TooManyFrames, naming the list, its `max_vpdq_frames` and the setting to lower, when a
+    video of `frames` sampled frames would be a longer entry than the list takes. What adding
+    a video to a list checks first (`hashes add-video`, `!mod hash add`), before writing
+    anything."""
+    if frames > max_frames:
+        raise TooManyFrames(
+            f"{frames} frames sampled, more than list {list_name}'s max_vpdq_frames ({max_frames}); "
+            "lower processing.max_video_frames or raise it"
+        )
+
+
 def _from_items(items: Iterable[list[str]], max_frames: int, make: object) -> tuple[VpdqFrame, ...]:
     frames: list[VpdqFrame] = []
     for parts in items:

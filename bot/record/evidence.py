@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .chain import KEY_BYTES, KEYED, Anchor, Link, RetentionMark, anchor_notice, keyed_hash, mark_is_authentic
+from .chain import KEY_BYTES, Anchor, Link, RetentionMark, anchor_notice, keyed_hash, mark_is_authentic
 from .moderation import Incident, ModerationStore
 
 log = logging.getLogger("modbot.evidence")

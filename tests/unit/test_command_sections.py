@@ -4,15 +4,20 @@ audit rows, the controls' state, the list file."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
+import command_kit
 import pytest
-from command_kit import (
-    BOT, MGMT, MOD, OTHER, PDQ, ROOM, ROOM_MOD, SHA, SPAMMER, CommandKit, known, kit, power,  # noqa: F401
-)
+from command_kit import BOT, MGMT, MOD, OTHER, PDQ, ROOM, ROOM_MOD, SHA, SPAMMER, CommandKit, known, power
 
 from bot import __version__
 from bot.commands.context import CommandError
+from bot.model import Hashes
+
+# The fixture, found by pytest under this name. Bound by assignment, not imported: the
+# tests' `kit` parameters would otherwise shadow an unused import (as pyflakes reports).
+kit = command_kit.kit
 
 IMAGE = "mxc://evil.example/abc"
 
@@ -108,6 +113,36 @@ async def test_hash_add_writes_the_list_file_and_reloads_it(kit: CommandKit) -> 
     ]
     with pytest.raises(CommandError, match="no hash list 'other' \\(have: known\\)"):
         await kit.run("hash add other spam", reply_to="$img")
+
+
+def video_of(kit: CommandKit, event_id: str, mxc: str, seconds: int, *, max_vpdq_frames: int) -> None:
+    """A posted video sampled into `seconds` frames, and list known capped at `max_vpdq_frames`."""
+    kit.image_message(event_id, mxc)
+    frames = tuple((s, f"{s:064x}", 90) for s in range(seconds))
+    kit.media.hashes[mxc] = Hashes(sha256=SHA, md5="cd" * 16, size=10, frame_pdqs=frames)
+    capped = kit.services.hash_lists[0].model_copy(update={"max_vpdq_frames": max_vpdq_frames})
+    kit.services = replace(kit.services, hash_lists=[capped])
+
+
+async def test_hash_add_of_a_video_longer_than_the_lists_vpdq_entries_may_be_is_refused(kit: CommandKit) -> None:
+    before = kit.list_path.read_text()
+    video_of(kit, "$vid", IMAGE, 9, max_vpdq_frames=5)
+    with pytest.raises(CommandError) as refused:
+        await kit.run("hash add known spam", reply_to="$vid")
+    assert str(refused.value) == (
+        f"`{IMAGE}`: 9 frames sampled, more than list known's max_vpdq_frames (5); "
+        "lower processing.max_video_frames or raise it; nothing added"
+    )
+    assert kit.list_path.read_text() == before  # not even its SHA-256
+
+
+async def test_hash_add_of_a_video_takes_as_many_frames_as_the_list_allows(kit: CommandKit) -> None:
+    # Over the default cap (3,600), within the list's own: the list's cap is the one applied.
+    video_of(kit, "$film", IMAGE, 3601, max_vpdq_frames=4000)
+    reply = await kit.run("hash add known film", reply_to="$film")
+    assert reply.lines == ["Added 3 hashes to list known (label film)."]  # SHA-256, MD5 and the vPDQ
+    [entry] = [line for line in kit.list_path.read_text().splitlines() if line.startswith("vpdq,")]
+    assert entry.endswith(",film") and entry.count(";") == 3600
 
 
 async def test_allow_records_the_false_positive_and_matching_skips_it(kit: CommandKit) -> None:

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from bot.act.executor import ActionResult, Executor, compose_notice, txn_id_for
+from bot.act.executor import Executor, txn_id_for
 from bot.act.homeserver import HomeserverError
+from bot.act.notices import ActionResult, compose_notice
 from bot.metrics import Metrics
 from bot.model import ActionKind, Decision, EventContext, Outcome, PlannedAction
 from bot.record.store import Store

@@ -162,3 +162,25 @@ def test_retro_matches_low_quality_hashes_with_the_floor_the_bot_would_use(
     config.write_text(text + "hashlist:\n  pdq_min_quality: 50\n")
     _, out, _ = run(capsys, "hashes", "retro", "-c", str(config))
     assert "mxc://example.org/m" not in out
+
+
+def test_retro_matches_each_list_with_the_floor_of_the_classifier_that_owns_it(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The same entry, 10 bits from a smooth image's hash (quality 20), in two lists: one
+    # matched by a classifier with a floor of 50, the other by one with no floor.
+    pdq = "5a" * 32
+    near = f"{int(pdq, 16) ^ 0x3FF:064x}"
+    posted_before(tmp_path, Hashes(sha256="ab" * 32, md5="cd" * 16, size=10, pdq=pdq, pdq_quality=20, pdq_queries=(pdq,)))
+    for name in ("known", "other"):
+        (tmp_path / "lists" / f"{name}.csv").write_text(f"type,hash,label\npdq,{near},csam\n", encoding="utf-8")
+    config.write_text(config.read_text() + "  - name: other\n    path: lists/other.csv\n" + (
+        "classifiers:\n"
+        "  - {name: strict, type: hashlist, settings: {lists: [known], pdq_min_quality: 50}}\n"
+        "  - {name: lenient, type: hashlist, settings: {lists: [other], pdq_min_quality: 0}}\n"
+    ))
+    code, out, _ = run(capsys, "hashes", "retro", "-c", str(config))
+    assert code == 0
+    known, other = out.split("list other:")
+    assert "mxc://example.org/m" not in known
+    assert "mxc://example.org/m: pdq distance 10, label csam" in other

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from bot.act.executor import Executor, MatchedMedia
+from bot.act.executor import Executor
 from bot.act.homeserver import HomeserverError
+from bot.act.notices import MatchedMedia
 from bot.classify.hashlist import HashListClassifier
 from bot.configdetect import DEFAULT_PDQ_MIN_QUALITY, HashlistSettings
 from bot.lists.loaded import LoadedList, Thresholds
@@ -87,7 +88,13 @@ class World:
     allowed: set[str] = field(default_factory=set)
     posted: int = 0
 
-    def matcher(self, pdq_min_quality: int | None = None) -> RetroMatcher:
+    def matcher(
+        self, pdq_min_quality: int | None = None, classifiers: Sequence[HashListClassifier] | None = None
+    ) -> RetroMatcher:
+        """A matcher for the live hash-list `classifiers`; by default the one implicit classifier
+        (with `pdq_min_quality` its floor, when given)."""
+        if classifiers is None and pdq_min_quality is not None:
+            classifiers = [HashListClassifier([], pdq_min_quality)]
         executor = Executor(
             self.hs,  # type: ignore[arg-type]
             Store(self.store.engine, audit_source=RETRO),
@@ -120,7 +127,7 @@ class World:
             bot_user_id=BOT,
             allowlist=Allow(),
             page_size=3,  # several pages even for a small history
-            **({} if pdq_min_quality is None else {"pdq_min_quality": pdq_min_quality}),
+            **({} if classifiers is None else {"classifiers": classifiers}),
         )
 
     async def post(self, hashes: Hashes | None, *, room: str = ROOM, sender: str = "@user:example.org", scanned_match: tuple[str, str] | None = None) -> tuple[str, str]:
@@ -252,7 +259,8 @@ async def test_sha1_md5_and_phash_entries_are_found_too(world: World) -> None:
 
 
 def test_retroactive_and_live_matching_share_one_default_quality_floor(world: World) -> None:
-    assert world.matcher().pdq_min_quality == HashlistSettings().pdq_min_quality == DEFAULT_PDQ_MIN_QUALITY
+    [implicit] = world.matcher().classifiers
+    assert implicit.pdq_min_quality == HashlistSettings().pdq_min_quality == DEFAULT_PDQ_MIN_QUALITY
     assert HashListClassifier([]).pdq_min_quality == DEFAULT_PDQ_MIN_QUALITY
 
 
@@ -273,6 +281,41 @@ async def test_retroactive_matching_agrees_with_live_matching_on_low_quality_has
     if live:
         stored = await world.store.verdicts_for(event_id=report.hits[0].event_id)
         assert [(v.hash_type, v.distance) for v in stored if v.kind == "near"] == [("pdq", 10)]
+
+
+async def test_each_list_is_matched_with_the_floor_of_the_classifier_that_owns_it(world: World) -> None:
+    # Two hash-list classifiers, each with its own lists and PDQ quality floor, as configured
+    # live: a picture of quality 60 is under the first one's floor (80) and over the other's (50).
+    picture = random_hashes(pdq_quality=60)
+    near = flip(picture.pdq or "", 12)
+    strict, lenient = (LoadedList.from_entries(name, [HashEntry("pdq", near, "csam")], label="csam")
+                       for name in ("strict", "lenient"))
+    live = [HashListClassifier([strict, lenient], floor, names=[lst.name]) for floor, lst in ((80, strict), (50, lenient))]
+    live[0].name, live[1].name = "strict-lists", "other-lists"
+    event_id, _ = await world.post(picture)
+    matcher = world.matcher(classifiers=live)
+
+    assert [[(v.classifier, v.list_name) for v in c.match(picture).verdicts] for c in live] == [
+        [], [("other-lists", "lenient")]
+    ]
+    assert (await matcher.run_list(strict)).media_matched == 0
+    report = await matcher.run_list(lenient)
+    assert report.media_matched == 1 and [h.event_id for h in report.hits] == [event_id]
+    assert [(v.classifier, v.list_name, v.distance) for v in report.hits[0].verdicts] == [("other-lists", "lenient", 12)]
+    stored = await world.store.verdicts_for(event_id=event_id)
+    assert [(v.classifier, v.list_name) for v in stored if v.kind == "near"] == [("other-lists", "lenient")]
+
+
+async def test_a_list_is_matched_by_every_classifier_that_owns_it_and_by_none_other(world: World) -> None:
+    picture = random_hashes(pdq_quality=90)
+    lst = listed(("pdq", flip(picture.pdq or "", 5)))
+    everything, only_known, elsewhere = (HashListClassifier([lst], names=names) for names in (None, ["known"], ["other"]))
+    everything.name, only_known.name, elsewhere.name = "all-lists", "known-only", "elsewhere"
+    await world.post(picture)
+
+    report = await world.matcher(classifiers=[everything, only_known, elsewhere]).run_list(lst)
+
+    assert sorted(v.classifier for v in report.hits[0].verdicts) == ["all-lists", "known-only"]
 
 
 async def test_exempt_senders_unprotected_rooms_and_allowlisted_media(world: World) -> None:

@@ -20,8 +20,8 @@ from hostile_video import flat_clip, flat_jpeg, mjpeg_clip, skip_clip
 
 from bot.config import ProcessingConfig
 from bot.demo.samples import encode_frames
-from bot.hashing import MediaLimits, compute_hashes
-from bot.hashing.limits import MATRIX_VIDEO_CODECS
+from bot.hashing import MediaLimits, compute_hashes, video
+from bot.hashing.limits import DEFAULT_VIDEO_FRAMES, DEFAULT_VIDEO_PIXEL_BUDGET, MATRIX_VIDEO_CODECS
 from bot.hashing.pool import HashSandbox
 from bot.hashing.video import MIN_FRAME_PIXELS, VIDEO_BYTES_PER_PIXEL
 
@@ -164,3 +164,14 @@ async def test_under_the_default_limits_a_hostile_video_is_refused_without_costi
         "decompression bomb", "decompression bomb", None
     ]
     assert results[2] == compute_hashes(clips[2])
+
+
+def test_each_video_limit_default_is_held_once_by_media_limits() -> None:
+    # bot/hashing/limits.py holds each default; video.py samples within the MediaLimits it is
+    # given and keeps no copy of them to drift apart from these.
+    limits = MediaLimits()
+    assert (limits.video_frames, limits.video_pixel_budget) == (DEFAULT_VIDEO_FRAMES, DEFAULT_VIDEO_PIXEL_BUDGET)
+    assert (DEFAULT_VIDEO_FRAMES, DEFAULT_VIDEO_PIXEL_BUDGET) == (60, 2_000_000_000)  # the first minute; ~3 s of CPU
+    assert not {"VIDEO_FRAMES", "VIDEO_PIXEL_BUDGET"} & set(vars(video))
+    # The `processing:` defaults are the same limits: the bot samples what a bare caller does.
+    assert HashSandbox.from_config(ProcessingConfig()).settings.limits == limits
