@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from bot.act.executor import Executor
@@ -27,6 +28,7 @@ from bot.metrics import Metrics
 from bot.model import Decision, EventContext, Hashes, MediaRef
 from bot.policy import parse_policy
 from bot.record.db import create_engine, migrate
+from smooth_kit import entry_with, flips, smooth_hashes, tiers_of
 from bot.record.store import Store
 from bot.retro import RETRO, RetroMatcher, decode_digests, encode_digests
 
@@ -447,3 +449,22 @@ async def test_a_smooth_images_stored_signature_is_matched_by_an_entry_listed_la
     # Matched once: the same list again has no new entry.
     again = await matcher.run_list(listed(("md5", hexdigits(32)), ("lowfreq", signature)))
     assert again.hits == ()
+
+
+async def test_a_smooth_images_reliable_bits_are_matched_by_a_pdq_entry_listed_later(world: World) -> None:
+    smooth = smooth_hashes(1)
+    bits, (_, _, top128) = tiers_of(smooth)
+    # Listed later: far from every PDQ query (60 unreliable bits changed), its reliable bits agree.
+    entry = entry_with(bits, flips(np.flatnonzero(~top128)[:60]))
+    other = smooth_hashes(2)
+    smooth_event, smooth_mxc = await world.post(smooth)
+    other_event, _ = await world.post(other)
+    assert (await world.store.get_media(smooth_mxc)).hashes.pdq_coefficients == smooth.pdq_coefficients  # type: ignore[union-attr]
+
+    matcher = world.matcher(pdq_min_quality=0)
+    await matcher.run_list(listed(("md5", hexdigits(32))))
+    report = await matcher.run_list(listed(("md5", hexdigits(32)), ("pdq", entry)))
+    assert {h.event_id for h in report.hits} == {smooth_event}
+    (verdict,) = [v for v in await world.store.verdicts_for(event_id=smooth_event) if v.hash_type == "pdq"]
+    assert verdict.distance == 60  # past every PDQ bound: only the reliable bits match it
+    assert not any(other_event in str(c) for c in world.hs.calls)
