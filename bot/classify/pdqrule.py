@@ -56,8 +56,8 @@ dark photo, whose dark margins trimmed like a border, in bench/bench_robustness.
 next to the median, and leaves the others; a provider list holds only the original's
 hash, but the copy's own coefficients say which of its bits to trust. Measured with
 bench/smooth_study.py (80 known images, 5,600 unrelated, 1,813 of them under quality 50):
-copies of known smooth images agreed in all of their 64 farthest bits in the median and
-at the 90th percentile for every family but wallpapers (those at most 3 and 9 apart); the
+copies of known smooth images agreed in all of their 64 farthest bits in the median, and
+differed in 0-7 of them at the 90th percentile (by family; section 4 of its report); the
 nearest unrelated images (dark photos with the layout of a listed dark photo) came to 1
 of 64, 6 of 96, 12 of 128 bits. With each tier alone, no bound kept a margin to them; the
 three tiers together matched none of the unrelated images, nor with every limit one step
