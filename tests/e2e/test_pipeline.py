@@ -23,15 +23,20 @@ from PIL import ImageOps
 from bot.demo.matrix import MatrixUser
 from bot.demo.waiting import wait_for
 from bot.cli.scan import add_images
-from bot.demo.stage import Stage
+from bot.demo.stage import KNOWN_LABEL, Stage
+from bot.hashing import compute_hashes, hamming
+from bot.lists.format import HashEntry, append_entries
 from botproc import BotProcess, StoreReader, bot_running, staged
 from images import encode, make_photo, make_png_bomb, truncated
+from smooth_kit import dark_room
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 SIZE_CAP = 3 * 1024 * 1024  # small, so a test can send a file over it cheaply
 KNOWN = make_photo(seed=101)
 KNOWN_PNG = encode(KNOWN, "PNG")
+SMOOTH = dark_room(1)  # PDQ quality under 50
+SMOOTH_PNG = encode(SMOOTH, "PNG")
 
 
 @dataclass
@@ -72,6 +77,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         known_file.write_bytes(KNOWN_PNG)
         add_images([known_file], stage.config(), "known", None)
         known_file.unlink()
+        # As a provider lists a smooth image: its PDQ only (no signature, no crops).
+        append_entries(stage.list_path, [HashEntry("pdq", compute_hashes(SMOOTH_PNG).pdq or "", KNOWN_LABEL)])
         w = World(stage, BotProcess.for_stage(stage), None, trusted)  # type: ignore[arg-type]
         w.write_config()
         async with bot_running(stage, w.bot) as (_, db):
@@ -152,6 +159,23 @@ async def test_known_image_and_its_copies_are_quarantined_redacted_and_banned(wo
     assert [v.list_name for v in verdicts] == ["known"]
     expected_kind = "exact" if variant == "original" else "near"
     assert verdicts[0].kind == expected_kind
+
+
+async def test_a_smooth_images_copy_is_found_in_a_pdq_only_list_by_its_most_reliable_bits(world: World) -> None:
+    # Half size, JPEG q60: 40-50 PDQ bits from the listed hash, past every PDQ bound.
+    copy = encode(SMOOTH.resize((SMOOTH.width // 2, SMOOTH.height // 2)), "JPEG", quality=60)
+    hashes = compute_hashes(copy)
+    assert (hashes.pdq_quality or 0) < 50 and min(hamming(q, compute_hashes(SMOOTH_PNG).pdq or "") for q in hashes.pdq_queries) > 28
+    offender = await world.stage.new_user("smooth", join=world.room)
+    mxc, event_id = await post_image(offender, world.room, copy, "image/jpeg")
+    await assert_moderated(world, offender, world.room, event_id, mxc)
+    notice = next(n for n in await notices(world) if event_id in n)
+    assert "most reliable bits apart in 0 of its 64" in notice
+    # Another dim image of the same kind is left alone.
+    user = await world.stage.new_user("dim", join=world.room)
+    _, other_event = await post_image(user, world.room, encode(dark_room(12), "JPEG", quality=75), "image/jpeg")
+    assert await wait_for(lambda: processed(world, other_event), timeout=20) == "done"
+    assert not await redacted(world.stage.moderator, world.room, other_event)
 
 
 async def test_unknown_image_is_left_alone_and_recorded_as_no_match(world: World) -> None:
