@@ -77,11 +77,12 @@ def dihedral_hashes(luma: np.ndarray) -> tuple[tuple[str, ...], int]:
 
 
 def dihedral_coefficients(c: np.ndarray) -> np.ndarray:
-    """The 8 x 16 x 16 DCT coefficients of the image whose coefficients are `c`, turned and
-    flipped, in DIHEDRAL order (exactly so for a 64x64 image)."""
+    """The 8 x n x n DCT coefficients of the image whose coefficients are `c` (n x n, rows
+    and columns of frequencies 1..n, as PDQ keeps them), turned and flipped, in DIHEDRAL
+    order (exactly so for a 64x64 image)."""
     # A DCT coefficient of frequency f along an axis changes sign when the image is
     # mirrored along that axis if f is odd. Row i holds frequency i + 1: odd for even i.
-    sign = np.where(np.arange(_DCT_SIDE) % 2 == 0, -1.0, 1.0)  # under mirroring
+    sign = np.where(np.arange(c.shape[0]) % 2 == 0, -1.0, 1.0).astype(c.dtype)  # under mirroring
     # Transposing the image transposes its DCT.
     upside_down = c * sign[:, None]
     mirrored = c * sign[None, :]

@@ -80,12 +80,7 @@ def dihedral(vector: np.ndarray) -> np.ndarray:
     pdq.dihedral_hashes derives PDQ's): frequency f changes sign under a mirror along its
     axis when f is odd, and turning is mirroring and transposing."""
     c = np.asarray(vector, dtype=np.float32).reshape(SIDE, SIDE)
-    sign = np.where(np.arange(SIDE) % 2 == 0, -1.0, 1.0).astype(np.float32)  # row i: frequency i + 1
-    upside_down = c * sign[:, None]
-    mirrored = c * sign[None, :]
-    both = upside_down * sign[None, :]
-    variants = (c, mirrored.T, both, upside_down.T, upside_down, mirrored, c.T, both.T)
-    return np.stack([v.reshape(-1) for v in variants])
+    return pdq.dihedral_coefficients(c).reshape(len(pdq.DIHEDRAL), LENGTH)
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> int:
