@@ -56,7 +56,7 @@ from bot.demo.samples import encode  # noqa: E402
 from bot.hashing import decode, media, pdq  # noqa: E402
 from bot.hashing.border import trim_box  # noqa: E402
 from bot.hashing.limits import MediaLimits  # noqa: E402
-from bot.classify.pdqrule import RELIABLE_TIERS  # noqa: E402
+from bot.classify.pdqrule import RELIABLE_MIN_QUALITY, RELIABLE_TIERS  # noqa: E402
 
 QUALITY_BANDS = ((0, 20), (20, 35), (35, 50), (50, 101))
 BOUNDS = (16, 20, 24, 28, 31, 34, 38, 42)
@@ -294,7 +294,8 @@ def _report_reliable(known: list, others: list, copies: dict, lists: dict, smoot
             for i, q in enumerate(copies[e]):
                 a, d = _nearest(q, bits)
                 pdq_ok = min(a[i], d[i]) <= (31 if q.quality >= br.FULL_QUALITY else 28)
-                row.append((pdq_ok, pdq_ok or (q.quality < br.FULL_QUALITY and bool(_reliable(q, bits, limits)[i]))))
+                rule = RELIABLE_MIN_QUALITY <= q.quality < br.FULL_QUALITY
+                row.append((pdq_ok, pdq_ok or (rule and bool(_reliable(q, bits, limits)[i]))))
             rows.append(row)
         m = np.array(rows)
         cross = sum(int(np.delete(_reliable(q, bits, limits), i).any()) for e in goal for i, q in enumerate(copies[e]) if q.quality < br.FULL_QUALITY)

@@ -63,6 +63,11 @@ of 64, 6 of 96, 12 of 128 bits. With each tier alone, no bound kept a margin to 
 three tiers together matched none of the unrelated images, nor with every limit one step
 looser (1, 4, 12), and raised provider lists' smooth copies (in-goal edits) from 80% to
 91%. Not at quality 50 or more: there the nearest unrelated image agreed in all 64.
+Nor at quality 0 or 1 (RELIABLE_MIN_QUALITY): there the image is flat at PDQ's scale (a
+logo on a plain ground), and its "most reliable" bits are tiny coefficients; among Debian's
+wallpapers and artwork used as known images (bench/debian_images.py), a WebP copy of a
+quality-0 logo matched a dark wallpaper in all 128 of them, and no copy of quality 2 or
+more matched another image; in the study no copy needed a quality under 2.
 Lists larger than RELIABLE_MAX_ROWS are not searched this way (a linear scan: ~2 ms per
 query and million rows; README "Smooth images").
 
@@ -84,6 +89,8 @@ LOWFREQ_BOUND = 20
 # Below FULL_QUALITY: (bits, mismatches allowed) over the query's most reliable bits; every
 # tier must hold for one query.
 RELIABLE_TIERS = ((64, 0), (96, 2), (128, 8))
+# Nor under this quality: a near-flat image (a logo on a plain ground) has no reliable bits.
+RELIABLE_MIN_QUALITY = 2
 # Lists with more PDQ entries than this are not searched by reliable bits (linear scan).
 RELIABLE_MAX_ROWS = 2_000_000
 # A pHash match needs the same label's PDQ within this many bits (when the list has one).
@@ -110,7 +117,7 @@ def pdq_bounds(list_threshold: int, quality: int | None, min_quality: int) -> Pd
 
 def uses_reliable_bits(quality: int | None, min_quality: int) -> bool:
     """Whether a query of PDQ `quality` is also matched by its most reliable bits."""
-    return quality is not None and min_quality <= quality < FULL_QUALITY
+    return quality is not None and max(min_quality, RELIABLE_MIN_QUALITY) <= quality < FULL_QUALITY
 
 
 def lowfreq_bound(quality: int | None, min_quality: int) -> int | None:

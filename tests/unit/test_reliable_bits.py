@@ -214,3 +214,14 @@ async def test_the_sandbox_gives_the_coefficients_and_checks_them() -> None:
     for hostile in (["0001" * 256], [hashed.pdq_coefficients[0][:-4]], "not a list"):
         with pytest.raises(ValueError):
             _parse({"hashes": {**good, "pdq_coefficients": hostile}})
+
+
+@pytest.mark.parametrize("quality", [0, 1])
+def test_a_near_flat_query_has_no_reliable_bits(quality: int) -> None:
+    # Quality 0-1: flat at PDQ's scale (a logo on a plain ground); its largest coefficients
+    # are tiny, and a copy of such a logo matched an unrelated dark wallpaper by them.
+    hashes = smooth_hashes()
+    bits, (_, _, top128) = tiers_of(hashes)
+    entry = entry_with(bits, flips(np.flatnonzero(~top128)[:60]))
+    assert verdicts([entry], replace(hashes, pdq_quality=2))
+    assert verdicts([entry], replace(hashes, pdq_quality=quality)) == ()
