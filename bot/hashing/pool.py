@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.model import Hashes
 
+from .channel import Channel
 from .fitting import FitSpec, Fitted
 from .limits import MediaLimits
 from .media import exact_hashes
@@ -68,6 +69,7 @@ class SandboxStopped(Exception):
 class _Worker:
     process: BaseProcess
     sock: socket.socket
+    channel: Channel
 
 
 class HashSandbox:
@@ -145,7 +147,7 @@ class HashSandbox:
                 waiter.set_result(None)
         await asyncio.gather(*(asyncio.to_thread(w.process.join, 5) for w in workers))
         for worker in workers:
-            worker.sock.close()
+            worker.channel.close()
 
     @property
     def pids(self) -> list[int]:
@@ -246,14 +248,13 @@ class HashSandbox:
     async def _exchange(
         self, worker: _Worker, data: bytes, job: dict[str, Any], extra_cap: int
     ) -> tuple[dict[str, Any], bytes]:
-        loop = asyncio.get_running_loop()
+        channel = worker.channel
         header = json.dumps({**job, "size": len(data)}).encode()
-        await loop.sock_sendall(worker.sock, _HEADER.pack(len(header)) + header)
-        await loop.sock_sendall(worker.sock, memoryview(data))  # no copy, however large
-        size = _HEADER.unpack(await _recv_exact(loop, worker.sock, _HEADER.size))[0]
+        await channel.request(_HEADER.pack(len(header)) + header, data)
+        size = _HEADER.unpack(await channel.read(_HEADER.size))[0]
         if size > _MAX_ANSWER:
             raise ValueError(f"answer of {size} bytes")
-        answer = json.loads(await _recv_exact(loop, worker.sock, size))
+        answer = json.loads(await channel.read(size))
         if not isinstance(answer, dict):
             raise ValueError("answer is not an object")
         extra = b""
@@ -261,7 +262,7 @@ class HashSandbox:
             count = answer["size"]
             if not isinstance(count, int) or not 0 <= count <= extra_cap:
                 raise ValueError(f"answer announces {count!r} bytes")
-            extra = await _recv_exact(loop, worker.sock, count)
+            extra = await channel.read(count, cap=count)
         return answer, extra
 
     async def _retire(self, worker: _Worker, limit: str | None) -> str:
@@ -318,19 +319,20 @@ class HashSandbox:
         # ~200 kB buffer and another (half the sandbox's cost per 1 MP job; bench/README.md,
         # issue 16). The kernel caps the request at twice net.core.wmem_max (>= 416 kB).
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
-        return _Worker(process, ours)
+        return _Worker(process, ours, Channel(ours, cap=_HEADER.size + _MAX_ANSWER + (1 << 16)))
 
     def _adopt(self, worker: _Worker) -> None:
         if self._stopped:
             _kill(worker)
             worker.sock.close()
             return
+        worker.channel.attach(asyncio.get_running_loop())
         self._all.add(worker)
         self._release(worker)
 
     def _replace(self, worker: _Worker, reason: str) -> None:
         self._all.discard(worker)
-        worker.sock.close()
+        worker.channel.close()
         if self._stopped:
             return
         self.restarts += 1
@@ -348,18 +350,6 @@ class HashSandbox:
         task = asyncio.get_running_loop().create_task(replace(), name="hash-worker-spawn")
         self._spawning.add(task)
         task.add_done_callback(self._spawning.discard)
-
-
-async def _recv_exact(loop: asyncio.AbstractEventLoop, sock: socket.socket, size: int) -> bytes:
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    got = 0
-    while got < size:
-        n = await loop.sock_recv_into(sock, view[got:])
-        if n == 0:
-            raise EOFError("the hashing worker closed its socket")
-        got += n
-    return bytes(buffer)
 
 
 def _recv_blocking(sock: socket.socket, size: int) -> bytes:
