@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import json
 import mmap
 import os
@@ -45,6 +46,7 @@ class SharedBuffer:
         try:
             os.ftruncate(self.fd, size)
             self.memory = mmap.mmap(self.fd, size)
+            self.used = 0  # bytes of the last media in it
             seals = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
             try:
                 fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, seals | _F_SEAL_FUTURE_WRITE | fcntl.F_SEAL_SEAL)
@@ -54,11 +56,29 @@ class SharedBuffer:
             os.close(self.fd)
             raise
 
+    def put(self, data: bytes) -> None:
+        """`data` at the start of the buffer, instead of the last media."""
+        self.memory[: len(data)] = data
+        self.used = len(data)
+
+    def wipe(self) -> None:
+        """Zero what the last media left (the worker has read it): media bytes do not stay
+        in memory between jobs, waiting for the next to overwrite them."""
+        if self.used:
+            self.memory[: self.used] = memoryview(_zeros(len(self.memory)))[: self.used]
+            self.used = 0
+
     def close(self) -> None:
         self.memory.close()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+@functools.lru_cache(maxsize=4)
+def _zeros(size: int) -> bytes:
+    """`size` zero bytes, allocated once (calloc: zero pages, read without being filled)."""
+    return bytes(size)
 
 
 class ChannelError(ValueError):
@@ -103,7 +123,7 @@ class Channel:
             raise ChannelError("the worker sent bytes nobody asked for")
         assert self._loop is not None
         if self.shared is not None and len(data) <= len(self.shared.memory):
-            self.shared.memory[: len(data)] = data
+            self.shared.put(data)
             job, data = {**job, "shared": len(data), "size": 0}, b""
         else:
             job = {**job, "size": len(data)}
@@ -118,6 +138,11 @@ class Channel:
             sent = len(header)
         if sent - len(header) < len(data):
             await self._loop.sock_sendall(self.sock, memoryview(data)[sent - len(header) :])  # no copy
+
+    def done(self) -> None:
+        """The job is over: wipe the shared buffer."""
+        if self.shared is not None:
+            self.shared.wipe()
 
     async def read(self, size: int, cap: int = 0) -> bytes:
         """The next `size` bytes from the worker; EOFError if it closed its end first.

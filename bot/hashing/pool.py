@@ -257,6 +257,7 @@ class HashSandbox:
         channel = worker.channel
         await channel.request(job, data)
         size = _HEADER.unpack(await channel.read(_HEADER.size))[0]
+        channel.done()  # the worker has the media: they need not stay in the shared buffer
         if size > _MAX_ANSWER:
             raise ValueError(f"answer of {size} bytes")
         answer = json.loads(await channel.read(size))

@@ -71,6 +71,8 @@ async def test_media_that_fit_go_through_the_shared_buffer() -> None:
             await channel.request({"job": 1}, data)
             assert await received == ({"job": 1, "shared": len(data), "size": 0}, b"")
             assert worker_view[: len(data)] == data
+            channel.done()  # answered: the media do not stay in the shared memory
+            assert worker_view[: len(data)] == bytes(len(data))
         large = b"x" * ((1 << 20) + 1)  # one byte more than the buffer: through the socket
         received = asyncio.create_task(asyncio.to_thread(_receive_job, theirs))
         await channel.request({}, large)
