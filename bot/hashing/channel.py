@@ -9,11 +9,13 @@ six system calls and three futures per job, ~0.1 ms of the parent's CPU per 1 MP
 read takes what is there, usually the whole answer.
 
 The media bytes go through memory shared with the worker (`SharedBuffer`, a sealed memfd)
-when they fit in it: copying 3.4 MB into a socket cost the parent ~0.7 ms of a 12 MP
-photo's ~35 (the kernel allocates and fills buffers for it), a copy into mapped memory
-~0.1 ms. The worker maps it read-only, and the seals keep it from shrinking the memory
-under the parent's mapping (which would crash the parent on its next write); the parent
-never reads what is there. Larger media go through the socket.
+when they fit in it: through the socket, a 12 MP photo's 3.4 MB cost ~1 ms of CPU more
+between the parent (the kernel allocates and fills buffers for them) and the worker
+(reading them out), on a job of ~35 ms; through mapped memory it is one copy on each side.
+The worker maps it read-only, and the seals keep it from shrinking the memory under the
+parent's mapping (which would crash the parent on its next write); the parent never reads
+what is there, and zeroes it once the worker has answered. Larger media go through the
+socket.
 
 What the worker sends is not trusted: the channel never holds more than `cap` bytes (the
 largest answer the current request allows) and stops reading past it, so a worker writing
