@@ -12,8 +12,9 @@ Against them, in the same run:
 
 - sandbox: `HashSandbox.hash` (bot/hashing/pool.py, one worker), every hash modbot
   computes (sha256, md5, sha1, PDQ with its 8 exact rotations/flips, those of the trimmed
-  image when it has a border, pHash). CPU of this process and the worker together: what
-  the sandbox costs the machine, the socket and the JSON answer included.
+  image when it has a border, pHash, the low-frequency signature). CPU of this process and
+  the worker together: what the sandbox costs the machine, the hand-over of the bytes
+  (shared memory, bot/hashing/channel.py) and the JSON answer included.
 - in-process: `compute_hashes` called here, to show what the sandbox adds.
 - `modbot scan` per file, start-up excluded: the CPU of `python -m bot scan` (its whole
   process tree) on --scan-files copies minus the same on one file, divided by the

@@ -241,7 +241,7 @@ async def start_cost() -> dict[str, float]:
         worker = await asyncio.to_thread(sandbox._spawn)
         worker.process.kill()
         await asyncio.to_thread(worker.process.join)
-        worker.sock.close()
+        worker.channel.close()
     spawn = (time.perf_counter() - t0) / 10
     await sandbox.stop()
     t0 = time.perf_counter()

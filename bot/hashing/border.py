@@ -32,15 +32,27 @@ def trim_uniform_border(img: Image.Image) -> Image.Image:
 
 
 def trim_box(img: Image.Image | np.ndarray) -> tuple[int, int, int, int]:
-    """The (left, top, right, bottom) box `trim_uniform_border` crops `img` to. `img` may
-    be its RGB pixels already (rows x columns x 3, uint8): hashing has them."""
-    pixels = _pixels(img)
-    h, w = pixels.shape[:2]
-    if w >= 4 and h >= 4 and not any(map(_uniform, _edges(pixels))):
+    """The (left, top, right, bottom) box `trim_uniform_border` crops `img` to (its RGB
+    pixels, rows x columns x 3 uint8, will do too)."""
+    pixels = img if isinstance(img, np.ndarray) or img.mode == "RGB" else img.convert("RGB")
+    w, h = (pixels.shape[1], pixels.shape[0]) if isinstance(pixels, np.ndarray) else pixels.size
+    if w >= 4 and h >= 4 and not any(_uniform_lines(lines).any() for lines in _edges(pixels)):
         # Most images: no edge line is uniform, so no band starts (what _bands would find
         # after reading the first few lines at each end, for ~60% of the cost).
         return 0, 0, w, h
     return scanned_box(pixels)
+
+
+def _edges(pixels: Image.Image | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first and last rows, and the first and last columns, each pair as 2 x length x 3.
+    From a Pillow image, only these four lines are copied out: the whole image is, by
+    scanned_box, only when one of them is uniform (few images)."""
+    if isinstance(pixels, np.ndarray):
+        return pixels[[0, -1]], pixels[:, [0, -1]].transpose(1, 0, 2)
+    w, h = pixels.size
+    rows = np.concatenate([np.asarray(pixels.crop((0, y, w, y + 1))) for y in (0, h - 1)])
+    columns = np.concatenate([np.asarray(pixels.crop((x, 0, x + 1, h))) for x in (0, w - 1)], axis=1)
+    return rows, columns.transpose(1, 0, 2)
 
 
 def scanned_box(img: Image.Image | np.ndarray) -> tuple[int, int, int, int]:
@@ -120,28 +132,30 @@ def _pixels(img: Image.Image | np.ndarray) -> np.ndarray:
     return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
 
 
-def _edges(pixels: np.ndarray) -> list[np.ndarray]:
-    """The first and last rows and columns, each as pixels x 3."""
-    return [pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]
-
-
-def _uniform(line: np.ndarray) -> bool:
-    """Whether `line` (pixels x 3) is uniform as _band_width judges its first line."""
-    colour = _median_colour(line)
+def _uniform_lines(lines: np.ndarray) -> np.ndarray:
+    """For each line of `lines` (lines x pixels x 3), whether it is uniform as _band_width
+    judges its first line; the lines are judged together, in one pass of each numpy step."""
+    count, pixels = lines.shape[:2]
+    values = np.ascontiguousarray(lines.transpose(0, 2, 1))  # partitioning along a contiguous axis is faster
+    colour = _median_of_rows(values.reshape(count * 3, pixels)).reshape(count, 3)
     low = np.maximum(colour - _BAND_TOLERANCE, 0)
     span = (np.minimum(colour + _BAND_TOLERANCE, 255) - low).astype(np.uint8)
-    near = ((line - low.astype(np.uint8)) <= span).all(axis=1)
-    return bool(np.count_nonzero(near) / len(line) >= _BAND_FRACTION)
+    # low <= value <= low + span in one uint8 subtraction: values below low wrap round.
+    within = (values - low.astype(np.uint8)[:, :, None]) <= span[:, :, None]  # lines x 3 x pixels
+    near = within[:, 0] & within[:, 1] & within[:, 2]
+    return np.count_nonzero(near, axis=1) / pixels >= _BAND_FRACTION
 
 
 def _median_colour(line: np.ndarray) -> np.ndarray:
     """Per channel, the median of `line` (pixels x 3, uint8) rounded half to even, as
     numpy.median(line, axis=0).round() gives it (the mean of the middle two when even)."""
-    values = np.ascontiguousarray(line.T)  # partitioning along a contiguous axis is faster
+    return _median_of_rows(np.ascontiguousarray(line.T))  # partitioning along a contiguous axis is faster
+
+
+def _median_of_rows(values: np.ndarray) -> np.ndarray:
+    """The median of each row of `values` (uint8), as float64 rounded half to even."""
     middle = values.shape[1] // 2
     if values.shape[1] % 2:
         return np.partition(values, middle, axis=1)[:, middle].astype(np.float64)
     both = np.partition(values, (middle - 1, middle), axis=1)
     return np.round((both[:, middle - 1].astype(np.float64) + both[:, middle]) / 2)
-
-

@@ -133,7 +133,9 @@ def exact_dihedral(luma: np.ndarray) -> tuple[tuple[str, ...], int, np.ndarray |
     # small[(r, c)]: the 64x64 image of `luma` with rows reversed if r, columns if c.
     small: dict[tuple[int, int], np.ndarray] = {}
     for r, row_band in enumerate(row_bands):
-        mixed_t = _weighted_rows(row_band, pixels).T  # cols x 64
+        # cols x 64, made contiguous once: the two column passes then gather whole rows of
+        # it instead of strided elements (the same values, so the same sums).
+        mixed_t = np.ascontiguousarray(_weighted_rows(row_band, pixels).T)
         for c, col_band in enumerate(col_bands):
             small[r, c] = _weighted_rows(col_band, mixed_t).T
     dct = _dct_matrix()
@@ -185,7 +187,7 @@ def downsample(luma: np.ndarray) -> np.ndarray:
     rows, cols = luma.shape
     pixels = np.asarray(luma, dtype=np.float32)
     mixed = _weighted_rows(_band(rows), pixels)  # 64 x cols
-    return _weighted_rows(_band(cols), mixed.T).T
+    return _weighted_rows(_band(cols), np.ascontiguousarray(mixed.T)).T  # see exact_dihedral
 
 
 def _weighted_rows(band: tuple[np.ndarray, np.ndarray], array: np.ndarray) -> np.ndarray:

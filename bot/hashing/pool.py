@@ -24,6 +24,7 @@ import asyncio
 import json
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import struct
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.model import Hashes
 
+from .channel import Channel, SharedBuffer
 from .fitting import FitSpec, Fitted
 from .limits import MediaLimits
 from .media import exact_hashes
@@ -59,6 +61,10 @@ _MAX_ANSWER = 1 << 20  # a worker's answer is a few kB; more is a misbehaving wo
 _PRELOAD = ["__main__", "bot.hashing.worker"]
 _READY_SECONDS = 60  # a worker is ready in milliseconds; the fork server's first start takes ~1 s
 _RESPAWN_BACKOFF = (0.0, 1.0, 5.0, 30.0)  # after consecutive failures to start a worker
+# Media up to this size go to a worker through memory shared with it (bot/hashing/channel.py),
+# larger ones through its socket: a 12 MP camera JPEG is 3-6 MB. Each worker's buffer keeps
+# the pages the largest media it received touched (at most this much).
+SHARED_BYTES = 8 << 20
 
 
 class SandboxStopped(Exception):
@@ -69,6 +75,7 @@ class SandboxStopped(Exception):
 class _Worker:
     process: BaseProcess
     sock: socket.socket
+    channel: Channel
 
 
 class HashSandbox:
@@ -83,9 +90,10 @@ class HashSandbox:
         nice: int = 0,
         limits: MediaLimits | None = None,
         wall_seconds: float | None = None,
+        shared_bytes: int = SHARED_BYTES,
     ) -> None:
         self.size = workers
-        self.settings = WorkerSettings(memory_bytes, cpu_seconds, nice, limits or MediaLimits())
+        self.settings = WorkerSettings(memory_bytes, cpu_seconds, nice, limits or MediaLimits(), shared_bytes)
         # A backstop for a worker that stops answering without using CPU (it should not
         # happen): generous, since on a loaded machine 10 s of CPU can take much longer.
         self.wall_seconds = wall_seconds if wall_seconds is not None else max(30.0, 6 * cpu_seconds)
@@ -146,7 +154,7 @@ class HashSandbox:
                 waiter.set_result(None)
         await asyncio.gather(*(asyncio.to_thread(w.process.join, 5) for w in workers))
         for worker in workers:
-            worker.sock.close()
+            worker.channel.close()
 
     @property
     def pids(self) -> list[int]:
@@ -247,14 +255,13 @@ class HashSandbox:
     async def _exchange(
         self, worker: _Worker, data: bytes, job: dict[str, Any], extra_cap: int
     ) -> tuple[dict[str, Any], bytes]:
-        loop = asyncio.get_running_loop()
-        header = json.dumps({**job, "size": len(data)}).encode()
-        await loop.sock_sendall(worker.sock, _HEADER.pack(len(header)) + header)
-        await loop.sock_sendall(worker.sock, memoryview(data))  # no copy, however large
-        size = _HEADER.unpack(await _recv_exact(loop, worker.sock, _HEADER.size))[0]
+        channel = worker.channel
+        await channel.request(job, data)
+        size = _HEADER.unpack(await channel.read(_HEADER.size))[0]
+        channel.done()  # the worker has the media: they need not stay in the shared buffer
         if size > _MAX_ANSWER:
             raise ValueError(f"answer of {size} bytes")
-        answer = json.loads(await _recv_exact(loop, worker.sock, size))
+        answer = json.loads(await channel.read(size))
         if not isinstance(answer, dict):
             raise ValueError("answer is not an object")
         extra = b""
@@ -262,7 +269,7 @@ class HashSandbox:
             count = answer["size"]
             if not isinstance(count, int) or not 0 <= count <= extra_cap:
                 raise ValueError(f"answer announces {count!r} bytes")
-            extra = await _recv_exact(loop, worker.sock, count)
+            extra = await channel.read(count, cap=count)
         return answer, extra
 
     async def _retire(self, worker: _Worker, limit: str | None) -> str:
@@ -297,12 +304,16 @@ class HashSandbox:
     def _spawn(self) -> _Worker:
         """A new worker, started and ready (blocking: run in a thread)."""
         ours, theirs = socket.socketpair()
+        shared = SharedBuffer(self.settings.shared_bytes)
         process = self._context.Process(
             target=serve, args=(theirs, self.settings), name="modbot-hash", daemon=True
         )
         try:
             process.start()
             theirs.close()
+            socket.send_fds(ours, [b"m"], [shared.fd])  # the worker maps it before its limits
+            os.close(shared.fd)
+            shared.fd = -1
             ours.settimeout(_READY_SECONDS)
             size = _HEADER.unpack(_recv_blocking(ours, _HEADER.size))[0]
             if size > _MAX_ANSWER or "ready" not in json.loads(_recv_blocking(ours, size)):
@@ -313,25 +324,27 @@ class HashSandbox:
                 process.join(5)
             ours.close()
             theirs.close()
+            shared.close()
             raise
         ours.setblocking(False)
         # A job's bytes in one send, not a send, a wait for the worker to drain the default
         # ~200 kB buffer and another (half the sandbox's cost per 1 MP job; bench/README.md,
         # issue 16). The kernel caps the request at twice net.core.wmem_max (>= 416 kB).
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
-        return _Worker(process, ours)
+        return _Worker(process, ours, Channel(ours, cap=_HEADER.size + _MAX_ANSWER + (1 << 16), shared=shared))
 
     def _adopt(self, worker: _Worker) -> None:
         if self._stopped:
             _kill(worker)
-            worker.sock.close()
+            worker.channel.close()
             return
+        worker.channel.attach(asyncio.get_running_loop())
         self._all.add(worker)
         self._release(worker)
 
     def _replace(self, worker: _Worker, reason: str) -> None:
         self._all.discard(worker)
-        worker.sock.close()
+        worker.channel.close()
         if self._stopped:
             return
         self.restarts += 1
@@ -349,18 +362,6 @@ class HashSandbox:
         task = asyncio.get_running_loop().create_task(replace(), name="hash-worker-spawn")
         self._spawning.add(task)
         task.add_done_callback(self._spawning.discard)
-
-
-async def _recv_exact(loop: asyncio.AbstractEventLoop, sock: socket.socket, size: int) -> bytes:
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    got = 0
-    while got < size:
-        n = await loop.sock_recv_into(sock, view[got:])
-        if n == 0:
-            raise EOFError("the hashing worker closed its socket")
-        got += n
-    return bytes(buffer)
 
 
 def _recv_blocking(sock: socket.socket, size: int) -> bytes:

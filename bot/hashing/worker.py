@@ -12,9 +12,11 @@ first job:
   `cpu_seconds`: beyond it the kernel kills the worker (SIGXCPU), whatever C code runs;
 - no core dumps (RLIMIT_CORE 0, not dumpable): a dump would write media bytes to disk.
 
-Protocol on the socket it is given: frames of a 4-byte big-endian length and a JSON
-header; a request header carries the job and the size of the raw media bytes that follow
-it; the answer is one JSON frame (for a `fit` job, followed by the `size` bytes of the
+Protocol on the socket it is given: first a file descriptor, memory shared with the parent
+(bot/hashing/channel.py's SharedBuffer, mapped read-only here before the limits are set);
+then frames of a 4-byte big-endian length and a JSON header; a request header carries the
+job and either the size of the raw media bytes that follow it or, as `shared`, how many of
+them the shared memory holds; the answer is one JSON frame (for a `fit` job, followed by the `size` bytes of the
 re-encoded image). JSON, not pickle: the parent reads what a worker that
 may have been taken over by a hostile file sends, and must not execute it.
 """
@@ -22,7 +24,9 @@ may have been taken over by a hostile file sends, and must not execute it.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
+import mmap
 import os
 import resource
 import socket
@@ -48,12 +52,14 @@ class WorkerSettings:
     cpu_seconds: float
     nice: int
     limits: MediaLimits
+    shared_bytes: int = 8 << 20  # media up to this size come through shared memory
 
 
 def serve(sock: socket.socket, settings: WorkerSettings) -> None:
     """The worker's main loop: one job at a time until the socket closes."""
-    _confine(settings)
     sock.setblocking(True)
+    shared = _map_shared(sock, settings.shared_bytes)
+    _confine(settings)
     _send_frame(sock, {"ready": os.getpid()})
     while True:
         header = _recv_frame(sock)
@@ -62,6 +68,8 @@ def serve(sock: socket.socket, settings: WorkerSettings) -> None:
         data = _recv_exact(sock, int(header["size"]))
         if data is None:
             return
+        if "shared" in header:
+            data = shared[: min(int(header["shared"]), len(shared))]
         _allow_cpu(settings.cpu_seconds)
         if "fit" in header:
             _fit(sock, data, settings.limits, header["fit"])
@@ -102,6 +110,20 @@ def _fit(sock: socket.socket, data: bytes, limits: MediaLimits, spec: dict) -> N
     meta = {k: v for k, v in asdict(fitted).items() if k != "data"}
     _send_frame(sock, {"fitted": meta, "size": len(fitted.data)})
     sock.sendall(fitted.data)
+
+
+def _map_shared(sock: socket.socket, size: int) -> mmap.mmap:
+    """The parent's shared buffer, read-only; OSError unless sealed against shrinking (as
+    the parent seals it: bot/hashing/channel.py)."""
+    _, fds, _, _ = socket.recv_fds(sock, 16, 1)
+    if len(fds) != 1:
+        raise OSError("no shared buffer from the parent")
+    try:
+        if not fcntl.fcntl(fds[0], fcntl.F_GET_SEALS) & fcntl.F_SEAL_SHRINK or os.fstat(fds[0]).st_size < size:
+            raise OSError("the shared buffer is not sealed as announced")
+        return mmap.mmap(fds[0], size, prot=mmap.PROT_READ)
+    finally:
+        os.close(fds[0])
 
 
 def _confine(settings: WorkerSettings) -> None:

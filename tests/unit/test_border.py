@@ -40,6 +40,14 @@ def test_trim_box_equals_the_full_scan(seed: int) -> None:
     assert trim_box(img) == scanned_box(img)
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_trim_box_of_the_pixels_equals_that_of_the_image(seed: int) -> None:
+    # The image's edge lines come out of Pillow as crops, the pixels' as slices.
+    img = _bordered(seed)
+
+    assert trim_box(np.asarray(img)) == trim_box(img)
+
+
 def test_the_quick_look_answers_for_a_photo_without_border() -> None:
     img = make_photo(3, (320, 240))
 

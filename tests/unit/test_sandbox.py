@@ -97,11 +97,20 @@ async def test_every_hostile_file_finishes_within_the_limits_at_full_concurrency
 
 
 async def test_a_1_mp_photo_goes_to_a_worker_in_one_send(sandbox: HashSandbox) -> None:
-    # The kernel grants at least 2 x 208 kB (its default net.core.wmem_max) of what is asked.
+    # Through the memory shared with the worker (up to 8 MiB); past it, through the socket,
+    # whose buffer the kernel grants at least 2 x 208 kB (its default net.core.wmem_max) of.
     assert len(NORMAL) < 400_000
     for worker in sandbox._all:
         assert worker.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) >= 400_000
     assert await sandbox.hash(NORMAL) == compute_hashes(NORMAL)
+
+
+async def test_media_larger_than_the_shared_memory_go_through_the_socket() -> None:
+    small = encode(make_photo(3, (160, 120)), "JPEG", quality=90)
+    async with limited(shared_bytes=64 * 1024) as sb:
+        assert len(small) < 64 * 1024 < len(NORMAL)
+        for data in (NORMAL, small, NORMAL):
+            assert await sb.hash(data) == compute_hashes(data)
 
 
 async def test_a_worker_over_its_memory_limit_is_replaced_and_the_media_not_scanned() -> None:
