@@ -55,6 +55,9 @@ class SqliteThreadRunner:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="modbot-db")
+        # Kept open between transactions: a checkout from the pool and its return (with a
+        # rollback to reset it) cost more than many a transaction's statements.
+        self._conn: Connection | None = None
 
     async def run(self, work: Callable[[Connection], T]) -> T:
         # Not cancelled with its caller: a transaction under way completes (or not) as a
@@ -62,11 +65,19 @@ class SqliteThreadRunner:
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._transaction, work)
 
     def _transaction(self, work: Callable[[Connection], T]) -> T:
-        with self.engine.begin() as conn:
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            if conn is not None:
+                conn.close()
+            conn = self._conn = self.engine.connect()
+        with conn.begin():
             return work(conn)
 
     def close(self, *_args: Any) -> None:
         """Close the connection (a later transaction opens it again)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
         self.engine.dispose()
 
 
