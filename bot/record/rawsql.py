@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.dialects import sqlite
@@ -47,57 +48,65 @@ class Hot:
     def __init__(self, statement: ClauseElement, on_driver: ClauseElement | None = None) -> None:
         self.statement = statement
         self._driver_statement = statement if on_driver is None else on_driver
-        self._sql: dict[tuple[str, ...], str] = {}  # by the rows' columns: an INSERT names only those
+        # By the rows' columns (an INSERT names only those): the SQL, and the values the
+        # statement carries itself (`owner=None` in .values()), which each row is given.
+        self._sql: dict[tuple[str, ...], tuple[str, dict[str, Any]]] = {}
 
-    def sql(self, columns: Sequence[str]) -> str:
+    def sql(self, columns: Sequence[str]) -> tuple[str, dict[str, Any]]:
         key = tuple(columns)
-        text = self._sql.get(key)
-        if text is None:
-            text = self._sql[key] = str(self._driver_statement.compile(dialect=_DIALECT, column_keys=list(key)))
-        return text
+        found = self._sql.get(key)
+        if found is None:
+            compiled = self._driver_statement.compile(dialect=_DIALECT, column_keys=list(key))
+            own = {
+                name: bind.effective_value for name, bind in compiled.binds.items()
+                if name not in key and not bind.required
+            }
+            found = self._sql[key] = (str(compiled), own)
+        return found
+
+    def _run(self, raw: sqlite3.Connection, rows: Sequence[Mapping[str, Any]]) -> sqlite3.Cursor:
+        sql, own = self.sql(list(rows[0]))
+        if own:
+            rows = [{**own, **row} for row in rows]
+        try:
+            return raw.execute(sql, rows[0]) if len(rows) == 1 else raw.executemany(sql, rows)
+        except sqlite3.Error as e:
+            raise _wrapped(sql, rows, e) from e
 
     def execute(self, conn: Connection, rows: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> int:
         """Run the statement for one row (a mapping) or for each of `rows` (all with the same
-        columns); the number of rows changed, -1 when Core ran it and did not count them."""
+        columns); the number of rows changed (-1 when the driver under Core does not count)."""
+        if not rows:
+            return 0  # (Core would run an empty list as one INSERT of defaults)
         raw = driver(conn)
         if raw is None:
-            result = conn.execute(self.statement, rows)
-            return result.rowcount if not result.returns_rows else -1
-        if isinstance(rows, Mapping):
-            sql = self.sql(list(rows))
-            try:
-                return raw.execute(sql, rows).rowcount
-            except sqlite3.Error as e:
-                raise _wrapped(sql, rows, e) from e
-        if not rows:
-            return 0
-        sql = self.sql(list(rows[0]))
-        try:
-            if len(rows) == 1:
-                return raw.execute(sql, rows[0]).rowcount
-            return raw.executemany(sql, rows).rowcount
-        except sqlite3.Error as e:
-            raise _wrapped(sql, rows, e) from e
+            return conn.execute(self.statement, rows).rowcount
+        return self._run(raw, [rows] if isinstance(rows, Mapping) else rows).rowcount
 
     def inserted(self, conn: Connection, rows: Sequence[Mapping[str, Any]], key: str) -> set[Any]:
         """`key` of the rows an INSERT ... ON CONFLICT DO NOTHING stored (not there before):
         RETURNING on Core, one statement per row and its count on the driver."""
         if not rows:
             return set()
-        if driver(conn) is None:
+        raw = driver(conn)
+        if raw is None:
             return set(conn.execute(self.statement, list(rows)).scalars())
-        return {row[key] for row in rows if self.execute(conn, row) == 1}
+        return {row[key] for row in rows if self._run(raw, [row]).rowcount == 1}
+
+    def first(self, conn: Connection, params: Mapping[str, Any]) -> Any:
+        """The first row of a statement that returns rows (a SELECT, or one row's INSERT or
+        UPDATE ... RETURNING), with its columns as attributes; None when there is none."""
+        if driver(conn) is None:
+            return conn.execute(self.statement, params).first()
+        found = self.rows(conn, params)
+        return SimpleNamespace(**found[0]) if found else None
 
     def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-        """A SELECT's rows as mappings of column name to value (Core's rows on another driver)."""
+        """A statement's rows as mappings of column name to value (Core's on another driver)."""
         raw = driver(conn)
         if raw is None:
             return list(conn.execute(self.statement, params).mappings())
-        sql = self.sql(list(params))
-        try:
-            cursor = raw.execute(sql, params)
-        except sqlite3.Error as e:
-            raise _wrapped(sql, params, e) from e
+        cursor = self._run(raw, [params])
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
 
