@@ -234,15 +234,26 @@ class EventRepo:
 
     async def oldest_pending_received_at(self) -> float | None:
         """When the oldest event still waiting for processing arrived (wall clock), if any."""
-        async with self.sessions() as session:
-            query = select(func.min(EventRow.received_at)).where(EventRow.status == "pending")
-            return (await session.execute(query)).scalar_one()
+        return (await self.queue_state())[1]
 
     async def by_status(self) -> dict[str, int]:
         """How many events are in each processing status."""
-        async with self.sessions() as session:
-            result = await session.execute(select(EventRow.status, func.count()).group_by(EventRow.status))
-            return {status: count for status, count in result.all()}
+        return await self._runner.run(self._counts)
+
+    async def queue_state(self) -> tuple[dict[str, int], float | None]:
+        """by_status and oldest_pending_received_at in one trip (/health asks for both, often)."""
+        return await self._runner.run(lambda conn: (self._counts(conn), self._oldest(conn)))
+
+    def _counts(self, conn: Connection) -> dict[str, int]:
+        return {row["status"]: row["n"] for row in _BY_STATUS.rows(conn, {})}
+
+    def _oldest(self, conn: Connection) -> float | None:
+        rows = _OLDEST_PENDING.rows(conn, {})
+        return rows[0]["oldest"] if rows else None
+
+
+_BY_STATUS = Hot(select(EventRow.status, func.count().label("n")).group_by(EventRow.status))
+_OLDEST_PENDING = Hot(select(func.min(EventRow.received_at).label("oldest")).where(EventRow.status == bindparam("b_pending", "pending")))
 
 
 def _malformed(raw: Any) -> str | None:
