@@ -70,8 +70,14 @@ class SqliteThreadRunner:
             if conn is not None:
                 conn.close()
             conn = self._conn = self.engine.connect()
-        with conn.begin():
-            return work(conn)
+        try:
+            with conn.begin():
+                return work(conn)
+        except BaseException:
+            if conn.in_transaction():  # a commit or rollback that failed itself: start afresh
+                self._conn = None
+                conn.close()
+            raise
 
     def close(self, *_args: Any) -> None:
         """Close the connection (a later transaction opens it again)."""

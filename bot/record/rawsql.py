@@ -3,7 +3,7 @@
 SQLAlchemy Core spends some 50-100 microseconds of Python on each statement it executes
 (an execution context, parameter processing, a result object) even when the statement is
 compiled once; a media event makes about eight, which was the largest share of the
-database thread's CPU (bench/README.md). On an SQLite file, where the transaction runner
+database thread's CPU (README.md, "modbot's own CPU per media event"). On an SQLite file, where the transaction runner
 (direct.py) hands its work a connection over the plain `sqlite3` driver, `Hot` runs the
 same statement's SQL, compiled once per set of columns for SQLite with named parameters,
 straight on that driver connection, inside the same transaction. Any other connection
