@@ -68,6 +68,8 @@ async def run_within(
     """
     if not items:
         return []
+    if len(items) == 1:
+        return [await _one_within(items[0], work, deadline)]
     slots = asyncio.Semaphore(concurrency)
 
     async def one(item: T) -> R:
@@ -92,3 +94,17 @@ async def run_within(
         else Unfinished(item)
         for item, task in zip(items, tasks)
     ]
+
+
+async def _one_within(item: T, work: Callable[[T], Awaitable[R]], deadline: float) -> Finished[T, R] | Unfinished[T]:
+    """run_within for the usual event, of one reference: its work in the caller's task, as
+    the general case would do it, without a task of its own to start, watch and gather."""
+    scope = asyncio.timeout(deadline)
+    try:
+        async with scope:
+            result = await work(item)
+    except TimeoutError:
+        if not scope.expired():
+            raise  # the work's own timeout, not the deadline: it propagates like any exception
+        return Unfinished(item)
+    return Finished(item, result)

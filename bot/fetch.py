@@ -162,6 +162,15 @@ class MediaFetcher:
             return await self._read(resp, mimetype)
 
     async def _read(self, resp: aiohttp.ClientResponse, mimetype: str | None) -> Fetched:
+        if resp.content_length is not None and "Content-Encoding" not in resp.headers:
+            # The length on the wire is the body's, and within the cap (checked above): read
+            # whole, its pieces joined once rather than gathered and copied again (~20% of a
+            # 1 MP photo's download CPU). A compressed body may grow past what it declared,
+            # so it is read piece by piece below, stopping at the cap.
+            data = await resp.content.read()
+            if len(data) > self.max_bytes:  # cannot be longer than declared; checked all the same
+                return Fetched(None, mimetype, error=self._too_large(None))
+            return Fetched(data, mimetype)
         buf = bytearray()
         async for chunk in resp.content.iter_chunked(CHUNK):
             buf += chunk

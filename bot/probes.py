@@ -70,8 +70,8 @@ class OperatorEndpoints:
     async def health(self, _request: web.Request) -> web.Response:
         oldest: float | None = None
         try:
-            counts: dict[str, object] = dict(await self._store.events_by_status())
-            oldest = await self._store.oldest_pending_received_at()
+            by_status, oldest = await self._store.queue_state()  # one trip: probes come often
+            counts: dict[str, object] = dict(by_status)
             db_ok = True
         except Exception as e:  # health must answer even when the database does not
             counts, db_ok = {"error": str(e)}, False

@@ -69,8 +69,10 @@ class ClassifierRunner:
     async def run(self, media: MediaInput, *, hash_only: bool = False) -> list[RunResult]:
         """Every classifier's answer for `media`, in configuration order; with `hash_only`,
         only the classifiers that work from hashes (when no bytes are at hand)."""
-        hashes_only = dataclasses.replace(media, data=None)
+        hashes_only = dataclasses.replace(media, data=None) if media.data is not None else media
         slots = [s for s in self.slots if not (hash_only and s.classifier.needs_data)]
+        if len(slots) == 1:  # the usual setup, a hash list alone: no task to start and gather
+            return [await self._run_one(slots[0], media if slots[0].classifier.needs_data else hashes_only)]
         return list(
             await asyncio.gather(
                 *(self._run_one(slot, media if slot.classifier.needs_data else hashes_only) for slot in slots)

@@ -32,10 +32,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from .db import session_factory
 from .direct import AsyncRunner, TransactionRunner
 from .journal import audit_row
+from .rawsql import Hot
 from .tables import ActionRow, AuditRow
 
 _ACTIONS = ActionRow.__table__
-_AUDIT_INSERT = AuditRow.__table__.insert()
+_AUDIT_INSERT = Hot(AuditRow.__table__.insert())
 
 # Statuses. A fresh decision may claim `pending` (when nobody holds it) and `failed` (a new
 # reason to try: a later match by the same user, or a moderator's retry); the retry loop
@@ -84,11 +85,12 @@ class ActionRepo:
         self.owner = owner or process_owner()
         # Built once: SQLAlchemy then only binds the values (a statement built per call is
         # walked again for its cache key each time).
-        self._new_claim = (
+        # On an SQLite file they run on the driver's own cursor (rawsql.py).
+        self._new_claim = Hot(
             self._insert(_ACTIONS).on_conflict_do_nothing(index_elements=["key"]).returning(*_ACTIONS.c)
         )
         c = _ACTIONS.c
-        self._finish = (
+        self._finish = Hot(
             update(_ACTIONS)
             .where(c.key == bindparam("b_key"), c.owner == bindparam("b_owner"))
             .values(
@@ -132,8 +134,8 @@ class ActionRepo:
         # session and identity map were half of a claim's CPU (bench/README.md, issue 16).
         # A statement that wins the claim returns the row (RETURNING); only a lost claim reads it.
         if not due_only:
-            won = conn.execute(
-                self._new_claim,
+            won = self._new_claim.first(
+                conn,
                 {
                     "key": key, "kind": kind, "target": target, "event_id": event_id, "room_id": room_id,
                     "decided_by": decided_by, "status": PENDING, "attempts": 0, "created_at": now, "updated_at": now,
@@ -141,7 +143,7 @@ class ActionRepo:
                     # Should this claimer die mid-attempt, the retry loop takes over here.
                     "next_attempt_at": lease_until,
                 },
-            ).first()
+            )
             if won is not None:
                 return _record(won, claimed=True)
         # Read only to name a previous holder in the audit; the UPDATE decides.
@@ -167,8 +169,8 @@ class ActionRepo:
             return _record(row)
         if before is not None and before.owner not in (None, self.owner) and before.status == PENDING:
             # Whoever held it stopped renewing: crashed, or stuck past its lease.
-            conn.execute(
-                _AUDIT_INSERT,
+            _AUDIT_INSERT.execute(
+                conn,
                 audit_row(
                     now, "action", "taken_over",
                     f"{kind} {target}: the claim of {before.owner} expired; taken over by {self.owner}",
@@ -197,9 +199,9 @@ class ActionRepo:
         }
 
         def finish(conn: Connection) -> bool:
-            held = bool(conn.execute(self._finish, values).rowcount)
+            held = self._finish.execute(conn, values) > 0
             if audit is not None:
-                conn.execute(_AUDIT_INSERT, audit)
+                _AUDIT_INSERT.execute(conn, audit)
             return held
 
         return await self._runner.run(finish)

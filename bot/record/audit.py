@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from .db import session_factory
 from .direct import AsyncRunner, TransactionRunner
 from .journal import audit_row
+from .rawsql import Hot
 from .tables import AuditRow
 
 
@@ -45,7 +46,7 @@ class AuditRepo:
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
         self._clock = clock
         self.source = source
-        self._insert = insert(AuditRow.__table__)
+        self._insert = Hot(insert(AuditRow.__table__))  # SQLite's own cursor where it can (rawsql.py)
 
     async def write(
         self,
@@ -59,7 +60,7 @@ class AuditRepo:
         mxc: str | None = None,
     ) -> None:
         row = self.row(category, outcome, message, event_id=event_id, room_id=room_id, sender=sender, mxc=mxc)
-        await self._runner.run(lambda conn: conn.execute(self._insert, row))
+        await self._runner.run(lambda conn: self._insert.execute(conn, row))
 
     def row(
         self,

@@ -17,6 +17,7 @@ from .db import dialect_insert, session_factory
 from .direct import TransactionRunner, transaction_runner
 from .journal import EventJournal, MediaSeen, audit_row
 from .media import MediaWrites, media_hashes
+from .rawsql import Hot
 from .tables import AuditRow, EventRow, TransactionRow
 from .verdicts import verdict_insert
 
@@ -62,21 +63,16 @@ class EventRepo:
         self._insert = dialect_insert(engine)
         # The hot path's statements, built once so that SQLAlchemy compiles each once and
         # then only binds parameters (the ORM compiled them again on every call).
-        self._new_transaction = (
-            self._insert(TransactionRow.__table__)
-            .on_conflict_do_nothing(index_elements=["txn_id"])
-            .returning(TransactionRow.__table__.c.txn_id)
-        )
-        self._audit = insert(AuditRow.__table__)
-        self._new_events = (
-            self._insert(EventRow.__table__)
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(EventRow.__table__.c.event_id)
-        )
+        # On an SQLite file they run on the driver's own cursor (rawsql.py).
+        new_transaction = self._insert(TransactionRow.__table__).on_conflict_do_nothing(index_elements=["txn_id"])
+        self._new_transaction = Hot(new_transaction.returning(TransactionRow.__table__.c.txn_id), new_transaction)
+        self._audit = Hot(insert(AuditRow.__table__))
+        new_events = self._insert(EventRow.__table__).on_conflict_do_nothing(index_elements=["event_id"])
+        self._new_events = Hot(new_events.returning(EventRow.__table__.c.event_id), new_events)
         self._media = MediaWrites.build(engine)
-        self._verdicts = verdict_insert(engine)
+        self._verdicts = Hot(verdict_insert(engine))
         events = EventRow.__table__
-        self._finish = (
+        self._finish = Hot(
             update(events)
             .where(events.c.event_id == bindparam("b_event_id"))
             .values(status=bindparam("b_status"), processed_at=bindparam("b_at"), error=bindparam("b_error"))
@@ -123,16 +119,13 @@ class EventRepo:
             # The transaction id is recorded, never trusted to say "seen": Synapse on SQLite
             # numbers transactions from 1 again after a restart (and any Synapse after a
             # database restore), so a known id can bring new events. Event ids decide.
-            inserted_txn = conn.execute(
-                self._new_transaction, {"txn_id": txn_id, "received_at": now, "event_count": len(events)}
-            )
-            new_txn = inserted_txn.scalar_one_or_none() is not None
-            stored: set[str] = set()
-            if rows:
-                # RETURNING says which events are new (a batch of rows per statement).
-                stored = set(conn.execute(self._new_events, list(rows.values())).scalars())
+            new_txn = bool(self._new_transaction.inserted(
+                conn, [{"txn_id": txn_id, "received_at": now, "event_count": len(events)}], "txn_id"
+            ))
+            # Which events are new: RETURNING, or each row's count on SQLite's driver.
+            stored = self._new_events.inserted(conn, list(rows.values()), "event_id")
             if rejected:
-                conn.execute(self._audit, [audit_row(now, "intake", "rejected", reason) for reason in rejected])
+                self._audit.execute(conn, [audit_row(now, "intake", "rejected", reason) for reason in rejected])
             if media_of is None or not stored:
                 return new_txn, stored, {}
             # The lookups the events' processing would make, in this trip (direct.py).
@@ -176,9 +169,9 @@ class EventRepo:
             (self._audit, journal.audits),
         ):
             if rows:
-                conn.execute(statement, rows)
+                statement.execute(conn, rows)
         if finished is not None:
-            conn.execute(self._finish, finished)
+            self._finish.execute(conn, finished)
 
     async def pending_ids(self) -> list[str]:
         """The events waiting for processing, oldest first."""
@@ -241,15 +234,26 @@ class EventRepo:
 
     async def oldest_pending_received_at(self) -> float | None:
         """When the oldest event still waiting for processing arrived (wall clock), if any."""
-        async with self.sessions() as session:
-            query = select(func.min(EventRow.received_at)).where(EventRow.status == "pending")
-            return (await session.execute(query)).scalar_one()
+        return (await self.queue_state())[1]
 
     async def by_status(self) -> dict[str, int]:
         """How many events are in each processing status."""
-        async with self.sessions() as session:
-            result = await session.execute(select(EventRow.status, func.count()).group_by(EventRow.status))
-            return {status: count for status, count in result.all()}
+        return await self._runner.run(self._counts)
+
+    async def queue_state(self) -> tuple[dict[str, int], float | None]:
+        """by_status and oldest_pending_received_at in one trip (/health asks for both, often)."""
+        return await self._runner.run(lambda conn: (self._counts(conn), self._oldest(conn)))
+
+    def _counts(self, conn: Connection) -> dict[str, int]:
+        return {row["status"]: row["n"] for row in _BY_STATUS.rows(conn, {})}
+
+    def _oldest(self, conn: Connection) -> float | None:
+        rows = _OLDEST_PENDING.rows(conn, {})
+        return rows[0]["oldest"] if rows else None
+
+
+_BY_STATUS = Hot(select(EventRow.status, func.count().label("n")).group_by(EventRow.status))
+_OLDEST_PENDING = Hot(select(func.min(EventRow.received_at).label("oldest")).where(EventRow.status == bindparam("b_pending", "pending")))
 
 
 def _malformed(raw: Any) -> str | None:

@@ -7,6 +7,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
@@ -17,6 +18,7 @@ from ..model import Hashes
 from .db import dialect_insert, session_factory
 from .direct import AsyncRunner, TransactionRunner
 from .journal import MediaSeen, hashes_from_columns, media_hash_columns
+from .rawsql import Hot, driver
 from .tables import EventMediaRow, EventRow, MediaRow
 
 
@@ -84,9 +86,9 @@ class MediaWrites:
     """The media table's upserts (without hashes, and with: a row keeps hashes it has) and
     the insert of event-media links, built once per dialect."""
 
-    unhashed: Any
-    hashed: Any
-    link: Any
+    unhashed: Hot
+    hashed: Hot
+    link: Hot
 
     @classmethod
     def build(cls, engine: AsyncEngine) -> MediaWrites:
@@ -94,13 +96,13 @@ class MediaWrites:
         status_columns = ("status", "mimetype", "error", "last_scanned")
         hash_columns = tuple(media_hash_columns(Hashes(sha256="", md5=None, size=0)))
         return cls(
-            unhashed=upsert.on_conflict_do_update(
+            unhashed=Hot(upsert.on_conflict_do_update(
                 index_elements=["mxc"], set_={c: upsert.excluded[c] for c in status_columns}
-            ),
-            hashed=upsert.on_conflict_do_update(
+            )),
+            hashed=Hot(upsert.on_conflict_do_update(
                 index_elements=["mxc"], set_={c: upsert.excluded[c] for c in status_columns + hash_columns}
-            ),
-            link=dialect_insert(engine)(EventMediaRow.__table__).on_conflict_do_nothing(),
+            )),
+            link=Hot(dialect_insert(engine)(EventMediaRow.__table__).on_conflict_do_nothing()),
         )
 
 
@@ -108,6 +110,13 @@ def media_hashes(conn: Connection, mxcs: Sequence[str]) -> dict[str, Hashes | No
     """The media table's hashes of `mxcs` (None: no row, or no hashes), within the caller's transaction."""
     found: dict[str, Hashes | None] = dict.fromkeys(mxcs)
     unique = list(found)
+    if driver(conn) is not None:
+        # SQLite's own cursor, one mxc at a time: a statement there costs microseconds,
+        # and one form of it compiles once (an IN list has a form per length).
+        for mxc in unique:
+            for row in _BY_MXC.rows(conn, {"b_mxc": mxc}):
+                found[mxc] = hashes_from_columns(row.get)
+        return found
     for start in range(0, len(unique), 500):  # within any database's limit on parameters
         for row in conn.execute(_BY_MXCS, {"b_mxcs": unique[start : start + 500]}):
             found[row.mxc] = stored_media(row).hashes
@@ -116,6 +125,7 @@ def media_hashes(conn: Connection, mxcs: Sequence[str]) -> dict[str, Hashes | No
 
 # Built once (every transaction of the intake reads it): SQLAlchemy then only binds the list.
 _BY_MXCS = select(MediaRow.__table__).where(MediaRow.__table__.c.mxc.in_(bindparam("b_mxcs", expanding=True)))
+_BY_MXC = Hot(select(MediaRow.__table__).where(MediaRow.__table__.c.mxc == bindparam("b_mxc")))
 
 
 class MediaRepo:
@@ -125,13 +135,11 @@ class MediaRepo:
         self.engine = engine
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
         self._runner = runner or AsyncRunner(engine)  # get() is on every event's path (direct.py)
-        media = MediaRow.__table__
-        self._by_mxc = select(media).where(media.c.mxc == bindparam("b_mxc"))
 
     async def get(self, mxc: str) -> StoredMedia | None:
         def read(conn: Connection) -> StoredMedia | None:
-            row = conn.execute(self._by_mxc, {"b_mxc": mxc}).first()
-            return stored_media(row) if row else None
+            rows = _BY_MXC.rows(conn, {"b_mxc": mxc})
+            return stored_media(SimpleNamespace(**rows[0])) if rows else None
 
         return await self._runner.run(read)
 

@@ -29,6 +29,7 @@ from .chain import (
 )
 from .db import session_factory
 from .direct import TransactionRunner, transaction_runner
+from .rawsql import Hot
 from .tables import AllowRow, AuditRow, IncidentRow, ProtectedRoomRow, ReviewRow, SettingRow
 
 # The retention mark (prev_hash of the oldest row kept after a purge, keyed); the setting's
@@ -36,8 +37,9 @@ from .tables import AllowRow, AuditRow, IncidentRow, ProtectedRoomRow, ReviewRow
 ANCHOR_KEY = "incidents.anchor"
 incident_hash = legacy_hash  # the plain SHA-256 link of rows from before the key
 _INCIDENTS = IncidentRow.__table__
+_INCIDENT_INSERT = Hot(_INCIDENTS.insert())
 _SETTINGS = SettingRow.__table__
-_AUDIT_INSERT = AuditRow.__table__.insert()
+_AUDIT_INSERT = Hot(AuditRow.__table__.insert())
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,12 @@ class ModerationStore:
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
         # Appending an incident and reading the chain's head, one trip each (direct.py).
         self._runner = runner or transaction_runner(engine)
-        self._incident_of_event = select(_INCIDENTS).where(_INCIDENTS.c.event_id == bindparam("b_event_id"))
-        self._last_incident = select(_INCIDENTS.c.id, _INCIDENTS.c.row_hash).order_by(_INCIDENTS.c.id.desc()).limit(1)
+        # On an SQLite file these run on the driver's own cursor (rawsql.py).
+        self._incident_of_event = Hot(select(_INCIDENTS).where(_INCIDENTS.c.event_id == bindparam("b_event_id")))
+        self._last_incident = Hot(
+            select(_INCIDENTS.c.id, _INCIDENTS.c.row_hash).order_by(_INCIDENTS.c.id.desc()).limit(1)
+        )
+        self._count_incidents = Hot(select(func.count().label("n")).select_from(_INCIDENTS))
         self._clock = clock
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         # One writer of the incident chain at a time: each row needs the previous row's hash.
@@ -215,14 +221,14 @@ class ModerationStore:
         def append(conn: Connection) -> Incident:
             # SQLAlchemy Core in one trip (direct.py): every known post records one, and the
             # ORM session took some twenty trips to aiosqlite's thread for these statements.
-            existing = conn.execute(self._incident_of_event, {"b_event_id": event_id}).first()
+            existing = self._incident_of_event.first(conn, {"b_event_id": event_id})
             incident = _incident(existing) if existing is not None else new_row(conn)
             if audit is not None:
-                conn.execute(_AUDIT_INSERT, audit(incident))
+                _AUDIT_INSERT.execute(conn, audit(incident))
             return incident
 
         def new_row(conn: Connection) -> Incident:
-            last = conn.execute(self._last_incident).first()
+            last = self._last_incident.first(conn, {})
             if last is not None:
                 prev_hash, new_id = last.row_hash, last.id + 1
             else:
@@ -230,8 +236,8 @@ class ModerationStore:
                 prev_hash, new_id = (mark.prev_hash, mark.next_id) if mark else (GENESIS, 1)
             now = self._clock()
             row_hash = keyed_hash(key, prev_hash, new_id, event_id, now, record_json)
-            conn.execute(
-                _INCIDENTS.insert(),
+            _INCIDENT_INSERT.execute(
+                conn,
                 {
                     "id": new_id, "event_id": event_id, "record_json": record_json, "created_at": now,
                     "prev_hash": prev_hash, "row_hash": row_hash, "chain_scheme": KEYED,
@@ -271,8 +277,8 @@ class ModerationStore:
 
         def head(conn: Connection) -> tuple[int, int, str]:
             # One trip (direct.py): the anchor file learns the head after every incident.
-            count = conn.execute(select(func.count()).select_from(_INCIDENTS)).scalar_one()
-            last = conn.execute(self._last_incident).first()
+            count = self._count_incidents.first(conn, {}).n
+            last = self._last_incident.first(conn, {})
             if last is not None:
                 return count, last.id, last.row_hash
             mark = _retention_mark_of(conn)

@@ -94,6 +94,10 @@ class Store:
     async def oldest_pending_received_at(self) -> float | None:
         return await self.event_repo.oldest_pending_received_at()
 
+    async def queue_state(self) -> tuple[dict[str, int], float | None]:
+        """events_by_status and oldest_pending_received_at, read together in one trip."""
+        return await self.event_repo.queue_state()
+
     async def events_by_status(self) -> dict[str, int]:
         return await self.event_repo.by_status()
 

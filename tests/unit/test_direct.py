@@ -176,3 +176,25 @@ async def test_many_events_media_are_read_in_chunks_the_database_takes(store: St
     assert len(result.queued) == 1200
     known = [e.event_id for e in result.queued if e.media_seen and any(e.media_seen.hashes.values())]
     assert known == ["$event1100"]
+
+
+async def test_transactions_queued_before_a_close_complete_and_a_later_one_opens_the_file_again(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'modbot.db'}")
+    await migrate(engine)
+    try:
+        runner = transaction_runner(engine)
+        assert isinstance(runner, SqliteThreadRunner)
+
+        def media(n: int) -> dict[str, Any]:
+            return {"mxc": f"mxc://example.org/m{n}", "status": "hashed", "first_seen": 1.0, "last_scanned": 1.0}
+
+        queued = [asyncio.create_task(runner.run(lambda conn, n=n: conn.execute(insert(MediaRow), media(n)))) for n in range(5)]
+        await asyncio.sleep(0)  # all five handed to the thread
+        runner.close()
+        await asyncio.gather(*queued)
+        await runner.run(lambda conn: conn.execute(insert(MediaRow), media(9)))
+        runner.close()
+        async with engine.connect() as conn:
+            assert len((await conn.execute(select(MediaRow.mxc))).all()) == 6
+    finally:
+        await engine.dispose()

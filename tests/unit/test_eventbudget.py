@@ -121,6 +121,30 @@ async def test_an_exception_in_the_work_propagates_and_cancels_the_rest(media: t
     assert cancelled == ["hang1"]
 
 
+async def test_a_single_reference_is_cut_at_the_deadline_like_many(media: tuple[Repo, MediaFetcher]) -> None:
+    # One reference (the usual event) is worked on in the caller's task: the same outcomes.
+    repo, fetcher = media
+    [done] = await run_within([ref("a")], fetch_with(fetcher), concurrency=4, deadline=60)
+    assert isinstance(done, Finished) and done.item == ref("a") and done.result.data == b"data"
+    started = time.monotonic()
+    [late] = await run_within([ref("hang1")], fetch_with(fetcher), concurrency=4, deadline=0.3)
+    assert isinstance(late, Unfinished) and late.item == ref("hang1")
+    assert time.monotonic() - started < 60
+    for _ in range(100):
+        if repo.in_flight == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert repo.in_flight == 0
+
+
+async def test_a_timeout_of_the_work_itself_propagates_rather_than_passing_for_the_deadline() -> None:
+    async def work(_r: MediaRef) -> None:
+        raise TimeoutError("the work's own")
+
+    with pytest.raises(TimeoutError, match="the work's own"):
+        await run_within([ref("a")], work, concurrency=1, deadline=60)
+
+
 async def test_nothing_to_do_is_done_at_once() -> None:
     async def work(_r: MediaRef) -> None:
         raise AssertionError("not called")

@@ -7,6 +7,8 @@ teardown, so no test depends on how long anything takes.
 from __future__ import annotations
 
 import asyncio
+import gzip
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -201,6 +203,31 @@ async def test_chunked_body_without_length_stops_as_soon_as_it_passes_the_cap(
     await asyncio.wait_for(finished.wait(), timeout=10)
     assert interrupted
     assert sent < total // 4
+
+
+async def test_a_compressed_body_that_inflates_past_the_cap_is_refused(
+    repo: MediaRepo, session: aiohttp.ClientSession
+) -> None:
+    # Hostile: a small declared length (the gzip on the wire) that inflates to 64 MiB. The
+    # declared length says nothing of the body the client unpacks, which is capped as it comes.
+    bomb = gzip.compress(b"\0" * (64 * 1024 * 1024))
+    assert len(bomb) < CAP
+
+    async def handler(_request: web.Request) -> web.StreamResponse:
+        return web.Response(body=bomb, headers={"Content-Type": "image/png", "Content-Encoding": "gzip"})
+
+    repo.handler = handler
+    tracemalloc.start()
+    try:
+        got = await fetcher(session, repo.url).fetch(REF)
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert got.data is None
+    assert got.error is not None and "size cap" in got.error
+    assert not got.retryable
+    assert peak < 16 * 1024 * 1024  # never the whole inflated body in memory
 
 
 # --- errors --------------------------------------------------------------------------------

@@ -220,6 +220,18 @@ async def test_finish_event_and_count_attempt(store: Store) -> None:
 
 async def test_events_by_status_of_an_empty_queue(store: Store) -> None:
     assert await store.events_by_status() == {}
+    assert await store.queue_state() == ({}, None)
+
+
+async def test_the_queue_state_counts_statuses_and_dates_the_oldest_pending_event(store: Store) -> None:
+    # What /health reads, in one trip: the oldest *pending* event, not the oldest event.
+    await store.store_transaction("txn1", [event(1)], everything)
+    await store.store_transaction("txn2", [event(2), event(3)], everything)
+    await store.finish_event("$event1", "done")
+    loaded = await store.load_event("$event2")
+    assert loaded is not None
+    assert await store.queue_state() == ({"done": 1, "pending": 2}, loaded.received_at)
+    assert await store.oldest_pending_received_at() == loaded.received_at
 
 
 # --- media and verdicts ------------------------------------------------------------------
