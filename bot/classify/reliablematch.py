@@ -38,16 +38,12 @@ def reliable_queries(hashes: Hashes, min_quality: int) -> tuple[np.ndarray, np.n
     uint64 PDQ bits, masks (tiers, n, 4) each query's most reliable bits per tier."""
     if not uses_reliable_bits(hashes.pdq_quality, min_quality) or not hashes.pdq_coefficients:
         return None
-    blocks = []
-    for text in hashes.pdq_coefficients[:1]:
-        try:
-            blocks.append(dihedral_coefficients(parse(text.lower())))
-        except ValueError:
-            continue  # checked by the sandbox's parent already; nothing to match with
-    if not blocks:
-        return None
+    try:
+        coefficients = parse(hashes.pdq_coefficients[0].lower())
+    except ValueError:
+        return None  # checked by the sandbox's parent already; nothing to match with
     # In PDQ's bit order: coefficient [i, j] is bit 16i + j counted from the least significant.
-    flat = np.concatenate(blocks).reshape(-1, 256)[:, ::-1]
+    flat = dihedral_coefficients(coefficients).reshape(-1, 256)[:, ::-1]
     median = np.partition(flat, _HALF - 1, axis=1)[:, _HALF - 1 : _HALF]
     bits = flat > median
     order = np.argsort(-np.abs(flat - median), axis=1, kind="stable")
