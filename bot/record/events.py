@@ -234,7 +234,7 @@ class EventRepo:
 
     async def oldest_pending_received_at(self) -> float | None:
         """When the oldest event still waiting for processing arrived (wall clock), if any."""
-        return (await self.queue_state())[1]
+        return await self._runner.run(self._oldest)
 
     async def by_status(self) -> dict[str, int]:
         """How many events are in each processing status."""

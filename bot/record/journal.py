@@ -147,19 +147,14 @@ def hashes_from_columns(column: Callable[[str], Any]) -> Hashes | None:
         width=column("width"),
         height=column("height"),
         frame_pdqs=_frames(column("frame_pdqs")),
-        lowfreq=_signatures(column("lowfreq")),
-        pdq_coefficients=_coefficients(column("pdq_coefficients")),
+        lowfreq=_hex_texts(column("lowfreq"), 72),  # smoothsig's signatures
+        pdq_coefficients=_hex_texts(column("pdq_coefficients"), 1024),  # pdqcoef's texts
     )
 
 
-def _signatures(text: str | None) -> tuple[str, ...]:
-    """The lowfreq column read back: the texts media_hash_columns wrote (72 hex digits each)."""
-    return tuple(t for t in (text or "").split(",") if len(t) == 72 and t.isalnum())
-
-
-def _coefficients(text: str | None) -> tuple[str, ...]:
-    """The pdq_coefficients column read back: the texts media_hash_columns wrote (1024 hex digits each)."""
-    return tuple(t for t in (text or "").split(",") if len(t) == 1024 and t.isalnum())
+def _hex_texts(text: str | None, length: int) -> tuple[str, ...]:
+    """A column of `,`-joined hex texts read back: those media_hash_columns wrote, of `length` each."""
+    return tuple(t for t in (text or "").split(",") if len(t) == length and t.isalnum())
 
 
 def _frames(text: str | None) -> tuple[tuple[int, str, int], ...]:
