@@ -52,7 +52,7 @@ class WorkerSettings:
     cpu_seconds: float
     nice: int
     limits: MediaLimits
-    shared_bytes: int = 8 << 20  # media up to this size come through shared memory
+    shared_bytes: int  # media up to this size come through shared memory (pool.SHARED_BYTES)
 
 
 def serve(sock: socket.socket, settings: WorkerSettings) -> None:
