@@ -85,6 +85,10 @@ class Hashes:
     # Under PDQ quality 50: PDQ's DCT coefficients (bot/hashing/pdqcoef.py) of the image as
     # decoded (one text, or none), whose most reliable bits are matched.
     pdq_coefficients: tuple[str, ...] = ()
+    # PDQ of the image as decoded padded back as if cut from a larger one, one hash per
+    # guess of bot/hashing/uncrop.HYPOTHESES in its order (or none): matched against hash
+    # lists so that a cropped copy finds its original. Not sent to scanning services.
+    pdq_uncropped: tuple[str, ...] = ()
 
 
 class MatchKind(str, Enum):

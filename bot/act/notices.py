@@ -42,6 +42,8 @@ def describe_verdict(v: Verdict) -> str:
     elif v.details.get("signal") == "reliable bits":  # a smooth image (bot/classify/reliablematch.py)
         tiers = ", ".join(f"{m} of its {n}" for n, m in v.details.get("reliable_mismatches", {}).items())
         how += f"; smooth image, PDQ quality {v.details.get('pdq_quality')}: most reliable bits apart in {tiers}"
+    elif "crop" in v.details:  # a crop guess (bot/classify/cropmatch.py)
+        how += f"; a cropped copy: matched when padded back as if {v.details['crop']}"
     elif "second" in v.details or v.details.get("query") == "frame":
         how += f", {'second' if 'second' in v.details else 'frame'} {v.details.get('second', v.details.get('frame'))}"
     return f"{where}, label {v.label} ({how})"

@@ -10,7 +10,8 @@ The classifier reads its lists from a `ListSource` at each call, so a `bot.lists
 can swap in reloaded lists while scans go on: a scan sees the old lists or the new ones,
 never a mix. Smooth images (PDQ quality under 50) are also matched by their low-frequency
 signature against a list's `lowfreq` entries (bot/classify/smoothmatch.py) and by their most reliable
-PDQ bits against its PDQ entries (bot/classify/reliablematch.py). An allowlist, when given, always wins: a verdict for allowlisted media, or
+PDQ bits against its PDQ entries (bot/classify/reliablematch.py); cropped copies by PDQ of the
+image padded back by each crop guess (bot/classify/cropmatch.py). An allowlist, when given, always wins: a verdict for allowlisted media, or
 for an allowlisted list entry, is never returned.
 """
 
@@ -25,6 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.classify.base import Classifier, ClassifierContext, ClassifierSetupError, MediaInput
+from bot.classify.cropmatch import crop_verdicts
 from bot.classify.pdqrule import FULL_QUALITY, PHASH_PDQ_CONFIRM, pdq_bounds
 from bot.classify.reliablematch import reliable_queries, reliable_verdicts
 from bot.classify.smoothmatch import smooth_verdicts
@@ -89,6 +91,9 @@ class HashListClassifier(Classifier):
       verdict's details name the frame (or the second).
     - Videos against vPDQ entries: the share of frames matched both ways, as HMA does
       (bot/classify/videomatch.py); the verdict names the entry, both shares and the frames.
+    - Crops: each of `Hashes.pdq_uncropped` (the image padded back as if 1.25-5% had been
+      cut from each side or from one side) within the bound of a derived query; the
+      verdict's details name the guess (bot/classify/cropmatch.py).
     - pHash: `Hashes.phash` within the list's threshold; skipped when PDQ reported a
       quality under pdqrule.FULL_QUALITY or `pdq_min_quality`: pHash has no quality of its
       own and near-uniform images match each other. A pHash match of a label the list also
@@ -184,7 +189,8 @@ class HashListClassifier(Classifier):
             video = video_verdicts(self.name, lst, hashes)
             smooth = smooth_verdicts(self.name, lst, hashes, self.pdq_min_quality)
             reliable = reliable_verdicts(self.name, lst, hashes, reliable_query)
-            for verdict in (*self._list_verdicts(lst, hashes, queries), *frame_verdicts, *video, *smooth, *reliable):
+            crops = crop_verdicts(self.name, lst, hashes, self.pdq_min_quality)
+            for verdict in (*self._list_verdicts(lst, hashes, queries), *frame_verdicts, *video, *smooth, *reliable, *crops):
                 key = (list_no, verdict.label)
                 if key not in best or _rank(verdict) < _rank(best[key]):
                     best[key] = verdict
@@ -343,7 +349,8 @@ def _frames(hashes: Hashes) -> list[tuple[int, str, int, np.ndarray]]:
     return frames
 
 
-def _rank(verdict: Verdict) -> tuple[int, int]:
-    """Exact first, then hashes by distance; a signature (another unit) only when nothing else matched."""
+def _rank(verdict: Verdict) -> tuple[int, int, int]:
+    """Exact first, then hashes by distance, a crop guess's after any other (the posted image's
+    own hashes are the stronger evidence); a signature (another unit) only when nothing else matched."""
     kind = 0 if verdict.kind is MatchKind.EXACT else 2 if verdict.hash_type == SIGNATURE_HASH_TYPE else 1
-    return (kind, verdict.distance or 0)
+    return (kind, "crop" in verdict.details, verdict.distance or 0)

@@ -274,7 +274,8 @@ def explain(name: str, hashes: Hashes, lists: list[LoadedList], pdq_min_quality:
         if not note and quality is not None and quality < FULL_QUALITY:
             note = (f" (under {FULL_QUALITY}: pdq and its rotations/flips/trims matched within {LOW_BOUND} bits,"
                     f" phash not matched)")
-        lines.append(f"  pdq {hashes.pdq} quality {quality}{note}; {len(hashes.pdq_queries)} rotations/flips/trims tried")
+        lines.append(f"  pdq {hashes.pdq} quality {quality}{note}; {len(hashes.pdq_queries)} rotations/flips/trims and "
+                     f"{len(hashes.pdq_uncropped)} crop guesses tried")
         lines.append(f"  phash {hashes.phash}")
     else:
         lines.append(f"  no perceptual hash: {hashes.perceptual_error}")
@@ -305,6 +306,7 @@ def explain(name: str, hashes: Hashes, lists: list[LoadedList], pdq_min_quality:
 
 
 def _near_entries(lst: LoadedList, hashes: Hashes, margin: int | None) -> list[tuple[str, str, str, int, str]]:
+    from ..hashing.uncrop import HYPOTHESES
     from ..lists.index import hex_to_codes
 
     found: list[tuple[str, str, str, int, str]] = []
@@ -313,8 +315,9 @@ def _near_entries(lst: LoadedList, hashes: Hashes, margin: int | None) -> list[t
         exact = lst.index.exact.get(hash_type)
         if value and exact is not None:
             found.extend((hash_type, value, label, 0, "exact") for label in exact.get(value))
-    queries = {"pdq": ([hashes.pdq] if hashes.pdq else []) + [q for q in hashes.pdq_queries if q != hashes.pdq],
-               "phash": [hashes.phash] if hashes.phash else []}
+    pdqs = ([hashes.pdq] if hashes.pdq else []) + [q for q in hashes.pdq_queries if q != hashes.pdq]
+    queries = {"pdq": pdqs + list(hashes.pdq_uncropped), "phash": [hashes.phash] if hashes.phash else []}
+    crops = dict(zip(range(len(pdqs), len(queries["pdq"])), (name for name, _cut in HYPOTHESES)))
     for hash_type, hexes in queries.items():
         index = lst.index.near.get(hash_type)
         if index is None or not hexes:
@@ -323,6 +326,8 @@ def _near_entries(lst: LoadedList, hashes: Hashes, margin: int | None) -> list[t
         radius = min(radius, HASH_HEX_LENGTH[hash_type] * 4)
         for row, query_no, distance in index.search(hex_to_codes(hexes, HASH_HEX_LENGTH[hash_type]), radius):
             query = "the image as decoded" if query_no == 0 else f"variant {hexes[query_no]}"
+            if hash_type == "pdq" and query_no in crops:
+                query = f"crop guess ({crops[query_no]}) {hexes[query_no]}"
             found.append((hash_type, index.hash_at(row), index.label_at(row), distance, query))
     found.sort(key=lambda f: (f[3], f[0]))
     return found

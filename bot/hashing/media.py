@@ -18,7 +18,7 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFile
 
-from . import pdq, pdqcoef, smoothsig
+from . import pdq, pdqcoef, smoothsig, uncrop
 from bot.model import Hashes
 
 from .border import trim_box
@@ -240,6 +240,8 @@ def _add_perceptual(hashes: Hashes, image: Image.Image) -> Hashes:
         pdq_queries=tuple(dict.fromkeys(queries)),
         lowfreq=tuple(dict.fromkeys(s for s in signatures if s is not None)),
         pdq_coefficients=(coefficients,) if coefficients else (),
+        # Crops: of the image as decoded only (a trimmed image was cut already).
+        pdq_uncropped=uncrop.queries(luma),
     )
 
 

@@ -271,3 +271,16 @@ def _to_hex(coefficients: np.ndarray) -> tuple[str, ...]:
     median = np.partition(flat, _BITS // 2 - 1, axis=1)[:, _BITS // 2 - 1 : _BITS // 2]
     bits = flat[:, ::-1] > median  # most significant bit first
     return tuple(row.tobytes().hex() for row in np.packbits(bits, axis=1))
+
+
+# For other modules that hash images derived from one luma without building them
+# (bot/hashing/uncrop.py): the band of a side, the product with it, and the hashes of
+# 64x64 images.
+band = _band
+weighted_rows = _weighted_rows
+
+
+def hashes_of(smalls: np.ndarray) -> tuple[str, ...]:
+    """PDQ hashes of 64x64 images as `downsample` gives them (k x 64 x 64), in order."""
+    dct = _dct_matrix()
+    return _to_hex(dct @ np.asarray(smalls, dtype=np.float64) @ dct.T)

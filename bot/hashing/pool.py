@@ -41,6 +41,7 @@ from .fitting import FitSpec, Fitted
 from .limits import MediaLimits
 from .media import exact_hashes
 from .pdqcoef import checked as checked_coefficients
+from . import uncrop
 from .smoothsig import checked as checked_lowfreq
 from .video import MAX_VIDEO_FRAMES
 from .worker import EXIT_MEMORY, WorkerSettings, serve
@@ -419,6 +420,8 @@ def _parse(answer: dict[str, Any]) -> tuple[Hashes, tuple[str, ...]]:
             value = checked_lowfreq(value)
         elif name == "pdq_coefficients":
             value = checked_coefficients(value)
+        elif name == "pdq_uncropped":
+            value = uncrop.checked(value)
         elif value is not None and not isinstance(value, (str, int)) or isinstance(value, str) and len(value) > 1000:
             raise ValueError(f"malformed {name}")
         values[name] = value

@@ -123,6 +123,7 @@ def media_hash_columns(hashes: Hashes) -> dict[str, Any]:
         "frame_pdqs": ";".join(f"{n}:{h}:{q}" for n, h, q in hashes.frame_pdqs) or None,
         "lowfreq": ",".join(hashes.lowfreq) or None,
         "pdq_coefficients": ",".join(hashes.pdq_coefficients) or None,
+        "pdq_uncropped": ",".join(hashes.pdq_uncropped) or None,
         "size": hashes.size,
         "width": hashes.width,
         "height": hashes.height,
@@ -149,6 +150,7 @@ def hashes_from_columns(column: Callable[[str], Any]) -> Hashes | None:
         frame_pdqs=_frames(column("frame_pdqs")),
         lowfreq=_hex_texts(column("lowfreq"), 72),  # smoothsig's signatures
         pdq_coefficients=_hex_texts(column("pdq_coefficients"), 1024),  # pdqcoef's texts
+        pdq_uncropped=_hex_texts(column("pdq_uncropped"), 64),  # uncrop's guesses, in order
     )
 
 

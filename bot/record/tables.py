@@ -75,6 +75,9 @@ class MediaRow(Base):
     # Under PDQ quality 50, PDQ's DCT coefficients (1024 hex digits each) joined by `,`
     # (since migration 0015), so that re-posts and retro match the same reliable bits.
     pdq_coefficients: Mapped[str | None] = mapped_column(Text)
+    # PDQ of the image padded back by each crop guess (bot/hashing/uncrop.py), 64 hex
+    # digits each joined by `,` in the guesses' order (since migration 0016).
+    pdq_uncropped: Mapped[str | None] = mapped_column(Text)
     size: Mapped[int | None] = mapped_column(BigInteger)
     mimetype: Mapped[str | None] = mapped_column(String(255))
     width: Mapped[int | None] = mapped_column(Integer)
