@@ -37,6 +37,7 @@ KNOWN = make_photo(seed=101)
 KNOWN_PNG = encode(KNOWN, "PNG")
 SMOOTH = dark_room(1)  # PDQ quality under 50
 SMOOTH_PNG = encode(SMOOTH, "PNG")
+CROPPED_SOURCE = make_photo(seed=202)  # listed by its PDQ alone; posted with its bottom cut off
 
 
 @dataclass
@@ -79,6 +80,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         known_file.unlink()
         # As a provider lists a smooth image: its PDQ only (no signature, no crops).
         append_entries(stage.list_path, [HashEntry("pdq", compute_hashes(SMOOTH_PNG).pdq or "", KNOWN_LABEL)])
+        source_pdq = compute_hashes(encode(CROPPED_SOURCE, "PNG")).pdq or ""
+        append_entries(stage.list_path, [HashEntry("pdq", source_pdq, KNOWN_LABEL)])
         w = World(stage, BotProcess.for_stage(stage), None, trusted)  # type: ignore[arg-type]
         w.write_config()
         async with bot_running(stage, w.bot) as (_, db):
@@ -176,6 +179,25 @@ async def test_a_smooth_images_copy_is_found_in_a_pdq_only_list_by_its_most_reli
     _, other_event = await post_image(user, world.room, encode(dark_room(12), "JPEG", quality=75), "image/jpeg")
     assert await wait_for(lambda: processed(world, other_event), timeout=20) == "done"
     assert not await redacted(world.stage.moderator, world.room, other_event)
+
+
+async def test_a_copy_with_a_strip_cut_off_is_found_in_a_pdq_only_list_by_a_crop_guess(world: World) -> None:
+    # 5% of the height cut from the bottom (where a watermark would be): 48 bits from the
+    # listed PDQ, past the bound; padded back by the guess, 14.
+    width, height = CROPPED_SOURCE.size
+    copy = encode(CROPPED_SOURCE.crop((0, 0, width, height - round(height * 0.05))), "JPEG", quality=85)
+    listed = compute_hashes(encode(CROPPED_SOURCE, "PNG")).pdq or ""
+    assert min(hamming(q, listed) for q in compute_hashes(copy).pdq_queries) > 31
+    offender = await world.stage.new_user("cropper", join=world.room)
+    mxc, event_id = await post_image(offender, world.room, copy, "image/jpeg")
+    await assert_moderated(world, offender, world.room, event_id, mxc)
+    notice = next(n for n in await notices(world) if event_id in n)
+    assert "a cropped copy: matched when padded back as if 5% cut from the bottom" in notice
+    (verdict,) = await world.db.store.verdicts_for(event_id=event_id)
+    assert (verdict.list_name, verdict.hash_type, verdict.kind) == ("known", "pdq", "near") and verdict.distance <= 31
+    # The guesses are kept with the media: a re-post of the (now quarantined) mxc matches again.
+    media = await world.db.store.get_media(mxc)
+    assert media is not None and media.hashes is not None and len(media.hashes.pdq_uncropped) == 20
 
 
 async def test_unknown_image_is_left_alone_and_recorded_as_no_match(world: World) -> None:
