@@ -98,8 +98,9 @@ def guess_sets() -> dict[str, tuple[np.ndarray, np.ndarray]]:
         "as decoded": cells([none]),
         "centred cuts (5)": cells(centred),
         "one side (17)": cells(sides),
-        "uncrop.HYPOTHESES (20 + as decoded)": cells([none, *hypotheses]),
-        "+ centred per axis (41)": cells([none, *hypotheses, *per_axis_centred]),
+        "centred and one side (21)": cells([none, *centred, *sides]),
+        "+ centred per axis (37)": cells([none, *centred, *sides, *per_axis_centred]),
+        f"uncrop.HYPOTHESES ({len(hypotheses)} + as decoded)": cells([none, *hypotheses]),
         "every combination (625)": cells([(r, c) for r in AXIS for c in AXIS]),
     }
 

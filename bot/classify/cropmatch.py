@@ -2,10 +2,10 @@
 
 The hash-list classifier (bot/classify/hashlist.py) calls this for every still image that
 has `Hashes.pdq_uncropped` (bot/hashing/uncrop.py: PDQ of the image padded back to the
-extent its original had if 1.25-5% was cut from each side, or from one side). Each guess
-is matched like the image's other derived queries (turns, flips, the trimmed image):
-within the derived bound pdqrule.pdq_bounds gives the image's quality, so a smooth
-image's guesses are held to the low-quality bound. A verdict is a PDQ near match at the
+extent its original had if up to 5% of a side was cut: centred, from one side, or 5% of
+each axis off-centre; 44 guesses). Each guess is matched like the image's other derived
+queries (turns, flips, the trimmed image): within the derived bound pdqrule.pdq_bounds
+gives the image's quality, so a smooth image's guesses are held to the low-quality bound. A verdict is a PDQ near match at the
 guess's distance, with `details.crop` naming the guess (the notice says it).
 
 Pure: hashes in, verdicts out.

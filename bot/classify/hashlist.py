@@ -91,8 +91,8 @@ class HashListClassifier(Classifier):
       verdict's details name the frame (or the second).
     - Videos against vPDQ entries: the share of frames matched both ways, as HMA does
       (bot/classify/videomatch.py); the verdict names the entry, both shares and the frames.
-    - Crops: each of `Hashes.pdq_uncropped` (the image padded back as if 1.25-5% had been
-      cut from each side or from one side) within the bound of a derived query; the
+    - Crops: each of `Hashes.pdq_uncropped` (the image padded back as if up to 5% had been
+      cut from its sides, 44 guesses) within the bound of a derived query; the
       verdict's details name the guess (bot/classify/cropmatch.py).
     - pHash: `Hashes.phash` within the list's threshold; skipped when PDQ reported a
       quality under pdqrule.FULL_QUALITY or `pdq_min_quality`: pHash has no quality of its

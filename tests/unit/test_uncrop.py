@@ -59,12 +59,20 @@ def test_each_guess_is_pdq_of_the_image_padded_back_with_its_edge_pixels(shape: 
         assert got == pdq.pdq_hash(np.pad(luma, padding, mode="edge"))[0], name
 
 
-def test_the_guesses_are_centred_cuts_and_cuts_from_one_side_of_at_most_5_percent() -> None:
+def test_the_guesses_are_centred_one_sided_or_off_centre_cuts_of_at_most_5_percent_of_a_side() -> None:
     cuts = [c for _name, c in uncrop.HYPOTHESES]
-    assert len(cuts) == len(set(cuts)) == 20
+    assert len(cuts) == len(set(cuts)) == 44
+    kinds = {"centred": 0, "one side": 0, "off-centre": 0}
     for left, right, top, bottom in cuts:
         assert max(left, right, top, bottom) <= 0.05
-        assert len({left, right, top, bottom}) == 1 or sorted((left, right, top, bottom))[:3] == [0, 0, 0]
+        if len({left, right, top, bottom}) == 1:
+            kinds["centred"] += 1
+        elif sorted((left, right, top, bottom))[:3] == [0, 0, 0]:
+            kinds["one side"] += 1
+        else:  # 5% of the width and 5% of the height, split unevenly
+            assert round(left + right, 4) == round(top + bottom, 4) == 0.05
+            kinds["off-centre"] += 1
+    assert kinds == {"centred": 4, "one side": 16, "off-centre": 24}
     assert uncrop.queries(np.zeros((4, 400), np.float32)) == ()  # too small to hash
 
 
@@ -74,6 +82,7 @@ def test_the_guesses_are_centred_cuts_and_cuts_from_one_side_of_at_most_5_percen
         ({"bottom": 0.05}, "5% cut from the bottom"),
         ({"left": 0.0375}, "3.75% cut from the left"),
         ({"left": 0.025, "right": 0.025, "top": 0.025, "bottom": 0.025}, "2.5% cut from each side"),
+        ({"left": 0.05, "top": 0.0125, "bottom": 0.0375}, "5% cut from the left, 1.25% from the top, 3.75% from the bottom"),
     ],
 )
 def test_a_cropped_copy_matches_its_originals_pdq_through_the_guess_that_undoes_the_cut(
