@@ -55,7 +55,8 @@ def grid(data: bytes) -> tuple[np.ndarray, int]:
         mixed_t = np.ascontiguousarray(pdq.weighted_rows(uncrop._band(rows, *uncrop._padding(rows, top, bottom)), luma).T)
         for left, right in AXIS:
             smalls.append(pdq.weighted_rows(uncrop._band(cols, *uncrop._padding(cols, left, right)), mixed_t).T)
-    hexes = pdq.hashes_of(np.stack(smalls))
+    dct = pdq.dct_matrix()
+    hexes = pdq.hashes_from_coefficients(dct @ np.stack(smalls).astype(np.float64) @ dct.T)
     codes = np.frombuffer(bytes.fromhex("".join(hexes)), np.uint8).reshape(len(AXIS), len(AXIS), 32)
     return codes, pdq.pdq_hash(luma)[1]
 

@@ -274,13 +274,13 @@ def _to_hex(coefficients: np.ndarray) -> tuple[str, ...]:
 
 
 # For other modules that hash images derived from one luma without building them
-# (bot/hashing/uncrop.py): the band of a side, the product with it, and the hashes of
-# 64x64 images.
+# (bot/hashing/uncrop.py): the band of a side, the product with it, the DCT rows, and the
+# hashes of 16x16 coefficients.
 band = _band
 weighted_rows = _weighted_rows
+dct_matrix = _dct_matrix
 
 
-def hashes_of(smalls: np.ndarray) -> tuple[str, ...]:
-    """PDQ hashes of 64x64 images as `downsample` gives them (k x 64 x 64), in order."""
-    dct = _dct_matrix()
-    return _to_hex(dct @ np.asarray(smalls, dtype=np.float64) @ dct.T)
+def hashes_from_coefficients(coefficients: np.ndarray) -> tuple[str, ...]:
+    """PDQ hashes of k x 16 x 16 DCT coefficients (as `_dct16` computes them), in order."""
+    return _to_hex(coefficients)

@@ -88,33 +88,43 @@ def queries(luma: np.ndarray) -> tuple[str, ...]:
             by_columns.append(number)
         else:
             by_rows.setdefault(_padding(rows, top, bottom), []).append(number)
-    smalls: list[np.ndarray] = [np.empty(0)] * len(HYPOTHESES)
+    # PDQ keeps 16x16 of the 64x64 image's DCT coefficients, and the DCT of one axis
+    # commutes with the blur-and-decimate of the other: each pass's 64 lines are reduced to
+    # their 16 frequencies first, so the per-guess work is on 16 lines, not 64.
+    dct = pdq.dct_matrix()
+    dct32 = _dct32()  # single precision for the wide products: 2.5x faster than double here
+    coefficients: list[np.ndarray] = [np.empty(0)] * len(HYPOTHESES)
     for padding, numbers in by_rows.items():
-        mixed = pdq.weighted_rows(_band(rows, *padding), pixels)  # 64 x cols
+        mixed = dct32 @ pdq.weighted_rows(_band(rows, *padding), pixels)  # 16 x cols
         cuts = [_padding(cols, *HYPOTHESES[n][1][:2]) for n in numbers]
-        for n, small in zip(numbers, _second_pass(mixed, cols, cuts)):
-            smalls[n] = small
+        for n, half in zip(numbers, _second_pass(mixed, cols, cuts)):
+            coefficients[n] = half @ dct.T
     if by_columns:
         # Pillow transposes a float image several times faster than numpy copies a
         # transposed view (cache-friendly tiles).
         transposed = np.asarray(Image.fromarray(pixels, "F").transpose(Image.Transpose.TRANSPOSE))
-        mixed = pdq.weighted_rows(pdq.band(cols), transposed)  # 64 columns x rows
+        mixed = dct32 @ pdq.weighted_rows(pdq.band(cols), transposed)  # 16 column frequencies x rows
         cuts = [_padding(rows, *HYPOTHESES[n][1][2:]) for n in by_columns]
-        for n, small_t in zip(by_columns, _second_pass(mixed, rows, cuts)):
-            smalls[n] = small_t.T
-    return pdq.hashes_of(np.stack(smalls))
+        for n, half in zip(by_columns, _second_pass(mixed, rows, cuts)):
+            coefficients[n] = (half @ dct.T).T
+    return pdq.hashes_from_coefficients(np.stack(coefficients))
 
 
 def _second_pass(mixed: np.ndarray, n: int, paddings: list[tuple[int, int]]) -> np.ndarray:
-    """The 64x64 images (guesses x 64 x 64) of `mixed` (64 x n: one axis already blurred
-    and decimated) with its other axis blurred and decimated as padded by each of
-    `paddings`: one gather of the lines of its transpose for all of them, and one batched
-    product (2.5x faster here than a gather along the rows with einsum)."""
+    """`mixed` (k x n: one axis already done) with its other axis blurred and decimated as
+    padded by each of `paddings` (guesses x k x 64): one gather of the lines of its
+    transpose for all of them, and one batched product (2.5x faster here than a gather
+    along the rows with einsum)."""
     indices, weights = _stacked_bands(n, tuple(paddings))
-    lines = np.ascontiguousarray(mixed.T)  # n x 64
+    lines = np.ascontiguousarray(mixed.T)  # n x k
     taps = indices.shape[-1]
-    out = np.matmul(weights.reshape(-1, 1, taps), lines[indices.reshape(-1, taps)])  # guesses*64 x 1 x 64
+    out = np.matmul(weights.reshape(-1, 1, taps), lines[indices.reshape(-1, taps)])  # guesses*64 x 1 x k
     return out.reshape(len(paddings), _SIDE, len(mixed)).transpose(0, 2, 1)
+
+
+@functools.cache
+def _dct32() -> np.ndarray:
+    return pdq.dct_matrix().astype(np.float32)
 
 
 @functools.lru_cache(maxsize=256)
