@@ -24,8 +24,11 @@ only half of the copies cut 5% at each side (10% centred).
 Computed with PDQ's own blur-and-decimate bands (bot/hashing/pdq.py): padding by repeating
 edge pixels is the band of the padded side with its pixel indices clamped to the image, so
 nothing is padded in memory; guesses that cut the rows alike share one pass over the
-image's rows, and those that cut no column share one pass over its columns. The result equals `pdq.pdq_hash` of the padded image
-(tests/unit/test_uncrop.py).
+image's rows, and those that cut no column share one pass over its columns; then each
+pass's 64 lines are reduced to PDQ's 16 frequencies (in single precision) before the pass
+that is each guess's own. The result is `pdq.pdq_hash` of the padded image
+(tests/unit/test_uncrop.py), but for a bit whose coefficient lies within rounding of the
+median, which only near-flat images have.
 """
 
 from __future__ import annotations
