@@ -463,12 +463,13 @@ EDITS: dict[str, Edit] = {
     "caption bar": lambda im, rng: _caption(im),
     "rotate 3°": lambda im, rng: _jpeg(im.rotate(3, Image.Resampling.BICUBIC)),
 }
-# Edits outside the goal for each mode (PDQ alone is not robust to them).
-_CROPS = {edit for edit in EDITS if edit.startswith("crop")}
-OUTSIDE_GOAL = {
-    "provider": _CROPS | {"caption bar", "rotate 3°"},
-    "add-image": _CROPS - {"crop 5% centred"} | {"caption bar", "rotate 3°"},
-}
+# Edits outside the goal, as issue 14 sets it: "every image edit except crops of 10%,
+# 3-degree rotations and watermarks" (the caption bar is the watermark here), in both modes.
+# (Until the crop guesses of bot/hashing/uncrop.py, every crop was left out in provider
+# mode and all but "crop 5% centred" in add-image mode: figures in the README from before
+# say which.)
+_OUTSIDE = {"crop 10% centred", "caption bar", "rotate 3°"}
+OUTSIDE_GOAL = {"provider": _OUTSIDE, "add-image": _OUTSIDE}
 UNCHANGED = "original file"
 MODES = ("provider", "add-image")
 
