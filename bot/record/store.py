@@ -156,6 +156,12 @@ class Store:
     async def replace_list_digests(self, list_name: str, chunks: Sequence[tuple[str, int]]) -> None:
         await self.retro_repo.replace_digests(list_name, chunks)
 
+    async def seen_lists(self) -> list[str]:
+        return await self.retro_repo.seen_lists()
+
+    async def forget_list_digests(self, list_name: str) -> bool:
+        return await self.retro_repo.forget_digests(list_name)
+
     async def start_retro_run(self, list_name: str, new_entries: int) -> int:
         return await self.retro_repo.start_run(list_name, new_entries)
 
