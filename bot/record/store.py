@@ -19,7 +19,7 @@ from ..model import Hashes, MediaRef, Verdict
 from .actions import ActionRecord, ActionRepo
 from .audit import AuditEntry, AuditRepo
 from .db import session_factory
-from .direct import transaction_runner
+from .direct import TransactionRunner, transaction_runner
 from .events import EventRepo, StoredEvent, TransactionResult
 from .journal import EventJournal
 from .media import MediaEvent, MediaRepo, StoredMedia
@@ -41,13 +41,15 @@ class Store:
         *,
         action_lease: float = 300.0,
         audit_source: str | None = None,
+        runner: TransactionRunner | None = None,
     ) -> None:
         self.engine = engine
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
         self._clock = clock
         # The hot path's transactions, one trip each; the ModerationStore of the same
-        # database takes it too (incidents), so that one connection and thread serve both.
-        self.runner = runner = transaction_runner(engine)
+        # database takes it too (incidents), and so may another Store (`runner`), so that
+        # one connection and thread serve them all and one drain at stop finishes them all.
+        self.runner = runner = runner or transaction_runner(engine)
         self.event_repo = EventRepo(engine, clock, runner)
         self.media_repo = MediaRepo(engine, runner)
         self.verdict_repo = VerdictRepo(engine, clock)
