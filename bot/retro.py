@@ -249,7 +249,9 @@ class RetroMatcher:
             # Nothing would match it, now or live: recording its entries as seen would keep
             # them from the history once a classifier matches it.
             await self._forget(lst.name, "no enabled hash-list classifier matches it")
-            return RetroReport(lst.name, 0, covered=False)
+            report = RetroReport(lst.name, 0, covered=False)
+            log.warning("%s", report.describe())  # a list loaded for nothing: likely a config mistake
+            return report
         chunks = await self.store.seen_list_digests(lst.name)
         known = decode_digests(chunks) if chunks is not None else None
         current = await asyncio.to_thread(entry_fingerprints, lst)

@@ -497,7 +497,7 @@ async def start(world: World, tmp_path: Path, lists: dict[str, Sequence[str]], c
 
 
 async def test_a_list_imported_while_no_classifier_matches_it_is_matched_against_the_history_once_one_does(
-    world: World, tmp_path: Path
+    world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     before, meanwhile = random_hashes(), random_hashes()
     before_event, before_mxc = await world.post(before)
@@ -507,6 +507,7 @@ async def test_a_list_imported_while_no_classifier_matches_it_is_matched_against
     (known, _) = await start(world, tmp_path, lists, [live("other-lists", ["other"])])
     assert (known.list_name, known.covered, known.new_entries, known.hits) == ("known", False, 0, ())
     assert "no enabled hash-list classifier matches it" in known.describe()
+    assert "list known: no enabled hash-list classifier matches it" in caplog.text  # a warning at each load
     assert await world.store.seen_list_digests("known") is None  # not recorded as seen
     assert await world.store.seen_list_digests("other") is not None
     meanwhile_event, meanwhile_mxc = await world.post(meanwhile)  # scanned without the list
