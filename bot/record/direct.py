@@ -18,7 +18,7 @@ Stopping: `drain(timeout)` lets the thread finish the transactions queued so far
 at most `timeout` seconds; what is still queued then is abandoned with a log line, as a
 crash would (nothing of it was acknowledged: its callers never heard back). The bot drains
 before it disposes of the engine and releases its instance lock (bot/app.py), so a clean
-stop commits what was handed to the database, and a second bot never writes beside it.
+stop commits what was handed to the database before another bot may start on it.
 """
 
 from __future__ import annotations
