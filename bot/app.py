@@ -55,6 +55,7 @@ from .retro import RETRO, RetroMatcher
 log = logging.getLogger("modbot")
 # Seconds start-up waits for the appservice ping before going on without it.
 STARTUP_PING_TIMEOUT = 10.0
+DATABASE_DRAIN_TIMEOUT = 5.0  # s stop() waits for the database thread's queue (ms each; then logged, abandoned)
 
 
 def wants_processing(event: dict[str, Any]) -> bool:
@@ -379,8 +380,9 @@ class ModBot:
     def _start_retro(self) -> None:
         cfg = self.config
         # Its own executor, whose audit rows say "retroactive"; same action keys, so an
-        # action the pipeline already took is not taken again.
-        executor = self._executor(Store(self.engine, action_lease=cfg.processing.action_lease, audit_source=RETRO))
+        # action the pipeline already took is not taken again. The same database thread.
+        store = Store(self.engine, action_lease=cfg.processing.action_lease, audit_source=RETRO, runner=self.store.runner)
+        executor = self._executor(store)
         enforcer = Enforcer(
             executor, self.store, self.moderation,
             homeserver_name=cfg.homeserver.domain, management_room=lambda: self.management_room,
@@ -441,6 +443,7 @@ class ModBot:
         await self.appservice.stop()
         await self.probes.stop()
         await self.sandbox.stop()  # kills busy workers too: stopping never waits for a hash
+        await self.store.runner.drain(DATABASE_DRAIN_TIMEOUT)  # what was handed over commits before the lock goes
         await self.engine.dispose()
         # Last: until everything above has stopped, this process may still act.
         await self.instance_lock.release()

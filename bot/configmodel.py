@@ -4,7 +4,9 @@ pydantic models, frozen and strict about unknown keys. Validators resolve relati
 against the config file's directory (passed in the validation context as `base_dir`) and
 refuse the example's placeholder tokens. Loading a file is `bot.config.load_config`; this
 module imports nothing of the classifiers, so they (and the storage layer) can import it.
-The hash-list and classifier sections are in bot/configdetect.py (re-exported here).
+The hash-list and classifier sections are in bot/configdetect.py (re-exported here). The
+decoding limits' defaults (`processing.max_image_pixels` and the like) are not repeated here:
+they are read from `MediaLimits` (bot/hashing/limits.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from bot.configtypes import BaseUrl, ResolvedPath, RoomRef, Section, context_of, resolve_path, server_name
+from bot.hashing.limits import MediaLimits
+from bot.hashing.video import MAX_VIDEO_FRAMES
 from bot.policy import DEFAULT_POLICY, Policy
 from bot.policylists.rules import neutral_reason
 from bot.configdetect import (
@@ -147,12 +151,18 @@ class PolicyListsConfig(Section):
     publish: PolicyPublishConfig = PolicyPublishConfig()
 
 
+# What compute_hashes checks before decoding when given no limits: the `processing:` limits
+# below default to these, so a bare caller (`modbot hashes add-image`, a test) and the bot
+# decode the same media, and bot/hashing/limits.py alone holds the figures.
+_MEDIA_LIMITS = MediaLimits()
+
+
 class ProcessingConfig(Section):
     enabled: bool = True  # false: queue events durably, process nothing
     concurrency: int = Field(default=4, ge=1)
     max_media_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
     download_timeout: float = Field(default=30, gt=0)  # seconds
-    max_image_pixels: int = Field(default=64_000_000, ge=1)
+    max_image_pixels: int = Field(default=_MEDIA_LIMITS.max_pixels, ge=1)
     max_attempts: int = Field(default=5, ge=1)
     action_retries: int = Field(default=4, ge=0)
     # An action the homeserver could not take (no answer, 429, 5xx) stays pending and is
@@ -174,12 +184,12 @@ class ProcessingConfig(Section):
     # progressive JPEG.
     hash_memory_mb: int = Field(default=256, ge=64)
     hash_cpu_seconds: float = Field(default=10, gt=0)
-    max_decoded_bytes: int = Field(default=192 * 1024 * 1024, ge=1)
-    max_jpeg_scans: int = Field(default=100, ge=1)
+    max_decoded_bytes: int = Field(default=_MEDIA_LIMITS.max_decoded_bytes, ge=1)
+    max_jpeg_scans: int = Field(default=_MEDIA_LIMITS.max_jpeg_scans, ge=1)
     # Videos: a frame a second for the first max_video_frames seconds, decoding no more than
     # max_video_decoded_pixels pixels (bot/hashing/video.py); either limit hit is audited.
-    max_video_frames: int = Field(default=60, ge=1, le=3600)
-    max_video_decoded_pixels: int = Field(default=2_000_000_000, ge=1)
+    max_video_frames: int = Field(default=_MEDIA_LIMITS.video_frames, ge=1, le=MAX_VIDEO_FRAMES)
+    max_video_decoded_pixels: int = Field(default=_MEDIA_LIMITS.video_pixel_budget, ge=1)
     # Media held because a scan failed (on_failure: fail_closed) is scanned again after
     # rescan_delay seconds, doubling up to rescan_max_delay, until a scan succeeds or
     # rescan_give_up_after seconds have passed (the media then stays held).

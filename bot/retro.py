@@ -19,6 +19,19 @@ label on a known hash, or a list seen for the first time — `RetroMatcher.run_l
 4. only then records the list's entries as seen (table hash_list_seen), so a crash before
    that point means the run is repeated, not lost.
 
+"Seen" means more than matched against the history once: the live classifiers go on
+matching those entries against every media since. So only a list that is matched live has
+entries recorded as seen. A list no enabled hash-list classifier matches (none has it in
+its `lists`), a disabled list and one no longer configured have none: a run finds nothing
+to match them with, records nothing, and forgets what was recorded before (audited), since
+the media that arrives meanwhile is matched against none of its entries. When a classifier
+matches the list again (the classifiers are built at start: a restart with the new
+config), every entry is new, and the whole list is matched against the whole history,
+media of the uncovered time included. Nothing is acted on twice: what was matched before,
+live or retroactively, is left alone by the recorded verdicts (step 3), and actions are
+idempotent by key. Coverage is kept per list, not per classifier: a classifier enabled
+beside one that already matches a list does not make the list's entries new again.
+
 Every audit row it writes says "retroactive"; so do those of the executor it acts through,
 whose Store is built with `audit_source=RETRO`.
 """
@@ -84,6 +97,7 @@ class RetroReport:
     hits: tuple[RetroHit, ...] = ()
     error: str | None = None
     complete: bool = True  # False: some events could not be decided; the run repeats
+    covered: bool = True  # False: no live classifier matches the list; nothing matched or seen
 
     @property
     def events_acted(self) -> int:
@@ -92,6 +106,8 @@ class RetroReport:
     def describe(self) -> str:
         if self.error:
             return f"retroactive matching of list {self.list_name} failed: {self.error}"
+        if not self.covered:
+            return f"list {self.list_name}: no enabled hash-list classifier matches it; not matched against the history"
         if not self.new_entries:
             return f"list {self.list_name}: no new entries"
         return (
@@ -175,11 +191,17 @@ class RetroMatcher:
         self.page_size = page_size
         self._lock = asyncio.Lock()
 
+    def covers(self, list_name: str) -> bool:
+        """Whether a live classifier matches the list (its `lists` name it, or it has none)."""
+        return any(live.names is None or list_name in live.names for live in self.classifiers)
+
     async def after_reload(self, result: ReloadResult | ListSnapshot, names: Sequence[str] | None = None) -> list[RetroReport]:
-        """Run for the lists a reload (re)loaded, or for `names`, or for every enabled list."""
+        """Run for the lists a reload (re)loaded, or for `names`, or for every enabled list;
+        first forget the entries seen of the lists not matched live (see the module doc)."""
         snapshot = result.snapshot if isinstance(result, ReloadResult) else result
         if names is None and isinstance(result, ReloadResult):
             names = result.reloaded
+        await self._forget_unmatched(snapshot)
         reports = []
         for state in snapshot.states:
             if state.loaded.enabled and (names is None or state.name in names):
@@ -197,7 +219,39 @@ class RetroMatcher:
                 await self.store.audit("retro", "failed", f"{RETRO}: {report.describe()}")
                 return report
 
+    async def _forget_unmatched(self, snapshot: ListSnapshot) -> None:
+        states = {s.name: s for s in snapshot.states}
+        async with self._lock:
+            try:
+                for name in await self.store.seen_lists():
+                    state = states.get(name)
+                    if state is None:
+                        await self._forget(name, "it is no longer configured")
+                    elif not state.loaded.enabled:
+                        await self._forget(name, "it is disabled")
+                    elif not self.covers(name):
+                        await self._forget(name, "no enabled hash-list classifier matches it")
+            except Exception:  # the lists stay as recorded; the next reload or start tries again
+                log.exception("could not forget the entries seen of the lists not matched live")
+
+    async def _forget(self, list_name: str, why: str) -> None:
+        """A list not matched live: its entries count as new again (see the module doc)."""
+        if await self.store.forget_list_digests(list_name):
+            message = (
+                f"{RETRO} matching: list {list_name}: {why}, so the media coming now is not matched against it; "
+                "when it is matched again, all its entries are matched against the whole media history"
+            )
+            log.info("%s", message)
+            await self.store.audit("retro", "forgotten", message)
+
     async def _run_list(self, lst: LoadedList) -> RetroReport:
+        if not self.covers(lst.name):
+            # Nothing would match it, now or live: recording its entries as seen would keep
+            # them from the history once a classifier matches it.
+            await self._forget(lst.name, "no enabled hash-list classifier matches it")
+            report = RetroReport(lst.name, 0, covered=False)
+            log.warning("%s", report.describe())  # a list loaded for nothing: likely a config mistake
+            return report
         chunks = await self.store.seen_list_digests(lst.name)
         known = decode_digests(chunks) if chunks is not None else None
         current = await asyncio.to_thread(entry_fingerprints, lst)
@@ -237,10 +291,8 @@ class RetroMatcher:
     # --- finding the new entries in the history -----------------------------------------------
 
     async def _match_history(self, delta: LoadedList) -> tuple[int, dict[str, tuple[StoredMedia, tuple[Verdict, ...]]]]:
-        matchers = matchers_for(delta, self.classifiers, self._allowlist)
+        matchers = matchers_for(delta, self.classifiers, self._allowlist)  # some: `covers` said so
         matched: dict[str, tuple[StoredMedia, tuple[Verdict, ...]]] = {}
-        if not matchers:
-            return 0, matched  # no live classifier matches this list: neither does this
 
         def keep(media: Iterable[StoredMedia]) -> None:
             for m in media:

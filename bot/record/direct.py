@@ -13,11 +13,18 @@ see) run the same function through the async engine (`AsyncRunner`).
 
 The function gets a SQLAlchemy Connection inside a transaction that commits when it
 returns and rolls back when it raises; it must not await (it is not on the event loop).
+
+Stopping: `drain(timeout)` lets the thread finish the transactions queued so far, waiting
+at most `timeout` seconds; what is still queued then is abandoned with a log line, as a
+crash would (nothing of it was acknowledged: its callers never heard back). The bot drains
+before it disposes of the engine and releases its instance lock (bot/app.py), so a clean
+stop commits what was handed to the database before another bot may start on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -30,12 +37,18 @@ from sqlalchemy.pool import StaticPool
 
 from .db import SQLITE_BUSY_SECONDS, sqlite_database_path, sqlite_pragmas
 
+log = logging.getLogger("modbot.record")
+
 T = TypeVar("T")
 
 
 class TransactionRunner(Protocol):
     async def run(self, work: Callable[[Connection], T]) -> T:
         """`work(conn)` in one transaction, committed before this returns."""
+        ...
+
+    async def drain(self, timeout: float) -> bool:
+        """Finish the transactions handed over so far within `timeout` seconds; whether all were."""
         ...
 
 
@@ -48,6 +61,11 @@ class AsyncRunner:
     async def run(self, work: Callable[[Connection], T]) -> T:
         async with self.engine.begin() as conn:
             return await conn.run_sync(work)
+
+    async def drain(self, timeout: float) -> bool:
+        # Each transaction runs in its caller's task, on the event loop: none waits in a
+        # queue of this runner's, so none is left behind by stopping.
+        return True
 
 
 class SqliteThreadRunner:
@@ -73,8 +91,10 @@ class SqliteThreadRunner:
         future: asyncio.Future[T] = loop.create_future()
         with self._lock:
             if self._thread is None:
-                # A daemon: a process that exits with transactions queued drops them as a
-                # crash would (their callers never heard back: nothing was acknowledged).
+                # A daemon, so that a database that hangs cannot hold the process after a
+                # stop: a clean stop drains the queue first (bounded by drain's timeout);
+                # what is queued when the process exits otherwise is dropped as in a crash
+                # (its callers never heard back: nothing of it was acknowledged).
                 self._thread = threading.Thread(target=self._serve, name="modbot-db", daemon=True)
                 self._thread.start()
             self._jobs.put((loop, future, work))
@@ -98,10 +118,7 @@ class SqliteThreadRunner:
                 result = self._transaction(work)
             except BaseException as e:  # handed to the caller, as an executor would
                 error = e
-            try:
-                loop.call_soon_threadsafe(_settle, future, result, error)
-            except RuntimeError:  # the caller's event loop is closed: nobody is waiting
-                pass
+            _tell(job, error, result)
 
     def _transaction(self, work: Callable[[Connection], T]) -> T:
         conn = self._conn
@@ -124,6 +141,37 @@ class SqliteThreadRunner:
             conn.close()
         self.engine.dispose()
 
+    async def drain(self, timeout: float) -> bool:
+        """Close once the transactions queued so far are done, waiting `timeout` seconds at
+        most; False, with a log line, when some were still queued or running then."""
+        with self._lock:
+            thread = self._thread
+            if thread is None:
+                self._disconnect()
+                return True
+            self._jobs.put(None)  # after what is queued: the thread closes the connection as it leaves
+        # Joined from another thread: the loop stays free, though the thread needs nothing of it.
+        await asyncio.to_thread(thread.join, timeout)
+        if not thread.is_alive():
+            return True
+        # Abandoned: taken off the queue, so that the thread leaves once the transaction it
+        # is in ends, and their callers (if still waiting) told rather than left waiting.
+        abandoned = 0
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None and not job[1].cancelled():
+                abandoned += 1
+                _tell(job, DatabaseStopped(f"not run: the database thread was stopped after {timeout:g} s"))
+        self._jobs.put(None)
+        log.warning(
+            "the database thread did not finish in %g s: the transaction under way is left to end by itself, "
+            "%d queued are abandoned (as in a crash: none was acknowledged)", timeout, abandoned,
+        )
+        return False
+
     def close(self, *_args: Any) -> None:
         """Close the connection once the transactions queued so far are done (a later
         transaction opens it again)."""
@@ -135,6 +183,19 @@ class SqliteThreadRunner:
 
 
 _Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[Connection], Any]]
+
+
+class DatabaseStopped(Exception):
+    """A transaction abandoned by `drain`: it was never run."""
+
+
+def _tell(job: _Job, error: BaseException | None, result: Any = None) -> None:
+    """From any thread: the outcome to the job's caller, on its event loop."""
+    loop, future, _ = job
+    try:
+        loop.call_soon_threadsafe(_settle, future, result, error)
+    except RuntimeError:  # the caller's event loop is closed: nobody is waiting
+        pass
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

@@ -55,6 +55,18 @@ class RetroRepo:
             await session.execute(HashListSeenRow.__table__.delete().where(HashListSeenRow.list_name == list_name))
             await session.execute(self._insert(HashListSeenRow).values(rows))
 
+    async def seen_lists(self) -> list[str]:
+        """The names of the lists with entries recorded."""
+        query = select(HashListSeenRow.list_name).distinct().order_by(HashListSeenRow.list_name)
+        async with self.sessions() as session:
+            return list((await session.execute(query)).scalars())
+
+    async def forget_digests(self, list_name: str) -> bool:
+        """Forget a list's recorded entries (all of them are new again); whether any were."""
+        async with self.sessions.begin() as session:
+            deleted = await session.execute(HashListSeenRow.__table__.delete().where(HashListSeenRow.list_name == list_name))
+        return bool(deleted.rowcount)
+
     async def start_run(self, list_name: str, new_entries: int) -> int:
         async with self.sessions.begin() as session:
             row = RetroRunRow(

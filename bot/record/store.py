@@ -19,7 +19,7 @@ from ..model import Hashes, MediaRef, Verdict
 from .actions import ActionRecord, ActionRepo
 from .audit import AuditEntry, AuditRepo
 from .db import session_factory
-from .direct import transaction_runner
+from .direct import TransactionRunner, transaction_runner
 from .events import EventRepo, StoredEvent, TransactionResult
 from .journal import EventJournal
 from .media import MediaEvent, MediaRepo, StoredMedia
@@ -41,13 +41,15 @@ class Store:
         *,
         action_lease: float = 300.0,
         audit_source: str | None = None,
+        runner: TransactionRunner | None = None,
     ) -> None:
         self.engine = engine
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
         self._clock = clock
         # The hot path's transactions, one trip each; the ModerationStore of the same
-        # database takes it too (incidents), so that one connection and thread serve both.
-        self.runner = runner = transaction_runner(engine)
+        # database takes it too (incidents), and so may another Store (`runner`), so that
+        # one connection and thread serve them all and one drain at stop finishes them all.
+        self.runner = runner = runner or transaction_runner(engine)
         self.event_repo = EventRepo(engine, clock, runner)
         self.media_repo = MediaRepo(engine, runner)
         self.verdict_repo = VerdictRepo(engine, clock)
@@ -155,6 +157,12 @@ class Store:
 
     async def replace_list_digests(self, list_name: str, chunks: Sequence[tuple[str, int]]) -> None:
         await self.retro_repo.replace_digests(list_name, chunks)
+
+    async def seen_lists(self) -> list[str]:
+        return await self.retro_repo.seen_lists()
+
+    async def forget_list_digests(self, list_name: str) -> bool:
+        return await self.retro_repo.forget_digests(list_name)
 
     async def start_retro_run(self, list_name: str, new_entries: int) -> int:
         return await self.retro_repo.start_run(list_name, new_entries)

@@ -118,6 +118,40 @@ def test_a_minimal_config_gets_defaults(tmp_path: Path) -> None:
     assert config.policy == DEFAULT_POLICY
 
 
+def test_the_decoding_limits_default_to_what_compute_hashes_applies_unconfigured(tmp_path: Path) -> None:
+    from bot.hashing.limits import MediaLimits
+    from bot.hashing.video import MAX_VIDEO_FRAMES
+
+    processing = load_config(write(tmp_path, MINIMAL)).processing
+    bare = MediaLimits()
+    assert (
+        processing.max_image_pixels, processing.max_decoded_bytes, processing.max_jpeg_scans,
+        processing.max_video_frames, processing.max_video_decoded_pixels,
+    ) == (bare.max_pixels, bare.max_decoded_bytes, bare.max_jpeg_scans, bare.video_frames, bare.video_pixel_budget)
+    # The most frames video.py samples is the most the config accepts.
+    assert load_config(write(tmp_path, MINIMAL + f"processing:\n  max_video_frames: {MAX_VIDEO_FRAMES}\n"))
+    assert errors(write(tmp_path, MINIMAL + f"processing:\n  max_video_frames: {MAX_VIDEO_FRAMES + 1}\n")) == [
+        f"{tmp_path / 'config.yaml'}:8: processing.max_video_frames: Input should be less than or equal to "
+        f"{MAX_VIDEO_FRAMES} (got {MAX_VIDEO_FRAMES + 1})"
+    ]
+
+
+def test_the_readmes_reference_shows_each_processing_default_as_the_config_has_it() -> None:
+    from bot.configmodel import ProcessingConfig
+
+    # Rows of one setting and a plain default: `| \`processing.x\` | \`60\` | ...`
+    rows = re.findall(r"^\| `processing\.([a-z_]+)` \| `([^`]+)` \|", (REPO_ROOT / "README.md").read_text(), re.M)
+    defaults = ProcessingConfig().model_dump()
+    assert len(rows) >= 20 and {name for name, _ in rows} <= set(defaults)
+    def as_shown(value: object) -> str:  # YAML's spelling: true, 30 (for 30.0), 2.5
+        if isinstance(value, bool):
+            return str(value).lower()
+        return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+    shown = dict(rows)
+    assert shown == {name: as_shown(defaults[name]) for name in shown}
+
+
 @pytest.mark.parametrize(
     ("appservice", "public_url"),
     [

@@ -9,6 +9,11 @@ PostgreSQL (through the async engine), each migrated from empty.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +23,7 @@ from sqlalchemy import insert, select
 
 from bot.model import Hashes, MediaRef
 from bot.record.db import create_engine, migrate
-from bot.record.direct import AsyncRunner, SqliteThreadRunner, transaction_runner
+from bot.record.direct import AsyncRunner, DatabaseStopped, SqliteThreadRunner, transaction_runner
 from bot.record.store import Store
 from bot.record.tables import AuditRow, EventMediaRow, MediaRow
 
@@ -196,5 +201,78 @@ async def test_transactions_queued_before_a_close_complete_and_a_later_one_opens
         runner.close()
         async with engine.connect() as conn:
             assert len((await conn.execute(select(MediaRow.mxc))).all()) == 6
+    finally:
+        await engine.dispose()
+
+
+# --- stopping: drain ---------------------------------------------------------------------------------
+
+
+def media_row(n: int) -> dict[str, Any]:
+    return {"mxc": f"mxc://example.org/m{n}", "status": "hashed", "first_seen": 1.0, "last_scanned": 1.0}
+
+
+def committed_mxcs(path: Path) -> list[str]:
+    """What another process would read from the file now (no event loop involved)."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return sorted(row[0] for row in conn.execute("SELECT mxc FROM media"))
+
+
+async def test_a_drain_commits_the_transactions_queued_before_it_returns(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'modbot.db'}")
+    await migrate(engine)
+    try:
+        runner = transaction_runner(engine)
+        busy = asyncio.create_task(runner.run(lambda conn: time.sleep(0.3)))  # the thread is busy...
+        await asyncio.sleep(0)
+        queued = [asyncio.create_task(runner.run(lambda conn, n=n: conn.execute(insert(MediaRow), media_row(n)))) for n in range(3)]
+        await asyncio.sleep(0)  # ...while three writes wait behind it
+        assert committed_mxcs(tmp_path / "modbot.db") == []
+
+        assert await runner.drain(5.0)
+        assert committed_mxcs(tmp_path / "modbot.db") == [f"mxc://example.org/m{n}" for n in range(3)]
+        await asyncio.gather(busy, *queued)  # and each caller hears so
+        # A transaction after a drain opens the file again.
+        await runner.run(lambda conn: conn.execute(insert(MediaRow), media_row(9)))
+        assert len(committed_mxcs(tmp_path / "modbot.db")) == 4
+    finally:
+        await engine.dispose()
+
+
+async def test_a_drain_that_times_out_abandons_the_queued_transactions_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'modbot.db'}")
+    await migrate(engine)
+    try:
+        runner = transaction_runner(engine)
+        stuck = threading.Event()  # a transaction that does not end in time (a hung disk, say)
+
+        def hang(conn: Any) -> None:
+            stuck.wait(10)
+            conn.execute(insert(MediaRow), media_row(0))
+
+        hung = asyncio.create_task(runner.run(hang))
+        await asyncio.sleep(0)
+        queued = [asyncio.create_task(runner.run(lambda conn, n=n: conn.execute(insert(MediaRow), media_row(n)))) for n in (1, 2)]
+        await asyncio.sleep(0)
+
+        with caplog.at_level(logging.WARNING, logger="modbot.record"):
+            assert not await runner.drain(0.2)
+        assert "did not finish in 0.2 s" in caplog.text and "2 queued are abandoned" in caplog.text
+        for task in queued:  # their callers are told, not left waiting
+            with pytest.raises(DatabaseStopped):
+                await task
+        stuck.set()
+        await hung  # the one under way ends by itself, and is committed
+        assert committed_mxcs(tmp_path / "modbot.db") == ["mxc://example.org/m0"]
+    finally:
+        await engine.dispose()
+
+
+async def test_the_async_engines_runner_has_nothing_queued_to_drain(tmp_path: Path) -> None:
+    engine = create_engine("sqlite+aiosqlite://")
+    try:
+        assert await transaction_runner(engine).drain(0.0)
     finally:
         await engine.dispose()

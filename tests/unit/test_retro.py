@@ -20,8 +20,9 @@ from bot.act.executor import Executor
 from bot.act.homeserver import HomeserverError
 from bot.act.notices import MatchedMedia
 from bot.classify.hashlist import HashListClassifier
-from bot.configdetect import DEFAULT_PDQ_MIN_QUALITY, HashlistSettings
+from bot.configdetect import DEFAULT_PDQ_MIN_QUALITY, HashListConfig, HashlistSettings
 from bot.lists.loaded import LoadedList, Thresholds
+from bot.lists.registry import ListRegistry
 from bot.lists.format import HashEntry
 from bot.lists.vpdq import VpdqFrame, canonical
 from bot.metrics import Metrics
@@ -468,3 +469,105 @@ async def test_a_smooth_images_reliable_bits_are_matched_by_a_pdq_entry_listed_l
     (verdict,) = [v for v in await world.store.verdicts_for(event_id=smooth_event) if v.hash_type == "pdq"]
     assert verdict.distance == 60  # past every PDQ bound: only the reliable bits match it
     assert not any(other_event in str(c) for c in world.hs.calls)
+
+
+# --- lists matched live, or not: what counts as seen ---------------------------------------------
+
+
+def live(name: str, lists: Sequence[str] | None) -> HashListClassifier:
+    """A configured hash-list classifier: its name and `lists` (None: every list)."""
+    classifier = HashListClassifier([], names=lists)
+    classifier.name = name
+    return classifier
+
+
+async def start(world: World, tmp_path: Path, lists: dict[str, Sequence[str]], classifiers: Sequence[HashListClassifier],
+                *, disabled: Sequence[str] = ()) -> list[Any]:
+    """What a (re)start of the bot does: load the configured lists (each a file of sha256
+    entries), build the matcher for the configured classifiers, run it on the lists not held."""
+    configs = []
+    for name, sha256s in lists.items():
+        path = tmp_path / f"{name}.csv"
+        path.write_text("type,hash,label\n" + "".join(f"sha256,{h},csam\n" for h in sha256s), encoding="utf-8")
+        configs.append(HashListConfig(name=name, path=path, label="csam", enabled=name not in disabled))
+    registry = ListRegistry(configs, tmp_path)
+    registry.load()
+    snapshot = registry.snapshot
+    return await world.matcher(classifiers=classifiers).after_reload(snapshot, [s.name for s in snapshot.states if s.hold is None])
+
+
+async def test_a_list_imported_while_no_classifier_matches_it_is_matched_against_the_history_once_one_does(
+    world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    before, meanwhile = random_hashes(), random_hashes()
+    before_event, before_mxc = await world.post(before)
+    lists = {"known": [before.sha256, meanwhile.sha256], "other": [hexdigits(64)]}
+
+    # Imported while the only classifier matches other lists: nothing matches it, live or here.
+    (known, _) = await start(world, tmp_path, lists, [live("other-lists", ["other"])])
+    assert (known.list_name, known.covered, known.new_entries, known.hits) == ("known", False, 0, ())
+    assert "no enabled hash-list classifier matches it" in known.describe()
+    assert "list known: no enabled hash-list classifier matches it" in caplog.text  # a warning at each load
+    assert await world.store.seen_list_digests("known") is None  # not recorded as seen
+    assert await world.store.seen_list_digests("other") is not None
+    meanwhile_event, meanwhile_mxc = await world.post(meanwhile)  # scanned without the list
+
+    # Restarted with a classifier for it: the whole list against the whole history.
+    classifiers = [live("other-lists", ["other"]), live("known-lists", ["known"])]
+    (known, other) = await start(world, tmp_path, lists, classifiers)
+    assert known.covered and known.new_entries == 2 and other.new_entries == 0
+    assert {h.event_id: h.outcome for h in known.hits} == {before_event: "act", meanwhile_event: "act"}
+    assert {v.classifier for h in known.hits for v in h.verdicts} == {"known-lists"}
+    assert {("quarantine", before_mxc), ("quarantine", meanwhile_mxc), ("redact", before_event),
+            ("redact", meanwhile_event)} <= set(world.hs.calls)
+    assert await world.store.seen_list_digests("known") is not None
+
+    # Once: the next start finds nothing new.
+    calls = list(world.hs.calls)
+    (known, _) = await start(world, tmp_path, lists, classifiers)
+    assert (known.new_entries, known.hits) == (0, ()) and world.hs.calls == calls
+
+
+@pytest.mark.parametrize("dropped", ["classifier", "disabled", "removed"])
+async def test_a_list_no_longer_matched_live_is_matched_in_full_when_it_is_again_and_nothing_twice(
+    world: World, tmp_path: Path, dropped: str
+) -> None:
+    listed_hashes = random_hashes()
+    first_event, first_mxc = await world.post(listed_hashes)
+    lists = {"known": [listed_hashes.sha256], "other": [hexdigits(64)]}
+    covering = [live("every-list", None)]
+    (known, _) = await start(world, tmp_path, lists, covering)
+    assert [h.event_id for h in known.hits] == [first_event]
+
+    # A start where nothing matches the list: its classifier gone, the list disabled, or
+    # dropped from the config.
+    if dropped == "classifier":
+        await start(world, tmp_path, lists, [live("other-lists", ["other"])])
+    elif dropped == "disabled":
+        await start(world, tmp_path, lists, covering, disabled=["known"])
+    else:
+        await start(world, tmp_path, {"other": lists["other"]}, covering)
+    assert await world.store.seen_list_digests("known") is None
+    (forgotten,) = [a for a in await world.store.audit_log(category="retro") if a.outcome == "forgotten"]
+    assert "list known: " in forgotten.message and "whole media history" in forgotten.message
+    # Meanwhile the listed image is posted again, and not matched.
+    again_event, again_mxc = await world.post(listed_hashes)
+
+    (known, _) = await start(world, tmp_path, lists, covering)
+    assert known.new_entries == 1 and known.media_matched == 2  # both copies found...
+    assert [h.event_id for h in known.hits] == [again_event]  # ...the first was acted on before
+    assert world.hs.calls.count(("quarantine", first_mxc)) == 1
+    assert ("quarantine", again_mxc) in world.hs.calls and ("redact", again_event) in world.hs.calls
+
+
+async def test_a_list_matched_live_all_along_keeps_its_entries_seen(world: World, tmp_path: Path) -> None:
+    # The common case, as before: a list some classifier matches is matched once per entry,
+    # and a classifier added for other lists changes nothing for it.
+    h = random_hashes()
+    event_id, _ = await world.post(h)
+    lists = {"known": [h.sha256], "other": [hexdigits(64)]}
+    (known, _) = await start(world, tmp_path, lists, [live("known-lists", ["known"])])
+    assert [hit.event_id for hit in known.hits] == [event_id]
+    (known, other) = await start(world, tmp_path, lists, [live("known-lists", ["known"]), live("other-lists", ["other"])])
+    assert (known.new_entries, known.hits, other.new_entries) == (0, (), 1)
+    assert not [a for a in await world.store.audit_log(category="retro") if a.outcome == "forgotten"]
