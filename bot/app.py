@@ -124,9 +124,6 @@ class ModBot:
         except ClassifierSetupError as e:
             raise ConfigError(f"{config_path or 'config'}: {e}") from None
         self.classifiers = [slot.classifier for slot in self.classifier_slots]
-        self.hashlist = next((c for c in self.classifiers if isinstance(c, HashListClassifier)), None) or (
-            HashListClassifier(self.lists, pdq_min_quality=config.hashlist.pdq_min_quality)
-        )
         self.verdict_cache = VerdictCache(VerdictCacheRepo(self.engine))
         self.classifier_runner = ClassifierRunner(self.classifier_slots, self.verdict_cache)
         processing = config.processing
@@ -401,7 +398,9 @@ class ModBot:
             # The live hash-list classifiers, each list matched by those that match it live,
             # with their floors (own `settings.pdq_min_quality`, else hashlist.pdq_min_quality)
             # and names: an entry found later matches what it would have then.
-            classifiers=[c for c in self.classifiers if isinstance(c, HashListClassifier)] or [self.hashlist],
+            # None when every hash-list classifier is disabled: what is not matched live is not
+            # matched retroactively either.
+            classifiers=[c for c in self.classifiers if isinstance(c, HashListClassifier)],
             allowlist=lambda: self.controls.allowlist,
         )
         # Lists may have gained entries while the bot was down; a held list's entries are

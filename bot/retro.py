@@ -132,8 +132,8 @@ def live_classifiers(config: Any) -> list[HashListClassifier]:
     """The hash-list classifiers the bot builds from the config (each enabled one's name,
     `lists` and floor: its own `pdq_min_quality`, else `hashlist.pdq_min_quality`), holding no
     lists: for reports of what retroactive matching would find (`modbot hashes retro`); the
-    bot itself hands RetroMatcher the classifiers it built. With none enabled, the bot's
-    fallback: one matching every list at `hashlist.pdq_min_quality`."""
+    bot itself hands RetroMatcher the classifiers it built. None when no hash-list
+    classifier is enabled: then no list is matched live, nor retroactively."""
     built: list[HashListClassifier] = []
     for classifier in effective_classifier_configs(config):
         if classifier.type == HASHLIST and classifier.enabled:
@@ -142,7 +142,7 @@ def live_classifiers(config: Any) -> list[HashListClassifier]:
             live = HashListClassifier((), config.hashlist.pdq_min_quality if own is None else own, names=settings.lists)
             live.name = classifier.name
             built.append(live)
-    return built or [HashListClassifier((), config.hashlist.pdq_min_quality)]
+    return built
 
 
 def matchers_for(
@@ -172,7 +172,7 @@ class RetroMatcher:
         act: Act,
         is_protected: Callable[[str], bool],
         bot_user_id: str,
-        classifiers: Sequence[HashListClassifier] = (),
+        classifiers: Sequence[HashListClassifier] | None = None,
         allowlist: Any = None,
         progress: Progress | None = None,
         page_size: int = _PAGE,
@@ -184,8 +184,9 @@ class RetroMatcher:
         self._is_protected = is_protected
         self.bot_user_id = bot_user_id
         # The live hash-list classifiers (the bot's: each with its lists, floor and name);
-        # none given: the one implicit classifier, every list at the default floor.
-        self.classifiers = tuple(classifiers) or (HashListClassifier(()),)
+        # not given: the one implicit classifier, every list at the default floor; an empty
+        # sequence (every hash-list classifier disabled): no list is matched.
+        self.classifiers = (HashListClassifier(()),) if classifiers is None else tuple(classifiers)
         self._allowlist = allowlist
         self.progress = progress
         self.page_size = page_size

@@ -364,6 +364,10 @@ async def _retro_report(config: Config, only: str | None) -> int:
             if report.failed:
                 print(f"list {list_config.name}: cannot load: {report.errors[0][1]}")
                 continue
+            if not any(c.names is None or list_config.name in c.names for c in live):
+                print(f"list {list_config.name}: no enabled hash-list classifier matches it: not matched, "
+                      "live or against the history (the bot matches it in full once one does)")
+                continue
             chunks = await store.seen_list_digests(list_config.name)
             delta = new_entries(loaded, decode_digests(chunks) if chunks is not None else None)
             count = sum(delta.index.counts.values())

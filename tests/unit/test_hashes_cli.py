@@ -184,3 +184,16 @@ def test_retro_matches_each_list_with_the_floor_of_the_classifier_that_owns_it(
     known, other = out.split("list other:")
     assert "mxc://example.org/m" not in known
     assert "mxc://example.org/m: pdq distance 10, label csam" in other
+
+
+def test_retro_says_when_no_enabled_classifier_matches_a_list(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hashes = compute_hashes(encode(make_photo(seed=21), "PNG"))
+    posted_before(tmp_path, hashes)
+    (tmp_path / "lists" / "known.csv").write_text(f"type,hash,label\nsha1,{hashes.sha1},csam\n", encoding="utf-8")
+    config.write_text(config.read_text() + "classifiers:\n  - {name: hashlist, type: hashlist, enabled: false}\n")
+
+    code, out, _ = run(capsys, "hashes", "retro", "-c", str(config))
+
+    assert code == 0
+    assert "list known: no enabled hash-list classifier matches it" in out
+    assert "mxc://example.org/m" not in out  # as the bot: not matched live, not matched here

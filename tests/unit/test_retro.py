@@ -571,3 +571,17 @@ async def test_a_list_matched_live_all_along_keeps_its_entries_seen(world: World
     (known, other) = await start(world, tmp_path, lists, [live("known-lists", ["known"]), live("other-lists", ["other"])])
     assert (known.new_entries, known.hits, other.new_entries) == (0, (), 1)
     assert not [a for a in await world.store.audit_log(category="retro") if a.outcome == "forgotten"]
+
+
+async def test_with_every_hash_list_classifier_disabled_no_list_is_matched_retroactively_either(
+    world: World, tmp_path: Path
+) -> None:
+    listed = random_hashes()
+    await world.post(listed)
+
+    # The bot hands over no classifier when every hash-list classifier is disabled (live
+    # matching then matches no list): retro must not fall back to one that matches them all.
+    (known,) = await start(world, tmp_path, {"known": [listed.sha256]}, [])
+
+    assert (known.covered, known.new_entries, known.hits) == (False, 0, ())
+    assert world.hs.calls == [] and await world.store.seen_list_digests("known") is None
