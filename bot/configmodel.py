@@ -190,6 +190,9 @@ class ProcessingConfig(Section):
     # max_video_decoded_pixels pixels (bot/hashing/video.py); either limit hit is audited.
     max_video_frames: int = Field(default=_MEDIA_LIMITS.video_frames, ge=1, le=MAX_VIDEO_FRAMES)
     max_video_decoded_pixels: int = Field(default=_MEDIA_LIMITS.video_pixel_budget, ge=1)
+    # PDQ of each image padded back by 44 crop guesses (bot/hashing/uncrop.py), so that a
+    # cropped copy finds an original listed by its PDQ alone; false saves their CPU.
+    crop_guesses: bool = _MEDIA_LIMITS.crop_guesses
     # Media held because a scan failed (on_failure: fail_closed) is scanned again after
     # rescan_delay seconds, doubling up to rescan_max_delay, until a scan succeeds or
     # rescan_give_up_after seconds have passed (the media then stays held).

@@ -74,6 +74,9 @@ class MediaLimits:
     video_frames: int = DEFAULT_VIDEO_FRAMES
     video_pixel_budget: int = DEFAULT_VIDEO_PIXEL_BUDGET
     video_codecs: frozenset[str] = MATRIX_VIDEO_CODECS
+    # Whether an image's 44 crop guesses are computed (bot/hashing/uncrop.py): ~1 ms of CPU
+    # per image, the price of finding cropped copies of images listed by their PDQ alone.
+    crop_guesses: bool = True
 
 
 def identify(data: bytes, formats: frozenset[str]) -> tuple[str | None, str | None]:

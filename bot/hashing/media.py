@@ -84,7 +84,7 @@ def hash_within(data: bytes, limits: MediaLimits) -> Hashes:
     width, height = img.size
     hashes = replace(hashes, width=width, height=height, image_format=img.format)
     try:
-        hashes = _add_perceptual(hashes, decode(img, data, limits))
+        hashes = _add_perceptual(hashes, decode(img, data, limits), crop_guesses=limits.crop_guesses)
     except Unhashable as e:
         return replace(hashes, perceptual_error=str(e))
     except MemoryError:
@@ -210,8 +210,9 @@ def hamming(a_hex: str, b_hex: str) -> int:
     return (int(a_hex, 16) ^ int(b_hex, 16)).bit_count()
 
 
-def _add_perceptual(hashes: Hashes, image: Image.Image) -> Hashes:
-    """`hashes` with the perceptual hashes of the reduced RGB `image`."""
+def _add_perceptual(hashes: Hashes, image: Image.Image, *, crop_guesses: bool = True) -> Hashes:
+    """`hashes` with the perceptual hashes of the reduced RGB `image` (and its crop
+    guesses, unless told not to)."""
     luma = _luma(image)
     # From the turned and flipped pixels, not by DCT sign changes: PDQ's sampling is not
     # symmetric, and on textured images the sign-changed hash of a mirror can lie tens of
@@ -241,7 +242,7 @@ def _add_perceptual(hashes: Hashes, image: Image.Image) -> Hashes:
         lowfreq=tuple(dict.fromkeys(s for s in signatures if s is not None)),
         pdq_coefficients=(coefficients,) if coefficients else (),
         # Crops: of the image as decoded only (a trimmed image was cut already).
-        pdq_uncropped=uncrop.queries(luma),
+        pdq_uncropped=uncrop.queries(luma) if crop_guesses else (),
     )
 
 

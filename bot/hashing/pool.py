@@ -124,6 +124,7 @@ class HashSandbox:
                 max_jpeg_scans=processing.max_jpeg_scans,
                 video_frames=processing.max_video_frames,
                 video_pixel_budget=processing.max_video_decoded_pixels,
+                crop_guesses=processing.crop_guesses,
             ),
         )
 

@@ -190,3 +190,17 @@ def test_cropping_a_random_side_by_up_to_5_percent_is_mostly_found() -> None:
         copy = compute_hashes(jpeg(cut(original, **{side: fraction})))
         found += bool(verdicts([original_pdq(original)], copy))
     assert found >= trials * 3 // 4
+
+
+def test_an_operator_can_turn_the_guesses_off_to_save_their_cpu() -> None:
+    from bot.configmodel import ProcessingConfig
+    from bot.hashing.pool import HashSandbox
+
+    data = jpeg(make_photo(5, (400, 300)))
+    assert ProcessingConfig().crop_guesses and len(compute_hashes(data).pdq_uncropped) == len(uncrop.HYPOTHESES)
+
+    sandbox = HashSandbox.from_config(ProcessingConfig(crop_guesses=False))
+
+    assert sandbox.settings.limits.crop_guesses is False
+    off = compute_hashes(data, limits=sandbox.settings.limits)
+    assert off.pdq_uncropped == () and off.pdq == compute_hashes(data).pdq
