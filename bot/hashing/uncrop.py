@@ -34,9 +34,9 @@ median, which only near-flat images have.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from . import pdq
 
@@ -79,11 +79,58 @@ def queries(luma: np.ndarray) -> tuple[str, ...]:
     if rows < pdq.MIN_HASHABLE_SIDE or cols < pdq.MIN_HASHABLE_SIDE:
         return ()
     pixels = np.asarray(luma, dtype=np.float32)
-    # Each guess is PDQ's blur-and-decimate of the rows, then of the columns. A pass over
-    # the whole image is the costly part, so guesses share them: those that cut only
-    # columns (left, right) share the rows' plain pass, those that cut only rows (top,
-    # bottom) share the columns' plain pass (of the transposed image), and the rest (cut
-    # at every side) have a pass of their own. What follows each is a pass over 64 lines.
+    plan = _plan(rows, cols)
+    # PDQ keeps 16x16 of the 64x64 image's DCT coefficients, and the DCT of one axis
+    # commutes with the blur-and-decimate of the other: each pass's 64 lines are reduced to
+    # their 16 frequencies first, so the per-guess work is on 16 lines, not 64.
+    dct_t = pdq.dct_matrix().T
+    dct32 = _dct32()  # single precision for the wide products: 2.5x faster than double here
+    coefficients = np.empty((len(HYPOTHESES), 16, 16))
+    for band, group in plan.by_rows:
+        mixed = dct32 @ pdq.weighted_rows(band, pixels)  # 16 x cols
+        coefficients[group.numbers] = _second_pass(mixed, group) @ dct_t
+    if plan.by_columns is not None:
+        transposed = _transposed(pixels)
+        mixed = dct32 @ pdq.weighted_rows(pdq.band(cols), transposed)  # 16 column frequencies x rows
+        group = plan.by_columns
+        coefficients[group.numbers] = (_second_pass(mixed, group) @ dct_t).transpose(0, 2, 1)
+    return pdq.hashes_from_coefficients(coefficients)
+
+
+def _transposed(pixels: np.ndarray, tile: int = 128) -> np.ndarray:
+    """A contiguous copy of pixels.T, a tile at a time: copying a transposed view whole
+    walks memory a column at a time and took twice as long here (1 MP: 76 against 137 us)."""
+    rows, cols = pixels.shape
+    out = np.empty((cols, rows), dtype=pixels.dtype)
+    for top in range(0, rows, tile):
+        for left in range(0, cols, tile):
+            out[left : left + tile, top : top + tile] = pixels[top : top + tile, left : left + tile].T
+    return out
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Guesses that share their first pass: their numbers in HYPOTHESES and the bands of
+    their second pass, stacked (guesses x 64 x taps)."""
+
+    numbers: np.ndarray  # int, to index the guesses' coefficients with
+    indices: np.ndarray
+    weights: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Plan:
+    by_rows: tuple[tuple[tuple[np.ndarray, np.ndarray], _Group], ...]  # (rows' band, group)
+    by_columns: _Group | None  # the guesses that cut no column: columns first
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(rows: int, cols: int) -> _Plan:
+    """How the guesses for an image of rows x cols share their passes (kept per size:
+    images come in few sizes). A pass over the whole image is the costly part: those that
+    cut only columns (left, right) share the rows' plain pass, those that cut only rows
+    (top, bottom) share the columns' plain pass (of the transposed image), and the rest
+    (cut on both axes) share a pass with those that cut the rows alike."""
     by_rows: dict[tuple[int, int], list[int]] = {}
     by_columns: list[int] = []
     for number, (_name, (left, right, top, bottom)) in enumerate(HYPOTHESES):
@@ -91,38 +138,26 @@ def queries(luma: np.ndarray) -> tuple[str, ...]:
             by_columns.append(number)
         else:
             by_rows.setdefault(_padding(rows, top, bottom), []).append(number)
-    # PDQ keeps 16x16 of the 64x64 image's DCT coefficients, and the DCT of one axis
-    # commutes with the blur-and-decimate of the other: each pass's 64 lines are reduced to
-    # their 16 frequencies first, so the per-guess work is on 16 lines, not 64.
-    dct = pdq.dct_matrix()
-    dct32 = _dct32()  # single precision for the wide products: 2.5x faster than double here
-    coefficients: list[np.ndarray] = [np.empty(0)] * len(HYPOTHESES)
-    for padding, numbers in by_rows.items():
-        mixed = dct32 @ pdq.weighted_rows(_band(rows, *padding), pixels)  # 16 x cols
-        cuts = [_padding(cols, *HYPOTHESES[n][1][:2]) for n in numbers]
-        for n, half in zip(numbers, _second_pass(mixed, cols, cuts)):
-            coefficients[n] = half @ dct.T
-    if by_columns:
-        # Pillow transposes a float image several times faster than numpy copies a
-        # transposed view (cache-friendly tiles).
-        transposed = np.asarray(Image.fromarray(pixels, "F").transpose(Image.Transpose.TRANSPOSE))
-        mixed = dct32 @ pdq.weighted_rows(pdq.band(cols), transposed)  # 16 column frequencies x rows
-        cuts = [_padding(rows, *HYPOTHESES[n][1][2:]) for n in by_columns]
-        for n, half in zip(by_columns, _second_pass(mixed, rows, cuts)):
-            coefficients[n] = (half @ dct.T).T
-    return pdq.hashes_from_coefficients(np.stack(coefficients))
+
+    def group(numbers: list[int], n: int, cut: slice) -> _Group:
+        indices, weights = _stacked_bands(n, tuple(_padding(n, *HYPOTHESES[k][1][cut]) for k in numbers))
+        return _Group(np.array(numbers), indices, weights)
+
+    return _Plan(
+        tuple((_band(rows, *padding), group(numbers, cols, slice(0, 2))) for padding, numbers in by_rows.items()),
+        group(by_columns, rows, slice(2, 4)) if by_columns else None,
+    )
 
 
-def _second_pass(mixed: np.ndarray, n: int, paddings: list[tuple[int, int]]) -> np.ndarray:
+def _second_pass(mixed: np.ndarray, group: _Group) -> np.ndarray:
     """`mixed` (k x n: one axis already done) with its other axis blurred and decimated as
-    padded by each of `paddings` (guesses x k x 64): one gather of the lines of its
+    padded by each guess of `group` (guesses x k x 64): one gather of the lines of its
     transpose for all of them, and one batched product (2.5x faster here than a gather
     along the rows with einsum)."""
-    indices, weights = _stacked_bands(n, tuple(paddings))
     lines = np.ascontiguousarray(mixed.T)  # n x k
-    taps = indices.shape[-1]
-    out = np.matmul(weights.reshape(-1, 1, taps), lines[indices.reshape(-1, taps)])  # guesses*64 x 1 x k
-    return out.reshape(len(paddings), _SIDE, len(mixed)).transpose(0, 2, 1)
+    taps = group.indices.shape[-1]
+    out = np.matmul(group.weights.reshape(-1, 1, taps), lines[group.indices.reshape(-1, taps)])  # guesses*64 x 1 x k
+    return out.reshape(len(group.numbers), _SIDE, len(mixed)).transpose(0, 2, 1)
 
 
 @functools.cache
