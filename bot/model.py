@@ -89,6 +89,9 @@ class Hashes:
     # guess of bot/hashing/uncrop.HYPOTHESES in its order (or none): matched against hash
     # lists so that a cropped copy finds its original. Not sent to scanning services.
     pdq_uncropped: tuple[str, ...] = ()
+    # Under PDQ quality 50: the low-frequency signature of each of those guesses (or none),
+    # matched against add-image lists' `lowfreq` entries.
+    lowfreq_uncropped: tuple[str, ...] = ()
 
 
 class MatchKind(str, Enum):

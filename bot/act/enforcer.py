@@ -218,7 +218,7 @@ def _matched_json(m: MatchedMedia) -> dict[str, Any]:
     return {
         "ref": asdict(m.ref),
         "verdicts": [verdict_json(v) for v in m.verdicts],
-        "hashes": None if m.hashes is None else {k: v for k, v in asdict(m.hashes).items() if k not in ("pdq_queries", "pdq_uncropped")},
+        "hashes": None if m.hashes is None else {k: v for k, v in asdict(m.hashes).items() if k not in ("pdq_queries", "pdq_uncropped", "lowfreq_uncropped")},
     }
 
 

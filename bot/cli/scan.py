@@ -79,7 +79,7 @@ def scan_files(files: list[Path], config: Config | None) -> list[dict[str, Any]]
             del data
             classification = await classifier.classify(MediaInput(hashes=hashes))
             decision = decide(classification.verdicts, ctx, policy)
-            entry["hashes"] = {k: v for k, v in asdict(hashes).items() if k not in ("pdq_queries", "pdq_uncropped")}
+            entry["hashes"] = {k: v for k, v in asdict(hashes).items() if k not in ("pdq_queries", "pdq_uncropped", "lowfreq_uncropped")}
             entry["verdicts"] = [verdict_json(v) for v in classification.verdicts]
             entry["decision"] = {
                 "rule": decision.rule,

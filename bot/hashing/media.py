@@ -233,6 +233,10 @@ def _add_perceptual(hashes: Hashes, image: Image.Image, *, crop_guesses: bool = 
     # image as decoded only (a trimmed image's against a list's crop entries matched
     # unrelated dark images, whose dark margins trim like borders; README "Smooth images").
     coefficients = pdqcoef.of_downsampled(small) if small is not None and quality < pdqcoef.BELOW_QUALITY else None
+    # Crop guesses (bot/hashing/uncrop.py): of the image as decoded only (a trimmed image
+    # was cut already); under quality 50 their low-frequency signatures too, for add-image
+    # lists' signature entries.
+    guessed = uncrop.coefficients_of(luma) if crop_guesses else None
     return replace(
         hashes,
         pdq=queries[0],  # the untransformed image
@@ -241,8 +245,8 @@ def _add_perceptual(hashes: Hashes, image: Image.Image, *, crop_guesses: bool = 
         pdq_queries=tuple(dict.fromkeys(queries)),
         lowfreq=tuple(dict.fromkeys(s for s in signatures if s is not None)),
         pdq_coefficients=(coefficients,) if coefficients else (),
-        # Crops: of the image as decoded only (a trimmed image was cut already).
-        pdq_uncropped=uncrop.queries(luma) if crop_guesses else (),
+        pdq_uncropped=pdq.hashes_from_coefficients(guessed) if guessed is not None else (),
+        lowfreq_uncropped=uncrop.signatures(guessed) if guessed is not None and quality < pdqcoef.BELOW_QUALITY else (),
     )
 
 

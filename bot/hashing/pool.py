@@ -42,6 +42,7 @@ from .limits import MediaLimits
 from .media import exact_hashes
 from .pdqcoef import checked as checked_coefficients
 from . import uncrop
+from .smoothsig import checked_guesses as checked_signature_guesses
 from .smoothsig import checked as checked_lowfreq
 from .video import MAX_VIDEO_FRAMES
 from .worker import EXIT_MEMORY, WorkerSettings, serve
@@ -423,6 +424,8 @@ def _parse(answer: dict[str, Any]) -> tuple[Hashes, tuple[str, ...]]:
             value = checked_coefficients(value)
         elif name == "pdq_uncropped":
             value = uncrop.checked(value)
+        elif name == "lowfreq_uncropped":
+            value = checked_signature_guesses(value, len(uncrop.HYPOTHESES))
         elif value is not None and not isinstance(value, (str, int)) or isinstance(value, str) and len(value) > 1000:
             raise ValueError(f"malformed {name}")
         values[name] = value

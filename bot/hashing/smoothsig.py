@@ -99,9 +99,26 @@ def of_downsampled(small: np.ndarray) -> str | None:
     """The signature of an image from its 64x64 PDQ image (`pdq.downsample`'s, which
     `pdq.exact_dihedral` hands back: no second downsample); None when it is flat."""
     dct = pdq._dct_matrix()[:SIDE]
-    coefficients = (dct @ small.astype(np.float64) @ dct.T).reshape(-1)
-    largest = float(np.abs(coefficients).max())
-    if float(np.linalg.norm(coefficients)) < _FLAT_NORM:
+    return of_coefficients(dct @ small.astype(np.float64) @ dct.T)
+
+
+def of_coefficients(coefficients: np.ndarray) -> str | None:
+    """The signature from PDQ's DCT coefficients (at least SIDE x SIDE, frequencies from 1:
+    the top-left corner of the 16x16 PDQ hashes), as bot/hashing/uncrop.py has them for
+    its crop guesses; None when they are flat."""
+    values = np.asarray(coefficients, dtype=np.float64)[:SIDE, :SIDE].reshape(-1)
+    largest = float(np.abs(values).max())
+    if float(np.linalg.norm(values)) < _FLAT_NORM:
         return None
-    scaled = np.clip(np.rint(coefficients / largest * 127), -127, 127).astype(np.int8)
+    scaled = np.clip(np.rint(values / largest * 127), -127, 127).astype(np.int8)
     return scaled.tobytes().hex()
+
+
+def checked_guesses(value: object, count: int) -> tuple[str, ...]:
+    """`Hashes.lowfreq_uncropped` as a sandbox worker sent it (JSON, not trusted): none, or
+    `count` valid signatures (one per crop guess); ValueError otherwise."""
+    if not isinstance(value, (list, tuple)) or len(value) not in (0, count) or not all(isinstance(v, str) for v in value):
+        raise ValueError("malformed lowfreq_uncropped")
+    for text in value:
+        _valid_bytes(text)
+    return tuple(value)

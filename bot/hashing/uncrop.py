@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import pdq
+from . import pdq, smoothsig
 
 _SIDE = 64  # PDQ's downsampled image
 
@@ -75,9 +75,24 @@ HYPOTHESES: tuple[tuple[str, tuple[float, float, float, float]], ...] = tuple((_
 def queries(luma: np.ndarray) -> tuple[str, ...]:
     """PDQ of `luma` (float32, as pdq.luma gives it) padded back as each of HYPOTHESES
     says, in that order; () for an image too small to hash."""
+    found = coefficients_of(luma)
+    return () if found is None else pdq.hashes_from_coefficients(found)
+
+
+def signatures(coefficients: np.ndarray) -> tuple[str, ...]:
+    """The low-frequency signature (bot/hashing/smoothsig.py) of each guess, from its
+    coefficients (`coefficients_of`); () when any guess is flat (a verdict names a guess
+    by its place)."""
+    found = [smoothsig.of_coefficients(c) for c in coefficients]
+    return () if any(s is None for s in found) else tuple(s for s in found if s is not None)
+
+
+def coefficients_of(luma: np.ndarray) -> np.ndarray | None:
+    """PDQ's 16x16 DCT coefficients of `luma` padded back as each of HYPOTHESES says
+    (guesses x 16 x 16), or None for an image too small to hash."""
     rows, cols = luma.shape
     if rows < pdq.MIN_HASHABLE_SIDE or cols < pdq.MIN_HASHABLE_SIDE:
-        return ()
+        return None
     pixels = np.asarray(luma, dtype=np.float32)
     plan = _plan(rows, cols)
     # PDQ keeps 16x16 of the 64x64 image's DCT coefficients, and the DCT of one axis
@@ -94,7 +109,7 @@ def queries(luma: np.ndarray) -> tuple[str, ...]:
         mixed = dct32 @ pdq.weighted_rows(pdq.band(cols), transposed)  # 16 column frequencies x rows
         group = plan.by_columns
         coefficients[group.numbers] = (_second_pass(mixed, group) @ dct_t).transpose(0, 2, 1)
-    return pdq.hashes_from_coefficients(coefficients)
+    return coefficients
 
 
 def _transposed(pixels: np.ndarray, tile: int = 128) -> np.ndarray:

@@ -78,6 +78,9 @@ class MediaRow(Base):
     # PDQ of the image padded back by each crop guess (bot/hashing/uncrop.py), 64 hex
     # digits each joined by `,` in the guesses' order (since migration 0016).
     pdq_uncropped: Mapped[str | None] = mapped_column(Text)
+    # Under PDQ quality 50, the low-frequency signature of each crop guess (72 hex digits
+    # each, joined by `,` in the guesses' order; since migration 0017).
+    lowfreq_uncropped: Mapped[str | None] = mapped_column(Text)
     size: Mapped[int | None] = mapped_column(BigInteger)
     mimetype: Mapped[str | None] = mapped_column(String(255))
     width: Mapped[int | None] = mapped_column(Integer)

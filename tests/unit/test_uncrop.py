@@ -204,3 +204,48 @@ def test_an_operator_can_turn_the_guesses_off_to_save_their_cpu() -> None:
     assert sandbox.settings.limits.crop_guesses is False
     off = compute_hashes(data, limits=sandbox.settings.limits)
     assert off.pdq_uncropped == () and off.pdq == compute_hashes(data).pdq
+
+
+def test_a_smooth_images_cropped_copy_matches_its_signature_entry_through_a_guess() -> None:
+    # An add-image list's low-frequency signature of a dim, smooth picture (PDQ quality ~10):
+    # the copy's own signature moves with the cut; a guess's does not.
+    from smooth_kit import dark_room
+
+    original = dark_room(6)
+    listed = compute_hashes(encode(original, "PNG"))
+    assert (listed.pdq_quality or 100) < FULL_QUALITY and len(listed.lowfreq_uncropped) == len(uncrop.HYPOTHESES)
+    entries = [HashEntry("lowfreq", listed.lowfreq[0], "csam")]
+    classifier = HashListClassifier([LoadedList.from_entries("known", entries, label="csam")])
+    copy = compute_hashes(jpeg(cut(original, left=0.05, top=0.025, bottom=0.025)))
+
+    (verdict,) = classifier.match(copy).verdicts
+
+    assert verdict.hash_type == "lowfreq" and verdict.details["signal"] == "lowfreq"
+    assert verdict.details["crop"] == "5% cut from the left, 2.5% from the top, 2.5% from the bottom"
+    assert "transform" not in verdict.details and verdict.distance <= 20
+    assert classifier.match(replace(copy, lowfreq_uncropped=())).verdicts == ()
+    assert "a cropped copy: matched when padded back as if 5% cut from the left" in describe_verdict(verdict)
+
+
+def test_only_smooth_images_carry_signature_guesses_and_they_are_kept() -> None:
+    from smooth_kit import dark_room
+
+    textured = compute_hashes(jpeg(make_photo(3, (640, 480))))
+    smooth = compute_hashes(encode(dark_room(2), "PNG"))
+    assert textured.lowfreq_uncropped == () and len(smooth.lowfreq_uncropped) == len(uncrop.HYPOTHESES)
+
+    back = hashes_from_columns(media_hash_columns(smooth).get)
+
+    assert back is not None and back.lowfreq_uncropped == smooth.lowfreq_uncropped
+
+
+def test_the_sandbox_parent_refuses_malformed_signature_guesses() -> None:
+    from smooth_kit import dark_room
+
+    hashes = compute_hashes(encode(dark_room(2), "PNG"))
+    good = {"sha256": "x", "md5": None, "size": 1, "lowfreq_uncropped": list(hashes.lowfreq_uncropped)}
+    assert _parse({"hashes": good})[0].lowfreq_uncropped == hashes.lowfreq_uncropped
+    unnormalised = ["01" * 36] * len(uncrop.HYPOTHESES)
+    for hostile in (list(hashes.lowfreq_uncropped[:-1]), unnormalised, ["zz" * 36] * len(uncrop.HYPOTHESES), "no"):
+        with pytest.raises(ValueError, match="lowfreq"):
+            _parse({"hashes": {**good, "lowfreq_uncropped": hostile}})
