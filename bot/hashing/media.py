@@ -218,7 +218,8 @@ def _add_perceptual(hashes: Hashes, image: Image.Image) -> Hashes:
     # bits from the mirrored copy's (issue 14; pdq.exact_dihedral_hashes).
     queries, quality, small = pdq.exact_dihedral(luma)
     smalls = [small]
-    left, top, right, bottom = trim_box(image)  # the whole image out of Pillow only if an edge is uniform
+    # Colours are read out of Pillow only when the luma allows an edge to be uniform.
+    left, top, right, bottom = trim_box(image, luma)
     if (left, top, right, bottom) != (0, 0, *image.size):
         # Only when trimming removed something: a second dihedral doubles the PDQ cost.
         # The luma of the trimmed image is the trimmed luma.
