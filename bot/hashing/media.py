@@ -246,8 +246,20 @@ def _add_perceptual(hashes: Hashes, image: Image.Image) -> Hashes:
 
 def _luma(rgb: Image.Image) -> np.ndarray:
     """PDQ's luma of an RGB image, float32: Pillow's "F" conversion computes the same
-    0.299 R + 0.587 G + 0.114 B as pdqhash, bit for bit (tests/unit/test_pdq.py)."""
-    return np.asarray(rgb.convert("F"))
+    0.299 R + 0.587 G + 0.114 B as pdqhash, bit for bit (tests/unit/test_pdq.py).
+
+    Converted straight into the array's memory, which Pillow maps as an "F" image (its
+    core's map_buffer and convert_into, what Image.frombuffer and ImageTk use): numpy's
+    view of a converted image copies it out twice (Image.tobytes's chunks, then their
+    join), 0.05 of 0.15 ms for a 1 MP photo (bench/README.md, issue 16). Where this Pillow
+    lacks either, the converted image is copied out."""
+    width, height = rgb.size
+    out = np.empty((height, width), dtype=np.float32)
+    try:
+        rgb.im.convert_into(Image.core.map_buffer(out, (width, height), "raw", 0, ("F", 0, 1)))
+    except (AttributeError, TypeError, ValueError):
+        return np.asarray(rgb.convert("F"))
+    return out
 
 
 def _frame_pdqs(img: ImageFile.ImageFile) -> tuple[tuple[int, str, int], ...]:
