@@ -92,7 +92,8 @@ def hash_within(data: bytes, limits: MediaLimits) -> Hashes:
     except Exception as e:  # hostile input can make any decoder raise anything
         return replace(hashes, perceptual_error=f"truncated or corrupt image: {describe(e)}")
     try:
-        return replace(hashes, frame_pdqs=_frame_pdqs(img))
+        frames = _frame_pdqs(img)
+        return replace(hashes, frame_pdqs=frames) if frames else hashes  # a still image: no copy
     except MemoryError:
         raise
     except Exception:  # a later frame truncated or corrupt: the first frame's hashes stand
