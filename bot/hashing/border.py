@@ -19,6 +19,7 @@ _BAND_TOLERANCE = 12
 _BAND_FRACTION = 0.9
 _MIN_KEPT = 0.5  # never trim a side to less than half its length
 _MIN_BAND = 0.01  # bands thinner than 1% of the side (or 2 px) are ignored
+_LUMA_SLACK = 0.01  # float32 rounding of a luma, with room to spare (see _may_be_uniform)
 
 
 def trim_uniform_border(img: Image.Image) -> Image.Image:
@@ -31,16 +32,53 @@ def trim_uniform_border(img: Image.Image) -> Image.Image:
     return img if box == (0, 0, *img.size) else img.crop(box)
 
 
-def trim_box(img: Image.Image | np.ndarray) -> tuple[int, int, int, int]:
+def trim_box(img: Image.Image | np.ndarray, luma: np.ndarray | None = None) -> tuple[int, int, int, int]:
     """The (left, top, right, bottom) box `trim_uniform_border` crops `img` to (its RGB
-    pixels, rows x columns x 3 uint8, will do too)."""
+    pixels, rows x columns x 3 uint8, will do too).
+
+    `luma`, when given, is PDQ's float luma of `img` (bot/hashing/media.py has it already):
+    when it shows that no edge line can be uniform, no colour is read at all."""
     pixels = img if isinstance(img, np.ndarray) or img.mode == "RGB" else img.convert("RGB")
     w, h = (pixels.shape[1], pixels.shape[0]) if isinstance(pixels, np.ndarray) else pixels.size
+    if w >= 4 and h >= 4 and luma is not None and luma.shape == (h, w) and not _may_be_uniform(luma):
+        return 0, 0, w, h
     if w >= 4 and h >= 4 and not any(_uniform_lines(lines).any() for lines in _edges(pixels)):
         # Most images: no edge line is uniform, so no band starts (what _bands would find
         # after reading the first few lines at each end, for ~60% of the cost).
         return 0, 0, w, h
     return scanned_box(pixels)
+
+
+def _may_be_uniform(luma: np.ndarray) -> bool:
+    """False when the luma of the four edge lines proves that none of them is uniform as
+    _uniform_lines judges colours; True when it may be (then the colours decide).
+
+    A pixel within _BAND_TOLERANCE of a colour in every channel has a luma within
+    _BAND_TOLERANCE of the colour's (the luma weighs the channels by weights summing to 1),
+    so a uniform line has _BAND_FRACTION of its lumas within a span of twice the tolerance:
+    with the lumas sorted, some run of that many spans no more. The float luma is rounded
+    to float32 (~2e-5 at 255); _LUMA_SLACK covers it. Four lines of floats in numpy cost
+    a fraction of copying the edges' colours out of Pillow (bench/README.md, issue 16).
+    """
+    for lines in (luma[[0, -1]], luma[:, [0, -1]].T):
+        n = lines.shape[1]
+        count = _fewest_near(n)
+        ordered = np.sort(lines, axis=1)
+        spans = ordered[:, count - 1 :] - ordered[:, : n - count + 1]
+        if (spans.min(axis=1) <= 2 * _BAND_TOLERANCE + _LUMA_SLACK).any():
+            return True
+    return False
+
+
+def _fewest_near(n: int) -> int:
+    """The fewest pixels near the colour that make a line of n pixels uniform: the least
+    count with count / n >= _BAND_FRACTION, as _uniform_lines computes it."""
+    count = max(1, min(n, int(np.ceil(_BAND_FRACTION * n))))
+    while count > 1 and (count - 1) / n >= _BAND_FRACTION:
+        count -= 1
+    while count < n and count / n < _BAND_FRACTION:
+        count += 1
+    return count
 
 
 def _edges(pixels: Image.Image | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

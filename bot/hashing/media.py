@@ -92,7 +92,8 @@ def hash_within(data: bytes, limits: MediaLimits) -> Hashes:
     except Exception as e:  # hostile input can make any decoder raise anything
         return replace(hashes, perceptual_error=f"truncated or corrupt image: {describe(e)}")
     try:
-        return replace(hashes, frame_pdqs=_frame_pdqs(img))
+        frames = _frame_pdqs(img)
+        return replace(hashes, frame_pdqs=frames) if frames else hashes  # a still image: no copy
     except MemoryError:
         raise
     except Exception:  # a later frame truncated or corrupt: the first frame's hashes stand
@@ -219,7 +220,8 @@ def _add_perceptual(hashes: Hashes, image: Image.Image, *, crop_guesses: bool = 
     # bits from the mirrored copy's (issue 14; pdq.exact_dihedral_hashes).
     queries, quality, small = pdq.exact_dihedral(luma)
     smalls = [small]
-    left, top, right, bottom = trim_box(image)  # the whole image out of Pillow only if an edge is uniform
+    # Colours are read out of Pillow only when the luma allows an edge to be uniform.
+    left, top, right, bottom = trim_box(image, luma)
     if (left, top, right, bottom) != (0, 0, *image.size):
         # Only when trimming removed something: a second dihedral doubles the PDQ cost.
         # The luma of the trimmed image is the trimmed luma.
@@ -252,8 +254,20 @@ def _add_perceptual(hashes: Hashes, image: Image.Image, *, crop_guesses: bool = 
 
 def _luma(rgb: Image.Image) -> np.ndarray:
     """PDQ's luma of an RGB image, float32: Pillow's "F" conversion computes the same
-    0.299 R + 0.587 G + 0.114 B as pdqhash, bit for bit (tests/unit/test_pdq.py)."""
-    return np.asarray(rgb.convert("F"))
+    0.299 R + 0.587 G + 0.114 B as pdqhash, bit for bit (tests/unit/test_pdq.py).
+
+    Converted straight into the array's memory, which Pillow maps as an "F" image (its
+    core's map_buffer and convert_into, what Image.frombuffer and ImageTk use): numpy's
+    view of a converted image copies it out twice (Image.tobytes's chunks, then their
+    join), 0.05 of 0.15 ms for a 1 MP photo (bench/README.md, issue 16). Where this Pillow
+    lacks either, the converted image is copied out."""
+    width, height = rgb.size
+    out = np.empty((height, width), dtype=np.float32)
+    try:
+        rgb.im.convert_into(Image.core.map_buffer(out, (width, height), "raw", 0, ("F", 0, 1)))
+    except (AttributeError, TypeError, ValueError):
+        return np.asarray(rgb.convert("F"))
+    return out
 
 
 def _frame_pdqs(img: ImageFile.ImageFile) -> tuple[tuple[int, str, int], ...]:

@@ -18,7 +18,7 @@ from PIL import Image
 # tests/ is on sys.path because tests/conftest.py lives there.
 from images import make_photo
 
-from bot.hashing import hamming
+from bot.hashing import hamming, media
 from bot.hashing.pdq import DIHEDRAL, dihedral_hashes, downsample, exact_dihedral_hashes, luma, pdq_hash
 
 ZERO_HASH = "0" * 64
@@ -271,3 +271,15 @@ def test_exact_dihedral_hashes_differ_from_the_sign_changed_ones_where_sampling_
     derived, _ = dihedral_hashes(pixels)
     mirrored = DIHEDRAL.index("flip_y")
     assert (int(exact[mirrored], 16) ^ int(derived[mirrored], 16)).bit_count() > 31
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 3), (577, 431), (64, 64)])
+def test_hashings_luma_is_the_float_conversion_written_in_place(size: tuple[int, int]) -> None:
+    # bot.hashing.media converts straight into the array's memory: the same values as
+    # numpy's copy of Pillow's "F" image, in an array of its own.
+    rgb = Image.fromarray(np.random.default_rng(size[0]).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+
+    luma_of_image = media._luma(rgb)
+
+    assert luma_of_image.dtype == np.float32 and luma_of_image.flags.owndata
+    assert np.array_equal(luma_of_image, np.asarray(rgb.convert("F")))

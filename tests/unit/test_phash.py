@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.hashing.phash import REDUCING_GAP, phash
+from bot.hashing.phash import REDUCING_GAP, _small, phash
 from images import make_photo
 
 
@@ -91,3 +91,28 @@ def test_phash_is_sixteen_hex_digits_of_the_8x8_bits() -> None:
     h = phash(make_photo(3, (200, 150)))
 
     assert len(h) == 16 and int(h, 16) >= 0
+
+
+def _sizes_around_the_boundaries() -> list[tuple[int, int]]:
+    """Sides on both sides of 32 (enlarged or reduced), of each box-reduction factor (96,
+    192, 288...), and shapes on both sides of Pillow's choice of its vertical pass first
+    (height - 32 over twice width - 32), plus random ones."""
+    sides = (1, 5, 31, 32, 33, 95, 96, 97, 191, 192, 193, 287, 288, 289, 432, 577, 1153)
+    sizes = [(w, h) for w in sides for h in sides]
+    sizes += [(w, 2 * w - 32 + d) for w in (33, 40, 64, 100, 200) for d in (-1, 0, 1)]
+    rng = np.random.default_rng(5)
+    sizes += [(int(w), int(h)) for w, h in rng.integers(1, 1300, (200, 2))]
+    return sizes
+
+
+def test_the_32x32_pixels_are_pillows_lanczos_resize_for_every_shape() -> None:
+    # bot.hashing.phash resamples in numpy, as Pillow does in integers: not a grey level off.
+    rng = np.random.default_rng(11)
+    differing = []
+    for width, height in _sizes_around_the_boundaries():
+        grey = Image.fromarray(rng.integers(0, 256, (height, width), dtype=np.uint8), "L")
+        pillow = grey.resize((32, 32), Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
+        if not np.array_equal(_small(grey), np.asarray(pillow, dtype=np.float64)):
+            differing.append((width, height))
+
+    assert differing == []
