@@ -124,13 +124,19 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-async def rates(seconds: float, rounds: int) -> dict[tuple[str, str], float]:
-    """CPU ms per image for each (kind, mode)."""
-    from bot.hashing import compute_hashes
+async def rates(seconds: float, rounds: int, crop_guesses: bool = True) -> dict[tuple[str, str], float]:
+    """CPU ms per image for each (kind, mode); without the crop guesses (processing.crop_guesses)
+    when told."""
+    from functools import partial
+
+    from bot.hashing import compute_hashes as compute
+    from bot.hashing.limits import MediaLimits
     from bot.hashing.pool import HashSandbox
 
+    limits = MediaLimits(crop_guesses=crop_guesses)
+    compute_hashes = partial(compute, limits=limits)
     totals: dict[tuple[str, str], list[float]] = {}
-    async with HashSandbox(workers=1, memory_bytes=256 * MB, cpu_seconds=10, nice=0) as sandbox:
+    async with HashSandbox(workers=1, memory_bytes=256 * MB, cpu_seconds=10, nice=0, limits=limits) as sandbox:
         for label, (size, noise, fmt) in KINDS.items():
             images = [make_jpeg(seed, size, noise, fmt) for seed in range(IMAGES_PER_KIND)]
             runs: dict[str, Callable[[bytes], object]] = {
@@ -214,10 +220,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="CPU-bound seconds per kind and mode")
     parser.add_argument("--rounds", type=int, default=2, help="rounds each mode is split into")
     parser.add_argument("--scan-files", type=int, default=40, help="files per `modbot scan` run (0: skip)")
+    parser.add_argument("--no-crop-guesses", action="store_true",
+                        help="sandbox and in-process without the 44 crop guesses (processing.crop_guesses: false; "
+                             "`modbot scan` keeps them)")
     args = parser.parse_args()
 
     load_before = os.getloadavg()
-    ms = asyncio.run(rates(args.seconds, args.rounds))
+    ms = asyncio.run(rates(args.seconds, args.rounds, crop_guesses=not args.no_crop_guesses))
     scan = scan_per_file(args.scan_files, args.rounds) if args.scan_files > 1 else {}
     load_after = os.getloadavg()
 
@@ -226,7 +235,8 @@ def main() -> None:
          if line.startswith("model name")),
         "unknown CPU",
     ) if Path("/proc/cpuinfo").exists() else "unknown CPU"
-    print(f"{cpu}; {args.seconds:g} s per kind and mode in {args.rounds} rounds; "
+    guesses = "without" if args.no_crop_guesses else "with"
+    print(f"{cpu}; {args.seconds:g} s per kind and mode in {args.rounds} rounds; {guesses} crop guesses; "
           f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after.\n")
     print("CPU ms per image (sandbox: this process and the worker together); ratios to the floor:\n")
     print("| image | MB | floor | luma floor | sandbox | in-process | sandbox / floor | sandbox / luma floor "
