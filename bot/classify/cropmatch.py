@@ -17,8 +17,9 @@ from collections.abc import Iterator
 
 from bot.classify.pdqrule import pdq_bounds
 from bot.hashing.uncrop import HYPOTHESES
+from bot.classify.nearverdict import near_verdict
 from bot.lists.loaded import LoadedList, hex_matrix
-from bot.model import Hashes, MatchKind, Verdict
+from bot.model import Hashes, Verdict
 
 
 def crop_verdicts(classifier: str, lst: LoadedList, hashes: Hashes, min_quality: int) -> Iterator[Verdict]:
@@ -36,18 +37,10 @@ def crop_verdicts(classifier: str, lst: LoadedList, hashes: Hashes, min_quality:
     except ValueError:
         return  # checked by the sandbox's parent already; nothing to match with
     for row, query_no, distance in index.search(matrix, bound):
-        yield Verdict(
-            classifier=classifier,
-            label=index.label_at(row),
-            kind=MatchKind.NEAR,
-            list_name=lst.name,
-            hash_type="pdq",
-            distance=distance,
-            matched_hash=index.hash_at(row),
-            details={
-                "query": "variant",
-                "query_hash": guesses[query_no].lower(),
-                "crop": HYPOTHESES[query_no][0],
-                "pdq_quality": hashes.pdq_quality,
-            },
-        )
+        details = {
+            "query": "variant",
+            "query_hash": guesses[query_no].lower(),
+            "crop": HYPOTHESES[query_no][0],
+            "pdq_quality": hashes.pdq_quality,
+        }
+        yield near_verdict(classifier, lst, index, row, distance, details)

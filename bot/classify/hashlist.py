@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.classify.base import Classifier, ClassifierContext, ClassifierSetupError, MediaInput
 from bot.classify.cropmatch import crop_verdicts
+from bot.classify.nearverdict import near_verdict
 from bot.classify.pdqrule import FULL_QUALITY, PHASH_PDQ_CONFIRM, pdq_bounds
 from bot.classify.reliablematch import reliable_queries, reliable_verdicts
 from bot.classify.smoothmatch import smooth_verdicts
@@ -252,16 +253,7 @@ class HashListClassifier(Classifier):
                         details["transform"] = transform
                 if query.hash_type == "pdq":
                     details["pdq_quality"] = hashes.pdq_quality
-                yield Verdict(
-                    classifier=self.name,
-                    label=index.label_at(row),
-                    kind=MatchKind.NEAR,
-                    list_name=lst.name,
-                    hash_type=query.hash_type,
-                    distance=distance,
-                    matched_hash=index.hash_at(row),
-                    details=details,
-                )
+                yield near_verdict(self.name, lst, index, row, distance, details, query.hash_type)
 
     def _frame_verdicts(
         self, lst: LoadedList, frames: list[tuple[int, str, int, np.ndarray]], unit: str
@@ -277,16 +269,8 @@ class HashListClassifier(Classifier):
             if bound is None:
                 continue
             for row, _, distance in index.search(matrix, bound):
-                yield Verdict(
-                    classifier=self.name,
-                    label=index.label_at(row),
-                    kind=MatchKind.NEAR,
-                    list_name=lst.name,
-                    hash_type="pdq",
-                    distance=distance,
-                    matched_hash=index.hash_at(row),
-                    details={"query": "frame", unit: number, "query_hash": frame_hash, "pdq_quality": quality},
-                )
+                details = {"query": "frame", unit: number, "query_hash": frame_hash, "pdq_quality": quality}
+                yield near_verdict(self.name, lst, index, row, distance, details)
 
     def _search(self, index: NearIndex, query: _Queries, lst: LoadedList, quality: int | None) -> Iterator[tuple[int, int, int]]:
         """(row, query number, distance) of the entries within the bound of each query."""

@@ -21,13 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from bot.classify.nearverdict import near_verdict
 from bot.classify.pdqrule import RELIABLE_MAX_ROWS, RELIABLE_TIERS, uses_reliable_bits
 from bot.hashing.pdq import DIHEDRAL, dihedral_coefficients
 from bot.hashing.pdqcoef import parse
 from bot.lists.agree import agreeing_rows
 from bot.lists.index import bytes_to_codes
 from bot.lists.loaded import LoadedList
-from bot.model import Hashes, MatchKind, Verdict
+from bot.model import Hashes, Verdict
 
 SIGNAL = "reliable bits"
 _HALF = 128  # PDQ's median is the 128th smallest of 256 coefficients
@@ -79,13 +80,4 @@ def reliable_verdicts(
             "pdq_quality": hashes.pdq_quality,
             "reliable_mismatches": {str(count): m for (count, _), m in zip(RELIABLE_TIERS, mismatches)},
         }
-        yield Verdict(
-            classifier=classifier,
-            label=index.label_at(row),
-            kind=MatchKind.NEAR,
-            list_name=lst.name,
-            hash_type="pdq",
-            distance=distance,
-            matched_hash=index.hash_at(row),
-            details=details,
-        )
+        yield near_verdict(classifier, lst, index, row, distance, details)
