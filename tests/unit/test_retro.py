@@ -471,6 +471,26 @@ async def test_a_smooth_images_reliable_bits_are_matched_by_a_pdq_entry_listed_l
     assert not any(other_event in str(c) for c in world.hs.calls)
 
 
+async def test_a_cropped_copys_stored_guesses_are_matched_by_a_pdq_entry_listed_later(world: World) -> None:
+    from bot.demo.samples import encode, make_photo
+    from bot.hashing import compute_hashes
+
+    original = make_photo(202)
+    width, height = original.size
+    copy = compute_hashes(encode(original.crop((0, 0, width, height - round(height * 0.05))), "JPEG", quality=85))
+    entry = compute_hashes(encode(original, "PNG")).pdq or ""
+    cropped_event, cropped_mxc = await world.post(copy)
+    other_event, _ = await world.post(random_hashes())
+    assert (await world.store.get_media(cropped_mxc)).hashes.pdq_uncropped == copy.pdq_uncropped  # type: ignore[union-attr]
+
+    report = await world.matcher().run_list(listed(("pdq", entry)))
+
+    assert {h.event_id for h in report.hits} == {cropped_event}
+    (verdict,) = report.hits[0].verdicts
+    assert verdict.details["crop"] == "5% cut from the bottom" and verdict.distance <= 31
+    assert not any(other_event in str(c) for c in world.hs.calls)
+
+
 # --- lists matched live, or not: what counts as seen ---------------------------------------------
 
 
