@@ -203,7 +203,8 @@ def downsample(luma: np.ndarray) -> np.ndarray:
 def _weighted_rows(band: tuple[np.ndarray, np.ndarray], array: np.ndarray) -> np.ndarray:
     """`matrix @ array` for the 64 x n matrix given as `band` (see _band)."""
     indices, weights = band
-    return np.matmul(weights[:, None, :], array[indices])[:, 0, :]
+    # np.take, not array[indices]: the same rows, gathered faster when they are short.
+    return np.matmul(weights[:, None, :], np.take(array, indices, axis=0))[:, 0, :]
 
 
 @functools.lru_cache(maxsize=256)

@@ -114,6 +114,18 @@ def of_coefficients(coefficients: np.ndarray) -> str | None:
     return scaled.tobytes().hex()
 
 
+def of_many_coefficients(coefficients: np.ndarray) -> tuple[str, ...]:
+    """`of_coefficients` of each of k coefficient blocks (k x at least SIDE x SIDE), in one
+    pass; () when any of them is flat."""
+    values = np.asarray(coefficients, dtype=np.float64)[:, :SIDE, :SIDE].reshape(len(coefficients), LENGTH)
+    if not len(values) or bool((np.linalg.norm(values, axis=1) < _FLAT_NORM).any()):
+        return ()
+    largest = np.abs(values).max(axis=1, keepdims=True)
+    scaled = np.clip(np.rint(values / largest * 127), -127, 127).astype(np.int8)
+    text = scaled.tobytes().hex()
+    return tuple(text[i : i + TEXT_LENGTH] for i in range(0, len(text), TEXT_LENGTH))
+
+
 def checked_guesses(value: object, count: int) -> tuple[str, ...]:
     """`Hashes.lowfreq_uncropped` as a sandbox worker sent it (JSON, not trusted): none, or
     `count` valid signatures (one per crop guess); ValueError otherwise."""
