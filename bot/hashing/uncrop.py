@@ -127,8 +127,8 @@ def _transposed(pixels: np.ndarray, tile: int = 128) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Group:
-    """Guesses that share their first pass: their numbers in HYPOTHESES and the bands of
-    their second pass, stacked (guesses x 64 x taps)."""
+    """Guesses whose second pass runs together: their numbers in HYPOTHESES and the bands
+    of their second pass, stacked (guesses x 64 x taps), into the lines of their first."""
 
     numbers: np.ndarray  # int, to index the guesses' coefficients with
     indices: np.ndarray
