@@ -22,6 +22,7 @@ from . import pdq, pdqcoef, smoothsig, uncrop
 from bot.model import Hashes
 
 from .border import trim_box
+from .caption import caption_box
 from .decode import REDUCED_SIDE, SLOW_DECODER_MAX_PIXELS, Unhashable, decode, describe, open_image, reduced
 from .phash import phash
 from .limits import MediaLimits
@@ -222,6 +223,11 @@ def _add_perceptual(hashes: Hashes, image: Image.Image, *, crop_guesses: bool = 
     smalls = [small]
     # Colours are read out of Pillow only when the luma allows an edge to be uniform.
     left, top, right, bottom = trim_box(image, luma)
+    # A caption bar (text on a white or black band above or below) is cut off too; its
+    # margin alone may pass for a uniform border, so the deeper cut wins.
+    caption = caption_box(luma) if (left, right) == (0, image.width) else None
+    if caption is not None:
+        top, bottom = max(top, caption[1]), min(bottom, caption[3])
     if (left, top, right, bottom) != (0, 0, *image.size):
         # Only when trimming removed something: a second dihedral doubles the PDQ cost.
         # The luma of the trimmed image is the trimmed luma.
