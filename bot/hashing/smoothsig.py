@@ -106,12 +106,8 @@ def of_coefficients(coefficients: np.ndarray) -> str | None:
     """The signature from PDQ's DCT coefficients (at least SIDE x SIDE, frequencies from 1:
     the top-left corner of the 16x16 PDQ hashes), as bot/hashing/uncrop.py has them for
     its crop guesses; None when they are flat."""
-    values = np.asarray(coefficients, dtype=np.float64)[:SIDE, :SIDE].reshape(-1)
-    largest = float(np.abs(values).max())
-    if float(np.linalg.norm(values)) < _FLAT_NORM:
-        return None
-    scaled = np.clip(np.rint(values / largest * 127), -127, 127).astype(np.int8)
-    return scaled.tobytes().hex()
+    found = of_many_coefficients(np.asarray(coefficients)[None])
+    return found[0] if found else None
 
 
 def of_many_coefficients(coefficients: np.ndarray) -> tuple[str, ...]:
