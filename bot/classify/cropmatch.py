@@ -5,8 +5,9 @@ has `Hashes.pdq_uncropped` (bot/hashing/uncrop.py: PDQ of the image padded back 
 extent its original had if up to 5% of a side was cut: centred, from one side, or 5% of
 each axis off-centre; 44 guesses). Each guess is matched like the image's other derived
 queries (turns, flips, the trimmed image): within the derived bound pdqrule.pdq_bounds
-gives the image's quality, so a smooth image's guesses are held to the low-quality bound. A verdict is a PDQ near match at the
-guess's distance, with `details.crop` naming the guess (the notice says it).
+gives the image's quality, so a smooth image's guesses are held to the low-quality bound.
+A verdict is a PDQ near match at the guess's distance, with `details.crop` naming the guess
+(the notice says it).
 
 Pure: hashes in, verdicts out.
 """

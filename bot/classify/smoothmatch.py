@@ -5,8 +5,7 @@ The hash-list classifier (bot/classify/hashlist.py) calls this for every still i
 a query under PDQ quality 50 is matched, within pdqrule.LOWFREQ_BOUND, by its signature and
 its border-trimmed image's, each turned and flipped (bot/hashing/smoothsig.dihedral), and
 by the signatures of its crop guesses (bot/hashing/uncrop.py; `details.crop` names the one
-that matched). A
-verdict says the signal (`hash_type` "lowfreq", `details.signal`), the transformation that
+that matched). A verdict says the signal (`hash_type` "lowfreq", `details.signal`), the transformation that
 matched (`details.transform`, a pdq.DIHEDRAL name applied to the post, as PDQ's verdicts
 say it), the distance and the entry's signature.
 

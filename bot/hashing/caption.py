@@ -1,12 +1,13 @@
 """Caption bars (a meme's line of text on a white or black band above or below the picture),
 found so they can be cut off. Pure: PDQ's float luma in, a box out.
 
-Part of perceptual hashing (bot/hashing/media.py): when an image has no uniform border
-(bot/hashing/border.py), a caption bar found here is cut off instead and the rest gets the
-trimmed image's PDQ queries, so a known image posted under a caption is found. A bar's
-rows are at least partly its shade (big text covers most of the rows it crosses), and it
-ends, as it starts, with rows wholly of its shade: the margins around the text. A band that runs on past
-_MAX_BAR of the height is not a bar but the picture itself (a white sky, a night photo).
+Part of perceptual hashing (bot/hashing/media.py): a caption bar found here is cut off
+with any uniform border (bot/hashing/border.py; the deeper cut wins, since the bar's margin
+alone may pass for a border), and the rest gets the trimmed image's PDQ queries, so a known
+image posted under a caption is found. A bar's rows are at least partly its shade (big text
+covers most of the rows it crosses), and it ends, as it starts, with rows wholly of its
+shade: the margins around the text. A band that runs on past _MAX_BAR of the height is not
+a bar but the picture itself (a white sky, a night photo).
 """
 
 from __future__ import annotations
