@@ -23,12 +23,18 @@ only half of the copies cut 5% at each side (10% centred).
 
 Computed with PDQ's own blur-and-decimate bands (bot/hashing/pdq.py): padding by repeating
 edge pixels is the band of the padded side with its pixel indices clamped to the image, so
-nothing is padded in memory; guesses that cut the rows alike share one pass over the
-image's rows, and those that cut no column share one pass over its columns; then each
-pass's 64 lines are reduced to PDQ's 16 frequencies (in single precision) before the pass
-that is each guess's own. The result is `pdq.pdq_hash` of the padded image
-(tests/unit/test_uncrop.py), but for a bit whose coefficient lies within rounding of the
-median, which only near-flat images have.
+nothing is padded in memory. Each band is a row of a sparse matrix: the guesses that cut the
+rows alike share one pass over the image's rows, reduced to PDQ's 16 frequencies (single
+precision) before the pass that is each guess's own; the guesses that cut no column share
+one product of the image with the columns' plain band and DCT (16 columns of numbers). The
+result is `pdq.pdq_hash` of the padded image (tests/unit/test_uncrop.py), but for a bit whose
+coefficient lies within rounding of the median, which only near-flat images have.
+
+The sparse products are scipy's (`scipy.sparse`, CSR): one pass over the matrix's entries,
+each a multiply-add of a row of the image, with nothing gathered in between. numpy has no
+such product; its gather-then-multiply form (np.take, np.matmul) wrote every tap's rows into
+a temporary several times the image and took 3-4x as long for the 44 guesses of a 1 MP
+photo (bench/README.md, issue 16).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 
 from . import pdq, smoothsig
 
@@ -94,52 +101,35 @@ def coefficients_of(luma: np.ndarray) -> np.ndarray | None:
         return None
     pixels = np.asarray(luma, dtype=np.float32)
     plan = _plan(rows, cols)
-    # PDQ keeps 16x16 of the 64x64 image's DCT coefficients, and the DCT of one axis
-    # commutes with the blur-and-decimate of the other: each pass's 64 lines are reduced to
-    # their 16 frequencies first, so the per-guess work is on 16 lines, not 64.
-    dct_t = pdq.dct_matrix().T
-    dct32 = _dct32()  # single precision for the wide products: 2.5x faster than double here
+    dct = pdq.dct_matrix()
     coefficients = np.empty((len(HYPOTHESES), 16, 16))
-    # Each first pass's lines, reduced to 16 frequencies, side by side: then one gather and
-    # one product serve every guess's second pass (nine of each cost more in calls than work).
-    firsts = len(plan.row_bands[1]) // _SIDE
-    mixed = pdq.weighted_rows(plan.row_bands, pixels).reshape(firsts, _SIDE, cols)  # every first pass at once
-    lines = np.matmul(mixed.transpose(0, 2, 1), dct32.T).reshape(firsts * cols, 16)
-    coefficients[plan.by_rows.numbers] = _second_pass(lines, plan.by_rows) @ dct_t
-    if plan.by_columns is not None:
-        transposed = _transposed(pixels)
-        mixed = dct32 @ pdq.weighted_rows(pdq.band(cols), transposed)  # 16 column frequencies x rows
-        group = plan.by_columns
-        coefficients[group.numbers] = (_second_pass(np.ascontiguousarray(mixed.T), group) @ dct_t).transpose(0, 2, 1)
+    # PDQ keeps 16x16 of the 64x64 image's DCT coefficients, and the DCT of one axis
+    # commutes with the blur-and-decimate of the other: each first pass's 64 lines are
+    # reduced to their 16 frequencies first, so each guess's own pass is over 16 numbers
+    # per column, not 64.
+    firsts = plan.first_pass.shape[0] // _SIDE
+    mixed = (plan.first_pass @ pixels).reshape(firsts, _SIDE, cols)
+    lines = np.matmul(mixed.transpose(0, 2, 1), _dct32().T).reshape(firsts * cols, 16)
+    sampled = (plan.second_pass @ lines).reshape(-1, _SIDE, 16)  # guess, column sample, row frequency
+    coefficients[plan.by_rows] = sampled.transpose(0, 2, 1) @ dct.T
+    if len(plan.by_columns):
+        # The columns' plain band and DCT in one dense product: rows x 16 column frequencies.
+        frequencies = pixels @ plan.column_dct
+        sampled = (plan.column_pass @ frequencies).reshape(-1, _SIDE, 16)  # guess, row sample, column frequency
+        coefficients[plan.by_columns] = np.matmul(dct, sampled)
     return coefficients
-
-
-def _transposed(pixels: np.ndarray, tile: int = 128) -> np.ndarray:
-    """A contiguous copy of pixels.T, a tile at a time: copying a transposed view whole
-    walks memory a column at a time and took twice as long here (1 MP: 76 against 137 us)."""
-    rows, cols = pixels.shape
-    out = np.empty((cols, rows), dtype=pixels.dtype)
-    for top in range(0, rows, tile):
-        for left in range(0, cols, tile):
-            out[left : left + tile, top : top + tile] = pixels[top : top + tile, left : left + tile].T
-    return out
-
-
-@dataclass(frozen=True)
-class _Group:
-    """Guesses whose second pass runs together: their numbers in HYPOTHESES and the bands
-    of their second pass, stacked (guesses x 64 x taps), into the lines of their first."""
-
-    numbers: np.ndarray  # int, to index the guesses' coefficients with
-    indices: np.ndarray
-    weights: np.ndarray
 
 
 @dataclass(frozen=True)
 class _Plan:
-    row_bands: tuple[np.ndarray, np.ndarray]  # the first passes over the rows, stacked (passes * 64 x taps)
-    by_rows: _Group  # every guess that cuts a column, its bands into row_bands' lines
-    by_columns: _Group | None  # the guesses that cut no column: columns first
+    """How the guesses for an image of one size are computed (see _plan)."""
+
+    by_rows: np.ndarray  # the guesses that cut a column, by number in HYPOTHESES
+    first_pass: sparse.csr_matrix  # (row cuts * 64) x rows: the row bands of their row cuts
+    second_pass: sparse.csr_matrix  # (by_rows * 64) x (row cuts * cols): each one's column band, into its first pass's lines
+    by_columns: np.ndarray  # the guesses that cut no column
+    column_dct: np.ndarray  # cols x 16, float32: the columns' plain band then the DCT
+    column_pass: sparse.csr_matrix  # (by_columns * 64) x rows: each one's row band
 
 
 @functools.lru_cache(maxsize=64)
@@ -147,41 +137,38 @@ def _plan(rows: int, cols: int) -> _Plan:
     """How the guesses for an image of rows x cols share their passes (kept per size:
     images come in few sizes). A pass over the whole image is the costly part: those that
     cut only columns (left, right) share the rows' plain pass, those that cut only rows
-    (top, bottom) share the columns' plain pass (of the transposed image), and the rest
-    (cut on both axes) share a pass with those that cut the rows alike."""
-    by_rows: dict[tuple[int, int], list[int]] = {}
+    (top, bottom) share the columns' plain band, and the rest (cut on both axes) share a
+    pass with those that cut the rows alike."""
+    by_row_cut: dict[tuple[int, int], list[int]] = {}
     by_columns: list[int] = []
     for number, (_name, (left, right, top, bottom)) in enumerate(HYPOTHESES):
         if (left, right) == (0.0, 0.0):
             by_columns.append(number)
         else:
-            by_rows.setdefault(_padding(rows, top, bottom), []).append(number)
-    numbers = [k for group in by_rows.values() for k in group]
-    # Guess k's second pass reads the lines of its first pass: the block of cols lines
-    # numbered as its row cut is among by_rows.
-    offsets = [first * cols for first, group in enumerate(by_rows.values()) for _k in group]
-    indices, weights = _stacked_bands(cols, tuple(_padding(cols, *HYPOTHESES[k][1][:2]) for k in numbers))
-    indices = indices + np.array(offsets)[:, None, None]
-    indices.setflags(write=False)
-    columns = None
-    if by_columns:
-        column_indices, column_weights = _stacked_bands(rows, tuple(_padding(rows, *HYPOTHESES[k][1][2:]) for k in by_columns))
-        columns = _Group(np.array(by_columns), column_indices, column_weights)
-    first_indices, first_weights = _stacked_bands(rows, tuple(by_rows))
-    taps = first_indices.shape[-1]
-    firsts = (first_indices.reshape(-1, taps), first_weights.reshape(-1, taps))
-    return _Plan(firsts, _Group(np.array(numbers), indices, weights), columns)
+            by_row_cut.setdefault(_padding(rows, top, bottom), []).append(number)
+    by_rows = [k for group in by_row_cut.values() for k in group]
+    # Guess k's own pass reads the cols lines of its first pass (first passes side by side).
+    offsets = [first * cols for first, group in enumerate(by_row_cut.values()) for _k in group]
+    column_bands = _stacked_bands(cols, tuple(_padding(cols, *HYPOTHESES[k][1][:2]) for k in by_rows))
+    second_pass = _matrix(*column_bands, len(by_row_cut) * cols, np.repeat(offsets, _SIDE))
+    first_pass = _matrix(*_stacked_bands(rows, tuple(by_row_cut)), rows)
+    column_pass = _matrix(*_stacked_bands(rows, tuple(_padding(rows, *HYPOTHESES[k][1][2:]) for k in by_columns)), rows)
+    indices, weights = pdq.band(cols)
+    plain = np.zeros((_SIDE, cols), dtype=np.float32)
+    np.add.at(plain, (np.arange(_SIDE)[:, None], indices), weights)  # clamped pixels repeat
+    column_dct = np.ascontiguousarray((_dct32() @ plain).T)
+    column_dct.setflags(write=False)
+    return _Plan(np.array(by_rows), first_pass, second_pass, np.array(by_columns), column_dct, column_pass)
 
 
-def _second_pass(lines: np.ndarray, group: _Group) -> np.ndarray:
-    """The second pass of each guess of `group` (guesses x k x 64) over `lines` (n x k:
-    the first passes' lines, k values each): one gather of lines for all of them, and one
-    batched product (2.5x faster here than a gather along the rows with einsum)."""
-    taps = group.indices.shape[-1]
-    # np.take, not lines[...]: gathering 16-value lines, it is four times faster here.
-    gathered = np.take(lines, group.indices.reshape(-1, taps), axis=0)
-    out = np.matmul(group.weights.reshape(-1, 1, taps), gathered)  # guesses*64 x 1 x k
-    return out.reshape(len(group.numbers), _SIDE, lines.shape[1]).transpose(0, 2, 1)
+def _matrix(indices: np.ndarray, weights: np.ndarray, width: int, offsets: np.ndarray | int = 0) -> sparse.csr_matrix:
+    """The stacked bands (guesses x 64 x taps) as one sparse matrix, a band per row, of
+    `width` columns; row r's pixel indices moved by offsets[r]. A clamped index repeats in
+    its row: CSR products add every entry, so it counts as often as the padding repeats it."""
+    taps = indices.shape[-1]
+    columns = indices.reshape(-1, taps) + np.reshape(offsets, (-1, 1))
+    starts = np.arange(0, columns.size + 1, taps)
+    return sparse.csr_matrix((weights.reshape(-1), columns.reshape(-1), starts), shape=(len(starts) - 1, width))
 
 
 @functools.cache

@@ -389,23 +389,26 @@ def test_crop_fractions_outside_0_1_are_refused(fraction: float) -> None:
 
 # --- warm_up -------------------------------------------------------------------------
 
-def test_hashing_imports_no_scipy() -> None:
-    # pHash is computed with numpy (bot/hashing/phash.py): scipy, which imagehash imports on
-    # its first pHash (~0.8 s), is not loaded by the worker's modules nor by a hash.
+def test_hashing_imports_neither_imagehash_nor_scipys_fft() -> None:
+    # pHash is computed with numpy (bot/hashing/phash.py): imagehash and the scipy.fftpack it
+    # imports on its first pHash (~0.8 s) are not loaded by the worker's modules nor by a
+    # hash. scipy.sparse is (the crop guesses' banded products, bot/hashing/uncrop.py), once,
+    # in the fork server, before the first job.
     # A fresh interpreter: this one has imported imagehash for other tests.
     script = (
         "import sys\n"
         "import bot.hashing.worker\n"
         "from bot.hashing import warm_up\n"
         "warm_up()\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('scipy', 'imagehash')))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'imagehash' or m.startswith('scipy.fft')))\n"
+        "print('scipy.sparse' in sys.modules)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True, text=True, check=True, timeout=60, cwd=Path(__file__).parents[2],
     )
 
-    assert result.stdout.strip() == "[]"
+    assert result.stdout.split() == ["[]", "True"]
 
 
 # --- hamming --------------------------------------------------------------------------
