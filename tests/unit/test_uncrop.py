@@ -172,8 +172,10 @@ def test_the_sandbox_parent_refuses_malformed_guesses_from_a_worker() -> None:
     one_short = list(hashes.pdq_uncropped[:-1])
     too_many = list(hashes.pdq_uncropped) * 50
     not_hex = ["z" * 64] * len(uncrop.HYPOTHESES)
+    last_digit_not_hex = [*hashes.pdq_uncropped[:-1], hashes.pdq_uncropped[-1][:-1] + "g"]
     too_long = [hashes.pdq_uncropped[0] + "00"] * len(uncrop.HYPOTHESES)
-    for hostile in (one_short, too_many, not_hex, too_long, "not a list", [1] * len(uncrop.HYPOTHESES)):
+    hostiles = (one_short, too_many, not_hex, last_digit_not_hex, too_long, "not a list", [1] * len(uncrop.HYPOTHESES))
+    for hostile in hostiles:
         with pytest.raises(ValueError, match="malformed pdq_uncropped"):
             _parse({"hashes": {**good, "pdq_uncropped": hostile}})
 
