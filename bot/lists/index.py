@@ -36,6 +36,8 @@ import numpy as np
 BRUTE_FORCE_MAX_ROWS = 50_000
 # Words compared in brute force's first pass: their distance is at most 128, so uint8 holds it.
 _PREFIX_WORDS = 2
+# Elements of the (queries x rows) temporaries brute force compares at once.
+_BLOCK_ELEMENTS = 1 << 16
 # Substring widths: wide enough to keep buckets small, narrow enough for the bucket table
 # (4 bytes x 2^width) to stay modest and for probe masks (C(width, f)) to stay few.
 _MIN_WIDTH, _MAX_WIDTH = 8, 24
@@ -137,26 +139,31 @@ class BruteForceIndex:
         if n == 0 or len(queries) == 0:
             return Matches.empty()
         prefix = min(_PREFIX_WORDS, self._columns.shape[0])
-        xored = np.empty(n, dtype=np.uint64)
-        count = np.empty(n, dtype=np.uint8)
-        partial = np.empty(n, dtype=np.uint8)
+        # Queries go through in blocks, each compared with every row by a few numpy calls:
+        # an image brings ~50 queries (its turns and flips, the crop guesses), and a loop
+        # over queries made ~7 calls each, 0.6-1.2 ms of the bot's CPU for 52 queries against
+        # a 30-row list, 0.06-0.08 ms in blocks (issue 16; bench/README.md). Blocks of about
+        # _BLOCK_ELEMENTS keep the temporaries small.
+        block = max(1, _BLOCK_ELEMENTS // n)
         nearest = np.full(n, 255, dtype=np.uint8)
-        for query in queries:
-            for word in range(prefix):
-                np.bitwise_xor(self._columns[word], query[word], out=xored)
-                np.bitwise_count(xored, out=partial if word == 0 else count)
-                if word:
-                    np.add(partial, count, out=partial)
-            np.minimum(nearest, partial, out=nearest)
+        for start in range(0, len(queries), block):
+            chunk = queries[start : start + block]
+            partial = np.bitwise_count(self._columns[0] ^ chunk[:, :1])
+            for word in range(1, prefix):
+                partial += np.bitwise_count(self._columns[word] ^ chunk[:, word : word + 1])
+            np.minimum(nearest, partial[0] if len(chunk) == 1 else partial.min(axis=0), out=nearest)
         rows = np.flatnonzero(nearest <= threshold)
         if len(rows) == 0:
             return Matches.empty()
         # Full distances of the candidates: (queries, k), small unless the threshold is huge.
         candidates = self._columns[:, rows]
-        distances = np.zeros((len(queries), len(rows)), dtype=np.int64)
-        for query_no, query in enumerate(queries):
-            for word, column in enumerate(candidates):
-                distances[query_no] += np.bitwise_count(column ^ query[word])
+        words = len(candidates)
+        block = max(1, _BLOCK_ELEMENTS // (words * len(rows)))
+        distances = np.empty((len(queries), len(rows)), dtype=np.int64)
+        for start in range(0, len(queries), block):
+            chunk = queries[start : start + block, :, None]  # queries x words x 1
+            counts = np.bitwise_count(candidates ^ chunk)
+            np.sum(counts, axis=1, dtype=np.int64, out=distances[start : start + block])
         query_no, col = np.nonzero(distances <= threshold)
         return Matches(query_no.astype(np.int64), rows[col].astype(np.int64), distances[query_no, col])
 

@@ -87,6 +87,35 @@ def test_other_thresholds_than_planned_give_brute_force_results(threshold: int) 
     )
 
 
+def reference_search(codes: np.ndarray, queries: np.ndarray, threshold: int) -> set[tuple[int, int, int]]:
+    """Every (query, row, distance) within `threshold`, a query at a time over all 256 bits."""
+    found = set()
+    for q, query in enumerate(queries):
+        distances = np.bitwise_count(codes ^ query).sum(axis=1)
+        found |= {(q, int(r), int(distances[r])) for r in np.flatnonzero(distances <= threshold)}
+    return found
+
+
+@pytest.mark.parametrize(
+    ("rows", "threshold"),
+    [
+        (40, 31),  # every query in one block
+        (3000, 31),  # blocks of 21 queries
+        (70_000, 31),  # a block per query
+        (2000, 140),  # most rows candidates: the full distances in blocks of 8 queries too
+    ],
+)
+def test_brute_force_compares_queries_in_blocks_with_the_same_result(rows: int, threshold: int) -> None:
+    codes = random_codes(rows, 4)
+    planted_rows = range(0, rows, rows // 30)
+    near = [flipped(codes[r], (2 * i) % 32) for i, r in enumerate(planted_rows)]  # each within 31
+    queries = np.stack([*near, *random_codes(22, 4)])  # ~50, as an image with its crop guesses
+    found = BruteForceIndex(codes, 256).search(queries, threshold)
+    assert as_set(found) == reference_search(codes, queries, threshold)
+    assert {(q, r) for q, r, _d in as_set(found)} >= set(enumerate(planted_rows))
+    assert list(found.query) == sorted(found.query)  # in query order, as before
+
+
 def test_duplicate_rows_are_each_found_once_per_query() -> None:
     codes = random_codes(30_000, 4)
     codes[10] = codes[20] = codes[5]
