@@ -34,7 +34,7 @@ coefficient lies within rounding of the median, which only near-flat images have
 The sparse products are scipy's (`scipy.sparse`, CSR): one pass over the matrix's entries,
 each a multiply-add of a row of the image, with nothing gathered in between. numpy has no
 such product; its gather-then-multiply form (np.take, np.matmul) wrote every tap's rows into
-a temporary several times the image and took 3-4x as long for the 44 guesses of a 1 MP
+a temporary several times the image and took 2-3.5x as long for the 44 guesses of a 1 MP
 photo (bench/README.md, issue 16).
 """
 
