@@ -34,7 +34,7 @@ def crop_verdicts(classifier: str, lst: LoadedList, hashes: Hashes, min_quality:
     if bound is None:
         return
     try:
-        matrix = hex_matrix(tuple(g.lower() for g in guesses), "pdq")
+        matrix = hex_matrix(tuple(map(str.lower, guesses)), "pdq")
     except ValueError:
         return  # checked by the sandbox's parent already; nothing to match with
     for row, query_no, distance in index.search(matrix, bound):

@@ -87,7 +87,7 @@ class Thresholds:
 def hex_matrix(hexes: Sequence[str], hash_type: str) -> np.ndarray:
     """Hex hashes -> (n, words) uint64 matrix; ValueError if any is not `hash_type`-shaped."""
     length = HASH_HEX_LENGTH[hash_type]
-    if any(len(h) != length for h in hexes):
+    if not set(map(len, hexes)) <= {length}:
         raise ValueError(f"{hash_type} hashes must be {length} hex digits")
     return hex_to_codes(hexes, length)
 
