@@ -56,8 +56,7 @@ def words_for(hex_length: int) -> int:
 
 def hex_to_codes(hexes: Sequence[str], hex_length: int) -> np.ndarray:
     """Hex hashes -> (n, words) uint64 rows; ValueError if one is not `hex_length` hex digits."""
-    # Lengths and digits checked by C loops (map, bytes.fromhex): an image's ~50 queries are
-    # converted on every match.
+    # Lengths and digits checked in C (map, bytes.fromhex): ~50 queries per image, each match.
     if not set(map(len, hexes)) <= {hex_length}:
         raise ValueError(f"hashes must be {hex_length} hex digits")
     pad = words_for(hex_length) * 16 - hex_length
@@ -141,11 +140,8 @@ class BruteForceIndex:
         if n == 0 or len(queries) == 0:
             return Matches.empty()
         prefix = min(_PREFIX_WORDS, self._columns.shape[0])
-        # Queries go through in blocks, each compared with every row by a few numpy calls:
-        # an image brings ~50 queries (its turns and flips, the crop guesses), and a loop
-        # over queries made ~7 calls each, 0.6-1.2 ms of the bot's CPU for 52 queries against
-        # a 30-row list, 0.06-0.08 ms in blocks (issue 16; bench/README.md). Blocks of about
-        # _BLOCK_ELEMENTS keep the temporaries small.
+        # An image brings ~50 queries (turns, flips, crop guesses): compared in blocks, a few
+        # numpy calls each, not ~7 per query (30 rows: 0.6-1.2 -> 0.06-0.08 ms; bench/README.md).
         block = max(1, _BLOCK_ELEMENTS // n)
         nearest = np.full(n, 255, dtype=np.uint8)
         for start in range(0, len(queries), block):
