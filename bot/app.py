@@ -49,12 +49,11 @@ from .record.moderation import ModerationStore
 from .record.retention import RetentionRunner
 from .record.scanning import HoldRepo, VerdictCacheRepo
 from .record.store import Store
+from .intake.ping import Pinger
 from .intake.rescan import Rescanner
 from .retro import RETRO, RetroMatcher
 
 log = logging.getLogger("modbot")
-# Seconds start-up waits for the appservice ping before going on without it.
-STARTUP_PING_TIMEOUT = 10.0
 DATABASE_DRAIN_TIMEOUT = 5.0  # s stop() waits for the database thread's queue (ms each; then logged, abandoned)
 
 
@@ -110,6 +109,7 @@ class ModBot:
         self.policylists = PolicyListWiring(config, self.engine, self.store, self.controls, self.bot_user_id)
         self.retro: RetroMatcher | None = None
         self._retro_runs: set[asyncio.Task[object]] = set()
+        self.pinger: Pinger | None = None
         # Every decode of media runs in its worker processes (started in start()).
         self.sandbox = HashSandbox.from_config(config.processing)
         # The configured classifiers (docs/classifiers.md), the hash lists' among them.
@@ -264,13 +264,9 @@ class ModBot:
                 self.uploads.start()
         else:
             log.warning("processing is disabled: events are stored but not scanned")
-        try:
-            # The ping makes Synapse retry at once the transactions it was holding back. It is
-            # a nudge (Synapse's recoverer retries anyway), so start-up does not hang on it: a
-            # ping Synapse did not answer in a minute held a test's restart (seen once in CI).
-            await asyncio.wait_for(self.homeserver.ping(cfg.appservice.id), timeout=STARTUP_PING_TIMEOUT)
-        except (HomeserverError, asyncio.TimeoutError) as e:
-            log.warning("appservice ping failed (is the registration installed?): %s", str(e) or "no answer in time")
+        # Synapse retries at once what it held back while modbot was down (bot/intake/ping.py).
+        self.pinger = Pinger(lambda: self.homeserver.ping(cfg.appservice.id), (HomeserverError,))
+        await self.pinger.start()
         self.retention.start()
         self.anchors.start(cfg.incidents.anchor_interval)
         self._start_retro()
@@ -424,6 +420,8 @@ class ModBot:
         await self.policylists.stop()
         for task in list(self._retro_runs):
             task.cancel()
+        if self.pinger is not None:
+            await self.pinger.stop()
         await self.retention.stop()
         if self.anchors is not None:
             await self.anchors.stop()
