@@ -92,6 +92,7 @@ class Kit:
         self.protected = [ROOM, OTHER]
         self.repo = PolicyRuleRepo(store.engine)
         self.lists = PolicyLists(config, self.repo, store, is_protected=lambda r: r in self.protected)
+        self.lists.rooms_known = True  # as once start-up has joined the protected rooms
         executor = Executor(hs, store, Metrics(), protected_rooms=lambda: self.protected,  # type: ignore[arg-type]
                             management_room=lambda: MANAGEMENT)
         around = Surroundings(protected=lambda: self.protected, dry_run=lambda room: False,

@@ -130,6 +130,25 @@ async def test_the_intake_keeps_rule_events_and_joins_to_protected_rooms_only_wh
     assert not kit.lists.wants({"type": "m.room.message", "content": {"body": "hi"}, "room_id": ROOM})
 
 
+async def test_joins_are_kept_before_start_up_knows_the_protected_rooms(kit: Kit) -> None:
+    # The intake opens before the protected rooms are joined; a join Synapse delivers then
+    # (held back while modbot was down) must not be dropped as "not in a protected room".
+    await kit.send(rule_event("@late*:evil.org", key="g", n=1))
+    join = {"type": "m.room.member", "state_key": "@latecomer:evil.org", "sender": "@latecomer:evil.org",
+            "content": {"membership": "join"}, "room_id": ROOM, "event_id": "$early"}
+    kit.lists.rooms_known = False
+    kit.protected[:] = []  # not joined yet
+    assert kit.lists.wants(join)
+    assert kit.lists.wants({**join, "room_id": "!unprotected:example.org"})  # which is which is not known yet
+    assert not kit.lists.wants({**join, "content": {"membership": "leave"}})
+    kit.protected[:] = [ROOM, OTHER]
+    kit.lists.rooms_known = True
+    assert not kit.lists.wants({**join, "room_id": "!unprotected:example.org"})
+    # Processed once the rooms are known: the kept join to a protected room bans.
+    assert await kit.deliver(join)
+    assert (ROOM, "@latecomer:evil.org") in kit.hs.bans()
+
+
 async def test_rules_from_a_room_not_watched_are_ignored(kit: Kit) -> None:
     stray = {**rule_event(SPAMMER, key="r", n=1), "room_id": "!stranger:example.org"}
     assert await kit.deliver(stray)
