@@ -35,6 +35,15 @@ def register_policylist_commands(commands: CommandSet) -> None:
         watched = await _lists(ctx).status()
         return Reply([f"{len(watched)} policy rooms watched" + (":" if watched else "."), *(w.describe() for w in watched)])
 
+    @c("policylist check", "ban the members of the protected rooms whom a rule names (also done at each start)",
+       long_running=True, section="policylists")
+    async def check(ctx: CommandContext) -> Reply:
+        rooms = sorted(ctx.services.controls.protected)
+        checks = await _lists(ctx).check_members(rooms)
+        if not checks:
+            return Reply([f"No user rule bans anyone: nothing to check in {len(rooms)} protected rooms."])
+        return Reply([f"Checked the members of {len(checks)} protected rooms:", *(c.describe() for c in checks)])
+
 
 def _lists(ctx: CommandContext) -> PolicyLists:
     if ctx.services.policylists is None:

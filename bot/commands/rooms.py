@@ -18,13 +18,17 @@ def register_room_commands(commands: CommandSet) -> None:
             lines.append(f"`{room}`: {await power_note(ctx.services, room)}")
         return Reply(lines)
 
-    @c("rooms protect", "protect a room (invite the bot first)", Arg("room", "room"), section="rooms")
+    @c("rooms protect", "protect a room (invite the bot first); its members are checked against the policy lists",
+       Arg("room", "room"), long_running=True, section="rooms")
     async def rooms_protect(ctx: CommandContext, room: str) -> Reply:
         try:
             room_id = await ctx.services.controls.protect_room(room, by=ctx.sender)
         except HomeserverError as e:
             raise CommandError(f"cannot join {room} (invite {ctx.services.bot_user_id} first): {e}") from e
-        return Reply([f"Protecting `{room_id}`: {await power_note(ctx.services, room_id)}"])
+        lines = [f"Protecting `{room_id}`: {await power_note(ctx.services, room_id)}"]
+        if ctx.services.policylists is not None:  # its members joined before: the lists' rules apply to them now
+            lines += [check.describe() for check in await ctx.services.policylists.check_members([room_id])]
+        return Reply(lines)
 
     @c("rooms unprotect", "stop protecting a room", Arg("room", "room"), section="rooms")
     async def rooms_unprotect(ctx: CommandContext, room: str) -> Reply:

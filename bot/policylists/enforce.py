@@ -20,7 +20,7 @@ from ..act.operations import Operation
 from ..model import Decision, EventContext, Outcome
 from ..record.policyrules import PolicyRuleRepo
 from ..record.store import Store
-from .index import RuleIndex, key_of
+from .index import RuleIndex, RuleKey, key_of
 from .rules import MXC, ROOM, SERVER, USER, PolicyRule, acl_entry, bans_user
 
 log = logging.getLogger("modbot.policylists")
@@ -40,6 +40,23 @@ class Surroundings:
     management_room: Callable[[], str | None]
     bot_user_id: str
     own_server: str
+
+
+@dataclass(frozen=True)
+class MemberCheck:
+    """What a check of one room's current members against the user rules found and did."""
+
+    room_id: str
+    members: int
+    banned: tuple[str, ...]  # banned now (or pending) by a rule
+    refused: int  # rules that matched more members than max_bans_per_rule: not acted on
+    error: str | None = None  # the members could not be listed
+
+    def describe(self) -> str:
+        if self.error is not None:
+            return f"`{self.room_id}`: cannot list its members ({self.error})"
+        line = f"`{self.room_id}`: {self.members} members, {len(self.banned)} banned by a policy list"
+        return line + (f", {self.refused} rules refused (too many members)" if self.refused else "")
 
 
 class RuleEnforcer:
@@ -118,6 +135,44 @@ class RuleEnforcer:
             if result.outcome in _BANNED or result.outcome is Outcome.PENDING:
                 # Pending: the retry loop will ban; the removal of the rule must know to unban.
                 await self.repo.record_ban(key_of(rule), user, room)
+
+    # --- the members already in a room ------------------------------------------------------
+
+    async def check_members(self, room: str) -> MemberCheck:
+        """Ban the current members of a protected room that a user rule names.
+
+        Joins are judged as they arrive, and a rule when it arrives; this covers the rest: a
+        room just protected (its members joined before), and at start the joins Synapse never
+        delivered. The rule's event is the trigger, as when the rule arrived: a check repeated
+        after a crash or at the next start does not act twice."""
+        try:
+            members = await self.hs.joined_members(room)
+        except HomeserverError as e:
+            await self.store.audit("policylist", "failed", f"cannot list the members of {room} to check them: {e}", room_id=room)
+            return MemberCheck(room, 0, (), 0, error=str(e)[:300])
+        spared = await self._untouchable()
+        named: dict[RuleKey, list[str]] = {}
+        for user in sorted(members - spared):
+            found = self.index.bans(user)
+            if found:  # one rule is enough to ban, as at join
+                named.setdefault(key_of(found[0]), []).append(user)
+        banned: list[str] = []
+        refused = 0
+        for key, users in named.items():
+            rule = self.index.rules[key]
+            if len(users) > self.max_bans_per_rule:
+                refused += 1
+                await self._audit("refused", f"{rule.describe()} matches {len(users)} members of {room}, more than "
+                                  f"policy_lists.max_bans_per_rule ({self.max_bans_per_rule}): not acted on", rule)
+                continue
+            for user in users:
+                await self.store.audit("policylist", "member_matched", f"{user}, a member of {room}: {rule.describe()} "
+                                       f"from {rule.list_room}", room_id=room, sender=user)
+                await self.ban_everywhere(rule, user, trigger=rule.event_id)
+                banned.append(user)
+        check = MemberCheck(room, len(members), tuple(banned), refused)
+        await self.store.audit("policylist", "members_checked", check.describe().replace("`", ""), room_id=room)
+        return check
 
     # --- a rule goes -------------------------------------------------------------------------
 

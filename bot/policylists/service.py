@@ -2,7 +2,8 @@
 
 Rules arrive two ways: the room's state, read when a room is watched and at each start
 (`sync`: what changed while modbot was away), and the state events the appservice
-transactions bring. Those events, and the joins to protected rooms while there are user
+transactions bring. The members already in a protected room are checked against the rules
+when the room is protected and at each start (`check_members`). Those events, and the joins to protected rooms while there are user
 rules, are stored by the intake like commands (`wants`), so none is lost to a crash; the
 work queue hands them to `handle`. The rules live in the database (record/policyrules.py)
 and in memory (index.py) for the look-up on each join.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from ..configmodel import PolicyListsConfig
 from ..extract import extract_media_refs
 from ..record.policyrules import PolicyRuleRepo, WatchedList
 from ..record.store import Store, StoredEvent
-from .enforce import RuleEnforcer
+from .enforce import MemberCheck, RuleEnforcer
 from .index import RuleIndex, key_of
 from .rules import RULE_TYPES, PolicyRule, Refused, Removed, parse_rule
 
@@ -257,6 +258,15 @@ class PolicyLists:
                 await self.store.audit("policylist", "failed", f"cannot watch {room}: {e}")
         for room_id in sorted(self.watched - synced):
             await self.sync(room_id)
+
+    async def check_members(self, rooms: Iterable[str]) -> list[MemberCheck]:
+        """Ban the current members of `rooms` whom a user rule names (RuleEnforcer.check_members);
+        nothing to do, and no request, while no user rule bans."""
+        assert self.enforcer is not None
+        if not self.index.has_user_bans():
+            return []
+        async with self._applying:  # not beside a rule's arrival or removal
+            return [await self.enforcer.check_members(room) for room in rooms]
 
     async def status(self) -> Sequence[ListStatus]:
         counts = self.index.counts()

@@ -2,7 +2,8 @@
 
 bot/app.py stays wiring only; this module holds what the policy lists need from it: the
 repository, the rule service, the enforcer and the publisher, and the background task
-that watches the configured rooms and catches up with every watched one at start.
+that watches the configured rooms, catches up with every watched one at start and then
+checks the protected rooms' members against the rules.
 """
 
 from __future__ import annotations
@@ -69,8 +70,11 @@ class PolicyListWiring:
     async def _catch_up(self) -> None:
         try:
             await self.lists.watch_configured()
+            # Then the members: joins Synapse never delivered (held too long, lost with its
+            # queue) are judged here; rules that changed meanwhile were acted on just above.
+            await self.lists.check_members(sorted(self.controls.protected))
         except Exception:  # a crash here must be seen, and must not take the bot down
-            log.exception("policy lists: watching the configured rooms failed")
+            log.exception("policy lists: catching up at start failed")
 
     def wants(self, event: dict[str, Any]) -> bool:
         return self.lists.wants(event)

@@ -230,3 +230,28 @@ async def test_status_and_check_show_the_watched_lists(world: World) -> None:
     )
     assert f"ok    policy list `{w.policy_room}` (command):" in check.stdout, check.stdout + check.stderr
 
+
+
+async def test_a_room_protected_later_has_its_members_checked_against_the_rules(world: World) -> None:
+    w = world
+    await write_rule(w, "rule:early", {"entity": "@early*:localhost", "recommendation": "m.ban", "reason": "spam wave"})
+
+    async def rule_known() -> bool:
+        return any("@early*" in e.message for e in await w.db.store.audit_log(category="policylist"))
+
+    await wait_for(rule_known, timeout=30, description="the glob rule read")
+    # The room and its members were there before modbot protected it: no join to judge.
+    room = await w.mod.create_room("protected later", invite=[w.stage.bot_user_id],
+                                   power_level_content_override={"users": {w.stage.bot_user_id: 100}})
+    early, bystander = await w.stage.new_user("early"), await w.stage.new_user("neighbour")
+    for user in (early, bystander):
+        await w.mod.invite(room, user.user_id)
+        await user.join(room)
+    reply = await ask(w, f"!mod rooms protect {room}", timeout=60)
+    assert f"Protecting `{room}`" in reply and f"{room}`: 4 members, 1 banned by a policy list" in reply
+    assert await w.mod.get_membership(room, early.user_id) == "ban"
+    assert await w.mod.get_membership(room, bystander.user_id) == "join"
+    # Asked again: nobody left to ban (the early joiner is no longer a member).
+    checked = await ask(w, "!mod policylist check", timeout=60)
+    assert "Checked the members of 3 protected rooms:" in checked and f"{room}`: 3 members, 0 banned" in checked
+    assert "No longer protecting" in await ask(w, f"!mod rooms unprotect {room}")

@@ -299,6 +299,7 @@ BUILT_IN: list[tuple[str, bool, dict[str, Any]]] = [
     ("policylist watch #bans:example.org", False, {"room": "#bans:example.org"}),
     (f"policylist unwatch https://matrix.to/#/{ROOM}", False, {"room": ROOM}),
     ("policylist list", False, {}),
+    ("policylist check", False, {}),
     (f"suspend {SPAM}", False, {"user": SPAM}),
     ("suspend", True, {"user": None}),
     (f"unsuspend {SPAM}", False, {"user": SPAM}),
