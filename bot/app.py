@@ -201,7 +201,6 @@ class ModBot:
             self.appservice.intent.api, self.bot_user_id, retries=cfg.processing.action_retries
         )
         await self._prepare_bot()
-        self.policylists.lists.rooms_known = True  # the protected rooms are joined
         # Now that the database and the management room are there: lists garbled while the
         # bot was down are held, audited and reported.
         await self.lists.check_history()

@@ -61,6 +61,9 @@ class Controls:
         self.dry_run_overrides: dict[str | None, bool] = {}
         self.allowlist = Allowlist()
         self.protected: set[str] = set()
+        # False until start-up has joined the protected rooms: the intake opens before, and
+        # what arrives in between cannot be told to be in a protected room or not.
+        self.rooms_known = False
 
     @property
     def homeserver(self) -> Homeserver:
@@ -88,6 +91,7 @@ class Controls:
             room_id = await self.join(room)
             if room_id and overrides.get(room_id, True):
                 self.protected.add(room_id)
+        self.rooms_known = True
 
     async def join(self, room: str) -> str | None:
         """The room's ID once joined, or None (logged and audited) when it cannot be joined."""

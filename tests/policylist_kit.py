@@ -91,8 +91,9 @@ class Kit:
         self.store, self.hs = store, hs
         self.protected = [ROOM, OTHER]
         self.repo = PolicyRuleRepo(store.engine)
-        self.lists = PolicyLists(config, self.repo, store, is_protected=lambda r: r in self.protected)
-        self.lists.rooms_known = True  # as once start-up has joined the protected rooms
+        self.rooms_known = True  # as once start-up has joined the protected rooms
+        self.lists = PolicyLists(config, self.repo, store, is_protected=lambda r: r in self.protected,
+                                 rooms_known=lambda: self.rooms_known)
         executor = Executor(hs, store, Metrics(), protected_rooms=lambda: self.protected,  # type: ignore[arg-type]
                             management_room=lambda: MANAGEMENT)
         around = Surroundings(protected=lambda: self.protected, dry_run=lambda room: False,

@@ -49,18 +49,21 @@ class ListStatus:
 
 
 class PolicyLists:
-    def __init__(self, config: PolicyListsConfig, repo: PolicyRuleRepo, store: Store, *, is_protected: Callable[[str], bool]) -> None:
+    def __init__(
+        self, config: PolicyListsConfig, repo: PolicyRuleRepo, store: Store, *,
+        is_protected: Callable[[str], bool], rooms_known: Callable[[], bool],
+    ) -> None:
         self.config = config
         self.repo = repo
         self.store = store
         self.is_protected = is_protected
+        # False until start-up has joined the protected rooms (Controls.rooms_known): see wants.
+        self.rooms_known = rooms_known
         self.index = RuleIndex()
         self.watched: set[str] = set()
         self.hs: Homeserver | None = None
         self.enforcer: RuleEnforcer | None = None
         self._applying = asyncio.Lock()
-        # False until start-up has joined the protected rooms (the intake opens before): see wants.
-        self.rooms_known = False
 
     async def load(self) -> None:
         """The rules as last stored: known before the intake opens, so a join is judged at once."""
@@ -91,7 +94,7 @@ class PolicyLists:
             # down, was dropped as not in a protected room (seen in CI).
             return (
                 isinstance(content, dict) and content.get("membership") == "join"
-                and (not self.rooms_known or self.is_protected(str(event.get("room_id"))))
+                and (not self.rooms_known() or self.is_protected(str(event.get("room_id"))))
             )
         return False
 

@@ -38,7 +38,10 @@ class PolicyListWiring:
         self.controls = controls
         self.bot_user_id = bot_user_id
         self.repo = PolicyRuleRepo(engine)
-        self.lists = PolicyLists(config.policy_lists, self.repo, store, is_protected=controls.is_protected)
+        self.lists = PolicyLists(
+            config.policy_lists, self.repo, store,
+            is_protected=controls.is_protected, rooms_known=lambda: controls.rooms_known,
+        )
         self.executor: Executor | None = None
         self.publisher = Publisher(config.policy_lists.publish, lambda: self.executor)
         self._task: asyncio.Task[None] | None = None

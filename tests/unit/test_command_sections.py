@@ -62,6 +62,17 @@ async def test_rooms_protect_joins_records_and_says_the_bots_power(kit: CommandK
     assert (await kit.run("rooms list")).lines == ["1 protected rooms:", f"`{ROOM}`: bot power 100 (ban 50, redact 50)"]
 
 
+async def test_start_up_knows_the_protected_rooms_once_it_has_tried_to_join_each(kit: CommandKit) -> None:
+    # Until then the policy lists keep every join (bot/policylists/service.py, wants).
+    kit.controls.protected.clear()
+    for room in (ROOM, OTHER):
+        await kit.moderation.set_protected(room, True, MOD)  # protected by command
+    kit.homeserver.unjoinable.add(OTHER)  # it cannot be joined now: the rest are still known
+    assert not kit.controls.rooms_known
+    await kit.controls.join_protected()
+    assert kit.controls.rooms_known and kit.controls.protected == {ROOM}
+
+
 async def test_rooms_protect_without_an_invite_says_so_and_changes_nothing(kit: CommandKit) -> None:
     kit.homeserver.unjoinable.add(OTHER)
     with pytest.raises(CommandError, match=f"cannot join {OTHER} \\(invite {BOT} first\\): HTTP 403"):

@@ -136,13 +136,13 @@ async def test_joins_are_kept_before_start_up_knows_the_protected_rooms(kit: Kit
     await kit.send(rule_event("@late*:evil.org", key="g", n=1))
     join = {"type": "m.room.member", "state_key": "@latecomer:evil.org", "sender": "@latecomer:evil.org",
             "content": {"membership": "join"}, "room_id": ROOM, "event_id": "$early"}
-    kit.lists.rooms_known = False
+    kit.rooms_known = False
     kit.protected[:] = []  # not joined yet
     assert kit.lists.wants(join)
     assert kit.lists.wants({**join, "room_id": "!unprotected:example.org"})  # which is which is not known yet
     assert not kit.lists.wants({**join, "content": {"membership": "leave"}})
     kit.protected[:] = [ROOM, OTHER]
-    kit.lists.rooms_known = True
+    kit.rooms_known = True
     assert not kit.lists.wants({**join, "room_id": "!unprotected:example.org"})
     # Processed once the rooms are known: the kept join to a protected room bans.
     assert await kit.deliver(join)
