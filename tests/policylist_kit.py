@@ -3,6 +3,8 @@ room's state, rule events as a curator writes them, and the real rule service ar
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from bot.act.executor import Executor
@@ -87,7 +89,8 @@ def removal(key: str, n: int, type: str = "m.policy.rule.user") -> dict[str, Any
 
 
 class Kit:
-    def __init__(self, store: Store, hs: PolicyHomeserver, config: PolicyListsConfig) -> None:
+    def __init__(self, store: Store, hs: PolicyHomeserver, config: PolicyListsConfig,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.store, self.hs = store, hs
         self.protected = [ROOM, OTHER]
         self.repo = PolicyRuleRepo(store.engine)
@@ -101,7 +104,7 @@ class Kit:
         self.lists.bind(hs, RuleEnforcer(  # type: ignore[arg-type]
             executor, hs, store, self.repo, self.lists.index, around,  # type: ignore[arg-type]
             ban_reason=config.ban_reason, server_acl=config.server_acl, max_bans_per_rule=config.max_bans_per_rule,
-            block_rooms=config.room_rules == "block",
+            block_rooms=config.room_rules == "block", clock=clock,
         ))
 
     async def send(self, raw: dict[str, Any]) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +30,11 @@ log = logging.getLogger("modbot.policylists")
 _BANNED = (Outcome.OK, Outcome.SKIPPED)
 # The user id recorded (record/policyrules.py) for a room a room rule blocked, not a ban.
 BLOCKED_ROOM = ""
+# How long a protected room's member list is reused for matching rules, seconds. A list read
+# or followed brings its rules one after another, and each glob or hashed rule asked for the
+# members of every protected room: rules x rooms requests. A join processed meanwhile drops
+# its room's list (`joined`), so the next rule sees the joiner.
+MEMBERS_TTL = 30.0
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ class RuleEnforcer:
     def __init__(
         self, executor: Executor, homeserver: Homeserver, store: Store, repo: PolicyRuleRepo,
         index: RuleIndex, around: Surroundings, *, ban_reason: str, server_acl: bool, max_bans_per_rule: int,
-        block_rooms: bool = False,
+        block_rooms: bool = False, clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.executor = executor
         self.hs = homeserver
@@ -75,6 +81,9 @@ class RuleEnforcer:
         self.server_acl = server_acl
         self.max_bans_per_rule = max_bans_per_rule
         self.block_rooms = block_rooms  # policy_lists.room_rules: block
+        self._clock = clock
+        self._members: dict[str, tuple[float, set[str]]] = {}  # room -> (when read, joined members)
+        self._joins: dict[str, int] = {}  # room -> joins processed: a list read across one is not kept
 
     # --- a rule arrives ----------------------------------------------------------------------
 
@@ -100,13 +109,15 @@ class RuleEnforcer:
         if rule.is_glob or rule.sha256 is not None:
             for room in self.around.protected():
                 try:
-                    members = await self.hs.joined_members(room)
+                    members = await self._members_of(room)
                 except HomeserverError as e:
                     await self._audit("failed", f"cannot list the members of {room} for {rule.describe()}: {e}", rule)
                     continue
                 targets.update(u for u in members if bans_user(rule, u))
         if self.around.bot_user_id in targets or (rule.is_glob and bans_user(rule, self.around.bot_user_id)):
             await self._audit("refused", f"{rule.describe()} names modbot itself: not acted on", rule)
+            return
+        if not targets:
             return
         spared = await self._untouchable()
         targets -= spared
@@ -117,12 +128,13 @@ class RuleEnforcer:
             )
             return
         for user in sorted(targets):
-            await self.ban_everywhere(rule, user, trigger=rule.event_id)
+            await self.ban_everywhere(rule, user, trigger=rule.event_id, spared=spared)
 
-    async def ban_everywhere(self, rule: PolicyRule, user: str, *, trigger: str) -> None:
+    async def ban_everywhere(self, rule: PolicyRule, user: str, *, trigger: str, spared: set[str] | None = None) -> None:
         """Ban `user` in every protected room for `rule`; `trigger` (the rule's event, or a join)
-        makes the action key, so the same trigger never bans twice."""
-        if user == self.around.bot_user_id or user in await self._untouchable():
+        makes the action key, so the same trigger never bans twice. `spared`: _untouchable()
+        when the caller has it already."""
+        if user == self.around.bot_user_id or user in (spared if spared is not None else await self._untouchable()):
             return
         for room in self.around.protected():
             op = Operation("ban", {"room_id": room, "user_id": user, "reason": self._reason(rule)}, user)
@@ -146,7 +158,7 @@ class RuleEnforcer:
         delivered. The rule's event is the trigger, as when the rule arrived: a check repeated
         after a crash or at the next start does not act twice."""
         try:
-            members = await self.hs.joined_members(room)
+            members = await self._members_of(room, fresh=True)
         except HomeserverError as e:
             await self.store.audit("policylist", "failed", f"cannot list the members of {room} to check them: {e}", room_id=room)
             return MemberCheck(room, 0, (), 0, error=str(e)[:300])
@@ -168,7 +180,7 @@ class RuleEnforcer:
             for user in users:
                 await self.store.audit("policylist", "member_matched", f"{user}, a member of {room}: {rule.describe()} "
                                        f"from {rule.list_room}", room_id=room, sender=user)
-                await self.ban_everywhere(rule, user, trigger=rule.event_id)
+                await self.ban_everywhere(rule, user, trigger=rule.event_id, spared=spared)
                 banned.append(user)
         check = MemberCheck(room, len(members), tuple(banned), refused)
         await self.store.audit("policylist", "members_checked", check.describe().replace("`", ""), room_id=room)
@@ -308,10 +320,29 @@ class RuleEnforcer:
         room = self.around.management_room()
         if room:
             try:
-                spared |= await self.hs.joined_members(room)
+                spared |= await self.hs.joined_members(room)  # never cached: a new moderator is spared at once
             except HomeserverError as e:
                 log.warning("cannot read the management room's members: %s", e)
         return spared
+
+    def joined(self, room: str) -> None:
+        """A join to `room` is being processed: its cached member list may lack the joiner."""
+        self._joins[room] = self._joins.get(room, 0) + 1
+        self._members.pop(room, None)
+
+    async def _members_of(self, room: str, *, fresh: bool = False) -> set[str]:
+        """A protected room's joined members, read at most once per MEMBERS_TTL unless `fresh`."""
+        now = self._clock()
+        cached = self._members.get(room)
+        if fresh or cached is None or now - cached[0] >= MEMBERS_TTL:
+            joins = self._joins.get(room, 0)
+            members = set(await self.hs.joined_members(room))
+            # Rooms come and go (protected, unprotected): the expired entries go with each read.
+            self._members = {r: v for r, v in self._members.items() if now - v[0] < MEMBERS_TTL}
+            if self._joins.get(room, 0) == joins:  # no join processed while it was read
+                self._members[room] = (now, members)
+            return members
+        return set(cached[1])
 
     def _reason(self, rule: PolicyRule) -> str:
         return f"{self.ban_reason}: {rule.reason}"[:300] if rule.reason else self.ban_reason

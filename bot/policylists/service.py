@@ -136,6 +136,7 @@ class PolicyLists:
         user = event.event.get("state_key")
         if content.get("membership") != "join" or not isinstance(user, str) or not self.is_protected(event.room_id):
             return
+        self.enforcer.joined(event.room_id)  # before the rules are asked: see RuleEnforcer.joined
         for rule in self.index.bans(user)[:1]:  # one rule is enough to ban
             await self.store.audit(
                 "policylist", "join_matched", f"{user} joined {event.room_id}: {rule.describe()} from {rule.list_room}",

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from bot.act.homeserver import HomeserverError
 from bot.configmodel import PolicyListsConfig
+from bot.policylists.enforce import MEMBERS_TTL
 from bot.policylists.rules import entity_hash
 from bot.record.store import Store
 
-from action_kit import BOT, OTHER, ROOM
+from action_kit import BOT, MANAGEMENT, OTHER, ROOM
 from policylist_kit import BYSTANDER, LIST, MOD, SPAMMER, SPAMMER2, Kit, PolicyHomeserver, removal, rule_event
 
 GLOB = "@spammer*:evil.org"
@@ -121,3 +122,51 @@ async def test_a_room_whose_members_cannot_be_listed_is_reported_and_audited(sto
     assert failed.error is not None and "cannot list its members" in failed.describe()
     assert fine.error is None
     assert any(e.outcome == "failed" and OTHER in e.message for e in await store.audit_log(category="policylist"))
+
+
+# --- asking for members once, not once per rule ----------------------------------------------
+
+
+def member_reads(k: Kit, room: str) -> int:
+    return sum(1 for c in k.hs.calls if c[:2] == ("joined_members", room))
+
+
+async def test_a_list_of_many_glob_and_hashed_rules_reads_each_rooms_members_once(store: Store) -> None:
+    k = Kit(store, CountingHomeserver(), PolicyListsConfig())
+    k.hs.state[LIST] = [rule_event(f"@wave{n}*:evil.org", key=f"g{n}", n=n) for n in range(30)]
+    k.hs.state[LIST] += [rule_event(None, key=f"h{n}", n=100 + n, hashes={"sha256": entity_hash(f"@x{n}:evil.org")})
+                         for n in range(30)]
+    await k.lists.watch(LIST, by=MOD)
+    assert len(k.lists.index) == 60
+    assert (member_reads(k, ROOM), member_reads(k, OTHER)) == (1, 1)  # not 60 each
+    assert member_reads(k, MANAGEMENT) == 0  # nobody named: nobody to spare
+
+
+async def test_a_join_processed_after_the_members_were_read_is_seen_by_the_next_rule(store: Store) -> None:
+    k = await kit_with(store)
+    await k.send(rule_event("@wave*:evil.org", key="a", n=1))  # reads ROOM's members
+    k.hs.members[ROOM].add("@bob:evil.org")
+    join = {"type": "m.room.member", "state_key": "@bob:evil.org", "sender": "@bob:evil.org",
+            "content": {"membership": "join"}, "room_id": ROOM, "event_id": "$bobjoin"}
+    await k.deliver(join)  # no rule names bob yet
+    assert k.hs.bans() == set()
+    await k.send(rule_event("@bob*:evil.org", key="b", n=2))
+    assert (ROOM, "@bob:evil.org") in k.hs.bans()
+
+
+async def test_members_are_read_again_after_a_while(store: Store) -> None:
+    now = [0.0]
+    k = Kit(store, CountingHomeserver(), PolicyListsConfig(), clock=lambda: now[0])
+    await k.lists.watch(LIST, by=MOD)
+    await k.send(rule_event("@a*:evil.org", key="a", n=1))
+    await k.send(rule_event("@b*:evil.org", key="b", n=2))
+    assert member_reads(k, ROOM) == 1
+    now[0] = MEMBERS_TTL
+    await k.send(rule_event("@c*:evil.org", key="c", n=3))
+    assert member_reads(k, ROOM) == 2
+
+
+class CountingHomeserver(PolicyHomeserver):
+    async def joined_members(self, room_id: str) -> set[str]:
+        await self._record("joined_members", room_id)
+        return await super().joined_members(room_id)
