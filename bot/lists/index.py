@@ -54,11 +54,12 @@ def words_for(hex_length: int) -> int:
     return (hex_length + 15) // 16
 
 
-def hex_to_codes(hexes: Sequence[str], hex_length: int) -> np.ndarray:
-    """Hex hashes -> (n, words) uint64 rows; ValueError if one is not `hex_length` hex digits."""
+def hex_to_codes(hexes: Sequence[str], hex_length: int, what: str = "hashes") -> np.ndarray:
+    """Hex hashes -> (n, words) uint64 rows; ValueError if one is not `hex_length` hex digits
+    (the message names them as `what`)."""
     # Lengths and digits checked in C (map, bytes.fromhex): ~50 queries per image, each match.
     if not set(map(len, hexes)) <= {hex_length}:
-        raise ValueError(f"hashes must be {hex_length} hex digits")
+        raise ValueError(f"{what} must be {hex_length} hex digits")
     pad = words_for(hex_length) * 16 - hex_length
     try:
         raw = bytes.fromhex("".join(hexes) if not pad else "".join(h + "0" * pad for h in hexes))

@@ -86,10 +86,7 @@ class Thresholds:
 
 def hex_matrix(hexes: Sequence[str], hash_type: str) -> np.ndarray:
     """Hex hashes -> (n, words) uint64 matrix; ValueError if any is not `hash_type`-shaped."""
-    length = HASH_HEX_LENGTH[hash_type]
-    if not set(map(len, hexes)) <= {length}:
-        raise ValueError(f"{hash_type} hashes must be {length} hex digits")
-    return hex_to_codes(hexes, length)
+    return hex_to_codes(hexes, HASH_HEX_LENGTH[hash_type], f"{hash_type} hashes")
 
 
 def _dedupe(codes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ from bot.lists.index import (
     hex_to_codes,
     plan_substrings,
 )
+from bot.lists.loaded import hex_matrix
 
 RNG = np.random.default_rng(20240501)
 
@@ -166,6 +167,15 @@ def test_hex_round_trip_pads_sha1_to_whole_words() -> None:
     assert code_to_hex(codes[0], 40) == sha1
     with pytest.raises(ValueError):
         hex_to_codes(["xyz"], 3)
+
+
+def test_a_query_of_the_wrong_length_is_refused_and_named_by_its_type() -> None:
+    good = "ab" * 32
+    assert hex_matrix([good, good], "pdq").shape == (2, 4)
+    with pytest.raises(ValueError, match="pdq hashes must be 64 hex digits"):
+        hex_matrix([good, good[:-1]], "pdq")
+    with pytest.raises(ValueError, match="hexadecimal"):
+        hex_matrix([good[:-1] + "g"], "pdq")
 
 
 def test_exact_index_finds_equal_rows_only() -> None:
