@@ -2,11 +2,12 @@
 
 Rules arrive two ways: the room's state, read when a room is watched and at each start
 (`sync`: what changed while modbot was away), and the state events the appservice
-transactions bring. The members already in a protected room are checked against the rules
-when the room is protected and at each start (`check_members`). Those events, and the joins to protected rooms while there are user
+transactions bring. Those events, and the joins to protected rooms while there are user
 rules, are stored by the intake like commands (`wants`), so none is lost to a crash; the
 work queue hands them to `handle`. The rules live in the database (record/policyrules.py)
-and in memory (index.py) for the look-up on each join.
+and in memory (index.py) for the look-up on each join. The members already in a protected
+room are checked against the rules when the room is protected and at each start
+(`check_members`).
 """
 
 from __future__ import annotations
