@@ -21,20 +21,18 @@ image to an add-image list's brightened entry, so it was not kept (bench/README.
 from __future__ import annotations
 
 import argparse
-import io
 import pickle
 import sys
 from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 import bench_robustness as br  # noqa: E402
-import pdqhash  # noqa: E402
+import crop_study  # noqa: E402
 
 from bot.classify.pdqrule import FULL_QUALITY, LOW_BOUND  # noqa: E402
 from bot.hashing import pdq, uncrop  # noqa: E402
@@ -76,20 +74,6 @@ def pairs(data: bytes, providers: np.ndarray) -> tuple[np.ndarray, int]:
     return np.stack(rows, axis=1).astype(np.int16), quality
 
 
-def original_of(item: br.Item) -> bytes:
-    if item.family == "skimage":
-        return br.encode(br.skimage_sample(str(item.seed)), "PNG")
-    assert item.size is not None and isinstance(item.seed, int)
-    return br.encode(br.GENERATORS[item.family](item.seed, item.size), "JPEG", quality=90)
-
-
-def provider_bits(original: bytes) -> np.ndarray:
-    """The PDQ a provider lists for an original (pdqhash at full resolution), as 256 booleans."""
-    img = Image.open(io.BytesIO(original)).convert("RGB")
-    bits, _quality = pdqhash.compute(np.ascontiguousarray(np.asarray(img)))
-    return bits.astype(bool)
-
-
 def _init(providers: np.ndarray) -> None:
     global _PROVIDERS
     _PROVIDERS = providers
@@ -98,19 +82,10 @@ def _init(providers: np.ndarray) -> None:
 def hash_item(args: tuple[int, br.Item]) -> tuple[int, br.Item, dict[str, tuple[np.ndarray, int]]]:
     number, item = args
     assert _PROVIDERS is not None
-    original = original_of(item)
-    img = Image.open(io.BytesIO(original)).convert("RGB")
-    rng = np.random.default_rng([sum(item.name.encode()), 7])  # as bench_robustness draws its edits
-    if item.role == "unrelated":
-        assert item.edit is not None
-        posted = original if item.edit == br.UNCHANGED else br.EDITS[item.edit](img, rng)
-        return number, item, {"unrelated": pairs(posted, _PROVIDERS)}
     copies = {}
-    for name, edit in br.EDITS.items():
-        data = edit(img, rng)  # every edit, so that the random ones draw what bench_robustness draws
-        if name in CROPS:
-            found, quality = pairs(data, _PROVIDERS)
-            copies[name] = (found[found[:, 1] == number], quality)
+    for name, data in crop_study.posted(item, crop_study.original_of(item)).items():
+        found, quality = pairs(data, _PROVIDERS)
+        copies[name] = (found if name == "unrelated" else found[found[:, 1] == number], quality)
     return number, item, copies
 
 
@@ -153,7 +128,8 @@ def main() -> None:
     args = parser.parse_args()
     items = br.corpus(args.known_per_family, args.unrelated_per_family)
     known_items = [i for i in items if i.role == "known"]
-    providers = np.stack([provider_bits(original_of(i)) for i in known_items])
+    providers = np.stack([np.unpackbits(np.frombuffer(crop_study.provider_pdq(crop_study.original_of(i)), np.uint8)).astype(bool)
+                          for i in known_items])
     numbered = [(known_items.index(i) if i.role == "known" else -1, i) for i in items]
     if args.cache is not None and args.cache.exists():
         hashed = pickle.loads(args.cache.read_bytes())

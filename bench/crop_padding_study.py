@@ -23,19 +23,17 @@ from __future__ import annotations
 
 import argparse
 import functools
-import io
 import sys
 from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 import bench_robustness as br  # noqa: E402
-import pdqhash  # noqa: E402
+import crop_study  # noqa: E402
 
 from bot.classify.pdqrule import FULL_QUALITY, LOW_BOUND  # noqa: E402
 from bot.hashing import pdq, uncrop  # noqa: E402
@@ -106,25 +104,9 @@ def hashes(data: bytes, paddings: tuple[str, ...]) -> tuple[dict[str, np.ndarray
 
 def hash_item(args: tuple[br.Item, tuple[str, ...]]) -> tuple[br.Item, bytes, dict[str, tuple[dict[str, np.ndarray], int]]]:
     item, paddings = args
-    if item.family == "skimage":
-        original = br.encode(br.skimage_sample(str(item.seed)), "PNG")
-    else:
-        assert item.size is not None and isinstance(item.seed, int)
-        original = br.encode(br.GENERATORS[item.family](item.seed, item.size), "JPEG", quality=90)
-    img = Image.open(io.BytesIO(original)).convert("RGB")
-    bits, _quality = pdqhash.compute(np.ascontiguousarray(np.asarray(img)))
-    provider = np.packbits(bits.astype(np.uint8)).tobytes()
-    rng = np.random.default_rng([sum(item.name.encode()), 7])  # as bench_robustness draws its edits
-    if item.role == "unrelated":
-        assert item.edit is not None
-        posted = original if item.edit == br.UNCHANGED else br.EDITS[item.edit](img, rng)
-        return item, provider, {"unrelated": hashes(posted, paddings)}
-    copies = {}
-    for name, edit in br.EDITS.items():
-        data = edit(img, rng)  # every edit, so that the random ones draw what bench_robustness draws
-        if name in CROPS:
-            copies[name] = hashes(data, paddings)
-    return item, provider, copies
+    original = crop_study.original_of(item)
+    copies = {name: hashes(data, paddings) for name, data in crop_study.posted(item, original).items()}
+    return item, crop_study.provider_pdq(original), copies
 
 
 def _bound(quality: int) -> int:

@@ -61,26 +61,37 @@ def grid(data: bytes) -> tuple[np.ndarray, int]:
     return codes, pdq.pdq_hash(luma)[1]
 
 
-def hash_item(item: br.Item) -> tuple[br.Item, bytes, dict[str, tuple[np.ndarray, int]]]:
+def original_of(item: br.Item) -> bytes:
+    """The known or unrelated image's original file, as bench_robustness makes it."""
     if item.family == "skimage":
-        original = br.encode(br.skimage_sample(str(item.seed)), "PNG")
-    else:
-        assert item.size is not None and isinstance(item.seed, int)
-        original = br.encode(br.GENERATORS[item.family](item.seed, item.size), "JPEG", quality=90)
+        return br.encode(br.skimage_sample(str(item.seed)), "PNG")
+    assert item.size is not None and isinstance(item.seed, int)
+    return br.encode(br.GENERATORS[item.family](item.seed, item.size), "JPEG", quality=90)
+
+
+def provider_pdq(original: bytes) -> bytes:
+    """The PDQ a provider lists for an original (pdqhash at full resolution), 32 bytes."""
     img = Image.open(io.BytesIO(original)).convert("RGB")
     bits, _quality = pdqhash.compute(np.ascontiguousarray(np.asarray(img)))
-    provider = np.packbits(bits.astype(np.uint8)).tobytes()
+    return np.packbits(bits.astype(np.uint8)).tobytes()
+
+
+def posted(item: br.Item, original: bytes) -> dict[str, bytes]:
+    """What is posted of it: an unrelated image through its edit ("unrelated"), a known one's
+    copies through each crop edit (by name)."""
+    img = Image.open(io.BytesIO(original)).convert("RGB")
     rng = np.random.default_rng([sum(item.name.encode()), 7])  # as bench_robustness draws its edits
     if item.role == "unrelated":
         assert item.edit is not None
-        posted = original if item.edit == br.UNCHANGED else br.EDITS[item.edit](img, rng)
-        return item, provider, {"unrelated": grid(posted)}
-    copies = {}
-    for name, edit in br.EDITS.items():
-        data = edit(img, rng)  # every edit, so that the random ones draw what bench_robustness draws
-        if name in CROPS:
-            copies[name] = grid(data)
-    return item, provider, copies
+        return {"unrelated": original if item.edit == br.UNCHANGED else br.EDITS[item.edit](img, rng)}
+    # Every edit, so that the random ones draw what bench_robustness draws.
+    copies = {name: edit(img, rng) for name, edit in br.EDITS.items()}
+    return {name: data for name, data in copies.items() if name in CROPS}
+
+
+def hash_item(item: br.Item) -> tuple[br.Item, bytes, dict[str, tuple[np.ndarray, int]]]:
+    original = original_of(item)
+    return item, provider_pdq(original), {name: grid(data) for name, data in posted(item, original).items()}
 
 
 def cells(pairs: list[tuple[tuple[float, float], tuple[float, float]]]) -> tuple[np.ndarray, np.ndarray]:
