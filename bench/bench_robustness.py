@@ -80,6 +80,7 @@ from bot.classify.pdqrule import FULL_QUALITY  # noqa: E402
 from bot.lists.loaded import LoadedList, Thresholds  # noqa: E402
 from bot.config import Config, HashlistSettings  # noqa: E402
 from bot.hashing import compute_hashes, crop_hashes  # noqa: E402
+from bot.hashing.media import crop_name  # noqa: E402
 from bot.lists.format import HashEntry, read_hash_list  # noqa: E402
 from bot.model import Hashes  # noqa: E402
 from bot.demo.samples import encode, make_photo  # noqa: E402
@@ -680,7 +681,7 @@ def main() -> None:
           f"through one edit in turn). PDQ threshold {Thresholds().pdq}, pHash "
           f"{Thresholds().phash}, pdq_min_quality {RULE_MIN_QUALITY} with the quality rule "
           f"(bot/classify/pdqrule.py); add-image crops "
-          f"{', '.join(f'{c:g}' for c in ADD_IMAGE_CROPS)} of each side.")
+          f"{'; '.join(crop_name(c) for c in ADD_IMAGE_CROPS)}.")
     if low:
         print(f"Smooth (provider PDQ quality < {PDQ_MIN_QUALITY}): {len(low)} of them: "
               f"{', '.join(f'{h.item.name} ({h.provider_quality})' for h in low)}.")
@@ -968,7 +969,8 @@ def _print_sweep(known: Sequence[Hashed], unrelated: Sequence[Hashed]) -> None:
         (t, None, PDQ_MIN_QUALITY) for t in SWEEP_THRESHOLDS
     ]
     configs += [(t, c, PDQ_MIN_QUALITY) for t in (default, 38) for c in SWEEP_CROP_SETS]
-    configs += [(default, c, q) for c in (None, ADD_IMAGE_CROPS) for q in SWEEP_MIN_QUALITY]
+    centred = tuple(c for c in ADD_IMAGE_CROPS if not isinstance(c, tuple))  # what --sweep hashes
+    configs += [(default, c, q) for c in (None, centred) for q in SWEEP_MIN_QUALITY]
     notes: list[str] = []
     for threshold, crops, quality in configs:
         entries = provider_entries(known) if crops is None else sweep_entries(known, crops)

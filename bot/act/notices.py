@@ -46,6 +46,8 @@ def describe_verdict(v: Verdict) -> str:
         how += f"; a cropped copy: matched when padded back as if {v.details['crop']}"
     elif "second" in v.details or v.details.get("query") == "frame":
         how += f", {'second' if 'second' in v.details else 'frame'} {v.details.get('second', v.details.get('frame'))}"
+    if "entry" in v.details:  # a row derived from the listed image (bot/lists/format.py)
+        how += f"; the list's entry is of the image's {v.details['entry']}"
     return f"{where}, label {v.label} ({how})"
 
 

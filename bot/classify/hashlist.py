@@ -294,16 +294,22 @@ def _confirmed_by_pdq(
     found: list[tuple[int, int, int]], index: NearIndex, lst: LoadedList, pdq_query: _Queries | None
 ) -> list[tuple[int, int, int]]:
     """The pHash matches that stand: those whose label has a PDQ entry in `lst` within
-    pdqrule.PHASH_PDQ_CONFIRM of a PDQ query, or no PDQ entry at all (see pdqrule)."""
+    pdqrule.PHASH_PDQ_CONFIRM of a PDQ query, or no PDQ entry at all (see pdqrule). Only the
+    listed images' own PDQ confirms: a crop's or a brightened copy's (derived rows) would give
+    an unrelated image more chances to come within the bound."""
     pdq_index = lst.index.near.get("pdq")
     if pdq_index is None or not len(pdq_index):
         return found
+    own = pdq_index.own_rows()
     ids = {name: i for i, name in enumerate(pdq_index.label_names)}
     labels = {index.label_at(row) for row, _, _ in found}
     with_pdq = {label for label in labels if label in ids and bool(np.any(pdq_index.label_ids == ids[label]))}
     near: set[str] = set()
     if with_pdq and pdq_query is not None:
-        near = {pdq_index.label_at(row) for row, _, _ in pdq_index.search(pdq_query.matrix, PHASH_PDQ_CONFIRM)}
+        near = {
+            pdq_index.label_at(row) for row, _, _ in pdq_index.search(pdq_query.matrix, PHASH_PDQ_CONFIRM)
+            if own is None or own[row]
+        }
     return [m for m in found if index.label_at(m[0]) not in with_pdq or index.label_at(m[0]) in near]
 
 

@@ -18,7 +18,12 @@ def near_verdict(
     classifier: str, lst: LoadedList, index: NearIndex, row: int, distance: int, details: dict[str, Any],
     hash_type: str = "pdq",
 ) -> Verdict:
-    """The verdict for row `row` of `lst`'s `index` of `hash_type`, matched at `distance`."""
+    """The verdict for row `row` of `lst`'s `index` of `hash_type`, matched at `distance`;
+    `details.entry` says what the listed hash is of when it is derived from the listed image
+    ("crop to 95%, top left")."""
+    derived = index.derived_at(row)
+    if derived:
+        details = {**details, "entry": derived}
     return Verdict(
         classifier=classifier,
         label=index.label_at(row),

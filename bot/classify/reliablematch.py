@@ -9,7 +9,10 @@ median). A list's PDQ entry matches when it disagrees with one of those queries 
 than pdqrule.RELIABLE_TIERS allows in each tier. A verdict is a PDQ near match whose
 distance is the full Hamming distance of that query to the entry (a policy's `max_distance`
 applies to it), with `details.signal` "reliable bits", the mismatches per tier, and the
-transformation that matched.
+transformation that matched. Only the listed images' own hashes: rows derived from them
+(crops and brightened copies that `hashes add-image` lists) share their layout, which is
+what these bits trust, and an unrelated dark photo matched a crop row this way
+(bench/README.md, "Most reliable bits").
 
 Pure: hashes in, verdicts out.
 """
@@ -67,7 +70,10 @@ def reliable_verdicts(
     queries, masks = found
     codes = index.index.codes
     best: dict[int, tuple[int, int, tuple[int, ...]]] = {}
+    own = index.own_rows()
     for row, query_no, mismatches in agreeing_rows(codes, queries, masks, [limit for _, limit in RELIABLE_TIERS]):
+        if own is not None and not own[row]:
+            continue  # a crop's or a brightened copy's hash: see the module's docstring
         distance = int(np.bitwise_count(codes[row] ^ queries[query_no]).sum())
         if row not in best or distance < best[row][0]:
             best[row] = (distance, query_no, mismatches)

@@ -11,6 +11,7 @@ from .media import (
     compute_hashes,
     crop_hashes,
     exact_hashes,
+    named_crop_hashes,
     hamming,
     warm_up,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "crop_hashes",
     "exact_hashes",
     "hamming",
+    "named_crop_hashes",
     "trim_uniform_border",
     "video",
     "warm_up",

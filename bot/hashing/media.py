@@ -32,8 +32,14 @@ __all__ = [
     "REDUCED_SIDE",
     "SLOW_DECODER_MAX_PIXELS",
     "compute_hashes",
+    "Crop",
+    "brightened_name",
+    "checked_gains",
     "crop_hashes",
+    "crop_name",
+    "crop_spec",
     "crops_within",
+    "named_crop_hashes",
     "exact_hashes",
     "hamming",
     "hash_within",
@@ -119,24 +125,84 @@ def _limits(limits: MediaLimits | None, max_pixels: int | None) -> MediaLimits:
     return limits if max_pixels is None else replace(limits, max_pixels=max_pixels)
 
 
+# A crop add-image lists: (keep, across, down) keeps `keep` of each side, the cut split
+# across : 1 - across between the left and right ends and down : 1 - down between top and
+# bottom (0.5, 0.5: centred); (keep_x, keep_y, across, down) keeps keep_x of the width and
+# keep_y of the height. A bare fraction is a centred crop.
+Crop = float | tuple[float, float, float] | tuple[float, float, float, float]
+_ANCHORS = {0.0: ("top", "left"), 0.5: ("", ""), 1.0: ("bottom", "right")}
+
+
+def crop_spec(crop: Crop) -> tuple[float, float, float, float]:
+    """(keep_x, keep_y, across, down) of `crop`; ValueError unless what is kept is within
+    (0, 1] and the anchors within [0, 1]."""
+    if isinstance(crop, (int, float)):
+        crop = (crop, crop, 0.5, 0.5)
+    elif len(crop) == 3:
+        crop = (crop[0], *crop)
+    keep_x, keep_y, across, down = crop  # type: ignore[misc]
+    if not (0 < keep_x <= 1 and 0 < keep_y <= 1):
+        raise ValueError(f"crop fractions must be within (0, 1], got {keep_x}, {keep_y}")
+    if not (0 <= across <= 1 and 0 <= down <= 1):
+        raise ValueError(f"crop anchors must be within [0, 1], got {across}, {down}")
+    return float(keep_x), float(keep_y), float(across), float(down)
+
+
+def crop_name(crop: Crop) -> str:
+    """How a list row derived by this crop reads: "crop to 95%, centred", "crop to 95%, top
+    left", "crop to 95% of the height, bottom", "crop to 95%, 0.25 across, 0.75 down"."""
+    keep_x, keep_y, across, down = crop_spec(crop)
+    if keep_x == 1:  # only the height cut: where across the width means nothing
+        across = 0.5
+    if keep_y == 1:
+        down = 0.5
+    if across in _ANCHORS and down in _ANCHORS:
+        where = " ".join(w for w in (_ANCHORS[down][0], _ANCHORS[across][1]) if w) or "centred"
+    else:
+        where = f"{across:g} across, {down:g} down"
+    if keep_x == keep_y == 1:
+        return "whole image"
+    if keep_x == keep_y:
+        return f"crop to {keep_x * 100:g}%, {where}"
+    if keep_x == 1:
+        return f"crop to {keep_y * 100:g}% of the height, {where}"
+    if keep_y == 1:
+        return f"crop to {keep_x * 100:g}% of the width, {where}"
+    return f"crop to {keep_x * 100:g}% x {keep_y * 100:g}%, {where}"
+
+
+def checked_gains(gains: Sequence[float]) -> list[float]:
+    """The brightening gains as a list; ValueError unless each is within (1, 4]."""
+    for g in gains:
+        if not 1 < g <= 4:
+            raise ValueError(f"brightening gains must be within (1, 4], got {g}")
+    return list(gains)
+
+
+def brightened_name(gain: float) -> str:
+    return f"brightened x{gain:g}"
+
+
 def crop_hashes(
     data: bytes,
-    fractions: Sequence[float],
+    fractions: Sequence[Crop],
     *,
     max_pixels: int | None = None,
     min_quality: int = 50,
     limits: MediaLimits | None = None,
     gains: Sequence[float] = (),
 ) -> tuple[str, ...]:
-    """PDQ hashes of central crops of the image in `data`, one per usable fraction, in order,
-    then of the whole image brightened by each of `gains`.
+    """PDQ hashes of crops of the image in `data`, one per usable crop, in order, then of
+    the whole image brightened by each of `gains` (named_crop_hashes names them).
 
-    For a fraction f the crop keeps the centred f x width by f x height region (f = 0.95
-    drops 2.5% of the length at each end of each side) of the image decoded exactly as
-    `compute_hashes` decodes it. PDQ does not survive cropping: a list that also holds
-    these finds copies cropped by about as much, evenly at both ends, and their rotations
-    and flips through the queries' transforms. PDQ moves by ~25 bits when the content
-    shifts by ~1% of a side, so a crop taken mostly off one end is still missed.
+    A fraction f keeps the centred f x width by f x height region (f = 0.95 drops 2.5% of
+    the length at each end of each side) of the image decoded exactly as `compute_hashes`
+    decodes it; (f, across, down) keeps as much anchored elsewhere, (fx, fy, across, down)
+    fx of the width and fy of the height (see `Crop`). PDQ does not survive cropping: a
+    list that also holds these finds copies cropped by about as much at about that place,
+    and their rotations and flips through the queries' transforms. PDQ moves by ~25 bits
+    when the content shifts by ~1% of a side, so a crop taken mostly off one end misses a
+    centred crop's hash: the anchored ones find it.
     Brightening (each colour channel times the gain, clipped at white, as a photo editor's
     brightness slider does) is the one tone edit PDQ does not survive: PDQ compares DCT
     coefficients with their median, so scaling or shifting luma changes nothing until the
@@ -146,9 +212,22 @@ def crop_hashes(
 
     Hashes whose PDQ quality is below `min_quality` (flat centres) are left out, as are
     duplicates. Empty when `data` has no perceptual hash (see `compute_hashes`); never
-    raises on hostile input. ValueError if a fraction is not within (0, 1] or a gain not
-    over 1.
+    raises on hostile input. ValueError if a crop is malformed or a gain not over 1.
     """
+    return tuple(h for h, _ in named_crop_hashes(data, fractions, max_pixels=max_pixels, min_quality=min_quality,
+                                                  limits=limits, gains=gains))
+
+
+def named_crop_hashes(
+    data: bytes,
+    fractions: Sequence[Crop],
+    *,
+    max_pixels: int | None = None,
+    min_quality: int = 50,
+    limits: MediaLimits | None = None,
+    gains: Sequence[float] = (),
+) -> tuple[tuple[str, str], ...]:
+    """crop_hashes as (hash, what it is of: crop_name or brightened_name) pairs."""
     try:
         return crops_within(data, fractions, _limits(limits, max_pixels), min_quality, gains)
     except MemoryError:
@@ -156,15 +235,11 @@ def crop_hashes(
 
 
 def crops_within(
-    data: bytes, fractions: Sequence[float], limits: MediaLimits, min_quality: int = 50, gains: Sequence[float] = ()
-) -> tuple[str, ...]:
-    """crop_hashes, except that MemoryError propagates (see hash_within)."""
-    for f in fractions:
-        if not 0 < f <= 1:
-            raise ValueError(f"crop fractions must be within (0, 1], got {f}")
-    for g in gains:
-        if not 1 < g <= 4:
-            raise ValueError(f"brightening gains must be within (1, 4], got {g}")
+    data: bytes, fractions: Sequence[Crop], limits: MediaLimits, min_quality: int = 50, gains: Sequence[float] = ()
+) -> tuple[tuple[str, str], ...]:
+    """named_crop_hashes, except that MemoryError propagates (see hash_within)."""
+    specs = [crop_spec(f) for f in fractions]
+    checked_gains(gains)
     try:
         img = open_image(data, limits)
     except Unhashable:
@@ -174,18 +249,24 @@ def crops_within(
         image = decode(img, data, limits)
         luma = _luma(image)  # a crop's luma is the luma's crop
         w, h = image.size
-        found: list[str] = []
-        for f in fractions:
-            cw, ch = max(1, round(w * f)), max(1, round(h * f))
-            left, top = (w - cw) // 2, (h - ch) // 2
-            found.append(pdq.pdq_hash(luma[top : top + ch, left : left + cw]))
+        found: list[tuple[tuple[str, int], str]] = []
+        for spec in specs:
+            keep_x, keep_y, across, down = spec
+            cw, ch = max(1, round(w * keep_x)), max(1, round(h * keep_y))
+            # Floored: a centred crop lies where it always did ((w - cw) // 2).
+            left, top = int((w - cw) * across), int((h - ch) * down)
+            found.append((pdq.pdq_hash(luma[top : top + ch, left : left + cw]), crop_name(spec)))
         if gains:
             brightest = np.asarray(image).max(axis=2)  # a pixel clips when its brightest channel does
             for g in gains:
                 # Without clipping, brightening is a scaling, which PDQ does not see.
                 if np.count_nonzero(brightest * g > 255) >= MIN_CLIPPED_SHARE * brightest.size:
-                    found.append(pdq.pdq_hash(_luma(ImageEnhance.Brightness(image).enhance(g))))
-        return tuple(dict.fromkeys(h for h, quality in found if quality >= min_quality))
+                    found.append((pdq.pdq_hash(_luma(ImageEnhance.Brightness(image).enhance(g))), brightened_name(g)))
+        named: dict[str, str] = {}
+        for (hex_hash, quality), what in found:
+            if quality >= min_quality:
+                named.setdefault(hex_hash, what)
+        return tuple(named.items())
     except MemoryError:
         raise
     except Exception:  # refused, or whatever a decoder raises on hostile input

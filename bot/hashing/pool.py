@@ -39,7 +39,7 @@ from bot.model import Hashes
 from .channel import Channel, SharedBuffer
 from .fitting import FitSpec, Fitted
 from .limits import MediaLimits
-from .media import exact_hashes
+from .media import Crop, checked_gains, crop_spec, exact_hashes
 from .pdqcoef import checked as checked_coefficients
 from . import uncrop
 from .smoothsig import checked_guesses as checked_signature_guesses
@@ -56,6 +56,7 @@ T = TypeVar("T")
 _HEADER = struct.Struct(">I")
 _SEND_BUFFER = 4 << 20  # asked for; see _spawn
 _MAX_ANSWER = 1 << 20  # a worker's answer is a few kB; more is a misbehaving worker
+_HEX = frozenset("0123456789abcdef")
 # The fork server imports these once. "__main__" too: otherwise every worker would import
 # the program's main script again on start (multiprocessing's rule for spawned children),
 # which for the `modbot` script means the CLI's imports; a script that starts a sandbox
@@ -171,16 +172,11 @@ class HashSandbox:
         return hashes
 
     async def hash_with_crops(
-        self, data: bytes, fractions: Sequence[float], *, min_quality: int = 50, gains: Sequence[float] = ()
-    ) -> tuple[Hashes, tuple[str, ...]]:
-        """The hashes and crop_hashes(data, fractions, gains=gains) in one job (for add-image)."""
-        for f in fractions:
-            if not 0 < f <= 1:
-                raise ValueError(f"crop fractions must be within (0, 1], got {f}")
-        for g in gains:
-            if not 1 < g <= 4:
-                raise ValueError(f"brightening gains must be within (1, 4], got {g}")
-        return await self._run(data, {"crops": list(fractions), "min_quality": min_quality, "gains": list(gains)})
+        self, data: bytes, crops: Sequence[Crop], *, min_quality: int = 50, gains: Sequence[float] = ()
+    ) -> tuple[Hashes, tuple[tuple[str, str], ...]]:
+        """The hashes and named_crop_hashes(data, crops, gains=gains) in one job (for add-image)."""
+        specs = [list(crop_spec(c)) for c in crops]  # ValueError here, not in the worker
+        return await self._run(data, {"crops": specs, "min_quality": min_quality, "gains": checked_gains(gains)})
 
     async def fit(self, data: bytes, spec: FitSpec) -> Fitted | str:
         """fit_image(data, spec) in a worker (bot/hashing/fitting.py): the re-encoded image,
@@ -192,7 +188,7 @@ class HashSandbox:
 
     # --- jobs ----------------------------------------------------------------------------
 
-    async def _run(self, data: bytes, job: dict[str, Any], *, urgent: bool = False) -> tuple[Hashes, tuple[str, ...]]:
+    async def _run(self, data: bytes, job: dict[str, Any], *, urgent: bool = False) -> tuple[Hashes, tuple[tuple[str, str], ...]]:
         result = await self._job(data, job, lambda answer, _: _parse(answer), urgent=urgent)
         if isinstance(result, str):
             return await asyncio.to_thread(exact_hashes, data, result), ()
@@ -405,7 +401,7 @@ def _frame_pdqs(value: object) -> tuple[tuple[int, str, int], ...]:
     return tuple(frames)
 
 
-def _parse(answer: dict[str, Any]) -> tuple[Hashes, tuple[str, ...]]:
+def _parse(answer: dict[str, Any]) -> tuple[Hashes, tuple[tuple[str, str], ...]]:
     """The worker's answer as values, checked field by field (it is not trusted)."""
     raw = answer["hashes"]
     if not isinstance(raw, dict) or set(raw) - set(_HASH_FIELDS):
@@ -430,9 +426,15 @@ def _parse(answer: dict[str, Any]) -> tuple[Hashes, tuple[str, ...]]:
             raise ValueError(f"malformed {name}")
         values[name] = value
     crops = answer.get("crops") or []
-    if not isinstance(crops, list) or not all(isinstance(c, str) and len(c) == 64 for c in crops):
+    if not isinstance(crops, list) or not all(_named_crop(c) for c in crops):
         raise ValueError("malformed crops")
-    return Hashes(**values), tuple(crops)
+    return Hashes(**values), tuple((c[0], c[1]) for c in crops)
+
+
+def _named_crop(value: Any) -> bool:
+    """Whether a worker's crop is [64 hex digits, a short name] (it is not trusted)."""
+    ok = isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)
+    return ok and len(value[0]) == 64 and set(value[0]) <= _HEX and 0 < len(value[1]) <= 64
 
 
 def _parse_fit(answer: dict[str, Any], data: bytes) -> Fitted | str:

@@ -76,15 +76,16 @@ def serve(sock: socket.socket, settings: WorkerSettings) -> None:
             continue
         try:
             hashes = hash_within(data, settings.limits)
-            crops: tuple[str, ...] = ()
+            crops: tuple[tuple[str, str], ...] = ()
             if header.get("crops") and hashes.pdq:
+                wanted = [c if isinstance(c, (int, float)) else tuple(c) for c in header["crops"]]
                 crops = crops_within(
-                    data, header["crops"], settings.limits, int(header.get("min_quality", 50)), header.get("gains", ())
+                    data, wanted, settings.limits, int(header.get("min_quality", 50)), header.get("gains", ())
                 )
             del data
             # Hashes holds strings, integers and tuples of them: a shallow dict serialises as
             # asdict's deep copy would, without copying.
-            answer = {"hashes": {name: getattr(hashes, name) for name in _HASH_FIELDS}, "crops": list(crops)}
+            answer = {"hashes": {name: getattr(hashes, name) for name in _HASH_FIELDS}, "crops": [list(c) for c in crops]}
         except MemoryError:
             del data
             try:

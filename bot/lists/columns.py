@@ -52,6 +52,9 @@ class TypedHashes:
 
     codes: np.ndarray  # (n, words) uint64
     labels: np.ndarray  # (n,) int32
+    # (n,) int32 index into HashColumns.derivations (0: the image's own hash); None when no
+    # row of the type is derived (most lists: no array for them).
+    derived: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -73,6 +76,8 @@ class HashColumns:
     videos: tuple[VideoEntry, ...] = ()
     # Low-frequency signatures (smooth images), in file order.
     signatures: tuple[SignatureEntry, ...] = ()
+    # What derived rows are of (bot.lists.format: the `derived` column); [0] is "" (own hashes).
+    derivations: tuple[str, ...] = ("",)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -90,8 +95,9 @@ class HashColumns:
         """Every entry as a HashEntry: for small lists, tests and exports."""
         for hash_type, typed in self.by_type.items():
             length = HASH_HEX_LENGTH[hash_type]
-            for code, label in zip(typed.codes, typed.labels):
-                yield HashEntry(hash_type, code_to_hex(code, length), self.labels[label])  # type: ignore[arg-type]
+            derived = typed.derived if typed.derived is not None else np.zeros(len(typed), dtype=np.int32)
+            for code, label, what in zip(typed.codes, typed.labels, derived):
+                yield HashEntry(hash_type, code_to_hex(code, length), self.labels[label], self.derivations[what])  # type: ignore[arg-type]
         for video in self.videos:
             yield HashEntry(VIDEO_HASH_TYPE, video.text, video.label)
         for signature in self.signatures:
@@ -100,7 +106,8 @@ class HashColumns:
     @classmethod
     def from_entries(cls, entries: Sequence[HashEntry] | Iterator[HashEntry], errors: Sequence[tuple[int, str]] = ()) -> HashColumns:
         labels: dict[str, int] = {}
-        grouped: dict[str, tuple[list[str], list[int]]] = {}
+        derivations: dict[str, int] = {"": 0}
+        grouped: dict[str, tuple[list[str], list[int], list[int]]] = {}
         videos: list[VideoEntry] = []
         signatures: list[SignatureEntry] = []
         for e in entries:
@@ -110,14 +117,21 @@ class HashColumns:
             if e.type == SIGNATURE_HASH_TYPE:
                 signatures.append(SignatureEntry(e.hash, e.label))
                 continue
-            hexes, ids = grouped.setdefault(e.type, ([], []))
+            hexes, ids, derived = grouped.setdefault(e.type, ([], [], []))
             hexes.append(e.hash.lower())
             ids.append(labels.setdefault(e.label, len(labels)))
+            derived.append(derivations.setdefault(e.derived, len(derivations)))
         by_type = {
-            t: TypedHashes(hex_to_codes(hexes, HASH_HEX_LENGTH[t]), np.array(ids, dtype=np.int32))
-            for t, (hexes, ids) in grouped.items()
+            t: TypedHashes(
+                hex_to_codes(hexes, HASH_HEX_LENGTH[t]), np.array(ids, dtype=np.int32),
+                np.array(derived, dtype=np.int32) if any(derived) else None,
+            )
+            for t, (hexes, ids, derived) in grouped.items()
         }
-        return cls(by_type, tuple(labels), tuple(errors), videos=tuple(videos), signatures=tuple(signatures))
+        return cls(
+            by_type, tuple(labels), tuple(errors), videos=tuple(videos), signatures=tuple(signatures),
+            derivations=tuple(derivations),
+        )
 
 
 def read_hash_columns(
@@ -142,7 +156,7 @@ def read_hash_columns(
     digest = hashlib.sha256(memoryview(buf)[:size]).hexdigest()
     return HashColumns(
         parsed.by_type, parsed.labels, parsed.errors, parsed.lines, (stat.st_ino, stat.st_size, stat.st_mtime_ns), digest,
-        parsed.videos, parsed.signatures,
+        parsed.videos, parsed.signatures, parsed.derivations,
     )
 
 
@@ -172,6 +186,9 @@ class _Builder:
         self.labels: dict[str, int] = {default_label: 0}
         self.codes: dict[str, list[np.ndarray]] = {}
         self.label_ids: dict[str, list[np.ndarray]] = {}
+        # Per block of rows, its derivation ids, or None for a block of own hashes.
+        self.derived: dict[str, list[np.ndarray | None]] = {}
+        self.derivations: dict[str, int] = {"": 0}
         self.errors: list[tuple[int, str]] = []
         self.videos: list[VideoEntry] = []
         self.signatures: list[SignatureEntry] = []
@@ -179,14 +196,23 @@ class _Builder:
     def label(self, name: str) -> int:
         return self.labels.setdefault(name, len(self.labels))
 
-    def add(self, hash_type: str, codes: np.ndarray, label_ids: np.ndarray) -> None:
+    def add(self, hash_type: str, codes: np.ndarray, label_ids: np.ndarray, derived: str = "") -> None:
         if len(codes):
             self.codes.setdefault(hash_type, []).append(codes)
             self.label_ids.setdefault(hash_type, []).append(label_ids.astype(np.int32))
+            what = self.derivations.setdefault(derived, len(self.derivations))
+            self.derived.setdefault(hash_type, []).append(np.full(len(codes), what, dtype=np.int32) if what else None)
+
+    def _derived(self, hash_type: str) -> np.ndarray | None:
+        blocks = self.derived[hash_type]
+        if all(b is None for b in blocks):
+            return None
+        return np.concatenate([np.zeros(len(c), dtype=np.int32) if b is None else b
+                               for b, c in zip(blocks, self.codes[hash_type])])
 
     def build(self, lines: int) -> HashColumns:
         by_type = {
-            t: TypedHashes(np.concatenate(self.codes[t]), np.concatenate(self.label_ids[t]))
+            t: TypedHashes(np.concatenate(self.codes[t]), np.concatenate(self.label_ids[t]), self._derived(t))
             for t in HASH_TYPES
             if t in self.codes
         }
@@ -196,10 +222,11 @@ class _Builder:
         names = list(self.labels)
         for new, old in enumerate(used):
             remap[old] = new
-        by_type = {t: TypedHashes(v.codes, remap[v.labels]) for t, v in by_type.items()}
+        by_type = {t: TypedHashes(v.codes, remap[v.labels], v.derived) for t, v in by_type.items()}
         errors = tuple(sorted(self.errors))
         return HashColumns(
-            by_type, tuple(names[i] for i in used), errors, lines, videos=tuple(self.videos), signatures=tuple(self.signatures)
+            by_type, tuple(names[i] for i in used), errors, lines, videos=tuple(self.videos), signatures=tuple(self.signatures),
+            derivations=tuple(self.derivations),
         )
 
 
@@ -283,6 +310,7 @@ def _parse(
                     entry.type,
                     hex_to_codes([entry.hash], HASH_HEX_LENGTH[entry.type]),
                     np.array([builder.label(entry.label)]),
+                    entry.derived,
                 )
         if progress is not None:
             progress(min(block + _BLOCK_LINES, total), total)

@@ -71,10 +71,26 @@ def _text_digest(text: str) -> int:
 
 
 def _typed_parts(lst: LoadedList) -> Iterable[tuple[str, np.ndarray, np.ndarray, tuple[str, ...]]]:
+    for hash_type, codes, ids, names, _derived in _typed_rows(lst):
+        yield hash_type, codes, ids, names
+
+
+def _typed_rows(lst: LoadedList) -> Iterable[tuple[str, np.ndarray, np.ndarray, tuple[str, ...], np.ndarray | None]]:
+    """Per hash type: codes, label ids, label names and the derivation names per row (None: all own)."""
     for hash_type, exact in lst.index.exact.items():
-        yield hash_type, exact.index.codes, exact.label_ids[exact.index.order], exact.label_names
+        yield hash_type, exact.index.codes, exact.label_ids[exact.index.order], exact.label_names, None
     for hash_type, near in lst.index.near.items():
-        yield hash_type, near.index.codes, near.label_ids, near.label_names
+        derived = None if near.derived_ids is None else np.asarray(near.derivations, dtype=object)[near.derived_ids]
+        yield hash_type, near.index.codes, near.label_ids, near.label_names, derived
+
+
+def _typed(codes: np.ndarray, ids: np.ndarray, derived: np.ndarray | None, derivations: dict[str, int]) -> TypedHashes:
+    """TypedHashes of rows whose derivations are given by name, ids into `derivations` (extended)."""
+    if derived is None or not any(derived):
+        return TypedHashes(np.ascontiguousarray(codes), ids)
+    return TypedHashes(
+        np.ascontiguousarray(codes), ids, np.array([derivations.setdefault(d, len(derivations)) for d in derived], np.int32)
+    )
 
 
 def entry_fingerprints(lst: LoadedList) -> np.ndarray:
@@ -94,20 +110,22 @@ def new_entries(lst: LoadedList, known: np.ndarray | None) -> LoadedList:
     """
     by_type: dict[str, TypedHashes] = {}
     labels: dict[str, int] = {}
-    for hash_type, codes, ids, names in _typed_parts(lst):
+    derivations: dict[str, int] = {"": 0}
+    for hash_type, codes, ids, names, derived in _typed_rows(lst):
         if known is not None and len(known):
             fp = _fingerprints(hash_type, codes, names, ids)
             pos = np.minimum(np.searchsorted(known, fp), len(known) - 1)
             fresh = known[pos] != fp
             codes, ids = codes[fresh], ids[fresh]
+            derived = derived[fresh] if derived is not None else None
         if not len(codes):
             continue
         remap = np.array([labels.setdefault(n, len(labels)) for n in names], dtype=np.int32)
-        by_type[hash_type] = TypedHashes(np.ascontiguousarray(codes), remap[ids] if len(ids) else ids.astype(np.int32))
+        by_type[hash_type] = _typed(codes, remap[ids] if len(ids) else ids.astype(np.int32), derived, derivations)
     videos = new_text_entries(VIDEO_HASH_TYPE, lst.index.videos.entries if lst.index.videos else (), known)
     signatures = new_text_entries(SIGNATURE_HASH_TYPE, lst.index.signatures.entries if lst.index.signatures else (), known)
     names = dict.fromkeys([*labels, *(v.label for v in videos), *(s.label for s in signatures)])
-    columns = HashColumns(by_type, tuple(names), videos=videos, signatures=signatures)
+    columns = HashColumns(by_type, tuple(names), videos=videos, signatures=signatures, derivations=tuple(derivations))
     return LoadedList.from_columns(lst.name, columns, label=lst.label, enabled=True, thresholds=lst.thresholds)
 
 
@@ -117,15 +135,15 @@ def columns_difference(new: HashColumns, old: HashColumns) -> HashColumns:
     fresh = new_entries(LoadedList.from_columns("new", new, label=""), known)
     by_type: dict[str, TypedHashes] = {}
     labels: dict[str, int] = {}
-    for hash_type, exact in fresh.index.exact.items():
-        ids = exact.label_ids[exact.index.order]
-        remap = np.array([labels.setdefault(n, len(labels)) for n in exact.label_names], dtype=np.int32)
-        by_type[hash_type] = TypedHashes(exact.index.codes, remap[ids] if len(ids) else ids)
-    for hash_type, near in fresh.index.near.items():
-        remap = np.array([labels.setdefault(n, len(labels)) for n in near.label_names], dtype=np.int32)
-        by_type[hash_type] = TypedHashes(near.index.codes, remap[near.label_ids] if len(near.label_ids) else near.label_ids)
+    derivations: dict[str, int] = {"": 0}
+    for hash_type, codes, ids, names, derived in _typed_rows(fresh):
+        remap = np.array([labels.setdefault(n, len(labels)) for n in names], dtype=np.int32)
+        by_type[hash_type] = _typed(codes, remap[ids] if len(ids) else ids, derived, derivations)
     videos = fresh.index.videos.entries if fresh.index.videos is not None else ()
     signatures = fresh.index.signatures.entries if fresh.index.signatures is not None else ()
     for entry in (*videos, *signatures):
         labels.setdefault(entry.label, len(labels))
-    return HashColumns({t: v for t, v in by_type.items() if len(v)}, tuple(labels), videos=videos, signatures=signatures)
+    return HashColumns(
+        {t: v for t, v in by_type.items() if len(v)}, tuple(labels), videos=videos, signatures=signatures,
+        derivations=tuple(derivations),
+    )

@@ -13,6 +13,12 @@ A `vpdq` row holds a whole video's vPDQ instead of a hex digest (`vpdq,<frames>,
 `<frames>` as `bot.lists.vpdq.canonical` writes them), checked and stored in that form.
 A `lowfreq` row holds a smooth image's low-frequency signature (`lowfreq,<72 hex>,label`,
 bot/hashing/smoothsig.py: 36 signed bytes, the largest +-127), as `hashes add-image` writes it.
+A CSV row may have a fourth column, `derived`: what the hash is of when it is not the listed
+image itself (`pdq,<hex>,label,crop to 95%, top left`, `...,brightened x1.3`), as `hashes
+add-image` writes the crops and brightened copies it lists. Such a row matches like any
+other within the list's threshold; the rules that lean on an image's own hash (a pHash match
+confirmed by the label's PDQ, a smooth image's most reliable bits) skip it
+(bot/classify/hashlist.py, bot/classify/reliablematch.py). A plain list cannot mark them.
 A bad line never aborts loading and is never dropped silently: it is returned in
 `ParsedList.errors` with its 1-based line number (0 for problems with the file as a whole).
 """
@@ -31,6 +37,8 @@ from bot.lists.vpdq import DEFAULT_MAX_FRAMES, MAX_FRAMES_CEILING, canonical, pa
 from bot.model import HASH_HEX_LENGTH, HASH_TYPES, SIGNATURE_HASH_TYPE, VIDEO_HASH_TYPE, HashType
 
 CSV_HEADER = ("type", "hash", "label")
+CSV_HEADER_DERIVED = (*CSV_HEADER, "derived")
+MAX_DERIVED_LENGTH = 64
 _HEX_DIGITS = frozenset("0123456789abcdef")
 
 
@@ -39,6 +47,8 @@ class HashEntry:
     type: HashType
     hash: str  # lower-case hex
     label: str
+    # What the hash is of when not the listed image itself ("crop to 95%, top left"); "" if it is.
+    derived: str = ""
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,8 @@ def append_entries(
     form. A plain-form file cannot record labels, so its entries take the list's default
     label: pass `default_label` to refuse (ValueError, nothing written) entries that would
     lose theirs. A vPDQ entry of more than `max_vpdq_frames` frames is refused (ValueError).
+    A derived entry (a crop's hash) is written with its `derived` column in a CSV file, and
+    as a plain row in a plain file, where it counts as an image's own hash.
     """
     path = Path(path)
     existing = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
@@ -103,9 +115,10 @@ def append_entries(
         key = _check_hash(entry.type.lower(), entry.hash.lower(), max_vpdq_frames)
         if any(c in entry.label for c in "\r\n"):
             raise ValueError(f"label {entry.label!r} spans lines")
+        _check_derived(entry.derived)
         if key not in present:
             present.add(key)
-            new.append(HashEntry(type=key[0], hash=key[1], label=entry.label))
+            new.append(HashEntry(type=key[0], hash=key[1], label=entry.label, derived=entry.derived))
     if not new:
         return 0
 
@@ -120,8 +133,8 @@ def append_entries(
     if is_csv:
         writer = csv.writer(out, lineterminator="\n")
         if _first_meaningful_line(existing) is None:
-            writer.writerow(CSV_HEADER)
-        writer.writerows((e.type, e.hash, e.label) for e in new)
+            writer.writerow(CSV_HEADER_DERIVED if any(e.derived for e in new) else CSV_HEADER)
+        writer.writerows((e.type, e.hash, e.label, e.derived) if e.derived else (e.type, e.hash, e.label) for e in new)
     else:
         out.writelines(f"{e.type}:{e.hash}\n" for e in new)
     with path.open("a", encoding="utf-8") as f:
@@ -174,7 +187,7 @@ def _detect_csv(text: str) -> bool:
 
 def _is_csv_header(line: str) -> bool:
     columns = tuple(c.strip().lower() for c in line.split(","))
-    return columns in (CSV_HEADER, CSV_HEADER[:2])
+    return columns in (CSV_HEADER_DERIVED, CSV_HEADER, CSV_HEADER[:2])
 
 
 def _csv_row(line: str, default_label: str, max_vpdq_frames: int = DEFAULT_MAX_FRAMES) -> HashEntry:
@@ -184,11 +197,18 @@ def _csv_row(line: str, default_label: str, max_vpdq_frames: int = DEFAULT_MAX_F
         row = line.split(",") if '"' not in line else next(csv.reader([line]))
     except csv.Error as e:
         raise ValueError(f"malformed CSV: {e}") from None
-    if len(row) not in (2, 3):
-        raise ValueError(f"expected 2 or 3 columns (type,hash,label), got {len(row)}")
+    if len(row) not in (2, 3, 4):
+        raise ValueError(f"expected 2 to 4 columns (type,hash,label,derived), got {len(row)}")
     hash_type, hex_hash = _check_hash(row[0].strip().lower(), row[1].strip().lower(), max_vpdq_frames)
-    label = row[2].strip() if len(row) == 3 else ""
-    return HashEntry(type=hash_type, hash=hex_hash, label=label or default_label)
+    label = row[2].strip() if len(row) >= 3 else ""
+    derived = row[3].strip() if len(row) == 4 else ""
+    _check_derived(derived)
+    return HashEntry(type=hash_type, hash=hex_hash, label=label or default_label, derived=derived)
+
+
+def _check_derived(derived: str) -> None:
+    if len(derived) > MAX_DERIVED_LENGTH or any(c in derived for c in "\r\n"):
+        raise ValueError(f"a derived column is one line of at most {MAX_DERIVED_LENGTH} characters")
 
 
 def _plain_line(line: str, default_label: str, max_vpdq_frames: int = DEFAULT_MAX_FRAMES) -> HashEntry:

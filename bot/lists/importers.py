@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.lists.format import CSV_HEADER, HashEntry, _check_hash, _is_csv_header
+from bot.lists.format import CSV_HEADER, CSV_HEADER_DERIVED, HashEntry, _check_hash, _is_csv_header
 from bot.lists.columns import HashColumns, TypedHashes, parse_hash_columns
 from bot.lists.index import hex_to_codes
 from bot.lists.videoindex import VideoEntry
@@ -347,7 +347,8 @@ def format_entries(columns: HashColumns, fmt: str = "modbot", *, header: bool = 
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown format {fmt!r} (expected one of {', '.join(EXPORT_FORMATS)})")
     if header and fmt == "modbot":
-        yield ",".join(CSV_HEADER) + "\n"
+        derived = any(t.derived is not None for t in columns.by_type.values())
+        yield ",".join(CSV_HEADER_DERIVED if derived else CSV_HEADER) + "\n"
     if header and fmt == "te-csv":
         yield "signal_type,signal_str,collab,category,tags\n"
     te_names = {"md5": "video_md5"}
@@ -359,6 +360,8 @@ def format_entries(columns: HashColumns, fmt: str = "modbot", *, header: bool = 
             yield f"{entry.type},{signal},,,{_csv_cell(entry.label)}\n"
         elif fmt == "te-csv":
             yield f"{te_names.get(entry.type, entry.type)},{entry.hash},,,{_csv_cell(entry.label)}\n"
+        elif entry.derived:  # what the hash is of, when not the listed image itself
+            yield f"{entry.type},{entry.hash},{_csv_cell(entry.label)},{_csv_cell(entry.derived)}\n"
         else:
             yield f"{entry.type},{entry.hash},{_csv_cell(entry.label)}\n"
 

@@ -89,36 +89,52 @@ def hex_matrix(hexes: Sequence[str], hash_type: str) -> np.ndarray:
     return hex_to_codes(hexes, HASH_HEX_LENGTH[hash_type], f"{hash_type} hashes")
 
 
-def _dedupe(codes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows without repeats of the same (hash, label), in their first order.
+def _dedupe(
+    codes: np.ndarray, labels: np.ndarray, derived: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Rows without repeats of the same (hash, label), in their first order, and their
+    derivation ids: a hash listed both as an image's own and as derived counts as its own.
 
     Rows are grouped by a 64-bit fingerprint; only rows found equal in full are dropped.
     """
     if len(codes) < 2:
-        return codes, labels
+        return codes, labels, derived
     fingerprint = labels.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
     for word in range(codes.shape[1]):
         fingerprint ^= codes[:, word] * np.uint64(0xBF58476D1CE4E5B9 + 2 * word)
         fingerprint = (fingerprint << np.uint64(27)) | (fingerprint >> np.uint64(37))
     order = np.argsort(fingerprint, kind="stable")
     ordered = fingerprint[order]
-    pairs = np.flatnonzero(ordered[1:] == ordered[:-1])
+    repeat = np.zeros(len(codes), dtype=bool)  # in `order`: the same row as the one before
+    pairs = np.flatnonzero(ordered[1:] == ordered[:-1]) + 1
     if not len(pairs):
-        return codes, labels
-    first, second = order[pairs], order[pairs + 1]
-    equal = (codes[first] == codes[second]).all(axis=1) & (labels[first] == labels[second])
+        return codes, labels, derived
+    first, second = order[pairs - 1], order[pairs]
+    repeat[pairs] = (codes[first] == codes[second]).all(axis=1) & (labels[first] == labels[second])
+    if derived is not None:
+        # Each run of repeats keeps its first row, with the least derivation id of the run (0: own).
+        starts = np.flatnonzero(~repeat)
+        derived = derived.copy()
+        derived[order[starts]] = np.minimum.reduceat(derived[order], starts)
     keep = np.ones(len(codes), dtype=bool)
-    keep[second[equal]] = False
-    return codes[keep], labels[keep]
+    keep[order[repeat]] = False
+    return codes[keep], labels[keep], derived[keep] if derived is not None else None
 
 
 class NearIndex:
     """One perceptual hash type's entries of a list, with a label per row."""
 
-    def __init__(self, hash_type: str, codes: np.ndarray, label_ids: np.ndarray, label_names: Sequence[str], threshold: int) -> None:
+    def __init__(
+        self, hash_type: str, codes: np.ndarray, label_ids: np.ndarray, label_names: Sequence[str], threshold: int,
+        derived_ids: np.ndarray | None = None, derivations: Sequence[str] = ("",),
+    ) -> None:
         self.hash_type = hash_type
         self.label_ids = label_ids
         self.label_names = tuple(label_names)
+        # Rows derived from a listed image (a crop, a brightened copy; bot.lists.format) and
+        # what they are of; None when the list has none.
+        self.derived_ids = derived_ids if derived_ids is not None and derived_ids.any() else None
+        self.derivations = tuple(derivations)
         self.index: BruteForceIndex | MultiIndexHash = build_hamming_index(
             codes, HASH_HEX_LENGTH[hash_type] * 4, threshold
         )
@@ -128,13 +144,21 @@ class NearIndex:
 
     @property
     def nbytes(self) -> int:
-        return self.index.nbytes + self.label_ids.nbytes
+        return self.index.nbytes + self.label_ids.nbytes + (self.derived_ids.nbytes if self.derived_ids is not None else 0)
 
     def hash_at(self, row: int) -> str:
         return code_to_hex(self.index.codes[row], HASH_HEX_LENGTH[self.hash_type])
 
     def label_at(self, row: int) -> str:
         return self.label_names[int(self.label_ids[row])]
+
+    def derived_at(self, row: int) -> str:
+        """What row `row`'s hash is of when derived from the listed image, "" for its own."""
+        return "" if self.derived_ids is None else self.derivations[int(self.derived_ids[row])]
+
+    def own_rows(self) -> np.ndarray | None:
+        """Which rows are listed images' own hashes (a bool per row); None when all are."""
+        return None if self.derived_ids is None else self.derived_ids == 0
 
     def search(self, queries: np.ndarray, threshold: int) -> list[tuple[int, int, int]]:
         """Rows within `threshold` of any query, as (row, best query index, distance).
@@ -193,9 +217,11 @@ class HashIndex:
         exact: dict[str, ExactLabels] = {}
         near: dict[str, NearIndex] = {}
         for hash_type, typed in columns.by_type.items():
-            codes, labels = _dedupe(typed.codes, typed.labels)
+            codes, labels, derived = _dedupe(typed.codes, typed.labels, typed.derived)
             if hash_type in _NEAR_TYPES:
-                near[hash_type] = NearIndex(hash_type, codes, labels, columns.labels, getattr(thresholds, hash_type))
+                near[hash_type] = NearIndex(
+                    hash_type, codes, labels, columns.labels, getattr(thresholds, hash_type), derived, columns.derivations
+                )
             else:
                 exact[hash_type] = ExactLabels(hash_type, codes, labels, columns.labels)
         videos = None

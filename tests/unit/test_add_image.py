@@ -15,7 +15,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 from bot.classify.hashlist import HashListClassifier
 from bot.lists.loaded import LoadedList
 from bot.config import Config
-from bot.hashing import compute_hashes, crop_hashes
+from bot.hashing import compute_hashes, named_crop_hashes
 from bot.lists.format import HashEntry, read_hash_list
 from bot.model import Hashes
 from bot.demo.samples import encode, make_photo
@@ -60,17 +60,24 @@ def test_add_image_lists_the_central_crops_pdq_and_the_low_frequency_signature_t
     image, entries = added
     data = image.read_bytes()
     hashes = compute_hashes(data)
-    crops = crop_hashes(data, ADD_IMAGE_CROPS, gains=ADD_IMAGE_GAINS)  # and the brightened image
+    crops = named_crop_hashes(data, ADD_IMAGE_CROPS, gains=ADD_IMAGE_GAINS)  # and the brightened image
 
     # A photo: no crop is left out for low quality, and brightening it clips its highlights.
     assert len(crops) == len(ADD_IMAGE_CROPS) + len(ADD_IMAGE_GAINS)
-    assert [(e.type, e.hash) for e in entries] == [
-        ("sha256", hashes.sha256),
-        ("md5", hashes.md5),
-        ("pdq", hashes.pdq),
-        ("phash", hashes.phash),
-        *(("pdq", crop) for crop in crops),
-        ("lowfreq", hashes.lowfreq[0]),  # of the image as decoded (bot/hashing/smoothsig.py)
+    assert [(e.type, e.hash, e.derived) for e in entries] == [
+        ("sha256", hashes.sha256, ""),
+        ("md5", hashes.md5, ""),
+        ("pdq", hashes.pdq, ""),
+        ("phash", hashes.phash, ""),
+        *(("pdq", crop, what) for crop, what in crops),  # rows derived from the image, named
+        ("lowfreq", hashes.lowfreq[0], ""),  # of the image as decoded (bot/hashing/smoothsig.py)
+    ]
+    assert [what for _, what in crops] == [
+        "crop to 97.5%, centred", "crop to 95%, centred", "crop to 92.5%, centred", "crop to 90%, centred",
+        "crop to 95%, top left", "crop to 95%, top right", "crop to 95%, bottom left", "crop to 95%, bottom right",
+        "crop to 95% of the height, top", "crop to 95% of the height, bottom",
+        "crop to 95% of the width, left", "crop to 95% of the width, right",
+        "brightened x1.3",
     ]
     assert {e.label for e in entries} == {"csam"}
 
@@ -111,6 +118,56 @@ def test_a_5_percent_crop_matches_the_crop_hashes_and_the_original_only_through_
     classifier = HashListClassifier([LoadedList.from_entries("known", pdq[:1], label="csam")])
     (verdict,) = classifier.match(copy).verdicts
     assert verdict.details["crop"] == "2.5% cut from each side"
+
+
+def corner_crop(img: Image.Image, fraction: float, corner: str) -> Image.Image:
+    """Keep `fraction` of each side, all of the cut taken from the two sides that meet at
+    `corner` ("top left", "bottom right"...)."""
+    w, h = img.size
+    cw, ch = round(w * fraction), round(h * fraction)
+    left = w - cw if "left" in corner else 0
+    top = h - ch if "top" in corner else 0
+    return img.crop((left, top, left + cw, top + ch))
+
+
+@pytest.mark.parametrize(("seed", "corner"), [(21, "top left"), (23, "bottom right"), (24, "top right")])
+def test_a_copy_cropped_5_percent_from_two_sides_matches_the_crop_anchored_at_the_opposite_corner(
+    tmp_path: Path, seed: int, corner: str
+) -> None:
+    # Cut from the top and left, what is left is the original's bottom-right 95%: a central
+    # crop's hash is ~2.5% of a side away, ~60 bits (bench/offset_crop_study.py).
+    image = tmp_path / "photo.png"
+    image.write_bytes(encode(make_photo(seed), "PNG"))
+    add_images([image], make_config(tmp_path), "known", None)
+    pdq = [e for e in read_hash_list(tmp_path / "known.csv", "csam").entries if e.type == "pdq"]
+    copy = replace(compute_hashes(encode(corner_crop(make_photo(seed), 0.95, corner), "JPEG", quality=85)), pdq_uncropped=())
+    kept = {"top left": "bottom right", "bottom right": "top left", "top right": "bottom left"}[corner]
+
+    classifier = HashListClassifier([LoadedList.from_entries("known", pdq, label="csam")])
+    entries = {v.details.get("entry") for v in classifier.match(copy).verdicts}
+    assert f"crop to 95%, {kept}" in entries
+    centred = [e for e in pdq if not e.derived or "centred" in e.derived]
+    assert matched_labels(centred, copy) == set()
+
+
+@pytest.mark.parametrize(("seed", "side", "kept"), [
+    (21, "bottom", "crop to 95% of the height, top"), (23, "left", "crop to 95% of the width, right"),
+])
+def test_a_copy_cut_5_percent_along_one_edge_matches_the_crop_that_keeps_the_rest(
+    tmp_path: Path, seed: int, side: str, kept: str
+) -> None:
+    image = tmp_path / "photo.png"
+    image.write_bytes(encode(make_photo(seed), "PNG"))
+    add_images([image], make_config(tmp_path), "known", None)
+    pdq = [e for e in read_hash_list(tmp_path / "known.csv", "csam").entries if e.type == "pdq"]
+    img = make_photo(seed)
+    w, h = img.size
+    box = {"bottom": (0, 0, w, h - round(h * 0.05)), "left": (round(w * 0.05), 0, w, h)}[side]
+    copy = replace(compute_hashes(encode(img.crop(box), "JPEG", quality=85)), pdq_uncropped=())
+
+    classifier = HashListClassifier([LoadedList.from_entries("known", pdq, label="csam")])
+    assert kept in {v.details.get("entry") for v in classifier.match(copy).verdicts}
+    assert matched_labels([e for e in pdq if "of the" not in e.derived], copy) == set()
 
 
 def smooth_image(seed: int) -> Image.Image:

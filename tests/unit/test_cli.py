@@ -317,9 +317,14 @@ def test_adding_the_same_image_twice_adds_nothing_the_second_time(
     argv = ["hashes", "add-image", str(photo_png), "--list", "other", "-c", str(config)]
     assert run(capsys, *argv) == (0, f"added {PHOTO_HASHES} hashes to list other ({config.parent / 'lists' / 'other.csv'})\n", "")
     listed = (config.parent / "lists" / "other.csv").read_text()
-    assert listed.splitlines()[0] == "type,hash,label"
+    assert listed.splitlines()[0] == "type,hash,label,derived"
     assert {line.split(",")[0] for line in listed.splitlines()[1:]} == {"sha256", "md5", "pdq", "phash", "lowfreq"}
-    assert all(line.endswith(",spam") for line in listed.splitlines()[1:])
+    # The image's own hashes, then its crops and brightened copy, each saying what it is of.
+    own = [line for line in listed.splitlines()[1:] if line.endswith(",spam")]
+    derived = [line for line in listed.splitlines()[1:] if not line.endswith(",spam")]
+    assert len(own) == 5 and len(derived) == PHOTO_HASHES - 5
+    assert all(line.startswith("pdq,") and (",spam,\"crop to " in line or line.endswith(",spam,brightened x1.3"))
+               for line in derived)
 
     assert run(capsys, *argv)[:2] == (0, f"added 0 hashes to list other ({config.parent / 'lists' / 'other.csv'})\n")
     assert (config.parent / "lists" / "other.csv").read_text() == listed

@@ -26,7 +26,7 @@ from PIL import Image, ImageEnhance, ImageOps
 # tests/ is on sys.path because tests/conftest.py lives there.
 from images import encode, make_photo, make_png_bomb, truncated
 
-from bot.hashing import MATRIX_IMAGE_FORMATS, MediaLimits, compute_hashes, crop_hashes, hamming, trim_uniform_border
+from bot.hashing import MATRIX_IMAGE_FORMATS, MediaLimits, compute_hashes, crop_hashes, hamming, named_crop_hashes, trim_uniform_border
 from bot.hashing import media
 from bot.model import Hashes
 
@@ -385,6 +385,31 @@ def test_crop_hashes_respects_the_pixel_limit() -> None:
 def test_crop_fractions_outside_0_1_are_refused(fraction: float) -> None:
     with pytest.raises(ValueError):
         crop_hashes(encode(photo(1), "PNG"), (0.95, fraction))
+
+
+@pytest.mark.parametrize("crop", [(0.95, 1.2, 0.5), (0.95, 0.5, -0.1), (1.0, 0.0, 0.5, 0.5), (0.9, 0.9, 0.5, 2.0)])
+def test_crop_anchors_outside_0_1_are_refused(crop: tuple[float, ...]) -> None:
+    with pytest.raises(ValueError):
+        crop_hashes(encode(photo(1), "PNG"), (crop,))  # type: ignore[arg-type]
+
+
+def test_an_anchored_crop_is_pdq_of_that_region_of_the_decoded_image() -> None:
+    # (keep, across, down): the cut split across : 1 - across between left and right, and
+    # down : 1 - down between top and bottom; (keep_x, keep_y, across, down) for unequal sides.
+    img = photo(2, (400, 300))
+    data = encode(img, "PNG")
+    cases = {
+        (0.95, 0.0, 0.0): ((0, 0, 380, 285), "crop to 95%, top left"),
+        (0.95, 1.0, 1.0): ((20, 15, 400, 300), "crop to 95%, bottom right"),
+        (0.95, 0.5, 0.5): ((10, 7, 390, 292), "crop to 95%, centred"),
+        (1.0, 0.95, 0.5, 1.0): ((0, 15, 400, 300), "crop to 95% of the height, bottom"),
+        (0.9, 1.0, 0.0, 0.5): ((0, 0, 360, 300), "crop to 90% of the width, left"),
+    }
+    for crop, (box, name) in cases.items():
+        [(hashed, what)] = named_crop_hashes(data, (crop,))
+        assert hashed == compute_hashes(encode(img.crop(box), "PNG")).pdq, crop
+        assert what == name
+    assert named_crop_hashes(data, (0.95,)) == named_crop_hashes(data, ((0.95, 0.5, 0.5),))
 
 
 # --- warm_up -------------------------------------------------------------------------

@@ -60,7 +60,7 @@ type,hash,label
 sha512,{SHA256},csam
 sha256,{SHA256[:-1]},csam
 md5,{MD5[:-1]}z,csam
-pdq,{PDQ},csam,extra
+pdq,{PDQ},csam,crop,extra
 sha256,{SHA256},csam
 phash,{PHASH}0
 """
@@ -70,7 +70,7 @@ phash,{PHASH}0
         (2, "unknown hash type 'sha512' (expected sha256, md5, sha1, pdq, phash, vpdq or lowfreq)"),
         (3, "sha256 hash must be 64 hex digits, got 63"),
         (4, "md5 hash is not hexadecimal"),
-        (5, "expected 2 or 3 columns (type,hash,label), got 4"),
+        (5, "expected 2 to 4 columns (type,hash,label,derived), got 5"),
         (7, "phash hash must be 16 hex digits, got 17"),
     )
 

@@ -25,7 +25,7 @@ from images import encode, make_photo
 from PIL import Image
 
 from bot.config import ProcessingConfig
-from bot.hashing import MediaLimits, compute_hashes, crop_hashes
+from bot.hashing import MediaLimits, compute_hashes, named_crop_hashes
 from bot.hashing.pool import HashSandbox, SandboxStopped, _parse
 
 MB = 1024 * 1024
@@ -57,7 +57,8 @@ async def test_the_sandbox_gives_what_compute_hashes_gives(sandbox: HashSandbox)
     assert len(compute_hashes(gif).frame_pdqs) == 3  # an animation's frames come through too
     hashes, crops = await sandbox.hash_with_crops(png, (0.95, 0.9))
     assert hashes == compute_hashes(png)
-    assert crops == crop_hashes(png, (0.95, 0.9))
+    assert crops == named_crop_hashes(png, (0.95, 0.9))
+    assert [what for _, what in crops] == ["crop to 95%, centred", "crop to 90%, centred"]
     assert sandbox.restarts == 0
 
 
