@@ -14,6 +14,7 @@ import hashlib
 import io
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFile
@@ -183,7 +184,12 @@ def brightened_name(gain: float) -> str:
     return f"brightened x{gain:g}"
 
 
-def crop_hashes(
+def crop_hashes(data: bytes, fractions: Sequence[Crop], **options: Any) -> tuple[str, ...]:
+    """named_crop_hashes' hashes alone (same options)."""
+    return tuple(h for h, _ in named_crop_hashes(data, fractions, **options))
+
+
+def named_crop_hashes(
     data: bytes,
     fractions: Sequence[Crop],
     *,
@@ -191,9 +197,10 @@ def crop_hashes(
     min_quality: int = 50,
     limits: MediaLimits | None = None,
     gains: Sequence[float] = (),
-) -> tuple[str, ...]:
+) -> tuple[tuple[str, str], ...]:
     """PDQ hashes of crops of the image in `data`, one per usable crop, in order, then of
-    the whole image brightened by each of `gains` (named_crop_hashes names them).
+    the whole image brightened by each of `gains`, each with what it is of (crop_name,
+    brightened_name): the `derived` column of a list's row (bot/lists/format.py).
 
     A fraction f keeps the centred f x width by f x height region (f = 0.95 drops 2.5% of
     the length at each end of each side) of the image decoded exactly as `compute_hashes`
@@ -214,20 +221,6 @@ def crop_hashes(
     duplicates. Empty when `data` has no perceptual hash (see `compute_hashes`); never
     raises on hostile input. ValueError if a crop is malformed or a gain not over 1.
     """
-    return tuple(h for h, _ in named_crop_hashes(data, fractions, max_pixels=max_pixels, min_quality=min_quality,
-                                                  limits=limits, gains=gains))
-
-
-def named_crop_hashes(
-    data: bytes,
-    fractions: Sequence[Crop],
-    *,
-    max_pixels: int | None = None,
-    min_quality: int = 50,
-    limits: MediaLimits | None = None,
-    gains: Sequence[float] = (),
-) -> tuple[tuple[str, str], ...]:
-    """crop_hashes as (hash, what it is of: crop_name or brightened_name) pairs."""
     try:
         return crops_within(data, fractions, _limits(limits, max_pixels), min_quality, gains)
     except MemoryError:
