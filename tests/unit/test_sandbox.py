@@ -241,6 +241,9 @@ async def test_workers_run_at_the_configured_niceness_and_the_bot_keeps_its_own(
         {"hashes": {"sha256": "a" * 5000, "md5": None, "size": 1}},
         {"hashes": {"sha256": "x", "md5": None, "size": 1, "pdq_queries": ["short"]}},
         {"hashes": {"sha256": "x", "md5": None, "size": 1}, "crops": [1, 2]},
+        {"hashes": {"sha256": "x", "md5": None, "size": 1}, "crops": [["a" * 64, "x" * 65]]},  # a name too long
+        {"hashes": {"sha256": "x", "md5": None, "size": 1}, "crops": [["g" * 64, "crop to 95%, top"]]},  # not hex
+        {"hashes": {"sha256": "x", "md5": None, "size": 1}, "crops": [["a" * 64]]},  # no name
         {"hashes": {"sha256": "x", "md5": None, "size": 1, "frame_pdqs": [[1, "short", 50]]}},
         {"hashes": {"sha256": "x", "md5": None, "size": 1, "frame_pdqs": [[1, "a" * 64, 101]]}},
         {"hashes": {"sha256": "x", "md5": None, "size": 1, "frame_pdqs": [[1, "a" * 64]]}},
