@@ -135,6 +135,7 @@ class NearIndex:
         # what they are of; None when the list has none.
         self.derived_ids = derived_ids if derived_ids is not None and derived_ids.any() else None
         self.derivations = tuple(derivations)
+        self._own = None if self.derived_ids is None else self.derived_ids == 0  # once, not per match
         self.index: BruteForceIndex | MultiIndexHash = build_hamming_index(
             codes, HASH_HEX_LENGTH[hash_type] * 4, threshold
         )
@@ -144,7 +145,8 @@ class NearIndex:
 
     @property
     def nbytes(self) -> int:
-        return self.index.nbytes + self.label_ids.nbytes + (self.derived_ids.nbytes if self.derived_ids is not None else 0)
+        derived = self.derived_ids.nbytes + self._own.nbytes if self.derived_ids is not None and self._own is not None else 0
+        return self.index.nbytes + self.label_ids.nbytes + derived
 
     def hash_at(self, row: int) -> str:
         return code_to_hex(self.index.codes[row], HASH_HEX_LENGTH[self.hash_type])
@@ -158,7 +160,7 @@ class NearIndex:
 
     def own_rows(self) -> np.ndarray | None:
         """Which rows are listed images' own hashes (a bool per row); None when all are."""
-        return None if self.derived_ids is None else self.derived_ids == 0
+        return self._own
 
     def search(self, queries: np.ndarray, threshold: int) -> list[tuple[int, int, int]]:
         """Rows within `threshold` of any query, as (row, best query index, distance).
