@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +65,8 @@ class PolicyLists:
         self.hs: Homeserver | None = None
         self.enforcer: RuleEnforcer | None = None
         self._applying = asyncio.Lock()
+        # Watched rooms whose state the last attempt could not read (see watch_configured).
+        self._unread: set[str] = set()
 
     async def load(self) -> None:
         """The rules as last stored: known before the intake opens, so a join is judged at once."""
@@ -210,6 +212,7 @@ class PolicyLists:
         try:
             state = await self.hs.room_state(room_id)
         except HomeserverError as e:
+            self._unread.add(room_id)
             await self.repo.mark(room_id, error=str(e)[:500], updated=False)
             await self.store.audit("policylist", "failed", f"cannot read {room_id}: {e}", room_id=room_id)
             return self.index.size_of(room_id)
@@ -226,6 +229,7 @@ class PolicyLists:
             if key_of(old) not in seen:  # gone while modbot was away
                 await self.apply(Removed(*key_of(old)), {"room_id": room_id, "type": old.event_type})
         await self.repo.mark(room_id)
+        self._unread.discard(room_id)
         return self.index.size_of(room_id)
 
     # --- watching ------------------------------------------------------------------------------------
@@ -252,17 +256,26 @@ class PolicyLists:
         await self.store.audit("policylist", "unwatched", f"{by}: unwatch {room_id}", room_id=room_id, sender=by)
         return room_id
 
-    async def watch_configured(self) -> None:
-        """The configured rooms, and a sync of every watched room (changes missed while down)."""
+    async def watch_configured(self, only: Collection[str] | None = None) -> set[str]:
+        """The configured rooms, and a sync of every watched room (changes missed while down);
+        with `only`, just the rooms named there (what an earlier call returned). Returns the
+        rooms not caught up: a configured room that could not be joined, a watched room whose
+        state could not be read (bot/policylists/catchup.py tries them again)."""
         synced: set[str] = set()
+        failed: set[str] = set()
         for room in self.config.watch:
+            if only is not None and room not in only:
+                continue
             try:
                 synced.add((await self.watch(room, by=None, source="config"))[0])
             except HomeserverError as e:
+                failed.add(room)
                 log.warning("cannot watch policy room %s: %s", room, e)
                 await self.store.audit("policylist", "failed", f"cannot watch {room}: {e}")
         for room_id in sorted(self.watched - synced):
-            await self.sync(room_id)
+            if only is None or room_id in only:
+                await self.sync(room_id)
+        return failed | (self._unread & self.watched)
 
     async def check_members(self, rooms: Iterable[str]) -> list[MemberCheck]:
         """Ban the current members of `rooms` whom a user rule names (RuleEnforcer.check_members);

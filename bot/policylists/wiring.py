@@ -22,6 +22,7 @@ from ..controls import Controls
 from ..record.moderation import Incident
 from ..record.policyrules import PolicyRuleRepo
 from ..record.store import Store, StoredEvent
+from .catchup import catch_up
 from .enforce import RuleEnforcer, Surroundings
 from .publish import Publisher
 from .service import PolicyLists
@@ -71,13 +72,10 @@ class PolicyListWiring:
         self._task = asyncio.create_task(self._catch_up(), name="policy-lists")
 
     async def _catch_up(self) -> None:
-        try:
-            await self.lists.watch_configured()
-            # Then the members: joins Synapse never delivered (held too long, lost with its
-            # queue) are judged here; rules that changed meanwhile were acted on just above.
-            await self.lists.check_members(sorted(self.controls.protected))
-        except Exception:  # a crash here must be seen, and must not take the bot down
-            log.exception("policy lists: catching up at start failed")
+        # The lists first, then the members: joins Synapse never delivered (held too long, lost
+        # with its queue) are judged there; rules that changed meanwhile were acted on before.
+        # Whatever fails (Synapse not up yet) is tried again until done (catchup.py).
+        await catch_up(self.lists, lambda: self.controls.protected)
 
     def wants(self, event: dict[str, Any]) -> bool:
         return self.lists.wants(event)
