@@ -78,7 +78,7 @@ def serve(sock: socket.socket, settings: WorkerSettings) -> None:
             hashes = hash_within(data, settings.limits)
             crops: tuple[tuple[str, str], ...] = ()
             if header.get("crops") and hashes.pdq:
-                wanted = [c if isinstance(c, (int, float)) else tuple(c) for c in header["crops"]]
+                wanted = [tuple(c) for c in header["crops"]]  # the parent sends crop_spec's four numbers
                 crops = crops_within(
                     data, wanted, settings.limits, int(header.get("min_quality", 50)), header.get("gains", ())
                 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
@@ -70,32 +70,43 @@ def _text_digest(text: str) -> int:
     return digest
 
 
-def _typed_parts(lst: LoadedList) -> Iterable[tuple[str, np.ndarray, np.ndarray, tuple[str, ...]]]:
-    for hash_type, codes, ids, names, _derived in _typed_rows(lst):
-        yield hash_type, codes, ids, names
+class _Rows(NamedTuple):
+    """One hash type's rows of a loaded list: codes, label ids and names, derivation ids
+    (None: all own) and names."""
+
+    hash_type: str
+    codes: np.ndarray
+    ids: np.ndarray
+    names: tuple[str, ...]
+    derived: np.ndarray | None = None
+    derivations: tuple[str, ...] = ("",)
 
 
-def _typed_rows(lst: LoadedList) -> Iterable[tuple[str, np.ndarray, np.ndarray, tuple[str, ...], np.ndarray | None]]:
-    """Per hash type: codes, label ids, label names and the derivation names per row (None: all own)."""
+def _typed_rows(lst: LoadedList) -> Iterable[_Rows]:
     for hash_type, exact in lst.index.exact.items():
-        yield hash_type, exact.index.codes, exact.label_ids[exact.index.order], exact.label_names, None
+        yield _Rows(hash_type, exact.index.codes, exact.label_ids[exact.index.order], exact.label_names)
     for hash_type, near in lst.index.near.items():
-        derived = None if near.derived_ids is None else np.asarray(near.derivations, dtype=object)[near.derived_ids]
-        yield hash_type, near.index.codes, near.label_ids, near.label_names, derived
+        yield _Rows(hash_type, near.index.codes, near.label_ids, near.label_names, near.derived_ids, near.derivations)
 
 
-def _typed(codes: np.ndarray, ids: np.ndarray, derived: np.ndarray | None, derivations: dict[str, int]) -> TypedHashes:
-    """TypedHashes of rows whose derivations are given by name, ids into `derivations` (extended)."""
-    if derived is None or not any(derived):
-        return TypedHashes(np.ascontiguousarray(codes), ids)
-    return TypedHashes(
-        np.ascontiguousarray(codes), ids, np.array([derivations.setdefault(d, len(derivations)) for d in derived], np.int32)
-    )
+def _typed(rows: _Rows, keep: np.ndarray | None, labels: dict[str, int], derivations: dict[str, int]) -> TypedHashes:
+    """`rows` (those of `keep`, if given) as TypedHashes whose label and derivation ids index
+    `labels` and `derivations` (extended): names are remapped, one entry per name, not per row."""
+    codes, ids, derived = rows.codes, rows.ids, rows.derived
+    if keep is not None:
+        codes, ids = codes[keep], ids[keep]
+        derived = derived[keep] if derived is not None else None
+    remap = np.array([labels.setdefault(n, len(labels)) for n in rows.names], dtype=np.int32)
+    ids = remap[ids] if len(ids) else ids.astype(np.int32)
+    if derived is not None and derived.any():
+        table = np.array([derivations.setdefault(n, len(derivations)) for n in rows.derivations], dtype=np.int32)
+        return TypedHashes(np.ascontiguousarray(codes), ids, table[derived])
+    return TypedHashes(np.ascontiguousarray(codes), ids)
 
 
 def entry_fingerprints(lst: LoadedList) -> np.ndarray:
     """Sorted, distinct fingerprints of every entry of `lst`."""
-    parts = [_fingerprints(t, codes, names, ids) for t, codes, ids, names in _typed_parts(lst)]
+    parts = [_fingerprints(r.hash_type, r.codes, r.names, r.ids) for r in _typed_rows(lst)]
     if lst.index.videos is not None:
         parts.append(text_fingerprints(VIDEO_HASH_TYPE, lst.index.videos.entries))
     if lst.index.signatures is not None:
@@ -111,17 +122,14 @@ def new_entries(lst: LoadedList, known: np.ndarray | None) -> LoadedList:
     by_type: dict[str, TypedHashes] = {}
     labels: dict[str, int] = {}
     derivations: dict[str, int] = {"": 0}
-    for hash_type, codes, ids, names, derived in _typed_rows(lst):
+    for rows in _typed_rows(lst):
+        fresh = None
         if known is not None and len(known):
-            fp = _fingerprints(hash_type, codes, names, ids)
+            fp = _fingerprints(rows.hash_type, rows.codes, rows.names, rows.ids)
             pos = np.minimum(np.searchsorted(known, fp), len(known) - 1)
             fresh = known[pos] != fp
-            codes, ids = codes[fresh], ids[fresh]
-            derived = derived[fresh] if derived is not None else None
-        if not len(codes):
-            continue
-        remap = np.array([labels.setdefault(n, len(labels)) for n in names], dtype=np.int32)
-        by_type[hash_type] = _typed(codes, remap[ids] if len(ids) else ids.astype(np.int32), derived, derivations)
+        if len(rows.codes) if fresh is None else fresh.any():
+            by_type[rows.hash_type] = _typed(rows, fresh, labels, derivations)
     videos = new_text_entries(VIDEO_HASH_TYPE, lst.index.videos.entries if lst.index.videos else (), known)
     signatures = new_text_entries(SIGNATURE_HASH_TYPE, lst.index.signatures.entries if lst.index.signatures else (), known)
     names = dict.fromkeys([*labels, *(v.label for v in videos), *(s.label for s in signatures)])
@@ -136,9 +144,8 @@ def columns_difference(new: HashColumns, old: HashColumns) -> HashColumns:
     by_type: dict[str, TypedHashes] = {}
     labels: dict[str, int] = {}
     derivations: dict[str, int] = {"": 0}
-    for hash_type, codes, ids, names, derived in _typed_rows(fresh):
-        remap = np.array([labels.setdefault(n, len(labels)) for n in names], dtype=np.int32)
-        by_type[hash_type] = _typed(codes, remap[ids] if len(ids) else ids, derived, derivations)
+    for rows in _typed_rows(fresh):
+        by_type[rows.hash_type] = _typed(rows, None, labels, derivations)
     videos = fresh.index.videos.entries if fresh.index.videos is not None else ()
     signatures = fresh.index.signatures.entries if fresh.index.signatures is not None else ()
     for entry in (*videos, *signatures):

@@ -145,7 +145,7 @@ class NearIndex:
 
     @property
     def nbytes(self) -> int:
-        derived = self.derived_ids.nbytes + self._own.nbytes if self.derived_ids is not None and self._own is not None else 0
+        derived = 0 if self.derived_ids is None or self._own is None else self.derived_ids.nbytes + self._own.nbytes
         return self.index.nbytes + self.label_ids.nbytes + derived
 
     def hash_at(self, row: int) -> str:
