@@ -84,7 +84,8 @@ from bot.hashing.media import crop_name  # noqa: E402
 from bot.lists.format import HashEntry, read_hash_list  # noqa: E402
 from bot.model import Hashes  # noqa: E402
 from bot.demo.samples import encode, make_photo  # noqa: E402
-from bot.cli.scan import ADD_IMAGE_CROPS, add_images  # noqa: E402
+from bot.cli.scan import add_images  # noqa: E402
+from bot.lists.imagerows import ADD_IMAGE_CROPS  # noqa: E402
 
 # "Textured": PDQ quality at or above the old cliff (the default minimum before issue 14);
 # "smooth": below it. The classifier now matches both, smooth ones within stricter bounds.

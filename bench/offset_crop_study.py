@@ -38,7 +38,7 @@ import crop_study  # noqa: E402
 
 import bot.classify.cropmatch as cropmatch  # noqa: E402
 from bot.classify.hashlist import HashListClassifier  # noqa: E402
-from bot.cli.scan import ADD_IMAGE_CROPS, ADD_IMAGE_GAINS, CROP_MIN_QUALITY  # noqa: E402
+from bot.lists.imagerows import ADD_IMAGE_CROPS, ADD_IMAGE_GAINS, CROP_MIN_QUALITY  # noqa: E402
 from bot.hashing import compute_hashes, named_crop_hashes, pdq  # noqa: E402
 from bot.hashing.decode import decode, open_image  # noqa: E402
 from bot.hashing.limits import MediaLimits  # noqa: E402

@@ -20,6 +20,7 @@ from .classify.registry import ClassifierRegistry, build_classifiers, effective_
 from .classify.runner import ClassifierRunner
 from .commands.context import BotStatus, CommandServices
 from .commands.handlers import build_commands
+from .commands.imagecrops import SandboxCrops
 from .commands.parse import Addressing, event_command_tokens
 from .commands.runner import CommandRunner
 from .config import Config, ConfigError
@@ -293,7 +294,7 @@ class ModBot:
             store=self.store, moderation=self.moderation, homeserver=self.homeserver, powers=self.powers,
             executor=self.executor, enforcer=self.enforcer, anchors=self.anchors, controls=self.controls,
             media=self.pipeline, hash_lists=self.config.hash_lists, status=status, policylists=self.policylists.lists,
-            reports=self.reports,
+            reports=self.reports, crops=SandboxCrops(self.pipeline.fetcher, self.sandbox),
         )
 
     @property

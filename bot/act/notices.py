@@ -48,6 +48,8 @@ def describe_verdict(v: Verdict) -> str:
         how += f", {'second' if 'second' in v.details else 'frame'} {v.details.get('second', v.details.get('frame'))}"
     if "entry" in v.details:  # a row derived from the listed image (bot/lists/format.py)
         how += f"; the list's entry is of the image's {v.details['entry']}"
+        if "entry_image" in v.details:
+            how += f" (listed image sha256:{v.details['entry_image']})"
     return f"{where}, label {v.label} ({how})"
 
 

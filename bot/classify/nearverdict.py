@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.lists.format import split_derived
 from bot.lists.loaded import LoadedList, NearIndex
 from bot.model import MatchKind, Verdict
 
@@ -20,10 +21,12 @@ def near_verdict(
 ) -> Verdict:
     """The verdict for row `row` of `lst`'s `index` of `hash_type`, matched at `distance`;
     `details.entry` says what the listed hash is of when it is derived from the listed image
-    ("crop to 95%, top left")."""
+    ("crop to 95%, top left"), and `details.entry_image` that image's SHA-256 when the row
+    names it."""
     derived = index.derived_at(row)
     if derived:
-        details = {**details, "entry": derived}
+        what, image = split_derived(derived)
+        details = {**details, "entry": what, **({"entry_image": image} if image else {})}
     return Verdict(
         classifier=classifier,
         label=index.label_at(row),

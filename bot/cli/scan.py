@@ -16,35 +16,13 @@ from ..classify.base import MediaInput
 from ..classify.hashlist import HashListClassifier
 from ..config import Config, ProcessingConfig
 from ..configdetect import DEFAULT_PDQ_MIN_QUALITY
-from ..hashing.media import Crop
 from ..hashing.pool import HashSandbox
 from ..lists.loaded import build_lists
 from ..lists.format import HashEntry, append_entries
-from ..model import SIGNATURE_HASH_TYPE, EventContext, verdict_json
+from ..lists.imagerows import ADD_IMAGE_CROPS, ADD_IMAGE_GAINS, CROP_MIN_QUALITY, image_entries
+from ..model import EventContext, verdict_json
 from ..policy import DEFAULT_POLICY, decide
 from .common import configured_list, load
-
-# Crops whose PDQ add-image also lists (media.Crop). Central ones (fraction of each side
-# kept): a copy cropped by 2.5-10%, evenly at both ends, stays within 20 bits of one of them;
-# in steps of 5% (0.95, 0.9) 10% of 7.5% crops are missed (bench/bench_robustness.py
-# --sweep). Then 95% anchored at the four corners, (keep, across, down): a copy cropped by 5%
-# split unevenly between the ends is shifted against the central crop by up to 2.5% of a
-# side, ~60 bits. And the whole of one side with 95% of the other, the cut at one end,
-# (keep_x, keep_y, across, down): a copy cut along one edge. With them 96.7% of off-centre
-# copies and 100% of one-side ones were found, against 88.0 and 93.5%; anchored at the
-# middles of the sides too, an unrelated dark photo came within the bound of a portrait's
-# crop (bench/offset_crop_study.py). Listed as derived rows (bot/lists/format.py).
-ADD_IMAGE_CROPS: tuple[Crop, ...] = (
-    0.975, 0.95, 0.925, 0.9,
-    *((0.95, across, down) for down in (0.0, 1.0) for across in (0.0, 1.0)),
-    (1.0, 0.95, 0.5, 0.0), (1.0, 0.95, 0.5, 1.0), (0.95, 1.0, 0.0, 0.5), (0.95, 1.0, 1.0, 0.5),
-)
-# The whole image brightened by these gains (highlights clipped) is listed too: the one tone
-# edit PDQ does not survive (bot/hashing/media.py crop_hashes; bench/bench_robustness.py).
-ADD_IMAGE_GAINS = (1.3,)
-# The least PDQ quality of a crop add-image lists: smooth and dark images' crops match
-# their copies' crops like the whole image does (bench/bench_robustness.py).
-CROP_MIN_QUALITY = 1
 
 T = TypeVar("T")
 
@@ -115,21 +93,10 @@ def add_images(images: list[Path], config: Config, list_name: str, label: str | 
         entries: list[HashEntry] = []
         for image in images:
             # PDQ does not survive cropping; the crops' hashes find copies trimmed about as much.
-            # Smooth crops too (quality under 50 matches within pdqrule.LOW_BOUND); flat
-            # ones (quality 0) hash noise and are left out.
             hashes, crops = await sandbox.hash_with_crops(
                 image.read_bytes(), ADD_IMAGE_CROPS, min_quality=CROP_MIN_QUALITY, gains=ADD_IMAGE_GAINS
             )
-            entries.append(HashEntry("sha256", hashes.sha256, label))
-            if hashes.md5:
-                entries.append(HashEntry("md5", hashes.md5, label))
-            if hashes.pdq:
-                entries.append(HashEntry("pdq", hashes.pdq, label))
-            if hashes.phash:
-                entries.append(HashEntry("phash", hashes.phash, label))
-            entries.extend(HashEntry("pdq", crop, label, derived=what) for crop, what in crops)
-            # The low-frequency signature: what finds copies of smooth images PDQ cannot (pdqrule).
-            entries.extend(HashEntry(SIGNATURE_HASH_TYPE, sig, label) for sig in hashes.lowfreq[:1])
+            entries += image_entries(hashes, crops, label)
         return entries
 
     entries = run_with_sandbox(config, hash_all)

@@ -42,6 +42,12 @@ class Reply:
         return self
 
 
+class ImageCrops(Protocol):
+    """What `hash add` lists of an image besides its own hashes (bot/commands/imagecrops.py)."""
+
+    async def crops_of(self, ref: MediaRef, sha256: str) -> tuple[tuple[tuple[str, str], ...], str | None]: ...
+
+
 class MediaAnalysis(Protocol):
     """Hashing and hash-only classification of one piece of media (the pipeline's)."""
 
@@ -81,6 +87,7 @@ class CommandServices:
     status: BotStatus
     policylists: PolicyLists | None = None  # the Matrix policy lists followed (bot/policylists/)
     reports: ReportDesk | None = None  # users' reports (bot/intake/reports.py); None before start
+    crops: ImageCrops | None = None  # an image's crops, for `hash add`; None: own hashes only
 
 
 @dataclass

@@ -8,9 +8,10 @@ import asyncio
 from ..classify.videomatch import is_video
 from ..config import HashListConfig
 from ..lists.format import HashEntry, append_entries, remove_entries
+from ..lists.imagerows import image_entries, own_values
 from ..lists.videoindex import video_frames
 from ..lists.vpdq import TooManyFrames, canonical, check_entry_frames
-from ..model import SIGNATURE_HASH_TYPE, VIDEO_HASH_TYPE
+from ..model import VIDEO_HASH_TYPE
 from .context import CommandContext, CommandError, CommandServices, Reply
 from .framework import ROOM, Arg, CommandSet
 
@@ -18,19 +19,21 @@ from .framework import ROOM, Arg, CommandSet
 def register_list_commands(commands: CommandSet) -> None:
     c = commands.command
 
-    @c("hash add", "add the replied-to media's hashes to a list", Arg("list", "word"), Arg("label", "word"),
+    @c("hash add", "add the replied-to media's hashes (an image's crops too) to a list", Arg("list", "word"), Arg("label", "word"),
        section="lists")
     async def hash_add(ctx: CommandContext, list: str, label: str) -> Reply:  # noqa: A002
         config = list_config(ctx.services, list)
         entries: list[HashEntry] = []
+        notes: list[str] = []
         for ref in await ctx.media_or_reply(None):
             hashes = await ctx.hashes_of(ref)
-            entries.append(HashEntry("sha256", hashes.sha256, label))
-            if hashes.md5:
-                entries.append(HashEntry("md5", hashes.md5, label))
-            if hashes.pdq:
-                entries.append(HashEntry("pdq", hashes.pdq, label))
-            entries.extend(HashEntry(SIGNATURE_HASH_TYPE, sig, label) for sig in hashes.lowfreq[:1])
+            crops: tuple[tuple[str, str], ...] = ()
+            if hashes.pdq and not is_video(hashes) and ctx.services.crops is not None:
+                # As `hashes add-image` lists a file: its crops find copies trimmed about as much.
+                crops, why = await ctx.services.crops.crops_of(ref, hashes.sha256)
+                if why:
+                    notes.append(f"`{ref.mxc}`: its own hashes only, no crops ({why}).")
+            entries += image_entries(hashes, crops, label)
             if is_video(hashes):  # a video's frames as one vPDQ entry, as `hashes add-video` writes
                 try:
                     check_entry_frames(len(hashes.frame_pdqs), list, config.max_vpdq_frames)
@@ -40,23 +43,27 @@ def register_list_commands(commands: CommandSet) -> None:
         # One write once every piece is checked: a refusal leaves the file as it was.
         added = await asyncio.to_thread(append_entries, config.path, entries, max_vpdq_frames=config.max_vpdq_frames)
         await ctx.services.controls.reload_lists()
-        return Reply([f"Added {added} hashes to list {list} (label {label})."])
+        return Reply([f"Added {added} hashes to list {list} (label {label}).", *notes])
 
-    @c("hash remove", "remove the replied-to media's (or a hash's) entries from a list", Arg("list", "word"),
-       Arg("hash", "hash", optional=True), section="lists")
+    @c("hash remove", "remove the replied-to media's (or a hash's) entries, and the rows derived from it, from a list",
+       Arg("list", "word"), Arg("hash", "hash", optional=True), section="lists")
     async def hash_remove(ctx: CommandContext, list: str, hash: tuple[str, str] | None) -> Reply:  # noqa: A002
         controls = ctx.services.controls
         config = list_config(ctx.services, list)
+        values: set[str] = set()
+        images: set[str] = set()  # the rows derived from these images go too (bot/lists/imagerows.py)
         if hash:
-            values = {hash[1]}
+            values.add(hash[1])
+            if hash[0] == "sha256":
+                images.add(hash[1])
         else:
-            values = set()
             for ref in await ctx.media_or_reply(None):
                 h = await ctx.hashes_of(ref)
-                values |= {x for x in (h.sha256, h.md5, h.pdq, *h.lowfreq[:1]) if x}
+                values |= own_values(h)
+                images.add(h.sha256)
                 if is_video(h):
                     values.add(canonical(video_frames(h.frame_pdqs)))
-        removed = await asyncio.to_thread(remove_entries, config.path, values)
+        removed = await asyncio.to_thread(remove_entries, config.path, values, images=images)
         if removed:
             # The bot wrote this file itself: a shrink it would otherwise hold is the moderator's.
             await controls.accept_list(list, by=ctx.sender)

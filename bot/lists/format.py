@@ -15,7 +15,10 @@ A `lowfreq` row holds a smooth image's low-frequency signature (`lowfreq,<72 hex
 bot/hashing/smoothsig.py: 36 signed bytes, the largest +-127), as `hashes add-image` writes it.
 A CSV row may have a fourth column, `derived`: what the hash is of when it is not the listed
 image itself (`pdq,<hex>,label,crop to 95%, top left`, `...,brightened x1.3`), as `hashes
-add-image` writes the crops and brightened copies it lists. Such a row matches like any
+add-image` and `hash add` write the crops and brightened copies they list, naming the image
+they came from by its SHA-256 (`crop to 95%, top left; of sha256:<hex>`, at most 160
+characters): removing that image removes them too (`remove_entries(images=)`, the chat
+command `hash remove`). Such a row matches like any
 other within the list's threshold; the rules that lean on an image's own hash (a pHash match
 confirmed by the label's PDQ, a smooth image's most reliable bits) skip it
 (bot/classify/hashlist.py, bot/classify/reliablematch.py). A plain list cannot mark them.
@@ -38,7 +41,10 @@ from bot.model import HASH_HEX_LENGTH, HASH_TYPES, SIGNATURE_HASH_TYPE, VIDEO_HA
 
 CSV_HEADER = ("type", "hash", "label")
 CSV_HEADER_DERIVED = (*CSV_HEADER, "derived")
-MAX_DERIVED_LENGTH = 64
+# Room for what a row is of and the SHA-256 of the image it came from (derived_of).
+MAX_DERIVED_LENGTH = 160
+# How a derived row names the image it came from: `crop to 95%, top left; of sha256:<hex>`.
+DERIVED_OF = "; of sha256:"
 _HEX_DIGITS = frozenset("0123456789abcdef")
 
 
@@ -142,14 +148,34 @@ def append_entries(
     return len(new)
 
 
-def remove_entries(path: str | os.PathLike[str], hashes: Iterable[str]) -> int:
-    """Drop the entries whose hash is in `hashes`; return how many. Comments, the header and
-    lines that don't parse are kept as they are. The file is replaced atomically, so a
-    reader (the running bot) sees the old list or the new one, never half of it."""
+def derived_of(what: str, sha256: str) -> str:
+    """The `derived` column of a row derived from the image whose SHA-256 is `sha256`."""
+    return f"{what}{DERIVED_OF}{sha256.lower()}"
+
+
+def source_of(derived: str) -> str | None:
+    """The SHA-256 a derived row names as its image (lower-case hex), None if it names none."""
+    what, of, sha = derived.rpartition(DERIVED_OF)
+    sha = sha.strip().lower()
+    return sha if of and what and len(sha) == 64 and _HEX_DIGITS.issuperset(sha) else None
+
+
+def split_derived(derived: str) -> tuple[str, str | None]:
+    """(what a derived row is of, the SHA-256 of the image it names or None)."""
+    sha = source_of(derived)
+    return (derived.rpartition(DERIVED_OF)[0], sha) if sha else (derived, None)
+
+
+def remove_entries(path: str | os.PathLike[str], hashes: Iterable[str], *, images: Iterable[str] = ()) -> int:
+    """Drop the entries whose hash is in `hashes`, and the derived rows that name one of
+    `images` (SHA-256s) as their image; return how many. Comments, the header and lines that
+    don't parse are kept as they are. The file is replaced atomically, so a reader (the
+    running bot) sees the old list or the new one, never half of it."""
     path = Path(path)
     if not path.exists():
         return 0
     wanted = {h.lower() for h in hashes}
+    sources = {i.lower() for i in images}
     text = path.read_text(encoding="utf-8", errors="replace")
     is_csv = _detect_csv(text)
     kept: list[str] = []
@@ -161,7 +187,7 @@ def remove_entries(path: str | os.PathLike[str], hashes: Iterable[str]) -> int:
                 entry = (_csv_row if is_csv else _plain_line)(line, "", MAX_FRAMES_CEILING)
             except ValueError:
                 entry = None
-            if entry is not None and entry.hash in wanted:
+            if entry is not None and (entry.hash in wanted or (entry.derived and source_of(entry.derived) in sources)):
                 removed += 1
                 continue
         kept.append(raw)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import yaml
+from PIL import Image
 
 from bot.commands.handlers import build_commands
 from bot.demo.matrix import MatrixUser
@@ -29,6 +31,7 @@ from bot.demo.samples import make_clip
 from bot.demo.waiting import wait_for
 from bot.cli.scan import add_images
 from bot.demo.stage import Stage
+from bot.lists.imagerows import ADD_IMAGE_CROPS, ADD_IMAGE_GAINS
 from botproc import BotProcess, StoreReader, bot_running, staged
 from images import encode, make_photo
 
@@ -275,20 +278,39 @@ async def test_scan_reports_without_acting_unless_asked(team: Team) -> None:
 
 
 async def test_hash_add_and_remove_change_what_matches(team: Team) -> None:
-    image = encode(make_photo(seed=2024), "PNG")
+    photo = make_photo(seed=2024)
+    image = encode(photo, "PNG")
     poster = await team.stage.new_user("first", join=team.room_a)
     _, event_id = await post(poster, team.room_a, image)
     await wait_for(lambda: processed(team, event_id), timeout=20)
-    # sha256, md5, pdq and the low-frequency signature (bot/hashing/smoothsig.py)
-    assert "Added 4 hashes" in await ask(team, team.mod, team.room_a, "!mod hash add known extra-label", reply_to=event_id)
+    # sha256, md5, pdq, phash and the low-frequency signature (bot/hashing/smoothsig.py), and,
+    # downloaded again, the crops and brightened copy `hashes add-image` lists, naming the image
+    reply = await ask(team, team.mod, team.room_a, "!mod hash add known extra-label", reply_to=event_id)
+    added = int(re.search(r"Added (\d+) hashes", reply).group(1))  # type: ignore[union-attr]
+    assert added == 5 + len(ADD_IMAGE_CROPS) + len(ADD_IMAGE_GAINS), reply
     again = await team.stage.new_user("again", join=team.room_a)
     _, second = await post(again, team.room_a, image)
     await wait_for(lambda: _redacted(team, team.room_a, second), timeout=20)
-    assert "Removed 4 entries" in await ask(team, team.mod, team.room_a, "!mod hash remove known", reply_to=event_id)
+    # A copy cropped to 90%: found by the listed crop (no guess reaches a cut of 5% a side).
+    cropper = await team.stage.new_user("cropper", join=team.room_a)
+    _, cropped = await post(cropper, team.room_a, encode(_centre(photo, 0.9), "JPEG", quality=90))
+    await wait_for(lambda: _redacted(team, team.room_a, cropped), timeout=20)
+    # Once removed by reply (the media is quarantined by now), the crops go with the image.
+    reply = await ask(team, team.mod, team.room_a, "!mod hash remove known", reply_to=event_id)
+    assert f"Removed {added} entries" in reply, reply
     third_user = await team.stage.new_user("third", join=team.room_a)
     _, third = await post(third_user, team.room_a, image)
     await wait_for(lambda: processed(team, third), timeout=20)
     assert not await _redacted(team, team.room_a, third)
+    _, recropped = await post(third_user, team.room_a, encode(_centre(photo, 0.9), "JPEG", quality=85))
+    await wait_for(lambda: processed(team, recropped), timeout=20)
+    assert not await _redacted(team, team.room_a, recropped)
+
+
+def _centre(image: Image.Image, keep: float) -> Image.Image:
+    w, h = image.size
+    dx, dy = round(w * (1 - keep) / 2), round(h * (1 - keep) / 2)
+    return image.crop((dx, dy, w - dx, h - dy))
 
 
 async def test_hash_add_of_a_video_lists_its_vpdq_and_a_re_encoded_copy_is_then_acted_on(team: Team) -> None:

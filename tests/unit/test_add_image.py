@@ -19,7 +19,8 @@ from bot.hashing import compute_hashes, named_crop_hashes
 from bot.lists.format import HashEntry, read_hash_list
 from bot.model import Hashes
 from bot.demo.samples import encode, make_photo
-from bot.cli.scan import ADD_IMAGE_CROPS, ADD_IMAGE_GAINS, add_images
+from bot.cli.scan import add_images
+from bot.lists.imagerows import ADD_IMAGE_CROPS, ADD_IMAGE_GAINS
 
 
 def make_config(tmp_path: Path) -> Config:
@@ -69,7 +70,8 @@ def test_add_image_lists_the_central_crops_pdq_and_the_low_frequency_signature_t
         ("md5", hashes.md5, ""),
         ("pdq", hashes.pdq, ""),
         ("phash", hashes.phash, ""),
-        *(("pdq", crop, what) for crop, what in crops),  # rows derived from the image, named
+        # rows derived from the image, named, and naming it
+        *(("pdq", crop, f"{what}; of sha256:{hashes.sha256}") for crop, what in crops),
         ("lowfreq", hashes.lowfreq[0], ""),  # of the image as decoded (bot/hashing/smoothsig.py)
     ]
     assert [what for _, what in crops] == [
@@ -178,7 +180,7 @@ def smooth_image(seed: int) -> Image.Image:
 
 @pytest.mark.parametrize("seed", [21, 23, 24])
 def test_add_image_lists_the_crops_of_a_smooth_image_and_a_cropped_copy_matches(tmp_path: Path, seed: int) -> None:
-    # Crops under quality 50 are listed too (bot.cli.scan.CROP_MIN_QUALITY): a smooth copy
+    # Crops under quality 50 are listed too (bot.lists.imagerows.CROP_MIN_QUALITY): a smooth copy
     # cropped 5% matches its crop's entry within bot.classify.pdqrule.LOW_BOUND.
     image = tmp_path / "dark.png"
     image.write_bytes(encode(smooth_image(seed), "PNG"))

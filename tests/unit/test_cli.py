@@ -19,7 +19,7 @@ import bot
 from bot.config import EXAMPLE_CONFIG, load_config
 from bot.policy import DEFAULT_POLICY
 from bot.demo.samples import encode, make_photo
-from bot.cli.scan import ADD_IMAGE_CROPS, ADD_IMAGE_GAINS
+from bot.lists.imagerows import ADD_IMAGE_CROPS, ADD_IMAGE_GAINS
 from cli_kit import run
 
 # What add-image writes for a photo: sha256, md5, pdq, phash, its low-frequency signature
@@ -323,7 +323,7 @@ def test_adding_the_same_image_twice_adds_nothing_the_second_time(
     own = [line for line in listed.splitlines()[1:] if line.endswith(",spam")]
     derived = [line for line in listed.splitlines()[1:] if not line.endswith(",spam")]
     assert len(own) == 5 and len(derived) == PHOTO_HASHES - 5
-    assert all(line.startswith("pdq,") and (",spam,\"crop to " in line or line.endswith(",spam,brightened x1.3"))
+    assert all(line.startswith("pdq,") and (",spam,\"crop to " in line or ",spam,brightened x1.3; of sha256:" in line)
                for line in derived)
 
     assert run(capsys, *argv)[:2] == (0, f"added 0 hashes to list other ({config.parent / 'lists' / 'other.csv'})\n")

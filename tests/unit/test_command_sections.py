@@ -126,6 +126,54 @@ async def test_hash_add_writes_the_list_file_and_reloads_it(kit: CommandKit) -> 
         await kit.run("hash add other spam", reply_to="$img")
 
 
+CROP = "0f" * 32
+OTHER_SHA = "77" * 32
+
+
+class Crops:
+    """The image's crops as the sandbox would give them, or why there are none."""
+
+    def __init__(self, crops: tuple[tuple[str, str], ...], why: str | None = None) -> None:
+        self.crops, self.why, self.asked = crops, why, []  # type: list[tuple[str, str]]
+
+    async def crops_of(self, ref: object, sha256: str) -> tuple[tuple[tuple[str, str], ...], str | None]:
+        self.asked.append((getattr(ref, "mxc"), sha256))
+        return self.crops, self.why
+
+
+async def test_hash_add_lists_an_images_crops_naming_it_as_hashes_add_image_does(kit: CommandKit) -> None:
+    kit.image_message("$img", IMAGE)
+    kit.services = replace(kit.services, crops=Crops(((CROP, "crop to 95%, top left"),)))
+    reply = await kit.run("hash add known spam", reply_to="$img")
+    assert reply.lines == ["Added 4 hashes to list known (label spam)."]
+    assert f'pdq,{CROP},spam,"crop to 95%, top left; of sha256:{SHA}"' in kit.list_path.read_text()
+    assert kit.services.crops.asked == [(IMAGE, SHA)]  # type: ignore[union-attr]
+
+
+async def test_hash_add_says_when_an_images_crops_cannot_be_listed(kit: CommandKit) -> None:
+    kit.image_message("$img", IMAGE)
+    kit.services = replace(kit.services, crops=Crops((), "cannot download it again: HTTP 404"))
+    reply = await kit.run("hash add known spam", reply_to="$img")
+    assert reply.lines == [
+        "Added 3 hashes to list known (label spam).",
+        f"`{IMAGE}`: its own hashes only, no crops (cannot download it again: HTTP 404).",
+    ]
+
+
+async def test_hash_remove_by_reply_removes_the_rows_derived_from_the_image_and_no_others(kit: CommandKit) -> None:
+    kit.image_message("$img", IMAGE)
+    kit.services = replace(kit.services, crops=Crops(((CROP, "crop to 95%, top left"),)))
+    await kit.run("hash add known spam", reply_to="$img")
+    other = f'pdq,{"1e" * 32},csam,"crop to 95%, centred; of sha256:{OTHER_SHA}"\n'
+    kit.list_path.write_text(kit.list_path.read_text() + other)
+    # The media may be gone by now (purged): the SHA-256 modbot kept names the derived rows.
+    assert (await kit.run("hash remove known", reply_to="$img")).lines == ["Removed 4 entries from list known."]
+    text = kit.list_path.read_text()
+    assert SHA not in text and CROP not in text and other in text
+    assert (await kit.run(f"hash remove known sha256:{OTHER_SHA}")).lines == ["Removed 1 entries from list known."]
+    assert "1e" * 32 not in kit.list_path.read_text()
+
+
 def video_of(kit: CommandKit, event_id: str, mxc: str, seconds: int, *, max_vpdq_frames: int) -> None:
     """A posted video sampled into `seconds` frames, and list known capped at `max_vpdq_frames`."""
     kit.image_message(event_id, mxc)

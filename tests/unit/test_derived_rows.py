@@ -23,7 +23,7 @@ from bot.classify.pdqrule import LOW_BOUND
 from bot.hashing import hamming, uncrop
 from bot.lists.columns import HashColumns, parse_hash_columns, read_hash_columns
 from bot.lists.fingerprints import columns_difference, entry_fingerprints, new_entries
-from bot.lists.format import HashEntry, append_entries, parse_hash_list
+from bot.lists.format import HashEntry, append_entries, derived_of, parse_hash_list, read_hash_list, remove_entries, source_of, split_derived
 from bot.lists.importers import format_entries, parse_import, write_list_file
 from bot.lists.loaded import LoadedList
 from bot.model import Hashes, Verdict
@@ -66,9 +66,9 @@ def test_a_fourth_column_says_what_a_row_is_of_and_both_readers_agree() -> None:
 
 
 def test_a_derived_column_is_one_short_line() -> None:
-    parsed = parse_hash_list(f"type,hash,label\npdq,{PDQ},csam,{'x' * 65}\npdq,{CROP},csam,{'x' * 64}\n", "x")
+    parsed = parse_hash_list(f"type,hash,label\npdq,{PDQ},csam,{'x' * 161}\npdq,{CROP},csam,{'x' * 160}\n", "x")
     assert [line for line, _ in parsed.errors] == [2]
-    assert parsed.entries == (HashEntry("pdq", CROP, "csam", derived="x" * 64),)
+    assert parsed.entries == (HashEntry("pdq", CROP, "csam", derived="x" * 160),)
     with pytest.raises(ValueError, match="derived"):
         append_entries("/nonexistent-never-written", [HashEntry("pdq", PDQ, "csam", derived="a\nb")])
 
@@ -85,6 +85,42 @@ def test_appending_writes_the_column_and_a_new_file_names_it(tmp_path: Path) -> 
     assert set(read_hash_columns(old, "x").entries()) == {
         HashEntry("pdq", PDQ, "csam"), HashEntry("pdq", CROP, "csam", derived="brightened x1.3"),
     }
+
+
+IMAGE_SHA = "ab" * 32
+
+
+def test_a_derived_row_names_its_image_and_removing_the_image_removes_it(tmp_path: Path) -> None:
+    # What hashes add-image and hash add write (bot/lists/imagerows.py): the image's SHA-256
+    # after "; of sha256:", so that the rows go with the image even once its bytes are gone.
+    what = derived_of("crop to 95% of the height, bottom", IMAGE_SHA.upper())
+    assert what == f"crop to 95% of the height, bottom; of sha256:{IMAGE_SHA}" and len(what) <= 160
+    assert split_derived(what) == ("crop to 95% of the height, bottom", IMAGE_SHA)
+    for unnamed in ("crop to 95%, top left", f"; of sha256:{IMAGE_SHA}", "crop; of sha256:abc", f"x; of sha256:{'zz' * 32}"):
+        assert split_derived(unnamed) == (unnamed, None) and source_of(unnamed) is None
+    path = tmp_path / "l.csv"
+    other = derived_of("crop to 95%, centred", "cd" * 32)
+    append_entries(path, [
+        HashEntry("sha256", IMAGE_SHA, "csam"), HashEntry("pdq", PDQ, "csam"),
+        HashEntry("pdq", CROP, "csam", derived=what), HashEntry("pdq", flipped(CROP, 40), "csam", derived=other),
+        HashEntry("pdq", flipped(CROP, 80), "csam", derived="crop to 95%, top"),  # an older row: names nothing
+    ])
+    # Both readers take the long column; the fast one as the slow one does.
+    assert set(read_hash_columns(path, "x").entries()) == set(read_hash_list(path, "x").entries)
+    assert remove_entries(path, {IMAGE_SHA, PDQ}, images={IMAGE_SHA.upper()}) == 3
+    assert [(e.hash, e.derived) for e in read_hash_list(path, "x").entries] == [
+        (flipped(CROP, 40), other), (flipped(CROP, 80), "crop to 95%, top"),
+    ]
+
+
+def test_a_verdict_and_the_notice_name_the_listed_image_of_a_derived_row() -> None:
+    query = flipped(CROP, 10)
+    hashes = Hashes("ef" * 32, None, 1, pdq=query, pdq_quality=100, pdq_queries=(query,))
+    (verdict,) = verdicts([HashEntry("pdq", CROP, "csam", derived=derived_of("crop to 95%, top left", IMAGE_SHA))], hashes)
+    assert verdict.details["entry"] == "crop to 95%, top left" and verdict.details["entry_image"] == IMAGE_SHA
+    assert describe_verdict(verdict).endswith(
+        f"the list's entry is of the image's crop to 95%, top left (listed image sha256:{IMAGE_SHA}))"
+    )
 
 
 def test_a_hash_listed_both_as_an_images_own_and_as_derived_is_its_own() -> None:
