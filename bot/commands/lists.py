@@ -68,7 +68,10 @@ def register_list_commands(commands: CommandSet) -> None:
             # The bot wrote this file itself: a shrink it would otherwise hold is the moderator's.
             await controls.accept_list(list, by=ctx.sender)
         await controls.reload_lists()
-        return Reply([f"Removed {removed} entries from list {list}."])
+        hint = "" if removed or hash else (
+            ": the media is not listed itself (a near match of a listed image? `allow` it to have matching skip it)"
+        )
+        return Reply([f"Removed {removed} entries from list {list}{hint or '.'}"])
 
     @c("lists", "the hash lists: names, sizes, labels, enabled", scope=ROOM, section="lists")
     async def lists(ctx: CommandContext) -> Reply:

@@ -172,6 +172,11 @@ async def test_hash_remove_by_reply_removes_the_rows_derived_from_the_image_and_
     assert SHA not in text and CROP not in text and other in text
     assert (await kit.run(f"hash remove known sha256:{OTHER_SHA}")).lines == ["Removed 1 entries from list known."]
     assert "1e" * 32 not in kit.list_path.read_text()
+    # A media that only matched a listed image is not itself listed: the moderator is told how to spare it.
+    assert (await kit.run("hash remove known", reply_to="$img")).lines == [
+        "Removed 0 entries from list known: the media is not listed itself (a near match of a listed image? "
+        "`allow` it to have matching skip it)"
+    ]
 
 
 def video_of(kit: CommandKit, event_id: str, mxc: str, seconds: int, *, max_vpdq_frames: int) -> None:
