@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from ..classify.pdqrule import FULL_QUALITY, LOW_BOUND
 from ..config import Config, HashListConfig
+from ..lists.format import split_derived
 from ..model import HASH_HEX_LENGTH, Hashes
 from .common import configured_list, load
 
@@ -290,7 +291,7 @@ def explain(name: str, hashes: Hashes, lists: list[LoadedList], pdq_min_quality:
             lines.append(f"  list {lst.name}: nothing near")
             continue
         lines.append(f"  list {lst.name}:")
-        for hash_type, entry, label, distance, query in found:
+        for hash_type, entry, label, distance, query, derived in found:
             threshold = getattr(lst.thresholds, hash_type, 0)
             if (lst.name, hash_type, entry) in matched:
                 what = "MATCH"
@@ -299,22 +300,31 @@ def explain(name: str, hashes: Hashes, lists: list[LoadedList], pdq_min_quality:
             else:
                 what = f"near miss ({distance - threshold} over)"
             where = "" if hash_type not in ("pdq", "phash") else f" distance {distance}/{threshold} via {query}"
-            lines.append(f"    {what}: {hash_type} {entry} label {label}{where}")
+            lines.append(f"    {what}: {hash_type} {entry} label {label}{where}{_of_image(derived)}")
     if not verdicts:
         lines.append("  no match")
     return lines
 
 
-def _near_entries(lst: LoadedList, hashes: Hashes, margin: int | None) -> list[tuple[str, str, str, int, str]]:
+def _of_image(derived: str) -> str:
+    """What a derived entry is of (bot/lists/format.py), for an operator tracing a match back
+    to the listed image: `hash remove <list> sha256:<hex>` removes that image's rows."""
+    if not derived:
+        return ""
+    what, image = split_derived(derived)
+    return f"; the entry is of the image's {what}" + (f" (listed image sha256:{image})" if image else "")
+
+
+def _near_entries(lst: LoadedList, hashes: Hashes, margin: int | None) -> list[tuple[str, str, str, int, str, str]]:
     from ..hashing.uncrop import HYPOTHESES
     from ..lists.index import hex_to_codes
 
-    found: list[tuple[str, str, str, int, str]] = []
+    found: list[tuple[str, str, str, int, str, str]] = []
     for hash_type in ("sha256", "md5", "sha1"):
         value = getattr(hashes, hash_type)
         exact = lst.index.exact.get(hash_type)
         if value and exact is not None:
-            found.extend((hash_type, value, label, 0, "exact") for label in exact.get(value))
+            found.extend((hash_type, value, label, 0, "exact", "") for label in exact.get(value))
     pdqs = ([hashes.pdq] if hashes.pdq else []) + [q for q in hashes.pdq_queries if q != hashes.pdq]
     queries = {"pdq": pdqs + list(hashes.pdq_uncropped), "phash": [hashes.phash] if hashes.phash else []}
     crops = dict(zip(range(len(pdqs), len(queries["pdq"])), (name for name, _cut in HYPOTHESES)))
@@ -328,7 +338,7 @@ def _near_entries(lst: LoadedList, hashes: Hashes, margin: int | None) -> list[t
             query = "the image as decoded" if query_no == 0 else f"variant {hexes[query_no]}"
             if hash_type == "pdq" and query_no in crops:
                 query = f"crop guess ({crops[query_no]}) {hexes[query_no]}"
-            found.append((hash_type, index.hash_at(row), index.label_at(row), distance, query))
+            found.append((hash_type, index.hash_at(row), index.label_at(row), distance, query, index.derived_at(row)))
     found.sort(key=lambda f: (f[3], f[0]))
     return found
 

@@ -86,6 +86,20 @@ def test_check_explains_matches_and_near_misses(config: Path, tmp_path: Path, ca
     assert "nothing near" in second and "no match" in second
 
 
+def test_check_names_the_listed_image_a_derived_entry_came_from(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    photo = make_photo(seed=11)
+    original = tmp_path / "original.png"
+    original.write_bytes(encode(photo, "PNG"))
+    assert run(capsys, "hashes", "add-image", str(original), "--list", "known", "-c", str(config))[0] == 0
+    w, h = photo.size
+    cropped = tmp_path / "cropped.jpg"  # 10% cut at each side: only the listed crop to 90% is near
+    cropped.write_bytes(encode(photo.crop((w // 20, h // 20, w - w // 20, h - h // 20)), "JPEG", quality=90))
+    code, out, _ = run(capsys, "hashes", "check", str(cropped), "-c", str(config))
+    sha = compute_hashes(original.read_bytes()).sha256
+    assert code == 0 and "MATCH: pdq" in out
+    assert f"the entry is of the image's crop to 90%, centred (listed image sha256:{sha})" in out, out
+
+
 def test_stats(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "lists" / "known.csv").write_text(f"type,hash,label\nmd5,{MD5},ncii\nmd5,bad,x\n", encoding="utf-8")
     code, out, _ = run(capsys, "hashes", "stats", "-c", str(config), "--json")
