@@ -7,6 +7,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..lists.format import describe_entry
 from ..model import Decision, EventContext, Hashes, MatchKind, MediaRef, Outcome, Verdict
 from ..policy_actions import planned_text
 
@@ -47,9 +48,7 @@ def describe_verdict(v: Verdict) -> str:
     elif "second" in v.details or v.details.get("query") == "frame":
         how += f", {'second' if 'second' in v.details else 'frame'} {v.details.get('second', v.details.get('frame'))}"
     if "entry" in v.details:  # a row derived from the listed image (bot/lists/format.py)
-        how += f"; the list's entry is of the image's {v.details['entry']}"
-        if "entry_image" in v.details:
-            how += f" (listed image sha256:{v.details['entry_image']})"
+        how += f"; the list's entry is {describe_entry(v.details['entry'], v.details.get('entry_image'))}"
     return f"{where}, label {v.label} ({how})"
 
 

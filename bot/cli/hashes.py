@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from ..classify.pdqrule import FULL_QUALITY, LOW_BOUND
 from ..config import Config, HashListConfig
-from ..lists.format import split_derived
+from ..lists.format import describe_entry, split_derived
 from ..model import HASH_HEX_LENGTH, Hashes
 from .common import configured_list, load
 
@@ -309,10 +309,7 @@ def explain(name: str, hashes: Hashes, lists: list[LoadedList], pdq_min_quality:
 def _of_image(derived: str) -> str:
     """What a derived entry is of (bot/lists/format.py), for an operator tracing a match back
     to the listed image: `hash remove <list> sha256:<hex>` removes that image's rows."""
-    if not derived:
-        return ""
-    what, image = split_derived(derived)
-    return f"; the entry is of the image's {what}" + (f" (listed image sha256:{image})" if image else "")
+    return f"; the entry is {describe_entry(*split_derived(derived))}" if derived else ""
 
 
 def _near_entries(lst: LoadedList, hashes: Hashes, margin: int | None) -> list[tuple[str, str, str, int, str, str]]:

@@ -166,6 +166,11 @@ def split_derived(derived: str) -> tuple[str, str | None]:
     return (derived.rpartition(DERIVED_OF)[0], sha) if sha else (derived, None)
 
 
+def describe_entry(what: str, image: str | None) -> str:
+    """How a notice or `hashes check` says what a derived row is of (split_derived's parts)."""
+    return f"of the image's {what}" + (f" (listed image sha256:{image})" if image else "")
+
+
 def remove_entries(path: str | os.PathLike[str], hashes: Iterable[str], *, images: Iterable[str] = ()) -> int:
     """Drop the entries whose hash is in `hashes`, and the derived rows that name one of
     `images` (SHA-256s) as their image; return how many. Comments, the header and lines that
