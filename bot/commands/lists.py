@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
+from ..act.notices import describe_verdict
 from ..classify.videomatch import is_video
 from ..config import HashListConfig
 from ..lists.format import HashEntry, append_entries, remove_entries
 from ..lists.imagerows import image_entries, own_values
 from ..lists.videoindex import video_frames
 from ..lists.vpdq import TooManyFrames, canonical, check_entry_frames
-from ..model import VIDEO_HASH_TYPE
+from ..model import VIDEO_HASH_TYPE, Hashes
 from .context import CommandContext, CommandError, CommandServices, Reply
 from .framework import ROOM, Arg, CommandSet
 
@@ -52,6 +53,7 @@ def register_list_commands(commands: CommandSet) -> None:
         config = list_config(ctx.services, list)
         values: set[str] = set()
         images: set[str] = set()  # the rows derived from these images go too (bot/lists/imagerows.py)
+        media: list[Hashes] = []
         if hash:
             values.add(hash[1])
             if hash[0] == "sha256":
@@ -59,6 +61,7 @@ def register_list_commands(commands: CommandSet) -> None:
         else:
             for ref in await ctx.media_or_reply(None):
                 h = await ctx.hashes_of(ref)
+                media.append(h)
                 values |= own_values(h)
                 images.add(h.sha256)
                 if is_video(h):
@@ -68,10 +71,21 @@ def register_list_commands(commands: CommandSet) -> None:
             # The bot wrote this file itself: a shrink it would otherwise hold is the moderator's.
             await controls.accept_list(list, by=ctx.sender)
         await controls.reload_lists()
-        hint = "" if removed or hash else (
-            ": the media is not listed itself (a near match of a listed image? `allow` it to have matching skip it)"
-        )
-        return Reply([f"Removed {removed} entries from list {list}{hint or '.'}"])
+        if removed or not media:
+            return Reply([f"Removed {removed} entries from list {list}."])
+        # Not listed itself: what it matches instead, and the two ways out. Removing a listed
+        # image is for one listed by mistake; an innocent near match is allowed, not unlisted.
+        reply = Reply([f"Removed 0 entries from list {list}: the media is not listed itself."])
+        for h in media:
+            verdicts, _errors = await ctx.services.media.classify_hashes(h)
+            for v in (v for v in verdicts if v.list_name == list):
+                image = v.details.get("entry_image")
+                target = f"sha256:{image}" if image else f"{v.hash_type}:{v.matched_hash}"
+                reply.add(f"It matches {describe_verdict(v)}: `hash remove {list} {target}` removes that "
+                          f"{'listed image' if image else 'entry'}; `allow` spares this media instead.")
+        if len(reply.lines) == 1:
+            reply.add(f"Nothing in list {list} matches it now.")
+        return reply
 
     @c("lists", "the hash lists: names, sizes, labels, enabled", scope=ROOM, section="lists")
     async def lists(ctx: CommandContext) -> Reply:

@@ -295,6 +295,10 @@ async def test_hash_add_and_remove_change_what_matches(team: Team) -> None:
     cropper = await team.stage.new_user("cropper", join=team.room_a)
     _, cropped = await post(cropper, team.room_a, encode(_centre(photo, 0.9), "JPEG", quality=90))
     await wait_for(lambda: _redacted(team, team.room_a, cropped), timeout=20)
+    # The copy is not listed itself: removing it removes nothing and names what it matched.
+    reply = await ask(team, team.mod, team.room_a, "!mod hash remove known", reply_to=cropped)
+    sha = await _sha256_of(image)
+    assert "Removed 0 entries" in reply and f"`hash remove known sha256:{sha}` removes that listed image" in reply, reply
     # Once removed by reply (the media is quarantined by now), the crops go with the image.
     reply = await ask(team, team.mod, team.room_a, "!mod hash remove known", reply_to=event_id)
     assert f"Removed {added} entries" in reply, reply

@@ -13,7 +13,7 @@ from command_kit import BOT, MGMT, MOD, OTHER, PDQ, ROOM, ROOM_MOD, SHA, SPAMMER
 
 from bot import __version__
 from bot.commands.context import CommandError
-from bot.model import Hashes
+from bot.model import Hashes, MatchKind, Verdict
 
 # The fixture, found by pytest under this name. Bound by assignment, not imported: the
 # tests' `kit` parameters would otherwise shadow an unused import (as pyflakes reports).
@@ -172,10 +172,20 @@ async def test_hash_remove_by_reply_removes_the_rows_derived_from_the_image_and_
     assert SHA not in text and CROP not in text and other in text
     assert (await kit.run(f"hash remove known sha256:{OTHER_SHA}")).lines == ["Removed 1 entries from list known."]
     assert "1e" * 32 not in kit.list_path.read_text()
-    # A media that only matched a listed image is not itself listed: the moderator is told how to spare it.
+    # Media that is not listed itself: what it matches instead, and the two ways out.
     assert (await kit.run("hash remove known", reply_to="$img")).lines == [
-        "Removed 0 entries from list known: the media is not listed itself (a near match of a listed image? "
-        "`allow` it to have matching skip it)"
+        "Removed 0 entries from list known: the media is not listed itself.", "Nothing in list known matches it now.",
+    ]
+    kit.media.verdicts[SHA] = [
+        Verdict("hashlist", "csam", MatchKind.NEAR, list_name="known", hash_type="pdq", distance=12, matched_hash=CROP,
+                details={"entry": "crop to 95%, top left", "entry_image": OTHER_SHA}),
+        Verdict("hashlist", "csam", MatchKind.NEAR, list_name="other", hash_type="pdq", distance=3, matched_hash=PDQ),
+    ]
+    assert (await kit.run("hash remove known", reply_to="$img")).lines == [
+        "Removed 0 entries from list known: the media is not listed itself.",
+        "It matches list known, label csam (near, pdq distance 12; the list's entry is of the image's crop to 95%, "
+        f"top left (listed image sha256:{OTHER_SHA})): `hash remove known sha256:{OTHER_SHA}` removes that listed "
+        "image; `allow` spares this media instead.",
     ]
 
 
