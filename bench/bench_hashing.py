@@ -16,6 +16,8 @@ Against them, in the same run:
   the worker together: what the sandbox costs the machine, the hand-over of the bytes
   (shared memory, bot/hashing/channel.py) and the JSON answer included.
 - in-process: `compute_hashes` called here, to show what the sandbox adds.
+- repeated: the same bytes hashed again under another mxc, as the pipeline hashes them
+  (bot/hashing/repeats.py: the SHA-256 of the bytes, then the hashes from memory).
 - `modbot scan` per file, start-up excluded: the CPU of `python -m bot scan` (its whole
   process tree) on --scan-files copies minus the same on one file, divided by the
   difference.
@@ -61,7 +63,7 @@ KINDS = {
     "12 MP smooth JPEG": ((4000, 3000), False, "JPEG"),
     "1 MP PNG (reference)": ((1152, 864), False, "PNG"),
 }
-MODES = ("floor", "luma floor", "sandbox", "in-process")
+MODES = ("floor", "luma floor", "sandbox", "in-process", "repeated")
 
 
 def make_jpeg(seed: int, size: tuple[int, int], noise: bool = True, fmt: str = "JPEG") -> bytes:
@@ -132,6 +134,7 @@ async def rates(seconds: float, rounds: int, crop_guesses: bool = True) -> dict[
     from bot.hashing import compute_hashes as compute
     from bot.hashing.limits import MediaLimits
     from bot.hashing.pool import HashSandbox
+    from bot.hashing.repeats import RepeatedContent
 
     limits = MediaLimits(crop_guesses=crop_guesses)
     compute_hashes = partial(compute, limits=limits)
@@ -141,14 +144,19 @@ async def rates(seconds: float, rounds: int, crop_guesses: bool = True) -> dict[
             images = [make_jpeg(seed, size, noise, fmt) for seed in range(IMAGES_PER_KIND)]
             runs: dict[str, Callable[[bytes], object]] = {
                 "floor": floor, "luma floor": luma_floor, "in-process": compute_hashes}
+            # The same bytes again under another mxc, as the pipeline hashes them (bot/hashing/repeats.py).
+            repeated = RepeatedContent(sandbox)
+            hashers = {"sandbox": sandbox.hash, "repeated": repeated.hash}
+            for data in images:
+                await repeated.hash(data)
             for r in range(rounds):
                 for mode in MODES if r % 2 == 0 else MODES[::-1]:
                     pids = [os.getpid(), *sandbox.pids]
-                    await sandbox.hash(images[0]) if mode == "sandbox" else runs[mode](images[0])  # warm
+                    await hashers[mode](images[0]) if mode in hashers else runs[mode](images[0])  # warm
                     done, cpu0, stop = 0, _cpu_seconds(pids), time.perf_counter() + seconds / rounds
                     while time.perf_counter() < stop or done < len(images):
                         data = images[done % len(images)]
-                        await sandbox.hash(data) if mode == "sandbox" else runs[mode](data)
+                        await hashers[mode](data) if mode in hashers else runs[mode](data)
                         done += 1
                     total = totals.setdefault((label, mode), [0, 0.0])
                     total[0] += done
@@ -240,8 +248,9 @@ def main() -> None:
           f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after.\n")
     print("CPU ms per image (sandbox: this process and the worker together); ratios to the floor:\n")
     print("| image | MB | floor | luma floor | sandbox | in-process | sandbox / floor | sandbox / luma floor "
-          "| in-process / floor | `modbot scan` per file | scan / floor | PDQ vs full decode: mean / max bits |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| in-process / floor | `modbot scan` per file | scan / floor | repeated bytes | repeated / floor "
+          "| PDQ vs full decode: mean / max bits |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label in KINDS:
         f, lf = ms[(label, "floor")], ms[(label, "luma floor")]
         s, i = ms[(label, "sandbox")], ms[(label, "in-process")]
@@ -249,7 +258,8 @@ def main() -> None:
         scan_cells = f"{sc:.1f} | {sc / f:.2f}x" if sc is not None else "- | -"
         print(f"| {label} | {ms[(label, 'MB')]:.2f} | {f:.1f} | {lf:.1f} | {s:.1f} | {i:.1f} | **{s / f:.2f}x** "
               f"| {s / lf:.2f}x | {i / f:.2f}x "
-              f"| {scan_cells} | {ms[(label, 'pdq distance')]:.1f} / {ms[(label, 'pdq max')]:.0f} |")
+              f"| {scan_cells} | {ms[(label, 'repeated')]:.2f} | {ms[(label, 'repeated')] / f:.3f}x "
+              f"| {ms[(label, 'pdq distance')]:.1f} / {ms[(label, 'pdq max')]:.0f} |")
 
 
 if __name__ == "__main__":

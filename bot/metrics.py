@@ -20,6 +20,9 @@ class Metrics:
         self.media_scanned = Counter(
             "modbot_media_scanned", "Media items by scan outcome", ["outcome"], registry=r
         )
+        self.media_repeats = Counter(
+            "modbot_media_repeats", "Media hashed before under another mxc, answered from memory", registry=r
+        )
         self.matches = Counter(
             "modbot_matches", "Matches by list, label and kind", ["list", "label", "kind"], registry=r
         )

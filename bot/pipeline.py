@@ -23,6 +23,7 @@ from .eventbudget import EventBudget, Finished, run_within
 from .extract import extract_media_refs
 from .fetch import Lease, MediaFetcher
 from .hashing.pool import HashSandbox
+from .hashing.repeats import RepeatedContent
 from .mediafailures import DeadReference, MediaFailureMemory, RememberingFetcher
 from .metrics import Metrics
 from .model import Classification, Decision, EventContext, FailureMode, Hashes, MediaRef, Verdict
@@ -90,7 +91,7 @@ class Pipeline:
         self._is_protected = is_protected
         self.bot_user_id = bot_user_id
         self.max_image_pixels = max_image_pixels
-        self.sandbox = sandbox
+        self.sandbox = RepeatedContent(sandbox, on_repeat=metrics.media_repeats.inc)  # the same bytes, another mxc
         self.budget = budget
         # The latest media hashed, by mxc (an mxc's content never changes); shared with the
         # pre-send twin (with_fetcher), so that an event it let through is not hashed again

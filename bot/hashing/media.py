@@ -79,10 +79,11 @@ def compute_hashes(data: bytes, *, max_pixels: int | None = None, limits: MediaL
         return exact_hashes(data, OUT_OF_MEMORY)
 
 
-def hash_within(data: bytes, limits: MediaLimits) -> Hashes:
+def hash_within(data: bytes, limits: MediaLimits, sha256: str | None = None) -> Hashes:
     """compute_hashes, except that MemoryError propagates: a sandboxed worker that runs
-    out of its memory limit must say so, and be replaced."""
-    hashes = exact_hashes(data, None)
+    out of its memory limit must say so, and be replaced. `sha256`: the bytes' SHA-256 when
+    the caller has it already (bot/hashing/repeats.py), not computed twice."""
+    hashes = exact_hashes(data, None, sha256)
     if video_format(data) is not None:
         return add_video_hashes(hashes, data, limits)
     try:
@@ -110,10 +111,10 @@ def hash_within(data: bytes, limits: MediaLimits) -> Hashes:
         img.close()
 
 
-def exact_hashes(data: bytes, perceptual_error: str | None = None) -> Hashes:
+def exact_hashes(data: bytes, perceptual_error: str | None = None, sha256: str | None = None) -> Hashes:
     """The cryptographic hashes alone, with the reason there are no perceptual ones."""
     return Hashes(
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=sha256 or hashlib.sha256(data).hexdigest(),
         md5=hashlib.md5(data).hexdigest(),
         sha1=hashlib.sha1(data).hexdigest(),
         size=len(data),

@@ -165,10 +165,10 @@ class HashSandbox:
         """Process ids of the live workers (for tests and benchmarks)."""
         return [w.process.pid for w in self._all if w.process.pid is not None]
 
-    async def hash(self, data: bytes, *, urgent: bool = False) -> Hashes:
-        """compute_hashes(data) in a worker, within the sandbox's limits; `urgent` jobs get the
-        next free worker before the jobs already waiting."""
-        hashes, _ = await self._run(data, {}, urgent=urgent)
+    async def hash(self, data: bytes, *, urgent: bool = False, sha256: str | None = None) -> Hashes:
+        """compute_hashes(data) in a worker, within the sandbox's limits (`sha256`, the bytes'
+        if known, not computed again); `urgent` jobs go before the jobs already waiting."""
+        hashes, _ = await self._run(data, {"sha256": sha256} if sha256 else {}, urgent=urgent)
         return hashes
 
     async def hash_with_crops(

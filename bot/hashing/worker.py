@@ -75,7 +75,8 @@ def serve(sock: socket.socket, settings: WorkerSettings) -> None:
             _fit(sock, data, settings.limits, header["fit"])
             continue
         try:
-            hashes = hash_within(data, settings.limits)
+            known = header.get("sha256")  # the parent's, computed to find repeated media
+            hashes = hash_within(data, settings.limits, known if isinstance(known, str) and len(known) == 64 else None)
             crops: tuple[tuple[str, str], ...] = ()
             if header.get("crops") and hashes.pdq:
                 wanted = [tuple(c) for c in header["crops"]]  # the parent sends crop_spec's four numbers

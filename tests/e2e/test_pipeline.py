@@ -212,6 +212,31 @@ async def test_unknown_image_is_left_alone_and_recorded_as_no_match(world: World
     assert await world.db.store.actions(event_id=event_id) == []
 
 
+async def test_the_same_bytes_uploaded_again_are_hashed_from_memory_and_a_bomb_once(world: World) -> None:
+    # A raid posts one file from many accounts: each upload is a new mxc, the bytes the same.
+    photo, bomb = encode(make_photo(seed=556), "JPEG", quality=85), make_png_bomb(30_000, 30_000)
+    before = _metric(await world.bot.metrics(), "modbot_media_repeats_total")
+    posted = []
+    for n in range(3):
+        user = await world.stage.new_user(f"repeater{n}", join=world.room)
+        posted += [await post_image(user, world.room, photo, "image/jpeg"), await post_image(user, world.room, bomb)]
+    for mxc, event_id in posted:
+        await wait_for(lambda: processed(world, event_id), timeout=20)
+        assert not await redacted(world.stage.moderator, world.room, event_id)
+    # Each copy recorded under its own mxc with the first one's hashes (the bomb's refusal too).
+    first_photo, first_bomb = (await world.db.store.get_media(posted[0][0])), (await world.db.store.get_media(posted[1][0]))
+    for n, (mxc, _event) in enumerate(posted):
+        stored = await world.db.store.get_media(mxc)
+        first = first_photo if n % 2 == 0 else first_bomb
+        assert stored is not None and first is not None and (stored.hashes, stored.error) == (first.hashes, first.error)
+    assert first_bomb is not None and (first_bomb.error or "").startswith("decompression bomb")
+    assert _metric(await world.bot.metrics(), "modbot_media_repeats_total") - before == 4
+
+
+def _metric(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
 async def test_dry_run_room_only_notifies(world: World) -> None:
     offender = await world.stage.new_user("dry", join=world.dry_room)
     mxc, event_id = await post_image(offender, world.dry_room, KNOWN_PNG)
