@@ -1,6 +1,6 @@
 """End-to-end benchmark: modbot against a local Synapse, next to a do-nothing appservice.
 
-    python bench/bench_e2e.py [--events 200] [--rounds 2] [--ideal] [--rate R] [--known-share 0.5] [--senders 8]
+    python bench/bench_e2e.py [--events 200] [--rounds 2] [--ideal] [--rate R] [--known-share 0.5] [--repeat-share 0] [--senders 8]
 
 One throwaway Synapse (the stage of `bot/demo/stage.py`) runs with two (with --ideal three)
 appservices registered and running throughout: modbot, a separate `python -m bot run` process, and a do-nothing
@@ -636,6 +636,13 @@ class Bench:
                     # quarantines every copy with the same SHA-256 along with the one named.
                     post.ideal_mxc = await post.sender.upload(data + b"\0", "image/jpeg", f"photo{post.seed}.jpg")
 
+        if args.repeat_share:
+            # A share of the posts that match nothing carry the bytes of an earlier one, uploaded
+            # again (a new mxc): a meme re-posted, one file posted from many accounts.
+            plain = [i for i, post in enumerate(self.posts) if not post.known]
+            for n, i in enumerate(plain[1:], start=1):
+                if rng.random() < args.repeat_share:
+                    jpegs[i] = jpegs[plain[rng.randrange(n)]]
         await asyncio.gather(*(upload(p, j) for p, j in zip(self.posts, jpegs)))
         del jpegs
         if self.ideal is not None and self.ideal_bot is not None:
@@ -961,7 +968,8 @@ def report(
         f"the rest from {args.senders} posters), {args.senders} parallel send lanes, {rate}; "
         f"JPEG {args.width}x{args.width * 3 // 4}, {sum(sizes) / len(sizes) / 1024:,.0f} KiB average; "
         f"modbot concurrency {args.concurrency}, size cap {args.size_cap_mb} MB; "
-        f"{rounds} rounds ({order}, ...); {os.cpu_count()} CPUs; setup {bench.setup_seconds:.0f} s.")
+        + (f"{args.repeat_share:.0%} of the posts matching nothing repeat an earlier one's bytes; " if args.repeat_share else "")
+        + f"{rounds} rounds ({order}, ...); {os.cpu_count()} CPUs; setup {bench.setup_seconds:.0f} s.")
     say()
     say("| phase | events | s | events/s | sends/s | latency | p50 ms | p99 ms | bot peak RSS |")
     say("|---|---:|---:|---:|---:|---|---:|---:|---:|")
@@ -1126,6 +1134,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="add phase C: an appservice making modbot's requests to Synapse without scanning")
     p.add_argument("--rate", type=float, default=None, help="offered events/s (default: as fast as the lanes go)")
     p.add_argument("--known-share", type=float, default=0.5, help="share of posts with known media (default 0.5)")
+    p.add_argument("--repeat-share", type=float, default=0.0,
+                   help="share of the posts matching nothing whose bytes repeat an earlier post's, uploaded again (default 0)")
     p.add_argument("--senders", type=int, default=8, help="parallel send lanes and poster users (default 8)")
     p.add_argument("--concurrency", type=int, default=4, help="modbot's processing.concurrency (default 4)")
     p.add_argument("--size-cap-mb", type=int, default=50, help="modbot's processing.max_media_bytes in MB")
@@ -1143,8 +1153,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--serve-ideal", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve_baseline is None and args.serve_ideal is None:
-        if args.events < 1 or not 0 <= args.known_share <= 1 or args.senders < 1 or args.rounds < 1:
-            p.error("need --events >= 1, --senders >= 1, --rounds >= 1 and 0 <= --known-share <= 1")
+        if args.events < 1 or not 0 <= args.known_share <= 1 or args.senders < 1 or args.rounds < 1 \
+                or not 0 <= args.repeat_share <= 1:
+            p.error("need --events >= 1, --senders >= 1, --rounds >= 1, 0 <= --known-share <= 1 and 0 <= --repeat-share <= 1")
     return args
 
 
