@@ -9,7 +9,7 @@ of the bytes, taken in the bot before the job, finds them: a repeat costs that S
 SHA-256 instead of computing its own, so they cost what they did.
 
 Copies that arrive while the first is being hashed wait for its job rather than start
-their own. What is remembered: hashes only, never bytes; at most `size` entries, the least recently
+their own (but a pre-send check, whose jobs go first, does not wait behind an ordinary one). What is remembered: hashes only, never bytes; at most `size` entries, the least recently
 used forgotten first. Not remembered: an answer the sandbox gave because the worker was
 killed or crashed ("not scanned: ..." over a resource limit or the wall clock, which a busy
 machine can cause), so that media is hashed again when it comes again. Refusals decided by
@@ -48,7 +48,8 @@ class RepeatedContent:
         self.repeats = 0  # answers given from memory
         self._on_repeat = on_repeat  # told of each (the metric modbot_media_repeats)
         self._seen: OrderedDict[str, Hashes] = OrderedDict()
-        self._pending: dict[str, asyncio.Future[Hashes | None]] = {}  # jobs under way, by SHA-256
+        # Jobs under way, by SHA-256: their answer to come, and whether they are urgent.
+        self._pending: dict[str, tuple[asyncio.Future[Hashes | None], bool]] = {}
 
     async def hash(self, data: bytes, *, urgent: bool = False) -> Hashes:
         digest = await sha256_of(data)
@@ -56,22 +57,26 @@ class RepeatedContent:
         if known is not None and known.size == len(data):
             self._seen.move_to_end(digest)
             return self._repeat(known)
-        pending = self._pending.get(digest)
-        if pending is not None:
+        pending, pending_urgent = self._pending.get(digest, (None, False))
+        if pending is not None and (pending_urgent or not urgent):
             # The same bytes in flight (a raid posts them at once): wait for that job, shielded
-            # so that this caller's cancellation leaves it to the others.
+            # so that this caller's cancellation leaves it to the others. An urgent caller (a
+            # sender waiting on the pre-send check) does not wait behind a queued ordinary job.
             shared = await asyncio.shield(pending)
             if shared is not None and shared.size == len(data):
                 return self._repeat(shared)
             return await self.hash(data, urgent=urgent)  # that job failed or was cancelled: our own
-        future: asyncio.Future[Hashes | None] = asyncio.get_running_loop().create_future()
-        self._pending[digest] = future
+        future: asyncio.Future[Hashes | None] | None = None
+        if pending is None:
+            future = asyncio.get_running_loop().create_future()
+            self._pending[digest] = (future, urgent)
         hashes = None
         try:
             hashes = await self.sandbox.hash(data, urgent=urgent, sha256=digest)
         finally:
-            del self._pending[digest]
-            future.set_result(hashes if hashes is not None and hashes.sha256 == digest else None)
+            if future is not None:
+                del self._pending[digest]
+                future.set_result(hashes if hashes is not None and hashes.sha256 == digest else None)
         if hashes.sha256 == digest and not (hashes.perceptual_error or "").startswith("not scanned:"):
             self._seen[digest] = hashes
             while len(self._seen) > self.size:

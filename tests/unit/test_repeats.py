@@ -64,6 +64,29 @@ async def test_copies_arriving_while_the_first_is_hashed_wait_for_its_job() -> N
     assert len(sandbox.jobs) == 1 and repeats.repeats == 4
 
 
+async def test_an_urgent_copy_does_not_wait_behind_an_ordinary_job_but_ordinary_ones_wait_for_it() -> None:
+    # The pre-send check's jobs go before those queued: it must not wait for a queued one.
+    sandbox = Counting()
+    sandbox.gate.clear()
+    repeats = RepeatedContent(sandbox)
+    ordinary = asyncio.create_task(repeats.hash(PHOTO))
+    await asyncio.sleep(0.01)
+    urgent = asyncio.create_task(repeats.hash(PHOTO, urgent=True))
+    await asyncio.sleep(0.01)
+    assert len(sandbox.jobs) == 2
+    sandbox.gate.set()
+    assert (await urgent) == (await ordinary)
+    sandbox.gate.clear()
+    other = PHOTO + b"\0"
+    first_urgent = asyncio.create_task(repeats.hash(other, urgent=True))
+    await asyncio.sleep(0.01)
+    later = [asyncio.create_task(repeats.hash(other, urgent=u)) for u in (False, True)]
+    await asyncio.sleep(0.01)
+    sandbox.gate.set()
+    await asyncio.gather(first_urgent, *later)
+    assert len(sandbox.jobs) == 3 and repeats.repeats == 2
+
+
 async def test_a_waiter_hashes_for_itself_when_the_first_job_is_cancelled() -> None:
     sandbox = Counting()
     sandbox.gate.clear()
