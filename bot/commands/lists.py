@@ -66,6 +66,11 @@ def register_list_commands(commands: CommandSet) -> None:
                 images.add(h.sha256)
                 if is_video(h):
                     values.add(canonical(video_frames(h.frame_pdqs)))
+                elif h.pdq and ctx.services.crops is not None:
+                    # Rows that cannot name their image (a plain `type:hex` list, or written by
+                    # an older modbot) are found by value, when the media can still be read.
+                    crops, _why = await ctx.services.crops.crops_of(ref, h.sha256)
+                    values |= {crop for crop, _what in crops}
         removed = await asyncio.to_thread(remove_entries, config.path, values, images=images)
         if removed:
             # The bot wrote this file itself: a shrink it would otherwise hold is the moderator's.

@@ -189,6 +189,15 @@ async def test_hash_remove_by_reply_removes_the_rows_derived_from_the_image_and_
     ]
 
 
+async def test_hash_remove_by_reply_finds_rows_that_do_not_name_the_image_by_their_value(kit: CommandKit) -> None:
+    # A crop row written by an older modbot (or in a plain list, which has no derived column).
+    kit.image_message("$img", IMAGE)
+    kit.list_path.write_text(kit.list_path.read_text() + f'pdq,{CROP},csam,"crop to 95%, top left"\n')
+    kit.services = replace(kit.services, crops=Crops(((CROP, "crop to 95%, top left"),)))
+    assert (await kit.run("hash remove known", reply_to="$img")).lines == ["Removed 1 entries from list known."]
+    assert CROP not in kit.list_path.read_text()
+
+
 def video_of(kit: CommandKit, event_id: str, mxc: str, seconds: int, *, max_vpdq_frames: int) -> None:
     """A posted video sampled into `seconds` frames, and list known capped at `max_vpdq_frames`."""
     kit.image_message(event_id, mxc)
