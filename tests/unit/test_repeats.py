@@ -42,6 +42,13 @@ class Counting:
         return replace(hashes, perceptual_error=self.answer) if self.answer else hashes
 
 
+def held() -> tuple[Counting, RepeatedContent]:
+    """A sandbox holding its jobs until its gate is set, and the wrapper around it."""
+    sandbox = Counting()
+    sandbox.gate.clear()
+    return sandbox, RepeatedContent(sandbox)
+
+
 async def test_bytes_hashed_before_are_answered_from_memory_and_counted() -> None:
     sandbox, told = Counting(), []
     repeats = RepeatedContent(sandbox, on_repeat=lambda: told.append(1))
@@ -54,9 +61,7 @@ async def test_bytes_hashed_before_are_answered_from_memory_and_counted() -> Non
 
 
 async def test_copies_arriving_while_the_first_is_hashed_wait_for_its_job() -> None:
-    sandbox = Counting()
-    sandbox.gate.clear()
-    repeats = RepeatedContent(sandbox)
+    sandbox, repeats = held()
     raid = [asyncio.create_task(repeats.hash(PHOTO)) for _ in range(5)]
     await asyncio.sleep(0.01)
     sandbox.gate.set()
@@ -66,9 +71,7 @@ async def test_copies_arriving_while_the_first_is_hashed_wait_for_its_job() -> N
 
 async def test_an_urgent_copy_does_not_wait_behind_an_ordinary_job_but_ordinary_ones_wait_for_it() -> None:
     # The pre-send check's jobs go before those queued: it must not wait for a queued one.
-    sandbox = Counting()
-    sandbox.gate.clear()
-    repeats = RepeatedContent(sandbox)
+    sandbox, repeats = held()
     ordinary = asyncio.create_task(repeats.hash(PHOTO))
     await asyncio.sleep(0.01)
     urgent = asyncio.create_task(repeats.hash(PHOTO, urgent=True))
@@ -88,9 +91,7 @@ async def test_an_urgent_copy_does_not_wait_behind_an_ordinary_job_but_ordinary_
 
 
 async def test_a_waiter_hashes_for_itself_when_the_first_job_is_cancelled() -> None:
-    sandbox = Counting()
-    sandbox.gate.clear()
-    repeats = RepeatedContent(sandbox)
+    sandbox, repeats = held()
     first = asyncio.create_task(repeats.hash(PHOTO))
     await asyncio.sleep(0.01)
     second = asyncio.create_task(repeats.hash(PHOTO))
