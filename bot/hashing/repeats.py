@@ -9,7 +9,8 @@ of the bytes, taken in the bot before the job, finds them: a repeat costs that S
 SHA-256 instead of computing its own, so they cost what they did.
 
 Copies that arrive while the first is being hashed wait for its job rather than start
-their own (but a pre-send check, whose jobs go first, does not wait behind an ordinary one). What is remembered: hashes only, never bytes; at most `size` entries, the least recently
+their own (but a pre-send check, whose jobs go first, does not wait behind an ordinary one).
+What is remembered: hashes only, never bytes; at most `size` entries, the least recently
 used forgotten first. Not remembered: an answer the sandbox gave because the worker was
 killed or crashed ("not scanned: ..." over a resource limit or the wall clock, which a busy
 machine can cause), so that media is hashed again when it comes again. Refusals decided by
