@@ -12,7 +12,7 @@ from ..lists.format import HashEntry, append_entries, remove_entries
 from ..lists.imagerows import image_entries, own_values
 from ..lists.videoindex import video_frames
 from ..lists.vpdq import TooManyFrames, canonical, check_entry_frames
-from ..model import VIDEO_HASH_TYPE, Hashes
+from ..model import VIDEO_HASH_TYPE, Hashes, MediaRef
 from .context import CommandContext, CommandError, CommandServices, Reply
 from .framework import ROOM, Arg, CommandSet
 
@@ -20,20 +20,18 @@ from .framework import ROOM, Arg, CommandSet
 def register_list_commands(commands: CommandSet) -> None:
     c = commands.command
 
-    @c("hash add", "add the replied-to media's hashes (an image's crops too) to a list", Arg("list", "word"), Arg("label", "word"),
-       section="lists")
+    @c("hash add", "add the replied-to media's hashes (an image's crops too) to a list", Arg("list", "word"),
+       Arg("label", "word"), section="lists")
     async def hash_add(ctx: CommandContext, list: str, label: str) -> Reply:  # noqa: A002
         config = list_config(ctx.services, list)
         entries: list[HashEntry] = []
         notes: list[str] = []
         for ref in await ctx.media_or_reply(None):
             hashes = await ctx.hashes_of(ref)
-            crops: tuple[tuple[str, str], ...] = ()
-            if hashes.pdq and not is_video(hashes) and ctx.services.crops is not None:
-                # As `hashes add-image` lists a file: its crops find copies trimmed about as much.
-                crops, why = await ctx.services.crops.crops_of(ref, hashes.sha256)
-                if why:
-                    notes.append(f"`{ref.mxc}`: its own hashes only, no crops ({why}).")
+            # As `hashes add-image` lists a file: its crops find copies trimmed about as much.
+            crops, why = await _crops(ctx, ref, hashes)
+            if why:
+                notes.append(f"`{ref.mxc}`: its own hashes only, no crops ({why}).")
             entries += image_entries(hashes, crops, label)
             if is_video(hashes):  # a video's frames as one vPDQ entry, as `hashes add-video` writes
                 try:
@@ -66,11 +64,9 @@ def register_list_commands(commands: CommandSet) -> None:
                 images.add(h.sha256)
                 if is_video(h):
                     values.add(canonical(video_frames(h.frame_pdqs)))
-                elif h.pdq and ctx.services.crops is not None:
-                    # Rows that cannot name their image (a plain `type:hex` list, or written by
-                    # an older modbot) are found by value, when the media can still be read.
-                    crops, _why = await ctx.services.crops.crops_of(ref, h.sha256)
-                    values |= {crop for crop, _what in crops}
+                # Rows that cannot name their image (a plain `type:hex` list, or written by an
+                # older modbot) are found by value, when the media can still be read.
+                values |= {crop for crop, _what in (await _crops(ctx, ref, h))[0]}
         removed = await asyncio.to_thread(remove_entries, config.path, values, images=images)
         if removed:
             # The bot wrote this file itself: a shrink it would otherwise hold is the moderator's.
@@ -134,6 +130,14 @@ def register_list_commands(commands: CommandSet) -> None:
         if not removed:
             raise CommandError(f"no allowlist entry {entry}")
         return Reply([f"Removed {removed} allowlist entr{'y' if removed == 1 else 'ies'}."])
+
+
+async def _crops(ctx: CommandContext, ref: MediaRef, hashes: Hashes) -> tuple[tuple[tuple[str, str], ...], str | None]:
+    """The crops an image's list rows hold beside its own (ImageCrops.crops_of), and why
+    there are none when it has some to have; none for a video or media without PDQ."""
+    if not hashes.pdq or is_video(hashes) or ctx.services.crops is None:
+        return (), None
+    return await ctx.services.crops.crops_of(ref, hashes.sha256)
 
 
 def list_config(services: CommandServices, name: str) -> HashListConfig:
