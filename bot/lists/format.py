@@ -153,17 +153,16 @@ def derived_of(what: str, sha256: str) -> str:
     return f"{what}{DERIVED_OF}{sha256.lower()}"
 
 
-def source_of(derived: str) -> str | None:
-    """The SHA-256 a derived row names as its image (lower-case hex), None if it names none."""
+def split_derived(derived: str) -> tuple[str, str | None]:
+    """(what a derived row is of, the SHA-256 of the image it names (lower-case hex) or None)."""
     what, of, sha = derived.rpartition(DERIVED_OF)
     sha = sha.strip().lower()
-    return sha if of and what and len(sha) == 64 and _HEX_DIGITS.issuperset(sha) else None
+    return (what, sha) if of and what and len(sha) == 64 and _HEX_DIGITS.issuperset(sha) else (derived, None)
 
 
-def split_derived(derived: str) -> tuple[str, str | None]:
-    """(what a derived row is of, the SHA-256 of the image it names or None)."""
-    sha = source_of(derived)
-    return (derived.rpartition(DERIVED_OF)[0], sha) if sha else (derived, None)
+def source_of(derived: str) -> str | None:
+    """The SHA-256 a derived row names as its image, None if it names none."""
+    return split_derived(derived)[1]
 
 
 def describe_entry(what: str, image: str | None) -> str:
