@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,7 +19,7 @@ from ..act.executor import Executor
 from ..act.homeserver import Homeserver, HomeserverError
 from ..config import Config
 from ..controls import Controls
-from ..record.moderation import Incident
+from ..record.moderation import ChainHead, Incident, OnIncident
 from ..record.policyrules import PolicyRuleRepo
 from ..record.store import Store, StoredEvent
 from .catchup import catch_up
@@ -28,9 +28,6 @@ from .publish import Publisher
 from .service import PolicyLists
 
 log = logging.getLogger("modbot.policylists")
-
-OnIncident = Callable[[Incident], Awaitable[None]]
-
 
 class PolicyListWiring:
     def __init__(self, config: Config, engine: AsyncEngine, store: Store, controls: Controls, bot_user_id: str) -> None:
@@ -86,8 +83,8 @@ class PolicyListWiring:
     def after(self, first: OnIncident) -> OnIncident:
         """The incident callback: `first` (the evidence anchors), then publishing."""
 
-        async def on_incident(incident: Incident) -> None:
-            await first(incident)
+        async def on_incident(incident: Incident, head: ChainHead) -> None:
+            await first(incident, head)
             await self.publisher.incident_recorded(incident)
 
         return on_incident

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .chain import KEY_BYTES, Anchor, Link, RetentionMark, anchor_notice, keyed_hash, mark_is_authentic
-from .moderation import Incident, ModerationStore
+from .moderation import ChainHead, Incident, ModerationStore
 
 log = logging.getLogger("modbot.evidence")
 
@@ -188,8 +188,10 @@ class ChainAnchors:
         self._task: asyncio.Task[None] | None = None
 
     async def head(self, reason: str) -> Anchor:
-        count, head_id, head_hash = await self.moderation.chain_head()
-        return Anchor(head_id, head_hash, count, float(int(self._clock())), reason)
+        return self._anchor(await self.moderation.chain_head(), reason)
+
+    def _anchor(self, head: ChainHead, reason: str) -> Anchor:
+        return Anchor(head.head_id, head.head_hash, head.count, float(int(self._clock())), reason)
 
     async def _to_file(self, anchor: Anchor) -> str | None:
         try:
@@ -200,12 +202,12 @@ class ChainAnchors:
             return f"anchor file: {e}"
         return None
 
-    async def incident_recorded(self, _incident: Incident) -> None:
-        """After each new incident: the file learns the new head at once, so deleting the
-        newest rows is caught even before the next daily anchor. Never raises: the incident
-        is recorded already, and a failure here is logged and audited."""
+    async def incident_recorded(self, _incident: Incident, head: ChainHead) -> None:
+        """After each new incident, with the head it made: the file learns it at once, so
+        deleting the newest rows is caught even before the next daily anchor. Never raises:
+        the incident is recorded already, and a failure here is logged and audited."""
         try:
-            await self._to_file(await self.head("incident"))
+            await self._to_file(self._anchor(head, "incident"))
         except Exception:
             log.exception("cannot anchor the new incident")
 

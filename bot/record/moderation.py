@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -78,6 +78,20 @@ class Incident:
     row_hash: str
 
 
+class ChainHead(NamedTuple):
+    """The chain's head: rows held, the newest row's id and hash; an empty chain is (0, 0,
+    the retention mark's hash or GENESIS)."""
+
+    count: int
+    head_id: int
+    head_hash: str
+
+
+# What to call after each new incident row (the anchor file, publishing), with the head the
+# row made, read in the row's own transaction.
+OnIncident = Callable[[Incident, ChainHead], Awaitable[None]]
+
+
 class ModerationStore:
     def __init__(
         self, engine: AsyncEngine, clock: Callable[[], float] = time.time, runner: TransactionRunner | None = None
@@ -96,7 +110,7 @@ class ModerationStore:
         # One writer of the incident chain at a time: each row needs the previous row's hash.
         self._chain_lock = asyncio.Lock()
         self._chain_key: bytes | None = None
-        self._on_incident: Callable[[Incident], Awaitable[None]] | None = None
+        self._on_incident: OnIncident | None = None
 
     # --- protected rooms and settings --------------------------------------------------------
 
@@ -202,7 +216,7 @@ class ModerationStore:
 
     # --- incidents -----------------------------------------------------------------------------------
 
-    def use_chain_key(self, key: bytes, on_incident: Callable[[Incident], Awaitable[None]] | None = None) -> None:
+    def use_chain_key(self, key: bytes, on_incident: OnIncident | None = None) -> None:
         """The key new incident rows are keyed with (bot/record/evidence.py loads it), and what to
         call after each new row (the anchor file)."""
         self._chain_key = key
@@ -218,14 +232,16 @@ class ModerationStore:
         key = self._chain_key
         record_json = canonical_record(record)
 
-        def append(conn: Connection) -> Incident:
+        def append(conn: Connection) -> tuple[Incident, ChainHead | None]:
             # SQLAlchemy Core in one trip (direct.py): every known post records one, and the
             # ORM session took some twenty trips to aiosqlite's thread for these statements.
+            # The head the callback anchors is read here too: a trip of its own was one of
+            # the dozen a known post costs.
             existing = self._incident_of_event.first(conn, {"b_event_id": event_id})
             incident = _incident(existing) if existing is not None else new_row(conn)
             if audit is not None:
                 _AUDIT_INSERT.execute(conn, audit(incident))
-            return incident
+            return incident, self._head(conn) if self._on_incident is not None else None
 
         def new_row(conn: Connection) -> Incident:
             last = self._last_incident.first(conn, {})
@@ -246,9 +262,9 @@ class ModerationStore:
             return Incident(new_id, event_id, json.loads(record_json), now, prev_hash, row_hash)
 
         async with self._chain_lock:
-            incident = await self._runner.run(append)
-            if self._on_incident is not None:
-                await self._on_incident(incident)
+            incident, head = await self._runner.run(append)
+            if self._on_incident is not None and head is not None:
+                await self._on_incident(incident, head)
             return incident
 
     async def incident(self, incident_id: int) -> Incident | None:
@@ -272,19 +288,17 @@ class ModerationStore:
             rows = (await s.execute(select(IncidentRow).order_by(IncidentRow.id))).scalars()
             return [_link(r) for r in rows], mark
 
-    async def chain_head(self) -> tuple[int, int, str]:
-        """(rows held, id of the newest, its hash); an empty chain: (0, 0, the mark's hash or GENESIS)."""
+    async def chain_head(self) -> ChainHead:
+        """The chain's head now, in one trip (direct.py)."""
+        return await self._runner.run(self._head)
 
-        def head(conn: Connection) -> tuple[int, int, str]:
-            # One trip (direct.py): the anchor file learns the head after every incident.
-            count = self._count_incidents.first(conn, {}).n
-            last = self._last_incident.first(conn, {})
-            if last is not None:
-                return count, last.id, last.row_hash
-            mark = _retention_mark_of(conn)
-            return 0, 0, mark.prev_hash if mark else GENESIS
-
-        return await self._runner.run(head)
+    def _head(self, conn: Connection) -> ChainHead:
+        count = self._count_incidents.first(conn, {}).n
+        last = self._last_incident.first(conn, {})
+        if last is not None:
+            return ChainHead(count, last.id, last.row_hash)
+        mark = _retention_mark_of(conn)
+        return ChainHead(0, 0, mark.prev_hash if mark else GENESIS)
 
     async def keyed_evidence(self) -> Link | RetentionMark | None:
         """The newest keyed row, else a keyed retention mark: proof the chain has been keyed."""

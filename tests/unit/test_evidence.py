@@ -148,6 +148,19 @@ async def verify(config: Config) -> EvidenceReport:
 # --- what holds --------------------------------------------------------------------------------
 
 
+async def test_each_new_incident_anchors_the_head_it_made(keyed: Any, config: Config) -> None:
+    store, _, _ = keyed
+    made = await append(store, 3)
+    # The same event again (a resumed event): no new row, the head anchored again (what a
+    # crash between the row and its anchor would have missed).
+    assert await store.append_incident("$event2", record(2)) == made[1]
+    anchors, bad = AnchorFile(config.incidents.anchor_file).read()
+    assert bad == []
+    heads = [(i.id, i.row_hash, n, "incident") for n, i in enumerate(made, 1)]
+    assert [(a.head_id, a.head_hash, a.count, a.reason) for a in anchors] == [*heads, heads[-1]]
+    assert tuple(await store.chain_head()) == (3, made[-1].id, made[-1].row_hash)
+
+
 async def test_an_untouched_chain_and_its_anchors_verify(keyed: Any, config: Config) -> None:
     store, _, _ = keyed
     await append(store, 5)
