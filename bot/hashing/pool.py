@@ -190,8 +190,8 @@ class HashSandbox:
 
     async def _run(self, data: bytes, job: dict[str, Any], *, urgent: bool = False) -> tuple[Hashes, tuple[tuple[str, str], ...]]:
         result = await self._job(data, job, lambda answer, _: _parse(answer), urgent=urgent)
-        if isinstance(result, str):
-            return await asyncio.to_thread(exact_hashes, data, result), ()
+        if isinstance(result, str):  # the worker failed: the bytes' own hashes, the SHA-256 once
+            return await asyncio.to_thread(exact_hashes, data, result, job.get("sha256")), ()
         return result
 
     async def _job(

@@ -130,6 +130,10 @@ async def test_a_worker_over_its_memory_limit_is_replaced_and_the_media_not_scan
         assert sb.restarts == 1 and sb.restart_reasons["memory"] == 1
         assert await sb.hash(NORMAL) == compute_hashes(NORMAL)  # the next job has a new worker
         assert sb.pids != first
+        # The SHA-256 a caller has already (bot/hashing/repeats.py) is the answer's, not computed again.
+        given = "ab" * 32
+        again = await sb.hash(hostile, sha256=given)
+        assert again.sha256 == given and again.md5 == hashes.md5 and again.perceptual_error == hashes.perceptual_error
 
 
 async def test_a_worker_over_its_cpu_limit_is_killed_and_replaced() -> None:
