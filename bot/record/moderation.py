@@ -97,7 +97,7 @@ class ModerationStore:
         self, engine: AsyncEngine, clock: Callable[[], float] = time.time, runner: TransactionRunner | None = None
     ) -> None:
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
-        # Appending an incident and reading the chain's head, one trip each (direct.py).
+        # Appending an incident (with the head it made) and reading the chain's head: one trip each (direct.py).
         self._runner = runner or transaction_runner(engine)
         # On an SQLite file these run on the driver's own cursor (rawsql.py).
         self._incident_of_event = Hot(select(_INCIDENTS).where(_INCIDENTS.c.event_id == bindparam("b_event_id")))
