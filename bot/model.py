@@ -6,7 +6,7 @@ an HTTP response or any other live object.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any, Literal
 
@@ -92,6 +92,10 @@ class Hashes:
     # Under PDQ quality 50: the low-frequency signature of each of those guesses (or none),
     # matched against add-image lists' `lowfreq` entries.
     lowfreq_uncropped: tuple[str, ...] = ()
+    # How reliable each bit of those guesses is (bot/hashing/pdqtiers.py: 128 hex digits a
+    # guess, or none): a guess a few bits over its bound still matches a listed image's own
+    # hash when it differs from it only in bits its coefficients say are unreliable.
+    pdq_uncropped_tiers: tuple[str, ...] = ()
 
 
 class MatchKind(str, Enum):
@@ -113,6 +117,16 @@ class Verdict:
     details: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     # A confidence a service reported (0..1 by convention), for classifiers that give one.
     score: float | None = None
+
+
+# Hashes fields kept out of summaries (a review item, `modbot scan --json`): the queries
+# derived for matching, kilobytes of them, say nothing a reader needs.
+DERIVED_QUERY_FIELDS = frozenset({"pdq_queries", "pdq_uncropped", "lowfreq_uncropped", "pdq_uncropped_tiers"})
+
+
+def hashes_summary(hashes: Hashes) -> dict[str, Any]:
+    """`hashes` as a dict, without DERIVED_QUERY_FIELDS."""
+    return {k: v for k, v in asdict(hashes).items() if k not in DERIVED_QUERY_FIELDS}
 
 
 def verdict_json(v: Verdict) -> dict[str, Any]:

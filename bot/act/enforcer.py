@@ -15,7 +15,7 @@ from .homeserver import HomeserverError
 from ..extract import parse_mxc
 from .incidents import build_record
 from .notices import ActionResult, MatchedMedia, media_lines, notice_text
-from ..model import ActionKind, Decision, EventContext, Hashes, MatchKind, MediaRef, Outcome, PlannedAction, Verdict, verdict_json
+from ..model import ActionKind, Decision, EventContext, Hashes, MatchKind, MediaRef, Outcome, PlannedAction, Verdict, hashes_summary, verdict_json
 from ..record.moderation import Incident, ModerationStore, ReviewItem
 from ..record.store import Store
 
@@ -218,7 +218,7 @@ def _matched_json(m: MatchedMedia) -> dict[str, Any]:
     return {
         "ref": asdict(m.ref),
         "verdicts": [verdict_json(v) for v in m.verdicts],
-        "hashes": None if m.hashes is None else {k: v for k, v in asdict(m.hashes).items() if k not in ("pdq_queries", "pdq_uncropped", "lowfreq_uncropped")},
+        "hashes": None if m.hashes is None else hashes_summary(m.hashes),
     }
 
 

@@ -40,16 +40,21 @@ def describe_verdict(v: Verdict) -> str:
         seconds = ", ".join(f"{f['second']:g}" for f in v.details.get("frames", ()))
         how = (f"video {v.matched_hash}: {v.details['query_match_percent']:g}% of the video's frames and "
                f"{v.details['compared_match_percent']:g}% of the entry's matched; frames at {seconds} s")  # fmt: skip
-    elif v.details.get("signal") == "reliable bits":  # a smooth image (bot/classify/reliablematch.py)
-        tiers = ", ".join(f"{m} of its {n}" for n, m in v.details.get("reliable_mismatches", {}).items())
-        how += f"; smooth image, PDQ quality {v.details.get('pdq_quality')}: most reliable bits apart in {tiers}"
     elif "crop" in v.details:  # a crop guess (bot/classify/cropmatch.py)
         how += f"; a cropped copy: matched when padded back as if {v.details['crop']}"
+        if v.details.get("signal") == "reliable bits":  # over the bound, its reliable bits agreeing
+            how += f", its most reliable bits apart in {_tiers(v)}"
+    elif v.details.get("signal") == "reliable bits":  # a smooth image (bot/classify/reliablematch.py)
+        how += f"; smooth image, PDQ quality {v.details.get('pdq_quality')}: most reliable bits apart in {_tiers(v)}"
     elif "second" in v.details or v.details.get("query") == "frame":
         how += f", {'second' if 'second' in v.details else 'frame'} {v.details.get('second', v.details.get('frame'))}"
     if "entry" in v.details:  # a row derived from the listed image (bot/lists/format.py)
         how += f"; the list's entry is {describe_entry(v.details['entry'], v.details.get('entry_image'))}"
     return f"{where}, label {v.label} ({how})"
+
+
+def _tiers(v: Verdict) -> str:
+    return ", ".join(f"{m} of its {n}" for n, m in v.details.get("reliable_mismatches", {}).items())
 
 
 def compose_notice(

@@ -93,6 +93,9 @@ RELIABLE_TIERS = ((64, 0), (96, 2), (128, 8))
 RELIABLE_MIN_QUALITY = 2
 # Lists with more PDQ entries than this are not searched by reliable bits (linear scan).
 RELIABLE_MAX_ROWS = 2_000_000
+# Crop guesses up to this many bits over their bound match a listed image's own hash when
+# their mismatches keep to RELIABLE_TIERS (in lists searched by brute force alone).
+CROP_CONFIRM_MARGIN = 9
 # A pHash match needs the same label's PDQ within this many bits (when the list has one).
 PHASH_PDQ_CONFIRM = 64
 
@@ -118,6 +121,14 @@ def pdq_bounds(list_threshold: int, quality: int | None, min_quality: int) -> Pd
 def uses_reliable_bits(quality: int | None, min_quality: int) -> bool:
     """Whether a query of PDQ `quality` is also matched by its most reliable bits."""
     return quality is not None and max(min_quality, RELIABLE_MIN_QUALITY) <= quality < FULL_QUALITY
+
+
+def crop_confirm_bound(bound: int | None, quality: int | None, min_quality: int) -> int | None:
+    """How far a crop guess of an image of PDQ `quality` may lie from a listed image's own
+    hash when its most reliable bits agree with it; None: not matched that way."""
+    if bound is None or quality is None or quality < max(min_quality, RELIABLE_MIN_QUALITY):
+        return None
+    return bound + CROP_CONFIRM_MARGIN
 
 
 def lowfreq_bound(quality: int | None, min_quality: int) -> int | None:

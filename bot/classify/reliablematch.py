@@ -26,6 +26,7 @@ import numpy as np
 
 from bot.classify.nearverdict import near_verdict
 from bot.classify.pdqrule import RELIABLE_MAX_ROWS, RELIABLE_TIERS, uses_reliable_bits
+from bot.hashing import pdqtiers
 from bot.hashing.pdq import DIHEDRAL, dihedral_coefficients
 from bot.hashing.pdqcoef import parse
 from bot.lists.agree import agreeing_rows
@@ -46,16 +47,12 @@ def reliable_queries(hashes: Hashes, min_quality: int) -> tuple[np.ndarray, np.n
         coefficients = parse(hashes.pdq_coefficients[0].lower())
     except ValueError:
         return None  # checked by the sandbox's parent already; nothing to match with
+    variants = dihedral_coefficients(coefficients)
     # In PDQ's bit order: coefficient [i, j] is bit 16i + j counted from the least significant.
-    flat = dihedral_coefficients(coefficients).reshape(-1, 256)[:, ::-1]
+    flat = variants.reshape(-1, 256)[:, ::-1]
     median = np.partition(flat, _HALF - 1, axis=1)[:, _HALF - 1 : _HALF]
     bits = flat > median
-    order = np.argsort(-np.abs(flat - median), axis=1, kind="stable")
-    masks = []
-    for count, _limit in RELIABLE_TIERS:
-        mask = np.zeros_like(bits)
-        np.put_along_axis(mask, order[:, :count], True, axis=1)
-        masks.append(bytes_to_codes(np.packbits(mask, axis=1)))
+    masks = [bytes_to_codes(np.packbits(m, axis=1)) for m in pdqtiers.masks(pdqtiers.of_coefficients(variants))]
     return bytes_to_codes(np.packbits(bits, axis=1)), np.stack(masks)
 
 

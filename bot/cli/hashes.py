@@ -281,7 +281,7 @@ def explain(name: str, hashes: Hashes, lists: list[LoadedList], pdq_min_quality:
     else:
         lines.append(f"  no perceptual hash: {hashes.perceptual_error}")
     verdicts = HashListClassifier(lists, pdq_min_quality).match(hashes).verdicts
-    matched = {(v.list_name, v.hash_type, v.matched_hash) for v in verdicts}
+    matched = {(v.list_name, v.hash_type, v.matched_hash): v for v in verdicts}
     for lst in lists:
         if not lst.enabled:
             lines.append(f"  list {lst.name}: disabled")
@@ -293,8 +293,10 @@ def explain(name: str, hashes: Hashes, lists: list[LoadedList], pdq_min_quality:
         lines.append(f"  list {lst.name}:")
         for hash_type, entry, label, distance, query, derived in found:
             threshold = getattr(lst.thresholds, hash_type, 0)
-            if (lst.name, hash_type, entry) in matched:
-                what = "MATCH"
+            verdict = matched.get((lst.name, hash_type, entry))
+            if verdict is not None:
+                # Over the threshold: a smooth image's or a crop guess's most reliable bits agree.
+                what = "MATCH" if distance <= threshold else "MATCH, its most reliable bits agreeing"
             elif distance <= threshold:
                 what = "within threshold, not matched (low PDQ quality)"
             else:

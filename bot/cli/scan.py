@@ -8,7 +8,6 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,7 +19,7 @@ from ..hashing.pool import HashSandbox
 from ..lists.loaded import build_lists
 from ..lists.format import HashEntry, append_entries
 from ..lists.imagerows import ADD_IMAGE_CROPS, ADD_IMAGE_GAINS, CROP_MIN_QUALITY, image_entries
-from ..model import EventContext, verdict_json
+from ..model import EventContext, hashes_summary, verdict_json
 from ..policy import DEFAULT_POLICY, decide
 from .common import configured_list, load
 
@@ -69,7 +68,7 @@ def scan_files(files: list[Path], config: Config | None) -> list[dict[str, Any]]
             del data
             classification = await classifier.classify(MediaInput(hashes=hashes))
             decision = decide(classification.verdicts, ctx, policy)
-            entry["hashes"] = {k: v for k, v in asdict(hashes).items() if k not in ("pdq_queries", "pdq_uncropped", "lowfreq_uncropped")}
+            entry["hashes"] = hashes_summary(hashes)
             entry["verdicts"] = [verdict_json(v) for v in classification.verdicts]
             entry["decision"] = {
                 "rule": decision.rule,

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFile
 
-from . import pdq, pdqcoef, smoothsig, uncrop
+from . import pdq, pdqcoef, pdqtiers, smoothsig, uncrop
 from bot.model import Hashes
 
 from .border import trim_box
@@ -330,6 +330,7 @@ def _add_perceptual(hashes: Hashes, image: Image.Image, *, crop_guesses: bool = 
         pdq_coefficients=(coefficients,) if coefficients else (),
         pdq_uncropped=pdq.hashes_from_coefficients(guessed) if guessed is not None else (),
         lowfreq_uncropped=uncrop.signatures(guessed) if guessed is not None and quality < pdqcoef.BELOW_QUALITY else (),
+        pdq_uncropped_tiers=pdqtiers.to_texts(pdqtiers.of_coefficients(guessed)) if guessed is not None else (),
     )
 
 

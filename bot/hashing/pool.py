@@ -30,7 +30,7 @@ import socket
 import struct
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,12 +39,8 @@ from bot.model import Hashes
 from .channel import Channel, SharedBuffer
 from .fitting import FitSpec, Fitted
 from .limits import MediaLimits
+from .answers import parse, parse_fit
 from .media import Crop, checked_gains, crop_spec, exact_hashes
-from .pdqcoef import checked as checked_coefficients
-from . import uncrop
-from .smoothsig import checked_guesses as checked_signature_guesses
-from .smoothsig import checked as checked_lowfreq
-from .video import MAX_VIDEO_FRAMES
 from .worker import EXIT_MEMORY, WorkerSettings, serve
 
 if TYPE_CHECKING:
@@ -56,7 +52,6 @@ T = TypeVar("T")
 _HEADER = struct.Struct(">I")
 _SEND_BUFFER = 4 << 20  # asked for; see _spawn
 _MAX_ANSWER = 1 << 20  # a worker's answer is a few kB; more is a misbehaving worker
-_HEX = frozenset("0123456789abcdef")
 # The fork server imports these once. "__main__" too: otherwise every worker would import
 # the program's main script again on start (multiprocessing's rule for spawned children),
 # which for the `modbot` script means the CLI's imports; a script that starts a sandbox
@@ -183,13 +178,13 @@ class HashSandbox:
         or why it could not be made (refused by a limit, undecodable, worker replaced)."""
         return await self._job(
             data, {"fit": {"min_side": spec.min_side, "max_bytes": spec.max_bytes}},
-            lambda answer, extra: _parse_fit(answer, extra), extra_cap=spec.max_bytes,
+            parse_fit, extra_cap=spec.max_bytes,
         )  # fmt: skip
 
     # --- jobs ----------------------------------------------------------------------------
 
     async def _run(self, data: bytes, job: dict[str, Any], *, urgent: bool = False) -> tuple[Hashes, tuple[tuple[str, str], ...]]:
-        result = await self._job(data, job, lambda answer, _: _parse(answer), urgent=urgent)
+        result = await self._job(data, job, lambda answer, _: parse(answer), urgent=urgent)
         if isinstance(result, str):  # the worker failed: the bytes' own hashes, the SHA-256 once
             return await asyncio.to_thread(exact_hashes, data, result, job.get("sha256")), ()
         return result
@@ -383,68 +378,3 @@ def _kill(worker: _Worker) -> None:
 def _exit_code(process: BaseProcess) -> int | None:
     process.join(5)
     return process.exitcode
-
-
-_HASH_FIELDS = {f.name: f for f in fields(Hashes)}
-
-
-def _frame_pdqs(value: object) -> tuple[tuple[int, str, int], ...]:
-    """A worker's frame_pdqs, checked: a short list of [frame, 64 hex digits, quality]."""
-    if not isinstance(value, list) or len(value) > MAX_VIDEO_FRAMES:
-        raise ValueError("malformed frame_pdqs")
-    frames = []
-    for item in value:
-        if not (isinstance(item, list) and len(item) == 3 and type(item[0]) is int and type(item[2]) is int
-                and isinstance(item[1], str) and len(item[1]) == 64 and 0 <= item[2] <= 100):
-            raise ValueError("malformed frame_pdqs")
-        frames.append((item[0], item[1], item[2]))
-    return tuple(frames)
-
-
-def _parse(answer: dict[str, Any]) -> tuple[Hashes, tuple[tuple[str, str], ...]]:
-    """The worker's answer as values, checked field by field (it is not trusted)."""
-    raw = answer["hashes"]
-    if not isinstance(raw, dict) or set(raw) - set(_HASH_FIELDS):
-        raise ValueError("malformed hashes")
-    values: dict[str, Any] = {}
-    for name, value in raw.items():
-        if name == "pdq_queries":
-            if not isinstance(value, list) or not all(isinstance(q, str) and len(q) == 64 for q in value):
-                raise ValueError("malformed pdq_queries")
-            value = tuple(value)
-        elif name == "frame_pdqs":
-            value = _frame_pdqs(value)
-        elif name == "lowfreq":
-            value = checked_lowfreq(value)
-        elif name == "pdq_coefficients":
-            value = checked_coefficients(value)
-        elif name == "pdq_uncropped":
-            value = uncrop.checked(value)
-        elif name == "lowfreq_uncropped":
-            value = checked_signature_guesses(value, len(uncrop.HYPOTHESES))
-        elif value is not None and not isinstance(value, (str, int)) or isinstance(value, str) and len(value) > 1000:
-            raise ValueError(f"malformed {name}")
-        values[name] = value
-    crops = answer.get("crops") or []
-    if not isinstance(crops, list) or not all(_named_crop(c) for c in crops):
-        raise ValueError("malformed crops")
-    return Hashes(**values), tuple((c[0], c[1]) for c in crops)
-
-
-def _named_crop(value: Any) -> bool:
-    """Whether a worker's crop is [64 hex digits, a short name] (it is not trusted)."""
-    ok = isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)
-    return ok and len(value[0]) == 64 and set(value[0]) <= _HEX and 0 < len(value[1]) <= 64
-
-
-def _parse_fit(answer: dict[str, Any], data: bytes) -> Fitted | str:
-    """A fit job's answer, checked (it is not trusted): the image, or the worker's reason."""
-    if "error" in answer:
-        return f"cannot be re-encoded: {str(answer['error'])[:500]}"
-    meta = answer["fitted"]
-    if not isinstance(meta, dict) or meta.get("mimetype") != "image/jpeg" or not data:
-        raise ValueError("malformed fit answer")
-    width, height, quality = (meta.get(k) for k in ("width", "height", "quality"))
-    if not all(isinstance(v, int) and v > 0 for v in (width, height, quality)):
-        raise ValueError("malformed fit answer")
-    return Fitted(data, "image/jpeg", width, height, bool(meta.get("enlarged")), quality)  # type: ignore[arg-type]

@@ -170,6 +170,18 @@ class NearIndex:
         found = self.index.search(queries, threshold).nearest_per_row()
         return sorted(zip(found.row.tolist(), found.query.tolist(), found.distance.tolist()))
 
+    def pairs(self, queries: np.ndarray, threshold: int) -> list[tuple[int, int, int]]:
+        """Every (row, query index, distance) within `threshold`, by row, then distance."""
+        found = self.index.search(queries, threshold)
+        ordered = sorted(zip(found.row.tolist(), found.distance.tolist(), found.query.tolist()))
+        return [(row, query, distance) for row, distance, query in ordered]
+
+    @property
+    def searched_whole(self) -> bool:
+        """Whether a search compares every row (brute force): its cost then does not grow
+        with the threshold, as a multi-index hash's does."""
+        return isinstance(self.index, BruteForceIndex)
+
 
 class ExactLabels:
     """One cryptographic hash type's entries of a list: hash -> labels."""

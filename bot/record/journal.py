@@ -125,6 +125,7 @@ def media_hash_columns(hashes: Hashes) -> dict[str, Any]:
         "pdq_coefficients": ",".join(hashes.pdq_coefficients) or None,
         "pdq_uncropped": ",".join(hashes.pdq_uncropped) or None,
         "lowfreq_uncropped": ",".join(hashes.lowfreq_uncropped) or None,
+        "pdq_uncropped_tiers": ",".join(hashes.pdq_uncropped_tiers) or None,
         "size": hashes.size,
         "width": hashes.width,
         "height": hashes.height,
@@ -153,6 +154,7 @@ def hashes_from_columns(column: Callable[[str], Any]) -> Hashes | None:
         pdq_coefficients=_hex_texts(column("pdq_coefficients"), 1024),  # pdqcoef's texts
         pdq_uncropped=_hex_texts(column("pdq_uncropped"), 64),  # uncrop's guesses, in order
         lowfreq_uncropped=_hex_texts(column("lowfreq_uncropped"), 72),  # their signatures
+        pdq_uncropped_tiers=_hex_texts(column("pdq_uncropped_tiers"), 128),  # their bits' tiers
     )
 
 

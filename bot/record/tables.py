@@ -81,6 +81,9 @@ class MediaRow(Base):
     # Under PDQ quality 50, the low-frequency signature of each crop guess (72 hex digits
     # each, joined by `,` in the guesses' order; since migration 0017).
     lowfreq_uncropped: Mapped[str | None] = mapped_column(Text)
+    # How reliable each bit of each crop guess is (bot/hashing/pdqtiers.py: 128 hex digits
+    # each, joined by `,` in the guesses' order; since migration 0018).
+    pdq_uncropped_tiers: Mapped[str | None] = mapped_column(Text)
     size: Mapped[int | None] = mapped_column(BigInteger)
     mimetype: Mapped[str | None] = mapped_column(String(255))
     width: Mapped[int | None] = mapped_column(Integer)

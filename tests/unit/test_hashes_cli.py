@@ -86,6 +86,22 @@ def test_check_explains_matches_and_near_misses(config: Path, tmp_path: Path, ca
     assert "nothing near" in second and "no match" in second
 
 
+def test_check_says_a_crop_guess_over_the_threshold_matched_by_its_reliable_bits(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crop_kit import cut, jpeg, original_pdq
+
+    photo = make_photo(34, (800, 600))
+    (tmp_path / "lists" / "known.csv").write_text(f"type,hash,label\npdq,{original_pdq(photo)},csam\n", encoding="utf-8")
+    cropped = tmp_path / "cropped.jpg"
+    cropped.write_bytes(jpeg(cut(photo, 0.0375, 0.0375, 0.0375, 0.0375)))
+
+    code, out, _ = run(capsys, "hashes", "check", str(cropped), "-c", str(config))
+
+    assert code == 0 and "MATCH, its most reliable bits agreeing: pdq" in out, out
+    assert "via crop guess (3.75% cut from each side)" in out
+
+
 def test_check_names_the_listed_image_a_derived_entry_came_from(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     photo = make_photo(seed=11)
     original = tmp_path / "original.png"

@@ -19,7 +19,8 @@ from bot.classify.pdqrule import FULL_QUALITY, LOW_BOUND
 from bot.classify.reliablematch import reliable_queries
 from bot.demo.samples import encode, make_photo
 from bot.hashing import compute_hashes, hamming, pdqcoef
-from bot.hashing.pool import HashSandbox, _parse
+from bot.hashing.answers import parse as _parse
+from bot.hashing.pool import HashSandbox
 from bot.lists.format import HashEntry
 from bot.lists.agree import agreeing_rows
 from bot.lists.index import code_to_hex

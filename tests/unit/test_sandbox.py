@@ -26,7 +26,8 @@ from PIL import Image
 
 from bot.config import ProcessingConfig
 from bot.hashing import MediaLimits, compute_hashes, named_crop_hashes
-from bot.hashing.pool import HashSandbox, SandboxStopped, _parse
+from bot.hashing.answers import parse as _parse
+from bot.hashing.pool import HashSandbox, SandboxStopped
 
 MB = 1024 * 1024
 NORMAL = encode(make_photo(11, (1152, 864)), "JPEG", quality=90)

@@ -19,32 +19,19 @@ from bot.classify.hashlist import HashListClassifier
 from bot.classify.pdqrule import FULL_QUALITY, LOW_BOUND
 from bot.demo.samples import encode, make_photo
 from bot.hashing import compute_hashes, hamming, pdq, uncrop
-from bot.hashing.pool import _parse
+from bot.hashing.answers import parse as _parse
 from bot.lists.format import HashEntry
 from bot.lists.loaded import LoadedList
 from bot.model import Hashes, Verdict
 from bot.record.journal import hashes_from_columns, media_hash_columns
+
+from crop_kit import cut, jpeg, original_pdq
 
 
 def verdicts(listed: list[str], hashes: Hashes, **settings: int) -> tuple[Verdict, ...]:
     entries = [HashEntry("pdq", h, "csam") for h in listed]
     classifier = HashListClassifier([LoadedList.from_entries("known", entries, label="csam")], **settings)
     return classifier.match(hashes).verdicts
-
-
-def cut(img: Image.Image, left: float = 0, right: float = 0, top: float = 0, bottom: float = 0) -> Image.Image:
-    """`img` with those fractions of its width (left, right) and height (top, bottom) cut away."""
-    w, h = img.size
-    return img.crop((round(w * left), round(h * top), w - round(w * right), h - round(h * bottom)))
-
-
-def jpeg(img: Image.Image) -> bytes:
-    return encode(img, "JPEG", quality=85)
-
-
-def original_pdq(img: Image.Image) -> str:
-    """The original's PDQ as a provider lists it: of the original alone, no crops."""
-    return compute_hashes(encode(img, "PNG")).pdq or ""
 
 
 @pytest.mark.parametrize("shape", [(384, 512), (512, 384), (301, 457), (500, 380), (128, 127), (6, 9)])
