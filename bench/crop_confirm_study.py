@@ -15,7 +15,8 @@ so many of each tier apart": the share of each kind of crop found and the unrela
 matched, and the nearest unrelated pairs by both measures.
 
 Against provider PDQ alone the rule looked safe; tried in the bot it matched an unrelated
-image to an add-image list's brightened entry, so it was not kept (bench/README.md).
+image to an add-image list's brightened entry. The bot has it since, against listed images'
+own hashes only (derived rows skipped): pdqrule.CROP_CONFIRM_MARGIN, bot/classify/cropmatch.py.
 """
 
 from __future__ import annotations
