@@ -34,7 +34,7 @@ from bot.classify.pdqrule import RELIABLE_TIERS, crop_confirm_bound, pdq_bounds
 from bot.classify.nearverdict import near_verdict
 from bot.hashing import pdqtiers
 from bot.hashing.uncrop import HYPOTHESES
-from bot.lists.loaded import LoadedList, NearIndex, hex_matrix
+from bot.lists.loaded import LoadedList, hex_matrix
 from bot.model import Hashes, Verdict
 
 
@@ -63,9 +63,10 @@ def crop_verdicts(classifier: str, lst: LoadedList, hashes: Hashes, min_quality:
         matrix = hex_matrix(tuple(map(str.lower, guesses)), "pdq")
     except ValueError:
         return  # checked by the sandbox's parent already; nothing to match with
-    tiers = _tiers(hashes, index)
-    wider = crop_confirm_bound(bound, hashes.pdq_quality, min_quality) if tiers is not None else None
+    confirmable = index.searched_whole and len(hashes.pdq_uncropped_tiers) == len(HYPOTHESES)
+    wider = crop_confirm_bound(bound, hashes.pdq_quality, min_quality) if confirmable else None
     own = index.own_rows()
+    tiers: np.ndarray | None = None
     best: dict[int, tuple[int, int, dict[str, int] | None]] = {}
     for row, query_no, distance in index.pairs(matrix, wider or bound):
         if row in best:
@@ -74,7 +75,7 @@ def crop_verdicts(classifier: str, lst: LoadedList, hashes: Hashes, min_quality:
         if distance <= bound:
             if GUESSES_MATCH_DERIVED or is_own:  # a guess pads the copy back to its original: a crop's hash is not that
                 best[row] = (query_no, distance, None)
-        elif is_own and tiers is not None:
+        elif is_own and (tiers := _tiers(hashes) if tiers is None else tiers) is not None and len(tiers):
             mismatches = _mismatches(index.index.codes[row] ^ matrix[query_no], tiers[query_no])
             if (mismatches <= _LIMITS).all():
                 best[row] = (query_no, distance, {str(count): int(m) for (count, _), m in zip(RELIABLE_TIERS, mismatches)})
@@ -90,15 +91,13 @@ def crop_verdicts(classifier: str, lst: LoadedList, hashes: Hashes, min_quality:
         yield near_verdict(classifier, lst, index, row, distance, details)
 
 
-def _tiers(hashes: Hashes, index: NearIndex) -> np.ndarray | None:
-    """The guesses' bit tiers (guesses x 256), when the list is searched whole and the
-    image has them (media hashed before migration 0018 has not)."""
-    if not index.searched_whole or len(hashes.pdq_uncropped_tiers) != len(HYPOTHESES):
-        return None
+def _tiers(hashes: Hashes) -> np.ndarray:
+    """The guesses' bit tiers (guesses x 256; none when malformed), read only when a guess
+    lies over its bound: most images have none there."""
     try:
         return pdqtiers.parse(hashes.pdq_uncropped_tiers)
     except ValueError:
-        return None  # checked by the sandbox's parent already
+        return np.empty((0, 256), dtype=np.uint8)  # checked by the sandbox's parent already
 
 
 def _mismatches(difference: np.ndarray, tiers: np.ndarray) -> np.ndarray:

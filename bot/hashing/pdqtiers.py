@@ -26,37 +26,48 @@ TEXT_LENGTH = BITS // 2  # two bits a bit, four bits a hex digit
 # How many bits each tier holds (the last: every bit past the boundaries).
 _SIZES = np.diff((0, *BOUNDARIES, BITS))
 _SHIFTS = np.array([6, 4, 2, 0], dtype=np.uint8)
-_HEX = frozenset("0123456789abcdef")
 
 
 def of_coefficients(coefficients: np.ndarray) -> np.ndarray:
     """The tier (0-3) of every bit of the PDQ hashes of `coefficients` (k x 16 x 16, as PDQ
     keeps them): k x 256 uint8, in the hashes' bit order (most significant first, as
     pdq.hashes_from_coefficients writes them). Ties keep the earlier bit."""
-    flat = np.asarray(coefficients, dtype=np.float64).reshape(-1, BITS)[:, ::-1]
-    median = np.partition(flat, BITS // 2 - 1, axis=1)[:, BITS // 2 - 1 : BITS // 2]
-    order = np.argsort(-np.abs(flat - median), axis=1, kind="stable")
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(BITS)[None, :], axis=1)
-    return np.searchsorted(np.asarray(BOUNDARIES), rank, side="right").astype(np.uint8)
+    flat = np.asarray(coefficients, dtype=np.float32 if coefficients.dtype == np.float32 else np.float64).reshape(-1, BITS)[:, ::-1]
+    # Sorted rows, not partitions: for 256 values numpy's sort is the faster (44 crop
+    # guesses: ~0.05 ms for all of this, against ~0.5 for a stable argsort).
+    median = np.sort(flat, axis=1)[:, BITS // 2 - 1 : BITS // 2]
+    distance = np.abs(flat - median)
+    ordered = np.sort(distance, axis=1)
+    tiers = np.full(distance.shape, len(BOUNDARIES), dtype=np.uint8)
+    exact = np.ones(len(distance), dtype=bool)
+    for boundary in BOUNDARIES:
+        edge = BITS - boundary  # the boundary-th farthest distance, ascending
+        tiers -= distance >= ordered[:, edge : edge + 1]
+        exact &= ordered[:, edge] > ordered[:, edge - 1]  # no tie across the boundary
+    for row in np.flatnonzero(~exact):  # distances tied at a boundary: ranked one by one
+        order = np.argsort(-distance[row], kind="stable")
+        rank = np.empty(BITS, dtype=np.int64)
+        rank[order] = np.arange(BITS)
+        tiers[row] = np.searchsorted(np.asarray(BOUNDARIES), rank, side="right")
+    return tiers
 
 
 def to_texts(tiers: np.ndarray) -> tuple[str, ...]:
     """One text per row of `tiers` (k x 256, 0-3)."""
-    packed = np.bitwise_or.reduce(tiers.reshape(len(tiers), -1, 4) << _SHIFTS, axis=2).astype(np.uint8)
-    return tuple(row.tobytes().hex() for row in packed)
+    t = np.asarray(tiers, dtype=np.uint8)
+    packed = (t[:, 0::4] << 6) | (t[:, 1::4] << 4) | (t[:, 2::4] << 2) | t[:, 3::4]
+    text = packed.tobytes().hex()
+    return tuple(text[i : i + TEXT_LENGTH] for i in range(0, len(text), TEXT_LENGTH))
 
 
 def parse(texts: tuple[str, ...] | list[str]) -> np.ndarray:
     """The tiers (k x 256 uint8) the texts stand for; ValueError unless each text is
     TEXT_LENGTH lower-case hex digits whose tiers hold as many bits as each tier must."""
-    if not all(isinstance(t, str) and len(t) == TEXT_LENGTH for t in texts) or not _HEX.issuperset("".join(texts)):
-        raise ValueError(f"PDQ bit tiers must be {TEXT_LENGTH} lower-case hex digits each")
-    raw = np.frombuffer(bytes.fromhex("".join(texts)), dtype=np.uint8).reshape(len(texts), TEXT_LENGTH // 2)
+    raw = np.frombuffer(_hex_bytes(texts), dtype=np.uint8).reshape(len(texts), TEXT_LENGTH // 2)
     tiers = ((raw[:, :, None] >> _SHIFTS) & 3).reshape(len(texts), BITS)
-    counts = np.stack([np.count_nonzero(tiers == t, axis=1) for t in range(len(_SIZES))], axis=1)
-    if not (counts == _SIZES).all():
-        raise ValueError("PDQ bit tiers must hold 64, 32, 32 and 128 bits")
+    for t, size in enumerate(_SIZES):
+        if not (np.count_nonzero(tiers == t, axis=1) == size).all():
+            raise ValueError("PDQ bit tiers must hold 64, 32, 32 and 128 bits")
     return tiers
 
 
@@ -66,9 +77,25 @@ def masks(tiers: np.ndarray) -> np.ndarray:
 
 
 def checked(value: object, count: int) -> tuple[str, ...]:
-    """Tiers as a sandbox worker sent them (JSON, not trusted): none, or `count` valid
-    texts (one per crop guess); ValueError otherwise."""
-    if not isinstance(value, list) or len(value) not in (0, count):
+    """Tiers as a sandbox worker sent them (JSON, not trusted): none, or `count` texts of
+    TEXT_LENGTH lower-case hex digits (one per crop guess); ValueError otherwise. What the
+    digits say is checked where they are used (`parse`): most images never need them."""
+    if not isinstance(value, list) or len(value) not in (0, count) or not all(isinstance(v, str) for v in value):
         raise ValueError("malformed PDQ bit tiers")
-    parse(value)
+    _hex_bytes(value)
     return tuple(value)
+
+
+def _hex_bytes(texts: tuple[str, ...] | list[str]) -> bytes:
+    """The bytes of `texts`, each TEXT_LENGTH lower-case hex digits; ValueError otherwise.
+    Checked in C (bytes.fromhex, str.lower): a set lookup per digit cost ~50 us an image."""
+    if not set(map(len, texts)) <= {TEXT_LENGTH}:
+        raise ValueError(f"PDQ bit tiers must be {TEXT_LENGTH} lower-case hex digits each")
+    joined = "".join(texts)
+    try:
+        raw = bytes.fromhex(joined)
+    except ValueError:
+        raw = b""
+    if len(raw) * 2 != len(joined) or joined.lower() != joined:  # whitespace, upper case
+        raise ValueError(f"PDQ bit tiers must be {TEXT_LENGTH} lower-case hex digits each")
+    return raw

@@ -188,8 +188,19 @@ def test_the_sandbox_parent_refuses_malformed_tiers_from_a_worker() -> None:
     good = {"sha256": "x", "md5": None, "size": 1, "pdq_uncropped_tiers": tiers}
     assert list(parse_answer({"hashes": good})[0].pdq_uncropped_tiers) == tiers
     assert parse_answer({"hashes": {**good, "pdq_uncropped_tiers": []}})[0].pdq_uncropped_tiers == ()
-    all_unreliable = ["ff" * 64] * len(tiers)  # every bit in tier 3: the margin would take any guess
-    hostiles = (tiers[:-1], tiers * 2, ["zz" * 64] * len(tiers), [t + "00" for t in tiers], all_unreliable, "no", [1] * len(tiers))
+    upper = [t.upper() for t in tiers]
+    spaced = [t[:-2] + " 0" for t in tiers]
+    hostiles = (tiers[:-1], tiers * 2, ["zz" * 64] * len(tiers), [t + "00" for t in tiers], upper, spaced, "no", [1] * len(tiers))
     for hostile in hostiles:
         with pytest.raises(ValueError, match="tiers"):
             parse_answer({"hashes": {**good, "pdq_uncropped_tiers": hostile}})
+
+
+def test_tiers_that_do_not_hold_each_tiers_share_of_bits_confirm_nothing() -> None:
+    # Every bit in tier 3 would let the margin take any guess: such texts are read as none.
+    all_unreliable = ("ff" * 64,) * len(uncrop.HYPOTHESES)
+    with pytest.raises(ValueError, match="64, 32, 32 and 128"):
+        pdqtiers.parse(all_unreliable)
+    hashes = replace(guessed(UNRELIABLE[:35]), pdq_uncropped_tiers=all_unreliable)
+    assert verdicts(listed(), hashes) == ()
+    assert [v.distance for v in verdicts(listed(), replace(hashes, pdq_uncropped=guessed(UNRELIABLE[:31]).pdq_uncropped))] == [31]
