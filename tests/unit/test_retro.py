@@ -491,6 +491,23 @@ async def test_a_cropped_copys_stored_guesses_are_matched_by_a_pdq_entry_listed_
     assert not any(other_event in str(c) for c in world.hs.calls)
 
 
+async def test_a_cropped_copys_stored_tiers_confirm_a_guess_over_its_bound_listed_later(world: World) -> None:
+    from crop_kit import cut, jpeg, original_pdq
+    from bot.demo.samples import make_photo
+    from bot.hashing import compute_hashes
+
+    original = make_photo(34, (800, 600))  # 3.75% off each side: its right guess lands 34 bits away
+    copy = compute_hashes(jpeg(cut(original, 0.0375, 0.0375, 0.0375, 0.0375)))
+    cropped_event, cropped_mxc = await world.post(copy)
+    assert (await world.store.get_media(cropped_mxc)).hashes.pdq_uncropped_tiers == copy.pdq_uncropped_tiers  # type: ignore[union-attr]
+
+    report = await world.matcher().run_list(listed(("pdq", original_pdq(original))))
+
+    assert {h.event_id for h in report.hits} == {cropped_event}
+    (verdict,) = report.hits[0].verdicts
+    assert verdict.details["signal"] == "reliable bits" and 31 < (verdict.distance or 0) <= 40
+
+
 # --- lists matched live, or not: what counts as seen ---------------------------------------------
 
 
