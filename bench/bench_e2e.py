@@ -77,8 +77,10 @@ BASELINE_LOCALPART = "baseline"
 IDEAL_LOCALPART = "ideal"
 HEALTH_POLL = 0.05  # seconds between polls while starting up
 # ... and while a phase runs. Each end time comes from the appservice's own record (arrival,
-# processed_at), not from the poll; modbot's /health reads its database (two queries), and
-# 20 polls a second are a cost to modbot's CPU that no operator's probe imposes.
+# processed_at), not from the poll; modbot's /health reads its database (two queries, the
+# read shared for at least a second: bot/probes.py), so the end of a phase is seen up to a
+# second late, which adds idle time, not CPU; 20 polls a second would be a cost to modbot's
+# CPU that no operator's probe imposes.
 PHASE_POLL = 0.25
 SETUP_PARALLEL = 8  # concurrent requests while registering users and uploading media
 

@@ -4,13 +4,24 @@
 served there too, or on a listener of its own (`metrics.port`), and may require a bearer
 token (`metrics.token`), so that it can be exposed to a Prometheus server without
 exposing the appservice endpoint.
+
+/health is unauthenticated and on a port the homeserver reaches, so whoever can reach it can
+ask as often as they like; what it reads of the database (the events counted by status, the
+oldest pending one) is a scan of the events table, on the thread every intake transaction is
+committed on: ~7 ms at 100,000 events, 40-50 ms at a million (bench/README.md). The read is
+therefore shared (`Throttled`): one at a time, and reused until it is as old as twenty times
+what it took, and at least HEALTH_READ_MIN_AGE. However often /health is asked, its reads
+take at most a twentieth of that thread; the judgement of the rest (refused transactions,
+sandbox restarts) is fresh at every request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
 from aiohttp import web
 
@@ -19,6 +30,49 @@ from .health import HealthSnapshot, RestartWindow, evaluate
 from .intake.monitor import IntakeMonitor
 from .metrics import Metrics
 from .record.store import Store
+
+
+T = TypeVar("T")
+
+# /health's database read is reused for at least this long (seconds), and for
+# HEALTH_READ_COST_FACTOR times what it took when that is longer.
+HEALTH_READ_MIN_AGE = 1.0
+HEALTH_READ_COST_FACTOR = 20.0
+
+
+class Throttled(Generic[T]):
+    """An expensive read shared by whoever asks: one at a time (callers that come while it
+    runs wait for it), and its value reused until it is `min_age` old, or `factor` times
+    the time it took if that is longer. A failed read is not kept: the next caller tries."""
+
+    def __init__(
+        self, read: Callable[[], Awaitable[T]], *, min_age: float, factor: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read = read
+        self._min_age = min_age
+        self._factor = factor
+        self._clock = clock
+        self._value: tuple[T, float] | None = None  # and when it goes stale
+        self._running: asyncio.Future[T] | None = None
+
+    async def get(self) -> T:
+        if self._value is not None and self._clock() < self._value[1]:
+            return self._value[0]
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._refresh())
+        # Shielded: a caller that gives up (a probe's timeout) does not cancel the others' read.
+        return await asyncio.shield(self._running)
+
+    async def _refresh(self) -> T:
+        started = self._clock()
+        try:
+            value = await self._read()
+        finally:
+            self._running = None
+        done = self._clock()
+        self._value = (value, done + max(self._min_age, self._factor * (done - started)))
+        return value
 
 
 class OperatorEndpoints:
@@ -34,9 +88,9 @@ class OperatorEndpoints:
         queue_depth: Callable[[], int],
         protected_rooms: Callable[[], int],
         ready: Callable[[], bool],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._config = config
-        self._store = store
         self._metrics = metrics
         self._monitor = monitor
         self._sandbox_restarts = sandbox_restarts
@@ -45,6 +99,9 @@ class OperatorEndpoints:
         self._protected_rooms = protected_rooms
         self._ready = ready
         self._metrics_runner: web.AppRunner | None = None
+        self._queue_state = Throttled(
+            store.queue_state, min_age=HEALTH_READ_MIN_AGE, factor=HEALTH_READ_COST_FACTOR, clock=clock
+        )
 
     def add_routes(self, app: web.Application) -> None:
         """/health, and /metrics unless it has a listener of its own."""
@@ -70,7 +127,7 @@ class OperatorEndpoints:
     async def health(self, _request: web.Request) -> web.Response:
         oldest: float | None = None
         try:
-            by_status, oldest = await self._store.queue_state()  # one trip: probes come often
+            by_status, oldest = await self._queue_state.get()  # one trip, shared: see the module's docstring
             counts: dict[str, object] = dict(by_status)
             db_ok = True
         except Exception as e:  # health must answer even when the database does not

@@ -3,6 +3,8 @@ can require a token and have a listener of its own."""
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 from aiohttp import web
@@ -13,7 +15,7 @@ from bot.demo.waiting import free_port
 from bot.health import HealthSnapshot, RestartWindow, evaluate
 from bot.intake.monitor import IntakeMonitor
 from bot.metrics import Metrics
-from bot.probes import OperatorEndpoints
+from bot.probes import HEALTH_READ_COST_FACTOR, HEALTH_READ_MIN_AGE, OperatorEndpoints, Throttled
 from bot.record.store import Store
 
 LIMITS = HealthConfig()  # the documented defaults
@@ -199,4 +201,82 @@ async def test_metrics_on_a_port_of_its_own_leave_the_appservice_port(store: Sto
             assert r.status == 200 and "modbot_transactions" in await r.text()
     finally:
         await probes.stop()
+        await client.close()
+
+
+# --- /health's database read, shared ------------------------------------------------------------
+
+
+class CountingStore:
+    """A store whose queue_state counts its calls, takes `cost` seconds of the clock, and
+    fails while `failing`."""
+
+    def __init__(self, clock: Clock, cost: float = 0.01) -> None:
+        self.clock, self.cost, self.calls, self.failing = clock, cost, 0, False
+
+    async def queue_state(self) -> tuple[dict[str, int], float | None]:
+        self.calls += 1
+        await asyncio.sleep(0.01)  # others ask meanwhile
+        self.clock.now += self.cost
+        if self.failing:
+            raise RuntimeError("database is locked")
+        return {"done": self.calls}, None
+
+
+def shared_endpoints(store: CountingStore, clock: Clock, monitor: IntakeMonitor | None = None) -> OperatorEndpoints:
+    cfg = config()
+    return OperatorEndpoints(
+        cfg, store, Metrics(), monitor or IntakeMonitor(), RestartWindow(lambda: 0, cfg.health.sandbox_restart_window),  # type: ignore[arg-type]
+        started_at=0.0, queue_depth=lambda: 0, protected_rooms=lambda: 2, ready=lambda: True, clock=clock,
+    )
+
+
+async def test_a_flood_of_health_requests_reads_the_database_once_a_second() -> None:
+    clock = Clock()
+    store = CountingStore(clock)
+    monitor = IntakeMonitor()
+    client = await serve(shared_endpoints(store, clock, monitor))
+    try:
+        async def ask() -> tuple[int, dict]:  # type: ignore[type-arg]
+            async with client.get("/health") as r:
+                return r.status, await r.json()
+
+        answers = await asyncio.gather(*(ask() for _ in range(50)))
+        assert store.calls == 1 and all(status == 200 and body["events"] == {"done": 1} for status, body in answers)
+        clock.now += HEALTH_READ_MIN_AGE / 2
+        monitor.refused(400, "JSON nested deeper than 256 levels", "3", authenticated=True)
+        status, body = await ask()
+        # The shared read is reused; the judgement of what is not read from the database is not.
+        assert store.calls == 1 and status == 503 and "nested deeper" in body["problems"][0]
+        clock.now += HEALTH_READ_MIN_AGE
+        assert (await ask())[1]["events"] == {"done": 2} and store.calls == 2
+    finally:
+        await client.close()
+
+
+async def test_a_slow_read_is_reused_for_twenty_times_what_it_took() -> None:
+    clock = Clock()
+    store = CountingStore(clock, cost=0.5)  # a scan of millions of events on a slow disk
+    shared = Throttled(store.queue_state, min_age=HEALTH_READ_MIN_AGE, factor=HEALTH_READ_COST_FACTOR, clock=clock)
+    await shared.get()
+    clock.now += 0.5 * HEALTH_READ_COST_FACTOR - 0.1
+    await shared.get()
+    assert store.calls == 1
+    clock.now += 0.2
+    await shared.get()
+    assert store.calls == 2
+
+
+async def test_a_failed_read_is_not_kept() -> None:
+    clock = Clock()
+    store = CountingStore(clock)
+    client = await serve(shared_endpoints(store, clock))
+    try:
+        store.failing = True
+        async with client.get("/health") as r:
+            assert r.status == 503 and "database unreachable" in (await r.json())["problems"]
+        store.failing = False
+        async with client.get("/health") as r:  # at once: the failure was not reused
+            assert r.status == 200 and (await r.json())["events"] == {"done": 2}
+    finally:
         await client.close()
