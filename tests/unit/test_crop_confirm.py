@@ -204,3 +204,16 @@ def test_tiers_that_do_not_hold_each_tiers_share_of_bits_confirm_nothing() -> No
     hashes = replace(guessed(UNRELIABLE[:35]), pdq_uncropped_tiers=all_unreliable)
     assert verdicts(listed(), hashes) == ()
     assert [v.distance for v in verdicts(listed(), replace(hashes, pdq_uncropped=guessed(UNRELIABLE[:31]).pdq_uncropped))] == [31]
+
+
+def test_a_policy_rules_max_distance_keeps_these_matches_from_acting_under_it() -> None:
+    from bot.model import EventContext
+    from bot.policy import decide, parse_policy
+
+    (verdict,) = verdicts(listed(), guessed(UNRELIABLE[:36]))
+    ctx = EventContext("$ev", "!room:home.org", "@poster:home.org", 0)
+    strict = parse_policy({"rules": [{"name": "strict", "match": {"max_distance": 31}, "actions": ["redact"]}]})
+    loose = parse_policy({"rules": [{"name": "loose", "actions": ["redact"]}]})
+
+    assert decide([verdict], ctx, strict).rule is None
+    assert decide([verdict], ctx, loose).rule == "loose"
