@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import pdq
+from .hextext import hex_bytes
 
 # Computed for images under this PDQ quality (pdqrule.FULL_QUALITY: a test holds them equal).
 BELOW_QUALITY = 50
@@ -28,7 +29,6 @@ SIDE = 16
 COUNT = SIDE * SIDE
 TEXT_LENGTH = 4 * COUNT
 _FULL_SCALE = 32767
-_HEX = frozenset("0123456789abcdef")
 
 
 def of_downsampled(small: np.ndarray) -> str | None:
@@ -60,9 +60,9 @@ def checked(value: object) -> tuple[str, ...]:
 def _valid_bytes(text: str) -> bytes:
     if len(text) != TEXT_LENGTH:
         raise ValueError(f"PDQ coefficients must be {TEXT_LENGTH} hex digits, got {len(text)}")
-    if not _HEX.issuperset(text):
+    raw = hex_bytes([text], TEXT_LENGTH)
+    if raw is None:
         raise ValueError("PDQ coefficients are not lower-case hexadecimal")
-    raw = bytes.fromhex(text)
     pairs = {raw[i : i + 2] for i in range(0, len(raw), 2)}
     # The largest magnitude must be 32767 (7fff or 8001), and -32768 (8000) absent.
     if b"\x80\x00" in pairs or not pairs & {b"\x7f\xff", b"\x80\x01"}:
