@@ -75,7 +75,10 @@ def crop_verdicts(classifier: str, lst: LoadedList, hashes: Hashes, min_quality:
         if distance <= bound:
             if GUESSES_MATCH_DERIVED or is_own:  # a guess pads the copy back to its original: a crop's hash is not that
                 best[row] = (query_no, distance, None)
-        elif is_own and (tiers := _tiers(hashes) if tiers is None else tiers) is not None and len(tiers):
+        elif is_own:  # over the bound: within `wider`, its reliable bits must agree
+            tiers = _tiers(hashes) if tiers is None else tiers
+            if not len(tiers):
+                continue
             mismatches = _mismatches(index.index.codes[row] ^ matrix[query_no], tiers[query_no])
             if (mismatches <= _LIMITS).all():
                 best[row] = (query_no, distance, {str(count): int(m) for (count, _), m in zip(RELIABLE_TIERS, mismatches)})

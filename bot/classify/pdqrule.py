@@ -71,6 +71,17 @@ more matched another image; in the study no copy needed a quality under 2.
 Lists larger than RELIABLE_MAX_ROWS are not searched this way (a linear scan: ~2 ms per
 query and million rows; README "Smooth images").
 
+Crop guesses over their bound (bot/classify/cropmatch.py; both kinds of list, any quality
+from RELIABLE_MIN_QUALITY): a guess (the image padded back as if cropped) up to
+CROP_CONFIRM_MARGIN bits over its bound also matches a listed image's own hash when its
+mismatches keep to RELIABLE_TIERS, ranked by the guess's own coefficients. Where the guess
+is right only the padding differs from the original, and it flips bits whose coefficients
+sat next to the median. Measured with bench/crop_confirm_study.py (92 known images, 5,600
+unrelated): no unrelated image's guess passed the tiers within 52 bits of a provider PDQ,
+and the rule found 5-10 points more cropped copies; not against rows derived from a listed
+image (an unrelated brightened screenshot matched a listed screenshot's brightened row);
+only in lists searched by brute force, where the wider search costs nothing more.
+
 Pure: integers in, integers out.
 """
 
