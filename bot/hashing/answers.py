@@ -17,12 +17,11 @@ from bot.model import Hashes
 
 from . import pdqtiers, uncrop
 from .fitting import Fitted
+from .hextext import hex_bytes
 from .pdqcoef import checked as checked_coefficients
 from .smoothsig import checked_guesses as checked_signature_guesses
 from .smoothsig import checked as checked_lowfreq
 from .video import MAX_VIDEO_FRAMES
-
-_HEX = frozenset("0123456789abcdef")
 
 _HASH_FIELDS = {f.name: f for f in fields(Hashes)}
 
@@ -79,7 +78,7 @@ def parse(answer: dict[str, Any]) -> tuple[Hashes, tuple[tuple[str, str], ...]]:
 def _named_crop(value: Any) -> bool:
     """Whether a worker's crop is [64 hex digits, a short name] (it is not trusted)."""
     ok = isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)
-    return ok and len(value[0]) == 64 and set(value[0]) <= _HEX and 0 < len(value[1]) <= 64
+    return ok and hex_bytes(value[:1], 64) is not None and 0 < len(value[1]) <= 64
 
 
 def parse_fit(answer: dict[str, Any], data: bytes) -> Fitted | str:

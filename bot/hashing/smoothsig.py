@@ -26,13 +26,13 @@ from __future__ import annotations
 import numpy as np
 
 from . import pdq
+from .hextext import hex_bytes
 
 SIDE = 6  # coefficients per axis: frequencies 1..SIDE
 LENGTH = SIDE * SIDE
 TEXT_LENGTH = 2 * LENGTH
 # Below this norm (of coefficients of a 0-255 luma) the image is flat: no shape to compare.
 _FLAT_NORM = 1e-3
-_HEX = frozenset("0123456789abcdef")
 
 
 def signatures(luma: np.ndarray, trim: tuple[int, int, int, int] | None = None) -> tuple[str, ...]:
@@ -55,9 +55,9 @@ def _valid_bytes(text: str) -> bytes:
     """The signed bytes of a valid signature's text; ValueError with the reason."""
     if len(text) != TEXT_LENGTH:
         raise ValueError(f"lowfreq signature must be {TEXT_LENGTH} hex digits, got {len(text)}")
-    if not _HEX.issuperset(text):
+    raw = hex_bytes([text], TEXT_LENGTH)
+    if raw is None:
         raise ValueError("lowfreq signature is not lower-case hexadecimal")
-    raw = bytes.fromhex(text)
     # As signed bytes, the largest magnitude must be 127: +127 (7f) or -127 (81) present,
     # -128 (80) absent.
     if 0x80 in raw or (0x7F not in raw and 0x81 not in raw):
